@@ -1,0 +1,62 @@
+/**
+ * Shapes and limits of the on-disk format (SYSTEM.md §2, §4). Pure data: no I/O.
+ */
+
+/** A transaction's identity: id in 1 ..= 2^62-1 and its incarnation (u32). */
+export interface TxnToken {
+  id: bigint;
+  epoch: number;
+}
+
+/** One page write inside one transaction. Every u64 is a `bigint`. */
+export interface WalRecord {
+  txnToken: TxnToken;
+  /** Log epoch the record belongs to (u64). */
+  epoch: bigint;
+  /** Page number, u32, >= 1. */
+  pageId: number;
+  /** Commit sequence of the transaction (u64). */
+  beginSeq: bigint;
+  /** Commit sequence when committed; `null` = never committed (aborted). */
+  endSeq: bigint | null;
+  /** Optional old image, 0 ..= 65536 bytes. */
+  beforeImage: Uint8Array;
+  /** New image, 0 ..= 65536 bytes. */
+  afterImage: Uint8Array;
+}
+
+/** Segment format versions: 1 (the seed's), 2 (per-record CRC-32C). */
+export type FormatVersion = 1 | 2;
+
+/** The 24-byte segment header, decoded. */
+export interface SegmentHeader {
+  version: FormatVersion;
+  epoch: bigint;
+  recordCount: number;
+}
+
+/** `0x5057414C`, on disk `4C 41 57 50` ("LAWP"). */
+export const SEGMENT_MAGIC = 0x5057414c;
+export const SEGMENT_HEADER_BYTES = 24;
+/** The version written unless a caller asks for another. */
+export const DEFAULT_FORMAT_VERSION: FormatVersion = 2;
+/** Largest before- or after-image, in bytes (64 KiB pages). */
+export const MAX_IMAGE_BYTES = 65536;
+/** Smallest encoded record (no end-seq, empty images), version 1. */
+export const RECORD_MIN_BYTES_V1 = 8 + 4 + 8 + 4 + 8 + 1 + 4 + 4;
+/** Smallest encoded record, version 2 (adds a u32 CRC-32C). */
+export const RECORD_MIN_BYTES_V2 = RECORD_MIN_BYTES_V1 + 4;
+/** Largest txn id (2^62 - 1); 0 is invalid. */
+export const TXN_ID_MAX = (1n << 62n) - 1n;
+export const U64_MAX = (1n << 64n) - 1n;
+export const U32_MAX = 0xffffffff;
+
+/** Smallest encoded record of a format version. */
+export function recordMinBytes(version: FormatVersion): number {
+  return version === 1 ? RECORD_MIN_BYTES_V1 : RECORD_MIN_BYTES_V2;
+}
+
+/** Largest encoded record of a format version (end-seq present, both images full). */
+export function recordMaxBytes(version: FormatVersion): number {
+  return recordMinBytes(version) + 8 + 2 * MAX_IMAGE_BYTES;
+}
