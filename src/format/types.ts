@@ -37,6 +37,7 @@ export interface SegmentHeader {
 
 /** `0x5057414C`, on disk `4C 41 57 50` ("LAWP"). */
 export const SEGMENT_MAGIC = 0x5057414c;
+/** Size of the segment header in bytes. */
 export const SEGMENT_HEADER_BYTES = 24;
 /** The version written unless a caller asks for another. */
 export const DEFAULT_FORMAT_VERSION: FormatVersion = 2;
@@ -48,7 +49,9 @@ export const RECORD_MIN_BYTES_V1 = 8 + 4 + 8 + 4 + 8 + 1 + 4 + 4;
 export const RECORD_MIN_BYTES_V2 = RECORD_MIN_BYTES_V1 + 4;
 /** Largest txn id (2^62 - 1); 0 is invalid. */
 export const TXN_ID_MAX = (1n << 62n) - 1n;
+/** Largest u64 (2^64 - 1). */
 export const U64_MAX = (1n << 64n) - 1n;
+/** Largest u32 (2^32 - 1). */
 export const U32_MAX = 0xffffffff;
 
 /** Smallest encoded record of a format version. */

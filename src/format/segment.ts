@@ -1,0 +1,280 @@
+/**
+ * Segment encode/decode (SYSTEM.md §4): a 24-byte header followed by
+ * `recordCount` length-prefixed records. Pure bytes, no I/O.
+ *
+ * ```text
+ * 0..4   magic u32 = 0x5057414C      4..6   version u16 (1 or 2)
+ * 6..8   reserved, 0                 8..16  epoch u64
+ * 16..20 record count u32            20..24 crc32c of bytes 0..20
+ * ```
+ */
+import { WalArgumentError } from '../errors.js';
+import { hex32, readU16, readU32, readU64, writeU16, writeU32, writeU64 } from './bytes.js';
+import { crc32c } from './crc32c.js';
+import { InvalidRecordError, SegmentErrorCode, SegmentFormatError } from './errors.js';
+import { isInRecoveryOrder, recoveryOrder } from './order.js';
+import {
+  assertFormatVersion,
+  decodeRecordRange,
+  encodedRecordBytes,
+  RECORD_LENGTH_PREFIX_BYTES,
+  validateRecord,
+  writeRecordUnchecked,
+} from './record.js';
+import {
+  DEFAULT_FORMAT_VERSION,
+  type FormatVersion,
+  recordMaxBytes,
+  recordMinBytes,
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_MAGIC,
+  type SegmentHeader,
+  U32_MAX,
+  U64_MAX,
+  type WalRecord,
+} from './types.js';
+
+/** Offset of the header CRC; the CRC covers bytes `0 .. SEGMENT_HEADER_CHECKSUM_OFFSET`. */
+export const SEGMENT_HEADER_CHECKSUM_OFFSET = 20;
+/** Largest record count the u32 header field can hold. */
+export const SEGMENT_RECORD_COUNT_MAX = U32_MAX;
+
+/** A decoded segment: its header and its records in recovery order. */
+export interface DecodedSegment {
+  header: SegmentHeader;
+  records: WalRecord[];
+}
+
+/** Options of {@link decodeSegment}. */
+export interface DecodeSegmentOptions {
+  /**
+   * `true` (default): decoded images are fresh copies. `false`: images are
+   * views into the input, which is faster but only safe when the caller
+   * never reuses or mutates the input buffer afterwards.
+   */
+  copyImages?: boolean;
+}
+
+function checkHeaderFields(header: SegmentHeader): void {
+  assertFormatVersion(header.version);
+  if (typeof header.epoch !== 'bigint' || header.epoch < 0n || header.epoch > U64_MAX) {
+    throw new InvalidRecordError(`segment epoch ${String(header.epoch)} is not a u64`);
+  }
+  const count = header.recordCount;
+  if (!Number.isInteger(count) || count < 0 || count > SEGMENT_RECORD_COUNT_MAX) {
+    throw new InvalidRecordError(`segment record count ${String(count)} exceeds u32 header field`);
+  }
+}
+
+/**
+ * Writes the 24-byte header (with its CRC) into `target` at `offset`; returns
+ * the offset after it. @throws {InvalidRecordError} / {WalArgumentError} on
+ * out-of-range fields or a target without room.
+ */
+export function encodeSegmentHeaderInto(
+  header: SegmentHeader,
+  target: Uint8Array,
+  offset: number,
+): number {
+  checkHeaderFields(header);
+  if (!Number.isInteger(offset) || offset < 0 || offset + SEGMENT_HEADER_BYTES > target.length) {
+    throw new WalArgumentError(`segment header does not fit at offset ${offset}`);
+  }
+  writeU32(target, offset, SEGMENT_MAGIC);
+  writeU16(target, offset + 4, header.version);
+  writeU16(target, offset + 6, 0);
+  writeU64(target, offset + 8, header.epoch);
+  writeU32(target, offset + 16, header.recordCount);
+  const checksum = crc32c(target.subarray(offset, offset + SEGMENT_HEADER_CHECKSUM_OFFSET));
+  writeU32(target, offset + SEGMENT_HEADER_CHECKSUM_OFFSET, checksum);
+  return offset + SEGMENT_HEADER_BYTES;
+}
+
+/** Encodes a segment header into a new 24-byte buffer. */
+export function encodeSegmentHeader(header: SegmentHeader): Uint8Array {
+  const bytes = new Uint8Array(SEGMENT_HEADER_BYTES);
+  encodeSegmentHeaderInto(header, bytes, 0);
+  return bytes;
+}
+
+/**
+ * Decodes and checks the header at the start of `bytes`, in order: length,
+ * magic, version, checksum. The reserved bytes 6..8 are covered by the CRC
+ * but not otherwise interpreted.
+ * @throws {SegmentFormatError}
+ */
+export function decodeSegmentHeader(bytes: Uint8Array): SegmentHeader {
+  if (bytes.length < SEGMENT_HEADER_BYTES) {
+    throw new SegmentFormatError(
+      SegmentErrorCode.truncated,
+      `segment header truncated: ${bytes.length} bytes, need ${SEGMENT_HEADER_BYTES}`,
+      { offset: 0 },
+    );
+  }
+  const magic = readU32(bytes, 0);
+  if (magic !== SEGMENT_MAGIC) {
+    throw new SegmentFormatError(SegmentErrorCode.magic, `invalid segment magic: ${hex32(magic)}`, {
+      offset: 0,
+    });
+  }
+  const version = readU16(bytes, 4);
+  if (version !== 1 && version !== 2) {
+    throw new SegmentFormatError(
+      SegmentErrorCode.version,
+      `unsupported segment version: ${version}`,
+      { offset: 4 },
+    );
+  }
+  const stored = readU32(bytes, SEGMENT_HEADER_CHECKSUM_OFFSET);
+  const computed = crc32c(bytes.subarray(0, SEGMENT_HEADER_CHECKSUM_OFFSET));
+  if (stored !== computed) {
+    throw new SegmentFormatError(
+      SegmentErrorCode.headerChecksum,
+      `segment header checksum mismatch: stored=${hex32(stored)}, computed=${hex32(computed)}`,
+      { offset: SEGMENT_HEADER_CHECKSUM_OFFSET },
+    );
+  }
+  return { version, epoch: readU64(bytes, 8), recordCount: readU32(bytes, 16) };
+}
+
+/** The most records a file of `fileBytes` bytes can hold in `version`. */
+export function maxPossibleRecords(fileBytes: number, version: FormatVersion): number {
+  const body = Math.max(0, fileBytes - SEGMENT_HEADER_BYTES);
+  return Math.floor(body / (RECORD_LENGTH_PREFIX_BYTES + recordMinBytes(version)));
+}
+
+/**
+ * Validates `records` for a segment of `epoch` and returns them in canonical
+ * (recovery) order, as the writer must store them.
+ * @throws {InvalidRecordError} `segment epoch E contains record from epoch F`,
+ * or the first field limit a record breaks; nothing is encoded.
+ */
+export function canonicalSegmentRecords(epoch: bigint, records: readonly WalRecord[]): WalRecord[] {
+  if (typeof epoch !== 'bigint' || epoch < 0n || epoch > U64_MAX) {
+    throw new InvalidRecordError(`segment epoch ${String(epoch)} is not a u64`);
+  }
+  if (!Array.isArray(records)) throw new WalArgumentError('records must be an array');
+  if (records.length > SEGMENT_RECORD_COUNT_MAX) {
+    throw new InvalidRecordError(`segment record count ${records.length} exceeds u32 header field`);
+  }
+  // As in the seed: order first, then report the first record (in that order)
+  // whose epoch differs, then check every field.
+  const ordered = recoveryOrder(records);
+  for (const record of ordered) {
+    if (record.epoch !== epoch) {
+      throw new InvalidRecordError(
+        `segment epoch ${epoch} contains record from epoch ${String(record.epoch)}`,
+      );
+    }
+  }
+  for (const record of ordered) validateRecord(record);
+  return ordered;
+}
+
+/**
+ * Encodes a whole segment (header + records in canonical order) into one
+ * exactly sized buffer. Validates everything first.
+ * @throws {InvalidRecordError} for any record the format cannot hold.
+ */
+export function encodeSegment(
+  epoch: bigint,
+  records: readonly WalRecord[],
+  version: FormatVersion = DEFAULT_FORMAT_VERSION,
+): Uint8Array {
+  assertFormatVersion(version);
+  const ordered = canonicalSegmentRecords(epoch, records);
+  const sizes = new Array<number>(ordered.length);
+  let total = SEGMENT_HEADER_BYTES;
+  for (let i = 0; i < ordered.length; i++) {
+    const size = encodedRecordBytes(ordered[i]!, version);
+    sizes[i] = size;
+    total += RECORD_LENGTH_PREFIX_BYTES + size;
+  }
+  const bytes = new Uint8Array(total);
+  let at = encodeSegmentHeaderInto({ version, epoch, recordCount: ordered.length }, bytes, 0);
+  for (let i = 0; i < ordered.length; i++) {
+    at = writeRecordUnchecked(ordered[i]!, version, bytes, at, sizes[i]!);
+  }
+  return bytes;
+}
+
+/**
+ * Decodes a whole segment, applying every reader check of SYSTEM.md §4 in
+ * order: header (length, magic, version, checksum); record count against
+ * what the length can hold (before allocating); per record: length prefix
+ * present, length within the maximum (before allocating), body present, then
+ * the record checks of {@link decodeRecordRange}; no trailing bytes; every
+ * record from the header's epoch. Records are returned in recovery order.
+ * Never allocates more than the input's size justifies.
+ * @throws {SegmentFormatError}
+ */
+export function decodeSegment(bytes: Uint8Array, options?: DecodeSegmentOptions): DecodedSegment {
+  const copyImages = options?.copyImages ?? true;
+  const header = decodeSegmentHeader(bytes);
+  const { version, recordCount } = header;
+  const fileBytes = bytes.length;
+  const possible = maxPossibleRecords(fileBytes, version);
+  if (recordCount > possible) {
+    throw new SegmentFormatError(
+      SegmentErrorCode.recordCount,
+      `segment record count ${recordCount} exceeds maximum possible ${possible} for file length ${fileBytes}`,
+      { offset: 16 },
+    );
+  }
+  const maxRecord = recordMaxBytes(version);
+  const records: WalRecord[] = [];
+  let at = SEGMENT_HEADER_BYTES;
+  for (let index = 0; index < recordCount; index++) {
+    const where = { offset: at, recordIndex: index };
+    if (at + RECORD_LENGTH_PREFIX_BYTES > fileBytes) {
+      throw new SegmentFormatError(
+        SegmentErrorCode.truncated,
+        `segment record ${index} length prefix truncated at offset ${at}`,
+        where,
+      );
+    }
+    const length = readU32(bytes, at);
+    if (length > maxRecord) {
+      throw new SegmentFormatError(
+        SegmentErrorCode.recordLength,
+        `segment record length ${length} exceeds maximum ${maxRecord}`,
+        where,
+      );
+    }
+    const start = at + RECORD_LENGTH_PREFIX_BYTES;
+    if (start + length > fileBytes) {
+      throw new SegmentFormatError(
+        SegmentErrorCode.truncated,
+        `segment record ${index} truncated: length ${length}, ${fileBytes - start} bytes remain`,
+        where,
+      );
+    }
+    try {
+      records.push(decodeRecordRange(bytes, start, start + length, version, copyImages));
+    } catch (error) {
+      if (error instanceof SegmentFormatError) {
+        throw new SegmentFormatError(error.code, error.message, where);
+      }
+      throw error;
+    }
+    at = start + length;
+  }
+  if (at !== fileBytes) {
+    throw new SegmentFormatError(
+      SegmentErrorCode.trailingBytes,
+      `segment has ${fileBytes - at} trailing bytes after declared records`,
+      { offset: at },
+    );
+  }
+  // Writers store canonical order; sort only what a foreign writer left unsorted.
+  const ordered = isInRecoveryOrder(records) ? records : recoveryOrder(records);
+  for (const record of ordered) {
+    if (record.epoch !== header.epoch) {
+      throw new SegmentFormatError(
+        SegmentErrorCode.epochMismatch,
+        `segment epoch ${header.epoch} contains record from epoch ${record.epoch}`,
+      );
+    }
+  }
+  return { header, records: ordered };
+}
