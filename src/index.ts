@@ -18,3 +18,43 @@ export {
   encodeSegmentHeader,
 } from './format/segment.js';
 export * from './format/types.js';
+export {
+  IO_ERROR_CODE,
+  SEGMENT_CORRUPT_CODE,
+  SegmentCorruptError,
+  SegmentFileErrorReason,
+  WalIoError,
+} from './storage/errors.js';
+export {
+  nodeFileSystem,
+  type OpenMode,
+  type WalFileHandle,
+  type WalFileSystem,
+  type WalStat,
+} from './storage/fs.js';
+export {
+  cleanupSegments,
+  cleanupTemporaryFiles,
+  deleteRecoveredSegments,
+  maxDurableEpoch,
+  type RecoveryStop,
+  recoverAndApplySegments,
+  recoverSegments,
+  type SegmentRecoveryOptions,
+  type SegmentRecoveryResult,
+} from './storage/recovery.js';
+export {
+  DEFAULT_FSYNC_POLICY,
+  deleteSegment,
+  type EpochFlushBatch,
+  type FsOptions,
+  type FsyncPolicy,
+  listSegments,
+  readSegment,
+  type SegmentFileEntry,
+  segmentPath,
+  type WriteSegmentFileOptions,
+  type WriteSegmentOptions,
+  writeSegment,
+  writeSegmentFile,
+} from './storage/segment-files.js';

@@ -59,15 +59,27 @@ export class SegmentFormatError extends WalError {
   readonly offset: number | undefined;
   /** 0-based index of the record that failed, if the failure is inside a record. */
   readonly recordIndex: number | undefined;
+  /** The file the bytes came from, when the storage layer read them from one. */
+  readonly path: string | undefined;
 
   constructor(
     code: SegmentErrorCodeValue,
     message: string,
-    where?: { offset?: number; recordIndex?: number },
+    where?: { offset?: number; recordIndex?: number; path?: string },
   ) {
     super(code, message);
     this.offset = where?.offset;
     this.recordIndex = where?.recordIndex;
+    this.path = where?.path;
+  }
+
+  /** The same error, marked with the file it was read from. */
+  withPath(path: string): SegmentFormatError {
+    return new SegmentFormatError(this.code, this.message, {
+      offset: this.offset,
+      recordIndex: this.recordIndex,
+      path,
+    });
   }
 }
 

@@ -1,0 +1,116 @@
+/**
+ * Typed errors of the storage layer: file-system failures ({@link WalIoError})
+ * and segment files recovery cannot use ({@link SegmentCorruptError}).
+ */
+import { WalError } from '../errors.js';
+
+/** Code of {@link WalIoError}. */
+export const IO_ERROR_CODE = 'ERR_IO';
+/** Code of {@link SegmentCorruptError}. */
+export const SEGMENT_CORRUPT_CODE = 'ERR_SEGMENT_CORRUPT';
+
+/** Why a segment file is unusable, beyond the format layer's codes. */
+export const SegmentFileErrorReason = {
+  /** The header's epoch differs from the epoch in the file name. */
+  nameMismatch: 'ERR_SEGMENT_NAME_MISMATCH',
+  /** Two or more files name the same epoch (e.g. lower- and upper-case hex). */
+  duplicateEpoch: 'ERR_SEGMENT_DUPLICATE_EPOCH',
+} as const;
+
+const ERRNO_TEXT: Readonly<Record<string, string>> = {
+  ENOENT: 'does not exist',
+  ENOTDIR: 'a path component is not a directory',
+  EISDIR: 'is a directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EEXIST: 'already exists',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only file system',
+  EIO: 'input/output error',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files in the system',
+  EBUSY: 'resource busy',
+  ENAMETOOLONG: 'file name too long',
+  ELOOP: 'too many symbolic links',
+  EXDEV: 'cross-device rename',
+};
+
+/**
+ * A file-system operation failed. `errno` is the system code (`ENOENT`,
+ * `EACCES`, `ENOTDIR`, `EIO`, …) when the file system gave one, `syscall` the
+ * operation the log was doing, `path` the file or directory involved. The
+ * message says all three in words, e.g.
+ * `cannot list segment directory /data: does not exist (ENOENT, readdir)`.
+ */
+export class WalIoError extends WalError {
+  /** System error code such as `ENOENT`, if known. */
+  readonly errno: string | undefined;
+  /** The operation: `open`, `write`, `datasync`, `rename`, `readdir`, … */
+  readonly syscall: string;
+  /** The file or directory the operation was on. */
+  readonly path: string;
+
+  constructor(
+    action: string,
+    syscall: string,
+    path: string,
+    errno: string | undefined,
+    cause: unknown,
+  ) {
+    const text =
+      (errno !== undefined ? ERRNO_TEXT[errno] : undefined) ??
+      (cause instanceof Error ? cause.message : String(cause));
+    const tag = errno !== undefined ? `${errno}, ${syscall}` : syscall;
+    super(IO_ERROR_CODE, `${action} ${path}: ${text} (${tag})`, { cause });
+    this.errno = errno;
+    this.syscall = syscall;
+    this.path = path;
+  }
+}
+
+/** The string `code` of a Node-style system error, if it has one. */
+export function errnoOf(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const code = (error as { code: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/**
+ * Wraps a raw file-system error into a {@link WalIoError}; typed
+ * {@link WalError}s (for example from a fault injector) pass through as they are.
+ */
+export function toIoError(error: unknown, action: string, syscall: string, path: string): WalError {
+  if (error instanceof WalError) return error;
+  return new WalIoError(action, syscall, path, errnoOf(error), error);
+}
+
+/**
+ * A segment file recovery cannot use: it fails to decode, its header names
+ * another epoch than its file name, or another file claims the same epoch.
+ * `reason` is the underlying code (a format code such as
+ * `ERR_SEGMENT_HEADER_CHECKSUM`, or a {@link SegmentFileErrorReason}).
+ */
+export class SegmentCorruptError extends WalError {
+  /** The segment file. */
+  readonly path: string;
+  /** The epoch its file name states. */
+  readonly epoch: bigint;
+  /** The specific cause's code. */
+  readonly reason: string;
+
+  constructor(
+    path: string,
+    epoch: bigint,
+    reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(SEGMENT_CORRUPT_CODE, message, options);
+    this.path = path;
+    this.epoch = epoch;
+    this.reason = reason;
+  }
+}
