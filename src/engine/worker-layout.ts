@@ -1,0 +1,209 @@
+/**
+ * Shared-memory layout of worker lanes and the per-log shared block, and the
+ * lane lock. Both sides (the owner thread in `shared-lane.ts`, the worker in
+ * `worker.ts`) read the words through these names only.
+ *
+ * Memory ordering: every word that two threads touch is read and written
+ * with `Atomics` (sequentially consistent). Record bytes in a lane buffer are
+ * plain writes, published by the `Atomics.store` of the buffer's used-bytes
+ * word and the lock release that follows; the owner reads them only after an
+ * `Atomics` read of that word under the lock (or after sealing it under the
+ * lock), which orders the plain bytes before it.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import { WalError } from '../errors.js';
+
+// ---------------------------------------------------------------- lane block
+
+/** Lane control block: `Int32` words first, then `BigInt64` words. */
+export const LaneWord = {
+  /** 0 free, 1 held, 2 held with waiters (a futex mutex). */
+  lock: 0,
+  /** Index (0/1) of the active buffer, the one writers append to. */
+  active: 1,
+  /** {@link BufferState} of buffer 0; buffer 1 at `state + 1`. */
+  state: 2,
+  /** Bytes used in buffer 0; buffer 1 at `used + 1`. Written last by an append (its commit point). */
+  used: 4,
+  /** Records in buffer 0; buffer 1 at `count + 1`. */
+  count: 6,
+  /** Appends that found the lock taken (worker side) — the lane's contention counter. */
+  contention: 8,
+  /** Commits that went to the serialized path because the lane refused them. */
+  fallbacks: 9,
+  /** Incarnation of the lane; bumped each time the lane is handed to a new writer. */
+  generation: 10,
+  /** 0 = handed out, not yet attached; 1 = attached by a writer; 2 = writer gone. */
+  writer: 11,
+  /** Commits appended through the lane. */
+  commits: 12,
+} as const;
+
+/** `BigInt64` word indexes in the lane control block. */
+export const LaneWord64 = {
+  /** Epoch tag of buffer 0 (the epoch its records carry); buffer 1 at `tag + 1`. */
+  tag: 8,
+  /** The epoch new appends are tagged with once a Writable buffer is active. */
+  laneEpoch: 10,
+} as const;
+
+/** Size of a lane control block in bytes: 16 Int32 words (bytes 0..64), then BigInt64 words 8..11. */
+export const LANE_CONTROL_BYTES = 96;
+
+/** States of a lane buffer, as stored in the `state` words. */
+export const BufferState = {
+  writable: 0,
+  sealed: 1,
+  flushing: 2,
+} as const;
+
+/** Values of the lane's `writer` word. */
+export const WriterState = {
+  handedOut: 0,
+  attached: 1,
+  gone: 2,
+} as const;
+
+// ----------------------------------------------------------------- log block
+
+/** Per-log shared block: `Int32` words. */
+export const LogWord = {
+  /** Bumped (and notified) whenever durable epoch, failed or closed changes. */
+  change: 0,
+  /** 1 once the log failed; the cause text is in the message area. */
+  failed: 1,
+  /** Bumped (and notified) by a worker after each append: the owner's wake-up. */
+  doorbell: 2,
+  /** 1 once the log closed. */
+  closed: 3,
+  /** Length in bytes of the UTF-8 failure message. */
+  messageBytes: 4,
+} as const;
+
+/** Per-log shared block: `BigInt64` words (bytes 32..48, after the Int32 words 0..8). */
+export const LogWord64 = {
+  /** Highest durable epoch, -1 while none. */
+  durableEpoch: 4,
+  /** Next commit sequence number (`Atomics.add` hands out unique increasing values). */
+  nextCommitSeq: 5,
+} as const;
+
+/** Byte offset of the failure message in the log block. */
+export const LOG_MESSAGE_OFFSET = 64;
+/** Longest failure message kept in shared memory, in bytes (longer ones are cut). */
+export const LOG_MESSAGE_BYTES_MAX = 1024;
+/** Size of the per-log shared block in bytes. */
+export const LOG_BLOCK_BYTES = LOG_MESSAGE_OFFSET + LOG_MESSAGE_BYTES_MAX;
+
+// ---------------------------------------------------------------- the lock
+
+/** Spins on a taken lock before sleeping; short: holders keep it for microseconds. */
+export const LANE_LOCK_SPINS = 64;
+/** One `Atomics.wait` slice while the lock is taken, in milliseconds. */
+export const LANE_LOCK_WAIT_SLICE_MS = 1;
+
+/** Code of {@link LaneLockTimeoutError}. */
+export const LANE_LOCK_TIMEOUT_CODE = 'ERR_LANE_LOCK_TIMEOUT';
+
+/**
+ * A lane lock stayed taken longer than the bound. Holders keep it for a
+ * memcpy; this means the holding thread is stopped (debugger, terminated in
+ * the middle of an append, or starved for that long).
+ */
+export class LaneLockTimeoutError extends WalError {
+  readonly laneId: number;
+
+  constructor(laneId: number, waitedMs: number) {
+    super(LANE_LOCK_TIMEOUT_CODE, `lane ${laneId} lock still taken after ${waitedMs} ms`);
+    this.laneId = laneId;
+  }
+}
+
+/**
+ * Takes the lane lock at `words[LaneWord.lock]` (Drepper's three-state futex
+ * mutex): a compare-exchange, a short spin, then `Atomics.wait` slices until
+ * `waitMaxMs`. Returns true when the lock was found taken (a contention event).
+ * @throws {LaneLockTimeoutError} when it cannot get the lock in time.
+ */
+export function lockLane(words: Int32Array, laneId: number, waitMaxMs: number): boolean {
+  let c = Atomics.compareExchange(words, LaneWord.lock, 0, 1);
+  if (c === 0) return false;
+  for (let i = 0; i < LANE_LOCK_SPINS; i++) {
+    if (
+      Atomics.load(words, LaneWord.lock) === 0 &&
+      Atomics.compareExchange(words, LaneWord.lock, 0, 1) === 0
+    ) {
+      return true;
+    }
+  }
+  const started = performance.now();
+  if (c !== 2) c = Atomics.exchange(words, LaneWord.lock, 2);
+  while (c !== 0) {
+    const waited = performance.now() - started;
+    if (waited > waitMaxMs) throw new LaneLockTimeoutError(laneId, Math.round(waited));
+    Atomics.wait(words, LaneWord.lock, 2, LANE_LOCK_WAIT_SLICE_MS);
+    c = Atomics.exchange(words, LaneWord.lock, 2);
+  }
+  return true;
+}
+
+/** Releases the lane lock and wakes one sleeper if there are any. */
+export function unlockLane(words: Int32Array): void {
+  if (Atomics.sub(words, LaneWord.lock, 1) !== 1) {
+    Atomics.store(words, LaneWord.lock, 0);
+    Atomics.notify(words, LaneWord.lock, 1);
+  }
+}
+
+// ------------------------------------------------------------- the handle
+
+/**
+ * What `wal.workerHandle()` returns and a worker passes to `attachWriter`.
+ * Structured-cloneable: post it with `transferList: [handle.port]` (the
+ * SharedArrayBuffers are shared, not copied; the port must be transferred).
+ */
+export interface WorkerLaneHandle {
+  /** Layout version of the shared blocks. */
+  readonly layout: 1;
+  readonly laneId: number;
+  /** Lane incarnation; a handle whose generation is stale cannot attach. */
+  readonly generation: number;
+  /** Segment format version records are encoded in. */
+  readonly formatVersion: 1 | 2;
+  /** What an acknowledgement guarantees (the log's fsync policy). */
+  readonly durability: 'full' | 'normal' | 'off';
+  /** Capacity of each of the two lane buffers, in bytes. */
+  readonly bufferCapacityBytes: number;
+  /** Longest wait for the lane lock on the worker side, in milliseconds. */
+  readonly lockWaitMaxMs: number;
+  readonly control: SharedArrayBuffer;
+  readonly buffers: readonly [SharedArrayBuffer, SharedArrayBuffer];
+  readonly log: SharedArrayBuffer;
+  /** The lane's channel to the owner: serialized-path commits and release. Transfer it. */
+  readonly port: MessagePort;
+}
+
+/** The transfer list to post a {@link WorkerLaneHandle} with (its port). */
+export function workerHandleTransferList(handle: WorkerLaneHandle): MessagePort[] {
+  return [handle.port];
+}
+
+// ---------------------------------------------------------- port messages
+
+/** A batch as it crosses the port for the serialized path. */
+export interface PortBatch {
+  txnToken: { id: bigint; epoch: number };
+  commitSeq?: bigint;
+  frames: { pageNumber: number; pageData: Uint8Array; dbSizeIfCommit: number }[];
+}
+
+/** Worker → owner. */
+export type WorkerToOwnerMessage =
+  | { kind: 'commit'; id: number; batch: PortBatch }
+  | { kind: 'release' };
+
+/** Owner → worker. */
+export type OwnerToWorkerMessage =
+  | { kind: 'ack'; id: number; epoch: bigint; commitSeq: bigint }
+  | { kind: 'error'; id: number; code: string; message: string }
+  | { kind: 'released' };
