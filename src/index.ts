@@ -1,3 +1,40 @@
+export {
+  type AdvanceOptions,
+  type AdvanceResult,
+  EpochCoordinator,
+  type EpochSegment,
+  type FenceableLane,
+} from './engine/epochs.js';
+export * from './engine/errors.js';
+export {
+  type AppendOutcome,
+  type BlockedReason,
+  DEFAULT_BUFFER_CAPACITY_BYTES,
+  DEFAULT_OVERFLOW_FALLBACK_BYTES,
+  InProcessLane,
+  type InProcessLaneOptions,
+  type LaneRecordInput,
+  type OverflowPolicy,
+} from './engine/lane.js';
+export type {
+  EngineLane,
+  LaneBufferState,
+  SealedLaneData,
+} from './engine/lane-types.js';
+export { parallelWalForPath, removeParallelWal } from './engine/registry.js';
+export {
+  type CommitResult,
+  DEFAULT_EPOCH_INTERVAL_MS,
+  DEFAULT_MAX_EPOCH_BYTES,
+  type DurableEpochInfo,
+  ParallelWal,
+  type ParallelWalBatch,
+  type ParallelWalConfig,
+  type ParallelWalFrame,
+  type ParallelWalStats,
+  resolveParallelWalConfig,
+  type WalWriter,
+} from './engine/wal.js';
 export * from './errors.js';
 export { crc32c, crc32cJs, crc32cNative } from './format/crc32c.js';
 export * from './format/errors.js';

@@ -1,0 +1,1157 @@
+/**
+ * `ParallelWal`: the coordinator of the parallel write-ahead log
+ * (SYSTEM.md §3). Writers append page batches into lanes; the flusher seals
+ * an epoch, writes it as one segment with one durable write protocol
+ * (`writeSegmentFile`: temp file, fdatasync, rename, directory fsync), and
+ * only then marks it durable and acknowledges the commits in it.
+ *
+ * Group commit adapts to load:
+ * - idle disk, commits waiting: the flusher seals after one event-loop turn
+ *   (`setImmediate`), so every commit issued in the same turn shares the fsync;
+ * - a write+sync in flight: new commits fill the next epoch (pipelining) and
+ *   the flusher seals it the moment the disk is free again;
+ * - an open epoch past `maxEpochBytes` while the disk is busy is sealed early,
+ *   so one segment never grows without bound;
+ * - the ticker (`start()`) additionally advances the epoch every
+ *   `epochIntervalMs`, also when idle (empty epochs write nothing).
+ *
+ * Failure is final for this instance: any error while writing, syncing or
+ * renaming a segment leaves its epoch not durable and first in line, puts
+ * the log in the failed state, and rejects every waiting and later commit
+ * with `ERR_WAL_FAILED` (carrying the cause). Reopening recovers from disk.
+ */
+
+import { availableParallelism } from 'node:os';
+import { threadId } from 'node:worker_threads';
+import * as hdr from 'hdr-histogram-js';
+import { WalArgumentError, WalError } from '../errors.js';
+import { encodeSegmentHeader } from '../format/segment.js';
+import {
+  DEFAULT_FORMAT_VERSION,
+  type FormatVersion,
+  type TxnToken,
+  U32_MAX,
+  U64_MAX,
+} from '../format/types.js';
+import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
+import { acquireLock, type LockHandle } from '../storage/lockfile.js';
+import { recoverSegments } from '../storage/recovery.js';
+import { type FsyncPolicy, scanSegments, writeSegmentFile } from '../storage/segment-files.js';
+import { createDeferred, type Deferred } from './deferred.js';
+import { assertTimeoutMs, EpochCoordinator, type EpochSegment } from './epochs.js';
+import {
+  AlreadyRunningError,
+  BatchTooLargeError,
+  DurableTimeoutError,
+  NoFreeLaneError,
+  WalClosedError,
+  WalFailedError,
+} from './errors.js';
+import {
+  DEFAULT_BUFFER_CAPACITY_BYTES,
+  DEFAULT_OVERFLOW_FALLBACK_BYTES,
+  InProcessLane,
+  type LaneRecordInput,
+  MAX_BUFFER_CAPACITY_BYTES,
+  MIN_BUFFER_CAPACITY_BYTES,
+  type OverflowPolicy,
+} from './lane.js';
+import type { EngineLane } from './lane-types.js';
+
+/** Default epoch interval of the ticker, in milliseconds. */
+export const DEFAULT_EPOCH_INTERVAL_MS = 10;
+/** Largest ticker interval accepted, in milliseconds (1 minute). */
+export const MAX_EPOCH_INTERVAL_MS = 60_000;
+/** Most in-process lanes (`slotCount`). */
+export const MAX_SLOT_COUNT = 1024;
+/** Highest lane id (ids are u16; one id is kept for the serialized path). */
+export const MAX_LANE_ID = 0xfffe;
+/** Lane id of the engine's serialized path (flushed after every other lane). */
+export const SERIALIZED_LANE_ID = 0xffff;
+/** Default size past which an open epoch is sealed early while the disk is busy: 8 MiB. */
+export const DEFAULT_MAX_EPOCH_BYTES = 8 * 1024 * 1024;
+/** Default capacity of the serialized path (one buffer), in bytes: 64 MiB. */
+export const DEFAULT_SERIALIZED_CAPACITY_BYTES = 64 * 1024 * 1024;
+/** Most epochs sealed ahead of the one being written (early seals), per flusher. */
+const MAX_SEALED_AHEAD = 1;
+/** Most flush cycles `close()` runs to drain writers that keep appending. */
+const CLOSE_FLUSH_CYCLES_MAX = 64;
+/** Largest commit latency the histogram tracks, in microseconds (1 hour). */
+const LATENCY_HISTOGRAM_MAX_MICROS = 3_600_000_000;
+const EMPTY_IMAGE = new Uint8Array(0);
+
+/** One page of a commit batch. */
+export interface ParallelWalFrame {
+  /** Page number, u32 >= 1. */
+  pageNumber: number;
+  /** The page's new content (<= 65536 bytes). */
+  pageData: Uint8Array;
+  /**
+   * Database size in pages after the commit (as SQLite's WAL frame header
+   * carries it on the commit frame; 0 on other frames). The segment format
+   * has no field for it: the log keeps it in memory and reports it in the
+   * commit result and in {@link DurableEpochInfo}; a store must persist the
+   * database size itself (e.g. in its page 1 header).
+   */
+  dbSizeIfCommit: number;
+}
+
+/** One transaction's pages. */
+export interface ParallelWalBatch {
+  txnToken: TxnToken;
+  /**
+   * Commit sequence (u64). Omit it to let the log assign the next one;
+   * caller-given sequences must increase in the order batches are submitted.
+   */
+  commitSeq?: bigint;
+  frames: readonly ParallelWalFrame[];
+}
+
+/** What a durable commit reports. */
+export interface CommitResult {
+  /** The epoch whose segment holds the commit. */
+  epoch: bigint;
+  commitSeq: bigint;
+  /**
+   * What the acknowledgement guarantees: `full`/`normal` — the segment was
+   * fdatasynced and its directory entry fsynced; `off` — it was handed to the
+   * OS only (lost on power failure, survives a process crash).
+   */
+  durability: FsyncPolicy;
+  /** The last frame's `dbSizeIfCommit`. */
+  dbSizePages: number;
+  /** True when the batch took the serialized path (its lane refused it). */
+  serialized: boolean;
+}
+
+/** Announced to {@link ParallelWal.onDurable} listeners, in epoch order. */
+export interface DurableEpochInfo {
+  epoch: bigint;
+  /** `false` for an epoch with no committed records (no file written). */
+  segmentWritten: boolean;
+  recordCount: number;
+  /** Bytes written (header included); 0 when no segment was written. */
+  bytes: number;
+  laneIds: readonly number[];
+  recordsPerCore: readonly number[];
+  commitSeqLo: bigint | null;
+  commitSeqHi: bigint | null;
+  /** dbSizeIfCommit of the epoch's highest in-process commit, if known. */
+  dbSizePages: number | null;
+}
+
+/** Configuration of {@link ParallelWal.open}. */
+export interface ParallelWalConfig {
+  /** In-process lanes, 1 ..= 1024 (default: available parallelism). */
+  slotCount?: number;
+  /** Ticker interval, 1 ..= 60000 ms (default 10). */
+  epochIntervalMs?: number;
+  /** Capacity of each lane buffer in bytes (default 4 MiB). */
+  bufferCapacityBytes?: number;
+  /** What a lane does when its active buffer is full (default `allocateOverflow`). */
+  overflowPolicy?: OverflowPolicy;
+  /** Overflow volume past which a lane latches fallback (default 8 MiB). */
+  overflowFallbackBytes?: number;
+  /** An open epoch past this many bytes is sealed early while the disk is busy (default 8 MiB). */
+  maxEpochBytes?: number;
+  /** Capacity of the serialized path in bytes (default 64 MiB); a larger batch is refused. */
+  serializedCapacityBytes?: number;
+  /** Default `full`. */
+  fsync?: FsyncPolicy;
+  /** Segment format version written (default 2). */
+  formatVersion?: FormatVersion;
+  /** File system (default the real one). */
+  fs?: WalFileSystem;
+  /** Open a log with a corrupt segment anyway (default false: fail closed). */
+  skipCorrupt?: boolean;
+  /**
+   * Seal and write as soon as commits arrive (default true). `false` leaves
+   * flushing to the ticker and {@link ParallelWal.advanceAndFlush}.
+   */
+  autoFlush?: boolean;
+  /** Take the database's writer lock (`<db>.lock`) while open (default true). */
+  lock?: boolean;
+}
+
+/** Resolved configuration. */
+export interface ResolvedParallelWalConfig {
+  slotCount: number;
+  epochIntervalMs: number;
+  bufferCapacityBytes: number;
+  overflowPolicy: OverflowPolicy;
+  overflowFallbackBytes: number;
+  maxEpochBytes: number;
+  serializedCapacityBytes: number;
+  fsync: FsyncPolicy;
+  formatVersion: FormatVersion;
+  skipCorrupt: boolean;
+  autoFlush: boolean;
+  lock: boolean;
+}
+
+/** Commit latency percentiles, in microseconds. */
+export interface LatencySummary {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/** A snapshot of the log's counters. */
+export interface ParallelWalStats {
+  currentEpoch: bigint;
+  appendEpoch: bigint;
+  durableEpoch: bigint | null;
+  /** Epoch being written now, if any. */
+  inFlightEpoch: bigint | null;
+  epochsSealed: number;
+  emptyEpochs: number;
+  segmentsWritten: number;
+  /** fdatasync + directory fsync calls issued by segment writes. */
+  fsyncs: number;
+  bytesWritten: number;
+  /** Commits acknowledged durable. */
+  commits: number;
+  /** Commits rejected (failure, close). */
+  commitsRejected: number;
+  /** Batches that took the serialized path because their lane refused them. */
+  fallbacks: number;
+  /** Sum of the lanes' contention events. */
+  contention: number;
+  /** Batches queued on a lane's overflow list. */
+  overflowAppends: number;
+  /** Early seals because an open epoch passed `maxEpochBytes`. */
+  earlySeals: number;
+  /** Records dropped at flush because they never committed (no `endSeq`). */
+  droppedAbortedRecords: number;
+  /** Exceptions thrown by onDurable/onFailed listeners (swallowed). */
+  listenerErrors: number;
+  /** Lanes held by writers plus registered external lanes. */
+  lanesInUse: number;
+  queueDepths: {
+    /** Epochs sealed and waiting for their write. */
+    sealedEpochs: number;
+    /** Distinct epochs someone waits on. */
+    waitingEpochs: number;
+    /** Commits waiting for room on the serialized path. */
+    backpressureWaiters: number;
+    /** Bytes appended and not yet sealed. */
+    pendingBytes: number;
+  };
+  /** The last committed transaction's dbSizeIfCommit (in-process commits). */
+  lastDbSizePages: number | null;
+  commitLatencyMicros: LatencySummary;
+  failed: boolean;
+  running: boolean;
+  closed: boolean;
+}
+
+/** A writer context with its own lane; see {@link ParallelWal.openWriter}. */
+export interface WalWriter extends AsyncDisposable {
+  /** Stable for the writer's lifetime, `< slotCount`. */
+  readonly laneId: number;
+  /** Like {@link ParallelWal.commit}, through this writer's lane. */
+  commit(batch: ParallelWalBatch): Promise<CommitResult>;
+  /** Gives the lane back (other writers may reuse it). Idempotent. */
+  close(): Promise<void>;
+}
+
+interface Placement {
+  epoch: bigint;
+  commitSeq: bigint;
+  dbSizePages: number;
+  serialized: boolean;
+}
+
+type CycleOutcome = { ok: true; newEpoch: bigint } | { ok: false; error: Error };
+
+function checkInteger(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new WalArgumentError(
+      `${name} must be an integer in ${min}..=${max}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new WalArgumentError(`${name} must be a boolean`);
+  return value;
+}
+
+/** Validates a configuration and fills in defaults. @throws {WalArgumentError} */
+export function resolveParallelWalConfig(
+  config: ParallelWalConfig = {},
+): ResolvedParallelWalConfig {
+  if (typeof config !== 'object' || config === null) {
+    throw new WalArgumentError('config must be an object');
+  }
+  const slotCount = checkInteger(
+    'slotCount',
+    config.slotCount ?? Math.min(MAX_SLOT_COUNT, Math.max(1, availableParallelism())),
+    1,
+    MAX_SLOT_COUNT,
+  );
+  const bufferCapacityBytes = checkInteger(
+    'bufferCapacityBytes',
+    config.bufferCapacityBytes ?? DEFAULT_BUFFER_CAPACITY_BYTES,
+    MIN_BUFFER_CAPACITY_BYTES,
+    MAX_BUFFER_CAPACITY_BYTES,
+  );
+  const overflowPolicy = config.overflowPolicy ?? 'allocateOverflow';
+  if (overflowPolicy !== 'allocateOverflow' && overflowPolicy !== 'blockWriter') {
+    throw new WalArgumentError(
+      `overflowPolicy must be allocateOverflow or blockWriter, got ${String(overflowPolicy)}`,
+    );
+  }
+  const fsync = config.fsync ?? 'full';
+  if (fsync !== 'full' && fsync !== 'normal' && fsync !== 'off') {
+    throw new WalArgumentError(`fsync must be full, normal or off, got ${String(fsync)}`);
+  }
+  const formatVersion = config.formatVersion ?? DEFAULT_FORMAT_VERSION;
+  if (formatVersion !== 1 && formatVersion !== 2) {
+    throw new WalArgumentError(`formatVersion must be 1 or 2, got ${String(formatVersion)}`);
+  }
+  const serializedCapacityBytes = checkInteger(
+    'serializedCapacityBytes',
+    config.serializedCapacityBytes ?? DEFAULT_SERIALIZED_CAPACITY_BYTES,
+    MIN_BUFFER_CAPACITY_BYTES,
+    MAX_BUFFER_CAPACITY_BYTES,
+  );
+  return {
+    slotCount,
+    epochIntervalMs: checkInteger(
+      'epochIntervalMs',
+      config.epochIntervalMs ?? DEFAULT_EPOCH_INTERVAL_MS,
+      1,
+      MAX_EPOCH_INTERVAL_MS,
+    ),
+    bufferCapacityBytes,
+    overflowPolicy,
+    overflowFallbackBytes: checkInteger(
+      'overflowFallbackBytes',
+      config.overflowFallbackBytes ?? DEFAULT_OVERFLOW_FALLBACK_BYTES,
+      0,
+      MAX_BUFFER_CAPACITY_BYTES,
+    ),
+    maxEpochBytes: checkInteger(
+      'maxEpochBytes',
+      config.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES,
+      MIN_BUFFER_CAPACITY_BYTES,
+      MAX_BUFFER_CAPACITY_BYTES,
+    ),
+    serializedCapacityBytes,
+    fsync,
+    formatVersion,
+    skipCorrupt: checkBoolean('skipCorrupt', config.skipCorrupt ?? false),
+    autoFlush: checkBoolean('autoFlush', config.autoFlush ?? true),
+    lock: checkBoolean('lock', config.lock ?? true),
+  };
+}
+
+function checkBatch(batch: ParallelWalBatch): void {
+  if (typeof batch !== 'object' || batch === null) {
+    throw new WalArgumentError('batch must be an object');
+  }
+  if (typeof batch.txnToken !== 'object' || batch.txnToken === null) {
+    throw new WalArgumentError('batch.txnToken must be { id: bigint, epoch: number }');
+  }
+  if (batch.commitSeq !== undefined) {
+    if (typeof batch.commitSeq !== 'bigint' || batch.commitSeq < 0n || batch.commitSeq > U64_MAX) {
+      throw new WalArgumentError(`batch.commitSeq ${String(batch.commitSeq)} is not a u64 bigint`);
+    }
+  }
+  if (!Array.isArray(batch.frames) || batch.frames.length === 0) {
+    throw new WalArgumentError('batch.frames must be a non-empty array');
+  }
+  for (const frame of batch.frames) {
+    if (typeof frame !== 'object' || frame === null || !(frame.pageData instanceof Uint8Array)) {
+      throw new WalArgumentError(
+        'each frame needs pageNumber, pageData (Uint8Array), dbSizeIfCommit',
+      );
+    }
+    checkInteger('frame.dbSizeIfCommit', frame.dbSizeIfCommit, 0, U32_MAX);
+  }
+}
+
+/** A coordinator of the parallel WAL of one database. Create with {@link ParallelWal.open}. */
+export class ParallelWal implements AsyncDisposable {
+  /** The database path the segments sit beside. */
+  readonly dbPath: string;
+  /** The validated configuration. */
+  readonly config: ResolvedParallelWalConfig;
+
+  private readonly fs: WalFileSystem;
+  private readonly lock: LockHandle | null;
+  private readonly coordinator: EpochCoordinator;
+  private readonly lanes: InProcessLane[];
+  private readonly laneWriters: number[];
+  private readonly serialLane: InProcessLane;
+  private readonly externalLanes = new Map<number, EngineLane>();
+  private readonly releasing = new Map<number, Deferred<void>>();
+  private nextCommitSeq: bigint;
+
+  private cycleTail: Promise<unknown> = Promise.resolve();
+  private cycleActive = false;
+  private cycleScheduled = false;
+  private readonly sealedQueue: { epoch: bigint; laneIds: number[] }[] = [];
+  private inFlight: EpochSegment | null = null;
+  private progress: Deferred<void> = createDeferred<void>();
+  private readonly tracked = new Set<Promise<unknown>>();
+
+  private tickerRunning = false;
+  private tickerController: AbortController | null = null;
+  private readonly tickerLoops = new Set<Promise<void>>();
+
+  private failure: WalFailedError | null = null;
+  private closing = false;
+  private closed = false;
+  private closePromise: Promise<void> | null = null;
+
+  private readonly durableListeners = new Set<(info: DurableEpochInfo) => void>();
+  private readonly failedListeners = new Set<(error: WalFailedError) => void>();
+  private readonly epochDbSize = new Map<bigint, { seq: bigint; dbSize: number }>();
+  private readonly histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: LATENCY_HISTOGRAM_MAX_MICROS,
+    numberOfSignificantValueDigits: 3,
+  });
+  private readonly counters = {
+    epochsSealed: 0,
+    emptyEpochs: 0,
+    segmentsWritten: 0,
+    fsyncs: 0,
+    bytesWritten: 0,
+    commits: 0,
+    commitsRejected: 0,
+    fallbacks: 0,
+    earlySeals: 0,
+    backpressureWaiters: 0,
+    listenerErrors: 0,
+    droppedAbortedRecords: 0,
+  };
+  private lastDbSizePages: number | null = null;
+
+  private constructor(
+    dbPath: string,
+    config: ResolvedParallelWalConfig,
+    fs: WalFileSystem,
+    lock: LockHandle | null,
+    startEpoch: bigint,
+    durableEpoch: bigint | null,
+    nextCommitSeq: bigint,
+  ) {
+    this.dbPath = dbPath;
+    this.config = config;
+    this.fs = fs;
+    this.lock = lock;
+    this.nextCommitSeq = nextCommitSeq;
+    this.coordinator = new EpochCoordinator({
+      startEpoch,
+      durableEpoch,
+      formatVersion: config.formatVersion,
+    });
+    const laneOptions = {
+      startEpoch,
+      formatVersion: config.formatVersion,
+      currentEpoch: () => this.coordinator.currentEpoch,
+      onObserve: () => this.coordinator.noteObserved(),
+    };
+    this.lanes = [];
+    this.laneWriters = [];
+    for (let laneId = 0; laneId < config.slotCount; laneId++) {
+      const lane = new InProcessLane({
+        ...laneOptions,
+        laneId,
+        bufferCapacityBytes: config.bufferCapacityBytes,
+        overflowPolicy: config.overflowPolicy,
+        overflowFallbackBytes: config.overflowFallbackBytes,
+      });
+      this.lanes.push(lane);
+      this.laneWriters.push(0);
+      this.coordinator.addLane(lane);
+    }
+    this.serialLane = new InProcessLane({
+      ...laneOptions,
+      laneId: SERIALIZED_LANE_ID,
+      bufferCapacityBytes: config.serializedCapacityBytes,
+      overflowPolicy: 'blockWriter',
+    });
+    this.coordinator.addLane(this.serialLane);
+  }
+
+  /**
+   * Opens (or creates) the log of `dbPath`: takes the writer lock, removes
+   * temporary files of interrupted writes, validates every existing segment
+   * (fail closed unless `skipCorrupt`), and continues numbering after the
+   * newest segment and the highest commit sequence found. It never
+   * overwrites or deletes a segment it did not write.
+   * @throws {WalArgumentError} for a bad configuration.
+   * @throws {SegmentCorruptError} / {WalIoError} / `LockError` from the storage layer.
+   */
+  static async open(dbPath: string, config: ParallelWalConfig = {}): Promise<ParallelWal> {
+    if (typeof dbPath !== 'string' || dbPath.length === 0) {
+      throw new WalArgumentError('dbPath must be a non-empty string');
+    }
+    const resolved = resolveParallelWalConfig(config);
+    const fs = config.fs ?? nodeFileSystem;
+    const lock = resolved.lock ? await acquireLock(dbPath, { fs }) : null;
+    try {
+      const recovered = await recoverSegments(dbPath, {
+        fs,
+        skipCorrupt: resolved.skipCorrupt,
+        cleanupTemporaryFiles: resolved.lock,
+      });
+      let lastSeq: bigint | null = null;
+      for (const record of recovered.records) {
+        const seq = record.endSeq ?? record.beginSeq;
+        if (lastSeq === null || seq > lastSeq) lastSeq = seq;
+      }
+      // Number after every file present, corrupt or not: never reuse a name.
+      const files = await scanSegments(dbPath, { fs });
+      const newest = files.length === 0 ? null : files[files.length - 1]!.epoch;
+      const startEpoch = newest === null ? 0n : newest + 1n;
+      return new ParallelWal(
+        dbPath,
+        resolved,
+        fs,
+        lock,
+        startEpoch,
+        newest,
+        lastSeq === null ? 1n : lastSeq + 1n,
+      );
+    } catch (error) {
+      await lock?.release().catch(() => {});
+      throw error;
+    }
+  }
+
+  /** The published epoch. */
+  get currentEpoch(): bigint {
+    return this.coordinator.currentEpoch;
+  }
+
+  /** The epoch new appends are tagged with. */
+  get appendEpoch(): bigint {
+    return this.coordinator.appendEpoch;
+  }
+
+  /** Highest durable epoch (`null`: none yet, including none on disk at open). */
+  durableEpoch(): bigint | null {
+    return this.coordinator.durableEpoch;
+  }
+
+  /** True once the log failed (see {@link WalFailedError}). */
+  get isFailed(): boolean {
+    return this.failure !== null;
+  }
+
+  /** The lane of the calling thread: `threadId % slotCount`, stable per thread. */
+  threadSlot(): number {
+    return threadId % this.config.slotCount;
+  }
+
+  /**
+   * Appends `batch` to the calling thread's lane (or, if it refuses, to the
+   * serialized path) and returns the epoch it landed in. Not durable yet:
+   * see {@link ParallelWal.waitForEpochDurable} or use {@link ParallelWal.commit}.
+   * @throws {WalFailedError} / {WalClosedError}; {@link BatchTooLargeError} when
+   * even the serialized path cannot take it right now.
+   */
+  submitBatch(batch: ParallelWalBatch): bigint {
+    const placement = this.place(batch, this.lanes[this.threadSlot()]!);
+    if (placement === null) {
+      throw new BatchTooLargeError(
+        this.batchBytes(batch),
+        this.serialLane.bufferCapacityBytes - this.serialLane.unflushedBytes(),
+      );
+    }
+    return placement.epoch;
+  }
+
+  /**
+   * Resolves when `epoch` is durable.
+   * @throws {DurableTimeoutError} after `timeoutMs`; {@link WalFailedError} if the log fails.
+   */
+  waitForEpochDurable(epoch: bigint, timeoutMs: number): Promise<void> {
+    if (typeof epoch !== 'bigint')
+      return Promise.reject(new WalArgumentError('epoch must be a bigint'));
+    try {
+      assertTimeoutMs(timeoutMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.coordinator.waitForEpochDurable(epoch, timeoutMs);
+  }
+
+  /**
+   * Commits `batch` through the calling thread's lane and resolves once the
+   * epoch holding it is durable. A lane that refuses the batch is not an
+   * error: it takes the serialized path (counted in `stats().fallbacks`).
+   * @throws {WalFailedError} if the log failed; {@link WalClosedError} if closed;
+   * `InvalidRecordError` / {@link WalArgumentError} for a malformed batch.
+   */
+  commit(batch: ParallelWalBatch): Promise<CommitResult> {
+    return this.commitVia(batch, this.lanes[this.threadSlot()]!);
+  }
+
+  /**
+   * Commits `batch` on the serialized path directly (for batches a worker's
+   * shared lane could not place). Waits for room when the path is full.
+   */
+  commitSerialized(batch: ParallelWalBatch): Promise<CommitResult> {
+    return this.commitVia(batch, null);
+  }
+
+  /** Gives a writer context its own lane (the least used in-process lane). */
+  openWriter(): WalWriter {
+    this.ensureOpen();
+    let laneId = 0;
+    for (let i = 1; i < this.laneWriters.length; i++) {
+      if (this.laneWriters[i]! < this.laneWriters[laneId]!) laneId = i;
+    }
+    this.laneWriters[laneId]! += 1;
+    const lane = this.lanes[laneId]!;
+    let open = true;
+    const close = async (): Promise<void> => {
+      if (!open) return;
+      open = false;
+      this.laneWriters[laneId]! -= 1;
+    };
+    return {
+      laneId,
+      commit: (batch) =>
+        open ? this.commitVia(batch, lane) : Promise.reject(new WalClosedError('writer is closed')),
+      close,
+      [Symbol.asyncDispose]: close,
+    };
+  }
+
+  /**
+   * Registers an extra lane (e.g. a worker's shared-memory lane). `create`
+   * receives the lane id to use and the epoch appends must be tagged with
+   * until the engine calls `advance`. The lane is flushed like every other.
+   * @returns the lane `create` built.
+   * @throws {NoFreeLaneError} when every id up to {@link MAX_LANE_ID} is taken.
+   */
+  registerLane<L extends EngineLane>(create: (laneId: number, startEpoch: bigint) => L): L {
+    this.ensureOpen();
+    let laneId = this.config.slotCount;
+    while (this.externalLanes.has(laneId)) laneId++;
+    if (laneId > MAX_LANE_ID) throw new NoFreeLaneError(MAX_LANE_ID + 1);
+    const lane = create(laneId, this.coordinator.appendEpoch);
+    if (lane.laneId !== laneId) {
+      throw new WalArgumentError(`registered lane has id ${lane.laneId}, expected ${laneId}`);
+    }
+    this.externalLanes.set(laneId, lane);
+    this.coordinator.addLane(lane);
+    return lane;
+  }
+
+  /**
+   * Gives back a lane from {@link ParallelWal.registerLane}. Resolves once
+   * everything it held is durable (or abandoned because the log failed or
+   * closed) and its id is free for reuse.
+   */
+  releaseLane(laneId: number): Promise<void> {
+    const lane = this.externalLanes.get(laneId);
+    if (lane === undefined) return Promise.resolve();
+    let pending = this.releasing.get(laneId);
+    if (pending === undefined) {
+      pending = createDeferred<void>();
+      this.releasing.set(laneId, pending);
+    }
+    this.sweepReleasedLanes();
+    if (this.releasing.has(laneId)) this.kick();
+    return pending.promise;
+  }
+
+  /** Tells the flusher that an external lane received records. */
+  notifyAppend(): void {
+    this.kick();
+  }
+
+  /**
+   * Calls `listener` after each epoch becomes durable, in epoch order (empty
+   * epochs included). @returns a function that removes the listener.
+   */
+  onDurable(listener: (info: DurableEpochInfo) => void): () => void {
+    this.durableListeners.add(listener);
+    return () => this.durableListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` once if the log fails (immediately if it already has).
+   * @returns a function that removes the listener.
+   */
+  onFailed(listener: (error: WalFailedError) => void): () => void {
+    if (this.failure !== null) {
+      this.callListener(() => listener(this.failure!));
+      return () => {};
+    }
+    this.failedListeners.add(listener);
+    return () => this.failedListeners.delete(listener);
+  }
+
+  /**
+   * Starts the ticker: every `epochIntervalMs` it advances the epoch and
+   * flushes (also when idle). Aborting `signal` stops it like {@link ParallelWal.stop}.
+   * @throws {AlreadyRunningError} (`coordinator already running`) if it runs.
+   */
+  start(signal?: AbortSignal): void {
+    if (this.tickerRunning) throw new AlreadyRunningError();
+    this.ensureOpen();
+    const controller = new AbortController();
+    if (signal !== undefined) {
+      if (signal.aborted) return;
+      const onAbort = (): void => {
+        if (this.tickerController === controller) this.tickerRunning = false;
+        controller.abort();
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      controller.signal.addEventListener(
+        'abort',
+        () => signal.removeEventListener('abort', onAbort),
+        {
+          once: true,
+        },
+      );
+    }
+    this.tickerController = controller;
+    this.tickerRunning = true;
+    const loop = this.tickerLoop(controller.signal);
+    this.tickerLoops.add(loop);
+    void loop.finally(() => this.tickerLoops.delete(loop));
+  }
+
+  /** Stops the ticker and waits until its loop has finished. Idempotent. */
+  async stop(): Promise<void> {
+    this.tickerRunning = false;
+    this.tickerController?.abort();
+    this.tickerController = null;
+    await Promise.all([...this.tickerLoops]);
+  }
+
+  /** True while the ticker runs. */
+  isRunning(): boolean {
+    return this.tickerRunning;
+  }
+
+  /**
+   * Advances the epoch and writes everything sealed, now. Resolves with the
+   * new epoch once the sealed epoch is durable.
+   * @throws {WalFailedError} (message `write_segment(E) failed: …`) when a
+   * segment write fails; {@link DurableTimeoutError} after `timeoutMs`.
+   */
+  async advanceAndFlush(timeoutMs: number): Promise<bigint> {
+    assertTimeoutMs(timeoutMs);
+    this.ensureOpen();
+    const cycle = this.enqueueCycle();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new DurableTimeoutError(this.appendEpoch, timeoutMs)),
+        timeoutMs,
+      );
+    });
+    try {
+      const outcome = await Promise.race([cycle, timeout]);
+      if (!outcome.ok) throw outcome.error;
+      return outcome.newEpoch;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A snapshot of the counters. */
+  stats(): ParallelWalStats {
+    let contention = 0;
+    let overflowAppends = 0;
+    let pendingBytes = 0;
+    for (const lane of this.coordinator.laneList()) {
+      contention += lane.contentionEvents();
+      pendingBytes += lane.pendingBytes();
+      if (lane instanceof InProcessLane) overflowAppends += lane.laneCounters().overflowAppends;
+    }
+    const h = this.histogram;
+    return {
+      currentEpoch: this.coordinator.currentEpoch,
+      appendEpoch: this.coordinator.appendEpoch,
+      durableEpoch: this.coordinator.durableEpoch,
+      inFlightEpoch: this.inFlight?.epoch ?? null,
+      epochsSealed: this.counters.epochsSealed,
+      emptyEpochs: this.counters.emptyEpochs,
+      segmentsWritten: this.counters.segmentsWritten,
+      fsyncs: this.counters.fsyncs,
+      bytesWritten: this.counters.bytesWritten,
+      commits: this.counters.commits,
+      commitsRejected: this.counters.commitsRejected,
+      fallbacks: this.counters.fallbacks,
+      contention,
+      overflowAppends,
+      earlySeals: this.counters.earlySeals,
+      droppedAbortedRecords: this.counters.droppedAbortedRecords,
+      listenerErrors: this.counters.listenerErrors,
+      lanesInUse: this.laneWriters.filter((n) => n > 0).length + this.externalLanes.size,
+      queueDepths: {
+        sealedEpochs: this.sealedQueue.length,
+        waitingEpochs: this.coordinator.waitingEpochs(),
+        backpressureWaiters: this.counters.backpressureWaiters,
+        pendingBytes,
+      },
+      lastDbSizePages: this.lastDbSizePages,
+      commitLatencyMicros: {
+        count: h.totalCount,
+        p50: h.totalCount === 0 ? 0 : h.getValueAtPercentile(50),
+        p90: h.totalCount === 0 ? 0 : h.getValueAtPercentile(90),
+        p99: h.totalCount === 0 ? 0 : h.getValueAtPercentile(99),
+        max: h.totalCount === 0 ? 0 : h.maxValue,
+      },
+      failed: this.failure !== null,
+      running: this.tickerRunning,
+      closed: this.closed,
+    };
+  }
+
+  /** Clears the commit-latency histogram (benchmarks measure phases separately). */
+  resetLatencyHistogram(): void {
+    this.histogram.reset();
+  }
+
+  /**
+   * Flushes everything appended, waits until it is durable, stops the
+   * ticker and releases the lanes and the writer lock. Commits racing with
+   * close are either acknowledged durable or rejected with
+   * {@link WalClosedError}; none is left pending. Idempotent. Resolves (does
+   * not throw) when the log had failed: its commits were already rejected.
+   */
+  close(): Promise<void> {
+    this.closePromise ??= this.closeOnce();
+    return this.closePromise;
+  }
+
+  /** Same as {@link ParallelWal.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // ---------------------------------------------------------------- writers
+
+  private async commitVia(
+    batch: ParallelWalBatch,
+    lane: InProcessLane | null,
+  ): Promise<CommitResult> {
+    const started = performance.now();
+    let placement: Placement | null;
+    try {
+      placement = this.place(batch, lane);
+      while (placement === null) {
+        // The serialized path is full: wait for a flush to make room.
+        this.counters.backpressureWaiters++;
+        try {
+          await this.progress.promise;
+        } finally {
+          this.counters.backpressureWaiters--;
+        }
+        placement = this.place(batch, null);
+      }
+      await this.coordinator.whenDurable(placement.epoch);
+    } catch (error) {
+      this.counters.commitsRejected++;
+      throw error;
+    }
+    this.counters.commits++;
+    this.histogram.recordValue(Math.max(1, Math.round((performance.now() - started) * 1000)));
+    return {
+      epoch: placement.epoch,
+      commitSeq: placement.commitSeq,
+      durability: this.config.fsync,
+      dbSizePages: placement.dbSizePages,
+      serialized: placement.serialized,
+    };
+  }
+
+  /**
+   * Places a batch synchronously: encodes it into `lane` (tagged there with
+   * the lane's epoch) or, if the lane refuses, into the serialized path.
+   * The commit sequence is taken at the moment of placement, so sequence
+   * order always agrees with epoch order. `null`: the serialized path is full.
+   */
+  private place(batch: ParallelWalBatch, lane: InProcessLane | null): Placement | null {
+    this.ensureOpen();
+    checkBatch(batch);
+    const commitSeq = batch.commitSeq ?? this.nextCommitSeq;
+    const records: LaneRecordInput[] = batch.frames.map((frame) => ({
+      txnToken: batch.txnToken,
+      pageId: frame.pageNumber,
+      beginSeq: commitSeq,
+      endSeq: commitSeq,
+      beforeImage: EMPTY_IMAGE,
+      afterImage: frame.pageData,
+    }));
+    let serialized = lane === null;
+    let outcome = lane?.append(records);
+    if (outcome === undefined || outcome.kind === 'blocked') {
+      if (outcome !== undefined) {
+        this.counters.fallbacks++;
+        serialized = true;
+      }
+      const size = this.serialLane.measure(records);
+      if (size > this.serialLane.bufferCapacityBytes) {
+        throw new BatchTooLargeError(size, this.serialLane.bufferCapacityBytes);
+      }
+      outcome = this.serialLane.append(records);
+      if (outcome.kind === 'blocked') {
+        this.kick();
+        return null;
+      }
+    }
+    if (commitSeq >= this.nextCommitSeq) this.nextCommitSeq = commitSeq + 1n;
+    const dbSizePages = batch.frames[batch.frames.length - 1]!.dbSizeIfCommit;
+    const known = this.epochDbSize.get(outcome.epoch);
+    if (known === undefined || commitSeq >= known.seq) {
+      this.epochDbSize.set(outcome.epoch, { seq: commitSeq, dbSize: dbSizePages });
+    }
+    this.kick();
+    return { epoch: outcome.epoch, commitSeq, dbSizePages, serialized };
+  }
+
+  private batchBytes(batch: ParallelWalBatch): number {
+    let total = 0;
+    for (const frame of batch.frames) total += frame.pageData.length + 64;
+    return total;
+  }
+
+  private ensureOpen(): void {
+    if (this.failure !== null) throw this.failure;
+    if (this.closing) throw new WalClosedError();
+  }
+
+  // ---------------------------------------------------------------- flusher
+
+  /**
+   * Adaptive sealing. Idle disk: seal after one event-loop turn so commits of
+   * the same turn share the epoch. Busy disk: let the open epoch fill; seal it
+   * early only when it passes `maxEpochBytes`.
+   */
+  private kick(): void {
+    if (this.failure !== null || this.closed) return;
+    if (this.cycleActive) {
+      if (
+        this.sealedQueue.length < MAX_SEALED_AHEAD &&
+        this.openEpochBytes() >= this.config.maxEpochBytes
+      ) {
+        this.sealEarly();
+      }
+      return;
+    }
+    if (!this.config.autoFlush && !this.closing) return;
+    if (this.cycleScheduled) return;
+    this.cycleScheduled = true;
+    setImmediate(() => {
+      this.cycleScheduled = false;
+      if (!this.cycleActive && this.failure === null && !this.closed)
+        this.track(this.enqueueCycle());
+    });
+  }
+
+  private openEpochBytes(): number {
+    let bytes = 0;
+    for (const lane of this.coordinator.laneList()) bytes += lane.pendingBytes();
+    return bytes;
+  }
+
+  private sealEarly(): void {
+    const advanced = this.coordinator.advanceNow();
+    this.counters.earlySeals++;
+    this.counters.epochsSealed++;
+    this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
+  }
+
+  private track(promise: Promise<unknown>): void {
+    this.tracked.add(promise);
+    void promise.finally(() => this.tracked.delete(promise));
+  }
+
+  /** Runs one flush cycle after the ones already queued. Never rejects. */
+  private enqueueCycle(): Promise<CycleOutcome> {
+    const run = this.cycleTail.then(() => this.cycle());
+    this.cycleTail = run;
+    return run;
+  }
+
+  /**
+   * One cycle: advance (sealing the open epoch), then write every sealed
+   * epoch in order, one durable write at a time.
+   */
+  private async cycle(): Promise<CycleOutcome> {
+    if (this.failure !== null) return { ok: false, error: this.failure };
+    this.cycleActive = true;
+    try {
+      const advanced = this.coordinator.advanceNow();
+      this.counters.epochsSealed++;
+      this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
+      while (this.sealedQueue.length > 0) {
+        const next = this.sealedQueue[0]!;
+        const error = await this.flushOne(next.epoch);
+        if (error !== null) return { ok: false, error };
+        this.sealedQueue.shift();
+      }
+      return { ok: true, newEpoch: advanced.newEpoch };
+    } catch (error) {
+      // Only an engine invariant breach gets here (flushOne handles I/O).
+      const failure = this.enterFailed(error, this.sealedQueue[0]?.epoch ?? null);
+      return { ok: false, error: failure };
+    } finally {
+      this.cycleActive = false;
+      this.sweepReleasedLanes();
+      this.signalProgress();
+      if (this.failure === null && this.openEpochBytes() > 0) this.kick();
+    }
+  }
+
+  /** Writes one sealed epoch durably; returns the failure, or null. */
+  private async flushOne(epoch: bigint): Promise<Error | null> {
+    const segment = this.coordinator.flushEpoch(epoch);
+    let bytes = 0;
+    if (segment.recordCount > 0) {
+      this.inFlight = segment;
+      const header = encodeSegmentHeader({
+        version: this.config.formatVersion,
+        epoch,
+        recordCount: segment.recordCount,
+      });
+      try {
+        bytes = await writeSegmentFile(this.dbPath, epoch, [header, ...segment.chunks], {
+          fsync: this.config.fsync,
+          fs: this.fs,
+        });
+      } catch (cause) {
+        // Not durable; the epoch stays first (its lanes keep it Flushing) and
+        // the log refuses everything from here on.
+        return this.enterFailed(cause, epoch);
+      } finally {
+        this.inFlight = null;
+      }
+      this.counters.segmentsWritten++;
+      this.counters.bytesWritten += bytes;
+      if (this.config.fsync !== 'off') this.counters.fsyncs += 2;
+    } else {
+      this.counters.emptyEpochs++;
+    }
+    this.counters.droppedAbortedRecords += segment.droppedAborted;
+    this.coordinator.completeFlush(epoch, segment.laneIds);
+    this.coordinator.markEpochDurable(epoch);
+    const dbSize = this.epochDbSize.get(epoch);
+    this.epochDbSize.delete(epoch);
+    if (dbSize !== undefined) this.lastDbSizePages = dbSize.dbSize;
+    this.announceDurable({
+      epoch,
+      segmentWritten: segment.recordCount > 0,
+      recordCount: segment.recordCount,
+      bytes,
+      laneIds: segment.laneIds,
+      recordsPerCore: segment.recordsPerCore,
+      commitSeqLo: segment.commitSeqLo,
+      commitSeqHi: segment.commitSeqHi,
+      dbSizePages: dbSize?.dbSize ?? null,
+    });
+    return null;
+  }
+
+  private enterFailed(cause: unknown, epoch: bigint | null): WalFailedError {
+    if (this.failure !== null) return this.failure;
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const message =
+      epoch === null ? `parallel WAL failed: ${why}` : `write_segment(${epoch}) failed: ${why}`;
+    const failure = new WalFailedError(message, epoch, { cause });
+    this.failure = failure;
+    this.coordinator.fail(failure);
+    for (const listener of this.failedListeners) this.callListener(() => listener(failure));
+    this.failedListeners.clear();
+    this.signalProgress();
+    return failure;
+  }
+
+  private announceDurable(info: DurableEpochInfo): void {
+    for (const listener of this.durableListeners) this.callListener(() => listener(info));
+  }
+
+  private callListener(call: () => void): void {
+    try {
+      call();
+    } catch {
+      // A listener's bug must not break the flusher; it is counted.
+      this.counters.listenerErrors++;
+    }
+  }
+
+  private signalProgress(): void {
+    const progress = this.progress;
+    this.progress = createDeferred<void>();
+    progress.resolve();
+  }
+
+  /** Frees released external lanes that hold nothing unflushed. */
+  private sweepReleasedLanes(): void {
+    for (const [laneId, deferred] of this.releasing) {
+      const lane = this.externalLanes.get(laneId);
+      const busy =
+        lane !== undefined &&
+        this.failure === null &&
+        !this.closed &&
+        (lane.pendingBytes() > 0 ||
+          this.sealedQueue.some((s) => s.laneIds.includes(laneId)) ||
+          (this.inFlight?.laneIds.includes(laneId) ?? false));
+      if (busy) continue;
+      this.externalLanes.delete(laneId);
+      this.coordinator.removeLane(laneId);
+      this.releasing.delete(laneId);
+      deferred.resolve();
+    }
+  }
+
+  private async tickerLoop(signal: AbortSignal): Promise<void> {
+    const { setTimeout: sleep } = await import('node:timers/promises');
+    while (!signal.aborted) {
+      try {
+        await sleep(this.config.epochIntervalMs, undefined, { signal });
+      } catch {
+        break; // aborted
+      }
+      if (signal.aborted || this.failure !== null || this.closed) break;
+      if (!this.cycleActive) await this.enqueueCycle();
+    }
+  }
+
+  private async closeOnce(): Promise<void> {
+    this.closing = true;
+    await this.stop();
+    for (let i = 0; i < CLOSE_FLUSH_CYCLES_MAX && this.failure === null; i++) {
+      await this.enqueueCycle();
+      if (this.openEpochBytes() === 0 && this.sealedQueue.length === 0) break;
+    }
+    await Promise.all([...this.tracked]);
+    await this.cycleTail;
+    // Anything still waiting (a writer that kept appending past the bound) is rejected, never left hanging.
+    this.coordinator.rejectWaiters(
+      new WalClosedError('parallel WAL closed before the epoch became durable'),
+    );
+    this.closed = true;
+    this.signalProgress();
+    for (const [laneId, deferred] of this.releasing) {
+      this.externalLanes.delete(laneId);
+      this.coordinator.removeLane(laneId);
+      deferred.resolve();
+    }
+    this.releasing.clear();
+    for (let i = 0; i < this.laneWriters.length; i++) this.laneWriters[i] = 0;
+    if (this.lock !== null && !this.lock.released) await this.lock.release();
+  }
+}
+
+/** Re-exported for callers that branch on failures without importing errors.ts. */
+export function isWalFailed(error: unknown): error is WalFailedError {
+  return error instanceof WalError && error.code === 'ERR_WAL_FAILED';
+}
