@@ -1,0 +1,122 @@
+/**
+ * One place that decides whether a segment file is usable, exactly as
+ * recovery does: it decodes, its header epoch matches its name, and no other
+ * file claims its epoch. Used by `inspect` and `verify`.
+ */
+import * as nodePath from 'node:path';
+import { WalError } from '../errors.js';
+import { decodeSegmentHeader } from '../format/segment.js';
+import type { SegmentHeader } from '../format/types.js';
+import { SegmentCorruptError, SegmentFileErrorReason, toIoError } from '../storage/errors.js';
+import type { WalFileSystem } from '../storage/fs.js';
+import {
+  databaseDirectory,
+  databaseName,
+  decodeFile,
+  groupByEpoch,
+  readWholeFile,
+  scanSegments,
+  TEMP_NAME_INFIX,
+} from '../storage/segment-files.js';
+
+/** The verdict on one segment file. */
+export interface SegmentCheck {
+  epoch: bigint;
+  path: string;
+  file: string;
+  /** File size in bytes, or null when it could not be read. */
+  bytes: number | null;
+  /** From the header when the header decodes, else null. */
+  version: number | null;
+  recordCount: number | null;
+  /** Records successfully decoded (0 unless the whole segment is valid). */
+  records: number;
+  /** `ok`, or the error code. */
+  status: string;
+  /** The error message, or null when ok. */
+  error: string | null;
+}
+
+/** Everything found for a database. */
+export interface DatabaseCheck {
+  segments: SegmentCheck[];
+  /** Leftover temporary files of interrupted writes (harmless; recovery can remove them). */
+  temporaryFiles: string[];
+}
+
+function codeOf(error: unknown): string {
+  if (error instanceof SegmentCorruptError) return error.reason;
+  if (error instanceof WalError) return error.code;
+  return 'ERR_UNEXPECTED';
+}
+
+async function checkOne(
+  epoch: bigint,
+  path: string,
+  duplicates: number,
+  fs: WalFileSystem,
+): Promise<SegmentCheck> {
+  const row: SegmentCheck = {
+    epoch,
+    path,
+    file: nodePath.basename(path),
+    bytes: null,
+    version: null,
+    recordCount: null,
+    records: 0,
+    status: 'ok',
+    error: null,
+  };
+  try {
+    const bytes = await readWholeFile(path, fs);
+    row.bytes = bytes.length;
+    let header: SegmentHeader | null = null;
+    try {
+      header = decodeSegmentHeader(bytes);
+      row.version = header.version;
+      row.recordCount = header.recordCount;
+    } catch {
+      // decodeFile below reports the same problem with its code.
+    }
+    const decoded = decodeFile(path, bytes);
+    if (decoded.header.epoch !== epoch) {
+      row.status = SegmentFileErrorReason.nameMismatch;
+      row.error = `segment ${path} has mismatched epoch: header=${decoded.header.epoch}, filename=${epoch}`;
+      return row;
+    }
+    row.records = decoded.records.length;
+    if (duplicates > 1) {
+      row.status = SegmentFileErrorReason.duplicateEpoch;
+      row.error = `segment epoch ${epoch} has ${duplicates} files`;
+    }
+  } catch (error) {
+    row.status = codeOf(error);
+    row.error = error instanceof Error ? error.message : String(error);
+  }
+  return row;
+}
+
+/**
+ * Checks every segment file of `dbPath` in epoch order.
+ * @throws {WalIoError} when the directory cannot be listed.
+ */
+export async function checkDatabase(dbPath: string, fs: WalFileSystem): Promise<DatabaseCheck> {
+  const segments: SegmentCheck[] = [];
+  for (const group of groupByEpoch(await scanSegments(dbPath, { fs }))) {
+    for (const entry of group)
+      segments.push(await checkOne(entry.epoch, entry.path, group.length, fs));
+  }
+  const dir = databaseDirectory(dbPath);
+  const prefix = `${databaseName(dbPath)}${TEMP_NAME_INFIX}`;
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (error) {
+    throw toIoError(error, 'cannot list segment directory', 'readdir', dir);
+  }
+  const temporaryFiles = names
+    .filter((n) => n.startsWith(prefix))
+    .sort()
+    .map((n) => nodePath.join(dir, n));
+  return { segments, temporaryFiles };
+}

@@ -1,0 +1,51 @@
+/**
+ * `pwal verify <db-path>`: exit 0 with a one-line summary when every segment
+ * reads cleanly (an empty directory is valid: "no segments"); exit 1 naming
+ * the first bad segment and why (and how many later segments recovery would
+ * therefore not replay).
+ */
+import type { Command } from 'commander';
+import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context.js';
+import { checkDatabase } from './segment-check.js';
+
+/** Adds the `verify` subcommand to `program`. */
+export function registerVerify(program: Command, ctx: CliContext): void {
+  program
+    .command('verify')
+    .description(
+      'check that every segment of a database reads cleanly (exit 0) or name the first bad one (exit 1)',
+    )
+    .argument('<db-path>', 'path of the database file (segments live beside it)')
+    .action(async (dbPath: string) => {
+      const { segments, temporaryFiles } = await checkDatabase(dbPath, ctx.fs);
+      const badIndex = segments.findIndex((s) => s.status !== 'ok');
+      if (badIndex >= 0) {
+        const bad = segments[badIndex]!;
+        const later = segments.length - badIndex - 1;
+        ctx.io.stdout(`FAIL ${bad.path}: ${bad.status}: ${bad.error ?? ''}\n`);
+        ctx.io.stdout(
+          `${badIndex} segment(s) before it are valid; recovery fails closed here` +
+            (later > 0
+              ? ` (${later} later segment(s) would not be replayed with skipCorrupt)`
+              : '') +
+            '\n',
+        );
+        ctx.setExitCode(EXIT_FAILURE);
+        return;
+      }
+      const tmp =
+        temporaryFiles.length > 0 ? `, ${temporaryFiles.length} leftover temporary file(s)` : '';
+      if (segments.length === 0) {
+        ctx.io.stdout(`ok: no segments${tmp}\n`);
+      } else {
+        const records = segments.reduce((n, s) => n + s.records, 0);
+        const bytes = segments.reduce((n, s) => n + (s.bytes ?? 0), 0);
+        const first = segments[0]!.epoch;
+        const last = segments[segments.length - 1]!.epoch;
+        ctx.io.stdout(
+          `ok: ${segments.length} segment(s), ${records} record(s), ${bytes} bytes, epochs ${first}..${last}${tmp}\n`,
+        );
+      }
+      ctx.setExitCode(EXIT_OK);
+    });
+}
