@@ -1,0 +1,446 @@
+/**
+ * Turns a run's cell results into the published report: `latest.json` (raw), `latest.md`
+ * (tables, targets, machine, versions) and `latest.svg` (commits/s vs concurrency, log scale).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { type CellResult, median, PAGE_BYTES } from './common.js';
+import type { MachineInfo } from './machine.js';
+
+export interface RunData {
+  machine: MachineInfo;
+  options: {
+    reps: number;
+    durationMs: number;
+    warmupMs: number;
+    quick: boolean;
+    strace: boolean;
+    command: string;
+  };
+  started: string;
+  finished: string;
+  results: CellResult[];
+}
+
+/** Display order, labels and durability settings of the systems. */
+export const SYSTEMS: { name: string; label: string; settings: string; color: string }[] = [
+  { name: 'pwal', label: 'parallel-wal', settings: "fsync: 'full'", color: '#d62728' },
+  {
+    name: 'sqlite',
+    label: 'better-sqlite3',
+    settings: 'WAL, synchronous=FULL, 1 txn/commit',
+    color: '#1f77b4',
+  },
+  { name: 'lmdb', label: 'lmdb', settings: 'await put + flushed', color: '#2ca02c' },
+  { name: 'level', label: 'classic-level', settings: 'batch, sync: true', color: '#9467bd' },
+  { name: 'rocksdb', label: 'rocksdb@5', settings: 'batch, sync: true', color: '#ff7f0e' },
+  { name: 'floor', label: 'raw append+fdatasync', settings: 'serial loop', color: '#555555' },
+];
+
+const labelOf = (name: string): string => SYSTEMS.find((s) => s.name === name)?.label ?? name;
+
+/** Medians over the repetitions of one workload of one system. */
+export interface Aggregate {
+  system: string;
+  pages: number;
+  committers: number;
+  workers: number;
+  reps: number;
+  repsOk: number;
+  commitsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** fsync-family calls per commit: strace when it ran, else the library's counter. */
+  syncsPerCommit: number;
+  syncSource: 'strace' | 'library' | 'none';
+  effectiveConcurrency: number;
+  concurrencyNote?: string;
+  verified: number;
+  acked: number;
+  verifyFailures: number;
+  errors: string[];
+  versions: Record<string, string>;
+}
+
+const keyOf = (system: string, pages: number, committers: number, workers: number): string =>
+  `${system}|${pages}|${committers}|${workers}`;
+
+export function aggregate(results: readonly CellResult[]): Map<string, Aggregate> {
+  const groups = new Map<string, CellResult[]>();
+  for (const r of results) {
+    const k = keyOf(r.spec.system, r.spec.pages, r.spec.committers, r.spec.workers);
+    const list = groups.get(k) ?? [];
+    list.push(r);
+    groups.set(k, list);
+  }
+  const out = new Map<string, Aggregate>();
+  for (const [k, rs] of groups) {
+    const ok = rs.filter((r) => r.ok);
+    const first = rs[0]!;
+    const strace = ok.every((r) => r.straceSyncCalls !== undefined) && ok.length > 0;
+    const lib = ok.every((r) => r.libraryFsyncs !== undefined) && ok.length > 0;
+    const syncs = ok.map((r) =>
+      strace
+        ? r.straceSyncCalls! / r.totalCommits
+        : lib
+          ? r.libraryFsyncs! / r.totalCommits
+          : Number.NaN,
+    );
+    const agg: Aggregate = {
+      system: first.spec.system,
+      pages: first.spec.pages,
+      committers: first.spec.committers,
+      workers: first.spec.workers,
+      reps: rs.length,
+      repsOk: ok.length,
+      commitsPerSec: median(ok.map((r) => r.commitsPerSec)),
+      p50Ms: median(ok.map((r) => r.p50Ms)),
+      p99Ms: median(ok.map((r) => r.p99Ms)),
+      syncsPerCommit: median(syncs),
+      syncSource: strace ? 'strace' : lib ? 'library' : 'none',
+      effectiveConcurrency: first.effectiveConcurrency,
+      verified: rs.reduce((n, r) => n + r.verifiedCommits, 0),
+      acked: rs.reduce((n, r) => n + r.totalCommits, 0),
+      verifyFailures: rs.reduce((n, r) => n + r.verifyFailures, 0),
+      errors: [...new Set(rs.filter((r) => !r.ok).map((r) => (r.error ?? '?').split('\n')[0]!))],
+      versions: Object.assign({}, ...rs.map((r) => r.versions)) as Record<string, string>,
+    };
+    const note = rs.find((r) => r.concurrencyNote)?.concurrencyNote;
+    if (note) agg.concurrencyNote = note;
+    out.set(k, agg);
+  }
+  return out;
+}
+
+const fmtInt = (n: number): string =>
+  Number.isNaN(n) ? 'n/a' : Math.round(n).toLocaleString('en-US');
+const fmtMs = (n: number): string =>
+  Number.isNaN(n) ? 'n/a' : n < 1 ? n.toFixed(2) : n < 10 ? n.toFixed(1) : n.toFixed(0);
+const fmtRatio = (n: number): string => (Number.isFinite(n) ? `${n.toFixed(2)}×` : 'n/a');
+
+/** The ratios the project's targets are stated in, measured in this run. */
+export interface Targets {
+  vsSqlite64: number;
+  vsLmdb64: number;
+  p50VsFloor: number;
+  pwal64: Aggregate | undefined;
+  sqlite64: Aggregate | undefined;
+  lmdb64: Aggregate | undefined;
+  pwal1: Aggregate | undefined;
+  floor1: Aggregate | undefined;
+  pagesVsBandwidth256: number;
+}
+
+export function targets(aggs: Map<string, Aggregate>): Targets {
+  const get = (s: string, p: number, c: number, w = 0): Aggregate | undefined =>
+    aggs.get(keyOf(s, p, c, w));
+  const pwal64 = get('pwal', 1, 64);
+  const sqlite64 = get('sqlite', 1, 64);
+  const lmdb64 = get('lmdb', 1, 64);
+  const pwal1 = get('pwal', 1, 1);
+  const floor1 = get('floor', 1, 1);
+  const bw = [...aggs.values()].find((a) => a.system === 'floor' && a.pages > 16);
+  const pwal256 = get('pwal', 1, 256);
+  const bwPagesPerSec = bw ? bw.commitsPerSec * bw.pages : Number.NaN;
+  return {
+    vsSqlite64: (pwal64?.commitsPerSec ?? Number.NaN) / (sqlite64?.commitsPerSec ?? Number.NaN),
+    vsLmdb64: (pwal64?.commitsPerSec ?? Number.NaN) / (lmdb64?.commitsPerSec ?? Number.NaN),
+    p50VsFloor: (pwal1?.p50Ms ?? Number.NaN) / (floor1?.p50Ms ?? Number.NaN),
+    pwal64,
+    sqlite64,
+    lmdb64,
+    pwal1,
+    floor1,
+    pagesVsBandwidth256: (pwal256?.commitsPerSec ?? Number.NaN) / bwPagesPerSec,
+  };
+}
+
+function cellText(a: Aggregate | undefined, requested: number): string {
+  if (!a) return '—';
+  if (a.repsOk === 0) return `failed: ${(a.errors[0] ?? '?').slice(0, 80)}`;
+  const eff = a.effectiveConcurrency < requested ? ` †${a.effectiveConcurrency}` : '';
+  return `${fmtInt(a.commitsPerSec)} (${fmtMs(a.p50Ms)} / ${fmtMs(a.p99Ms)})${eff}`;
+}
+
+function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string): string {
+  const all = [...aggs.values()];
+  const present = SYSTEMS.filter((s) => s.name !== 'floor' && all.some((a) => a.system === s.name));
+  const pagesList = [...new Set(all.filter((a) => a.system !== 'floor').map((a) => a.pages))].sort(
+    (a, b) => a - b,
+  );
+  const lines: string[] = [];
+  const o = data.options;
+  lines.push('# Durable commits: parallel-wal and the embedded stores people use today');
+  lines.push('');
+  lines.push(
+    `Run ${data.started} → ${data.finished}${o.quick ? ' (**--quick smoke run: 1 short repetition; not for publishing**)' : ''}. ` +
+      `Each cell: a fresh process, ${o.warmupMs} ms warm-up then a ${o.durationMs} ms window; ` +
+      `median of ${o.reps} repetition(s), systems interleaved round-robin. ` +
+      'Every acknowledged commit was read back after close + reopen. Reproduce: ' +
+      `\`${o.command}\`.`,
+  );
+  lines.push('');
+  lines.push(`![commits per second vs concurrent committers](${svgName})`);
+  lines.push('');
+  for (const pages of pagesList) {
+    lines.push(
+      `## ${pages} × 4 KiB page${pages > 1 ? 's' : ''} per commit — commits/s (p50 / p99 latency, ms)`,
+    );
+    lines.push('');
+    lines.push(`| committers | ${present.map((s) => s.label).join(' | ')} |`);
+    lines.push(`|---|${present.map(() => '---:').join('|')}|`);
+    const rows = [
+      ...new Set(
+        all
+          .filter((a) => a.pages === pages && a.system !== 'floor')
+          .map((a) => `${a.workers}|${a.committers}`),
+      ),
+    ]
+      .map((k) => k.split('|').map(Number) as [number, number])
+      .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    for (const [workers, committers] of rows) {
+      const requested = committers * Math.max(1, workers);
+      const head = workers > 0 ? `${workers} threads × ${committers}` : String(committers);
+      const cells = present.map((s) => {
+        const a = aggs.get(keyOf(s.name, pages, committers, workers));
+        if (!a && workers > 0) return 'n/a (one process holds the LOCK)';
+        return cellText(a, requested);
+      });
+      lines.push(`| ${head} | ${cells.join(' | ')} |`);
+    }
+    const floor = aggs.get(keyOf('floor', pages, 1, 0));
+    if (floor) {
+      lines.push('');
+      lines.push(
+        `Raw floor for this commit size (one writer, ${fmtInt(pages * 4)} KiB append + fdatasync in a loop): ` +
+          `${fmtInt(floor.commitsPerSec)} commits/s, p50 ${fmtMs(floor.p50Ms)} ms, p99 ${fmtMs(floor.p99Ms)} ms.`,
+      );
+    }
+    lines.push('');
+  }
+  const notes = new Map<string, string>();
+  for (const a of all) {
+    if (a.concurrencyNote && a.effectiveConcurrency < a.committers * Math.max(1, a.workers)) {
+      notes.set(`${labelOf(a.system)}${a.workers > 0 ? ' (threads)' : ''}`, a.concurrencyNote);
+    }
+  }
+  if (notes.size > 0) {
+    lines.push(
+      '† = the API gives the workload less concurrency than requested (the number is what it gets):',
+    );
+    lines.push('');
+    for (const [who, note] of notes) lines.push(`- ${who}: ${note}.`);
+    lines.push('');
+  }
+
+  const bw = all.find((a) => a.system === 'floor' && a.pages > 16);
+  if (bw) {
+    const mbps = (bw.commitsPerSec * bw.pages * PAGE_BYTES) / 1e6;
+    lines.push(
+      `Bandwidth floor: ${fmtInt(bw.pages * 4)} KiB append + fdatasync in a loop = ${mbps.toFixed(0)} MB/s ` +
+        `(${fmtInt(bw.commitsPerSec * bw.pages)} pages/s), p50 ${fmtMs(bw.p50Ms)} ms per sync.`,
+    );
+    lines.push('');
+  }
+
+  const t = targets(aggs);
+  lines.push('## Targets (ratios measured in this run)');
+  lines.push('');
+  lines.push('| target | measured | met |');
+  lines.push('|---|---:|:---:|');
+  const met = (ok: boolean, v: number): string => (Number.isFinite(v) ? (ok ? 'yes' : 'no') : '—');
+  lines.push(
+    `| 64 committers × 1 page: parallel-wal ≥ 10× better-sqlite3 (FULL) | ${fmtRatio(t.vsSqlite64)} (${fmtInt(t.pwal64?.commitsPerSec ?? Number.NaN)} vs ${fmtInt(t.sqlite64?.commitsPerSec ?? Number.NaN)}) | ${met(t.vsSqlite64 >= 10, t.vsSqlite64)} |`,
+  );
+  lines.push(
+    `| 64 committers × 1 page: parallel-wal ≥ 2× lmdb | ${fmtRatio(t.vsLmdb64)} (${fmtInt(t.pwal64?.commitsPerSec ?? Number.NaN)} vs ${fmtInt(t.lmdb64?.commitsPerSec ?? Number.NaN)}) | ${met(t.vsLmdb64 >= 2, t.vsLmdb64)} |`,
+  );
+  lines.push(
+    `| 1 committer: parallel-wal p50 ≤ 1.5× raw append+fdatasync p50 | ${fmtRatio(t.p50VsFloor)} (${fmtMs(t.pwal1?.p50Ms ?? Number.NaN)} vs ${fmtMs(t.floor1?.p50Ms ?? Number.NaN)} ms) | ${met(t.p50VsFloor <= 1.5, t.p50VsFloor)} |`,
+  );
+  lines.push(
+    `| 256 committers × 1 page: parallel-wal pages/s ≥ 50% of the bandwidth floor (issue 3) | ${Number.isFinite(t.pagesVsBandwidth256) ? `${(t.pagesVsBandwidth256 * 100).toFixed(0)}%` : 'n/a'} | ${met(t.pagesVsBandwidth256 >= 0.5, t.pagesVsBandwidth256)} |`,
+  );
+  lines.push('');
+
+  lines.push('## Every cell (medians)');
+  lines.push('');
+  lines.push(
+    '| system | pages | committers | eff. | commits/s | MB/s | p50 ms | p99 ms | syncs/commit | verified (acked) | reps ok |',
+  );
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|');
+  const order = (s: string): number => SYSTEMS.findIndex((x) => x.name === s);
+  const sorted = [...all].sort(
+    (a, b) =>
+      order(a.system) - order(b.system) ||
+      a.pages - b.pages ||
+      a.workers - b.workers ||
+      a.committers - b.committers,
+  );
+  for (const a of sorted) {
+    const shape = a.workers > 0 ? `${a.workers} thr × ${a.committers}` : String(a.committers);
+    const mbps = (a.commitsPerSec * a.pages * PAGE_BYTES) / 1e6;
+    const syncs = Number.isNaN(a.syncsPerCommit)
+      ? 'n/a'
+      : `${a.syncsPerCommit.toFixed(3)}${a.syncSource === 'library' ? ' (lib)' : ''}`;
+    const verified =
+      a.verifyFailures > 0 || a.verified !== a.acked
+        ? `**${fmtInt(a.verified)} (${fmtInt(a.acked)})**`
+        : `all ${fmtInt(a.acked)}`;
+    const repsOk =
+      a.repsOk === a.reps ? String(a.reps) : `${a.repsOk}/${a.reps}: ${a.errors[0] ?? ''}`;
+    lines.push(
+      `| ${labelOf(a.system)} | ${a.pages} | ${shape} | ${a.effectiveConcurrency} | ${fmtInt(a.commitsPerSec)} | ${mbps.toFixed(1)} | ${fmtMs(a.p50Ms)} | ${fmtMs(a.p99Ms)} | ${syncs} | ${verified} | ${repsOk} |`,
+    );
+  }
+  lines.push('');
+  lines.push(
+    `syncs/commit = fsync-family system calls (${data.options.strace ? '`strace -f -c` of fsync, fdatasync, msync, sync_file_range, syncfs, sync' : "the library's own counter"}) ` +
+      'over the whole child process (open, run, close, reopen for verification) divided by all acknowledged commits.',
+  );
+  lines.push('');
+
+  lines.push('## Machine and versions');
+  lines.push('');
+  const m = data.machine;
+  lines.push(`- CPU: ${m.cpuModel}, ${m.cores} cores; ${m.memoryGiB} GiB memory; ${m.kernel}`);
+  lines.push(`- Bench directory: ${m.benchDir}`);
+  lines.push(`- Filesystem: ${m.filesystem}`);
+  lines.push(`- Device: ${m.device}`);
+  lines.push(`- Node ${m.node}; UV_THREADPOOL_SIZE ${m.uvThreadpoolSize}; strace: ${m.strace}`);
+  const versions: Record<string, string> = {};
+  for (const a of all) Object.assign(versions, a.versions);
+  lines.push(
+    `- Versions: ${Object.entries(versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join('; ')}`,
+  );
+  lines.push('');
+  lines.push('Settings that decide durability:');
+  lines.push('');
+  for (const s of SYSTEMS) {
+    if (all.some((a) => a.system === s.name)) lines.push(`- ${s.label}: ${s.settings}`);
+  }
+  lines.push('');
+  lines.push('Methodology and caveats: docs/benchmarks.md.');
+  lines.push('');
+  return lines.join('\n');
+}
+
+const esc = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** A hand-written SVG: one panel per page size, log-scale y, one line per system. */
+export function svgChart(aggs: Map<string, Aggregate>): string {
+  const all = [...aggs.values()].filter((a) => a.repsOk > 0);
+  const panels = [...new Set(all.filter((a) => a.system !== 'floor').map((a) => a.pages))].sort(
+    (a, b) => a - b,
+  );
+  const xs = [...new Set(all.filter((a) => a.workers === 0).map((a) => a.committers))].sort(
+    (a, b) => a - b,
+  );
+  const values = all.filter((a) => a.pages <= 16).map((a) => a.commitsPerSec);
+  const lo = 10 ** Math.floor(Math.log10(Math.max(1, Math.min(...values, 1e9))));
+  const hi = 10 ** Math.ceil(Math.log10(Math.max(...values, 10)));
+  const panelW = 420;
+  const panelH = 300;
+  const margin = { left: 70, right: 20, top: 40, bottom: 50 };
+  const legendH = 26 * Math.ceil(SYSTEMS.length / 3);
+  const width = margin.left + panels.length * (panelW + margin.right + 30);
+  const height = margin.top + panelH + margin.bottom + legendH + 10;
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+  );
+  out.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`);
+  const yOf = (v: number): number =>
+    margin.top + panelH - ((Math.log10(v) - Math.log10(lo)) / Math.log10(hi / lo)) * panelH;
+  panels.forEach((pages, pi) => {
+    const x0 = margin.left + pi * (panelW + margin.right + 30);
+    const xOf = (i: number): number => x0 + 20 + (i * (panelW - 40)) / Math.max(1, xs.length - 1);
+    out.push(
+      `<text x="${x0 + panelW / 2}" y="${margin.top - 14}" text-anchor="middle" font-size="14" font-weight="bold">${pages} × 4 KiB page${pages > 1 ? 's' : ''} per commit</text>`,
+    );
+    out.push(
+      `<rect x="${x0}" y="${margin.top}" width="${panelW}" height="${panelH}" fill="none" stroke="#888"/>`,
+    );
+    for (let d = lo; d <= hi * 1.0001; d *= 10) {
+      const y = yOf(d);
+      out.push(
+        `<line x1="${x0}" y1="${y}" x2="${x0 + panelW}" y2="${y}" stroke="#ddd"/>` +
+          `<text x="${x0 - 6}" y="${y + 4}" text-anchor="end">${fmtInt(d)}</text>`,
+      );
+      for (const k of [2, 5]) {
+        if (d * k < hi) {
+          out.push(
+            `<line x1="${x0}" y1="${yOf(d * k)}" x2="${x0 + panelW}" y2="${yOf(d * k)}" stroke="#f2f2f2"/>`,
+          );
+        }
+      }
+    }
+    xs.forEach((c, i) => {
+      out.push(
+        `<text x="${xOf(i)}" y="${margin.top + panelH + 18}" text-anchor="middle">${c}</text>`,
+      );
+    });
+    out.push(
+      `<text x="${x0 + panelW / 2}" y="${margin.top + panelH + 38}" text-anchor="middle">concurrent committers (async, one thread)</text>`,
+    );
+    if (pi === 0) {
+      const cy = margin.top + panelH / 2;
+      out.push(
+        `<text x="18" y="${cy}" text-anchor="middle" transform="rotate(-90 18 ${cy})">durable commits / s (log scale)</text>`,
+      );
+    }
+    const floor = aggs.get(keyOf('floor', pages, 1, 0));
+    if (floor && floor.repsOk > 0) {
+      const y = yOf(floor.commitsPerSec);
+      out.push(
+        `<line x1="${x0}" y1="${y}" x2="${x0 + panelW}" y2="${y}" stroke="#555" stroke-dasharray="6 4"/>` +
+          `<text x="${x0 + panelW - 4}" y="${y - 5}" text-anchor="end" fill="#555">raw append+fdatasync, 1 writer</text>`,
+      );
+    }
+    for (const s of SYSTEMS) {
+      if (s.name === 'floor') continue;
+      const pts = xs
+        .map((c, i) => ({ i, a: aggs.get(keyOf(s.name, pages, c, 0)) }))
+        .filter((p) => p.a && p.a.repsOk > 0 && p.a.commitsPerSec > 0)
+        .map((p) => ({ x: xOf(p.i), y: yOf(p.a!.commitsPerSec), v: p.a!.commitsPerSec }));
+      if (pts.length === 0) continue;
+      out.push(
+        `<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.map((p) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(' ')}"/>`,
+      );
+      for (const p of pts) {
+        out.push(
+          `<circle cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="3.5" fill="${s.color}"><title>${esc(s.label)}: ${fmtInt(p.v)} commits/s</title></circle>`,
+        );
+      }
+    }
+  });
+  const shown = SYSTEMS.filter((s) => all.some((a) => a.system === s.name));
+  shown.forEach((s, i) => {
+    const col = i % 3;
+    const row = Math.floor(i / 3);
+    const lx = margin.left + col * 230;
+    const ly = margin.top + panelH + margin.bottom + 8 + row * 26;
+    const dash = s.name === 'floor' ? ' stroke-dasharray="6 4"' : '';
+    out.push(
+      `<line x1="${lx}" y1="${ly}" x2="${lx + 28}" y2="${ly}" stroke="${s.color}" stroke-width="2"${dash}/>` +
+        `<text x="${lx + 34}" y="${ly + 4}">${esc(s.label)} (${esc(s.settings)})</text>`,
+    );
+  });
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}
+
+/** Writes latest.json, latest.md and latest.svg into `dir`; returns their paths. */
+export function writeReport(dir: string, data: RunData): string[] {
+  const aggs = aggregate(data.results);
+  const json = path.join(dir, 'latest.json');
+  const md = path.join(dir, 'latest.md');
+  const svg = path.join(dir, 'latest.svg');
+  fs.writeFileSync(json, `${JSON.stringify(data, null, 1)}\n`);
+  fs.writeFileSync(svg, svgChart(aggs));
+  fs.writeFileSync(md, markdown(data, aggs, 'latest.svg'));
+  return [md, svg, json];
+}

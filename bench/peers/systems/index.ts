@@ -1,0 +1,24 @@
+/** Every benchmarked system, by name, loaded lazily so one missing peer does not stop the rest. */
+import type { SystemDef } from '../lib/system.js';
+
+export const SYSTEM_NAMES = ['pwal', 'sqlite', 'lmdb', 'level', 'rocksdb', 'floor'] as const;
+export type SystemName = (typeof SYSTEM_NAMES)[number];
+
+export async function loadSystem(name: string): Promise<SystemDef> {
+  switch (name) {
+    case 'pwal':
+      return (await import('./pwal.js')).pwal;
+    case 'sqlite':
+      return (await import('./sqlite.js')).sqlite;
+    case 'lmdb':
+      return (await import('./lmdb.js')).lmdb;
+    case 'level':
+      return (await import('./level.js')).level;
+    case 'rocksdb':
+      return (await import('./rocksdb.js')).rocksdb;
+    case 'floor':
+      return (await import('./floor.js')).floor;
+    default:
+      throw new Error(`unknown system ${name}; known: ${SYSTEM_NAMES.join(', ')}`);
+  }
+}
