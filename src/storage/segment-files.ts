@@ -314,6 +314,9 @@ export async function writeSegmentFile(
   try {
     handle = await fs.open(temp, 'createExclusive');
   } catch (error) {
+    // The open may have created the file before failing; never leave it behind
+    // (unless it existed already: then it is not ours).
+    if (errnoOf(error) !== 'EEXIST') await unlinkQuietly(fs, temp);
     throw toIoError(error, 'cannot create segment file', 'open', temp);
   }
   let step = 'write';
