@@ -46,9 +46,10 @@ async function runInWorkers(
   const ready: Promise<void>[] = [];
   const done: Promise<WriterResult>[] = [];
   for (let w = 0; w < spec.workers; w++) {
-    const handle = store.workerHandle ? store.workerHandle() : undefined;
+    const handle = store.workerHandle?.();
     const worker = new Worker(new URL('./lib/worker-entry.mjs', import.meta.url), {
-      workerData: { spec, handle, workerIndex: w },
+      workerData: { spec, handle: handle?.value, workerIndex: w },
+      transferList: handle?.transferList ?? [],
     });
     workers.push(worker);
     let onReady!: () => void;

@@ -154,7 +154,7 @@ function planRepetition(o: Options, rep: number): Workload[] {
 function chooseBenchRoot(): { root: string; why: string } {
   const tmp = os.tmpdir();
   const fsType = (p: string): string =>
-    spawnSync('stat', ['-f', '-c', '%T', p], { encoding: 'utf8' }).stdout.trim();
+    spawnSync('findmnt', ['-no', 'FSTYPE', '-T', p], { encoding: 'utf8' }).stdout.trim() || '?';
   const sameDevice = fs.statSync(tmp).dev === fs.statSync(repoRoot).dev;
   const tmpType = fsType(tmp);
   if (sameDevice && tmpType !== 'tmpfs' && tmpType !== 'ramfs') {

@@ -2,6 +2,7 @@
  * The adapter contract every benchmarked system implements, and the helpers adapters share.
  */
 import { readFileSync } from 'node:fs';
+import type { Transferable } from 'node:worker_threads';
 import type { CellSpec, CommitFn } from './common.js';
 
 /** A store opened on the main thread of a cell's child process. */
@@ -11,8 +12,11 @@ export interface OpenStore {
   close(): Promise<void>;
   /** fsync-family calls the library counted itself, if it counts them. */
   libraryFsyncs?(): number | undefined;
-  /** A value posted to each worker thread, handed to {@link SystemDef.openWorker}. */
-  workerHandle?(): unknown;
+  /**
+   * A value posted to each worker thread (handed to {@link SystemDef.openWorker}) and the
+   * objects to transfer with it (e.g. a MessagePort).
+   */
+  workerHandle?(): { value: unknown; transferList: Transferable[] };
 }
 
 /** A writer opened inside a worker thread. */

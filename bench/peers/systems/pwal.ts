@@ -8,6 +8,7 @@
  * run time, so this file type-checks whatever state the engine is in.
  */
 import path from 'node:path';
+import { MessagePort, type Transferable } from 'node:worker_threads';
 import { pageImage, pageNumberOf } from '../lib/common.js';
 import { type SystemDef, VerifyTally, type WorkerStore } from '../lib/system.js';
 
@@ -39,19 +40,37 @@ interface SegmentRecord {
 interface PwalModule {
   ParallelWal: { open(dbPath: string, config: { fsync: 'full' }): Promise<Wal> };
   attachWriter?(handle: unknown): Writer | Promise<Writer>;
+  workerHandleTransferList?(handle: unknown): Transferable[];
   listSegments?(dbPath: string): Promise<{ epoch: bigint; path: string }[]>;
   readSegment?(path: string): Promise<{ records: SegmentRecord[] }>;
   recoverSegments?(dbPath: string, options?: object): Promise<{ records: SegmentRecord[] }>;
 }
 
-/** The library from the working tree, or an error saying what is missing. */
+/**
+ * The library from the working tree, or an error saying what is missing. The worker-side
+ * pieces come from the package root when it exports them, else from `src/engine/worker.ts`.
+ */
 export async function loadPwal(): Promise<PwalModule> {
-  const specifier: string = '../../../src/index.js';
-  const mod = (await import(specifier)) as Partial<PwalModule>;
+  const root: string = '../../../src/index.js';
+  const mod = { ...((await import(root)) as Partial<PwalModule>) };
   if (typeof mod.ParallelWal?.open !== 'function') {
     throw new Error('parallel-wal: src/index.ts does not export ParallelWal yet');
   }
+  if (!mod.attachWriter) {
+    const workerModule: string = '../../../src/engine/worker.js';
+    try {
+      Object.assign(mod, (await import(workerModule)) as Partial<PwalModule>);
+    } catch {
+      // no worker writers in this version
+    }
+  }
   return mod as PwalModule;
+}
+
+/** The MessagePorts inside a handle: what must be transferred with it. */
+function portsOf(handle: unknown): Transferable[] {
+  if (typeof handle !== 'object' || handle === null) return [];
+  return Object.values(handle).filter((v): v is MessagePort => v instanceof MessagePort);
 }
 
 const dbPathOf = (dir: string): string => path.join(dir, 'bench.db');
@@ -112,7 +131,9 @@ export const pwal: SystemDef = {
         if (typeof wal.workerHandle !== 'function') {
           throw new Error('parallel-wal: wal.workerHandle() does not exist yet');
         }
-        return wal.workerHandle();
+        const value = wal.workerHandle();
+        const transferList = mod.workerHandleTransferList?.(value) ?? portsOf(value);
+        return { value, transferList };
       },
     };
   },
