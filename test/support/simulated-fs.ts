@@ -357,6 +357,17 @@ export class SimulatedFileSystem implements WalFileSystem {
     }
   }
 
+  /** Removes a file directly and durably (no step); false if it was not there. */
+  removeSync(path: string): boolean {
+    const abs = this.abs(path);
+    const { dir, name } = this.parent(abs, 'unlink');
+    const ino = dir.entries.get(name);
+    if (ino === undefined || this.node(ino).kind !== 'file') return false;
+    dir.entries.delete(name);
+    dir.durable.delete(name);
+    return true;
+  }
+
   /** What a read of `path` returns now, or `null` if there is no such file. */
   readFileSync(path: string): Uint8Array | null {
     const node = this.tryLookup(this.abs(path));
