@@ -795,7 +795,7 @@ export class ParallelWal implements AsyncDisposable {
       listenerErrors: this.counters.listenerErrors,
       lanesInUse: this.laneWriters.filter((n) => n > 0).length + this.externalLanes.size,
       queueDepths: {
-        sealedEpochs: this.sealedQueue.length,
+        sealedEpochs: this.sealedQueue.length - (this.inFlight === null ? 0 : 1),
         waitingEpochs: this.coordinator.waitingEpochs(),
         backpressureWaiters: this.counters.backpressureWaiters,
         pendingBytes,
@@ -939,7 +939,8 @@ export class ParallelWal implements AsyncDisposable {
     if (this.failure !== null || this.closed) return;
     if (this.cycleActive) {
       if (
-        this.sealedQueue.length < MAX_SEALED_AHEAD &&
+        // sealedQueue[0] is the epoch being written; the rest are sealed ahead.
+        this.sealedQueue.length - 1 < MAX_SEALED_AHEAD &&
         this.openEpochBytes() >= this.config.maxEpochBytes
       ) {
         this.sealEarly();
