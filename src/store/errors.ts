@@ -1,0 +1,41 @@
+/**
+ * Typed errors of the page store. Callers branch on `code`; people read the message.
+ */
+import { WalError } from '../errors.js';
+
+/** Stable codes of {@link StoreError}. */
+export const StoreErrorCode = {
+  /** The database was created with another page size than the one asked for. */
+  pageSizeMismatch: 'ERR_STORE_PAGE_SIZE_MISMATCH',
+  /** The store header (`<db>-pwal-store`) is not a valid header (magic, version, length, checksum). */
+  headerCorrupt: 'ERR_STORE_HEADER_CORRUPT',
+  /** The database file exists but its store header does not (or the reverse). */
+  headerMissing: 'ERR_STORE_HEADER_MISSING',
+  /** A read past the end of the database (page number above its size in pages). */
+  pageOutOfRange: 'ERR_STORE_PAGE_OUT_OF_RANGE',
+  /** The store is closed (or closing). */
+  closed: 'ERR_STORE_CLOSED',
+  /** A checkpoint could not complete; the log still holds everything, nothing was lost. */
+  checkpointFailed: 'ERR_STORE_CHECKPOINT_FAILED',
+  /** Recovery into the database file failed (I/O); the log was left untouched. */
+  recoveryFailed: 'ERR_STORE_RECOVERY_FAILED',
+  /** A store I/O operation (open, read, truncate) failed. */
+  io: 'ERR_STORE_IO',
+} as const;
+
+/** One of the {@link StoreErrorCode} values. */
+export type StoreErrorCodeValue = (typeof StoreErrorCode)[keyof typeof StoreErrorCode];
+
+/** An error of the page store; `code` is one of {@link StoreErrorCode}. */
+export class StoreError extends WalError {
+  declare readonly code: StoreErrorCodeValue;
+
+  constructor(code: StoreErrorCodeValue, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** Message of an error (or the value itself), for wrapping causes into messages. */
+export function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,844 @@
+/**
+ * The page store: a database file of fixed-size pages that the log protects.
+ *
+ * Commits go to the log (`ParallelWal.commit`) and are acknowledged when
+ * durable; only then are their pages visible to `read` (through the in-memory
+ * {@link PageIndex}). A checkpoint folds the durable epochs into the database
+ * file, makes it durable, moves the store header past them, and only then
+ * deletes their segments — so at every instant the database equals the file
+ * plus the segments the header has not passed (SYSTEM.md §5).
+ *
+ * Files: `<db>` (pages, page 1 at offset 0), `<db>-pwal-store` (header, see
+ * `header.ts`), `<db>.lock` (one writer process), `<db>-wal-seg-…` (the log).
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  type CommitResult,
+  type DurableEpochInfo,
+  ParallelWal,
+  type ParallelWalConfig,
+  type ParallelWalStats,
+} from '../engine/wal.js';
+import type { WorkerLaneHandle } from '../engine/worker-layout.js';
+import { WalArgumentError } from '../errors.js';
+import type { WalRecord } from '../format/types.js';
+import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
+import { acquireLock, type LockHandle } from '../storage/lockfile.js';
+import { recoverSegments } from '../storage/recovery.js';
+import {
+  deleteSegment,
+  type FsyncPolicy,
+  listSegments,
+  readSegment,
+  segmentPath,
+  syncSegmentDirectory,
+} from '../storage/segment-files.js';
+import { encodeSizeMeta, STORE_META_PAGE_ID, STORE_PAGE_NUMBER_MAX } from './commit-meta.js';
+import { DatabaseFile } from './db-file.js';
+import { describeError, StoreError, StoreErrorCode } from './errors.js';
+import {
+  DEFAULT_PAGE_SIZE_BYTES,
+  readStoreHeader,
+  type StoreHeader,
+  validatePageSize,
+  writeStoreHeader,
+} from './header.js';
+import { PageIndex } from './page-index.js';
+import { applyReplay, foldRecords, forEachCommit, startReplay } from './replay.js';
+
+/** Default of {@link PageStoreOptions.checkpointThresholdBytes}: 64 MiB of segments. */
+export const DEFAULT_CHECKPOINT_THRESHOLD_BYTES = 64 * 1024 * 1024;
+
+/** Pages of one commit: a map, or a list (each page number at most once). */
+export type PageWrites =
+  | ReadonlyMap<number, Uint8Array>
+  | ReadonlyArray<{ pageNumber: number; data: Uint8Array }>;
+
+/** Options of {@link PageStore.commit}. */
+export interface CommitOptions {
+  /**
+   * Database size in pages after the commit (SQLite's `dbSizeIfCommit`). May
+   * shrink the database: pages above it are gone and read as zeros if it
+   * grows again. Omitted: the size grows to cover the highest page written.
+   */
+  dbSizePages?: number;
+}
+
+/** What a durable store commit reports. */
+export interface StoreCommitResult {
+  epoch: bigint;
+  commitSeq: bigint;
+  /** What the acknowledgement guarantees (the log's fsync policy). */
+  durability: FsyncPolicy;
+  /** Database size in pages after the commit (as far as this process knows). */
+  dbSizePages: number;
+}
+
+/**
+ * The part of the control plane a checkpoint talks to. `checkpoint_conflict`
+ * is reported when a checkpoint runs while the control plane needs the
+ * serialized path; the checkpoint still runs (it never blocks writers).
+ */
+export interface CheckpointControl {
+  /** True while the control plane runs (or needs) the serialized, one-lane path. */
+  serializedPathRequired(): boolean;
+  /** Records a fallback with its reason (`checkpointConflict` here). */
+  reportFallback(reason: 'checkpointConflict', detail: string): void;
+}
+
+/** Options of {@link PageStore.open}: the log's configuration plus the store's own. */
+export interface PageStoreOptions extends Omit<ParallelWalConfig, 'lock'> {
+  /** Page size in bytes for a new database (512 ..= 65536, a power of two; default 4096). An existing database must match when given. */
+  pageSize?: number;
+  /** Checkpoint automatically once the log holds this many bytes of segments (default 64 MiB). */
+  checkpointThresholdBytes?: number;
+  /** Automatic checkpoints on (default true). */
+  autoCheckpoint?: boolean;
+  /** Control-plane hook for `checkpoint_conflict`. */
+  control?: CheckpointControl;
+}
+
+/** What a checkpoint (or recovery) did. */
+export interface CheckpointResult {
+  /** Last epoch folded into the file (`null`: none ever). */
+  checkpointEpoch: bigint | null;
+  /** Segments read and folded. */
+  segmentsApplied: number;
+  /** Segments deleted afterwards. */
+  segmentsDeleted: number;
+  /** Pages written into the database file. */
+  pagesWritten: number;
+  /** Bytes written into the database file. */
+  bytesWritten: number;
+  /** Database size in pages the file now has. */
+  dbSizePages: number;
+  /** True when the control plane needed the serialized path meanwhile (`checkpoint_conflict`). */
+  conflict: boolean;
+  /** Wall time, ms. */
+  durationMs: number;
+}
+
+/** What `PageStore.open` recovered from the log. */
+export interface StoreRecoveryReport extends CheckpointResult {
+  /** Segments that were unusable and set aside (only with `skipCorrupt`). */
+  quarantinedSegments: string[];
+}
+
+/** A snapshot of the store's counters. */
+export interface PageStoreStats {
+  pageSize: number;
+  dbSizePages: number;
+  /** Last epoch folded into the database file (`null`: none). */
+  checkpointEpoch: bigint | null;
+  commits: number;
+  pagesCommitted: number;
+  checkpoints: number;
+  autoCheckpoints: number;
+  checkpointConflicts: number;
+  checkpointPagesWritten: number;
+  checkpointBytesWritten: number;
+  segmentsDeleted: number;
+  /** Bytes of durable segments written since the last checkpoint. */
+  logBytesSinceCheckpoint: number;
+  /** Pages and bytes held by the in-memory index. */
+  indexPages: number;
+  indexBytes: number;
+  /** Durable epochs read back from disk for worker commits. */
+  epochsIngested: number;
+  /** The last automatic checkpoint's failure, if it failed. */
+  lastCheckpointError: Error | null;
+  wal: ParallelWalStats;
+}
+
+/** What `store.workerHandle()` returns; post it to a worker (transfer `lane.port`). */
+export interface StoreWorkerHandle {
+  readonly kind: 'pwal-store-worker';
+  readonly pageSize: number;
+  readonly lane: WorkerLaneHandle;
+}
+
+/** Options of {@link PageStore.close}. */
+export interface StoreCloseOptions {
+  /** Fold the whole log into the database file before closing (default false). */
+  checkpoint?: boolean;
+}
+
+interface EngineWithWorkers {
+  workerHandle?: () => WorkerLaneHandle;
+}
+
+/** A database file protected by the parallel write-ahead log. */
+export class PageStore implements AsyncDisposable {
+  private readonly index: PageIndex;
+  private closing = false;
+  private closed = false;
+  private closePromise: Promise<void> | null = null;
+  private nextTxnId = 1n;
+  /** Bytes of each durable segment not yet checkpointed. */
+  private readonly segmentBytes = new Map<bigint, number>();
+  private logBytes = 0;
+  private checkpointRunning: Promise<CheckpointResult> | null = null;
+  private checkpointQueued: Promise<CheckpointResult> | null = null;
+  private autoCheckpoint: Promise<void> | null = null;
+  private workersAttached = false;
+  private ingestChain: Promise<void> = Promise.resolve();
+  private ingestError: Error | null = null;
+  private readonly removeListener: () => void;
+  private readonly counters = {
+    commits: 0,
+    pagesCommitted: 0,
+    checkpoints: 0,
+    autoCheckpoints: 0,
+    checkpointConflicts: 0,
+    checkpointPagesWritten: 0,
+    checkpointBytesWritten: 0,
+    segmentsDeleted: 0,
+    epochsIngested: 0,
+  };
+  private lastCheckpointError: Error | null = null;
+
+  private constructor(
+    /** Path of the database file. */
+    readonly path: string,
+    /** Page size in bytes. */
+    readonly pageSize: number,
+    private header: StoreHeader,
+    private readonly file: DatabaseFile,
+    private readonly wal: ParallelWal,
+    private readonly lock: LockHandle,
+    private readonly fs: WalFileSystem,
+    private readonly options: PageStoreOptions,
+    /** What opening recovered from the log. */
+    readonly recovery: StoreRecoveryReport,
+  ) {
+    this.index = new PageIndex(header.dbSizePages, header.nextEpoch - 1n);
+    this.removeListener = wal.onDurable((info) => this.onDurable(info));
+  }
+
+  /**
+   * Opens (or creates) the database at `path`: takes the writer lock, folds
+   * the log's durable epochs into the database file (fsync, header, and only
+   * then deletes the applied segments), and opens the log.
+   * @throws {LockError} `ERR_LOCKED` naming the holder; {@link StoreError}
+   * (`ERR_STORE_PAGE_SIZE_MISMATCH`, `ERR_STORE_HEADER_CORRUPT`, …); the
+   * storage layer's `SegmentCorruptError` when a segment is unusable (unless
+   * `skipCorrupt`).
+   */
+  static async open(path: string, options: PageStoreOptions = {}): Promise<PageStore> {
+    if (typeof path !== 'string' || path.length === 0) {
+      throw new WalArgumentError('path must be a non-empty string');
+    }
+    if (options.pageSize !== undefined) validatePageSize(options.pageSize);
+    const threshold = options.checkpointThresholdBytes ?? DEFAULT_CHECKPOINT_THRESHOLD_BYTES;
+    if (!Number.isSafeInteger(threshold) || threshold < 1) {
+      throw new WalArgumentError(
+        `checkpointThresholdBytes must be a positive integer, got ${threshold}`,
+      );
+    }
+    const fs = options.fs ?? nodeFileSystem;
+    const lock = await acquireLock(path, { fs });
+    let file: DatabaseFile | null = null;
+    let wal: ParallelWal | null = null;
+    try {
+      const opened = await openDatabaseFile(path, options.pageSize, fs);
+      file = opened.file;
+      const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {
+        skipCorrupt: options.skipCorrupt ?? false,
+      });
+      let header = recovered.header;
+      const { lock: _ignored, ...walConfig } = options as ParallelWalConfig;
+      wal = await ParallelWal.open(path, { ...walConfig, fs, lock: false });
+      // The log numbers epochs after the newest segment file. If segment
+      // files were removed behind our back it could start below the header's
+      // next epoch, and new segments would look already applied: every
+      // segment still on disk is applied, so move the header down to it.
+      if (wal.currentEpoch < header.nextEpoch) {
+        header = { ...header, nextEpoch: wal.currentEpoch };
+        await writeStoreHeader(path, header, fs);
+      }
+      return new PageStore(
+        path,
+        header.pageSize,
+        header,
+        opened.file,
+        wal,
+        lock,
+        fs,
+        options,
+        recovered.report,
+      );
+    } catch (error) {
+      await wal?.close().catch(() => undefined);
+      await file?.close().catch(() => undefined);
+      await lock.release().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Database size in pages after the latest durable commit. */
+  get dbSizePages(): number {
+    return this.index.dbSizePages;
+  }
+
+  /** Last epoch folded into the database file (`null`: none). */
+  get checkpointEpoch(): bigint | null {
+    return this.header.nextEpoch === 0n ? null : this.header.nextEpoch - 1n;
+  }
+
+  /** The log under the store (for stats, `onDurable`, advanced control). */
+  get log(): ParallelWal {
+    return this.wal;
+  }
+
+  /**
+   * Commits pages durably: resolves once the log acknowledged the commit
+   * durable, and from then on `read` returns these images.
+   * @throws {WalArgumentError} for a page number outside 1 ..= 2^32-2, a
+   * duplicate page, an image whose length is not the page size, or a size
+   * below a page written; {@link StoreError} `ERR_STORE_CLOSED`; the log's
+   * typed errors (`ERR_WAL_FAILED`, …) when it cannot make the commit durable.
+   */
+  async commit(pages: PageWrites, options: CommitOptions = {}): Promise<StoreCommitResult> {
+    this.ensureOpen();
+    const { list, maxPage } = normalizePages(pages, this.pageSize);
+    const setPages = checkDbSize(options.dbSizePages, maxPage);
+    const frames = list.map(([pageNumber, data]) => ({
+      pageNumber,
+      pageData: data,
+      dbSizeIfCommit: 0,
+    }));
+    const sizeHint = setPages ?? Math.max(this.index.dbSizePages, maxPage);
+    if (setPages !== null) {
+      frames.push({
+        pageNumber: STORE_META_PAGE_ID,
+        pageData: encodeSizeMeta(setPages),
+        dbSizeIfCommit: sizeHint,
+      });
+    } else if (frames.length > 0) {
+      frames[frames.length - 1]!.dbSizeIfCommit = sizeHint;
+    } else {
+      throw new WalArgumentError('a commit needs at least one page or a dbSizePages');
+    }
+    const txnId = this.nextTxnId++;
+    const result: CommitResult = await this.wal.commit({
+      txnToken: { id: txnId, epoch: 0 },
+      frames,
+    });
+    // Durable now: make it visible. (A checkpoint that already folded this
+    // epoch makes the index ignore it: the file has it, or something newer.)
+    this.index.apply({ epoch: result.epoch, commitSeq: result.commitSeq }, list, {
+      setPages,
+      maxPage,
+    });
+    this.counters.commits++;
+    this.counters.pagesCommitted += list.length;
+    return {
+      epoch: result.epoch,
+      commitSeq: result.commitSeq,
+      durability: result.durability,
+      dbSizePages: this.index.dbSizePages,
+    };
+  }
+
+  /**
+   * The latest durable image of a page: from the index of commits since the
+   * last checkpoint, else from the database file; zeros for a page inside the
+   * database that was never written (or was cut off by a shrink).
+   * @throws {StoreError} `ERR_STORE_PAGE_OUT_OF_RANGE` above the database size;
+   * `ERR_INVALID_ARGUMENT` for a page number < 1.
+   */
+  async read(pageNumber: number): Promise<Uint8Array> {
+    this.ensureOpen();
+    checkPageNumber(pageNumber);
+    if (this.workersAttached) await this.ingestChain;
+    if (this.ingestError !== null) throw this.ingestError;
+    if (pageNumber > this.index.dbSizePages) {
+      throw new StoreError(
+        StoreErrorCode.pageOutOfRange,
+        `page ${pageNumber} is past the end of ${this.path} (${this.index.dbSizePages} pages)`,
+      );
+    }
+    const found = this.index.lookup(pageNumber);
+    if (found.kind === 'page') return found.data.slice();
+    if (found.kind === 'zeros') return new Uint8Array(this.pageSize);
+    try {
+      return await this.file.readPage(pageNumber);
+    } catch (error) {
+      throw new StoreError(
+        StoreErrorCode.io,
+        `cannot read page ${pageNumber} of ${this.path}: ${describeError(error)}`,
+        { cause: error },
+      );
+    }
+  }
+
+  /**
+   * Folds every durable epoch into the database file: newest image of every
+   * page, fsync, header moved past them (durably), then their segments
+   * deleted. Commits keep flowing meanwhile (into newer epochs); a checkpoint
+   * never waits for a commit. Concurrent calls share one run.
+   * @throws {StoreError} `ERR_STORE_CHECKPOINT_FAILED` (nothing lost: the log
+   * keeps every segment the header has not passed).
+   */
+  checkpoint(): Promise<CheckpointResult> {
+    if (this.closed) return Promise.reject(closedError(this.path));
+    return this.scheduleCheckpoint();
+  }
+
+  private scheduleCheckpoint(): Promise<CheckpointResult> {
+    // A run already started may have chosen its epoch before our caller's
+    // commits became durable: queue one more run behind it (shared by all
+    // callers that arrive meanwhile).
+    if (this.checkpointQueued !== null) return this.checkpointQueued;
+    const before = this.checkpointRunning;
+    let run!: Promise<CheckpointResult>;
+    run = (async () => {
+      // Yield first: `run` is assigned before this body touches it.
+      await (before ?? Promise.resolve()).catch(() => undefined);
+      this.checkpointQueued = null;
+      this.checkpointRunning = run;
+      try {
+        return await this.runCheckpoint();
+      } finally {
+        if (this.checkpointRunning === run) this.checkpointRunning = null;
+      }
+    })();
+    this.checkpointQueued = run;
+    return run;
+  }
+
+  private async runCheckpoint(): Promise<CheckpointResult> {
+    const started = performance.now();
+    const conflict = this.options.control?.serializedPathRequired() ?? false;
+    if (conflict) {
+      this.counters.checkpointConflicts++;
+      this.options.control?.reportFallback(
+        'checkpointConflict',
+        `checkpoint of ${this.path} ran while the serialized path was required`,
+      );
+    }
+    const durable = this.wal.durableEpoch();
+    const result: CheckpointResult = {
+      checkpointEpoch: this.checkpointEpoch,
+      segmentsApplied: 0,
+      segmentsDeleted: 0,
+      pagesWritten: 0,
+      bytesWritten: 0,
+      dbSizePages: this.header.dbSizePages,
+      conflict,
+      durationMs: 0,
+    };
+    if (durable === null || durable < this.header.nextEpoch) {
+      result.durationMs = performance.now() - started;
+      return result;
+    }
+    try {
+      const entries = (await listSegments(this.path, { fs: this.fs })).filter(
+        (e) => e.epoch >= this.header.nextEpoch && e.epoch <= durable,
+      );
+      const state = startReplay(this.header.dbSizePages);
+      for (const entry of entries) {
+        const { header, records } = await readSegment(entry.path, { fs: this.fs });
+        if (header.epoch !== entry.epoch) {
+          throw new StoreError(
+            StoreErrorCode.checkpointFailed,
+            `segment ${entry.path} has mismatched epoch: header=${header.epoch}, filename=${entry.epoch}`,
+          );
+        }
+        foldRecords(state, records, this.header.nextEpoch, this.pageSize, entry.path);
+      }
+      result.pagesWritten = await applyReplay(this.file, state);
+      result.bytesWritten = result.pagesWritten * this.pageSize;
+      result.segmentsApplied = entries.length;
+      const header: StoreHeader = {
+        pageSize: this.pageSize,
+        dbSizePages: state.sizePages,
+        nextEpoch: durable + 1n,
+        checkpointCommitSeq: state.lastStamp?.commitSeq ?? this.header.checkpointCommitSeq,
+      };
+      // The file is durable; now the header, durably — and only after that
+      // may the segments go (a crash in between replays them, idempotently).
+      await writeStoreHeader(this.path, header, this.fs);
+      this.header = header;
+      this.index.pruneThrough(durable, state.sizePages);
+      result.segmentsDeleted = await deleteFolded(this.path, this.fs, durable);
+      for (const epoch of [...this.segmentBytes.keys()]) {
+        if (epoch <= durable) {
+          this.logBytes -= this.segmentBytes.get(epoch)!;
+          this.segmentBytes.delete(epoch);
+        }
+      }
+      result.checkpointEpoch = durable;
+      result.dbSizePages = state.sizePages;
+    } catch (error) {
+      if (error instanceof StoreError && error.code === StoreErrorCode.checkpointFailed)
+        throw error;
+      throw new StoreError(
+        StoreErrorCode.checkpointFailed,
+        `checkpoint of ${this.path} failed: ${describeError(error)}`,
+        { cause: error },
+      );
+    }
+    this.counters.checkpoints++;
+    this.counters.checkpointPagesWritten += result.pagesWritten;
+    this.counters.checkpointBytesWritten += result.bytesWritten;
+    this.counters.segmentsDeleted += result.segmentsDeleted;
+    result.durationMs = performance.now() - started;
+    return result;
+  }
+
+  /**
+   * A handle for a worker thread to commit into this store through its own
+   * lane (post it with `transferList: [handle.lane.port]`; inside the worker
+   * call `attachStoreWriter(handle)` from `store/worker.js`).
+   * @throws {StoreError} `ERR_STORE_CLOSED`; `ERR_INVALID_ARGUMENT` when the
+   * log has no worker lanes.
+   */
+  workerHandle(): StoreWorkerHandle {
+    this.ensureOpen();
+    const engine = this.wal as unknown as EngineWithWorkers;
+    if (typeof engine.workerHandle !== 'function') {
+      throw new WalArgumentError(
+        'this log does not provide worker lanes (ParallelWal.workerHandle)',
+      );
+    }
+    const lane = engine.workerHandle();
+    // Worker commits reach the log without passing through this object:
+    // from now on durable segments are read back into the index.
+    this.workersAttached = true;
+    return { kind: 'pwal-store-worker', pageSize: this.pageSize, lane };
+  }
+
+  /** A snapshot of the store's counters (and the log's). */
+  stats(): PageStoreStats {
+    return {
+      pageSize: this.pageSize,
+      dbSizePages: this.index.dbSizePages,
+      checkpointEpoch: this.checkpointEpoch,
+      ...this.counters,
+      logBytesSinceCheckpoint: this.logBytes,
+      indexPages: this.index.pageCount,
+      indexBytes: this.index.byteCount,
+      lastCheckpointError: this.lastCheckpointError,
+      wal: this.wal.stats(),
+    };
+  }
+
+  /**
+   * Flushes the log (every commit in flight is acknowledged durable or
+   * rejected), checkpoints if asked, closes the files and releases the lock.
+   * Idempotent.
+   */
+  close(options: StoreCloseOptions = {}): Promise<void> {
+    this.closePromise ??= this.closeOnce(options);
+    return this.closePromise;
+  }
+
+  /** Same as {@link PageStore.close} without a checkpoint. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private async closeOnce(options: StoreCloseOptions): Promise<void> {
+    this.closing = true;
+    let failure: unknown = null;
+    try {
+      await this.wal.close();
+      await this.ingestChain;
+      if (this.autoCheckpoint !== null) await this.autoCheckpoint;
+      if (this.checkpointRunning !== null) await this.checkpointRunning.catch(() => undefined);
+      if (options.checkpoint) await this.scheduleCheckpoint();
+    } catch (error) {
+      failure = error;
+    } finally {
+      this.removeListener();
+      this.closed = true;
+      await this.file.close().catch((error: unknown) => {
+        failure ??= error;
+      });
+      await this.lock.release().catch((error: unknown) => {
+        failure ??= error;
+      });
+    }
+    if (failure !== null) throw failure;
+  }
+
+  private onDurable(info: DurableEpochInfo): void {
+    if (!info.segmentWritten) return;
+    this.segmentBytes.set(info.epoch, info.bytes);
+    this.logBytes += info.bytes;
+    if (this.workersAttached) {
+      const epoch = info.epoch;
+      this.ingestChain = this.ingestChain.then(() => this.ingest(epoch));
+    }
+    const threshold = this.options.checkpointThresholdBytes ?? DEFAULT_CHECKPOINT_THRESHOLD_BYTES;
+    if (
+      (this.options.autoCheckpoint ?? true) &&
+      !this.closing &&
+      this.autoCheckpoint === null &&
+      this.logBytes >= threshold
+    ) {
+      this.counters.autoCheckpoints++;
+      this.autoCheckpoint = this.scheduleCheckpoint().then(
+        () => {
+          this.lastCheckpointError = null;
+          this.autoCheckpoint = null;
+        },
+        (error: unknown) => {
+          this.lastCheckpointError = error instanceof Error ? error : new Error(String(error));
+          this.autoCheckpoint = null;
+        },
+      );
+    }
+  }
+
+  /** Reads a durable segment back into the index (for commits made by workers). Never rejects. */
+  private async ingest(epoch: bigint): Promise<void> {
+    if (epoch < this.header.nextEpoch) return; // already in the file
+    let records: WalRecord[];
+    try {
+      records = (await readSegment(segmentPath(this.path, epoch), { fs: this.fs })).records;
+    } catch (error) {
+      // Folded and deleted by a checkpoint meanwhile: the file has it.
+      if (epoch < this.header.nextEpoch) return;
+      this.ingestError = new StoreError(
+        StoreErrorCode.io,
+        `cannot read back durable segment of epoch ${epoch}: ${describeError(error)}`,
+        { cause: error },
+      );
+      return;
+    }
+    try {
+      forEachCommit(
+        records,
+        this.header.nextEpoch,
+        this.pageSize,
+        segmentPath(this.path, epoch),
+        (c) => this.index.apply(c.stamp, c.pages, c),
+      );
+      this.counters.epochsIngested++;
+    } catch (error) {
+      this.ingestError = error instanceof Error ? error : new Error(String(error));
+    }
+  }
+
+  private ensureOpen(): void {
+    if (this.closing || this.closed) throw closedError(this.path);
+  }
+}
+
+function closedError(path: string): StoreError {
+  return new StoreError(StoreErrorCode.closed, `page store ${path} is closed`);
+}
+
+/** Validates a page number for reading or writing. */
+function checkPageNumber(pageNumber: number): void {
+  if (!Number.isInteger(pageNumber) || pageNumber < 1 || pageNumber > STORE_PAGE_NUMBER_MAX) {
+    throw new WalArgumentError(
+      `page number must be an integer in 1..=${STORE_PAGE_NUMBER_MAX}, got ${String(pageNumber)}`,
+    );
+  }
+}
+
+/** Validates and copies a commit's pages; sorted by page number. */
+function normalizePages(
+  pages: PageWrites,
+  pageSize: number,
+): { list: Array<readonly [number, Uint8Array]>; maxPage: number } {
+  const entries: Array<readonly [number, Uint8Array]> =
+    pages instanceof Map
+      ? [...(pages as ReadonlyMap<number, Uint8Array>)]
+      : Array.isArray(pages)
+        ? (pages as ReadonlyArray<{ pageNumber: number; data: Uint8Array }>).map(
+            (p) => [p?.pageNumber, p?.data] as const,
+          )
+        : (() => {
+            throw new WalArgumentError('pages must be a Map or an array of { pageNumber, data }');
+          })();
+  const seen = new Set<number>();
+  let maxPage = 0;
+  const list: Array<readonly [number, Uint8Array]> = [];
+  for (const [pageNumber, data] of entries) {
+    checkPageNumber(pageNumber);
+    if (!(data instanceof Uint8Array) || data.length !== pageSize) {
+      throw new WalArgumentError(
+        `page ${pageNumber}: data must be a Uint8Array of exactly ${pageSize} bytes, got ${
+          data instanceof Uint8Array ? `${data.length} bytes` : typeof data
+        }`,
+      );
+    }
+    if (seen.has(pageNumber))
+      throw new WalArgumentError(`page ${pageNumber} appears twice in one commit`);
+    seen.add(pageNumber);
+    maxPage = Math.max(maxPage, pageNumber);
+    // A copy: the caller may reuse its buffer once commit() returns.
+    list.push([pageNumber, data.slice()]);
+  }
+  list.sort((a, b) => a[0] - b[0]);
+  return { list, maxPage };
+}
+
+function checkDbSize(dbSizePages: number | undefined, maxPage: number): number | null {
+  if (dbSizePages === undefined) return null;
+  if (!Number.isInteger(dbSizePages) || dbSizePages < 0 || dbSizePages > STORE_PAGE_NUMBER_MAX) {
+    throw new WalArgumentError(
+      `dbSizePages must be an integer in 0..=${STORE_PAGE_NUMBER_MAX}, got ${String(dbSizePages)}`,
+    );
+  }
+  if (dbSizePages < maxPage) {
+    throw new WalArgumentError(
+      `dbSizePages ${dbSizePages} is below page ${maxPage} of the same commit`,
+    );
+  }
+  return dbSizePages;
+}
+
+/** Opens or creates the database file and its header. */
+async function openDatabaseFile(
+  path: string,
+  pageSize: number | undefined,
+  fs: WalFileSystem,
+): Promise<{ file: DatabaseFile; header: StoreHeader }> {
+  let header = await readStoreHeader(path, fs);
+  const fileBytes = await fileSize(path, fs);
+  if (header === null) {
+    if (fileBytes !== null && fileBytes > 0) {
+      throw new StoreError(
+        StoreErrorCode.headerMissing,
+        `${path} exists but has no store header (${path}-pwal-store): not a page store database`,
+      );
+    }
+    header = {
+      pageSize: pageSize ?? DEFAULT_PAGE_SIZE_BYTES,
+      dbSizePages: 0,
+      nextEpoch: 0n,
+      checkpointCommitSeq: 0n,
+    };
+    const file = await DatabaseFile.open(path, header.pageSize, fs, true);
+    try {
+      // Also makes the new database file's directory entry durable (same directory).
+      await writeStoreHeader(path, header, fs);
+    } catch (error) {
+      await file.close().catch(() => undefined);
+      throw new StoreError(StoreErrorCode.io, `cannot create ${path}: ${describeError(error)}`, {
+        cause: error,
+      });
+    }
+    return { file, header };
+  }
+  if (pageSize !== undefined && pageSize !== header.pageSize) {
+    throw new StoreError(
+      StoreErrorCode.pageSizeMismatch,
+      `${path} has page size ${header.pageSize}, opened with page size ${pageSize}`,
+    );
+  }
+  if (fileBytes === null && (header.dbSizePages > 0 || header.nextEpoch > 0n)) {
+    throw new StoreError(
+      StoreErrorCode.headerMissing,
+      `${path} is missing, but its store header says it holds ${header.dbSizePages} pages`,
+    );
+  }
+  const file = await DatabaseFile.open(path, header.pageSize, fs, fileBytes === null);
+  return { file, header };
+}
+
+async function fileSize(path: string, fs: WalFileSystem): Promise<number | null> {
+  try {
+    const stat = await fs.stat(path);
+    if (stat.kind !== 'file') {
+      throw new StoreError(StoreErrorCode.io, `${path} is not a regular file`);
+    }
+    return stat.size;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return null;
+    if (error instanceof StoreError) throw error;
+    throw new StoreError(StoreErrorCode.io, `cannot stat ${path}: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Recovery on open (and `pwal recover`): fold every durable epoch the header
+ * has not passed into the file, fsync, move the header, then delete the
+ * applied segments. With `skipCorrupt`, the unusable segment and every later
+ * one are renamed aside (`…-wal-corrupt-…`), so they are kept for inspection
+ * but never replayed after newer epochs.
+ */
+export async function recoverIntoFile(
+  path: string,
+  file: DatabaseFile,
+  header: StoreHeader,
+  fs: WalFileSystem,
+  options: { skipCorrupt: boolean },
+): Promise<{ header: StoreHeader; report: StoreRecoveryReport }> {
+  const started = performance.now();
+  const recovered = await recoverSegments(path, {
+    fs,
+    skipCorrupt: options.skipCorrupt,
+    cleanupTemporaryFiles: true,
+  });
+  const state = startReplay(header.dbSizePages);
+  foldRecords(state, recovered.records, header.nextEpoch, header.pageSize, path);
+  const report: StoreRecoveryReport = {
+    checkpointEpoch: header.nextEpoch === 0n ? null : header.nextEpoch - 1n,
+    segmentsApplied: recovered.epochs.filter((e) => e >= header.nextEpoch).length,
+    segmentsDeleted: 0,
+    pagesWritten: 0,
+    bytesWritten: 0,
+    dbSizePages: header.dbSizePages,
+    conflict: false,
+    durationMs: 0,
+    quarantinedSegments: [],
+  };
+  const lengthOk = (await file.size()) === header.dbSizePages * header.pageSize;
+  if (state.commits > 0 || !lengthOk) {
+    report.pagesWritten = await applyReplay(file, state);
+    report.bytesWritten = report.pagesWritten * header.pageSize;
+  }
+  const newest = recovered.epochs[recovered.epochs.length - 1];
+  let next = header;
+  if (newest !== undefined && newest >= header.nextEpoch) {
+    next = {
+      pageSize: header.pageSize,
+      dbSizePages: state.sizePages,
+      nextEpoch: newest + 1n,
+      checkpointCommitSeq: state.lastStamp?.commitSeq ?? header.checkpointCommitSeq,
+    };
+    await writeStoreHeader(path, next, fs);
+    report.checkpointEpoch = newest;
+    report.dbSizePages = state.sizePages;
+  }
+  for (const partial of recovered.partialSegments) {
+    const aside = partial.replace('-wal-seg-', '-wal-corrupt-');
+    const target = `${aside}-${randomBytes(4).toString('hex')}`;
+    await fs.rename(partial, target);
+    report.quarantinedSegments.push(target);
+  }
+  if (recovered.partialSegments.length > 0) await syncSegmentDirectory(path, { fs });
+  report.segmentsDeleted = await deleteFolded(path, fs, next.nextEpoch - 1n);
+  report.durationMs = performance.now() - started;
+  return { header: next, report };
+}
+
+/**
+ * Deletes the segments of epochs `<= through` (already in the file), keeping
+ * the newest segment file on disk if it is one of them: the log numbers new
+ * epochs after the newest file, and this keeps it from reusing an epoch (and
+ * a commit sequence) after a restart. The kept file is skipped by recovery
+ * (its epoch is below the header's next epoch) and deleted by a later
+ * checkpoint. Fsyncs the directory. @returns files deleted.
+ */
+async function deleteFolded(path: string, fs: WalFileSystem, through: bigint): Promise<number> {
+  if (through < 0n) return 0;
+  const all = await listSegments(path, { fs });
+  const newest = all[all.length - 1];
+  let deleted = 0;
+  for (const entry of all) {
+    if (entry.epoch > through || entry === newest) continue;
+    await deleteSegment(entry.path, { fs });
+    deleted++;
+  }
+  if (deleted > 0) await syncSegmentDirectory(path, { fs });
+  return deleted;
+}
