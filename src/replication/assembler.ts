@@ -16,9 +16,11 @@
  * failure throws {@link ReplicaVerificationError} and leaves the assembler at
  * the last verified epoch: point-in-time semantics, never E+1 without E.
  */
+
+import { CERTIFIED_SEGMENT_VERSION, splitCertificateTrailer } from '../control/segment-v3.js';
+import { readU32 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
-import { SegmentFormatError } from '../format/errors.js';
-import { decodeSegment } from '../format/segment.js';
+import { decodeSegment, encodeSegmentHeader } from '../format/segment.js';
 import { ReplicaErrorCode, ReplicaVerificationError } from './errors.js';
 import {
   type ChunkHeader,
@@ -45,6 +47,11 @@ export interface StreamMessage {
 export interface VerifiedEpoch extends EpochEnvelope {
   /** SHA-256 (hex) of segment ‖ certificate. */
   digest: string;
+  /**
+   * The certificate the chain check used: the shipped one, else the one in a
+   * version-3 segment's trailer; `null` when the epoch has none.
+   */
+  chainCertificate: Uint8Array | null;
   firstSeq: number;
   lastSeq: number;
 }
@@ -78,10 +85,10 @@ export interface EpochAssemblerOptions {
   /** Only messages of this database are accepted (default: the first message's). */
   databaseId?: string;
   /**
-   * The last epoch already applied by the reader (0n for an empty target).
-   * The first epoch must name it as predecessor.
+   * The last epoch already applied by the reader (`null`, the default, for an
+   * empty target). The first epoch must name it as predecessor.
    */
-  afterEpoch?: bigint;
+  afterEpoch?: bigint | null;
   /** The last applied certificate, for the chain check of the next one. */
   previousCertificate?: { epoch: bigint; certificate: Uint8Array } | null;
   /** Certificate chain check; without it certificates are carried but only digest-checked. */
@@ -98,7 +105,7 @@ interface PartialEpoch {
 /** Incremental, verifying reader of one database's stream. */
 export class EpochAssembler {
   private databaseId: string | undefined;
-  private lastEpoch: bigint;
+  private lastEpoch: bigint | null;
   private previousCertificate: { epoch: bigint; certificate: Uint8Array } | null;
   private partial: PartialEpoch | null = null;
   private readonly digests = new Map<bigint, string>();
@@ -107,13 +114,13 @@ export class EpochAssembler {
 
   constructor(options: EpochAssemblerOptions = {}) {
     this.databaseId = options.databaseId;
-    this.lastEpoch = options.afterEpoch ?? 0n;
+    this.lastEpoch = options.afterEpoch ?? null;
     this.previousCertificate = options.previousCertificate ?? null;
     this.verifyCertificate = options.verifyCertificate;
   }
 
-  /** The last fully verified epoch (or the starting point). */
-  get lastVerifiedEpoch(): bigint {
+  /** The last fully verified epoch (or the starting point; `null`: none). */
+  get lastVerifiedEpoch(): bigint | null {
     return this.lastEpoch;
   }
 
@@ -152,7 +159,9 @@ export class EpochAssembler {
         { epoch: header.epoch, streamSeq: seq },
       );
     }
-    if (header.epoch <= this.lastEpoch) return this.duplicateOfVerified(header, seq);
+    if (this.lastEpoch !== null && header.epoch <= this.lastEpoch) {
+      return this.duplicateOfVerified(header, seq);
+    }
     if (this.partial !== null) return this.continueEpoch(this.partial, header, message);
     return this.startEpoch(header, message);
   }
@@ -175,7 +184,7 @@ export class EpochAssembler {
     if (header.prevEpoch !== this.lastEpoch) {
       throw new ReplicaVerificationError(
         ReplicaErrorCode.gap,
-        `gap before epoch ${header.epoch}: it follows epoch ${header.prevEpoch}, but the last verified epoch is ${this.lastEpoch}`,
+        `gap before epoch ${header.epoch}: it follows epoch ${header.prevEpoch ?? 'none'}, but the last verified epoch is ${this.lastEpoch ?? 'none'}`,
         { epoch: header.epoch, streamSeq: seq },
       );
     }
@@ -276,8 +285,9 @@ export class EpochAssembler {
         epoch: header.epoch,
         prevEpoch: header.prevEpoch,
         segment,
-        certificate,
+        certificate: header.certificateBytes > 0 ? certificate : null,
         digest,
+        chainCertificate: certificate,
         firstSeq: partial.firstSeq,
         lastSeq: seq,
       },
@@ -293,14 +303,43 @@ export class EpochAssembler {
   }
 }
 
-/** The segment must decode (all reader checks) and be of the announced epoch. */
-function checkSegment(segment: Uint8Array, epoch: bigint, seq: number): void {
+/**
+ * The segment must decode (all reader checks of SYSTEM.md §4) and be of the
+ * announced epoch. A version-3 segment (control plane: version-2 records plus
+ * a certificate trailer) is split first; its records are checked in their
+ * version-2 form and its trailer certificate is returned.
+ * @returns the certified bytes (header + records) and the trailer certificate, if any.
+ */
+function checkSegment(
+  bytes: Uint8Array,
+  epoch: bigint,
+  seq: number,
+): { certified: Uint8Array; trailerCertificate: Uint8Array | null } {
   let decodedEpoch: bigint;
+  let certified = bytes;
+  let trailerCertificate: Uint8Array | null = null;
   try {
-    decodedEpoch = decodeSegment(segment, { copyImages: false }).header.epoch;
+    const split = splitCertificateTrailer(bytes);
+    if (split.version === CERTIFIED_SEGMENT_VERSION) {
+      certified = split.segment;
+      trailerCertificate = split.certificate?.encode() ?? null;
+      const asV2 = Uint8Array.from(certified);
+      asV2.set(
+        encodeSegmentHeader({
+          version: 2,
+          epoch: split.epoch,
+          recordCount: readU32(certified, 16),
+        }),
+        0,
+      );
+      decodedEpoch = decodeSegment(asV2, { copyImages: false }).header.epoch;
+    } else {
+      decodedEpoch = decodeSegment(bytes, { copyImages: false }).header.epoch;
+    }
   } catch (error) {
+    const code = (error as { code?: unknown }).code;
     const reason =
-      error instanceof SegmentFormatError ? `${error.code}: ${error.message}` : String(error);
+      typeof code === 'string' ? `${code}: ${(error as Error).message}` : String(error);
     throw new ReplicaVerificationError(
       ReplicaErrorCode.segment,
       `epoch ${epoch} segment is invalid: ${reason}`,
@@ -314,4 +353,5 @@ function checkSegment(segment: Uint8Array, epoch: bigint, seq: number): void {
       { epoch, streamSeq: seq },
     );
   }
+  return { certified, trailerCertificate };
 }

@@ -44,13 +44,13 @@ export class ReplicationError extends WalError {
 export class ReplicationTimeoutError extends ReplicationError {
   /** The commit's epoch (locally durable). */
   readonly epoch: bigint;
-  /** The replicated watermark when the wait gave up. */
-  readonly replicatedEpoch: bigint;
+  /** The replicated watermark when the wait gave up (`null`: nothing replicated). */
+  readonly replicatedEpoch: bigint | null;
 
-  constructor(epoch: bigint, replicatedEpoch: bigint, timeoutMs: number, cause?: unknown) {
+  constructor(epoch: bigint, replicatedEpoch: bigint | null, timeoutMs: number, cause?: unknown) {
     super(
       ReplicationErrorCode.timeout,
-      `epoch ${epoch} is durable locally but was not acknowledged by the cluster within ${timeoutMs} ms (replicated up to epoch ${replicatedEpoch})`,
+      `epoch ${epoch} is durable locally but was not acknowledged by the cluster within ${timeoutMs} ms (replicated up to epoch ${replicatedEpoch ?? 'none'})`,
       cause === undefined ? undefined : { cause },
     );
     this.epoch = epoch;

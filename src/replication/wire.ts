@@ -12,7 +12,7 @@
  * | `Pwal-Wire` | wire version, `1` |
  * | `Pwal-Db` | database id |
  * | `Pwal-Epoch` | epoch (decimal u64) |
- * | `Pwal-Prev-Epoch` | the epoch shipped before it (0 = none): a reader detects a missing epoch even though empty epochs have no segment |
+ * | `Pwal-Prev-Epoch` | the epoch shipped before it (`-` = none; epoch 0 is a real epoch): a reader detects a missing epoch even though empty epochs have no segment |
  * | `Pwal-Chunk`, `Pwal-Chunks` | 0-based chunk index, chunk count |
  * | `Pwal-Chunk-Crc32c` | CRC-32C of this chunk's payload, 8 hex digits |
  * | `Pwal-Segment-Bytes`, `Pwal-Certificate-Bytes` | lengths of the two parts of the object |
@@ -25,6 +25,9 @@ import { createHash } from 'node:crypto';
 import { crc32c } from '../format/crc32c.js';
 import { U64_MAX } from '../format/types.js';
 import { ReplicaErrorCode, ReplicaVerificationError } from './errors.js';
+
+/** `Pwal-Prev-Epoch` value of the first epoch in a stream. */
+export const NO_EPOCH = '-';
 
 /** Version of this message layout, in the `Pwal-Wire` header. */
 export const REPLICATION_WIRE_VERSION = 1;
@@ -63,8 +66,8 @@ const DATABASE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export interface EpochEnvelope {
   databaseId: string;
   epoch: bigint;
-  /** The epoch shipped just before this one in the stream (0n for the first). */
-  prevEpoch: bigint;
+  /** The epoch shipped just before this one in the stream (`null` for the first). */
+  prevEpoch: bigint | null;
   /** The segment file's bytes, exactly as on disk. */
   segment: Uint8Array;
   /** The commit certificate's canonical bytes, or `null` when the log has none. */
@@ -82,7 +85,8 @@ export interface ChunkMessage {
 export interface ChunkHeader {
   databaseId: string;
   epoch: bigint;
-  prevEpoch: bigint;
+  /** `null`: the first epoch of the stream. */
+  prevEpoch: bigint | null;
   chunk: number;
   chunks: number;
   chunkCrc: number;
@@ -145,7 +149,10 @@ export function encodeEpochChunks(
       [ReplicationHeader.wire, String(REPLICATION_WIRE_VERSION)],
       [ReplicationHeader.database, envelope.databaseId],
       [ReplicationHeader.epoch, envelope.epoch.toString()],
-      [ReplicationHeader.prevEpoch, envelope.prevEpoch.toString()],
+      [
+        ReplicationHeader.prevEpoch,
+        envelope.prevEpoch === null ? NO_EPOCH : envelope.prevEpoch.toString(),
+      ],
       [ReplicationHeader.chunk, String(chunk)],
       [ReplicationHeader.chunks, String(chunks)],
       [ReplicationHeader.chunkCrc, crcHex(crc32c(data))],
@@ -222,12 +229,10 @@ export function parseChunkHeader(
     throw framingError(`header ${ReplicationHeader.database} invalid: ${databaseId}`, streamSeq);
   }
   const epoch = parseU64(get(ReplicationHeader.epoch), ReplicationHeader.epoch, streamSeq);
-  const prevEpoch = parseU64(
-    get(ReplicationHeader.prevEpoch),
-    ReplicationHeader.prevEpoch,
-    streamSeq,
-  );
-  if (prevEpoch >= epoch) {
+  const prevText = get(ReplicationHeader.prevEpoch);
+  const prevEpoch =
+    prevText === NO_EPOCH ? null : parseU64(prevText, ReplicationHeader.prevEpoch, streamSeq);
+  if (prevEpoch !== null && prevEpoch >= epoch) {
     throw framingError(
       `epoch ${epoch} names a predecessor ${prevEpoch} not below it`,
       streamSeq,

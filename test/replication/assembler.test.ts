@@ -36,7 +36,7 @@ function segmentOf(epoch: bigint, pages: number, size = 100): Uint8Array {
 
 function chunksOf(
   epoch: bigint,
-  prevEpoch: bigint,
+  prevEpoch: bigint | null,
   options: { pages?: number; size?: number; chunkBytes?: number; certificate?: Uint8Array } = {},
 ): ChunkMessage[] {
   return encodeEpochChunks(
@@ -76,7 +76,7 @@ function failureOf(fn: () => unknown): ReplicaVerificationError {
 
 describe('epoch framing and stream verification', () => {
   it('cuts a large epoch into chunks with idempotent message ids and reassembles it exactly', () => {
-    const messages = chunksOf(5n, 0n, {
+    const messages = chunksOf(5n, null, {
       pages: 10,
       size: 4000,
       chunkBytes: CHUNK_PAYLOAD_MIN_BYTES * 4,
@@ -106,7 +106,7 @@ describe('epoch framing and stream verification', () => {
         seen.push({ epoch, previous: previous?.epoch ?? null });
       },
     });
-    feed(assembler, asStream(chunksOf(1n, 0n, { certificate })));
+    feed(assembler, asStream(chunksOf(1n, null, { certificate })));
     feed(assembler, asStream(chunksOf(3n, 1n, { certificate })));
     expect(seen).toEqual([
       { epoch: 1n, previous: null },
@@ -120,7 +120,7 @@ describe('epoch framing and stream verification', () => {
         if (epoch === 2n) throw new Error('broken chain');
       },
     });
-    feed(assembler, asStream(chunksOf(1n, 0n, { certificate: new Uint8Array([9]) })));
+    feed(assembler, asStream(chunksOf(1n, null, { certificate: new Uint8Array([9]) })));
     const error = failureOf(() =>
       feed(assembler, asStream(chunksOf(2n, 1n, { certificate: new Uint8Array([9]) }))),
     );
@@ -130,7 +130,7 @@ describe('epoch framing and stream verification', () => {
 
   it('detects a missing epoch between two shipped epochs as a gap', () => {
     const assembler = new EpochAssembler();
-    feed(assembler, asStream(chunksOf(1n, 0n)));
+    feed(assembler, asStream(chunksOf(1n, null)));
     feed(assembler, asStream(chunksOf(4n, 1n)));
     const error = failureOf(() => feed(assembler, asStream(chunksOf(9n, 7n))));
     expect(error.code).toBe(ReplicaErrorCode.gap);
@@ -139,16 +139,16 @@ describe('epoch framing and stream verification', () => {
   });
 
   it('detects a missing chunk inside an epoch', () => {
-    const messages = chunksOf(2n, 0n, { pages: 8, size: 2000, chunkBytes: 4096 });
+    const messages = chunksOf(2n, null, { pages: 8, size: 2000, chunkBytes: 4096 });
     messages.splice(1, 1);
     const assembler = new EpochAssembler();
     const error = failureOf(() => feed(assembler, asStream(messages)));
     expect(error.code).toBe(ReplicaErrorCode.gap);
-    expect(assembler.lastVerifiedEpoch).toBe(0n);
+    expect(assembler.lastVerifiedEpoch).toBeNull();
   });
 
   it('skips exact duplicates of chunks and epochs and counts them', () => {
-    const first = chunksOf(1n, 0n, { pages: 8, size: 2000, chunkBytes: 4096 });
+    const first = chunksOf(1n, null, { pages: 8, size: 2000, chunkBytes: 4096 });
     const second = chunksOf(2n, 1n);
     const stream = [first[0]!, first[0]!, ...first.slice(1), first[1]!, ...second, ...second];
     const assembler = new EpochAssembler();
@@ -161,13 +161,13 @@ describe('epoch framing and stream verification', () => {
 
   it('rejects a second, different copy of an epoch already verified', () => {
     const assembler = new EpochAssembler();
-    feed(assembler, asStream(chunksOf(1n, 0n)));
-    const error = failureOf(() => feed(assembler, asStream(chunksOf(1n, 0n, { pages: 3 }))));
+    feed(assembler, asStream(chunksOf(1n, null)));
+    const error = failureOf(() => feed(assembler, asStream(chunksOf(1n, null, { pages: 3 }))));
     expect(error.code).toBe(ReplicaErrorCode.conflictingDuplicate);
   });
 
   it('rejects a chunk whose bytes changed in the stream', () => {
-    const [message] = chunksOf(1n, 0n);
+    const [message] = chunksOf(1n, null);
     const data = Uint8Array.from(message!.data);
     data[40] = (data[40]! + 1) & 0xff;
     const assembler = new EpochAssembler();
@@ -176,7 +176,7 @@ describe('epoch framing and stream verification', () => {
   });
 
   it('rejects an epoch whose reassembled bytes do not match the digest', () => {
-    const [message] = chunksOf(1n, 0n);
+    const [message] = chunksOf(1n, null);
     const headers = new Map(message!.headers);
     headers.set(ReplicationHeader.digest, 'ab'.repeat(32));
     const error = failureOf(() =>
@@ -187,7 +187,13 @@ describe('epoch framing and stream verification', () => {
 
   it('rejects a segment whose header names another epoch than the message', () => {
     const messages = encodeEpochChunks(
-      { databaseId: 'db1', epoch: 7n, prevEpoch: 0n, segment: segmentOf(6n, 1), certificate: null },
+      {
+        databaseId: 'db1',
+        epoch: 7n,
+        prevEpoch: null,
+        segment: segmentOf(6n, 1),
+        certificate: null,
+      },
       4096,
     );
     const error = failureOf(() => feed(new EpochAssembler(), asStream(messages)));
@@ -196,10 +202,10 @@ describe('epoch framing and stream verification', () => {
 
   it('rejects messages of another database and malformed headers', () => {
     const assembler = new EpochAssembler({ databaseId: 'other' });
-    expect(failureOf(() => feed(assembler, asStream(chunksOf(1n, 0n)))).code).toBe(
+    expect(failureOf(() => feed(assembler, asStream(chunksOf(1n, null)))).code).toBe(
       ReplicaErrorCode.foreignDatabase,
     );
-    const [message] = chunksOf(1n, 0n);
+    const [message] = chunksOf(1n, null);
     const headers = new Map(message!.headers);
     headers.delete(ReplicationHeader.epoch);
     expect(
@@ -211,5 +217,19 @@ describe('epoch framing and stream verification', () => {
     const assembler = new EpochAssembler({ afterEpoch: 4n });
     expect(feed(assembler, asStream(chunksOf(3n, 1n)))[0]?.kind).toBe('duplicate');
     expect(feed(assembler, asStream(chunksOf(6n, 4n)))[0]?.kind).toBe('epoch');
+  });
+});
+
+describe('epoch zero', () => {
+  it('accepts epoch 0 as a first epoch and requires the next to name it', () => {
+    const assembler = new EpochAssembler();
+    const first = new EpochAssembler().push(asStream(chunksOf(0n, null))[0]!);
+    expect(first.kind).toBe('epoch');
+    feed(assembler, asStream(chunksOf(0n, null)));
+    expect(assembler.lastVerifiedEpoch).toBe(0n);
+    expect(failureOf(() => feed(assembler, asStream(chunksOf(2n, null)))).code).toBe(
+      ReplicaErrorCode.gap,
+    );
+    expect(feed(assembler, asStream(chunksOf(2n, 0n)))[0]?.kind).toBe('epoch');
   });
 });

@@ -1,0 +1,174 @@
+/**
+ * The NATS JetStream side of replication, in one place: connecting with
+ * bounded timeouts, creating or checking a database's stream, and turning
+ * stored messages into the assembler's {@link StreamMessage}.
+ */
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamManager,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type StoredMsg,
+  type StreamInfo,
+} from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { StreamMessage } from './assembler.js';
+import { ReplicationError, ReplicationErrorCode } from './errors.js';
+import { CHUNK_HEADER_RESERVE_BYTES, CHUNK_PAYLOAD_MIN_BYTES } from './wire.js';
+
+/** How long one connection attempt may take before it counts as failed. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
+/** Pause between the client's own reconnect attempts once it was connected. */
+export const RECONNECT_WAIT_MS = 250;
+/** Timeout of one JetStream API request (stream info, message get). */
+export const DEFAULT_API_TIMEOUT_MS = 5_000;
+/** Stream `max_msg_size` used when the replicator creates the stream. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+/** Stream `duplicate_window` used when the replicator creates the stream. */
+export const DEFAULT_DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
+/** Stream replicas used when the replicator creates the stream. */
+export const DEFAULT_STREAM_REPLICAS = 3;
+
+/** Where a database's stream lives. */
+export interface StreamTarget {
+  /** Stream name (no `.`, `*`, `>` or whitespace). */
+  stream: string;
+  /** The one subject the database's epochs are published on. */
+  subject: string;
+}
+
+/** The default stream name of a database: `PWAL_<databaseId>`. */
+export function defaultStreamName(databaseId: string): string {
+  return `PWAL_${databaseId}`;
+}
+
+/** The default subject of a database: `pwal.<databaseId>.epochs`. */
+export function defaultSubject(databaseId: string): string {
+  return `pwal.${databaseId}.epochs`;
+}
+
+/**
+ * One bounded connection attempt (all servers tried once). Afterwards the
+ * client reconnects by itself without limit; callers bound their own waits.
+ */
+export async function connectBounded(
+  servers: string | readonly string[],
+  options: { connectTimeoutMs?: number; name?: string } = {},
+): Promise<NatsConnection> {
+  try {
+    return await connect({
+      servers: typeof servers === 'string' ? servers : [...servers],
+      name: options.name,
+      timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: RECONNECT_WAIT_MS,
+    });
+  } catch (error) {
+    throw new ReplicationError(
+      ReplicationErrorCode.unavailable,
+      `cannot connect to NATS at ${String(servers)}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+/** True when `error` is a JetStream API error with the given code. */
+export function isApiError(error: unknown, code: number): boolean {
+  return error instanceof JetStreamApiError && error.code === code;
+}
+
+/** Stream info, or `null` when the stream does not exist. */
+export async function streamInfoOrNull(
+  jsm: JetStreamManager,
+  stream: string,
+): Promise<StreamInfo | null> {
+  try {
+    return await jsm.streams.info(stream);
+  } catch (error) {
+    if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return null;
+    throw error;
+  }
+}
+
+/** Options of {@link ensureStream}. */
+export interface EnsureStreamOptions {
+  create: boolean;
+  replicas: number;
+  maxMessageBytes: number;
+  duplicateWindowMs: number;
+}
+
+/**
+ * Returns the stream's info, creating the stream when it is missing and
+ * `create` is set. Throws when it exists but does not capture `subject`.
+ */
+export async function ensureStream(
+  jsm: JetStreamManager,
+  target: StreamTarget,
+  options: EnsureStreamOptions,
+): Promise<StreamInfo> {
+  const existing = await streamInfoOrNull(jsm, target.stream);
+  if (existing !== null) {
+    if (!existing.config.subjects?.includes(target.subject)) {
+      throw new ReplicationError(
+        ReplicationErrorCode.stream,
+        `stream ${target.stream} does not capture subject ${target.subject} (subjects: ${existing.config.subjects?.join(', ')})`,
+      );
+    }
+    return existing;
+  }
+  if (!options.create) {
+    throw new ReplicationError(
+      ReplicationErrorCode.stream,
+      `stream ${target.stream} does not exist`,
+    );
+  }
+  return jsm.streams.add({
+    name: target.stream,
+    subjects: [target.subject],
+    num_replicas: options.replicas,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    max_msg_size: options.maxMessageBytes,
+    // nanoseconds
+    duplicate_window: options.duplicateWindowMs * 1_000_000,
+  });
+}
+
+/**
+ * Largest chunk payload for a stream: its `max_msg_size` (when set) and the
+ * server's `max_payload`, less {@link CHUNK_HEADER_RESERVE_BYTES} for headers.
+ */
+export function chunkPayloadBytesFor(info: StreamInfo, nc: NatsConnection): number {
+  const serverMax = nc.info?.max_payload ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const streamMax = info.config.max_msg_size;
+  const limit =
+    streamMax !== undefined && streamMax > 0 ? Math.min(streamMax, serverMax) : serverMax;
+  const payload = limit - CHUNK_HEADER_RESERVE_BYTES;
+  if (payload < CHUNK_PAYLOAD_MIN_BYTES) {
+    throw new ReplicationError(
+      ReplicationErrorCode.stream,
+      `stream ${info.config.name} allows ${limit}-byte messages; at least ${CHUNK_PAYLOAD_MIN_BYTES + CHUNK_HEADER_RESERVE_BYTES} are needed`,
+    );
+  }
+  return payload;
+}
+
+/** A stored JetStream message as the assembler reads it. */
+export function toStreamMessage(stored: StoredMsg): StreamMessage {
+  return {
+    seq: stored.seq,
+    header: (name) => (stored.header?.has(name) ? stored.header.get(name) : undefined),
+    data: stored.data,
+  };
+}
+
+/** A JetStream manager with a bounded API timeout. */
+export function managerFor(
+  nc: NatsConnection,
+  apiTimeoutMs = DEFAULT_API_TIMEOUT_MS,
+): Promise<JetStreamManager> {
+  return jetstreamManager(nc, { timeout: apiTimeoutMs });
+}
