@@ -274,3 +274,31 @@ describe('segment reader rejects', () => {
     }
   });
 });
+
+describe('the worked example in docs/format.md', () => {
+  const record = sampleRecord({
+    txnToken: { id: 3n, epoch: 1 },
+    epoch: 7n,
+    pageId: 2,
+    beginSeq: 9n,
+    endSeq: 9n,
+    beforeImage: new Uint8Array(0),
+    afterImage: new TextEncoder().encode('hi'),
+  });
+
+  it('encodes to the documented 83 bytes in version 2', () => {
+    const hex =
+      '4c41575002000000070000000000000001000000d21aecbc370000000300000000000000010000000700000000000000' +
+      '02000000090000000000000001090000000000000000000000020000006869' +
+      '37f3f0ae';
+    expect(Buffer.from(encodeSegment(7n, [record], 2)).toString('hex')).toBe(hex);
+  });
+
+  it('encodes to 79 bytes with the documented header CRC and length in version 1', () => {
+    const bytes = encodeSegment(7n, [record], 1);
+    expect(bytes.length).toBe(79);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    expect(view.getUint32(20, true)).toBe(0xaf147a21);
+    expect(view.getUint32(24, true)).toBe(51);
+  });
+});
