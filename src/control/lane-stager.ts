@@ -48,11 +48,13 @@ export class LaneStager<T> {
   readonly #leases = new Map<WriterContext, number>();
   /** Writers holding each lane; a lane with no holder is free. */
   readonly #holders: Uint32Array;
+  #laneBudget: number;
 
   constructor(control: ControlSurface) {
     this.control = control;
     this.#laneCount = laneCount(control);
     this.#holders = new Uint32Array(this.#laneCount);
+    this.#laneBudget = this.#laneCount;
   }
 
   /** A fresh batch id: 1, 2, 3, … (never reused by this stager). */
@@ -62,6 +64,19 @@ export class LaneStager<T> {
     return id;
   }
 
+  /** Lanes new writers are spread over (1 ..= laneCount); set by the controller. */
+  get laneBudget(): number {
+    return this.#laneBudget;
+  }
+
+  /**
+   * Limits the lanes given to writers that lease from now on to `0 ..< budget`
+   * (clamped to 1 ..= laneCount). Writers keep the lane they hold.
+   */
+  setLaneBudget(budget: number): void {
+    this.#laneBudget = Math.min(this.#laneCount, Math.max(1, Math.floor(budget)));
+  }
+
   /** 1 in `conservative`, else the override or the machine's parallelism, clamped to 1..=65535. */
   laneCount(): number {
     return this.#laneCount;
@@ -69,14 +84,14 @@ export class LaneStager<T> {
 
   /**
    * The lane of `writer` (default: the calling thread). Stable for the writer's
-   * lifetime. A new writer gets the lowest free lane; when every lane is held,
+   * lifetime. A new writer gets the lowest free lane below the lane budget; when every such lane is held,
    * it shares the least-held lane (lowest id on ties).
    */
   currentLaneId(writer: WriterContext = threadId): number {
     const held = this.#leases.get(writer);
     if (held !== undefined) return held;
     let best = 0;
-    for (let lane = 0; lane < this.#laneCount; lane++) {
+    for (let lane = 0; lane < this.#laneBudget; lane++) {
       if (this.#holders[lane] === 0) {
         best = lane;
         break;

@@ -1,0 +1,524 @@
+/**
+ * The sealing controller (SYSTEM.md §3 "group commit that adapts", §6
+ * decision records): at each seal decision point it scores every action by
+ * expected loss — the commit latency (µs, summed over affected commits) the
+ * action is expected to add — from measured evidence, and picks the cheapest.
+ *
+ * {@link decide} is a pure, deterministic function of its inputs; the
+ * {@link SealController} class around it keeps the evidence (EWMAs, counters)
+ * and the lane budget between decisions.
+ *
+ * Model (one serial disk; F = fsync EWMA, W(b) = b / bandwidth, λ = arrivals
+ * per µs, n = commits waiting in the open epoch, D = time until the disk is
+ * free): sealing at time s finishes the epoch at `end = max(s, D) + F + W`;
+ * commits that arrive before s ride along (they wait `end - t`), commits that
+ * arrive between s and end wait for the next sync (`(end-s)/2 + F` on
+ * average). So: `sealEpochNow` (s = 0) and `keepCurrent` (s = D when the disk
+ * is busy, one tick when it is idle). The result is the classic one — seal at
+ * once when the disk is idle, let the epoch fill while a sync is in flight
+ * (saving ≈ λ·D·F) — with bounds (`maxFlushDelayMs`, an epoch byte cap) as
+ * hard guards. Lane-budget actions are `keepCurrent` plus the contention they
+ * save or add; `forceConservative` trades the overflow cost of the parallel
+ * path for the serialization cost of one lane.
+ */
+
+import type { FallbackReason } from './surface.js';
+import type { DecisionRecord } from './trace.js';
+
+/** The controller's actions (SYSTEM.md §6). */
+export type DecisionAction =
+  | 'keepCurrent'
+  | 'sealEpochNow'
+  | 'increaseLaneBudget'
+  | 'decreaseLaneBudget'
+  | 'forceConservative';
+
+/** Every action, in tie-break order (earlier wins an exact tie). */
+export const DECISION_ACTIONS: readonly DecisionAction[] = [
+  'sealEpochNow',
+  'keepCurrent',
+  'increaseLaneBudget',
+  'decreaseLaneBudget',
+  'forceConservative',
+];
+
+/** Policy identity written into decision records. */
+export const CONTROLLER_POLICY_ID = 'expected_loss_seal';
+export const CONTROLLER_POLICY_VERSION = '1';
+
+/** Measured evidence at one decision point. Times in ms (wall) or µs (latencies). */
+export interface ControllerEvidence {
+  nowMs: number;
+  /** EWMA of segment write + fsync latency; `null` before the first sample. */
+  fsyncEwmaMicros: number | null;
+  /** Fsync samples taken so far (confidence grows with them). */
+  fsyncSamples: number;
+  /** When the last fsync sample completed; `null` if none yet. */
+  lastFsyncAtMs: number | null;
+  /** Commit arrival rate (EWMA), per second. */
+  arrivalRatePerSec: number;
+  /** Commits waiting in the open (unsealed) epoch. */
+  pendingCommits: number;
+  /** Bytes in the open epoch. */
+  epochBytes: number;
+  /** Age of the oldest commit waiting in the open epoch; 0 when none. */
+  oldestPendingAgeMs: number;
+  /** When the segment write + sync now in flight started; `null` when the disk is idle. */
+  syncInFlightSinceMs: number | null;
+  /** Frames staged and not yet flushed. */
+  backlogFrames: number;
+  /** Lane overflow events since the previous decision. */
+  overflowEvents: number;
+  /** Appends that found their lane busy since the previous decision. */
+  contentionEvents: number;
+  /** Time since the previous decision (≥ 0). */
+  intervalMs: number;
+  /** Lanes that received appends since the previous decision. */
+  activeLanes: number;
+  laneBudget: number;
+  laneBudgetMax: number;
+  /** The log is on the conservative path already. */
+  fallbackActive: boolean;
+}
+
+/** Tunables of the loss model and its guards (all named with units). */
+export interface ControllerPolicy {
+  /** Pending work with no fsync sample for this long → `controller_evidence_lost`. */
+  staleEvidenceMs: number;
+  /** A commit never waits longer than this for its epoch to be sealed (guard). */
+  maxFlushDelayMs: number;
+  /** Seal when the open epoch holds this many bytes (guard). */
+  epochByteCap: number;
+  /** Fsync latency assumed before the first sample. */
+  priorFsyncMicros: number;
+  /** Write bandwidth for W(b). */
+  bandwidthBytesPerMicro: number;
+  /** How long `keepCurrent` defers when the disk is idle (the next decision point). */
+  idleTickMicros: number;
+  /** Latency one contention event costs its writer. */
+  contentionCostMicros: number;
+  /** Per-lane flush overhead per epoch (begin/complete, one more chunk). */
+  laneCostMicros: number;
+  /** Cost of one overflow event (copy to the overflow list, latch risk). */
+  overflowCostMicros: number;
+  /** Extra cost per commit of encoding on the owner thread in `conservative`. */
+  serializationCostMicros: number;
+  /**
+   * Fixed cost of latching the conservative path: it holds until a clean-state
+   * transition, far longer than one epoch, so one decision must not take it lightly.
+   */
+  conservativeSwitchCostMicros: number;
+}
+
+/** Defaults measured on the project machine (append+fdatasync ≈ 0.2–0.6 ms, ≈ 330 MB/s). */
+export const DEFAULT_CONTROLLER_POLICY: Readonly<ControllerPolicy> = Object.freeze({
+  staleEvidenceMs: 2_000,
+  maxFlushDelayMs: 10,
+  epochByteCap: 8 * 1024 * 1024,
+  priorFsyncMicros: 500,
+  bandwidthBytesPerMicro: 330,
+  idleTickMicros: 200,
+  contentionCostMicros: 5,
+  laneCostMicros: 20,
+  overflowCostMicros: 2_000,
+  serializationCostMicros: 3,
+  conservativeSwitchCostMicros: 5_000,
+});
+
+/** One decision: the action, its record, and what the engine must do beyond the action. */
+export interface ControllerDecision {
+  action: DecisionAction;
+  record: DecisionRecord;
+  /** Expected loss of every action; `null` where the action does not apply. */
+  lossesMicros: Record<DecisionAction, number | null>;
+  /** With `forceConservative`: the fallback reason to latch. */
+  fallbackReason: FallbackReason | null;
+  /** A hard guard that forced the action (`maxFlushDelay`, `epochByteCap`, `staleEvidence`), else `null`. */
+  guard: string | null;
+}
+
+interface Term {
+  name: string;
+  value: number;
+  weightMicros: number;
+}
+
+const round = (x: number): number => Math.round(x);
+
+/** Expected loss (µs) of sealing at `sealAtMicros` given the disk frees at `diskFreeMicros`. */
+function sealLoss(
+  sealAtMicros: number,
+  diskFreeMicros: number,
+  pending: number,
+  lambdaPerMicro: number,
+  fsyncMicros: number,
+  writeMicros: number,
+): number {
+  const end = Math.max(sealAtMicros, diskFreeMicros) + fsyncMicros + writeMicros;
+  const ridersWait = lambdaPerMicro * sealAtMicros * (end - sealAtMicros / 2);
+  const nextWait = lambdaPerMicro * (end - sealAtMicros) * ((end - sealAtMicros) / 2 + fsyncMicros);
+  return pending * end + ridersWait + nextWait;
+}
+
+/** Milliseconds since work became pending and no fsync completed; 0 when no work is pending. */
+export function evidenceAgeMs(e: ControllerEvidence): number {
+  const pendingSince =
+    e.pendingCommits > 0 ? e.nowMs - e.oldestPendingAgeMs : Number.POSITIVE_INFINITY;
+  const syncSince = e.syncInFlightSinceMs ?? Number.POSITIVE_INFINITY;
+  const workSince = Math.min(pendingSince, syncSince);
+  if (!Number.isFinite(workSince)) return 0;
+  const since = Math.max(workSince, e.lastFsyncAtMs ?? Number.NEGATIVE_INFINITY);
+  return Math.max(0, e.nowMs - since);
+}
+
+function record(
+  decisionId: bigint,
+  action: DecisionAction,
+  confidenceBps: number,
+  lossMicros: number,
+  terms: string[],
+  counterfactual: DecisionAction,
+  regretMicros: number,
+  fallbackActive: boolean,
+): DecisionRecord {
+  return {
+    policyId: CONTROLLER_POLICY_ID,
+    policyVersion: CONTROLLER_POLICY_VERSION,
+    decisionId,
+    action,
+    confidenceBps,
+    expectedLossMicros: round(lossMicros),
+    topEvidenceTerms: terms,
+    counterfactualAction: counterfactual,
+    counterfactualRegretMicros: round(regretMicros),
+    fallbackActive,
+  };
+}
+
+/** The evidence term each action turns on: it leads the list; the rest follow by weight. */
+const PRIMARY_TERM: Record<DecisionAction, string> = {
+  sealEpochNow: 'pendingCommits',
+  keepCurrent: 'diskBusyMicros',
+  increaseLaneBudget: 'contentionEvents',
+  decreaseLaneBudget: 'activeLanes',
+  forceConservative: 'overflowEvents',
+};
+
+function topTerms(terms: Term[], action: DecisionAction, limit = 3): string[] {
+  const primary = PRIMARY_TERM[action];
+  return [...terms]
+    .filter((t) => t.name === primary || t.weightMicros > 0)
+    .sort(
+      (a, b) =>
+        Number(b.name === primary) - Number(a.name === primary) ||
+        b.weightMicros - a.weightMicros ||
+        (a.name < b.name ? -1 : 1),
+    )
+    .slice(0, limit)
+    .map((t) => `${t.name}=${round(t.value * 100) / 100}`);
+}
+
+/**
+ * Chooses the action of least expected loss. Deterministic: the same
+ * evidence, policy and id always give the same decision.
+ */
+export function decide(
+  e: ControllerEvidence,
+  policy: ControllerPolicy = DEFAULT_CONTROLLER_POLICY,
+  decisionId = 0n,
+): ControllerDecision {
+  const F = e.fsyncEwmaMicros ?? policy.priorFsyncMicros;
+  const lambda = Math.max(0, e.arrivalRatePerSec) / 1e6;
+  const W = e.epochBytes / policy.bandwidthBytesPerMicro;
+  const avgCommitBytes = e.pendingCommits > 0 ? e.epochBytes / e.pendingCommits : 0;
+  const inFlightMicros =
+    e.syncInFlightSinceMs === null ? 0 : (e.nowMs - e.syncInFlightSinceMs) * 1000;
+  const D = e.syncInFlightSinceMs === null ? 0 : Math.max(0, F - inFlightMicros);
+  const intervalMicros = Math.max(1, e.intervalMs * 1000);
+  const horizonMicros = D + F + W;
+  const n = e.pendingCommits;
+  const none: Record<DecisionAction, number | null> = {
+    keepCurrent: null,
+    sealEpochNow: null,
+    increaseLaneBudget: null,
+    decreaseLaneBudget: null,
+    forceConservative: null,
+  };
+
+  // Guard 1: stale evidence. Work has waited for an fsync sample too long.
+  const age = evidenceAgeMs(e);
+  if (age > policy.staleEvidenceMs) {
+    return {
+      action: 'forceConservative',
+      record: record(
+        decisionId,
+        'forceConservative',
+        10_000,
+        n * age * 1000,
+        [
+          `evidenceAgeMs=${round(age)}`,
+          `pendingCommits=${n}`,
+          `staleEvidenceMs=${policy.staleEvidenceMs}`,
+        ],
+        'keepCurrent',
+        0,
+        e.fallbackActive,
+      ),
+      lossesMicros: none,
+      fallbackReason: 'controllerEvidenceLost',
+      guard: 'staleEvidence',
+    };
+  }
+
+  // Guard 2 and 3: latency and size bounds force a seal.
+  if (
+    n > 0 &&
+    (e.oldestPendingAgeMs >= policy.maxFlushDelayMs || e.epochBytes >= policy.epochByteCap)
+  ) {
+    const byDelay = e.oldestPendingAgeMs >= policy.maxFlushDelayMs;
+    const loss = sealLoss(0, D, n, lambda, F, W);
+    return {
+      action: 'sealEpochNow',
+      record: record(
+        decisionId,
+        'sealEpochNow',
+        10_000,
+        loss,
+        byDelay
+          ? [
+              `oldestPendingAgeMs=${e.oldestPendingAgeMs}`,
+              `maxFlushDelayMs=${policy.maxFlushDelayMs}`,
+            ]
+          : [`epochBytes=${e.epochBytes}`, `epochByteCap=${policy.epochByteCap}`],
+        'keepCurrent',
+        0,
+        e.fallbackActive,
+      ),
+      lossesMicros: { ...none, sealEpochNow: loss },
+      fallbackReason: null,
+      guard: byDelay ? 'maxFlushDelay' : 'epochByteCap',
+    };
+  }
+
+  const losses: Record<DecisionAction, number | null> = { ...none };
+  const overflowLoss =
+    (e.overflowEvents / intervalMicros) * horizonMicros * policy.overflowCostMicros;
+  const contentionRate = e.contentionEvents / intervalMicros;
+  const contentionLoss = contentionRate * horizonMicros * policy.contentionCostMicros;
+  const parallel = !e.fallbackActive && e.laneBudgetMax > 1;
+
+  const keepAt = D > 0 ? D : policy.idleTickMicros;
+  const Wkeep = (e.epochBytes + lambda * keepAt * avgCommitBytes) / policy.bandwidthBytesPerMicro;
+  const keep = sealLoss(keepAt, D, n, lambda, F, Wkeep) + overflowLoss;
+  losses.keepCurrent = keep;
+  if (n > 0) losses.sealEpochNow = sealLoss(0, D, n, lambda, F, W) + overflowLoss;
+  // More lanes only help against contention; fewer only when some lanes sat idle.
+  if (parallel && e.laneBudget < e.laneBudgetMax && e.contentionEvents > 0) {
+    const saved = contentionLoss / (e.laneBudget + 1);
+    losses.increaseLaneBudget = keep - saved + policy.laneCostMicros;
+  }
+  if (parallel && e.laneBudget > 1 && e.activeLanes < e.laneBudget) {
+    const added = contentionLoss / (e.laneBudget - 1);
+    losses.decreaseLaneBudget = keep + added - policy.laneCostMicros;
+  }
+  if (parallel) {
+    const arrivals = lambda * horizonMicros + n;
+    const serialization =
+      arrivals * policy.serializationCostMicros * ((e.laneBudget - 1) / e.laneBudget) +
+      contentionLoss * e.laneBudget;
+    losses.forceConservative =
+      keep - overflowLoss + serialization + policy.conservativeSwitchCostMicros;
+  }
+
+  // Least loss first; an exact tie goes to the action listed first in DECISION_ACTIONS.
+  const ranked = DECISION_ACTIONS.filter((a) => losses[a] !== null).sort(
+    (a, b) => losses[a]! - losses[b]! || DECISION_ACTIONS.indexOf(a) - DECISION_ACTIONS.indexOf(b),
+  );
+  const best = ranked[0]!;
+  const second = ranked[1] ?? null;
+
+  const bestLoss = losses[best]!;
+  const regret = second === null ? 0 : losses[second]! - bestLoss;
+  let confidence = round(5000 + (5000 * regret) / (regret + Math.abs(bestLoss) + 1));
+  if (e.fsyncEwmaMicros === null || e.fsyncSamples < 4) {
+    confidence = Math.min(confidence, 5000 + 1000 * Math.min(4, e.fsyncSamples));
+  }
+  const terms: Term[] = [
+    { name: 'fsyncEwmaMicros', value: F, weightMicros: n * F },
+    { name: 'diskBusyMicros', value: D, weightMicros: lambda * D * F },
+    { name: 'arrivalRatePerSec', value: e.arrivalRatePerSec, weightMicros: lambda * F * F },
+    { name: 'pendingCommits', value: n, weightMicros: n * (keepAt + W) },
+    { name: 'epochBytes', value: e.epochBytes, weightMicros: n * W },
+    { name: 'backlogFrames', value: e.backlogFrames, weightMicros: e.backlogFrames * 0.01 },
+    { name: 'overflowEvents', value: e.overflowEvents, weightMicros: overflowLoss },
+    { name: 'contentionEvents', value: e.contentionEvents, weightMicros: contentionLoss },
+    { name: 'activeLanes', value: e.activeLanes, weightMicros: 0 },
+  ];
+  return {
+    action: best,
+    record: record(
+      decisionId,
+      best,
+      Math.min(10_000, Math.max(0, confidence)),
+      bestLoss,
+      topTerms(terms, best),
+      second ?? best,
+      regret,
+      e.fallbackActive,
+    ),
+    lossesMicros: losses,
+    fallbackReason: best === 'forceConservative' ? 'laneOverflow' : null,
+    guard: null,
+  };
+}
+
+/** Options of {@link SealController}. */
+export interface SealControllerOptions {
+  policy?: Partial<ControllerPolicy>;
+  /** Most lanes the controller may keep active (see `laneBudgetMax` of the control surface). */
+  laneBudgetMax: number;
+  /** Starting lane budget; default `laneBudgetMax`. */
+  initialLaneBudget?: number;
+  /** Time constant of the fsync and arrival-rate averages. Default 100 ms. */
+  averagingWindowMs?: number;
+  /** Receives one decision record per decision. */
+  onDecision?: (decision: ControllerDecision) => void;
+}
+
+/** What the engine knows about its open epoch at a decision point. */
+export interface SealPointState {
+  nowMs: number;
+  pendingCommits: number;
+  epochBytes: number;
+  oldestPendingAgeMs: number;
+  syncInFlightSinceMs: number | null;
+  backlogFrames: number;
+  fallbackActive: boolean;
+}
+
+/**
+ * Keeps the evidence between decisions — fsync latency and arrival-rate
+ * averages (exponentially time-weighted), overflow and contention counters,
+ * active lanes — and the lane budget, and calls {@link decide} at each seal
+ * decision point.
+ */
+export class SealController {
+  readonly policy: ControllerPolicy;
+  readonly #laneBudgetMax: number;
+  readonly #windowMs: number;
+  readonly #onDecision: ((decision: ControllerDecision) => void) | undefined;
+  #laneBudget: number;
+  #fsyncEwmaMicros: number | null = null;
+  #fsyncSamples = 0;
+  #lastFsyncAtMs: number | null = null;
+  #arrivalRatePerSec = 0;
+  #commitsSinceDecision = 0;
+  #overflowSinceDecision = 0;
+  #contentionSinceDecision = 0;
+  readonly #activeLanes = new Set<number>();
+  #lastDecisionAtMs: number | null = null;
+  #nextDecisionId = 1n;
+
+  constructor(options: SealControllerOptions) {
+    this.policy = { ...DEFAULT_CONTROLLER_POLICY, ...options.policy };
+    this.#laneBudgetMax = Math.max(1, options.laneBudgetMax);
+    this.#laneBudget = Math.min(
+      this.#laneBudgetMax,
+      Math.max(1, options.initialLaneBudget ?? this.#laneBudgetMax),
+    );
+    this.#windowMs = options.averagingWindowMs ?? 100;
+    this.#onDecision = options.onDecision;
+  }
+
+  /** Lanes the engine should keep active (1 ..= laneBudgetMax). */
+  get laneBudget(): number {
+    return this.#laneBudget;
+  }
+
+  /** Current fsync latency average (µs), or `null` before the first sample. */
+  get fsyncEwmaMicros(): number | null {
+    return this.#fsyncEwmaMicros;
+  }
+
+  /** A segment write + fsync of `latencyMicros` completed at `atMs`. */
+  observeFsync(latencyMicros: number, atMs: number): void {
+    const previous = this.#fsyncEwmaMicros;
+    // Fixed weight per sample: one slow sync moves the average a quarter of the way.
+    this.#fsyncEwmaMicros =
+      previous === null ? latencyMicros : previous + 0.25 * (latencyMicros - previous);
+    this.#fsyncSamples++;
+    this.#lastFsyncAtMs = atMs;
+  }
+
+  /** `count` commits arrived on `laneId`. */
+  observeCommits(count = 1, laneId?: number): void {
+    this.#commitsSinceDecision += count;
+    if (laneId !== undefined) this.#activeLanes.add(laneId);
+  }
+
+  /** A lane overflowed (or a batch exceeded `maxParallelCommitBytes`). */
+  observeOverflow(count = 1): void {
+    this.#overflowSinceDecision += count;
+  }
+
+  /** Appends that found their lane busy. */
+  observeContention(count: number): void {
+    this.#contentionSinceDecision += count;
+  }
+
+  /** The evidence {@link decide} would see at `state` (counters since the last decision). */
+  evidence(state: SealPointState): ControllerEvidence {
+    const intervalMs =
+      this.#lastDecisionAtMs === null ? 0 : Math.max(0, state.nowMs - this.#lastDecisionAtMs);
+    let rate = this.#arrivalRatePerSec;
+    if (intervalMs > 0) {
+      const weight = 1 - Math.exp(-intervalMs / this.#windowMs);
+      rate += weight * ((this.#commitsSinceDecision * 1000) / intervalMs - rate);
+    }
+    return {
+      nowMs: state.nowMs,
+      fsyncEwmaMicros: this.#fsyncEwmaMicros,
+      fsyncSamples: this.#fsyncSamples,
+      lastFsyncAtMs: this.#lastFsyncAtMs,
+      arrivalRatePerSec: rate,
+      pendingCommits: state.pendingCommits,
+      epochBytes: state.epochBytes,
+      oldestPendingAgeMs: state.oldestPendingAgeMs,
+      syncInFlightSinceMs: state.syncInFlightSinceMs,
+      backlogFrames: state.backlogFrames,
+      overflowEvents: this.#overflowSinceDecision,
+      contentionEvents: this.#contentionSinceDecision,
+      intervalMs,
+      activeLanes: this.#activeLanes.size,
+      laneBudget: this.#laneBudget,
+      laneBudgetMax: this.#laneBudgetMax,
+      fallbackActive: state.fallbackActive,
+    };
+  }
+
+  /**
+   * Decides at a seal decision point: commit arrival, fsync completion or
+   * ticker. Applies a lane-budget change itself; the engine carries out
+   * `sealEpochNow` (seal the open epoch), and `forceConservative` (latch
+   * `decision.fallbackReason`, then seal the open epoch on the serialized path).
+   */
+  decideAt(state: SealPointState): ControllerDecision {
+    const evidence = this.evidence(state);
+    const decision = decide(evidence, this.policy, this.#nextDecisionId++);
+    if (evidence.intervalMs > 0 || this.#lastDecisionAtMs === null) {
+      this.#arrivalRatePerSec = evidence.arrivalRatePerSec;
+      this.#commitsSinceDecision = 0;
+      this.#overflowSinceDecision = 0;
+      this.#contentionSinceDecision = 0;
+      this.#activeLanes.clear();
+      this.#lastDecisionAtMs = state.nowMs;
+    }
+    if (decision.action === 'increaseLaneBudget') {
+      this.#laneBudget = Math.min(this.#laneBudgetMax, this.#laneBudget + 1);
+    } else if (decision.action === 'decreaseLaneBudget') {
+      this.#laneBudget = Math.max(1, this.#laneBudget - 1);
+    }
+    this.#onDecision?.(decision);
+    return decision;
+  }
+}

@@ -1,0 +1,261 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type ControllerDecision,
+  type ControllerEvidence,
+  DECISION_ACTIONS,
+  DEFAULT_CONTROLLER_POLICY,
+  decide,
+  evidenceAgeMs,
+  SealController,
+} from '../../src/control/controller.js';
+import { LaneStager } from '../../src/control/lane-stager.js';
+
+const NOW = 1_000_000;
+
+/** A steady, well-measured log: 500 µs fsyncs, 10 000 commits/s, 4 of 4 lanes busy. */
+function evidence(overrides: Partial<ControllerEvidence> = {}): ControllerEvidence {
+  return {
+    nowMs: NOW,
+    fsyncEwmaMicros: 500,
+    fsyncSamples: 100,
+    lastFsyncAtMs: NOW - 1,
+    arrivalRatePerSec: 10_000,
+    pendingCommits: 10,
+    epochBytes: 40_960,
+    oldestPendingAgeMs: 0.5,
+    syncInFlightSinceMs: null,
+    backlogFrames: 10,
+    overflowEvents: 0,
+    contentionEvents: 0,
+    intervalMs: 10,
+    activeLanes: 4,
+    laneBudget: 4,
+    laneBudgetMax: 4,
+    fallbackActive: false,
+    ...overrides,
+  };
+}
+
+/** A sync started 0.1 ms ago: the disk is busy for ≈ 400 µs more. */
+const busy = { syncInFlightSinceMs: NOW - 0.1 };
+
+function checkRecord(decision: ControllerDecision): void {
+  const r = decision.record;
+  expect(r.action).toBe(decision.action);
+  expect(r.confidenceBps).toBeGreaterThanOrEqual(0);
+  expect(r.confidenceBps).toBeLessThanOrEqual(10_000);
+  expect(Number.isInteger(r.expectedLossMicros)).toBe(true);
+  expect(r.topEvidenceTerms.length).toBeGreaterThan(0);
+  expect(r.topEvidenceTerms.length).toBeLessThanOrEqual(3);
+  expect(r.counterfactualRegretMicros).toBeGreaterThanOrEqual(0);
+  expect(r.policyId).toBe('expected_loss_seal');
+}
+
+describe('decide', () => {
+  it('seals at once when the disk is idle and commits wait', () => {
+    const decision = decide(
+      evidence({ pendingCommits: 1, epochBytes: 4096, arrivalRatePerSec: 50 }),
+    );
+    expect(decision.action).toBe('sealEpochNow');
+    expect(decision.record.counterfactualAction).toBe('keepCurrent');
+    expect(
+      decision.lossesMicros.keepCurrent! - decision.lossesMicros.sealEpochNow!,
+    ).toBeGreaterThan(0);
+    checkRecord(decision);
+  });
+
+  it('lets the epoch fill while a sync is in flight', () => {
+    const decision = decide(evidence(busy));
+    expect(decision.action).toBe('keepCurrent');
+    expect(decision.record.counterfactualAction).toBe('sealEpochNow');
+    // Riders save λ·D·F = 0.01/µs × 400 µs × 500 µs = 2000 µs; the bigger epoch takes
+    // ≈ 50 µs longer to write for the 10 waiting commits (and the riders): net ≈ 730 µs.
+    expect(decision.record.counterfactualRegretMicros).toBeGreaterThan(500);
+    expect(decision.record.counterfactualRegretMicros).toBeLessThan(2000);
+    expect(decision.record.topEvidenceTerms[0]).toBe('diskBusyMicros=400');
+    checkRecord(decision);
+  });
+
+  it('keeps the current epoch when nothing waits', () => {
+    const decision = decide(evidence({ pendingCommits: 0, epochBytes: 0, oldestPendingAgeMs: 0 }));
+    expect(decision.action).toBe('keepCurrent');
+    expect(decision.lossesMicros.sealEpochNow).toBeNull();
+  });
+
+  it('seals when the oldest commit reaches maxFlushDelayMs, even with the disk busy', () => {
+    const decision = decide(evidence({ ...busy, oldestPendingAgeMs: 10 }));
+    expect(decision.action).toBe('sealEpochNow');
+    expect(decision.guard).toBe('maxFlushDelay');
+    expect(decision.record.confidenceBps).toBe(10_000);
+  });
+
+  it('seals when the epoch passes its byte cap', () => {
+    const decision = decide(evidence({ ...busy, epochBytes: 2_000_000 }), {
+      ...DEFAULT_CONTROLLER_POLICY,
+      epochByteCap: 1_000_000,
+    });
+    expect(decision.action).toBe('sealEpochNow');
+    expect(decision.guard).toBe('epochByteCap');
+  });
+
+  it('declares the evidence lost when work waits without any fsync sample', () => {
+    const stale = evidence({
+      ...busy,
+      syncInFlightSinceMs: NOW - 5_000,
+      lastFsyncAtMs: NOW - 5_000,
+    });
+    expect(evidenceAgeMs(stale)).toBe(5_000);
+    const decision = decide(stale);
+    expect(decision.action).toBe('forceConservative');
+    expect(decision.fallbackReason).toBe('controllerEvidenceLost');
+    expect(decision.guard).toBe('staleEvidence');
+    checkRecord(decision);
+  });
+
+  it('does not call an idle log stale, however old its last sample', () => {
+    const idle = evidence({ pendingCommits: 0, lastFsyncAtMs: NOW - 60_000 });
+    expect(evidenceAgeMs(idle)).toBe(0);
+    expect(decide(idle).action).toBe('keepCurrent');
+    // New work measures staleness from its own arrival, not from the old sample.
+    const fresh = evidence({
+      pendingCommits: 1,
+      oldestPendingAgeMs: 3,
+      lastFsyncAtMs: NOW - 60_000,
+    });
+    expect(evidenceAgeMs(fresh)).toBe(3);
+    expect(decide(fresh).fallbackReason).toBeNull();
+  });
+
+  it('adds a lane when contention costs more than a lane', () => {
+    const decision = decide(
+      evidence({ ...busy, laneBudget: 2, activeLanes: 2, contentionEvents: 1000 }),
+    );
+    expect(decision.action).toBe('increaseLaneBudget');
+    expect(decision.record.topEvidenceTerms[0]).toBe('contentionEvents=1000');
+    checkRecord(decision);
+  });
+
+  it('removes a lane when lanes sat idle without contention', () => {
+    const decision = decide(evidence({ ...busy, laneBudget: 4, activeLanes: 1 }));
+    expect(decision.action).toBe('decreaseLaneBudget');
+    expect(decision.lossesMicros.increaseLaneBudget).toBeNull();
+  });
+
+  it('forces the conservative path when overflow costs more than serializing', () => {
+    const decision = decide(evidence({ ...busy, overflowEvents: 50 }));
+    expect(decision.action).toBe('forceConservative');
+    expect(decision.fallbackReason).toBe('laneOverflow');
+    expect(decision.record.topEvidenceTerms[0]).toMatch(/^overflowEvents=50/);
+    checkRecord(decision);
+  });
+
+  it('offers no lane or fallback actions once on the conservative path', () => {
+    const decision = decide(
+      evidence({ ...busy, fallbackActive: true, overflowEvents: 50, activeLanes: 1 }),
+    );
+    expect(decision.lossesMicros.forceConservative).toBeNull();
+    expect(decision.lossesMicros.decreaseLaneBudget).toBeNull();
+    expect(decision.record.fallbackActive).toBe(true);
+  });
+
+  it('is deterministic and scores only applicable actions', () => {
+    const input = evidence({ ...busy, contentionEvents: 30, activeLanes: 3 });
+    const first = decide(input, DEFAULT_CONTROLLER_POLICY, 7n);
+    expect(decide({ ...input }, { ...DEFAULT_CONTROLLER_POLICY }, 7n)).toEqual(first);
+    expect(first.record.decisionId).toBe(7n);
+    for (const action of DECISION_ACTIONS) {
+      const loss = first.lossesMicros[action];
+      if (loss !== null) expect(loss).toBeGreaterThanOrEqual(first.lossesMicros[first.action]!);
+    }
+  });
+
+  it('is less confident before it has measured the disk', () => {
+    const measured = decide(evidence({ pendingCommits: 1, arrivalRatePerSec: 50 }));
+    const unmeasured = decide(
+      evidence({
+        pendingCommits: 1,
+        arrivalRatePerSec: 50,
+        fsyncEwmaMicros: null,
+        fsyncSamples: 0,
+      }),
+    );
+    expect(unmeasured.action).toBe(measured.action);
+    expect(unmeasured.record.confidenceBps).toBeLessThanOrEqual(5000);
+    expect(measured.record.confidenceBps).toBeGreaterThan(unmeasured.record.confidenceBps);
+  });
+});
+
+describe('SealController', () => {
+  it('averages fsync latency and counts samples', () => {
+    const controller = new SealController({ laneBudgetMax: 2 });
+    expect(controller.fsyncEwmaMicros).toBeNull();
+    controller.observeFsync(400, 1);
+    controller.observeFsync(800, 2);
+    expect(controller.fsyncEwmaMicros).toBe(500);
+    const e = controller.evidence({
+      nowMs: 3,
+      pendingCommits: 0,
+      epochBytes: 0,
+      oldestPendingAgeMs: 0,
+      syncInFlightSinceMs: null,
+      backlogFrames: 0,
+      fallbackActive: false,
+    });
+    expect(e.fsyncSamples).toBe(2);
+    expect(e.lastFsyncAtMs).toBe(2);
+  });
+
+  it('measures the arrival rate between decisions and resets its counters', () => {
+    const decisions: ControllerDecision[] = [];
+    const controller = new SealController({
+      laneBudgetMax: 4,
+      onDecision: (d) => decisions.push(d),
+    });
+    const state = {
+      pendingCommits: 0,
+      epochBytes: 0,
+      oldestPendingAgeMs: 0,
+      syncInFlightSinceMs: null,
+      backlogFrames: 0,
+      fallbackActive: false,
+    };
+    controller.decideAt({ ...state, nowMs: 0 });
+    for (let i = 0; i < 10; i++) {
+      controller.observeCommits(100, i % 2);
+      controller.observeOverflow(1);
+      controller.decideAt({ ...state, nowMs: (i + 1) * 100 });
+    }
+    const e = controller.evidence({ ...state, nowMs: 1000 });
+    // 100 commits per 100 ms = 1000/s, reached within a few time constants.
+    expect(e.arrivalRatePerSec).toBeGreaterThan(990);
+    expect(e.arrivalRatePerSec).toBeLessThanOrEqual(1000);
+    expect(e.overflowEvents).toBe(0);
+    expect(decisions.map((d) => d.record.decisionId)).toEqual(
+      Array.from({ length: 11 }, (_, i) => BigInt(i + 1)),
+    );
+  });
+
+  it('applies the lane budget it decides, within 1..=laneBudgetMax, and the stager follows it', () => {
+    const controller = new SealController({ laneBudgetMax: 3, initialLaneBudget: 3 });
+    const stager = new LaneStager<number>({ mode: 'auto', laneCountOverride: 3 });
+    const state = {
+      pendingCommits: 10,
+      epochBytes: 40_960,
+      oldestPendingAgeMs: 0.1,
+      backlogFrames: 0,
+      fallbackActive: false,
+    };
+    controller.observeFsync(500, 0);
+    controller.decideAt({ ...state, nowMs: 0, syncInFlightSinceMs: null });
+    // One lane active for a while, disk busy: the budget shrinks to 1, never below.
+    for (let t = 1; t <= 5; t++) {
+      controller.observeFsync(500, t);
+      controller.observeCommits(100, 0);
+      const decision = controller.decideAt({ ...state, nowMs: t, syncInFlightSinceMs: t - 0.1 });
+      stager.setLaneBudget(controller.laneBudget);
+      expect(['decreaseLaneBudget', 'keepCurrent']).toContain(decision.action);
+    }
+    expect(controller.laneBudget).toBe(1);
+    expect([stager.currentLaneId({}), stager.currentLaneId({})]).toEqual([0, 0]);
+  });
+});
