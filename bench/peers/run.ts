@@ -126,14 +126,17 @@ function planRepetition(o: Options, rep: number): Workload[] {
     const k = rep % xs.length;
     return [...xs.slice(k), ...xs.slice(0, k)];
   };
-  const peers = o.systems.filter((s) => s !== 'floor');
+  const floors = ['floor', 'floorseg'];
+  const peers = o.systems.filter((s) => !floors.includes(s));
   const threaded = peers.filter((s) => s === 'pwal' || s === 'sqlite' || s === 'lmdb');
   for (const pages of o.pages) {
     for (const committers of o.concurrency) {
       const group: Workload[] = peers.map((system) => ({ system, pages, committers, workers: 0 }));
-      // The floor is a single synchronous loop: measured once per page size, beside 1 committer.
-      if (committers === 1 && o.systems.includes('floor')) {
-        group.push({ system: 'floor', pages, committers: 1, workers: 0 });
+      // The floors are single synchronous loops: measured once per page size, beside 1 committer.
+      if (committers === 1) {
+        for (const f of floors) {
+          if (o.systems.includes(f)) group.push({ system: f, pages, committers: 1, workers: 0 });
+        }
       }
       groups.push(rotate(group));
     }

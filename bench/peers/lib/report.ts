@@ -37,7 +37,16 @@ export const SYSTEMS: { name: string; label: string; settings: string; color: st
   { name: 'level', label: 'classic-level', settings: 'batch, sync: true', color: '#9467bd' },
   { name: 'rocksdb', label: 'rocksdb@5', settings: 'batch, sync: true', color: '#ff7f0e' },
   { name: 'floor', label: 'raw append+fdatasync', settings: 'serial loop', color: '#555555' },
+  {
+    name: 'floorseg',
+    label: 'raw new file+rename+dir fsync',
+    settings: 'serial loop',
+    color: '#999999',
+  },
 ];
+
+/** The raw floors: reference loops, not systems competing in the tables' columns. */
+const isFloor = (name: string): boolean => name === 'floor' || name === 'floorseg';
 
 const labelOf = (name: string): string => SYSTEMS.find((s) => s.name === name)?.label ?? name;
 
@@ -166,8 +175,8 @@ function cellText(a: Aggregate | undefined, requested: number): string {
 
 function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string): string {
   const all = [...aggs.values()];
-  const present = SYSTEMS.filter((s) => s.name !== 'floor' && all.some((a) => a.system === s.name));
-  const pagesList = [...new Set(all.filter((a) => a.system !== 'floor').map((a) => a.pages))].sort(
+  const present = SYSTEMS.filter((s) => !isFloor(s.name) && all.some((a) => a.system === s.name));
+  const pagesList = [...new Set(all.filter((a) => !isFloor(a.system)).map((a) => a.pages))].sort(
     (a, b) => a - b,
   );
   const lines: string[] = [];
@@ -194,7 +203,7 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
     const rows = [
       ...new Set(
         all
-          .filter((a) => a.pages === pages && a.system !== 'floor')
+          .filter((a) => a.pages === pages && !isFloor(a.system))
           .map((a) => `${a.workers}|${a.committers}`),
       ),
     ]
@@ -216,6 +225,14 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
       lines.push(
         `Raw floor for this commit size (one writer, ${fmtInt(pages * 4)} KiB append + fdatasync in a loop): ` +
           `${fmtInt(floor.commitsPerSec)} commits/s, p50 ${fmtMs(floor.p50Ms)} ms, p99 ${fmtMs(floor.p99Ms)} ms.`,
+      );
+    }
+    const seg = aggs.get(keyOf('floorseg', pages, 1, 0));
+    if (seg) {
+      lines.push('');
+      lines.push(
+        `Raw file-per-commit floor (one writer: create temp file, write ${fmtInt(pages * 4)} KiB, fdatasync, rename, fsync directory): ` +
+          `${fmtInt(seg.commitsPerSec)} commits/s, p50 ${fmtMs(seg.p50Ms)} ms, p99 ${fmtMs(seg.p99Ms)} ms.`,
       );
     }
     lines.push('');
@@ -336,19 +353,21 @@ const esc = (s: string): string =>
 /** A hand-written SVG: one panel per page size, log-scale y, one line per system. */
 export function svgChart(aggs: Map<string, Aggregate>): string {
   const all = [...aggs.values()].filter((a) => a.repsOk > 0);
-  const panels = [...new Set(all.filter((a) => a.system !== 'floor').map((a) => a.pages))].sort(
+  const panels = [...new Set(all.filter((a) => !isFloor(a.system)).map((a) => a.pages))].sort(
     (a, b) => a - b,
   );
   const xs = [...new Set(all.filter((a) => a.workers === 0).map((a) => a.committers))].sort(
     (a, b) => a - b,
   );
+  const bw = all.find((a) => a.system === 'floor' && a.pages > 16);
   const values = all.filter((a) => a.pages <= 16).map((a) => a.commitsPerSec);
+  if (bw) values.push(bw.commitsPerSec * bw.pages);
   const lo = 10 ** Math.floor(Math.log10(Math.max(1, Math.min(...values, 1e9))));
   const hi = 10 ** Math.ceil(Math.log10(Math.max(...values, 10)));
   const panelW = 420;
   const panelH = 300;
   const margin = { left: 70, right: 20, top: 40, bottom: 50 };
-  const legendH = 26 * Math.ceil(SYSTEMS.length / 3);
+  const legendH = 22 * 4;
   const width = margin.left + panels.length * (panelW + margin.right + 30);
   const height = margin.top + panelH + margin.bottom + legendH + 10;
   const out: string[] = [];
@@ -398,16 +417,37 @@ export function svgChart(aggs: Map<string, Aggregate>): string {
         `<text x="18" y="${cy}" text-anchor="middle" transform="rotate(-90 18 ${cy})">durable commits / s (log scale)</text>`,
       );
     }
-    const floor = aggs.get(keyOf('floor', pages, 1, 0));
-    if (floor && floor.repsOk > 0) {
-      const y = yOf(floor.commitsPerSec);
+    const refs: { a: Aggregate | undefined; perSec: (a: Aggregate) => number; text: string }[] = [
+      {
+        a: aggs.get(keyOf('floor', pages, 1, 0)),
+        perSec: (a) => a.commitsPerSec,
+        text: 'raw append+fdatasync, 1 writer',
+      },
+      {
+        a: aggs.get(keyOf('floorseg', pages, 1, 0)),
+        perSec: (a) => a.commitsPerSec,
+        text: 'raw new file+rename+dir fsync, 1 writer',
+      },
+      {
+        a: bw,
+        perSec: (a) => (a.commitsPerSec * a.pages) / pages,
+        text: 'disk bandwidth bound (1 MiB append+fdatasync)',
+      },
+    ];
+    for (const [i, ref] of refs.entries()) {
+      if (!ref.a || ref.a.repsOk === 0) continue;
+      const v = ref.perSec(ref.a);
+      if (!(v > lo && v < hi)) continue;
+      const y = yOf(v);
+      const color = i === 2 ? '#222' : i === 1 ? '#999' : '#555';
+      const dash = i === 2 ? '2 3' : '6 4';
       out.push(
-        `<line x1="${x0}" y1="${y}" x2="${x0 + panelW}" y2="${y}" stroke="#555" stroke-dasharray="6 4"/>` +
-          `<text x="${x0 + panelW - 4}" y="${y - 5}" text-anchor="end" fill="#555">raw append+fdatasync, 1 writer</text>`,
+        `<line x1="${x0}" y1="${y}" x2="${x0 + panelW}" y2="${y}" stroke="${color}" stroke-dasharray="${dash}"/>` +
+          `<text x="${x0 + panelW - 4}" y="${y - 5}" text-anchor="end" fill="${color}" font-size="11">${fmtInt(v)}: ${ref.text}</text>`,
       );
     }
     for (const s of SYSTEMS) {
-      if (s.name === 'floor') continue;
+      if (isFloor(s.name)) continue;
       const pts = xs
         .map((c, i) => ({ i, a: aggs.get(keyOf(s.name, pages, c, 0)) }))
         .filter((p) => p.a && p.a.repsOk > 0 && p.a.commitsPerSec > 0)
@@ -423,18 +463,24 @@ export function svgChart(aggs: Map<string, Aggregate>): string {
       }
     }
   });
+  // Legend: entries flow left to right, wrapping at the chart's width (text width estimated).
   const shown = SYSTEMS.filter((s) => all.some((a) => a.system === s.name));
-  shown.forEach((s, i) => {
-    const col = i % 3;
-    const row = Math.floor(i / 3);
-    const lx = margin.left + col * 230;
-    const ly = margin.top + panelH + margin.bottom + 8 + row * 26;
-    const dash = s.name === 'floor' ? ' stroke-dasharray="6 4"' : '';
+  let lx = margin.left;
+  let ly = margin.top + panelH + margin.bottom + 8;
+  for (const s of shown) {
+    const text = `${s.label} (${s.settings})`;
+    const w = 34 + text.length * 6.6 + 24;
+    if (lx + w > width - 10 && lx > margin.left) {
+      lx = margin.left;
+      ly += 22;
+    }
+    const dash = isFloor(s.name) ? ' stroke-dasharray="6 4"' : '';
     out.push(
       `<line x1="${lx}" y1="${ly}" x2="${lx + 28}" y2="${ly}" stroke="${s.color}" stroke-width="2"${dash}/>` +
-        `<text x="${lx + 34}" y="${ly + 4}">${esc(s.label)} (${esc(s.settings)})</text>`,
+        `<text x="${lx + 34}" y="${ly + 4}">${esc(text)}</text>`,
     );
-  });
+    lx += w;
+  }
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }

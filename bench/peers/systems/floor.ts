@@ -60,3 +60,67 @@ export const floor: SystemDef = {
     return tally;
   },
 };
+
+/** Name of commit `n`'s file in the segment-protocol floor. */
+const segFile = (dir: string, n: number): string =>
+  path.join(dir, `floor-seg-${n.toString(16).padStart(16, '0')}`);
+
+/**
+ * The floor of a file-per-epoch log: what one commit costs when it is published the way
+ * parallel-wal publishes a segment — create a temporary file, write, fdatasync, close, rename
+ * to the segment name, fsync the directory — synchronously, one commit at a time. The gap
+ * between {@link floor} and this is the price of a new file per epoch.
+ */
+export const floorSegment: SystemDef = {
+  name: 'floorseg',
+  label: 'raw new file+rename+dir fsync',
+  settings: 'create tmp, write, fdatasync, rename, fsync dir; one at a time',
+  supportsWorkers: false,
+  async versions() {
+    return { node: process.version };
+  },
+  effectiveConcurrency(committers) {
+    if (committers <= 1) return { n: 1 };
+    return { n: 1, note: 'one synchronous loop' };
+  },
+  async open(dir) {
+    const dirFd = fs.openSync(dir, 'r');
+    let n = 0;
+    let syncs = 0;
+    return {
+      commit: (_id, pages) => {
+        n += 1;
+        const final = segFile(dir, n);
+        const temp = `${final}.tmp`;
+        const fd = fs.openSync(temp, 'wx');
+        fs.writeSync(fd, pages.length === 1 ? pages[0]! : Buffer.concat(pages));
+        fs.fdatasyncSync(fd);
+        fs.closeSync(fd);
+        fs.renameSync(temp, final);
+        fs.fsyncSync(dirFd);
+        syncs += 2;
+      },
+      close: async () => fs.closeSync(dirFd),
+      libraryFsyncs: () => syncs,
+    };
+  },
+  async verify(dir, acked, pages) {
+    const tally = new VerifyTally();
+    acked.forEach((id, i) => {
+      let data: Buffer | undefined;
+      try {
+        data = fs.readFileSync(segFile(dir, i + 1));
+      } catch {
+        data = undefined;
+      }
+      let ok = data !== undefined && data.length === pages * PAGE_BYTES;
+      for (let p = 0; p < pages && ok; p++) {
+        ok =
+          Buffer.compare(data!.subarray(p * PAGE_BYTES, (p + 1) * PAGE_BYTES), pageImage(id, p)) ===
+          0;
+      }
+      tally.check(ok, () => `commit ${id} (file ${i + 1}) missing or different`);
+    });
+    return tally;
+  },
+};

@@ -1,7 +1,15 @@
 /** Every benchmarked system, by name, loaded lazily so one missing peer does not stop the rest. */
 import type { SystemDef } from '../lib/system.js';
 
-export const SYSTEM_NAMES = ['pwal', 'sqlite', 'lmdb', 'level', 'rocksdb', 'floor'] as const;
+export const SYSTEM_NAMES = [
+  'pwal',
+  'sqlite',
+  'lmdb',
+  'level',
+  'rocksdb',
+  'floor',
+  'floorseg',
+] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
 
 export async function loadSystem(name: string): Promise<SystemDef> {
@@ -18,6 +26,8 @@ export async function loadSystem(name: string): Promise<SystemDef> {
       return (await import('./rocksdb.js')).rocksdb;
     case 'floor':
       return (await import('./floor.js')).floor;
+    case 'floorseg':
+      return (await import('./floor.js')).floorSegment;
     default:
       throw new Error(`unknown system ${name}; known: ${SYSTEM_NAMES.join(', ')}`);
   }
