@@ -214,10 +214,14 @@ export async function recoverAndApplySegments(
   options: SegmentRecoveryOptions = {},
 ): Promise<SegmentRecoveryResult> {
   const result = await recoverSegments(dbPath, options);
+  const applied = new Map<number, Uint8Array>();
   for (const record of result.records) {
     if (record.endSeq === null || record.afterImage.length === 0) continue;
-    pages.set(record.pageId, record.afterImage);
+    applied.set(record.pageId, record.afterImage);
   }
+  // Decoded images are views into whole segment buffers; copy the winners so
+  // `pages` does not keep every segment's bytes alive.
+  for (const [pageId, image] of applied) pages.set(pageId, new Uint8Array(image));
   return result;
 }
 

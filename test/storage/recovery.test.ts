@@ -148,6 +148,8 @@ describe('recoverAndApplySegments', () => {
     const page = pages.get(1)!;
     expect(page.length).toBe(32);
     expect(page.every((b) => b === 3)).toBe(true);
+    // The page owns its bytes instead of pinning a whole segment buffer.
+    expect(page.buffer.byteLength).toBe(32);
     // Recovery itself deletes nothing; it reports the deletable set.
     expect((await listSegments(dbPath)).length).toBe(3);
     expect(result.deletableSegments).toEqual([1n, 2n, 3n].map((e) => segmentPath(dbPath, e)));
