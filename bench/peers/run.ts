@@ -23,7 +23,7 @@ const repoRoot = path.resolve(here, '../..');
 /** Page counts per commit in the bandwidth-floor cell (256 × 4 KiB = 1 MiB per fdatasync). */
 export const BANDWIDTH_PAGES = 256;
 /** Slack a child gets beyond its cell's own time before it is killed, ms. */
-const CHILD_TIMEOUT_SLACK_MS = 120_000;
+const CHILD_TIMEOUT_SLACK_MS = 90_000;
 /** Worker threads in the multi-thread cells. */
 const WORKER_THREADS = 2;
 /** Syscalls strace counts: everything that can force data to stable storage. */
@@ -206,7 +206,12 @@ function runCell(spec: CellSpec, useStrace: boolean): Promise<CellResult> {
       ]
     : [process.execPath, cellArgs];
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: here, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Own process group, so a hung cell is killed with strace, node and all its threads.
+    const child = spawn(cmd, args, {
+      cwd: here,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -216,7 +221,9 @@ function runCell(spec: CellSpec, useStrace: boolean): Promise<CellResult> {
       err += d.toString();
     });
     const timer = setTimeout(
-      () => child.kill('SIGKILL'),
+      () => {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      },
       spec.durationMs + spec.warmupMs + CHILD_TIMEOUT_SLACK_MS,
     );
     child.on('close', (code) => {
