@@ -10,6 +10,7 @@ import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type CliContext, type CliIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.js';
 import { registerDump } from './dump.js';
 import { registerInspect } from './inspect.js';
+import { registerTraceCommand } from './trace.js';
 import { registerVerify } from './verify.js';
 
 /** Options of {@link runCli}. */
@@ -42,6 +43,7 @@ function buildProgram(ctx: CliContext): Command {
   registerInspect(program, ctx);
   registerDump(program, ctx);
   registerVerify(program, ctx);
+  registerTraceCommand(program, ctx);
   for (const command of program.commands) command.exitOverride();
   return program;
 }
