@@ -1,4 +1,89 @@
 export {
+  buildCommitCertificate,
+  CERTIFICATE_FORMAT_VERSION,
+  type CertificateFields,
+  type CertificateLink,
+  type CertifyEpochInput,
+  type ChainReport,
+  CommitCertificate,
+  certificatePayloadDigest,
+  decodeCertificate,
+  encodeCertificate,
+  type SegmentBytes,
+  type VerifyChainOptions,
+  verifyCertificateChain,
+} from './control/certificate.js';
+export {
+  type ControllerDecision,
+  type ControllerEvidence,
+  type ControllerPolicy,
+  DEFAULT_CONTROLLER_POLICY,
+  type DecisionAction,
+  decide,
+  SealController,
+  type SealControllerOptions,
+  type SealPointState,
+} from './control/controller.js';
+export * from './control/errors.js';
+export {
+  type CleanStateEvidence,
+  type ClearOutcome,
+  FallbackState,
+  type FallbackTransition,
+} from './control/fallback.js';
+export {
+  type BatchContext,
+  type LaneBatch,
+  LaneStager,
+  type WriterContext,
+} from './control/lane-stager.js';
+export {
+  appendCertificateTrailer,
+  CERTIFIED_SEGMENT_VERSION,
+  encodeCertificateTrailer,
+  encodeV3SegmentHeader,
+  type SegmentChainReport,
+  type SplitSegment,
+  splitCertificateTrailer,
+  verifySegmentFilesChain,
+} from './control/segment-v3.js';
+export {
+  assertMayAcknowledge,
+  type ShadowBatch,
+  type ShadowCompareInput,
+  type ShadowOutcome,
+  shadowCompare,
+} from './control/shadow.js';
+export {
+  type ControlSurface,
+  controlSurfaceFromEnv,
+  defaultControlSurface,
+  FALLBACK_REASONS,
+  type FallbackReason,
+  fallbackReasonName,
+  LANE_COUNT_MAX,
+  laneBudgetMax,
+  laneCount,
+  modeName,
+  type OperatingMode,
+  resolveControlSurface,
+  type ShadowVerdict,
+  shadowVerdictName,
+  shouldShadowCompare,
+  validateControlSurface,
+} from './control/surface.js';
+export {
+  type DecisionRecord,
+  fileTraceSink,
+  memoryTraceSink,
+  summarizeTrace,
+  type TraceEvent,
+  type TraceRecord,
+  Tracer,
+  type TraceSink,
+  traceSinkFromEnv,
+} from './control/trace.js';
+export {
   type AdvanceOptions,
   type AdvanceResult,
   EpochCoordinator,
