@@ -9,7 +9,9 @@ import { WalError } from '../errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type CliContext, type CliIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.js';
 import { registerDump } from './dump.js';
+import { registerFollow } from './follow.js';
 import { registerInspect } from './inspect.js';
+import { registerRestore } from './restore.js';
 import { registerTraceCommand } from './trace.js';
 import { registerVerify } from './verify.js';
 
@@ -44,6 +46,8 @@ function buildProgram(ctx: CliContext): Command {
   registerDump(program, ctx);
   registerVerify(program, ctx);
   registerTraceCommand(program, ctx);
+  registerRestore(program, ctx);
+  registerFollow(program, ctx);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

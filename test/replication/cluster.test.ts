@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/program.js';
 import type { ParallelWalBatch } from '../../src/engine/wal.js';
 import { encodeSegment } from '../../src/format/segment.js';
 import type { WalRecord } from '../../src/format/types.js';
@@ -172,6 +173,23 @@ describe('replication to a 3-node JetStream cluster', () => {
     expect(result.lastEpoch).toBe(cut);
     const upToCut = new Map([...source].filter(([epoch]) => epoch <= cut));
     expectSameSegments(upToCut, await segmentsOf(restored));
+    // The same through the CLI, as an operator would run it.
+    const out: string[] = [];
+    const io = { stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t) };
+    const viaCli = tempDb();
+    const argv = [
+      'restore',
+      '--from',
+      cluster.urls.join(','),
+      '--stream',
+      'RPIT',
+      viaCli,
+      '--until-epoch',
+      String(cut),
+    ];
+    expect(await runCli(argv, io)).toBe(0);
+    expect(out.join('')).toContain(`up to epoch ${cut}`);
+    expectSameSegments(upToCut, await segmentsOf(viaCli));
     // A restore refuses a target that already has segments.
     await expect(
       restoreFromStream({ servers: cluster.urls, stream: 'RPIT', dbPath: restored }),
@@ -218,6 +236,24 @@ describe('replication to a 3-node JetStream cluster', () => {
       } finally {
         await resumed.close();
       }
+      expectSameSegments(await segmentsOf(dbPath), await segmentsOf(replica));
+
+      // `pwal follow --once` resumes the same replica and stops when caught up.
+      last = (await log.commit(batch([11], 5), { durability: 'replicated' })).epoch;
+      const out: string[] = [];
+      const io = { stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t) };
+      const argv = [
+        'follow',
+        '--from',
+        cluster.urls.join(','),
+        '--stream',
+        'RFOLLOW',
+        replica,
+        '--until-epoch',
+        String(last),
+      ];
+      expect(await runCli(argv, io)).toBe(0);
+      expect(out.join('')).toContain(`applied up to epoch ${last}`);
       expectSameSegments(await segmentsOf(dbPath), await segmentsOf(replica));
     } finally {
       await log.close();

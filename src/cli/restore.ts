@@ -1,0 +1,121 @@
+/**
+ * `pwal restore --from <nats url> --stream <name> <db-path> [--until-epoch N]`:
+ * rebuilds a database's segment files from its JetStream stream into a fresh
+ * location, verifying every chunk, epoch and certificate, and stopping at the
+ * first gap or bad epoch (point-in-time restore). With `--apply` the restored
+ * segments are then folded into the database file through the page store.
+ *
+ * Exit 0: restored to the end of the stream (or to `--until-epoch`);
+ * 1: stopped early at a gap or bad epoch (the verified prefix is restored),
+ * or the stream could not be read; 2: usage error.
+ */
+import type { Command } from 'commander';
+import type { ReplicaVerificationError } from '../replication/errors.js';
+import { type RestoreResult, restoreFromStream } from '../replication/restore.js';
+import { PageStore } from '../store/page-store.js';
+import { type CliContext, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, jsonLine } from './context.js';
+
+/** Wait for one connection attempt of the CLI, ms. */
+export const CLI_CONNECT_TIMEOUT_MS = 5_000;
+
+/** Parses `--until-epoch` (decimal u64). */
+export function parseEpochOption(text: string | undefined): bigint | undefined | null {
+  if (text === undefined) return undefined;
+  if (!/^[0-9]{1,20}$/.test(text)) return null;
+  const value = BigInt(text);
+  return value < 1n << 64n ? value : null;
+}
+
+function describe(result: RestoreResult, dbPath: string): string {
+  let out = `restored ${result.epochsRestored} epoch(s), ${result.bytesRestored} bytes into ${dbPath}`;
+  out += result.lastEpoch === null ? ' (stream empty)\n' : `, up to epoch ${result.lastEpoch}\n`;
+  if (result.duplicateCount > 0) out += `skipped ${result.duplicateCount} duplicate message(s)\n`;
+  if (result.incompleteTail) out += 'note: the stream ends inside an epoch (not restored)\n';
+  const stop = result.stoppedBy;
+  if (stop !== null) {
+    out += `stopped at stream sequence ${stop.streamSeq}, epoch ${stop.epoch}: ${stop.message} (${stop.code})\n`;
+  }
+  return out;
+}
+
+/** Adds the `restore` subcommand. */
+export function registerRestore(program: Command, ctx: CliContext): void {
+  program
+    .command('restore')
+    .description('rebuild a database from its JetStream stream (verified, point-in-time)')
+    .argument('<db-path>', 'database file path to restore into (must have no segments)')
+    .requiredOption('--from <url>', 'NATS server URL(s), comma-separated')
+    .requiredOption('--stream <name>', 'JetStream stream of the database')
+    .option('--until-epoch <n>', 'restore epochs up to and including N')
+    .option('--apply', 'fold the restored segments into the database file (page store)')
+    .option('--page-size <bytes>', 'page size for --apply (default: the store default)')
+    .option('--json', 'print one JSON object')
+    .action(
+      async (
+        dbPath: string,
+        options: {
+          from: string;
+          stream: string;
+          untilEpoch?: string;
+          apply?: boolean;
+          pageSize?: string;
+          json?: boolean;
+        },
+      ) => {
+        const untilEpoch = parseEpochOption(options.untilEpoch);
+        if (untilEpoch === null) {
+          ctx.io.stderr(`pwal: --until-epoch must be a decimal u64, got ${options.untilEpoch}\n`);
+          ctx.setExitCode(EXIT_USAGE);
+          return;
+        }
+        const result = await restoreFromStream({
+          servers: options.from.split(','),
+          stream: options.stream,
+          dbPath,
+          untilEpoch,
+          connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
+          fs: ctx.fs,
+        });
+        let applied: { checkpointEpoch: bigint | null; pagesWritten: number } | null = null;
+        if (options.apply === true && result.epochsRestored > 0) {
+          const pageSize = options.pageSize === undefined ? undefined : Number(options.pageSize);
+          const store = await PageStore.open(dbPath, {
+            pageSize,
+            fs: ctx.fs,
+            autoCheckpoint: false,
+          });
+          const report = store.recovery;
+          applied = { checkpointEpoch: report.checkpointEpoch, pagesWritten: report.pagesWritten };
+          await store.close();
+        }
+        if (options.json === true) {
+          ctx.io.stdout(
+            jsonLine({
+              ...result,
+              duplicates: result.duplicates,
+              stoppedBy: stopJson(result.stoppedBy),
+              applied,
+            }),
+          );
+        } else {
+          ctx.io.stdout(describe(result, dbPath));
+          if (applied !== null) {
+            ctx.io.stdout(
+              `applied into the database file: ${applied.pagesWritten} page(s) written\n`,
+            );
+          }
+        }
+        ctx.setExitCode(result.stoppedBy === null ? EXIT_OK : EXIT_FAILURE);
+      },
+    );
+}
+
+function stopJson(error: ReplicaVerificationError | null): unknown {
+  if (error === null) return null;
+  return {
+    code: error.code,
+    message: error.message,
+    epoch: error.epoch,
+    streamSeq: error.streamSeq,
+  };
+}
