@@ -18,6 +18,7 @@ import {
   ParallelWal,
   type ParallelWalConfig,
   type ParallelWalStats,
+  resolveParallelWalConfig,
 } from '../engine/wal.js';
 import type { WorkerLaneHandle } from '../engine/worker-layout.js';
 import { WalArgumentError } from '../errors.js';
@@ -33,7 +34,7 @@ import {
   segmentPath,
   syncSegmentDirectory,
 } from '../storage/segment-files.js';
-import { encodeSizeMeta, STORE_META_PAGE_ID, STORE_PAGE_NUMBER_MAX } from './commit-meta.js';
+import { checkPageNumber, type PageWrites, prepareCommit } from './commit-batch.js';
 import { DatabaseFile } from './db-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
 import {
@@ -48,11 +49,6 @@ import { applyReplay, foldRecords, forEachCommit, startReplay } from './replay.j
 
 /** Default of {@link PageStoreOptions.checkpointThresholdBytes}: 64 MiB of segments. */
 export const DEFAULT_CHECKPOINT_THRESHOLD_BYTES = 64 * 1024 * 1024;
-
-/** Pages of one commit: a map, or a list (each page number at most once). */
-export type PageWrites =
-  | ReadonlyMap<number, Uint8Array>
-  | ReadonlyArray<{ pageNumber: number; data: Uint8Array }>;
 
 /** Options of {@link PageStore.commit}. */
 export interface CommitOptions {
@@ -181,6 +177,8 @@ export class PageStore implements AsyncDisposable {
   private checkpointQueued: Promise<CheckpointResult> | null = null;
   private autoCheckpoint: Promise<void> | null = null;
   private workersAttached = false;
+  /** Lane ids below this are the log's in-process lanes, used by commit(). */
+  private readonly inProcessLanes: number;
   private ingestChain: Promise<void> = Promise.resolve();
   private ingestError: Error | null = null;
   private readonly removeListener: () => void;
@@ -212,6 +210,7 @@ export class PageStore implements AsyncDisposable {
     readonly recovery: StoreRecoveryReport,
   ) {
     this.index = new PageIndex(header.dbSizePages, header.nextEpoch - 1n);
+    this.inProcessLanes = resolveParallelWalConfig(options).slotCount;
     this.removeListener = wal.onDurable((info) => this.onDurable(info));
   }
 
@@ -300,38 +299,26 @@ export class PageStore implements AsyncDisposable {
    */
   async commit(pages: PageWrites, options: CommitOptions = {}): Promise<StoreCommitResult> {
     this.ensureOpen();
-    const { list, maxPage } = normalizePages(pages, this.pageSize);
-    const setPages = checkDbSize(options.dbSizePages, maxPage);
-    const frames = list.map(([pageNumber, data]) => ({
-      pageNumber,
-      pageData: data,
-      dbSizeIfCommit: 0,
-    }));
-    const sizeHint = setPages ?? Math.max(this.index.dbSizePages, maxPage);
-    if (setPages !== null) {
-      frames.push({
-        pageNumber: STORE_META_PAGE_ID,
-        pageData: encodeSizeMeta(setPages),
-        dbSizeIfCommit: sizeHint,
-      });
-    } else if (frames.length > 0) {
-      frames[frames.length - 1]!.dbSizeIfCommit = sizeHint;
-    } else {
-      throw new WalArgumentError('a commit needs at least one page or a dbSizePages');
-    }
+    const prepared = prepareCommit(
+      pages,
+      options.dbSizePages,
+      this.pageSize,
+      this.index.dbSizePages,
+    );
     const txnId = this.nextTxnId++;
     const result: CommitResult = await this.wal.commit({
       txnToken: { id: txnId, epoch: 0 },
-      frames,
+      frames: prepared.frames,
     });
     // Durable now: make it visible. (A checkpoint that already folded this
     // epoch makes the index ignore it: the file has it, or something newer.)
-    this.index.apply({ epoch: result.epoch, commitSeq: result.commitSeq }, list, {
-      setPages,
-      maxPage,
-    });
+    this.index.apply(
+      { epoch: result.epoch, commitSeq: result.commitSeq },
+      prepared.pages,
+      prepared,
+    );
     this.counters.commits++;
-    this.counters.pagesCommitted += list.length;
+    this.counters.pagesCommitted += prepared.pages.length;
     return {
       epoch: result.epoch,
       commitSeq: result.commitSeq,
@@ -350,7 +337,8 @@ export class PageStore implements AsyncDisposable {
   async read(pageNumber: number): Promise<Uint8Array> {
     this.ensureOpen();
     checkPageNumber(pageNumber);
-    if (this.workersAttached) await this.ingestChain;
+    // Commits read back from the log (workers) must be in the index first.
+    await this.ingestChain;
     if (this.ingestError !== null) throw this.ingestError;
     if (pageNumber > this.index.dbSizePages) {
       throw new StoreError(
@@ -567,7 +555,10 @@ export class PageStore implements AsyncDisposable {
     if (!info.segmentWritten) return;
     this.segmentBytes.set(info.epoch, info.bytes);
     this.logBytes += info.bytes;
-    if (this.workersAttached) {
+    // Records from lanes other than the in-process ones (worker lanes, and
+    // the serialized path that worker fallbacks take) did not pass through
+    // commit(): read the durable segment back into the index.
+    if (this.workersAttached || info.laneIds.some((id) => id >= this.inProcessLanes)) {
       const epoch = info.epoch;
       this.ingestChain = this.ingestChain.then(() => this.ingest(epoch));
     }
@@ -629,68 +620,6 @@ export class PageStore implements AsyncDisposable {
 
 function closedError(path: string): StoreError {
   return new StoreError(StoreErrorCode.closed, `page store ${path} is closed`);
-}
-
-/** Validates a page number for reading or writing. */
-function checkPageNumber(pageNumber: number): void {
-  if (!Number.isInteger(pageNumber) || pageNumber < 1 || pageNumber > STORE_PAGE_NUMBER_MAX) {
-    throw new WalArgumentError(
-      `page number must be an integer in 1..=${STORE_PAGE_NUMBER_MAX}, got ${String(pageNumber)}`,
-    );
-  }
-}
-
-/** Validates and copies a commit's pages; sorted by page number. */
-function normalizePages(
-  pages: PageWrites,
-  pageSize: number,
-): { list: Array<readonly [number, Uint8Array]>; maxPage: number } {
-  const entries: Array<readonly [number, Uint8Array]> =
-    pages instanceof Map
-      ? [...(pages as ReadonlyMap<number, Uint8Array>)]
-      : Array.isArray(pages)
-        ? (pages as ReadonlyArray<{ pageNumber: number; data: Uint8Array }>).map(
-            (p) => [p?.pageNumber, p?.data] as const,
-          )
-        : (() => {
-            throw new WalArgumentError('pages must be a Map or an array of { pageNumber, data }');
-          })();
-  const seen = new Set<number>();
-  let maxPage = 0;
-  const list: Array<readonly [number, Uint8Array]> = [];
-  for (const [pageNumber, data] of entries) {
-    checkPageNumber(pageNumber);
-    if (!(data instanceof Uint8Array) || data.length !== pageSize) {
-      throw new WalArgumentError(
-        `page ${pageNumber}: data must be a Uint8Array of exactly ${pageSize} bytes, got ${
-          data instanceof Uint8Array ? `${data.length} bytes` : typeof data
-        }`,
-      );
-    }
-    if (seen.has(pageNumber))
-      throw new WalArgumentError(`page ${pageNumber} appears twice in one commit`);
-    seen.add(pageNumber);
-    maxPage = Math.max(maxPage, pageNumber);
-    // A copy: the caller may reuse its buffer once commit() returns.
-    list.push([pageNumber, data.slice()]);
-  }
-  list.sort((a, b) => a[0] - b[0]);
-  return { list, maxPage };
-}
-
-function checkDbSize(dbSizePages: number | undefined, maxPage: number): number | null {
-  if (dbSizePages === undefined) return null;
-  if (!Number.isInteger(dbSizePages) || dbSizePages < 0 || dbSizePages > STORE_PAGE_NUMBER_MAX) {
-    throw new WalArgumentError(
-      `dbSizePages must be an integer in 0..=${STORE_PAGE_NUMBER_MAX}, got ${String(dbSizePages)}`,
-    );
-  }
-  if (dbSizePages < maxPage) {
-    throw new WalArgumentError(
-      `dbSizePages ${dbSizePages} is below page ${maxPage} of the same commit`,
-    );
-  }
-  return dbSizePages;
 }
 
 /** Opens or creates the database file and its header. */

@@ -349,3 +349,30 @@ describe('PageStore recovery and checkpoint', () => {
     await store.close();
   });
 });
+
+describe('PageStore commits that bypass commit() (worker lanes, serialized path)', () => {
+  it('reads back durable segments of other lanes into the index, then checkpoints them', async () => {
+    const store = await PageStore.open(db, { pageSize: PAGE, autoCheckpoint: false });
+    await store.commit([{ pageNumber: 1, data: page(1, 1) }]);
+    // What a worker's fallback does: a batch straight into the log's serialized path.
+    const direct = await store.log.commitSerialized({
+      txnToken: { id: 1n << 50n, epoch: 0 },
+      frames: [
+        { pageNumber: 1, pageData: page(1, 40), dbSizeIfCommit: 0 },
+        { pageNumber: 4, pageData: page(4, 44), dbSizeIfCommit: 4 },
+      ],
+    });
+    expect(direct.serialized).toBe(true);
+    expect(await store.read(1)).toEqual(page(1, 40));
+    expect(await store.read(4)).toEqual(page(4, 44));
+    expect(store.dbSizePages).toBe(4);
+    expect(store.stats().epochsIngested).toBeGreaterThan(0);
+    // A later commit() to the same page wins, whatever order the index learnt them in.
+    await store.commit([{ pageNumber: 1, data: page(1, 2) }]);
+    expect(await store.read(1)).toEqual(page(1, 2));
+    await store.checkpoint();
+    expect(filePage(4)).toEqual(page(4, 44));
+    expect(filePage(1)).toEqual(page(1, 2));
+    await store.close();
+  });
+});
