@@ -186,7 +186,13 @@ function concat(segment: SegmentBytes): Uint8Array {
   return out;
 }
 
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/** Offset of the first differing byte, -1 when equal. Equality is checked natively first (memcmp). */
 function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  if (a.length === b.length && asBuffer(a).equals(asBuffer(b))) return -1;
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
   return a.length === b.length ? -1 : n;
