@@ -7,10 +7,12 @@
 import { Command, CommanderError } from 'commander';
 import { WalError } from '../errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
+import { registerCheckpoint } from './checkpoint.js';
 import { type CliContext, type CliIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.js';
 import { registerDump } from './dump.js';
 import { registerFollow } from './follow.js';
 import { registerInspect } from './inspect.js';
+import { registerRecover } from './recover.js';
 import { registerRestore } from './restore.js';
 import { registerTraceCommand } from './trace.js';
 import { registerVerify } from './verify.js';
@@ -48,6 +50,8 @@ function buildProgram(ctx: CliContext): Command {
   registerTraceCommand(program, ctx);
   registerRestore(program, ctx);
   registerFollow(program, ctx);
+  registerCheckpoint(program, ctx);
+  registerRecover(program, ctx);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

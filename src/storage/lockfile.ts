@@ -145,9 +145,13 @@ export async function acquireLock(dbPath: string, options: LockOptions = {}): Pr
   // registry only speaks for this process's real pid.
   const registered = options.pid === undefined;
   if (registered && heldInProcess.has(key)) {
-    throw new LockError(LOCKED_CODE, `database ${dbPath} is already open in this process`, {
-      holderPid: process.pid,
-    });
+    throw new LockError(
+      LOCKED_CODE,
+      `database ${dbPath} is already open in this process (${process.pid})`,
+      {
+        holderPid: process.pid,
+      },
+    );
   }
   // Claimed before the first await: a concurrent open in this process must
   // fail here rather than judge our half-made lock (our own pid) stale.

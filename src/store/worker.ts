@@ -10,8 +10,9 @@
  * the durable segments back into its index, so `store.read` on the owner sees
  * a worker's commit once the worker's promise resolved.
  */
-import { WalArgumentError } from '../errors.js';
+
 import { attachWriter, type WorkerCommitAck, type WorkerWriter } from '../engine/worker.js';
+import { WalArgumentError } from '../errors.js';
 import { type PageWrites, prepareCommit } from './commit-batch.js';
 import type { CommitOptions, StoreWorkerHandle } from './page-store.js';
 
