@@ -155,6 +155,18 @@ export {
   type WalStat,
 } from './storage/fs.js';
 export {
+  acquireLock,
+  LOCK_IO_CODE,
+  LOCK_LOST_CODE,
+  LOCKED_CODE,
+  LockError,
+  type LockHandle,
+  type LockInfo,
+  type LockOptions,
+  lockPath,
+  readLock,
+} from './storage/lockfile.js';
+export {
   cleanupSegments,
   cleanupTemporaryFiles,
   deleteRecoveredSegments,
@@ -180,3 +192,28 @@ export {
   writeSegment,
   writeSegmentFile,
 } from './storage/segment-files.js';
+export type { PageWrites } from './store/commit-batch.js';
+export { describeStore, formatStoreDescription, type StoreDescription } from './store/describe.js';
+export { StoreError, StoreErrorCode, type StoreErrorCodeValue } from './store/errors.js';
+export {
+  DEFAULT_PAGE_SIZE_BYTES,
+  PAGE_SIZE_MAX_BYTES,
+  PAGE_SIZE_MIN_BYTES,
+  type StoreHeader,
+  storeHeaderPath,
+} from './store/header.js';
+export {
+  type CheckpointControl,
+  type CheckpointResult,
+  type CommitOptions,
+  checkpointControlFromFallback,
+  DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
+  PageStore,
+  type PageStoreOptions,
+  type PageStoreStats,
+  type StoreCloseOptions,
+  type StoreCommitResult,
+  type StoreRecoveryReport,
+  type StoreWorkerHandle,
+} from './store/page-store.js';
+export { attachStoreWriter, type StoreWorkerWriter } from './store/worker.js';

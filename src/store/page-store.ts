@@ -12,6 +12,7 @@
  * `header.ts`), `<db>.lock` (one writer process), `<db>-wal-seg-…` (the log).
  */
 import { randomBytes } from 'node:crypto';
+import type { FallbackState } from '../control/fallback.js';
 import {
   type CommitResult,
   type DurableEpochInfo,
@@ -80,6 +81,20 @@ export interface CheckpointControl {
   serializedPathRequired(): boolean;
   /** Records a fallback with its reason (`checkpointConflict` here). */
   reportFallback(reason: 'checkpointConflict', detail: string): void;
+}
+
+/**
+ * Connects checkpoints to the control plane's fallback latch: the serialized
+ * path is required while the latch is active, and a conflict enters the
+ * latch with reason `checkpointConflict` (counted, traced by its listener).
+ */
+export function checkpointControlFromFallback(state: FallbackState): CheckpointControl {
+  return {
+    serializedPathRequired: () => state.active,
+    reportFallback: (reason) => {
+      state.enter(reason);
+    },
+  };
 }
 
 /** Options of {@link PageStore.open}: the log's configuration plus the store's own. */
@@ -397,14 +412,19 @@ export class PageStore implements AsyncDisposable {
 
   private async runCheckpoint(): Promise<CheckpointResult> {
     const started = performance.now();
-    const conflict = this.options.control?.serializedPathRequired() ?? false;
-    if (conflict) {
+    // Conflict when the serialized path is needed as the checkpoint starts,
+    // or became needed while it ran (checked again at the end).
+    let conflict = false;
+    const checkConflict = (): void => {
+      if (conflict || !(this.options.control?.serializedPathRequired() ?? false)) return;
+      conflict = true;
       this.counters.checkpointConflicts++;
       this.options.control?.reportFallback(
         'checkpointConflict',
         `checkpoint of ${this.path} ran while the serialized path was required`,
       );
-    }
+    };
+    checkConflict();
     const durable = this.wal.durableEpoch();
     const result: CheckpointResult = {
       checkpointEpoch: this.checkpointEpoch,
@@ -417,6 +437,8 @@ export class PageStore implements AsyncDisposable {
       durationMs: 0,
     };
     if (durable === null || durable < this.header.nextEpoch) {
+      checkConflict();
+      result.conflict = conflict;
       result.durationMs = performance.now() - started;
       return result;
     }
@@ -467,6 +489,8 @@ export class PageStore implements AsyncDisposable {
         { cause: error },
       );
     }
+    checkConflict();
+    result.conflict = conflict;
     this.counters.checkpoints++;
     this.counters.checkpointPagesWritten += result.pagesWritten;
     this.counters.checkpointBytesWritten += result.bytesWritten;

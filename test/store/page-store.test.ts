@@ -2,11 +2,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FallbackState } from '../../src/control/fallback.js';
 import { isWalError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/storage/fs.js';
 import { listSegments } from '../../src/storage/segment-files.js';
 import { readStoreHeader, storeHeaderPath } from '../../src/store/header.js';
-import { PageStore } from '../../src/store/page-store.js';
+import { checkpointControlFromFallback, PageStore } from '../../src/store/page-store.js';
 
 let dir: string;
 let db: string;
@@ -372,6 +373,30 @@ describe('PageStore commits that bypass commit() (worker lanes, serialized path)
     expect(await store.read(1)).toEqual(page(1, 2));
     await store.checkpoint();
     expect(filePage(4)).toEqual(page(4, 44));
+    expect(filePage(1)).toEqual(page(1, 2));
+    await store.close();
+  });
+});
+
+describe('PageStore and the control plane fallback latch', () => {
+  it('counts checkpoint_conflict in the latch when a checkpoint runs on the serialized path', async () => {
+    const transitions: string[] = [];
+    const fallback = new FallbackState((t) => transitions.push(`${t.kind}:${t.reason}`));
+    const store = await PageStore.open(db, {
+      pageSize: PAGE,
+      autoCheckpoint: false,
+      control: checkpointControlFromFallback(fallback),
+    });
+    await store.commit([{ pageNumber: 1, data: page(1, 1) }]);
+    await store.checkpoint();
+    expect(fallback.counts().checkpointConflict).toBe(0);
+    fallback.enter('laneOverflow');
+    await store.commit([{ pageNumber: 1, data: page(1, 2) }]);
+    const result = await store.checkpoint();
+    expect(result.conflict).toBe(true);
+    expect(fallback.counts().checkpointConflict).toBe(1);
+    expect(fallback.reason).toBe('laneOverflow');
+    expect(transitions).toEqual(['enter:laneOverflow', 'enter:checkpointConflict']);
     expect(filePage(1)).toEqual(page(1, 2));
     await store.close();
   });
