@@ -391,6 +391,33 @@ describe('ParallelWal commits', () => {
   });
 });
 
+describe('ParallelWal with pre-created segment files', () => {
+  it('writes the same segments and leaves no temporary file behind', async () => {
+    const db = tempDb();
+    const wal = await ParallelWal.open(db, { precreateSegmentFiles: true });
+    for (let i = 1; i <= 5; i++) await wal.commit(pageBatch(i, i, i));
+    await wal.close();
+    const names = nodeFs.readdirSync(path.dirname(db));
+    expect(names.filter((n) => n.includes('-wal-tmp-'))).toEqual([]);
+    const { records, epochs } = await recoverSegments(db);
+    expect(epochs).toHaveLength(5);
+    expect(records.map((r) => r.beginSeq)).toEqual([1n, 2n, 3n, 4n, 5n]);
+  });
+
+  it('never acknowledges an epoch whose fdatasync failed', async () => {
+    const db = tempDb();
+    const faulty = new FaultyFileSystem(nodeFileSystem);
+    const wal = await open(db, { fs: faulty, precreateSegmentFiles: true });
+    await wal.commit(pageBatch(1, 1, 1));
+    faulty.inject({ kind: 'datasync' });
+    await expect(wal.commit(pageBatch(2, 1, 2))).rejects.toMatchObject({ code: 'ERR_WAL_FAILED' });
+    await wal.close();
+    const { records } = await recoverSegments(db);
+    expect(records.map((r) => r.beginSeq)).toEqual([1n]);
+    expect(nodeFs.readdirSync(path.dirname(db)).filter((n) => n.includes('-wal-tmp-'))).toEqual([]);
+  });
+});
+
 describe('ParallelWal failure and close', () => {
   it('enters the failed state on an fsync error, rejects waiting and later commits, and recovers on reopen', async () => {
     const db = tempDb();

@@ -1,0 +1,194 @@
+/**
+ * Durable commits through the engine, beside the raw floor measured in the
+ * same run on the same disk.
+ *
+ * Cases: N async committers (N = 1, 4, 16, 64, 256), each committing one
+ * 4 KiB page in a closed loop (commit, await the durable ack, repeat) for
+ * `--seconds`; `--runs` repetitions, medians reported. For each: commits/s,
+ * fsyncs/s, mean epoch size, p50/p99 commit latency.
+ *
+ * Targets (issue 3): 1 committer p50 <= 1.5x raw append+fdatasync p50;
+ * 256 committers >= 50% of the bandwidth floor in pages/s; 2 worker writers
+ * >= 1.6x the commits/s of 1 worker with fsync `off`.
+ *
+ * Run: `npm run bench:engine -- [--seconds 2] [--runs 3] [--dir DIR] [--precreate]`.
+ */
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { ParallelWal } from '../src/engine/wal.js';
+import type { FsyncPolicy } from '../src/storage/segment-files.js';
+import { benchDir, measureRawFloor, median, ms, type RawFloor } from './raw-floor.js';
+
+/** Figures of one case. */
+export interface CaseFigures {
+  name: string;
+  commitsPerSec: number;
+  fsyncsPerSec: number;
+  pagesPerEpoch: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+/** Options shared by every case. */
+export interface CaseOptions {
+  dir: string;
+  seconds: number;
+  fsync: FsyncPolicy;
+  precreate: boolean;
+}
+
+/**
+ * A bench case: runs once in a fresh database directory and reports figures.
+ * Worker-writer cases plug in through {@link extraCases}.
+ */
+export interface BenchCase {
+  name: string;
+  run(options: CaseOptions): Promise<CaseFigures>;
+}
+
+const PAGE_BYTES = 4096;
+const WARMUP_MS = 300;
+
+/** N async committers on the owner thread, one 4 KiB page per commit. */
+export function asyncCommittersCase(committers: number, fsync: FsyncPolicy = 'full'): BenchCase {
+  return {
+    name: `${committers} async committer${committers === 1 ? '' : 's'}${fsync === 'full' ? '' : ` (fsync ${fsync})`}`,
+    async run(options) {
+      const dbDir = await fsp.mkdtemp(path.join(options.dir, 'case-'));
+      const wal = await ParallelWal.open(path.join(dbDir, 'bench.db'), {
+        fsync,
+        precreateSegmentFiles: options.precreate,
+      });
+      const page = new Uint8Array(PAGE_BYTES).fill(0x42);
+      let txn = 0n;
+      let stop = false;
+      let measuring = false;
+      let commits = 0;
+      const loop = async (): Promise<void> => {
+        while (!stop) {
+          txn += 1n;
+          await wal.commit({
+            txnToken: { id: txn, epoch: 0 },
+            frames: [{ pageNumber: 1 + Number(txn % 1000n), pageData: page, dbSizeIfCommit: 1000 }],
+          });
+          if (measuring) commits++;
+        }
+      };
+      const loops = Array.from({ length: committers }, loop);
+      await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
+      wal.resetLatencyHistogram();
+      const before = wal.stats();
+      measuring = true;
+      const started = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, options.seconds * 1000));
+      measuring = false;
+      const seconds = (performance.now() - started) / 1000;
+      const after = wal.stats();
+      stop = true;
+      await Promise.all(loops);
+      await wal.close();
+      await fsp.rm(dbDir, { recursive: true, force: true });
+      const segments = after.segmentsWritten - before.segmentsWritten;
+      return {
+        name: this.name,
+        commitsPerSec: commits / seconds,
+        fsyncsPerSec: (after.fsyncs - before.fsyncs) / seconds,
+        pagesPerEpoch: segments === 0 ? 0 : commits / segments,
+        p50Us: after.commitLatencyMicros.p50,
+        p99Us: after.commitLatencyMicros.p99,
+      };
+    },
+  };
+}
+
+/**
+ * Worker-writer cases (1 and 2 workers, fsync `full` and `off`) plug in here:
+ * push `BenchCase`s whose `run` opens a ParallelWal, starts workers that
+ * `attachWriter(wal.workerHandle())` and commit one 4 KiB page in a loop, and
+ * reports the same figures. `main` prints them beside the async cases and
+ * computes the 2-workers / 1-worker ratio when both `off` cases are present
+ * (names `1 worker (fsync off)` and `2 workers (fsync off)`).
+ */
+export const extraCases: BenchCase[] = [];
+
+async function runCase(c: BenchCase, options: CaseOptions, runs: number): Promise<CaseFigures> {
+  const results: CaseFigures[] = [];
+  for (let i = 0; i < runs; i++) results.push(await c.run(options));
+  return {
+    name: c.name,
+    commitsPerSec: median(results.map((r) => r.commitsPerSec)),
+    fsyncsPerSec: median(results.map((r) => r.fsyncsPerSec)),
+    pagesPerEpoch: median(results.map((r) => r.pagesPerEpoch)),
+    p50Us: median(results.map((r) => r.p50Us)),
+    p99Us: median(results.map((r) => r.p99Us)),
+  };
+}
+
+function row(f: CaseFigures): string {
+  return `${f.name.padEnd(34)} ${f.commitsPerSec.toFixed(0).padStart(8)} commits/s ${f.fsyncsPerSec.toFixed(0).padStart(6)} fsyncs/s ${f.pagesPerEpoch.toFixed(1).padStart(7)} pages/epoch  p50 ${ms(f.p50Us)} ms  p99 ${ms(f.p99Us)} ms`;
+}
+
+function verdict(ok: boolean): string {
+  return ok ? 'meets target' : 'BELOW target';
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const value = (flag: string): string | undefined => {
+    const i = args.indexOf(flag);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const seconds = Number(value('--seconds') ?? 2);
+  const runs = Number(value('--runs') ?? 3);
+  const precreate = args.includes('--precreate');
+  const dir = await benchDir(value('--dir'));
+  try {
+    const floor: RawFloor = await measureRawFloor(dir, runs);
+    console.log(
+      `engine bench in ${dir}: ${seconds} s per case, median of ${runs} runs, precreate=${precreate}`,
+    );
+    console.log(
+      `raw floor: 4 KiB append+fdatasync p50 ${ms(floor.append4k.p50Us)} ms p99 ${ms(floor.append4k.p99Us)} ms (${floor.append4k.opsPerSec.toFixed(0)} ops/s); 1 MiB append+fdatasync ${floor.bandwidth1m.mbPerSec.toFixed(1)} MB/s = ${floor.pagesPerSecFloor.toFixed(0)} pages/s`,
+    );
+    const options: CaseOptions = { dir, seconds, fsync: 'full', precreate };
+    const cases = [1, 4, 16, 64, 256].map((n) => asyncCommittersCase(n));
+    const figures = new Map<string, CaseFigures>();
+    for (const c of [...cases, ...extraCases]) {
+      const f = await runCase(c, options, runs);
+      figures.set(c.name, f);
+      console.log(row(f));
+    }
+    // The floor drifts with this disk's noise: measure it again after the cases
+    // and compare against the median of both measurements.
+    const floorAfter = await measureRawFloor(dir, runs);
+    const rawP50 = median([floor.append4k.p50Us, floorAfter.append4k.p50Us]);
+    const pagesFloor = median([floor.pagesPerSecFloor, floorAfter.pagesPerSecFloor]);
+    console.log(
+      `raw floor again: p50 ${ms(floorAfter.append4k.p50Us)} ms, ${floorAfter.bandwidth1m.mbPerSec.toFixed(1)} MB/s; using medians p50 ${ms(rawP50)} ms, ${pagesFloor.toFixed(0)} pages/s`,
+    );
+    const one = figures.get(cases[0]!.name)!;
+    const many = figures.get(cases[4]!.name)!;
+    const latencyRatio = one.p50Us / rawP50;
+    const bandwidthRatio = many.commitsPerSec / pagesFloor;
+    console.log(
+      `target 1: 1 committer p50 / raw append p50 = ${latencyRatio.toFixed(2)}x (target <= 1.5x): ${verdict(latencyRatio <= 1.5)}`,
+    );
+    console.log(
+      `target 2: 256 committers pages/s / bandwidth floor = ${(bandwidthRatio * 100).toFixed(1)}% (target >= 50%): ${verdict(bandwidthRatio >= 0.5)}`,
+    );
+    const w1 = figures.get('1 worker (fsync off)');
+    const w2 = figures.get('2 workers (fsync off)');
+    if (w1 !== undefined && w2 !== undefined) {
+      const scale = w2.commitsPerSec / w1.commitsPerSec;
+      console.log(
+        `target 3: 2 workers / 1 worker commits/s (fsync off) = ${scale.toFixed(2)}x (target >= 1.6x): ${verdict(scale >= 1.6)}`,
+      );
+    } else {
+      console.log('target 3: worker cases not registered (extraCases is empty)');
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
