@@ -14,6 +14,11 @@ export {
   verifyCertificateChain,
 } from './control/certificate.js';
 export {
+  type ChainOnDiskOptions,
+  type ChainOnDiskReport,
+  verifyCertificateChainOnDisk,
+} from './control/chain-files.js';
+export {
   type ControllerDecision,
   type ControllerEvidence,
   type ControllerPolicy,
@@ -38,11 +43,21 @@ export {
   type WriterContext,
 } from './control/lane-stager.js';
 export {
+  ControlPlane,
+  type ControlPlaneOptions,
+  type ControlPlaneStats,
+  type PreparedEpoch,
+  type PrepareEpochInput,
+  type StageBatchInput,
+  type StageRecordInput,
+} from './control/plane.js';
+export {
   appendCertificateTrailer,
   CERTIFIED_SEGMENT_VERSION,
   encodeCertificateTrailer,
   encodeV3SegmentHeader,
   type SegmentChainReport,
+  SegmentChainVerifier,
   type SplitSegment,
   splitCertificateTrailer,
   verifySegmentFilesChain,

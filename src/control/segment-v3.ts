@@ -20,10 +20,10 @@ import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../form
 import { crc32c } from '../format/crc32c.js';
 import { RECORD_MIN_BYTES_V2, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from '../format/types.js';
 import {
+  type CertificateLink,
   type ChainReport,
   type CommitCertificate,
   decodeCertificate,
-  type SegmentBytes,
   type VerifyChainOptions,
   verifyCertificateChain,
 } from './certificate.js';
@@ -188,79 +188,88 @@ export interface SegmentChainReport extends ChainReport {
 }
 
 /**
- * Verifies the certificate chain of a log's segment files, in epoch order.
- * Version 1/2 segments carry no certificate: they are listed and the chain
- * restarts after each (a log may switch certificates on and off between
- * sessions). A trailer that cannot be read counts as altered bytes
- * (`certificateChecksumMismatch`).
+ * Verifies segment files one at a time, in epoch order, keeping only the
+ * last good link (memory independent of the log's size). Version 1/2
+ * segments carry no certificate: they are listed and the chain restarts after
+ * each (a log may switch certificates on and off between sessions). A trailer
+ * that cannot be read counts as altered bytes (`certificateChecksumMismatch`).
+ * After the first failure every later file is ignored.
+ */
+export class SegmentChainVerifier {
+  #prior: CertificateLink | null;
+  #lastGoodEpoch: bigint | null = null;
+  #certified = 0;
+  #failure: CertificateChainError | null = null;
+  readonly #uncertified: bigint[] = [];
+
+  constructor(anchor: CertificateLink | null = null) {
+    this.#prior = anchor;
+  }
+
+  /** Checks the next file; returns its failure (also kept in the report), or `null`. */
+  push(file: SegmentFileBytes): CertificateChainError | null {
+    if (this.#failure !== null) return this.#failure;
+    let split: SplitSegment;
+    try {
+      split = splitCertificateTrailer(file.bytes);
+    } catch (error) {
+      this.#failure = new CertificateChainError(
+        'certificateChecksumMismatch',
+        `segment of epoch ${file.epoch}: ${(error as Error).message}`,
+        file.epoch,
+        this.#lastGoodEpoch,
+      );
+      return this.#failure;
+    }
+    if (split.certificate === null) {
+      this.#uncertified.push(file.epoch);
+      this.#prior = null;
+      return null;
+    }
+    const report = verifyCertificateChain([split.certificate], [split.segment], {
+      anchor: this.#prior,
+      skipCorrupt: true,
+    });
+    if (report.failure !== null) {
+      this.#failure = new CertificateChainError(
+        report.failure.reason,
+        report.failure.message,
+        report.failure.epoch,
+        this.#lastGoodEpoch,
+      );
+      return this.#failure;
+    }
+    this.#prior = report.lastGood;
+    this.#lastGoodEpoch = split.certificate.certificateEpoch;
+    this.#certified++;
+    return null;
+  }
+
+  /** The report so far. */
+  report(): SegmentChainReport {
+    return {
+      verified: this.#certified,
+      lastGoodEpoch: this.#lastGoodEpoch,
+      lastGood: this.#prior,
+      failure: this.#failure,
+      uncertifiedEpochs: [...this.#uncertified],
+      certifiedSegments: this.#certified,
+    };
+  }
+}
+
+/**
+ * Verifies the certificate chain of a log's segment files, in epoch order
+ * (see {@link SegmentChainVerifier}).
  * @throws {CertificateChainError} on the first failure unless `options.skipCorrupt`.
  */
 export function verifySegmentFilesChain(
   files: readonly SegmentFileBytes[],
   options: VerifyChainOptions = {},
 ): SegmentChainReport {
-  const uncertifiedEpochs: bigint[] = [];
-  let run: { certs: CommitCertificate[]; segments: SegmentBytes[] } = { certs: [], segments: [] };
-  let anchor = options.anchor ?? null;
-  let certified = 0;
-  let lastGoodEpoch: bigint | null = null;
-  let lastGood = anchor;
-  const flush = (): ChainReport => {
-    const report = verifyCertificateChain(run.certs, run.segments, {
-      anchor,
-      skipCorrupt: true,
-    });
-    certified += report.verified;
-    if (report.lastGoodEpoch !== null) lastGoodEpoch = report.lastGoodEpoch;
-    if (run.certs.length > 0) lastGood = report.lastGood;
-    run = { certs: [], segments: [] };
-    return report;
-  };
-  const fail = (failure: CertificateChainError): SegmentChainReport => {
-    if (options.skipCorrupt !== true) throw failure;
-    return {
-      verified: certified,
-      lastGoodEpoch,
-      lastGood,
-      failure,
-      uncertifiedEpochs,
-      certifiedSegments: certified,
-    };
-  };
-  for (const file of files) {
-    let split: SplitSegment;
-    try {
-      split = splitCertificateTrailer(file.bytes);
-    } catch (error) {
-      const report = flush();
-      if (report.failure !== null) return fail(report.failure);
-      return fail(
-        new CertificateChainError(
-          'certificateChecksumMismatch',
-          `segment of epoch ${file.epoch}: ${(error as Error).message}`,
-          file.epoch,
-          lastGoodEpoch,
-        ),
-      );
-    }
-    if (split.certificate === null) {
-      const report = flush();
-      if (report.failure !== null) return fail(report.failure);
-      uncertifiedEpochs.push(file.epoch);
-      anchor = null;
-      continue;
-    }
-    run.certs.push(split.certificate);
-    run.segments.push(split.segment);
-  }
-  const report = flush();
-  if (report.failure !== null) return fail(report.failure);
-  return {
-    verified: certified,
-    lastGoodEpoch,
-    lastGood,
-    failure: null,
-    uncertifiedEpochs,
-    certifiedSegments: certified,
-  };
+  const verifier = new SegmentChainVerifier(options.anchor ?? null);
+  for (const file of files) if (verifier.push(file) !== null) break;
+  const report = verifier.report();
+  if (report.failure !== null && options.skipCorrupt !== true) throw report.failure;
+  return report;
 }

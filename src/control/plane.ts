@@ -1,0 +1,666 @@
+/**
+ * The control plane as one object the engine talks to through a handful of
+ * calls (see the integration notes in the report / README):
+ *
+ * ```text
+ * open      plane = new ControlPlane({ control, certificates, controller, trace, anchor })
+ *           slotCount = plane.laneCount()
+ * place     if (plane.route(batchBytes, laneId) === 'serialized') → serialized path
+ *           lane refused the batch         → plane.noteLaneRefused(laneId)
+ *           after placement (if plane.stagingBatches) → plane.stageBatch({...})
+ * seal      plane.onSealPoint(state)  → decision.action: sealEpochNow | forceConservative → seal
+ * flush     prepared = plane.prepareEpoch({...});  write prepared.chunks;
+ *           success → plane.epochDurable(prepared, latencyMicros)  (then acknowledge)
+ *           failure → plane.epochFailed(epoch, cause)
+ * recovery  await plane.verifyChainOnDisk(dbPath, { fs, skipCorrupt })
+ * stats     plane.stats()
+ * ```
+ *
+ * It also implements the store's `CheckpointControl` (`serializedPathRequired`,
+ * `reportFallback`).
+ */
+import { WalArgumentError } from '../errors.js';
+import { writeU16, writeU32, writeU64 } from '../format/bytes.js';
+import { crc32c } from '../format/crc32c.js';
+import { encodedRecordBytes, writeRecordUnchecked } from '../format/record.js';
+import type { FormatVersion, TxnToken } from '../format/types.js';
+import { SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from '../format/types.js';
+import type { WalFileSystem } from '../storage/fs.js';
+import {
+  buildCommitCertificate,
+  type CertificateLink,
+  type CommitCertificate,
+} from './certificate.js';
+import { type ChainOnDiskReport, verifyCertificateChainOnDisk } from './chain-files.js';
+import {
+  type ControllerDecision,
+  type ControllerPolicy,
+  SealController,
+  type SealPointState,
+} from './controller.js';
+import { CertificateChainError } from './errors.js';
+import { type ClearOutcome, FallbackState, type FallbackTransition } from './fallback.js';
+import { type BatchContext, LaneStager } from './lane-stager.js';
+import { CERTIFIED_SEGMENT_VERSION, encodeCertificateTrailer } from './segment-v3.js';
+import { type ShadowBatch, type ShadowOutcome, shadowCompare } from './shadow.js';
+import {
+  type ControlSurface,
+  FALLBACK_REASONS,
+  type FallbackReason,
+  fallbackReasonName,
+  laneBudgetMax,
+  laneCount,
+  modeName,
+  resolveControlSurface,
+  shouldShadowCompare,
+} from './surface.js';
+import { Tracer, type TraceSink, traceSinkFromEnv } from './trace.js';
+
+/** Options of {@link ControlPlane}. */
+export interface ControlPlaneOptions {
+  /** Knobs given in code; they win over the environment. */
+  control?: Partial<ControlSurface>;
+  /** Environment for `FSQLITE_PARALLEL_WAL_*` and `PWAL_TRACE` (default `process.env`). */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Trace sink; default a file sink when `PWAL_TRACE` is set, else none (off). */
+  trace?: TraceSink | null;
+  /**
+   * Write a commit certificate into every segment (segment format version 3).
+   * Default false: until the format layer reads version 3, segments carrying
+   * a trailer would not be recoverable by `readSegment`.
+   */
+  certificates?: boolean;
+  /** The sealing controller: on (default), off, or on with policy overrides. */
+  controller?: boolean | Partial<ControllerPolicy>;
+  /** Last certificate link on disk (from {@link ControlPlane.verifyChainOnDisk}); `null` for a fresh chain. */
+  anchor?: CertificateLink | null;
+  /** Record form of the lanes (default 2). Certificates need 2. */
+  formatVersion?: FormatVersion;
+  /** Millisecond clock (default `performance.now`-based wall time `Date.now`). */
+  now?: () => number;
+}
+
+/** A record as the engine encodes it into a lane (the engine's `LaneRecordInput`). */
+export interface StageRecordInput {
+  txnToken: TxnToken;
+  pageId: number;
+  beginSeq: bigint;
+  endSeq: bigint | null;
+  beforeImage: Uint8Array;
+  afterImage: Uint8Array;
+}
+
+/** One placed batch, staged for shadow compare. */
+export interface StageBatchInput {
+  /** Engine lane id the batch went to (any id; the serialized lane included). */
+  laneId: number;
+  /** Epoch the lane tagged the batch with. */
+  epoch: bigint;
+  commitSeq: bigint;
+  /** The commit's database size (0 = unchanged). */
+  dbSizePages: number;
+  records: readonly StageRecordInput[];
+}
+
+/** What the engine knows about an epoch it is about to write. */
+export interface PrepareEpochInput {
+  epoch: bigint;
+  /** Committed records in canonical order, wire form (the engine's `EpochSegment.chunks`). */
+  chunks: readonly Uint8Array[];
+  recordCount: number;
+  /** Lanes that took part and what each contributed (parallel arrays). */
+  laneIds: readonly number[];
+  recordsPerCore: readonly number[];
+  /** Database size after the epoch's last in-process commit; 0 when unknown. */
+  dbSizePages: number;
+  /**
+   * Raw records of every lane the stager never saw (worker lanes), for shadow
+   * compare; pass `[]` when there are none. Giving it declares the staged
+   * batches plus these chunks complete, which lets a diverged epoch be
+   * replaced by the conservative result. Without it a divergence cannot be
+   * repaired and the epoch must not be acknowledged.
+   */
+  externalChunks?: readonly Uint8Array[];
+}
+
+/** What to write for an epoch, and whether it may be acknowledged. */
+export interface PreparedEpoch {
+  epoch: bigint;
+  /** Header + records (+ certificate trailer): exactly what to write. Empty for an empty epoch. */
+  chunks: Uint8Array[];
+  certificate: CommitCertificate | null;
+  shadow: ShadowOutcome | null;
+  /**
+   * True when the parallel result diverged and `chunks` are the conservative
+   * result instead (the diverged bytes are never written or acknowledged).
+   */
+  substituted: boolean;
+  /** False only if the epoch must not be acknowledged at all (the engine fails it). */
+  acknowledge: boolean;
+}
+
+/** Counters and state for `stats()`. */
+export interface ControlPlaneStats {
+  mode: string;
+  laneCount: number;
+  laneBudget: number;
+  fallbackActive: boolean;
+  /** Seed name of the active reason (`none` when inactive). */
+  fallbackReason: string;
+  fallbackCounts: Record<string, number>;
+  fallbackClears: number;
+  batchesStaged: number;
+  shadow: { compared: number; clean: number; diverged: number; substituted: number };
+  certificates: { issued: number; lastEpoch: bigint | null; lastCrc32c: number | null };
+  decisions: { total: number; byAction: Record<string, number> };
+}
+
+interface StagedBatch {
+  epoch: bigint;
+  commitSeq: bigint;
+  dbSizePages: number;
+  records: Uint8Array;
+}
+
+/** The control plane of one log. See the module comment for the calls. */
+export class ControlPlane {
+  readonly surface: ControlSurface;
+  readonly fallback: FallbackState;
+  readonly stager: LaneStager<StagedBatch>;
+  readonly tracer: Tracer;
+  readonly controller: SealController | null;
+  readonly certificates: boolean;
+  readonly formatVersion: FormatVersion;
+  readonly #now: () => number;
+  #predecessor: CertificateLink | null;
+  readonly #epochContexts = new Map<bigint, BatchContext[]>();
+  readonly #sampledEpochs = new Set<bigint>();
+  #contentionSeen = 0;
+  readonly #counters = {
+    batchesStaged: 0,
+    compared: 0,
+    clean: 0,
+    diverged: 0,
+    substituted: 0,
+    certificates: 0,
+    decisions: 0,
+  };
+  readonly #byAction: Record<string, number> = {};
+  #lastCertificate: CommitCertificate | null = null;
+
+  constructor(options: ControlPlaneOptions = {}) {
+    const env = options.env ?? process.env;
+    this.surface = resolveControlSurface(options.control ?? {}, env);
+    this.formatVersion = options.formatVersion ?? 2;
+    this.certificates = options.certificates ?? false;
+    if (this.certificates && this.formatVersion !== 2) {
+      throw new WalArgumentError('commit certificates need records in the version-2 form');
+    }
+    this.#now = options.now ?? Date.now;
+    this.tracer = new Tracer(
+      options.trace === undefined ? traceSinkFromEnv(env) : options.trace,
+      this.surface.mode,
+      this.#now,
+    );
+    this.fallback = new FallbackState((t) => this.#traceFallback(t));
+    this.stager = new LaneStager<StagedBatch>(this.surface);
+    this.#predecessor = options.anchor ?? null;
+    const controllerOption = options.controller ?? true;
+    this.controller =
+      controllerOption === false
+        ? null
+        : new SealController({
+            laneBudgetMax: laneBudgetMax(this.surface),
+            policy: {
+              ...(this.surface.maxFlushDelayMs === undefined
+                ? {}
+                : { maxFlushDelayMs: this.surface.maxFlushDelayMs }),
+              ...(controllerOption === true ? {} : controllerOption),
+            },
+            onDecision: (d) => this.#traceDecision(d),
+          });
+    if (this.controller !== null) this.stager.setLaneBudget(this.controller.laneBudget);
+    if (this.surface.mode === 'conservative') this.fallback.enter('operatorForced');
+  }
+
+  /** In-process lanes to run: 1 in `conservative`, else the override or the machine's parallelism. */
+  laneCount(): number {
+    return laneCount(this.surface);
+  }
+
+  /** True while batches must take the serialized (conservative) path. */
+  serializedPathRequired(): boolean {
+    return this.fallback.active;
+  }
+
+  /** The store's checkpoint hook (and any other component's): latch a fallback with a reason. */
+  reportFallback(reason: FallbackReason, detail: string): void {
+    if (this.tracer.enabled) {
+      this.tracer.trace({
+        component: 'fallback',
+        event: 'reported',
+        fallbackActive: true,
+        fallbackReason: reason,
+        policyId: detail,
+      });
+    }
+    this.fallback.enter(reason);
+  }
+
+  /**
+   * Where a batch of `batchBytes` goes: `serialized` while the fallback is
+   * active, or when the batch exceeds `maxParallelCommitBytes` (that latches
+   * `laneOverflow`); `parallel` otherwise. Counts the commit as an arrival.
+   */
+  route(batchBytes: number, laneId?: number): 'parallel' | 'serialized' {
+    this.controller?.observeCommits(1, laneId);
+    const max = this.surface.maxParallelCommitBytes;
+    if (max !== undefined && batchBytes > max) {
+      this.controller?.observeOverflow(1);
+      this.fallback.enter('laneOverflow');
+      return 'serialized';
+    }
+    return this.fallback.active ? 'serialized' : 'parallel';
+  }
+
+  /** A lane refused a batch (capacity, overflow latch): `laneOverflow`. */
+  noteLaneRefused(laneId: number): void {
+    this.controller?.observeOverflow(1);
+    if (this.tracer.enabled) {
+      this.tracer.trace({
+        component: 'lane',
+        event: 'refused',
+        laneId,
+        fallbackReason: 'laneOverflow',
+      });
+    }
+    this.fallback.enter('laneOverflow');
+  }
+
+  /** True when placed batches should be staged (shadow compare may run for their epoch). */
+  get stagingBatches(): boolean {
+    const { mode, shadowCompareSamplingPerMille: perMille } = this.surface;
+    return mode === 'shadowCompare' || (mode === 'auto' && (perMille ?? 0) > 0);
+  }
+
+  /**
+   * Stages a placed batch for shadow compare: encodes its records afresh (the
+   * conservative path's own encoding, independent of the lane's bytes) and
+   * queues them on the stager. Returns the batch id.
+   */
+  stageBatch(input: StageBatchInput): bigint {
+    const version = this.formatVersion;
+    const sizes = input.records.map((r) =>
+      encodedRecordBytes({ ...r, epoch: input.epoch }, version),
+    );
+    const bytes = new Uint8Array(sizes.reduce((n, s) => n + 4 + s, 0));
+    let at = 0;
+    input.records.forEach((r, i) => {
+      at = writeRecordUnchecked({ ...r, epoch: input.epoch }, version, bytes, at, sizes[i]!);
+    });
+    const batchId = this.stager.nextBatchId();
+    const laneId = input.laneId % this.stager.laneCount();
+    this.stager.recordBatch({
+      batchId,
+      laneId,
+      stagedFrameCount: input.records.length,
+      stagingElapsedNs: 0n,
+      shadowVerdict: 'notRun',
+      payload: {
+        epoch: input.epoch,
+        commitSeq: input.commitSeq,
+        dbSizePages: input.dbSizePages,
+        records: bytes,
+      },
+    });
+    let contexts = this.#epochContexts.get(input.epoch);
+    if (contexts === undefined) {
+      contexts = [];
+      this.#epochContexts.set(input.epoch, contexts);
+    }
+    contexts.push({ batchId, laneId });
+    if (shouldShadowCompare(this.surface, batchId)) this.#sampledEpochs.add(input.epoch);
+    this.#counters.batchesStaged++;
+    return batchId;
+  }
+
+  /**
+   * A seal decision point (commit arrival, fsync completion, ticker). Returns
+   * `null` when the controller is off (the engine keeps its own rule).
+   * `sealEpochNow`: seal the open epoch. `forceConservative`: the fallback is
+   * already latched here; seal the open epoch too. Lane-budget changes are
+   * applied to the stager here.
+   */
+  onSealPoint(
+    state: Omit<SealPointState, 'fallbackActive'> & { contentionTotal?: number },
+  ): ControllerDecision | null {
+    const controller = this.controller;
+    if (controller === null) return null;
+    if (state.contentionTotal !== undefined) {
+      controller.observeContention(Math.max(0, state.contentionTotal - this.#contentionSeen));
+      this.#contentionSeen = state.contentionTotal;
+    }
+    const decision = controller.decideAt({ ...state, fallbackActive: this.fallback.active });
+    if (decision.action === 'forceConservative' && decision.fallbackReason !== null) {
+      this.fallback.enter(decision.fallbackReason);
+    }
+    this.stager.setLaneBudget(controller.laneBudget);
+    return decision;
+  }
+
+  /**
+   * Builds what to write for `epoch`: the header (version 3 with
+   * certificates, else the record version), the records, and the certificate
+   * trailer; runs shadow compare when the epoch was sampled. On divergence the
+   * conservative result replaces the parallel one (`substituted`) and
+   * `publicationMismatch` is latched. Call for every flushed epoch, empty ones
+   * included (they only release staged batches).
+   */
+  prepareEpoch(input: PrepareEpochInput): PreparedEpoch {
+    const staged = this.#takeStaged(input.epoch);
+    if (input.recordCount === 0) {
+      return {
+        epoch: input.epoch,
+        chunks: [],
+        certificate: null,
+        shadow: null,
+        substituted: false,
+        acknowledge: true,
+      };
+    }
+    const version = this.certificates ? CERTIFIED_SEGMENT_VERSION : this.formatVersion;
+    const header = segmentHeader(version, input.epoch, input.recordCount);
+    let chunks = [header, ...input.chunks];
+    const laneRecordCounts = input.recordsPerCore;
+    const dbSizePages =
+      input.dbSizePages > 0 ? input.dbSizePages : (this.#predecessor?.dbSizePages ?? 0);
+    let certificate = this.certificates
+      ? this.#certify(chunks, laneRecordCounts, dbSizePages)
+      : null;
+    let shadow: ShadowOutcome | null = null;
+    let substituted = false;
+    if (staged !== null) {
+      const batches: ShadowBatch[] = staged.map((b) => ({
+        laneId: 0,
+        commitSeq: b.commitSeq,
+        records: b.records,
+        dbSizePages: b.dbSizePages,
+      }));
+      for (const chunk of input.externalChunks ?? []) {
+        batches.push({ laneId: 0, commitSeq: 0n, records: chunk, dbSizePages: 0 });
+      }
+      shadow = shadowCompare({
+        epoch: input.epoch,
+        batches,
+        parallel: {
+          segment: chunks,
+          certificate: certificate ?? this.#certifyUnchecked(chunks, laneRecordCounts, dbSizePages),
+        },
+        predecessor: this.#predecessor,
+        fallback: this.fallback,
+      });
+      this.#counters.compared++;
+      if (shadow.verdict === 'clean') {
+        this.#counters.clean++;
+      } else {
+        this.#counters.diverged++;
+        if (input.externalChunks === undefined) {
+          // The conservative result may lack records of lanes the stager never
+          // saw: it cannot stand in. Never acknowledge the diverged epoch.
+          this.#traceShadow(input.epoch, shadow, 'diverged_unrepairable');
+          return {
+            epoch: input.epoch,
+            chunks,
+            certificate,
+            shadow,
+            substituted,
+            acknowledge: false,
+          };
+        }
+        this.#counters.substituted++;
+        substituted = true;
+        chunks = [shadow.conservative.segment];
+        certificate = this.certificates
+          ? this.#certify(chunks, [shadow.conservative.certificate.recordCount()], dbSizePages)
+          : null;
+      }
+      this.#traceShadow(input.epoch, shadow, substituted ? 'diverged_substituted' : 'clean');
+    }
+    if (certificate !== null) chunks.push(encodeCertificateTrailer(certificate));
+    return { epoch: input.epoch, chunks, certificate, shadow, substituted, acknowledge: true };
+  }
+
+  /**
+   * The epoch's write and fsync succeeded (`latencyMicros` for both): the
+   * certificate becomes the predecessor of the next, the controller gets an
+   * fsync sample, and a trace record is emitted. Call before acknowledging.
+   */
+  epochDurable(prepared: PreparedEpoch, latencyMicros: number): void {
+    const now = this.#now();
+    if (prepared.chunks.length > 0) this.controller?.observeFsync(latencyMicros, now);
+    const cert = prepared.certificate;
+    if (cert !== null) {
+      this.#predecessor = cert.link();
+      this.#lastCertificate = cert;
+      this.#counters.certificates++;
+    }
+    if (this.tracer.enabled) {
+      this.tracer.trace({
+        component: 'flush',
+        event: 'epoch_durable',
+        scenarioId: 'parallel_wal_lane_flush',
+        epoch: prepared.epoch,
+        commitSeqLo: cert?.commitSeqLo ?? null,
+        commitSeqHi: cert?.commitSeqHi ?? null,
+        commitCertificate: cert?.certificateCrc32c ?? null,
+        fallbackActive: this.fallback.active,
+        fallbackReason: this.fallback.reason,
+        latencyMicros,
+        ...(prepared.shadow === null ? {} : { shadowVerdict: prepared.shadow.verdict }),
+      });
+    }
+  }
+
+  /** The epoch's write failed: nothing of it becomes a predecessor. */
+  epochFailed(epoch: bigint, cause: unknown): void {
+    if (this.tracer.enabled) {
+      this.tracer.trace({
+        component: 'flush',
+        event: 'epoch_failed',
+        epoch,
+        policyId: cause instanceof Error ? cause.message : String(cause),
+        fallbackActive: this.fallback.active,
+        fallbackReason: this.fallback.reason,
+      });
+    }
+  }
+
+  /**
+   * Verifies the certificate chain on disk (at open). A failure latches the
+   * fallback reason of the same name; it is thrown unless `skipCorrupt`. The
+   * last good link becomes the predecessor of the next certificate.
+   */
+  async verifyChainOnDisk(
+    dbPath: string,
+    options: { fs?: WalFileSystem; skipCorrupt?: boolean } = {},
+  ): Promise<ChainOnDiskReport> {
+    const report = await verifyCertificateChainOnDisk(dbPath, {
+      ...options,
+      anchor: this.#predecessor,
+      skipCorrupt: true,
+    });
+    if (report.lastGood !== null) this.#predecessor = report.lastGood;
+    if (this.tracer.enabled) {
+      this.tracer.trace({
+        component: 'recovery',
+        event: report.failure === null ? 'chain_ok' : 'chain_broken',
+        recoveryEpoch: report.lastGoodEpoch,
+        fallbackReason: report.failure?.reason ?? null,
+        fallbackActive: report.failure !== null || this.fallback.active,
+      });
+    }
+    if (report.failure !== null) {
+      this.fallback.enter(report.failure.reason);
+      if (options.skipCorrupt !== true) throw report.failure;
+    }
+    return report;
+  }
+
+  /**
+   * The explicit way back to the parallel path: succeeds when nothing is in
+   * flight (`pendingEpochs` = sealed epochs not yet durable), the chain
+   * verified, and the operator does not force `conservative`.
+   */
+  clearFallback(pendingEpochs: number, chainVerified = true): ClearOutcome {
+    return this.fallback.clearAfterCleanState({
+      pendingEpochs,
+      chainVerified,
+      operatorForced: this.surface.mode === 'conservative',
+    });
+  }
+
+  /** The link the next certificate will chain to. */
+  get predecessor(): CertificateLink | null {
+    return this.#predecessor;
+  }
+
+  /** The last certificate issued in this session. */
+  get lastCertificate(): CommitCertificate | null {
+    return this.#lastCertificate;
+  }
+
+  /** Counters for the engine's `stats()`. */
+  stats(): ControlPlaneStats {
+    const counts: Record<string, number> = {};
+    const raw = this.fallback.counts();
+    for (const reason of FALLBACK_REASONS) counts[fallbackReasonName(reason)] = raw[reason];
+    const c = this.#counters;
+    return {
+      mode: modeName(this.surface.mode),
+      laneCount: this.laneCount(),
+      laneBudget: this.controller?.laneBudget ?? this.stager.laneBudget,
+      fallbackActive: this.fallback.active,
+      fallbackReason: fallbackReasonName(this.fallback.reason),
+      fallbackCounts: counts,
+      fallbackClears: this.fallback.clears,
+      batchesStaged: c.batchesStaged,
+      shadow: {
+        compared: c.compared,
+        clean: c.clean,
+        diverged: c.diverged,
+        substituted: c.substituted,
+      },
+      certificates: {
+        issued: c.certificates,
+        lastEpoch: this.#lastCertificate?.certificateEpoch ?? null,
+        lastCrc32c: this.#lastCertificate?.certificateCrc32c ?? null,
+      },
+      decisions: { total: c.decisions, byAction: { ...this.#byAction } },
+    };
+  }
+
+  /** Flushes and closes the trace sink. */
+  close(): void {
+    this.tracer.close();
+  }
+
+  /** Staged batches of `epoch` when it is to be compared (else discarded); `null` when not compared. */
+  #takeStaged(epoch: bigint): StagedBatch[] | null {
+    const contexts = this.#epochContexts.get(epoch) ?? [];
+    this.#epochContexts.delete(epoch);
+    const sampled = this.#sampledEpochs.delete(epoch);
+    if (!sampled || contexts.length === 0) {
+      this.stager.discardBatchesForFlush(contexts);
+      return null;
+    }
+    const taken = this.stager.takeBatchesForFlush(contexts);
+    if (taken === null) {
+      // Staging order broke (an engine bug or an epoch flushed out of order):
+      // nothing to compare against. Drop them and say so.
+      this.stager.discardBatchesForFlush(contexts);
+      if (this.tracer.enabled) {
+        this.tracer.trace({ component: 'shadow', event: 'staging_mismatch', epoch });
+      }
+      return null;
+    }
+    return contexts.map((c) => taken.get(c.batchId)!.payload);
+  }
+
+  #certify(
+    chunks: readonly Uint8Array[],
+    laneRecordCounts: readonly number[],
+    dbSizePages: number,
+  ): CommitCertificate {
+    return buildCommitCertificate({
+      segment: chunks,
+      laneCount: Math.min(0xffff, this.laneCount()),
+      laneRecordCounts,
+      dbSizePages,
+      fallbackActive: this.fallback.active,
+      predecessor: this.#predecessor,
+    });
+  }
+
+  /** A certificate for comparison only (certificates off): a chain error is a divergence, not a throw. */
+  #certifyUnchecked(
+    chunks: readonly Uint8Array[],
+    laneRecordCounts: readonly number[],
+    dbSizePages: number,
+  ): CommitCertificate | null {
+    try {
+      return this.#certify(chunks, laneRecordCounts, dbSizePages);
+    } catch (error) {
+      if (error instanceof CertificateChainError || error instanceof WalArgumentError) return null;
+      throw error;
+    }
+  }
+
+  #traceShadow(epoch: bigint, shadow: ShadowOutcome, event: string): void {
+    if (!this.tracer.enabled) return;
+    this.tracer.trace({
+      component: 'shadow',
+      event,
+      epoch,
+      shadowVerdict: shadow.verdict,
+      fallbackActive: this.fallback.active,
+      fallbackReason: this.fallback.reason,
+    });
+  }
+
+  #traceFallback(t: FallbackTransition): void {
+    if (!this.tracer.enabled) return;
+    this.tracer.trace({
+      component: 'fallback',
+      event: t.kind === 'enter' ? (t.wasActive ? 'reason_added' : 'enter') : 'clear',
+      fallbackActive: t.kind === 'enter',
+      fallbackReason: t.reason,
+    });
+  }
+
+  #traceDecision(d: ControllerDecision): void {
+    this.#counters.decisions++;
+    this.#byAction[d.action] = (this.#byAction[d.action] ?? 0) + 1;
+    if (!this.tracer.enabled) return;
+    this.tracer.decision(d.record);
+    this.tracer.trace({
+      component: 'controller',
+      event: d.action,
+      decisionId: d.record.decisionId,
+      policyId: d.record.policyId,
+      policyVersion: d.record.policyVersion,
+      fallbackActive: this.fallback.active,
+      fallbackReason: this.fallback.reason,
+    });
+  }
+}
+
+/** A 24-byte segment header of any version (same layout and CRC for 1, 2 and 3). */
+function segmentHeader(version: number, epoch: bigint, recordCount: number): Uint8Array {
+  const header = new Uint8Array(SEGMENT_HEADER_BYTES);
+  writeU32(header, 0, SEGMENT_MAGIC);
+  writeU16(header, 4, version);
+  writeU64(header, 8, epoch);
+  writeU32(header, 16, recordCount);
+  writeU32(header, 20, crc32c(header.subarray(0, 20)));
+  return header;
+}
