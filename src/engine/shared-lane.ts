@@ -23,6 +23,7 @@ import { WalClosedError, WalFailedError } from './errors.js';
 import type { EngineLane, SealedLaneData } from './lane-types.js';
 import {
   BufferState,
+  createCommitSeqCounter,
   LANE_CONTROL_BYTES,
   LaneWord,
   LaneWord64,
@@ -34,6 +35,7 @@ import {
   lockLane,
   type OwnerToWorkerMessage,
   type PortBatch,
+  takeCommitSeq,
   unlockLane,
   type WorkerLaneHandle,
   type WorkerToOwnerMessage,
@@ -49,23 +51,24 @@ export const WORKER_LOCK_WAIT_MAX_MS_DEFAULT = 5_000;
 /** Most worker lanes one log hands out at once. */
 export const WORKER_LANES_MAX_DEFAULT = 64;
 
-/** What the pool needs from the log that owns it (implemented by `ParallelWal`). */
+/**
+ * What the pool needs from the log that owns it (`ParallelWal` provides
+ * these; the pool is created by `ParallelWal.workerHandle()`).
+ */
 export interface WorkerLaneOwner {
-  /** A lane id not used by any other lane of the log (in-process or shared). */
-  allocateLaneId(): number;
-  /** Adds the lane to the lanes the engine advances and flushes. */
-  registerLane(lane: EngineLane): void;
-  /** The lane is empty and its writer gone: the engine forgets it (its id may be reused). */
-  releaseLane(laneId: number): void;
+  /**
+   * Registers an extra lane: `create` receives the lane id to use and the
+   * epoch appends are tagged with until the engine advances the lane.
+   */
+  registerLane<L extends EngineLane>(create: (laneId: number, startEpoch: bigint) => L): L;
+  /** Gives a lane back; resolves once it holds nothing unflushed and its id is free. */
+  releaseLane(laneId: number): Promise<void>;
   /** A worker appended: the engine may want to seal now (adaptive group commit). */
   notifyAppend(): void;
-  /** The epoch new appends are tagged with right now. */
-  appendEpoch(): bigint;
   /**
    * Commits a batch a worker lane refused, through the owner's serialized
-   * path; resolves once durable, like `commit`. The batch has a commit
-   * sequence only if the writer gave one; otherwise the owner draws one from
-   * {@link WorkerLanePool.nextCommitSeq}.
+   * path; resolves once durable, like `commit`. A batch without a commit
+   * sequence gets one from the shared counter.
    */
   commitSerialized(batch: PortBatch): Promise<{ epoch: bigint; commitSeq: bigint }>;
 }
@@ -78,8 +81,12 @@ export interface WorkerLanePoolOptions {
   formatVersion?: 1 | 2;
   /** The log's fsync policy, reported in acknowledgements. */
   durability?: 'full' | 'normal' | 'off';
-  /** First commit sequence number the pool hands out (default 1). */
-  firstCommitSeq?: bigint;
+  /**
+   * The log's shared commit-sequence counter (see `createCommitSeqCounter`).
+   * The owner must draw its own sequence numbers from the same counter, or
+   * numbers collide. Default: a new counter starting at 1.
+   */
+  commitSeqCounter?: BigInt64Array;
   /** Durable epoch at open, `null` for none. */
   durableEpoch?: bigint | null;
   /** See {@link OWNER_LOCK_WAIT_MAX_MS_DEFAULT}. */
@@ -105,7 +112,7 @@ export interface WorkerLaneStats {
  * the pool's `ownerLockWaitMaxMs`.
  */
 export class SharedLane implements EngineLane {
-  readonly laneId: number;
+  private id = -1;
   /** @internal */ readonly control: SharedArrayBuffer;
   /** @internal */ readonly buffers: readonly [SharedArrayBuffer, SharedArrayBuffer];
   private readonly words: Int32Array;
@@ -116,13 +123,12 @@ export class SharedLane implements EngineLane {
   private lastAdvance: { next: bigint; sealed: boolean } = { next: -1n, sealed: false };
   /** @internal The owner end of the writer's port while a writer holds the lane. */
   port: MessagePort | null = null;
-  /** @internal The writer closed or its worker exited; release once drained. */
+  /** @internal The writer closed or its worker exited. */
   writerGone = false;
 
   /** @internal Created by {@link WorkerLanePool}. */
-  constructor(pool: WorkerLanePool, laneId: number, capacityBytes: number) {
+  constructor(pool: WorkerLanePool, capacityBytes: number) {
     this.pool = pool;
-    this.laneId = laneId;
     this.control = new SharedArrayBuffer(LANE_CONTROL_BYTES);
     this.buffers = [new SharedArrayBuffer(capacityBytes), new SharedArrayBuffer(capacityBytes)];
     this.words = new Int32Array(this.control);
@@ -130,8 +136,14 @@ export class SharedLane implements EngineLane {
     this.bytes = [new Uint8Array(this.buffers[0]), new Uint8Array(this.buffers[1])];
   }
 
+  /** The lane id the engine gave this lane for its current writer. */
+  get laneId(): number {
+    return this.id;
+  }
+
   /** @internal Resets the lane for a new writer whose appends start at `epoch`. */
-  prepareForWriter(epoch: bigint): number {
+  prepareForWriter(laneId: number, epoch: bigint): number {
+    this.id = laneId;
     const w = this.words;
     const generation = Atomics.add(w, LaneWord.generation, 1) + 1;
     Atomics.store(w, LaneWord.lock, 0);
@@ -227,7 +239,6 @@ export class SharedLane implements EngineLane {
       );
       Atomics.store(w, LaneWord.state + b, BufferState.writable);
     });
-    if (this.writerGone) this.pool.releaseIfDrained(this);
   }
 
   /** Bytes in the active buffer while it is Writable (appended, not yet sealed). */
@@ -367,6 +378,7 @@ export class WorkerLanePool {
   private readonly log: SharedArrayBuffer;
   private readonly logWords: Int32Array;
   private readonly logWords64: BigInt64Array;
+  private readonly commitSeqCounter: BigInt64Array;
   private readonly inUse = new Map<number, SharedLane>();
   private readonly free: SharedLane[] = [];
   private fencedEpoch = -1n;
@@ -388,7 +400,10 @@ export class WorkerLanePool {
     this.logWords = new Int32Array(this.log);
     this.logWords64 = new BigInt64Array(this.log);
     Atomics.store(this.logWords64, LogWord64.durableEpoch, options.durableEpoch ?? -1n);
-    Atomics.store(this.logWords64, LogWord64.nextCommitSeq, options.firstCommitSeq ?? 1n);
+    this.commitSeqCounter = options.commitSeqCounter ?? createCommitSeqCounter(1n);
+    if (!(this.commitSeqCounter.buffer instanceof SharedArrayBuffer)) {
+      throw new RangeError('commitSeqCounter must live in a SharedArrayBuffer');
+    }
   }
 
   /**
@@ -401,21 +416,22 @@ export class WorkerLanePool {
     if (Atomics.load(this.logWords, LogWord.failed) === 1) {
       throw new WalFailedError(this.failureMessage(), null);
     }
-    let lane = this.free.pop();
-    if (lane === undefined) {
-      if (this.inUse.size >= this.lanesMax) {
-        throw new RangeError(`all ${this.lanesMax} worker lanes are in use`);
-      }
-      lane = new SharedLane(this, this.owner.allocateLaneId(), this.capacityBytes);
+    if (this.inUse.size >= this.lanesMax) {
+      throw new RangeError(`all ${this.lanesMax} worker lanes are in use`);
     }
-    const epoch = this.owner.appendEpoch();
-    if (epoch > this.fencedEpoch) this.fencedEpoch = epoch;
-    const generation = lane.prepareForWriter(epoch);
+    const reused = this.free.pop();
+    let generation = 0;
+    const lane = this.owner.registerLane((laneId, startEpoch) => {
+      const created = reused ?? new SharedLane(this, this.capacityBytes);
+      generation = created.prepareForWriter(laneId, startEpoch);
+      // The new lane joins at the owner's epoch; the fence never goes back.
+      if (startEpoch > this.fencedEpoch) this.fencedEpoch = startEpoch;
+      return created;
+    });
     const channel = new MessageChannel();
     lane.port = channel.port1;
     this.listen(lane, channel.port1);
     this.inUse.set(lane.laneId, lane);
-    this.owner.registerLane(lane);
     this.startDoorbell();
     return {
       layout: 1,
@@ -428,6 +444,7 @@ export class WorkerLanePool {
       control: lane.control,
       buffers: lane.buffers,
       log: this.log,
+      commitSeq: this.commitSeqCounter.buffer as SharedArrayBuffer,
       port: channel.port2,
     };
   }
@@ -455,7 +472,7 @@ export class WorkerLanePool {
 
   /** Draws the next commit sequence number (shared with every worker). */
   nextCommitSeq(): bigint {
-    return Atomics.add(this.logWords64, LogWord64.nextCommitSeq, 1n);
+    return takeCommitSeq(this.commitSeqCounter);
   }
 
   /** Publishes `epoch` as durable to every worker (keeps the maximum). */
@@ -525,14 +542,6 @@ export class WorkerLanePool {
     }
   }
 
-  /** @internal Releases `lane` to the free list once its buffers are flushed. */
-  releaseIfDrained(lane: SharedLane): void {
-    if (!lane.writerGone || !lane.isEmpty() || this.inUse.get(lane.laneId) !== lane) return;
-    this.inUse.delete(lane.laneId);
-    this.owner.releaseLane(lane.laneId);
-    this.free.push(lane);
-  }
-
   private listen(lane: SharedLane, port: MessagePort): void {
     port.on('message', (message: WorkerToOwnerMessage) => {
       if (message.kind === 'commit') this.serialize(port, message.id, message.batch);
@@ -562,7 +571,19 @@ export class WorkerLanePool {
     lane.port = null;
     port.close();
     lane.markWriterGone();
-    this.releaseIfDrained(lane);
+    // The engine keeps flushing the lane until it holds nothing, then frees
+    // its id; only then may the buffers go to another writer.
+    const laneId = lane.laneId;
+    this.owner.releaseLane(laneId).then(
+      () => this.recycle(lane, laneId),
+      () => this.recycle(lane, laneId),
+    );
+  }
+
+  private recycle(lane: SharedLane, laneId: number): void {
+    if (this.inUse.get(laneId) !== lane) return;
+    this.inUse.delete(laneId);
+    this.free.push(lane);
   }
 
   private bumpChange(): void {

@@ -80,13 +80,38 @@ export const LogWord = {
   messageBytes: 4,
 } as const;
 
-/** Per-log shared block: `BigInt64` words (bytes 32..48, after the Int32 words 0..8). */
+/** Per-log shared block: `BigInt64` words (bytes 32..40, after the Int32 words 0..8). */
 export const LogWord64 = {
   /** Highest durable epoch, -1 while none. */
   durableEpoch: 4,
-  /** Next commit sequence number (`Atomics.add` hands out unique increasing values). */
-  nextCommitSeq: 5,
 } as const;
+
+/**
+ * Draws the next commit sequence number from a shared counter (a
+ * `BigInt64Array` over a `SharedArrayBuffer`, word 0 = the next number).
+ * Every thread that assigns sequence numbers for one log draws from the same
+ * counter, so numbers are unique and increasing across threads.
+ */
+export function takeCommitSeq(counter: BigInt64Array): bigint {
+  return Atomics.add(counter, 0, 1n);
+}
+
+/** Makes sure the counter hands out numbers above `seq` (a caller-given sequence). */
+export function raiseCommitSeq(counter: BigInt64Array, seq: bigint): void {
+  let current = Atomics.load(counter, 0);
+  while (current <= seq) {
+    const seen = Atomics.compareExchange(counter, 0, current, seq + 1n);
+    if (seen === current) return;
+    current = seen;
+  }
+}
+
+/** Creates a shared commit-sequence counter whose next number is `next`. */
+export function createCommitSeqCounter(next: bigint): BigInt64Array {
+  const counter = new BigInt64Array(new SharedArrayBuffer(8));
+  Atomics.store(counter, 0, next);
+  return counter;
+}
 
 /** Byte offset of the failure message in the log block. */
 export const LOG_MESSAGE_OFFSET = 64;
@@ -179,6 +204,8 @@ export interface WorkerLaneHandle {
   readonly control: SharedArrayBuffer;
   readonly buffers: readonly [SharedArrayBuffer, SharedArrayBuffer];
   readonly log: SharedArrayBuffer;
+  /** The log's commit-sequence counter (one `BigInt64` word, see {@link takeCommitSeq}). */
+  readonly commitSeq: SharedArrayBuffer;
   /** The lane's channel to the owner: serialized-path commits and release. Transfer it. */
   readonly port: MessagePort;
 }

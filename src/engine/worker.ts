@@ -39,6 +39,8 @@ import {
   lockLane,
   type OwnerToWorkerMessage,
   type PortBatch,
+  raiseCommitSeq,
+  takeCommitSeq,
   unlockLane,
   type WorkerLaneHandle,
   type WorkerToOwnerMessage,
@@ -126,6 +128,7 @@ class SharedLaneWriter implements WorkerWriter {
   private readonly buffers: readonly [Uint8Array, Uint8Array];
   private readonly logWords: Int32Array;
   private readonly logWords64: BigInt64Array;
+  private readonly seqCounter: BigInt64Array;
   private readonly port: MessagePort;
   private scratch: Uint8Array = new Uint8Array(64 * 1024);
   private readonly durableWaits: PendingDurable[] = [];
@@ -147,6 +150,7 @@ class SharedLaneWriter implements WorkerWriter {
     this.buffers = [new Uint8Array(handle.buffers[0]), new Uint8Array(handle.buffers[1])];
     this.logWords = new Int32Array(handle.log);
     this.logWords64 = new BigInt64Array(handle.log);
+    this.seqCounter = new BigInt64Array(handle.commitSeq);
     if (Atomics.load(this.words, LaneWord.generation) !== handle.generation) {
       throw new WalArgumentError(`worker lane handle for lane ${handle.laneId} is stale`);
     }
@@ -279,7 +283,13 @@ class SharedLaneWriter implements WorkerWriter {
         return null;
       }
       const epoch = Atomics.load(this.words64, LaneWord64.tag + a);
-      const commitSeq = givenSeq ?? Atomics.add(this.logWords64, LogWord64.nextCommitSeq, 1n);
+      let commitSeq: bigint;
+      if (givenSeq === null) {
+        commitSeq = takeCommitSeq(this.seqCounter);
+      } else {
+        commitSeq = givenSeq;
+        raiseCommitSeq(this.seqCounter, givenSeq);
+      }
       if (epoch !== this.scratchEpoch || givenSeq === null) {
         const patch = prepareRecordPatch(
           this.scratchEpoch,
