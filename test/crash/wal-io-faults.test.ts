@@ -6,7 +6,7 @@
  * intact, and must reopen cleanly once the fault is gone — also after a power
  * cut that drops everything not synced.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { WalFailedError } from '../../src/engine/errors.js';
 import { ParallelWal } from '../../src/engine/wal.js';
 import { WalError } from '../../src/errors.js';
@@ -23,7 +23,13 @@ import { seededRng } from '../support/rng.js';
 import { SimulatedFileSystem } from '../support/simulated-fs.js';
 import { batchFor, runWorkload, settleWithin, type WorkloadPlan } from '../support/wal-workload.js';
 
-const DB = '/data/app.db';
+/** A fresh database name per test: a failed test must not leave the next one locked out. */
+let DB = '/data/app.db';
+let dbCounter = 0;
+beforeEach(() => {
+  dbCounter += 1;
+  DB = `/data/app-${dbCounter}.db`;
+});
 const HANG_MS = 15_000;
 
 /** True when `error` or one of its causes carries the file-system code. */
@@ -44,8 +50,10 @@ interface FaultCase {
 
 /** Faults on the steady-state write path (segment files only, not the lock). */
 const WRITE_PATH_FAULTS: FaultCase[] = [
-  { name: 'open EIO', rule: { kind: 'open', code: 'EIO', path: '-wal-tmp-' } },
-  { name: 'open ENOSPC', rule: { kind: 'open', code: 'ENOSPC', path: '-wal-tmp-' } },
+  // Two failures in a row: with precreateSegmentFiles a failed pre-creation is
+  // retried inline (not an error), so only the second failure reaches a commit.
+  { name: 'open EIO', rule: { kind: 'open', code: 'EIO', path: '-wal-tmp-', times: 2 } },
+  { name: 'open ENOSPC', rule: { kind: 'open', code: 'ENOSPC', path: '-wal-tmp-', times: 2 } },
   { name: 'writev EIO', rule: { kind: 'writev', code: 'EIO', path: '-wal-tmp-' } },
   {
     name: 'writev ENOSPC (short write)',
@@ -100,72 +108,77 @@ async function rebootAndCheck(
 }
 
 describe('ParallelWal under I/O faults', () => {
-  for (const { name, rule } of WRITE_PATH_FAULTS) {
-    it(`fails closed on ${name}: nothing acknowledged after it, typed cause, earlier epochs intact, clean reopen`, async () => {
-      const sim = freshDisk();
-      const faulty = new FaultyFileSystem(sim);
-      const wal = await ParallelWal.open(DB, { fs: faulty, slotCount: 3 });
-      const submitted = new Map<bigint, ReturnType<typeof batchFor>>();
-      const acks: CommitAck[] = [];
-      // Before the fault: a few durable epochs.
-      for (let id = 1n; id <= 3n; id++) {
-        const batch = batchFor(PLAN, id);
-        submitted.set(id, batch);
-        const r = await wal.commit(batch);
-        acks.push({ txnId: id, epoch: r.epoch, commitSeq: r.commitSeq });
-      }
-      const before = acks.length;
-      faulty.inject(rule);
-      const failed: unknown[] = [];
-      const inFlight = Array.from({ length: 8 }, (_, i) => {
-        const id = 100n + BigInt(i);
-        const batch = batchFor(PLAN, id);
-        submitted.set(id, batch);
-        return wal.commit(batch).then(
-          (r) => {
-            acks.push({ txnId: id, epoch: r.epoch, commitSeq: r.commitSeq });
-          },
-          (error: unknown) => {
-            failed.push(error);
-          },
-        );
+  for (const precreateSegmentFiles of [false, true])
+    for (const { name, rule } of WRITE_PATH_FAULTS) {
+      it(`fails closed on ${name}: nothing acknowledged after it, typed cause, earlier epochs intact, clean reopen (precreate ${precreateSegmentFiles})`, async () => {
+        const sim = freshDisk();
+        const faulty = new FaultyFileSystem(sim);
+        const wal = await ParallelWal.open(DB, { fs: faulty, slotCount: 3, precreateSegmentFiles });
+        const submitted = new Map<bigint, ReturnType<typeof batchFor>>();
+        const acks: CommitAck[] = [];
+        // Before the fault: a few durable epochs.
+        for (let id = 1n; id <= 3n; id++) {
+          const batch = batchFor(PLAN, id);
+          submitted.set(id, batch);
+          const r = await wal.commit(batch);
+          acks.push({ txnId: id, epoch: r.epoch, commitSeq: r.commitSeq });
+        }
+        const before = acks.length;
+        faulty.inject(rule);
+        const failed: unknown[] = [];
+        // Two waves, so that at least two epochs are written under the fault.
+        const wave = (from: number) =>
+          Array.from({ length: 4 }, (_, i) => {
+            const id = 100n + BigInt(from + i);
+            const batch = batchFor(PLAN, id);
+            submitted.set(id, batch);
+            return wal.commit(batch).then(
+              (r) => {
+                acks.push({ txnId: id, epoch: r.epoch, commitSeq: r.commitSeq });
+              },
+              (error: unknown) => {
+                failed.push(error);
+              },
+            );
+          });
+        await settleWithin(Promise.all(wave(0)), HANG_MS, 'first wave under fault');
+        await settleWithin(Promise.all(wave(4)), HANG_MS, 'second wave under fault');
+        expect(faulty.fired.length, 'the fault never fired').toBeGreaterThan(0);
+        expect(failed.length, 'no commit was rejected').toBeGreaterThan(0);
+        expect(wal.isFailed).toBe(true);
+        const code = rule.code ?? 'EIO';
+        let failedEpoch: bigint | null = null;
+        for (const error of failed) {
+          expect(error).toBeInstanceOf(WalError);
+          expect((error as WalError).code).toBe('ERR_WAL_FAILED');
+          expect(
+            causeChainHas(error, code),
+            `cause of ${String(error)} does not name ${code}`,
+          ).toBe(true);
+          if (error instanceof WalFailedError && error.epoch !== null) failedEpoch = error.epoch;
+        }
+        expect(failedEpoch).not.toBeNull();
+        // Nothing at or after the failed epoch was acknowledged.
+        for (const ack of acks)
+          expect(ack.epoch < failedEpoch!, `acked epoch ${ack.epoch}`).toBe(true);
+        expect(acks.length).toBeGreaterThanOrEqual(before);
+        // The log refuses from now on, even though the fault is gone.
+        faulty.heal();
+        await expect(wal.commit(batchFor(PLAN, 999n))).rejects.toMatchObject({
+          code: 'ERR_WAL_FAILED',
+        });
+        await settleWithin(wal.close(), HANG_MS, 'close of a failed log');
+        // Clean reopen on the same (live) disk once the fault is gone.
+        const reopened = await ParallelWal.open(DB, { fs: faulty });
+        const after = batchFor(PLAN, 500n);
+        submitted.set(500n, after);
+        const r = await reopened.commit(after);
+        acks.push({ txnId: 500n, epoch: r.epoch, commitSeq: r.commitSeq });
+        await reopened.close();
+        // And after a power cut that keeps only what was synced.
+        await rebootAndCheck(sim, submitted, acks, name);
       });
-      await settleWithin(Promise.all(inFlight), HANG_MS, 'commits under fault');
-      expect(faulty.fired.length, 'the fault never fired').toBeGreaterThan(0);
-      expect(failed.length, 'no commit was rejected').toBeGreaterThan(0);
-      expect(wal.isFailed).toBe(true);
-      const code = rule.code ?? 'EIO';
-      let failedEpoch: bigint | null = null;
-      for (const error of failed) {
-        expect(error).toBeInstanceOf(WalError);
-        expect((error as WalError).code).toBe('ERR_WAL_FAILED');
-        expect(causeChainHas(error, code), `cause of ${String(error)} does not name ${code}`).toBe(
-          true,
-        );
-        if (error instanceof WalFailedError && error.epoch !== null) failedEpoch = error.epoch;
-      }
-      expect(failedEpoch).not.toBeNull();
-      // Nothing at or after the failed epoch was acknowledged.
-      for (const ack of acks)
-        expect(ack.epoch < failedEpoch!, `acked epoch ${ack.epoch}`).toBe(true);
-      expect(acks.length).toBeGreaterThanOrEqual(before);
-      // The log refuses from now on, even though the fault is gone.
-      faulty.heal();
-      await expect(wal.commit(batchFor(PLAN, 999n))).rejects.toMatchObject({
-        code: 'ERR_WAL_FAILED',
-      });
-      await settleWithin(wal.close(), HANG_MS, 'close of a failed log');
-      // Clean reopen on the same (live) disk once the fault is gone.
-      const reopened = await ParallelWal.open(DB, { fs: faulty });
-      const after = batchFor(PLAN, 500n);
-      submitted.set(500n, after);
-      const r = await reopened.commit(after);
-      acks.push({ txnId: 500n, epoch: r.epoch, commitSeq: r.commitSeq });
-      await reopened.close();
-      // And after a power cut that keeps only what was synced.
-      await rebootAndCheck(sim, submitted, acks, name);
-    });
-  }
+    }
 
   it('after fsyncgate nothing later is acknowledged, even though a retried fsync "succeeds"', async () => {
     const sim = freshDisk();

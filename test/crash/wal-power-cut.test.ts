@@ -62,12 +62,13 @@ async function runWithCut(
   crashSeed: number,
   model: CrashModel,
   fsync: FsyncPolicy = 'full',
+  precreateSegmentFiles = false,
 ): Promise<CutRun> {
   const fs = freshDisk();
   if (cutStep !== null) fs.armPowerCut(cutStep, seededRng(crashSeed), model);
   let wal: ParallelWal;
   try {
-    wal = await ParallelWal.open(DB, { fs, fsync, slotCount: plan.writers });
+    wal = await ParallelWal.open(DB, { fs, fsync, slotCount: plan.writers, precreateSegmentFiles });
   } catch (error) {
     // The machine died during open. What the dying process saw does not
     // matter (the fault-injection tests check error types); the disk does.
@@ -131,33 +132,39 @@ async function checkReboot(run: CutRun, plan: WorkloadPlan, context: string): Pr
 const MODELS: CrashModel[] = [{}, { dirOps: 'prefix' }, { data: 'dropAll', dirOps: 'dropAll' }];
 
 describe('ParallelWal under power cuts (simulated disk)', () => {
-  it('keeps every acknowledged commit whole, cut at every step of a short workload', async () => {
-    const plan: WorkloadPlan = {
-      seed: 42,
-      writers: 3,
-      commitsPerWriter: 6,
-      burstChance: 0.3,
-      maxPageBytes: 700,
-    };
-    const dry = await runWithCut(plan, null, 0, {});
-    expect(dry.outcome.acks.length).toBe(18);
-    expect(dry.steps).toBeGreaterThan(20);
-    let runs = 0;
-    let withAcks = 0;
-    for (let cut = 1; cut <= dry.steps + 1; cut++) {
-      for (let m = 0; m < MODELS.length; m++) {
-        const seed = cut * 10 + m;
-        const run = await runWithCut(plan, cut, seed, MODELS[m]!);
-        await checkReboot(run, plan, `cut at step ${cut}, crash seed ${seed}, model ${m}`);
-        runs += 1;
-        if (run.outcome.acks.length > 0) withAcks += 1;
+  for (const precreate of [false, true]) {
+    it(`keeps every acknowledged commit whole, cut at every step of a short workload (precreateSegmentFiles ${precreate})`, async () => {
+      const plan: WorkloadPlan = {
+        seed: 42,
+        writers: 3,
+        commitsPerWriter: 6,
+        burstChance: 0.3,
+        maxPageBytes: 700,
+      };
+      const dry = await runWithCut(plan, null, 0, {}, 'full', precreate);
+      expect(dry.outcome.acks.length).toBe(18);
+      expect(dry.steps).toBeGreaterThan(20);
+      let runs = 0;
+      let withAcks = 0;
+      for (let cut = 1; cut <= dry.steps + 1; cut++) {
+        for (let m = 0; m < MODELS.length; m++) {
+          const seed = cut * 10 + m;
+          const run = await runWithCut(plan, cut, seed, MODELS[m]!, 'full', precreate);
+          await checkReboot(
+            run,
+            plan,
+            `cut at step ${cut}, crash seed ${seed}, model ${m}, precreate ${precreate}`,
+          );
+          runs += 1;
+          if (run.outcome.acks.length > 0) withAcks += 1;
+        }
       }
-    }
-    expect(runs).toBe((dry.steps + 1) * MODELS.length);
+      expect(runs).toBe((dry.steps + 1) * MODELS.length);
 
-    expect(withAcks).toBeGreaterThan(runs / 3);
-    console.log(`power cut at every step: ${dry.steps} steps, ${runs} cuts`);
-  });
+      expect(withAcks).toBeGreaterThan(runs / 3);
+      console.log(`power cut at every step: ${dry.steps} steps, ${runs} cuts`);
+    });
+  }
 
   it('keeps every acknowledged commit whole, cut at random steps of long workloads (fast-check)', async () => {
     await fc.assert(
@@ -167,7 +174,8 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
         fc.integer(),
         fc.constantFrom(0, 1, 2),
         fc.constantFrom<FsyncPolicy>('full', 'normal'),
-        async (seed, cutAt, crashSeed, m, fsync) => {
+        fc.boolean(),
+        async (seed, cutAt, crashSeed, m, fsync, precreate) => {
           const plan: WorkloadPlan = {
             seed,
             writers: 1 + (seed % 4),
@@ -175,13 +183,13 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
             burstChance: 0.4,
             maxPageBytes: 1500,
           };
-          const dry = await runWithCut(plan, null, 0, {}, fsync);
+          const dry = await runWithCut(plan, null, 0, {}, fsync, precreate);
           const cut = 1 + Math.floor(cutAt * dry.steps);
-          const run = await runWithCut(plan, cut, crashSeed, MODELS[m]!, fsync);
+          const run = await runWithCut(plan, cut, crashSeed, MODELS[m]!, fsync, precreate);
           await checkReboot(
             run,
             plan,
-            `seed ${seed}, cut ${cut}/${dry.steps}, crash seed ${crashSeed}`,
+            `seed ${seed}, cut ${cut}/${dry.steps}, crash seed ${crashSeed}, precreate ${precreate}`,
           );
         },
       ),
