@@ -38,10 +38,12 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[index]!;
 }
 
-/** Median of values. */
+/** Median of values (mean of the middle two for an even count). */
 export function median(values: readonly number[]): number {
+  if (values.length === 0) return 0;
   const sorted = [...values].sort((a, b) => a - b);
-  return percentile(sorted, 50);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function summarize(samplesUs: number[], elapsedMs: number): LatencyFigures {

@@ -58,6 +58,13 @@ import {
 } from './lane.js';
 import type { EngineLane } from './lane-types.js';
 import { PrecreatingSegmentSink, type SegmentSink, storageSegmentSink } from './segment-writer.js';
+import { WorkerLanePool } from './shared-lane.js';
+import {
+  createCommitSeqCounter,
+  raiseCommitSeq,
+  takeCommitSeq,
+  type WorkerLaneHandle,
+} from './worker-layout.js';
 
 /** Default epoch interval of the ticker, in milliseconds. */
 export const DEFAULT_EPOCH_INTERVAL_MS = 10;
@@ -403,7 +410,14 @@ export class ParallelWal implements AsyncDisposable {
   private readonly serialLane: InProcessLane;
   private readonly externalLanes = new Map<number, EngineLane>();
   private readonly releasing = new Map<number, Deferred<void>>();
-  private nextCommitSeq: bigint;
+  /**
+   * Next commit sequence number, in shared memory: worker writers draw from
+   * the same counter (under their lane lock), so numbers are unique and
+   * increasing across threads and agree with epoch order.
+   */
+  private readonly commitSeqCounter: BigInt64Array;
+  /** Worker lanes, created by the first {@link ParallelWal.workerHandle}. */
+  private workerLanes: WorkerLanePool | null = null;
 
   private cycleTail: Promise<unknown> = Promise.resolve();
   private cycleActive = false;
@@ -461,7 +475,7 @@ export class ParallelWal implements AsyncDisposable {
     this.sink = config.precreateSegmentFiles
       ? new PrecreatingSegmentSink(dbPath, fs, config.fsync)
       : storageSegmentSink(dbPath, fs, config.fsync);
-    this.nextCommitSeq = nextCommitSeq;
+    this.commitSeqCounter = createCommitSeqCounter(nextCommitSeq);
     this.coordinator = new EpochCoordinator({
       startEpoch,
       durableEpoch,
@@ -618,6 +632,37 @@ export class ParallelWal implements AsyncDisposable {
   commitSerialized(batch: ParallelWalBatch): Promise<CommitResult> {
     return this.commitVia(batch, null);
   }
+
+  // ------------------------------------------------- worker writers (worker.ts)
+
+  /**
+   * A lane for a writer in a `worker_thread`: post the value to the worker
+   * with its port in the transfer list
+   * (`worker.postMessage(h, [h.port])` or `new Worker(file, { workerData: h,
+   * transferList: [h.port] })`); inside, `attachWriter(h)` from
+   * `parallel-wal/worker` gives `commit(batch)` with the same semantics as
+   * {@link ParallelWal.commit}. The lane is released (and later reused) when
+   * the writer closes or its worker exits.
+   * @throws {WalFailedError} / {@link WalClosedError} like `commit`.
+   */
+  workerHandle(): WorkerLaneHandle {
+    this.ensureOpen();
+    if (this.workerLanes === null) {
+      const pool = new WorkerLanePool(this, {
+        bufferCapacityBytes: this.config.bufferCapacityBytes,
+        formatVersion: this.config.formatVersion,
+        durability: this.config.fsync,
+        durableEpoch: this.coordinator.durableEpoch,
+        commitSeqCounter: this.commitSeqCounter,
+      });
+      this.onDurable((info) => pool.markDurable(info.epoch));
+      this.onFailed((error) => pool.fail(error));
+      this.workerLanes = pool;
+    }
+    return this.workerLanes.createHandle();
+  }
+
+  // ------------------------------------------------- end of worker writers
 
   /** Gives a writer context its own lane (the least used in-process lane). */
   openWriter(): WalWriter {
@@ -896,7 +941,9 @@ export class ParallelWal implements AsyncDisposable {
   private place(batch: ParallelWalBatch, lane: InProcessLane | null): Placement | null {
     this.ensureOpen();
     checkBatch(batch);
-    const commitSeq = batch.commitSeq ?? this.nextCommitSeq;
+    // A placement that finds the serialized path full is retried with a new
+    // number (the old one could now be older than another lane's): a gap.
+    const commitSeq = batch.commitSeq ?? takeCommitSeq(this.commitSeqCounter);
     const records: LaneRecordInput[] = batch.frames.map((frame) => ({
       txnToken: batch.txnToken,
       pageId: frame.pageNumber,
@@ -922,7 +969,7 @@ export class ParallelWal implements AsyncDisposable {
         return null;
       }
     }
-    if (commitSeq >= this.nextCommitSeq) this.nextCommitSeq = commitSeq + 1n;
+    raiseCommitSeq(this.commitSeqCounter, commitSeq);
     const dbSizePages = batch.frames[batch.frames.length - 1]!.dbSizeIfCommit;
     const known = this.epochDbSize.get(outcome.epoch);
     if (known === undefined || commitSeq >= known.seq) {
@@ -1152,6 +1199,7 @@ export class ParallelWal implements AsyncDisposable {
       new WalClosedError('parallel WAL closed before the epoch became durable'),
     );
     this.closed = true;
+    this.workerLanes?.close();
     this.signalProgress();
     for (const [laneId, deferred] of this.releasing) {
       this.externalLanes.delete(laneId);
