@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildCommitCertificate, certificatePayloadDigest } from '../src/control/certificate.js';
+import { ControlPlane } from '../src/control/plane.js';
 import { encodeCertificateTrailer } from '../src/control/segment-v3.js';
 import { conservativeSegment, type ShadowBatch, shadowCompare } from '../src/control/shadow.js';
 import { encodedRecordBytes, encodeRecordInto } from '../src/format/record.js';
@@ -206,5 +207,90 @@ async function storageChoice(): Promise<void> {
   }
 }
 
+/**
+ * One epoch through the control plane as the engine would drive it: per
+ * commit, encode into a lane (the baseline work) and — when shadow compare may
+ * run — stage a second, independent encoding; per epoch, prepareEpoch
+ * (header, certificate, shadow compare of sampled epochs). Ratios to the
+ * baseline (lane encode + assembly without the control plane).
+ */
+function pipelineCosts(): void {
+  const commits = 64;
+  const epochs = 100;
+  const base = makeRecords(commits);
+  // Per epoch: its records (increasing commit sequences), their canonical wire chunk,
+  // and the stage inputs: all prepared outside the timed runs.
+  const plan = Array.from({ length: epochs }, (_, e) => {
+    const epoch = BigInt(e + 1);
+    const records = base.map((r, i) => {
+      const seq = BigInt(e * commits + i + 1);
+      return { ...r, epoch, beginSeq: seq, endSeq: seq };
+    });
+    return { epoch, records, chunk: wire(records) };
+  });
+  /** The engine's own work per epoch: encode every commit into a lane, assemble. */
+  const engineWork = (p: (typeof plan)[number]) => {
+    wire(p.records);
+    conservativeSegment(p.epoch, 2, [{ laneId: 0, commitSeq: 0n, records: p.chunk }]);
+  };
+  const baseline = () => {
+    for (const p of plan) engineWork(p);
+  };
+  const variant = (control: ConstructorParameters<typeof ControlPlane>[0]) => () => {
+    const plane = new ControlPlane({ env: {}, trace: null, controller: false, ...control });
+    for (const p of plan) {
+      engineWork(p);
+      if (plane.stagingBatches) {
+        for (let i = 0; i < p.records.length; i++) {
+          const { epoch: _e, ...input } = p.records[i]!;
+          plane.stageBatch({
+            laneId: i % LANES,
+            epoch: p.epoch,
+            commitSeq: input.beginSeq,
+            dbSizePages: 0,
+            records: [input],
+          });
+        }
+      }
+      const prepared = plane.prepareEpoch({
+        epoch: p.epoch,
+        chunks: [p.chunk],
+        recordCount: commits,
+        laneIds: [0, 1],
+        recordsPerCore: [commits / 2, commits / 2],
+        dbSizePages: 0,
+        externalChunks: [],
+      });
+      if (prepared.substituted || !prepared.acknowledge) throw new Error('bench epoch diverged');
+      plane.epochDurable(prepared, 500);
+    }
+  };
+  const baseUs = measure(baseline) / epochs;
+  console.log('');
+  console.log(
+    `engine-side epoch pipeline, ${commits} commits x 4 KiB per epoch (CPU µs per epoch, ratio to the engine's own encode + assembly)`,
+  );
+  const rows: [string, ConstructorParameters<typeof ControlPlane>[0]][] = [
+    ['control plane, nothing on', { control: { mode: 'auto' } }],
+    ['certificates', { control: { mode: 'auto' }, certificates: true }],
+    [
+      'certificates + shadow 1% (10‰)',
+      { control: { mode: 'auto', shadowCompareSamplingPerMille: 10 }, certificates: true },
+    ],
+    ['certificates + shadow 100%', { control: { mode: 'shadowCompare' }, certificates: true }],
+    ['shadow 100%, no certificates', { control: { mode: 'shadowCompare' } }],
+  ];
+  console.log(
+    `  ${'engine encode + assembly'.padEnd(34)} ${baseUs.toFixed(0).padStart(6)} µs  1.00x`,
+  );
+  for (const [name, options] of rows) {
+    const us = measure(variant(options)) / epochs;
+    console.log(
+      `  ${name.padEnd(34)} ${us.toFixed(0).padStart(6)} µs  ${(us / baseUs).toFixed(2)}x`,
+    );
+  }
+}
+
 cpuCosts();
+pipelineCosts();
 await storageChoice();

@@ -23,7 +23,7 @@ import { WalArgumentError } from '../errors.js';
 import { writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
 import { encodedRecordBytes, writeRecordUnchecked } from '../format/record.js';
-import type { FormatVersion, TxnToken } from '../format/types.js';
+import type { FormatVersion, TxnToken, WalRecord } from '../format/types.js';
 import { SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
 import {
@@ -290,14 +290,29 @@ export class ControlPlane {
    */
   stageBatch(input: StageBatchInput): bigint {
     const version = this.formatVersion;
-    const sizes = input.records.map((r) =>
-      encodedRecordBytes({ ...r, epoch: input.epoch }, version),
-    );
-    const bytes = new Uint8Array(sizes.reduce((n, s) => n + 4 + s, 0));
+    const records: WalRecord[] = [];
+    const sizes: number[] = [];
+    let total = 0;
+    for (const r of input.records) {
+      const full: WalRecord = {
+        txnToken: r.txnToken,
+        epoch: input.epoch,
+        pageId: r.pageId,
+        beginSeq: r.beginSeq,
+        endSeq: r.endSeq,
+        beforeImage: r.beforeImage,
+        afterImage: r.afterImage,
+      };
+      const size = encodedRecordBytes(full, version);
+      records.push(full);
+      sizes.push(size);
+      total += 4 + size;
+    }
+    const bytes = new Uint8Array(total);
     let at = 0;
-    input.records.forEach((r, i) => {
-      at = writeRecordUnchecked({ ...r, epoch: input.epoch }, version, bytes, at, sizes[i]!);
-    });
+    for (let i = 0; i < records.length; i++) {
+      at = writeRecordUnchecked(records[i]!, version, bytes, at, sizes[i]!);
+    }
     const batchId = this.stager.nextBatchId();
     const laneId = input.laneId % this.stager.laneCount();
     this.stager.recordBatch({
