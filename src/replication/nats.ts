@@ -172,3 +172,24 @@ export function managerFor(
 ): Promise<JetStreamManager> {
   return jetstreamManager(nc, { timeout: apiTimeoutMs });
 }
+
+/** Attempts of a JetStream API call made once per run (manager setup, stream info). */
+export const API_CALL_ATTEMPTS = 4;
+/** Pause before the first retry of such a call; doubles per attempt. */
+export const API_RETRY_DELAY_MS = 250;
+
+/**
+ * Runs `call` up to {@link API_CALL_ATTEMPTS} times with a doubling pause:
+ * right after a node restart or during a leader election, API requests time
+ * out for a few seconds. The last failure is thrown.
+ */
+export async function withApiRetries<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if (attempt >= API_CALL_ATTEMPTS || error instanceof ReplicationError) throw error;
+      await new Promise((resolve) => setTimeout(resolve, API_RETRY_DELAY_MS * 2 ** (attempt - 1)));
+    }
+  }
+}

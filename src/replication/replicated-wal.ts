@@ -80,7 +80,9 @@ export class ReplicatedWal implements AsyncDisposable {
     private readonly replicationTimeoutMs: number,
     private readonly closeFlushTimeoutMs: number,
   ) {
-    this.unsubscribe = wal.onDurable((info) => replicator.notifyDurable(info.epoch));
+    this.unsubscribe = wal.onDurable((info) =>
+      replicator.notifyDurable(info.epoch, info.segmentWritten),
+    );
   }
 
   /**

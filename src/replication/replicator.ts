@@ -34,7 +34,7 @@ import {
 } from '@nats-io/jetstream';
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
-import { listSegments } from '../storage/segment-files.js';
+import { listSegments, segmentPath } from '../storage/segment-files.js';
 import { type Deferred, deferred } from './deferred.js';
 import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from './errors.js';
 import {
@@ -205,6 +205,10 @@ export class Replicator {
   private readonly closeSignal: Deferred<void> = deferred();
   private stateWrites: Promise<void> = Promise.resolve();
   private readonly waiters = new Set<Waiter>();
+  /** Epochs announced with a segment since the last directory listing, ascending. */
+  private announced: bigint[] = [];
+  /** List the directory on the next round (after open, a failure, or an unannotated notification). */
+  private listingNeeded = true;
   private loop: Promise<void> = Promise.resolve();
   private lastStateWrite = 0;
   private readonly counters = {
@@ -269,10 +273,19 @@ export class Replicator {
     return replicator;
   }
 
-  /** The engine's durable hook: the local log is durable up to `epoch`. */
-  notifyDurable(epoch: bigint): void {
+  /**
+   * The engine's durable hook: the local log is durable up to `epoch`.
+   * `segmentWritten` (from the engine's `DurableEpochInfo`) says whether the
+   * epoch has a segment file; when every notification says so, the
+   * replicator ships from these notifications and lists the directory only
+   * after opening and after a failure. Without it, each round lists the
+   * directory.
+   */
+  notifyDurable(epoch: bigint, segmentWritten?: boolean): void {
     if (this.durable !== null && epoch <= this.durable) return;
     this.durable = epoch;
+    if (segmentWritten === undefined) this.listingNeeded = true;
+    else if (segmentWritten) this.announced.push(epoch);
     this.wake.resolve();
   }
 
@@ -386,8 +399,10 @@ export class Replicator {
           this.fail(error);
           return;
         }
-        // Whatever happened, the stream's tail decides where to continue.
+        // Whatever happened, the stream's tail decides where to continue,
+        // and the directory which segments exist.
         this.position = null;
+        this.listingNeeded = true;
         consecutiveFailures += 1;
         await this.sleep(retryDelayMs(consecutiveFailures));
       }
@@ -514,8 +529,8 @@ export class Replicator {
     const durable = this.durable;
     if (durable === null) return false;
     const from = position.partial !== null ? position.partial.prevEpoch : position.lastEpoch;
-    const pending = (await listSegments(this.options.dbPath, { fs: this.fs })).filter(
-      (s) => (from === null || s.epoch > from) && s.epoch <= durable,
+    const pending = (await this.segmentsUpTo(durable)).filter(
+      (s) => from === null || s.epoch > from,
     );
     const partial = position.partial;
     if (partial !== null && pending[0]?.epoch !== partial.epoch) {
@@ -556,6 +571,25 @@ export class Replicator {
     }
     if (completed) this.markReplicated(durable);
     return true;
+  }
+
+  /**
+   * Segments with epochs at or below `durable`: from a directory listing when
+   * needed, else from the engine's announcements (a listing per round costs
+   * a readdir of a directory that grows until the next checkpoint).
+   */
+  private async segmentsUpTo(durable: bigint): Promise<{ epoch: bigint; path: string }[]> {
+    if (this.listingNeeded) {
+      this.listingNeeded = false;
+      // Announcements at or below `durable` are covered by the listing: a
+      // segment is renamed into place before its epoch is announced durable.
+      this.announced = this.announced.filter((e) => e > durable);
+      const listed = await listSegments(this.options.dbPath, { fs: this.fs });
+      return listed.filter((s) => s.epoch <= durable);
+    }
+    const ready = this.announced.filter((e) => e <= durable);
+    this.announced = this.announced.filter((e) => e > durable);
+    return ready.map((epoch) => ({ epoch, path: segmentPath(this.options.dbPath, epoch) }));
   }
 
   private async encodeEpoch(

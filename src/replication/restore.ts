@@ -13,7 +13,13 @@ import { type FsyncPolicy, listSegments, writeSegmentFile } from '../storage/seg
 import { type CertificateVerifier, type DuplicateMessage, EpochAssembler } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
 import { ReplicationError, ReplicationErrorCode, ReplicaVerificationError } from './errors.js';
-import { connectBounded, DEFAULT_API_TIMEOUT_MS, managerFor, streamInfoOrNull } from './nats.js';
+import {
+  connectBounded,
+  DEFAULT_API_TIMEOUT_MS,
+  managerFor,
+  streamInfoOrNull,
+  withApiRetries,
+} from './nats.js';
 import { readStreamRange } from './stream-reader.js';
 
 /** Duplicates listed individually in a result (the count is always exact). */
@@ -94,7 +100,9 @@ export async function restoreFromStream(options: RestoreOptions): Promise<Restor
       name: 'pwal-restore',
     }));
   try {
-    const jsm = await managerFor(nc, options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
+    const jsm = await withApiRetries(() =>
+      managerFor(nc, options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS),
+    );
     return await restoreWith(jsm, options, fs);
   } finally {
     if (options.connection === undefined) await nc.close();
@@ -106,7 +114,7 @@ async function restoreWith(
   options: RestoreOptions,
   fs: WalFileSystem,
 ): Promise<RestoreResult> {
-  const info = await streamInfoOrNull(jsm, options.stream);
+  const info = await withApiRetries(() => streamInfoOrNull(jsm, options.stream));
   if (info === null) {
     throw new ReplicationError(
       ReplicationErrorCode.stream,
