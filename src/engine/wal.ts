@@ -62,6 +62,7 @@ import { WorkerLanePool } from './shared-lane.js';
 import {
   createCommitSeqCounter,
   raiseCommitSeq,
+  returnCommitSeq,
   takeCommitSeq,
   type WorkerLaneHandle,
 } from './worker-layout.js';
@@ -941,42 +942,50 @@ export class ParallelWal implements AsyncDisposable {
   private place(batch: ParallelWalBatch, lane: InProcessLane | null): Placement | null {
     this.ensureOpen();
     checkBatch(batch);
-    // A placement that finds the serialized path full is retried with a new
-    // number (the old one could now be older than another lane's): a gap.
+    // The number is drawn from the counter shared with worker lanes. A batch
+    // that is not placed (invalid, or the serialized path is full) gives it
+    // back unless another thread drew a later one meanwhile (then: a gap).
+    const assigned = batch.commitSeq === undefined;
     const commitSeq = batch.commitSeq ?? takeCommitSeq(this.commitSeqCounter);
-    const records: LaneRecordInput[] = batch.frames.map((frame) => ({
-      txnToken: batch.txnToken,
-      pageId: frame.pageNumber,
-      beginSeq: commitSeq,
-      endSeq: commitSeq,
-      beforeImage: EMPTY_IMAGE,
-      afterImage: frame.pageData,
-    }));
-    let serialized = lane === null;
-    let outcome = lane?.append(records);
-    if (outcome === undefined || outcome.kind === 'blocked') {
-      if (outcome !== undefined) {
-        this.counters.fallbacks++;
-        serialized = true;
+    let placed = false;
+    try {
+      const records: LaneRecordInput[] = batch.frames.map((frame) => ({
+        txnToken: batch.txnToken,
+        pageId: frame.pageNumber,
+        beginSeq: commitSeq,
+        endSeq: commitSeq,
+        beforeImage: EMPTY_IMAGE,
+        afterImage: frame.pageData,
+      }));
+      let serialized = lane === null;
+      let outcome = lane?.append(records);
+      if (outcome === undefined || outcome.kind === 'blocked') {
+        if (outcome !== undefined) {
+          this.counters.fallbacks++;
+          serialized = true;
+        }
+        const size = this.serialLane.measure(records);
+        if (size > this.serialLane.bufferCapacityBytes) {
+          throw new BatchTooLargeError(size, this.serialLane.bufferCapacityBytes);
+        }
+        outcome = this.serialLane.append(records);
+        if (outcome.kind === 'blocked') {
+          this.kick();
+          return null;
+        }
       }
-      const size = this.serialLane.measure(records);
-      if (size > this.serialLane.bufferCapacityBytes) {
-        throw new BatchTooLargeError(size, this.serialLane.bufferCapacityBytes);
+      raiseCommitSeq(this.commitSeqCounter, commitSeq);
+      const dbSizePages = batch.frames[batch.frames.length - 1]!.dbSizeIfCommit;
+      const known = this.epochDbSize.get(outcome.epoch);
+      if (known === undefined || commitSeq >= known.seq) {
+        this.epochDbSize.set(outcome.epoch, { seq: commitSeq, dbSize: dbSizePages });
       }
-      outcome = this.serialLane.append(records);
-      if (outcome.kind === 'blocked') {
-        this.kick();
-        return null;
-      }
+      this.kick();
+      placed = true;
+      return { epoch: outcome.epoch, commitSeq, dbSizePages, serialized };
+    } finally {
+      if (!placed && assigned) returnCommitSeq(this.commitSeqCounter, commitSeq);
     }
-    raiseCommitSeq(this.commitSeqCounter, commitSeq);
-    const dbSizePages = batch.frames[batch.frames.length - 1]!.dbSizeIfCommit;
-    const known = this.epochDbSize.get(outcome.epoch);
-    if (known === undefined || commitSeq >= known.seq) {
-      this.epochDbSize.set(outcome.epoch, { seq: commitSeq, dbSize: dbSizePages });
-    }
-    this.kick();
-    return { epoch: outcome.epoch, commitSeq, dbSizePages, serialized };
   }
 
   private batchBytes(batch: ParallelWalBatch): number {

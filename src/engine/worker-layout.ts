@@ -96,6 +96,14 @@ export function takeCommitSeq(counter: BigInt64Array): bigint {
   return Atomics.add(counter, 0, 1n);
 }
 
+/**
+ * Gives back `seq` (drawn with {@link takeCommitSeq} and not used) if no
+ * thread drew a later number since; otherwise the number stays a gap.
+ */
+export function returnCommitSeq(counter: BigInt64Array, seq: bigint): void {
+  Atomics.compareExchange(counter, 0, seq + 1n, seq);
+}
+
 /** Makes sure the counter hands out numbers above `seq` (a caller-given sequence). */
 export function raiseCommitSeq(counter: BigInt64Array, seq: bigint): void {
   let current = Atomics.load(counter, 0);
