@@ -38,6 +38,7 @@ interface Options {
   durationMs: number;
   warmupMs: number;
   strace: boolean;
+  pwalSrc: 'head' | 'worktree';
   outDir: string;
   dryRun: boolean;
   quick: boolean;
@@ -63,6 +64,7 @@ function parseOptions(argv: string[]): Options {
       duration: { type: 'string' },
       warmup: { type: 'string' },
       'no-strace': { type: 'boolean', default: false },
+      'pwal-src': { type: 'string' },
       out: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -80,6 +82,8 @@ function parseOptions(argv: string[]): Options {
   --duration MS              measured window per cell (default 2000)
   --warmup MS                warm-up per cell (default 300)
   --no-strace                count fsyncs with the libraries' own counters only
+  --pwal-src head|worktree   measure a snapshot of the committed HEAD (default) or the
+                             working tree as it is (uncommitted edits included)
   --out DIR                  results directory (default results/; --quick and filtered runs
                              default to results/tmp/ so the committed table stays whole)
   --dry-run                  print the plan and exit
@@ -106,6 +110,7 @@ function parseOptions(argv: string[]): Options {
     durationMs: Number(values.duration ?? (quick ? 600 : 2000)),
     warmupMs: Number(values.warmup ?? (quick ? 150 : 300)),
     strace: !(values['no-strace'] ?? false),
+    pwalSrc: values['pwal-src'] === 'worktree' ? 'worktree' : 'head',
     outDir: path.resolve(
       here,
       values.out ?? (quick || filtered ? path.join('results', 'tmp') : 'results'),
@@ -171,6 +176,42 @@ function chooseBenchRoot(): { root: string; why: string } {
   };
 }
 
+/**
+ * The parallel-wal sources to measure. `head`: `git archive HEAD` of src/ and package.json into
+ * a temporary directory (outside the repository, so lint never sees it) with a link to the
+ * repository's node_modules; `worktree`, or no git: the working tree.
+ */
+function preparePwalSource(mode: 'head' | 'worktree'): { dir: string; desc: string } {
+  const git = (...args: string[]): string =>
+    spawnSync('git', args, { cwd: repoRoot, encoding: 'utf8' }).stdout?.trim() ?? '';
+  const sha = git('rev-parse', 'HEAD');
+  if (!sha) return { dir: repoRoot, desc: 'working tree (not a git checkout)' };
+  const short = sha.slice(0, 10);
+  if (mode === 'worktree') {
+    const dirty = git('status', '--porcelain', '--', 'src', 'package.json') !== '';
+    return {
+      dir: repoRoot,
+      desc: `working tree at ${short}${dirty ? ' with uncommitted changes' : ''}`,
+    };
+  }
+  const dir = path.join(os.tmpdir(), `pwal-peers-src-${short}`);
+  if (!fs.existsSync(path.join(dir, 'src', 'index.ts'))) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+    // Its imports resolve the repository's installed dependencies through this link.
+    fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
+    const archive = spawnSync('git', ['archive', '--format=tar', sha, 'src', 'package.json'], {
+      cwd: repoRoot,
+      maxBuffer: 1 << 30,
+    });
+    const untar = spawnSync('tar', ['-x', '-C', dir], { input: archive.stdout });
+    if (archive.status !== 0 || untar.status !== 0) {
+      throw new Error(`cannot snapshot HEAD: ${archive.stderr} ${untar.stderr}`);
+    }
+  }
+  return { dir, desc: `commit ${short}` };
+}
+
 function haveStrace(): boolean {
   const r = spawnSync('strace', ['-V'], { encoding: 'utf8' });
   return r.status === 0;
@@ -186,7 +227,11 @@ export function parseStraceSummary(text: string): Record<string, number> {
   return counts;
 }
 
-function runCell(spec: CellSpec, useStrace: boolean): Promise<CellResult> {
+function runCell(
+  spec: CellSpec,
+  useStrace: boolean,
+  pwalSource: { dir: string; desc: string },
+): Promise<CellResult> {
   const cellArgs = ['--import', 'tsx', path.join(here, 'cell.ts'), JSON.stringify(spec)];
   const straceOut = path.join(spec.dir, '..', `${path.basename(spec.dir)}.strace`);
   const [cmd, args] = useStrace
@@ -211,6 +256,7 @@ function runCell(spec: CellSpec, useStrace: boolean): Promise<CellResult> {
       cwd: here,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
+      env: { ...process.env, PWAL_SRC_DIR: pwalSource.dir, PWAL_SRC_DESC: pwalSource.desc },
     });
     let out = '';
     let err = '';
@@ -270,7 +316,7 @@ function describe(r: CellResult): string {
       : r.libraryFsyncs !== undefined
         ? `${(r.libraryFsyncs / r.totalCommits).toFixed(3)} fsyncs/commit (lib)`
         : 'syncs n/a';
-  return `${head}  ${r.commitsPerSec.toFixed(0).padStart(7)} commits/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  ${fsyncs}  verified ${r.verifiedCommits}/${r.totalCommits}`;
+  return `${head}  load ${(r.loadAvg1 ?? 0).toFixed(1).padStart(4)}  ${r.commitsPerSec.toFixed(0).padStart(7)} commits/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  ${fsyncs}  verified ${r.verifiedCommits}/${r.totalCommits}`;
 }
 
 async function main(): Promise<void> {
@@ -289,6 +335,8 @@ async function main(): Promise<void> {
     }
     return;
   }
+  const pwalSource = preparePwalSource(o.pwalSrc);
+  process.stdout.write(`parallel-wal sources: ${pwalSource.desc} (${pwalSource.dir})\n`);
   const bench = chooseBenchRoot();
   const runDir = fs.mkdtempSync(path.join(bench.root, 'pwal-peers-'));
   const machine: MachineInfo = collectMachineInfo(runDir, bench.why, strace);
@@ -299,7 +347,9 @@ async function main(): Promise<void> {
       for (const w of cellsOfRep) {
         const dir = fs.mkdtempSync(path.join(runDir, `${w.system}-`));
         const spec: CellSpec = { ...w, dir, rep, durationMs: o.durationMs, warmupMs: o.warmupMs };
-        const r = await runCell(spec, strace);
+        const loadAvg1 = os.loadavg()[0] ?? Number.NaN;
+        const r = await runCell(spec, strace, pwalSource);
+        r.loadAvg1 = loadAvg1;
         fs.rmSync(dir, { recursive: true, force: true });
         results.push(r);
         process.stdout.write(`${describe(r)}\n`);

@@ -64,6 +64,8 @@ export interface CellResult {
   /** fsync-family calls counted by strace for the whole child (filled by the parent). */
   straceSyncCalls?: number;
   straceBreakdown?: Record<string, number>;
+  /** 1-minute load average when the cell started (filled by the parent): others using the machine. */
+  loadAvg1?: number;
   versions: Record<string, string>;
 }
 

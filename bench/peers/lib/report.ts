@@ -327,6 +327,13 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
   lines.push(`- Bench directory: ${m.benchDir}`);
   lines.push(`- Filesystem: ${m.filesystem}`);
   lines.push(`- Device: ${m.device}`);
+  const loads = data.results.map((r) => r.loadAvg1 ?? Number.NaN).filter((x) => !Number.isNaN(x));
+  if (loads.length > 0) {
+    lines.push(
+      `- 1-minute load average at the start of each cell (${m.cores} cores; other work on the machine shares the CPU and the disk): ` +
+        `min ${Math.min(...loads).toFixed(1)}, median ${median(loads).toFixed(1)}, max ${Math.max(...loads).toFixed(1)}`,
+    );
+  }
   lines.push(`- Node ${m.node}; UV_THREADPOOL_SIZE ${m.uvThreadpoolSize}; strace: ${m.strace}`);
   const versions: Record<string, string> = {};
   for (const a of all) Object.assign(versions, a.versions);

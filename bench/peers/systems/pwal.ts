@@ -3,11 +3,14 @@
  * Async committers share the main thread's lane(s); worker writers get their own lanes through
  * `wal.workerHandle()` + `attachWriter(handle)`.
  *
- * The library is loaded from the repository's sources (`src/index.ts`) through tsx, so the
- * benchmark always measures the working tree. Its shape is described locally and checked at
- * run time, so this file type-checks whatever state the engine is in.
+ * The library is loaded from TypeScript sources through tsx: by default a snapshot of the
+ * repository's committed HEAD (see `run.ts`), so the report names the commit it measured. Its
+ * shape is described locally and checked at run time, so this file type-checks whatever state
+ * the engine is in.
  */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessagePort, type Transferable } from 'node:worker_threads';
 import { pageImage, pageNumberOf } from '../lib/common.js';
 import { type SystemDef, VerifyTally, type WorkerStore } from '../lib/system.js';
@@ -47,17 +50,19 @@ interface PwalModule {
 }
 
 /**
- * The library from the working tree, or an error saying what is missing. The worker-side
- * pieces come from the package root when it exports them, else from `src/engine/worker.ts`.
+ * The library's sources (see {@link pwalSourceDir}), or an error saying what is missing. The
+ * worker-side pieces come from the package root when it exports them, else from
+ * `src/engine/worker.ts` (the `parallel-wal/worker` entry).
  */
 export async function loadPwal(): Promise<PwalModule> {
-  const root: string = '../../../src/index.js';
+  const base = pwalSourceDir();
+  const root = pathToFileURL(path.join(base, 'src', 'index.ts')).href;
   const mod = { ...((await import(root)) as Partial<PwalModule>) };
   if (typeof mod.ParallelWal?.open !== 'function') {
-    throw new Error('parallel-wal: src/index.ts does not export ParallelWal yet');
+    throw new Error(`parallel-wal: ${base}/src/index.ts does not export ParallelWal`);
   }
   if (!mod.attachWriter) {
-    const workerModule: string = '../../../src/engine/worker.js';
+    const workerModule = pathToFileURL(path.join(base, 'src', 'engine', 'worker.ts')).href;
     try {
       Object.assign(mod, (await import(workerModule)) as Partial<PwalModule>);
     } catch {
@@ -65,6 +70,14 @@ export async function loadPwal(): Promise<PwalModule> {
     }
   }
   return mod as PwalModule;
+}
+
+/**
+ * Where the library's sources are: `PWAL_SRC_DIR` (the runner sets it to a snapshot of the
+ * committed HEAD, so colleagues' uncommitted edits are not measured), else the working tree.
+ */
+export function pwalSourceDir(): string {
+  return process.env.PWAL_SRC_DIR ?? fileURLToPath(new URL('../../..', import.meta.url));
 }
 
 /** The MessagePorts inside a handle: what must be transferred with it. */
@@ -99,21 +112,12 @@ export const pwal: SystemDef = {
   settings: "fsync: 'full'",
   supportsWorkers: true,
   async versions() {
-    const { readFileSync } = await import('node:fs');
-    const pkg = JSON.parse(
-      readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
-    ) as { version: string };
-    let commit = 'unknown';
-    try {
-      const { execFileSync } = await import('node:child_process');
-      commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
-        cwd: new URL('../../..', import.meta.url),
-        encoding: 'utf8',
-      }).trim();
-    } catch {
-      // not a git checkout
-    }
-    return { 'parallel-wal': `${pkg.version} (working tree at ${commit})` };
+    const pkg = JSON.parse(readFileSync(path.join(pwalSourceDir(), 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    return {
+      'parallel-wal': `${pkg.version} (${process.env.PWAL_SRC_DESC ?? 'working tree'})`,
+    };
   },
   effectiveConcurrency(committers, workers) {
     return { n: committers * Math.max(1, workers) };
