@@ -1,0 +1,194 @@
+/**
+ * Worker-writer benchmark: N `worker_threads` commit one 4 KiB page per
+ * commit through `wal.workerHandle()` / `attachWriter` for T seconds.
+ *
+ * `runWorkerWriters` is the helper `bench/engine.ts` plugs in through
+ * {@link workerCases}; run this file alone for the 1-vs-2-workers figures:
+ *
+ *   npx tsx bench/workers.ts [--seconds 3] [--runs 3] [--in-flight 32]
+ *
+ * It prints, for fsync `off` (CPU-bound: encoding, CRC, copying, flushing)
+ * and `full`, commits/s, fsyncs/s, pages per epoch and p50/p99 latency, and
+ * the 2-workers / 1-worker ratio (target >= 1.6x with fsync off).
+ */
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import * as hdr from 'hdr-histogram-js';
+import { ParallelWal } from '../src/engine/wal.js';
+import type { FsyncPolicy } from '../src/storage/segment-files.js';
+import type { BenchCase, CaseFigures } from './engine.js';
+import { benchDir, median, ms } from './raw-floor.js';
+
+const ENTRY = new URL('./worker-writer.mjs', import.meta.url);
+const PAGE_BYTES = 4096;
+const WARMUP_MS = 500;
+
+/** Options of {@link runWorkerWriters}. */
+export interface WorkerWritersOptions {
+  /** Worker threads, each with its own lane. */
+  workers: number;
+  /** Measured seconds (after a warm-up). */
+  seconds: number;
+  fsync: FsyncPolicy;
+  /** A directory for the database (a fresh sub-directory is made and removed). */
+  dir: string;
+  /** Commits outstanding per worker (default 32). */
+  inFlight?: number;
+  /** Bytes per page (default 4096). */
+  pageBytes?: number;
+}
+
+/** What {@link runWorkerWriters} measured. */
+export interface WorkerWritersFigures {
+  commits: number;
+  commitsPerSec: number;
+  fsyncsPerSec: number;
+  pagesPerEpoch: number;
+  p50Us: number;
+  p99Us: number;
+  /** Commits that took the serialized path (lane sealed or full). */
+  fallbacks: number;
+}
+
+/** Runs `workers` worker writers against a fresh log and measures them. */
+export async function runWorkerWriters(
+  options: WorkerWritersOptions,
+): Promise<WorkerWritersFigures> {
+  const dbDir = await fsp.mkdtemp(path.join(options.dir, 'workers-'));
+  const wal = await ParallelWal.open(path.join(dbDir, 'bench.db'), {
+    fsync: options.fsync,
+    slotCount: 1,
+  });
+  const flags = new SharedArrayBuffer(8);
+  const control = new Int32Array(flags);
+  const threads: { worker: Worker; result: Promise<Float64Array> }[] = [];
+  for (let i = 0; i < options.workers; i++) {
+    const handle = wal.workerHandle();
+    const worker = new Worker(ENTRY, {
+      workerData: {
+        handle,
+        flags,
+        pageBytes: options.pageBytes ?? PAGE_BYTES,
+        inFlight: options.inFlight ?? 32,
+        txnBase: (i + 1) * 1_000_000_000,
+      },
+      transferList: [handle.port],
+    });
+    const result = new Promise<Float64Array>((resolve, reject) => {
+      worker.once('message', (m: { latencies: Float64Array }) => resolve(m.latencies));
+      worker.once('error', reject);
+    });
+    threads.push({ worker, result });
+  }
+  await new Promise((r) => setTimeout(r, WARMUP_MS));
+  const before = wal.stats();
+  Atomics.store(control, 0, 1);
+  const started = performance.now();
+  await new Promise((r) => setTimeout(r, options.seconds * 1000));
+  Atomics.store(control, 0, 0);
+  const seconds = (performance.now() - started) / 1000;
+  const after = wal.stats();
+  Atomics.store(control, 1, 1);
+  const samples = await Promise.all(threads.map((t) => t.result));
+  await Promise.all(threads.map((t) => new Promise((r) => t.worker.once('exit', r))));
+  const fallbacks = wal.stats().fallbacks;
+  await wal.close();
+  await fsp.rm(dbDir, { recursive: true, force: true });
+
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000 });
+  let commits = 0;
+  for (const s of samples) {
+    for (const v of s) histogram.recordValue(Math.max(1, Math.round(v)));
+    commits += s.length;
+  }
+  const segments = after.segmentsWritten - before.segmentsWritten;
+  return {
+    commits,
+    commitsPerSec: commits / seconds,
+    fsyncsPerSec: (after.fsyncs - before.fsyncs) / seconds,
+    pagesPerEpoch: segments === 0 ? 0 : commits / segments,
+    p50Us: commits === 0 ? 0 : histogram.getValueAtPercentile(50),
+    p99Us: commits === 0 ? 0 : histogram.getValueAtPercentile(99),
+    fallbacks,
+  };
+}
+
+/**
+ * The worker cases of `bench/engine.ts`: 1 and 2 workers with fsync `full`
+ * and `off` (`extraCases.push(...workerCases())`).
+ */
+export function workerCases(inFlight = 32): BenchCase[] {
+  const cases: BenchCase[] = [];
+  for (const fsync of ['full', 'off'] as const) {
+    for (const workers of [1, 2]) {
+      const name = `${workers} worker${workers === 1 ? '' : 's'}${fsync === 'full' ? '' : ` (fsync ${fsync})`}`;
+      cases.push({
+        name,
+        async run(options): Promise<CaseFigures> {
+          const f = await runWorkerWriters({
+            workers,
+            seconds: options.seconds,
+            fsync,
+            dir: options.dir,
+            inFlight,
+          });
+          return { name, ...f };
+        },
+      });
+    }
+  }
+  return cases;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const value = (flag: string): string | undefined => {
+    const i = args.indexOf(flag);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const seconds = Number(value('--seconds') ?? 3);
+  const runs = Number(value('--runs') ?? 3);
+  const inFlight = Number(value('--in-flight') ?? 32);
+  const dir = await benchDir(value('--dir'));
+  console.log(
+    `worker writers: ${seconds} s per case, median of ${runs} interleaved runs, ${inFlight} commits in flight per worker, 4 KiB pages`,
+  );
+  try {
+    for (const fsync of ['off', 'full'] as const) {
+      const one: WorkerWritersFigures[] = [];
+      const two: WorkerWritersFigures[] = [];
+      for (let r = 0; r < runs; r++) {
+        // Interleaved, so disk and machine noise hit both sides alike.
+        one.push(await runWorkerWriters({ workers: 1, seconds, fsync, dir, inFlight }));
+        two.push(await runWorkerWriters({ workers: 2, seconds, fsync, dir, inFlight }));
+      }
+      const show = (label: string, xs: WorkerWritersFigures[]): number => {
+        const cps = median(xs.map((x) => x.commitsPerSec));
+        console.log(
+          `${label.padEnd(22)} ${cps.toFixed(0).padStart(8)} commits/s ${median(
+            xs.map((x) => x.fsyncsPerSec),
+          )
+            .toFixed(0)
+            .padStart(6)} fsyncs/s ${median(xs.map((x) => x.pagesPerEpoch))
+            .toFixed(1)
+            .padStart(
+              7,
+            )} pages/epoch  p50 ${ms(median(xs.map((x) => x.p50Us)))} ms  p99 ${ms(median(xs.map((x) => x.p99Us)))} ms  fallbacks ${median(xs.map((x) => x.fallbacks))}  runs ${xs.map((x) => x.commitsPerSec.toFixed(0)).join('/')}`,
+        );
+        return cps;
+      };
+      const c1 = show(`1 worker (fsync ${fsync})`, one);
+      const c2 = show(`2 workers (fsync ${fsync})`, two);
+      console.log(
+        `  2 workers / 1 worker = ${(c2 / c1).toFixed(2)}x${fsync === 'off' ? ' (target >= 1.6x)' : ''}`,
+      );
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await main();
+}
