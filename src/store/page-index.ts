@@ -152,6 +152,36 @@ export class PageIndex {
     return size;
   }
 
+  /**
+   * Every page whose latest state is an image in the index (not cut off by a
+   * later shrink), with that image.
+   */
+  visiblePages(): Map<number, Uint8Array> {
+    const out = new Map<number, Uint8Array>();
+    for (const [pageNumber, entry] of this.pages) {
+      const cut = pageNumber > this.minSetPages ? this.latestCut(pageNumber) : null;
+      if (cut === null || compareStamps(entry.stamp, cut) > 0) out.set(pageNumber, entry.data);
+    }
+    return out;
+  }
+
+  /**
+   * The size after the commits of epochs `<= epoch` (folded from the size the
+   * file holds), the smallest size reached on the way, and the last stamp.
+   */
+  sizeThrough(epoch: bigint): { sizePages: number; minSizePages: number; lastStamp: Stamp | null } {
+    let size = this.checkpointSizePages;
+    let min = size;
+    let lastStamp: Stamp | null = null;
+    for (const e of this.events) {
+      if (e.stamp.epoch > epoch) break;
+      size = e.setPages ?? Math.max(size, e.growToPages);
+      min = Math.min(min, size);
+      lastStamp = e.stamp;
+    }
+    return { sizePages: size, minSizePages: min, lastStamp };
+  }
+
   /** The latest committed state of a page, as far as the index knows. */
   lookup(pageNumber: number): IndexLookup {
     const entry = this.pages.get(pageNumber);

@@ -32,6 +32,7 @@ import {
   type FsyncPolicy,
   listSegments,
   readSegment,
+  type SegmentFileEntry,
   segmentPath,
   syncSegmentDirectory,
 } from '../storage/segment-files.js';
@@ -46,7 +47,13 @@ import {
   writeStoreHeader,
 } from './header.js';
 import { PageIndex } from './page-index.js';
-import { applyReplay, foldRecords, forEachCommit, startReplay } from './replay.js';
+import {
+  applyReplay,
+  foldRecords,
+  forEachCommit,
+  type ReplayState,
+  startReplay,
+} from './replay.js';
 
 /** Default of {@link PageStoreOptions.checkpointThresholdBytes}: 64 MiB of segments. */
 export const DEFAULT_CHECKPOINT_THRESHOLD_BYTES = 64 * 1024 * 1024;
@@ -105,6 +112,14 @@ export interface PageStoreOptions extends Omit<ParallelWalConfig, 'lock'> {
   checkpointThresholdBytes?: number;
   /** Automatic checkpoints on (default true). */
   autoCheckpoint?: boolean;
+  /**
+   * Where a checkpoint takes page images from: `memory` (default) — the
+   * index of durable commits, no re-read; `log` — read the segments back. The
+   * store falls back to `log` by itself whenever it cannot vouch for the
+   * index (a read-back of a worker's segment failed, or the log placed a
+   * commit in an epoch older than announced).
+   */
+  checkpointSource?: 'memory' | 'log';
   /** Control-plane hook for `checkpoint_conflict`. */
   control?: CheckpointControl;
 }
@@ -113,6 +128,8 @@ export interface PageStoreOptions extends Omit<ParallelWalConfig, 'lock'> {
 export interface CheckpointResult {
   /** Last epoch folded into the file (`null`: none ever). */
   checkpointEpoch: bigint | null;
+  /** Where the page images came from: the in-memory index, or the segments read back. */
+  source: 'memory' | 'log';
   /** Segments read and folded. */
   segmentsApplied: number;
   /** Segments deleted afterwards. */
@@ -127,6 +144,8 @@ export interface CheckpointResult {
   conflict: boolean;
   /** Wall time, ms. */
   durationMs: number;
+  /** Wall time of the steps, ms: fold (collect images), write (file + fsync), header, delete. */
+  phasesMs: { fold: number; write: number; header: number; delete: number };
 }
 
 /** What `PageStore.open` recovered from the log. */
@@ -192,6 +211,10 @@ export class PageStore implements AsyncDisposable {
   private checkpointQueued: Promise<CheckpointResult> | null = null;
   private autoCheckpoint: Promise<void> | null = null;
   private workersAttached = false;
+  /** Own commits not yet in the index, by the append epoch read before submitting (a lower bound of their epoch). */
+  private readonly pendingFloors = new Map<bigint, number>();
+  /** False once the index cannot be trusted as a checkpoint source. */
+  private memorySourceOk = true;
   /** Lane ids below this are the log's in-process lanes, used by commit(). */
   private readonly inProcessLanes: number;
   private ingestChain: Promise<void> = Promise.resolve();
@@ -321,17 +344,31 @@ export class PageStore implements AsyncDisposable {
       this.index.dbSizePages,
     );
     const txnId = this.nextTxnId++;
-    const result: CommitResult = await this.wal.commit({
-      txnToken: { id: txnId, epoch: 0 },
-      frames: prepared.frames,
-    });
-    // Durable now: make it visible. (A checkpoint that already folded this
-    // epoch makes the index ignore it: the file has it, or something newer.)
-    this.index.apply(
-      { epoch: result.epoch, commitSeq: result.commitSeq },
-      prepared.pages,
-      prepared,
-    );
+    // Registered until the commit is in the index: a memory checkpoint must
+    // not fold an epoch this commit may land in before it is indexed.
+    const floor = this.wal.appendEpoch;
+    this.pendingFloors.set(floor, (this.pendingFloors.get(floor) ?? 0) + 1);
+    let result: CommitResult;
+    try {
+      result = await this.wal.commit({
+        txnToken: { id: txnId, epoch: 0 },
+        frames: prepared.frames,
+      });
+      // Never expected; if the log ever did it, memory checkpoints could
+      // miss this commit, so fold from the log from now on.
+      if (result.epoch < floor) this.memorySourceOk = false;
+      // Durable now: make it visible. (A checkpoint that already folded this
+      // epoch makes the index ignore it: the file has it, or something newer.)
+      this.index.apply(
+        { epoch: result.epoch, commitSeq: result.commitSeq },
+        prepared.pages,
+        prepared,
+      );
+    } finally {
+      const left = (this.pendingFloors.get(floor) ?? 1) - 1;
+      if (left === 0) this.pendingFloors.delete(floor);
+      else this.pendingFloors.set(floor, left);
+    }
     this.counters.commits++;
     this.counters.pagesCommitted += prepared.pages.length;
     return {
@@ -425,9 +462,25 @@ export class PageStore implements AsyncDisposable {
       );
     };
     checkConflict();
+    // Read the durable epoch first: every epoch up to it has had its
+    // read-back (if any) scheduled already, so draining the chain covers it.
     const durable = this.wal.durableEpoch();
+    await this.ingestChain;
+    const fromMemory =
+      (this.options.checkpointSource ?? 'memory') === 'memory' &&
+      this.memorySourceOk &&
+      this.ingestError === null;
+    let through = durable;
+    if (fromMemory && through !== null) {
+      // Commits still on their way into the index constrain the fold: each
+      // lands in an epoch >= the append epoch read before it was submitted.
+      for (const floor of this.pendingFloors.keys()) {
+        if (floor - 1n < through) through = floor - 1n;
+      }
+    }
     const result: CheckpointResult = {
       checkpointEpoch: this.checkpointEpoch,
+      source: fromMemory ? 'memory' : 'log',
       segmentsApplied: 0,
       segmentsDeleted: 0,
       pagesWritten: 0,
@@ -435,50 +488,53 @@ export class PageStore implements AsyncDisposable {
       dbSizePages: this.header.dbSizePages,
       conflict,
       durationMs: 0,
+      phasesMs: { fold: 0, write: 0, header: 0, delete: 0 },
     };
-    if (durable === null || durable < this.header.nextEpoch) {
+    if (through === null || through < this.header.nextEpoch) {
       checkConflict();
       result.conflict = conflict;
       result.durationMs = performance.now() - started;
       return result;
     }
+    const last = through;
     try {
+      let mark = performance.now();
+      const lap = (): number => {
+        const now = performance.now();
+        const ms = now - mark;
+        mark = now;
+        return ms;
+      };
       const entries = (await listSegments(this.path, { fs: this.fs })).filter(
-        (e) => e.epoch >= this.header.nextEpoch && e.epoch <= durable,
+        (e) => e.epoch >= this.header.nextEpoch && e.epoch <= last,
       );
-      const state = startReplay(this.header.dbSizePages);
-      for (const entry of entries) {
-        const { header, records } = await readSegment(entry.path, { fs: this.fs });
-        if (header.epoch !== entry.epoch) {
-          throw new StoreError(
-            StoreErrorCode.checkpointFailed,
-            `segment ${entry.path} has mismatched epoch: header=${header.epoch}, filename=${entry.epoch}`,
-          );
-        }
-        foldRecords(state, records, this.header.nextEpoch, this.pageSize, entry.path);
-      }
+      const state = fromMemory ? this.foldFromMemory(last) : await this.foldFromLog(entries);
+      result.phasesMs.fold = lap();
       result.pagesWritten = await applyReplay(this.file, state);
       result.bytesWritten = result.pagesWritten * this.pageSize;
       result.segmentsApplied = entries.length;
+      result.phasesMs.write = lap();
       const header: StoreHeader = {
         pageSize: this.pageSize,
         dbSizePages: state.sizePages,
-        nextEpoch: durable + 1n,
+        nextEpoch: last + 1n,
         checkpointCommitSeq: state.lastStamp?.commitSeq ?? this.header.checkpointCommitSeq,
       };
       // The file is durable; now the header, durably — and only after that
       // may the segments go (a crash in between replays them, idempotently).
       await writeStoreHeader(this.path, header, this.fs);
       this.header = header;
-      this.index.pruneThrough(durable, state.sizePages);
-      result.segmentsDeleted = await deleteFolded(this.path, this.fs, durable);
+      this.index.pruneThrough(last, state.sizePages);
+      result.phasesMs.header = lap();
+      result.segmentsDeleted = await deleteFolded(this.path, this.fs, last);
+      result.phasesMs.delete = lap();
       for (const epoch of [...this.segmentBytes.keys()]) {
-        if (epoch <= durable) {
+        if (epoch <= last) {
           this.logBytes -= this.segmentBytes.get(epoch)!;
           this.segmentBytes.delete(epoch);
         }
       }
-      result.checkpointEpoch = durable;
+      result.checkpointEpoch = last;
       result.dbSizePages = state.sizePages;
     } catch (error) {
       if (error instanceof StoreError && error.code === StoreErrorCode.checkpointFailed)
@@ -497,6 +553,41 @@ export class PageStore implements AsyncDisposable {
     this.counters.segmentsDeleted += result.segmentsDeleted;
     result.durationMs = performance.now() - started;
     return result;
+  }
+
+  /**
+   * The fold of epochs `<= through` from the index, which holds every durable
+   * commit since the last checkpoint. Pages whose latest image is newer than
+   * `through` are written with that image: still correct, because their
+   * segments stay and a replay after a crash rewrites them.
+   */
+  private foldFromMemory(through: bigint): ReplayState {
+    const { sizePages, minSizePages, lastStamp } = this.index.sizeThrough(through);
+    return {
+      pages: this.index.visiblePages(),
+      sizePages,
+      minSizePages,
+      lastEpoch: lastStamp?.epoch ?? null,
+      lastStamp,
+      commits: 0,
+      pageRecords: 0,
+    };
+  }
+
+  /** The fold of the given segments, read back from disk. */
+  private async foldFromLog(entries: readonly SegmentFileEntry[]): Promise<ReplayState> {
+    const state = startReplay(this.header.dbSizePages);
+    for (const entry of entries) {
+      const { header, records } = await readSegment(entry.path, { fs: this.fs });
+      if (header.epoch !== entry.epoch) {
+        throw new StoreError(
+          StoreErrorCode.checkpointFailed,
+          `segment ${entry.path} has mismatched epoch: header=${header.epoch}, filename=${entry.epoch}`,
+        );
+      }
+      foldRecords(state, records, this.header.nextEpoch, this.pageSize, entry.path);
+    }
+    return state;
   }
 
   /**
@@ -735,6 +826,8 @@ export async function recoverIntoFile(
   foldRecords(state, recovered.records, header.nextEpoch, header.pageSize, path);
   const report: StoreRecoveryReport = {
     checkpointEpoch: header.nextEpoch === 0n ? null : header.nextEpoch - 1n,
+    source: 'log',
+    phasesMs: { fold: 0, write: 0, header: 0, delete: 0 },
     segmentsApplied: recovered.epochs.filter((e) => e >= header.nextEpoch).length,
     segmentsDeleted: 0,
     pagesWritten: 0,

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { isWalError } from '../../src/errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 import { PageStore } from '../../src/store/page-store.js';
@@ -17,6 +17,8 @@ import { seededRng } from '../support/rng.js';
 import { type CrashModel, SimulatedFileSystem } from '../support/simulated-fs.js';
 
 const PAGE = 512;
+/** Where checkpoints take images from, for the suite running now (both are tested). */
+let source: 'memory' | 'log' = 'memory';
 const DB = '/data/app.db';
 const ALL_KINDS: FaultKind[] = [
   'open',
@@ -159,7 +161,11 @@ async function checkReopen(
   allowed: readonly DbState[],
   what: string,
 ): Promise<void> {
-  const store = await PageStore.open(DB, { fs: disk, autoCheckpoint: false });
+  const store = await PageStore.open(DB, {
+    fs: disk,
+    autoCheckpoint: false,
+    checkpointSource: source,
+  });
   const seen = await readState(store);
   expect(
     allowed.some((s) => sameState(s, seen)),
@@ -167,7 +173,11 @@ async function checkReopen(
   ).toBe(true);
   // The recovered store works: a checkpoint and a reopen keep the same state.
   await store.close({ checkpoint: true });
-  const again = await PageStore.open(DB, { fs: disk, autoCheckpoint: false });
+  const again = await PageStore.open(DB, {
+    fs: disk,
+    autoCheckpoint: false,
+    checkpointSource: source,
+  });
   expect(sameState(await readState(again), seen), `${what}: after a second reopen`).toBe(true);
   await again.close();
 }
@@ -197,7 +207,12 @@ async function runWithCut(
   if (fromOp === null) arm();
   let store: PageStore | null = null;
   try {
-    store = await PageStore.open(DB, { fs: disk, pageSize: PAGE, autoCheckpoint: false });
+    store = await PageStore.open(DB, {
+      fs: disk,
+      pageSize: PAGE,
+      autoCheckpoint: false,
+      checkpointSource: source,
+    });
     await runOps(
       store,
       WORKLOAD,
@@ -221,7 +236,12 @@ async function runWithCut(
 async function countSteps(fromOp: number | null): Promise<number> {
   const disk = freshDisk();
   let startAt = 0;
-  const store = await PageStore.open(DB, { fs: disk, pageSize: PAGE, autoCheckpoint: false });
+  const store = await PageStore.open(DB, {
+    fs: disk,
+    pageSize: PAGE,
+    autoCheckpoint: false,
+    checkpointSource: source,
+  });
   await runOps(
     store,
     WORKLOAD,
@@ -240,181 +260,229 @@ const MODELS_TO_TRY: Array<{ name: string; model: CrashModel; seeds: number[] }>
   { name: 'process crash (keep all)', model: { data: 'keepAll', dirOps: 'keepAll' }, seeds: [6] },
 ];
 
-describe('store crash safety: power cuts', () => {
-  it('models the workload as expected (sanity of the oracle)', async () => {
-    const disk = freshDisk();
-    const store = await PageStore.open(DB, { fs: disk, pageSize: PAGE, autoCheckpoint: false });
-    await runOps(store, WORKLOAD, () => undefined);
-    expect(sameState(await readState(store), MODELS[MODELS.length - 1]!)).toBe(true);
-    await store.close();
-  });
-
-  it('recovers the acknowledged state after a power cut at every step of the final checkpoint', async () => {
-    const lastCheckpoint = WORKLOAD.length; // appended below
-    const ops = [...WORKLOAD, { kind: 'checkpoint' } as const];
-    const steps = await (async () => {
+describe.each(['memory', 'log'] as const)(
+  'store crash safety (checkpoint from %s): power cuts',
+  (from) => {
+    beforeAll(() => {
+      source = from;
+    });
+    it('models the workload as expected (sanity of the oracle)', async () => {
       const disk = freshDisk();
-      const store = await PageStore.open(DB, { fs: disk, pageSize: PAGE, autoCheckpoint: false });
-      await runOps(store, WORKLOAD, () => undefined);
-      const before = disk.stepCount;
-      await store.checkpoint();
-      const after = disk.stepCount;
-      await store.close();
-      return after - before;
-    })();
-    expect(steps).toBeGreaterThan(10);
-    const final = MODELS[MODELS.length - 1]!;
-    let cuts = 0;
-    for (const { name, model, seeds } of MODELS_TO_TRY) {
-      for (const seed of seeds) {
-        for (let k = 1; k <= steps; k++) {
-          const disk = freshDisk();
-          const store = await PageStore.open(DB, {
-            fs: disk,
-            pageSize: PAGE,
-            autoCheckpoint: false,
-          });
-          await runOps(store, ops.slice(0, lastCheckpoint), () => undefined);
-          disk.armPowerCut(disk.stepCount + k, seededRng(seed * 1000 + k), model);
-          const error = await store.checkpoint().then(
-            () => null,
-            (e: unknown) => e,
-          );
-          expect(disk.dead, `${name} seed ${seed} step ${k}: the cut fired`).toBe(true);
-          expect(isWalError(error, 'ERR_STORE_CHECKPOINT_FAILED'), String(error)).toBe(true);
-          await store.close().catch(() => undefined);
-          await checkReopen(disk.crashedDisk!, [final], `${name} seed ${seed} step ${k}`);
-          cuts++;
-        }
-      }
-    }
-    expect(cuts).toBe(steps * 6);
-  });
-
-  it('never loses an acknowledged commit nor shows half a commit, cut anywhere in the workload', async () => {
-    const total = await countSteps(null);
-    for (const { name, model, seeds } of MODELS_TO_TRY) {
-      for (const seed of seeds) {
-        for (let k = 1; k <= total; k++) {
-          const run = await runWithCut(k, model, seed * 7919 + k, null);
-          if (!run.fired) continue;
-          // The commit in flight at the cut may or may not have made it.
-          const allowed = MODELS.slice(run.acked, run.acked + 2);
-          const canOpen = await PageStore.open(DB, { fs: run.disk, autoCheckpoint: false }).then(
-            async (s) => {
-              await s.close();
-              return true;
-            },
-            (e: unknown) => {
-              // Only an empty disk (cut before the database existed) may refuse to open.
-              expect(run.acked, `${name} seed ${seed} step ${k}: ${String(e)}`).toBe(0);
-              return false;
-            },
-          );
-          if (canOpen) await checkReopen(run.disk, allowed, `${name} seed ${seed} step ${k}`);
-        }
-      }
-    }
-  });
-
-  it('survives a power cut at every step of recovery on open', async () => {
-    // A crashed disk with segments to replay: the workload without its checkpoints' cleanup.
-    const base = freshDisk();
-    const store = await PageStore.open(DB, { fs: base, pageSize: PAGE, autoCheckpoint: false });
-    await runOps(store, WORKLOAD, () => undefined);
-    await store.close();
-    const image = base.crashImage(seededRng(1), { data: 'keepAll', dirOps: 'keepAll' });
-    const probe = image.crashImage(seededRng(2), { data: 'keepAll', dirOps: 'keepAll' });
-    const before = probe.stepCount;
-    const opened = await PageStore.open(DB, { fs: probe, autoCheckpoint: false });
-    const steps = probe.stepCount - before;
-    await opened.close();
-    expect(steps).toBeGreaterThan(5);
-    const final = MODELS[MODELS.length - 1]!;
-    for (let k = 1; k <= steps; k++) {
-      for (const seed of [1, 2]) {
-        const disk = image.crashImage(seededRng(seed), { data: 'keepAll', dirOps: 'keepAll' });
-        disk.armPowerCut(disk.stepCount + k, seededRng(seed + k), {});
-        const error = await PageStore.open(DB, { fs: disk, autoCheckpoint: false }).then(
-          async (s) => {
-            await s.close().catch(() => undefined);
-            return null;
-          },
-          (e: unknown) => e,
-        );
-        if (!disk.dead) continue;
-        if (error !== null) expect(error, String(error)).toHaveProperty('code');
-        await checkReopen(disk.crashedDisk!, [final], `recovery step ${k} seed ${seed}`);
-      }
-    }
-  });
-});
-
-describe('store crash safety: an I/O error at every call of a checkpoint', () => {
-  it('fails the checkpoint with a typed error, keeps serving, and loses nothing (real disk)', async () => {
-    const final = MODELS[MODELS.length - 1]!;
-    const counting = new FaultyFileSystem(nodeFileSystem);
-    const countDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
-    let steps: number;
-    try {
-      const db = path.join(countDir, 'db');
-      const store = await PageStore.open(db, {
-        fs: counting,
+      const store = await PageStore.open(DB, {
+        fs: disk,
         pageSize: PAGE,
         autoCheckpoint: false,
+        checkpointSource: source,
       });
       await runOps(store, WORKLOAD, () => undefined);
-      const callsBefore = [...counting.calls.values()].reduce((a, b) => a + b, 0);
-      await store.checkpoint();
-      steps = [...counting.calls.values()].reduce((a, b) => a + b, 0) - callsBefore;
+      expect(sameState(await readState(store), MODELS[MODELS.length - 1]!)).toBe(true);
       await store.close();
-    } finally {
-      fs.rmSync(countDir, { recursive: true, force: true });
-    }
-    expect(steps).toBeGreaterThan(10);
-    for (let k = 1; k <= steps; k++) {
-      for (const heal of [true, false]) {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
-        try {
-          const db = path.join(dir, 'db');
-          const faulty = new FaultyFileSystem(nodeFileSystem);
-          const store = await PageStore.open(db, {
-            fs: faulty,
-            pageSize: PAGE,
-            autoCheckpoint: false,
-          });
-          await runOps(store, WORKLOAD, () => undefined);
-          faulty.inject({ kind: ALL_KINDS, nth: k, code: k % 2 === 0 ? 'EIO' : 'ENOSPC' });
-          const error = await store.checkpoint().then(
-            () => null,
-            (e: unknown) => e,
-          );
-          // Cleanup-only steps (after the header moved) may be absorbed; otherwise typed.
-          if (error !== null) {
-            expect(
-              isWalError(error, 'ERR_STORE_CHECKPOINT_FAILED'),
-              `step ${k}: ${String(error)}`,
-            ).toBe(true);
+    });
+
+    it('recovers the acknowledged state after a power cut at every step of the final checkpoint', async () => {
+      const lastCheckpoint = WORKLOAD.length; // appended below
+      const ops = [...WORKLOAD, { kind: 'checkpoint' } as const];
+      const steps = await (async () => {
+        const disk = freshDisk();
+        const store = await PageStore.open(DB, {
+          fs: disk,
+          pageSize: PAGE,
+          autoCheckpoint: false,
+          checkpointSource: source,
+        });
+        await runOps(store, WORKLOAD, () => undefined);
+        const before = disk.stepCount;
+        await store.checkpoint();
+        const after = disk.stepCount;
+        await store.close();
+        return after - before;
+      })();
+      expect(steps).toBeGreaterThan(10);
+      const final = MODELS[MODELS.length - 1]!;
+      let cuts = 0;
+      for (const { name, model, seeds } of MODELS_TO_TRY) {
+        for (const seed of seeds) {
+          for (let k = 1; k <= steps; k++) {
+            const disk = freshDisk();
+            const store = await PageStore.open(DB, {
+              fs: disk,
+              pageSize: PAGE,
+              autoCheckpoint: false,
+              checkpointSource: source,
+            });
+            await runOps(store, ops.slice(0, lastCheckpoint), () => undefined);
+            disk.armPowerCut(disk.stepCount + k, seededRng(seed * 1000 + k), model);
+            const error = await store.checkpoint().then(
+              () => null,
+              (e: unknown) => e,
+            );
+            expect(disk.dead, `${name} seed ${seed} step ${k}: the cut fired`).toBe(true);
+            expect(isWalError(error, 'ERR_STORE_CHECKPOINT_FAILED'), String(error)).toBe(true);
+            await store.close().catch(() => undefined);
+            await checkReopen(disk.crashedDisk!, [final], `${name} seed ${seed} step ${k}`);
+            cuts++;
           }
-          if (heal) {
-            faulty.heal();
-            expect(
-              sameState(await readState(store), final),
-              `step ${k}: reads after the fault`,
-            ).toBe(true);
-            await store.checkpoint();
-            expect(sameState(await readState(store), final), `step ${k}: after a retry`).toBe(true);
-          }
-          await store.close().catch(() => undefined);
-          const again = await PageStore.open(db, { autoCheckpoint: false });
-          expect(sameState(await readState(again), final), `step ${k} heal=${heal}: reopened`).toBe(
-            true,
-          );
-          await again.close();
-        } finally {
-          fs.rmSync(dir, { recursive: true, force: true });
         }
       }
-    }
-  });
-});
+      expect(cuts).toBe(steps * 6);
+    });
+
+    it('never loses an acknowledged commit nor shows half a commit, cut anywhere in the workload', async () => {
+      const total = await countSteps(null);
+      for (const { name, model, seeds } of MODELS_TO_TRY) {
+        for (const seed of seeds) {
+          for (let k = 1; k <= total; k++) {
+            const run = await runWithCut(k, model, seed * 7919 + k, null);
+            if (!run.fired) continue;
+            // The commit in flight at the cut may or may not have made it.
+            const allowed = MODELS.slice(run.acked, run.acked + 2);
+            const canOpen = await PageStore.open(DB, {
+              fs: run.disk,
+              autoCheckpoint: false,
+              checkpointSource: source,
+            }).then(
+              async (s) => {
+                await s.close();
+                return true;
+              },
+              (e: unknown) => {
+                // Only an empty disk (cut before the database existed) may refuse to open.
+                expect(run.acked, `${name} seed ${seed} step ${k}: ${String(e)}`).toBe(0);
+                return false;
+              },
+            );
+            if (canOpen) await checkReopen(run.disk, allowed, `${name} seed ${seed} step ${k}`);
+          }
+        }
+      }
+    });
+
+    it('survives a power cut at every step of recovery on open', async () => {
+      // A crashed disk with segments to replay: the workload without its checkpoints' cleanup.
+      const base = freshDisk();
+      const store = await PageStore.open(DB, {
+        fs: base,
+        pageSize: PAGE,
+        autoCheckpoint: false,
+        checkpointSource: source,
+      });
+      await runOps(store, WORKLOAD, () => undefined);
+      await store.close();
+      const image = base.crashImage(seededRng(1), { data: 'keepAll', dirOps: 'keepAll' });
+      const probe = image.crashImage(seededRng(2), { data: 'keepAll', dirOps: 'keepAll' });
+      const before = probe.stepCount;
+      const opened = await PageStore.open(DB, {
+        fs: probe,
+        autoCheckpoint: false,
+        checkpointSource: source,
+      });
+      const steps = probe.stepCount - before;
+      await opened.close();
+      expect(steps).toBeGreaterThan(5);
+      const final = MODELS[MODELS.length - 1]!;
+      for (let k = 1; k <= steps; k++) {
+        for (const seed of [1, 2]) {
+          const disk = image.crashImage(seededRng(seed), { data: 'keepAll', dirOps: 'keepAll' });
+          disk.armPowerCut(disk.stepCount + k, seededRng(seed + k), {});
+          const error = await PageStore.open(DB, {
+            fs: disk,
+            autoCheckpoint: false,
+            checkpointSource: source,
+          }).then(
+            async (s) => {
+              await s.close().catch(() => undefined);
+              return null;
+            },
+            (e: unknown) => e,
+          );
+          if (!disk.dead) continue;
+          if (error !== null) expect(error, String(error)).toHaveProperty('code');
+          await checkReopen(disk.crashedDisk!, [final], `recovery step ${k} seed ${seed}`);
+        }
+      }
+    });
+  },
+);
+
+describe.each(['memory', 'log'] as const)(
+  'store crash safety (checkpoint from %s): an I/O error at every call of a checkpoint',
+  (from) => {
+    beforeAll(() => {
+      source = from;
+    });
+    it('fails the checkpoint with a typed error, keeps serving, and loses nothing (real disk)', async () => {
+      const final = MODELS[MODELS.length - 1]!;
+      const counting = new FaultyFileSystem(nodeFileSystem);
+      const countDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
+      let steps: number;
+      try {
+        const db = path.join(countDir, 'db');
+        const store = await PageStore.open(db, {
+          fs: counting,
+          pageSize: PAGE,
+          autoCheckpoint: false,
+          checkpointSource: source,
+        });
+        await runOps(store, WORKLOAD, () => undefined);
+        const callsBefore = [...counting.calls.values()].reduce((a, b) => a + b, 0);
+        await store.checkpoint();
+        steps = [...counting.calls.values()].reduce((a, b) => a + b, 0) - callsBefore;
+        await store.close();
+      } finally {
+        fs.rmSync(countDir, { recursive: true, force: true });
+      }
+      expect(steps).toBeGreaterThan(10);
+      for (let k = 1; k <= steps; k++) {
+        for (const heal of [true, false]) {
+          const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
+          try {
+            const db = path.join(dir, 'db');
+            const faulty = new FaultyFileSystem(nodeFileSystem);
+            const store = await PageStore.open(db, {
+              fs: faulty,
+              pageSize: PAGE,
+              autoCheckpoint: false,
+              checkpointSource: source,
+            });
+            await runOps(store, WORKLOAD, () => undefined);
+            faulty.inject({ kind: ALL_KINDS, nth: k, code: k % 2 === 0 ? 'EIO' : 'ENOSPC' });
+            const error = await store.checkpoint().then(
+              () => null,
+              (e: unknown) => e,
+            );
+            // Cleanup-only steps (after the header moved) may be absorbed; otherwise typed.
+            if (error !== null) {
+              expect(
+                isWalError(error, 'ERR_STORE_CHECKPOINT_FAILED'),
+                `step ${k}: ${String(error)}`,
+              ).toBe(true);
+            }
+            if (heal) {
+              faulty.heal();
+              expect(
+                sameState(await readState(store), final),
+                `step ${k}: reads after the fault`,
+              ).toBe(true);
+              await store.checkpoint();
+              expect(sameState(await readState(store), final), `step ${k}: after a retry`).toBe(
+                true,
+              );
+            }
+            await store.close().catch(() => undefined);
+            const again = await PageStore.open(db, {
+              autoCheckpoint: false,
+              checkpointSource: source,
+            });
+            expect(
+              sameState(await readState(again), final),
+              `step ${k} heal=${heal}: reopened`,
+            ).toBe(true);
+            await again.close();
+          } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+          }
+        }
+      }
+    });
+  },
+);

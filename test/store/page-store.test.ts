@@ -8,6 +8,7 @@ import { nodeFileSystem } from '../../src/storage/fs.js';
 import { listSegments } from '../../src/storage/segment-files.js';
 import { readStoreHeader, storeHeaderPath } from '../../src/store/header.js';
 import { checkpointControlFromFallback, PageStore } from '../../src/store/page-store.js';
+import { SimulatedFileSystem } from '../support/simulated-fs.js';
 
 let dir: string;
 let db: string;
@@ -399,5 +400,45 @@ describe('PageStore and the control plane fallback latch', () => {
     expect(transitions).toEqual(['enter:laneOverflow', 'enter:checkpointConflict']);
     expect(filePage(1)).toEqual(page(1, 2));
     await store.close();
+  });
+});
+
+describe('PageStore memory checkpoints racing acknowledgements', () => {
+  it('keeps every acknowledged commit with a checkpoint started at each durable epoch', async () => {
+    // A disk whose calls settle on microtasks: a checkpoint can then run
+    // between an epoch becoming durable and its commits reaching the index.
+    const disk = new SimulatedFileSystem();
+    disk.mkdirSync('/data');
+    const simDb = '/data/db';
+    const store = await PageStore.open(simDb, { fs: disk, pageSize: PAGE, autoCheckpoint: false });
+    const checkpoints: Promise<unknown>[] = [];
+    // The worst moment: right as an epoch becomes durable, before the
+    // commits of that epoch got back to commit() and into the index.
+    const stopListening = store.log.onDurable(() => {
+      checkpoints.push(store.checkpoint());
+    });
+    const latest = new Map<number, number>();
+    await Promise.all(
+      [0, 1, 2, 3].map(async (w) => {
+        for (let n = 1; n <= 40; n++) {
+          const pageNumber = 1 + w * 3 + (n % 3);
+          await store.commit([{ pageNumber, data: page(pageNumber, n) }]);
+          latest.set(pageNumber, n);
+        }
+      }),
+    );
+    stopListening();
+    const results = (await Promise.all(checkpoints)) as Array<{
+      source: string;
+      pagesWritten: number;
+    }>;
+    expect(results.every((r) => r.source === 'memory')).toBe(true);
+    expect(results.some((r) => r.pagesWritten > 0)).toBe(true);
+    await store.close();
+    const again = await PageStore.open(simDb, { fs: disk });
+    for (const [pageNumber, fill] of latest) {
+      expect(await again.read(pageNumber), `page ${pageNumber}`).toEqual(page(pageNumber, fill));
+    }
+    await again.close();
   });
 });
