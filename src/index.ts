@@ -135,6 +135,20 @@ export {
   resolveParallelWalConfig,
   type WalWriter,
 } from './engine/wal.js';
+export {
+  attachWriter,
+  DURABLE_WAIT_SLICE_MS,
+  type WorkerBatch,
+  type WorkerCommitAck,
+  type WorkerFrame,
+  type WorkerWriter,
+} from './engine/worker.js';
+export {
+  LANE_LOCK_TIMEOUT_CODE,
+  LaneLockTimeoutError,
+  type WorkerLaneHandle,
+  workerHandleTransferList,
+} from './engine/worker-layout.js';
 export * from './errors.js';
 export { crc32c, crc32cJs, crc32cNative } from './format/crc32c.js';
 export * from './format/errors.js';
@@ -155,6 +169,33 @@ export {
   encodeSegmentHeader,
 } from './format/segment.js';
 export * from './format/types.js';
+export {
+  ReplicaErrorCode,
+  ReplicationError,
+  ReplicationErrorCode,
+  ReplicationTimeoutError,
+  ReplicaVerificationError,
+} from './replication/errors.js';
+export { Follower, type FollowerOptions, type FollowerStats } from './replication/follower.js';
+export {
+  type CommitDurability,
+  type ReplicatedCommitOptions,
+  type ReplicatedCommitResult,
+  ReplicatedWal,
+  type ReplicatedWalConfig,
+  type ReplicatedWalStats,
+} from './replication/replicated-wal.js';
+export {
+  Replicator,
+  type ReplicatorOptions,
+  type ReplicatorStats,
+} from './replication/replicator.js';
+export {
+  type RestoreOptions,
+  type RestoreResult,
+  restoreFromStream,
+} from './replication/restore.js';
+export { type ReplicationState, readReplicationState } from './replication/state-file.js';
 export {
   IO_ERROR_CODE,
   SEGMENT_CORRUPT_CODE,
