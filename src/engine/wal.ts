@@ -35,8 +35,8 @@ import {
 } from '../format/types.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
-import { recoverSegments } from '../storage/recovery.js';
-import { type FsyncPolicy, scanSegments } from '../storage/segment-files.js';
+import { cleanupTemporaryFiles } from '../storage/recovery.js';
+import type { FsyncPolicy } from '../storage/segment-files.js';
 import { createDeferred, type Deferred } from './deferred.js';
 import { assertTimeoutMs, EpochCoordinator, type EpochSegment } from './epochs.js';
 import {
@@ -57,6 +57,7 @@ import {
   type OverflowPolicy,
 } from './lane.js';
 import type { EngineLane } from './lane-types.js';
+import { scanExistingLog } from './open-scan.js';
 import { PrecreatingSegmentSink, type SegmentSink, storageSegmentSink } from './segment-writer.js';
 import { WorkerLanePool } from './shared-lane.js';
 import {
@@ -528,19 +529,13 @@ export class ParallelWal implements AsyncDisposable {
     const fs = config.fs ?? nodeFileSystem;
     const lock = resolved.lock ? await acquireLock(dbPath, { fs }) : null;
     try {
-      const recovered = await recoverSegments(dbPath, {
-        fs,
-        skipCorrupt: resolved.skipCorrupt,
-        cleanupTemporaryFiles: resolved.lock,
-      });
-      let lastSeq: bigint | null = null;
-      for (const record of recovered.records) {
-        const seq = record.endSeq ?? record.beginSeq;
-        if (lastSeq === null || seq > lastSeq) lastSeq = seq;
-      }
+      // Only the lock holder may remove temporary files: another writer's
+      // in-progress segment looks exactly like an interrupted one.
+      if (lock !== null) await cleanupTemporaryFiles(dbPath, { fs });
+      const existing = await scanExistingLog(dbPath, { fs, skipCorrupt: resolved.skipCorrupt });
+      const lastSeq = existing.lastCommitSeq;
       // Number after every file present, corrupt or not: never reuse a name.
-      const files = await scanSegments(dbPath, { fs });
-      const newest = files.length === 0 ? null : files[files.length - 1]!.epoch;
+      const newest = existing.newestEpoch;
       const startEpoch = newest === null ? 0n : newest + 1n;
       return new ParallelWal(
         dbPath,
@@ -641,7 +636,7 @@ export class ParallelWal implements AsyncDisposable {
    * with its port in the transfer list
    * (`worker.postMessage(h, [h.port])` or `new Worker(file, { workerData: h,
    * transferList: [h.port] })`); inside, `attachWriter(h)` from
-   * `parallel-wal/worker` gives `commit(batch)` with the same semantics as
+   * the package root gives `commit(batch)` with the same semantics as
    * {@link ParallelWal.commit}. The lane is released (and later reused) when
    * the writer closes or its worker exits.
    * @throws {WalFailedError} / {@link WalClosedError} like `commit`.

@@ -250,6 +250,18 @@ describe('ParallelWal commits', () => {
     expect(nodeFs.readFileSync(segmentPath(db, 5n))).toEqual(Buffer.from([1, 2, 3]));
   });
 
+  it('fails closed on a segment whose header names another epoch than its file', async () => {
+    const db = tempDb();
+    const wal = await ParallelWal.open(db);
+    await wal.commit(pageBatch(1, 1, 1));
+    await wal.close();
+    nodeFs.renameSync(segmentPath(db, 0n), segmentPath(db, 3n));
+    await expect(ParallelWal.open(db)).rejects.toMatchObject({
+      code: 'ERR_SEGMENT_CORRUPT',
+      message: expect.stringContaining('mismatched epoch'),
+    });
+  });
+
   it('removes temporary files of an interrupted write when opening', async () => {
     const db = tempDb();
     const leftover = `${db}-wal-tmp-0000000000000003-abcdef`;
