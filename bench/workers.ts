@@ -62,7 +62,7 @@ export async function runWorkerWriters(
   });
   const flags = new SharedArrayBuffer(8);
   const control = new Int32Array(flags);
-  const threads: { worker: Worker; result: Promise<Float64Array> }[] = [];
+  const threads: { worker: Worker; result: Promise<Float64Array>; exited: Promise<unknown> }[] = [];
   for (let i = 0; i < options.workers; i++) {
     const handle = wal.workerHandle();
     const worker = new Worker(ENTRY, {
@@ -79,7 +79,9 @@ export async function runWorkerWriters(
       worker.once('message', (m: { latencies: Float64Array }) => resolve(m.latencies));
       worker.once('error', reject);
     });
-    threads.push({ worker, result });
+    // Listen for the exit now: a worker may be gone before its result is read.
+    const exited = new Promise((r) => worker.once('exit', r));
+    threads.push({ worker, result, exited });
   }
   await new Promise((r) => setTimeout(r, WARMUP_MS));
   const before = wal.stats();
@@ -91,7 +93,7 @@ export async function runWorkerWriters(
   const after = wal.stats();
   Atomics.store(control, 1, 1);
   const samples = await Promise.all(threads.map((t) => t.result));
-  await Promise.all(threads.map((t) => new Promise((r) => t.worker.once('exit', r))));
+  await Promise.all(threads.map((t) => t.exited));
   const fallbacks = wal.stats().fallbacks;
   await wal.close();
   await fsp.rm(dbDir, { recursive: true, force: true });
