@@ -131,6 +131,8 @@ class SharedLaneWriter implements WorkerWriter {
   private readonly seqCounter: BigInt64Array;
   private readonly port: MessagePort;
   private scratch: Uint8Array = new Uint8Array(64 * 1024);
+  /** The epoch guess the scratch records were encoded with. */
+  private scratchEpoch = 0n;
   private readonly durableWaits: PendingDurable[] = [];
   private readonly serialWaits = new Map<number, Deferred<WorkerCommitAck>>();
   private readonly inFlight = new Set<Promise<WorkerCommitAck>>();
@@ -256,8 +258,6 @@ class SharedLaneWriter implements WorkerWriter {
     this.scratchEpoch = epochGuess;
     return { bytes: total, records: records.length };
   }
-
-  private scratchEpoch = 0n;
 
   /**
    * The critical section: under the lane lock, checks the active buffer,
