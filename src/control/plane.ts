@@ -241,7 +241,7 @@ export class ControlPlane {
         event: 'reported',
         fallbackActive: true,
         fallbackReason: reason,
-        policyId: detail,
+        detail,
       });
     }
     this.fallback.enter(reason);
@@ -483,7 +483,7 @@ export class ControlPlane {
         component: 'flush',
         event: 'epoch_failed',
         epoch,
-        policyId: cause instanceof Error ? cause.message : String(cause),
+        detail: cause instanceof Error ? cause.message : String(cause),
         fallbackActive: this.fallback.active,
         fallbackReason: this.fallback.reason,
       });

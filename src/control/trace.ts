@@ -45,6 +45,8 @@ export interface TraceRecord {
   shadowVerdict?: ShadowVerdict;
   /** Bytes the event concerned (epoch bytes, batch bytes). */
   bytes?: number;
+  /** Free text for people: an error message, who reported a fallback. */
+  detail?: string;
 }
 
 /** One controller decision (SYSTEM.md §6). */
