@@ -9,6 +9,7 @@ import { WalError } from '../errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { registerCheckpoint } from './checkpoint.js';
 import { type CliContext, type CliIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.js';
+import { registerDemo } from './demo.js';
 import { registerDump } from './dump.js';
 import { registerFollow } from './follow.js';
 import { registerInspect } from './inspect.js';
@@ -52,6 +53,7 @@ function buildProgram(ctx: CliContext): Command {
   registerFollow(program, ctx);
   registerCheckpoint(program, ctx);
   registerRecover(program, ctx);
+  registerDemo(program, ctx);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

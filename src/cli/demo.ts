@@ -1,0 +1,386 @@
+/**
+ * `pwal demo [dir]`: a live run of the parallel WAL. N async committers on the
+ * main thread and M worker threads commit page batches into `dir/demo.db`
+ * for a few seconds, with a progress line every second (commits/s, fsyncs/s,
+ * commits per epoch, p50/p99 commit latency). Then the log is closed,
+ * reopened (which validates every segment, fail closed) and every
+ * acknowledged commit is checked on disk: present exactly once, with its
+ * exact page bytes, in its acknowledged epoch, in commit order.
+ * Exit 0 when everything checks out, 1 otherwise.
+ */
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as nodePath from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { Command } from 'commander';
+import * as hdr from 'hdr-histogram-js';
+import { ParallelWal } from '../engine/wal.js';
+import { WalArgumentError } from '../errors.js';
+import type { FsyncPolicy } from '../storage/segment-files.js';
+import { listSegments, readSegment } from '../storage/segment-files.js';
+import { type CliContext, type CliIo, EXIT_FAILURE } from './context.js';
+import { demoPage } from './demo-pages.js';
+import type { DemoWorkerPlan, DemoWorkerReport } from './demo-worker.js';
+
+/** Options of {@link runDemo}. */
+export interface DemoOptions {
+  /** Directory of the database; default a fresh temporary directory (removed afterwards). */
+  dir?: string;
+  /** Async committers on the main thread. */
+  committers: number;
+  /** Worker-thread writers. */
+  workers: number;
+  /** Commits in flight per worker. */
+  workerConcurrency: number;
+  /** How long to commit, in seconds. */
+  seconds: number;
+  pageBytes: number;
+  pagesPerCommit: number;
+  fsync: FsyncPolicy;
+  /** Keep the temporary directory. */
+  keep: boolean;
+}
+
+/** The defaults of `pwal demo`. */
+export const DEMO_DEFAULTS: Omit<DemoOptions, 'dir'> = {
+  committers: 64,
+  workers: 2,
+  workerConcurrency: 32,
+  seconds: 5,
+  pageBytes: 4096,
+  pagesPerCommit: 1,
+  fsync: 'full',
+  keep: false,
+};
+
+/** Limits of the demo's options. */
+const LIMITS = {
+  committers: [0, 10_000],
+  workers: [0, 64],
+  workerConcurrency: [1, 10_000],
+  seconds: [1, 3600],
+  pageBytes: [16, 65536],
+  pagesPerCommit: [1, 64],
+} as const;
+
+/** What a demo run found. */
+export interface DemoReport {
+  dbPath: string;
+  acknowledged: number;
+  asyncAcknowledged: number;
+  workerAcknowledged: number;
+  rejected: number;
+  segments: number;
+  commitsPerSec: number;
+  fsyncsPerSec: number;
+  verified: boolean;
+  problems: string[];
+}
+
+interface Ack {
+  txnId: number;
+  epoch: bigint;
+}
+
+/** Most problems listed in the report (the count is always exact). */
+const PROBLEMS_LISTED_MAX = 10;
+const PROGRESS_INTERVAL_MS = 1000;
+/** Txn ids of worker `w` start at `(w + 1) * WORKER_TXN_STRIDE`. */
+const WORKER_TXN_STRIDE = 1_000_000_000;
+
+function startWorker(plan: DemoWorkerPlan): Worker {
+  const here = import.meta.url;
+  const options = { workerData: plan, transferList: [plan.handle.port] };
+  if (!here.endsWith('.ts')) return new Worker(new URL('./demo-worker.js', here), options);
+  // Running from source (tsx): a worker cannot load .ts on Node 20 by itself.
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const entry = new URL('./demo-worker.ts', here).href;
+  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+  return new Worker(code, { ...options, eval: true });
+}
+
+function ms(us: number): string {
+  return (us / 1000).toFixed(2);
+}
+
+/** Runs the demo, printing progress through `io`. */
+export async function runDemo(options: DemoOptions, io: CliIo): Promise<DemoReport> {
+  for (const [name, [lo, hi]] of Object.entries(LIMITS)) {
+    const value = options[name as keyof typeof LIMITS];
+    if (!Number.isInteger(value) || value < lo || value > hi) {
+      throw new WalArgumentError(`--${name} must be an integer in ${lo}..=${hi}, got ${value}`);
+    }
+  }
+  if (options.committers + options.workers === 0) {
+    throw new WalArgumentError('need at least one committer or worker');
+  }
+  const temporary = options.dir === undefined;
+  const dir = options.dir ?? (await fsp.mkdtemp(nodePath.join(os.tmpdir(), 'pwal-demo-')));
+  await fsp.mkdir(dir, { recursive: true });
+  const dbPath = nodePath.join(dir, 'demo.db');
+  try {
+    return await demo(dbPath, options, io);
+  } finally {
+    if (temporary && !options.keep) await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function demo(dbPath: string, options: DemoOptions, io: CliIo): Promise<DemoReport> {
+  io.stdout(
+    `pwal demo: ${options.committers} async committers + ${options.workers} worker threads (${options.workerConcurrency} in flight each), ${options.pagesPerCommit} x ${options.pageBytes}-byte page(s) per commit, fsync ${options.fsync}, ${options.seconds} s, into ${dbPath}\n`,
+  );
+  const wal = await ParallelWal.open(dbPath, { fsync: options.fsync });
+  wal.start();
+  const acks = new Map<bigint, Ack>();
+  const interval = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000 });
+  let asyncAcks = 0;
+  let workerAcks = 0;
+  let rejected = 0;
+  let firstError: string | null = null;
+  let stopping = false;
+  const batchFor = (txnId: number) => ({
+    txnToken: { id: BigInt(txnId), epoch: 0 },
+    frames: Array.from({ length: options.pagesPerCommit }, (_, f) => ({
+      pageNumber: f + 1,
+      pageData: demoPage(txnId, f + 1, options.pageBytes),
+      dbSizeIfCommit: options.pagesPerCommit,
+    })),
+  });
+
+  let nextTxn = 1;
+  const committer = async (): Promise<void> => {
+    while (!stopping) {
+      const txnId = nextTxn++;
+      const started = performance.now();
+      try {
+        const ack = await wal.commit(batchFor(txnId));
+        interval.recordValue(Math.max(1, Math.round((performance.now() - started) * 1000)));
+        acks.set(ack.commitSeq, { txnId, epoch: ack.epoch });
+        asyncAcks++;
+      } catch (error) {
+        rejected++;
+        firstError ??= error instanceof Error ? error.message : String(error);
+        return;
+      }
+    }
+  };
+
+  const workers: { worker: Worker; ready: Promise<void>; done: Promise<void> }[] = [];
+  for (let w = 0; w < options.workers; w++) {
+    const worker = startWorker({
+      handle: wal.workerHandle(),
+      pageBytes: options.pageBytes,
+      framesPerCommit: options.pagesPerCommit,
+      concurrency: options.workerConcurrency,
+      txnBase: (w + 1) * WORKER_TXN_STRIDE,
+    });
+    let markReady = (): void => {};
+    const ready = new Promise<void>((resolve) => {
+      markReady = resolve;
+    });
+    const done = new Promise<void>((resolve, reject) => {
+      worker.on('message', (report: DemoWorkerReport) => {
+        if (report.kind === 'ready') {
+          markReady();
+        } else if (report.kind === 'acks') {
+          for (const ack of report.acks) {
+            interval.recordValue(Math.max(1, ack.latencyUs));
+            acks.set(ack.commitSeq, { txnId: ack.txnId, epoch: ack.epoch });
+            workerAcks++;
+          }
+        } else {
+          rejected += report.rejected;
+          firstError ??= report.firstError;
+        }
+      });
+      worker.on('error', reject);
+      worker.on('exit', () => {
+        markReady();
+        resolve();
+      });
+    });
+    workers.push({ worker, ready, done });
+  }
+  // The clock starts once every worker has attached (thread start-up is not the log's time).
+  try {
+    await Promise.race([
+      Promise.all(workers.map((w) => w.ready)),
+      Promise.all(workers.map((w) => w.done)),
+    ]);
+  } catch (error) {
+    // A worker failed to start: stop the others and the log, then report.
+    await Promise.all(workers.map((w) => w.worker.terminate()));
+    await wal.close();
+    throw error;
+  }
+
+  const committers = Array.from({ length: options.committers }, committer);
+  const started = performance.now();
+  let last = { at: started, acks: 0, fsyncs: 0, segments: 0 };
+  const progress = setInterval(() => {
+    const now = performance.now();
+    const stats = wal.stats();
+    const total = asyncAcks + workerAcks;
+    const seconds = (now - last.at) / 1000;
+    const segments = stats.segmentsWritten - last.segments;
+    const commits = total - last.acks;
+    io.stdout(
+      `[${((now - started) / 1000).toFixed(1).padStart(5)} s] ${(commits / seconds).toFixed(0).padStart(7)} commits/s  ${((stats.fsyncs - last.fsyncs) / seconds).toFixed(0).padStart(5)} fsyncs/s  ${(segments === 0 ? 0 : commits / segments).toFixed(1).padStart(6)} commits/epoch  p50 ${ms(interval.totalCount === 0 ? 0 : interval.getValueAtPercentile(50))} ms  p99 ${ms(interval.totalCount === 0 ? 0 : interval.getValueAtPercentile(99))} ms\n`,
+    );
+    interval.reset();
+    last = { at: now, acks: total, fsyncs: stats.fsyncs, segments: stats.segmentsWritten };
+  }, PROGRESS_INTERVAL_MS);
+
+  await new Promise((resolve) => setTimeout(resolve, options.seconds * 1000));
+  stopping = true;
+  for (const { worker } of workers) worker.postMessage('stop');
+  await Promise.all(committers);
+  await Promise.all(workers.map((w) => w.done));
+  clearInterval(progress);
+  const elapsed = (performance.now() - started) / 1000;
+  const stats = wal.stats();
+  await wal.close();
+  const acknowledged = asyncAcks + workerAcks;
+  io.stdout(
+    `committed ${acknowledged} (${asyncAcks} async, ${workerAcks} from workers) in ${elapsed.toFixed(1)} s: ${(acknowledged / elapsed).toFixed(0)} commits/s, ${(stats.fsyncs / elapsed).toFixed(0)} fsyncs/s, ${stats.segmentsWritten} segments, ${stats.fallbacks} serialized fallbacks; closed\n`,
+  );
+  if (rejected > 0) io.stdout(`rejected: ${rejected} (first: ${firstError})\n`);
+
+  // Reopen: validates every segment (fail closed) and continues the numbering.
+  const reopened = await ParallelWal.open(dbPath, { fsync: options.fsync });
+  const nextEpoch = reopened.currentEpoch;
+  await reopened.close();
+  const problems: string[] = [];
+  let problemCount = 0;
+  const problem = (text: string): void => {
+    problemCount++;
+    if (problems.length < PROBLEMS_LISTED_MAX) problems.push(text);
+  };
+  const seen = new Map<bigint, number>();
+  let previousSeq = -1n;
+  let unacknowledged = 0;
+  const segments = await listSegments(dbPath);
+  for (const segment of segments) {
+    const { records } = await readSegment(segment.path);
+    for (const record of records) {
+      if (record.beginSeq < previousSeq) {
+        problem(`commit ${record.beginSeq} recovered after commit ${previousSeq}`);
+      }
+      previousSeq = record.beginSeq;
+      const ack = acks.get(record.beginSeq);
+      if (ack === undefined) {
+        unacknowledged++;
+        continue;
+      }
+      seen.set(record.beginSeq, (seen.get(record.beginSeq) ?? 0) + 1);
+      if (record.epoch !== ack.epoch) {
+        problem(
+          `commit ${record.beginSeq} acknowledged in epoch ${ack.epoch}, found in ${record.epoch}`,
+        );
+      }
+      if (record.txnToken.id !== BigInt(ack.txnId)) {
+        problem(
+          `commit ${record.beginSeq} belongs to txn ${ack.txnId}, found ${record.txnToken.id}`,
+        );
+      }
+      const expected = demoPage(ack.txnId, record.pageId, options.pageBytes);
+      if (!Buffer.from(record.afterImage).equals(expected)) {
+        problem(`commit ${record.beginSeq} page ${record.pageId}: bytes differ`);
+      }
+    }
+  }
+  for (const [seq] of acks) {
+    const count = seen.get(seq) ?? 0;
+    if (count !== options.pagesPerCommit) {
+      problem(`acknowledged commit ${seq}: ${count} of ${options.pagesPerCommit} page(s) on disk`);
+    }
+  }
+  const verified = problemCount === 0 && rejected === 0;
+  io.stdout(
+    `reopened (next epoch ${nextEpoch}) and recovered ${segments.length} segments: ${verified ? `all ${acknowledged} acknowledged commits present exactly once, byte for byte, in commit order` : `${problemCount} problem(s)`}${unacknowledged > 0 ? ` (${unacknowledged} durable records whose ack was not reported)` : ''}\n`,
+  );
+  for (const text of problems) io.stdout(`  problem: ${text}\n`);
+  return {
+    dbPath,
+    acknowledged,
+    asyncAcknowledged: asyncAcks,
+    workerAcknowledged: workerAcks,
+    rejected,
+    segments: segments.length,
+    commitsPerSec: acknowledged / elapsed,
+    fsyncsPerSec: stats.fsyncs / elapsed,
+    verified,
+    problems,
+  };
+}
+
+function integer(name: string): (value: string) => number {
+  return (value) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed))
+      throw new WalArgumentError(`--${name} must be an integer, got ${value}`);
+    return parsed;
+  };
+}
+
+/** Adds the `demo` subcommand to `program`. */
+export function registerDemo(program: Command, ctx: CliContext): void {
+  program
+    .command('demo')
+    .description(
+      'live run: concurrent committers and worker threads, then reopen, recover and verify',
+    )
+    .argument('[dir]', 'directory for the demo database (default: a fresh temporary directory)')
+    .option(
+      '--committers <n>',
+      'async committers on the main thread',
+      integer('committers'),
+      DEMO_DEFAULTS.committers,
+    )
+    .option('--workers <n>', 'worker-thread writers', integer('workers'), DEMO_DEFAULTS.workers)
+    .option(
+      '--worker-concurrency <n>',
+      'commits in flight per worker',
+      integer('worker-concurrency'),
+      DEMO_DEFAULTS.workerConcurrency,
+    )
+    .option('--seconds <n>', 'how long to commit', integer('seconds'), DEMO_DEFAULTS.seconds)
+    .option('--page-bytes <n>', 'bytes per page', integer('page-bytes'), DEMO_DEFAULTS.pageBytes)
+    .option('--pages <n>', 'pages per commit', integer('pages'), DEMO_DEFAULTS.pagesPerCommit)
+    .option('--fsync <policy>', 'full, normal or off', DEMO_DEFAULTS.fsync)
+    .option('--keep', 'keep the temporary directory')
+    .action(
+      async (
+        dir: string | undefined,
+        flags: {
+          committers: number;
+          workers: number;
+          workerConcurrency: number;
+          seconds: number;
+          pageBytes: number;
+          pages: number;
+          fsync: string;
+          keep?: boolean;
+        },
+      ) => {
+        if (flags.fsync !== 'full' && flags.fsync !== 'normal' && flags.fsync !== 'off') {
+          throw new WalArgumentError(`--fsync must be full, normal or off, got ${flags.fsync}`);
+        }
+        const report = await runDemo(
+          {
+            ...(dir === undefined ? {} : { dir }),
+            committers: flags.committers,
+            workers: flags.workers,
+            workerConcurrency: flags.workerConcurrency,
+            seconds: flags.seconds,
+            pageBytes: flags.pageBytes,
+            pagesPerCommit: flags.pages,
+            fsync: flags.fsync,
+            keep: flags.keep ?? false,
+          },
+          ctx.io,
+        );
+        if (!report.verified) ctx.setExitCode(EXIT_FAILURE);
+      },
+    );
+}
