@@ -196,10 +196,6 @@ export interface StoreCloseOptions {
   checkpoint?: boolean;
 }
 
-interface EngineWithWorkers {
-  workerHandle?: () => WorkerLaneHandle;
-}
-
 /** A database file protected by the parallel write-ahead log. */
 export class PageStore implements AsyncDisposable {
   private readonly index: PageIndex;
@@ -597,18 +593,12 @@ export class PageStore implements AsyncDisposable {
    * A handle for a worker thread to commit into this store through its own
    * lane (post it with `transferList: [handle.lane.port]`; inside the worker
    * call `attachStoreWriter(handle)` from `store/worker.js`).
-   * @throws {StoreError} `ERR_STORE_CLOSED`; `ERR_INVALID_ARGUMENT` when the
-   * log has no worker lanes.
+   * @throws {StoreError} `ERR_STORE_CLOSED`; the log's errors when it is
+   * failed or has no free worker lane.
    */
   workerHandle(): StoreWorkerHandle {
     this.ensureOpen();
-    const engine = this.wal as unknown as EngineWithWorkers;
-    if (typeof engine.workerHandle !== 'function') {
-      throw new WalArgumentError(
-        'this log does not provide worker lanes (ParallelWal.workerHandle)',
-      );
-    }
-    const lane = engine.workerHandle();
+    const lane = this.wal.workerHandle();
     // Worker commits reach the log without passing through this object:
     // from now on durable segments are read back into the index.
     this.workersAttached = true;
