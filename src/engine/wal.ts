@@ -918,7 +918,8 @@ export class ParallelWal implements AsyncDisposable {
       throw error;
     }
     this.counters.commits++;
-    this.histogram.recordValue(Math.max(1, Math.round((performance.now() - started) * 1000)));
+    const micros = Math.round((performance.now() - started) * 1000);
+    this.histogram.recordValue(Math.min(LATENCY_HISTOGRAM_MAX_MICROS, Math.max(1, micros)));
     return {
       epoch: placement.epoch,
       commitSeq: placement.commitSeq,
