@@ -84,7 +84,10 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
 
 describe('store under SIGKILL', () => {
   for (const source of ['memory', 'log'] as const) {
-    it(`recovers exactly the acknowledged commits after each kill (checkpoints from ${source})`, async () => {
+    it(`recovers exactly the acknowledged commits after each kill (checkpoints from ${source})`, {
+      // A child start costs ~0.5 s; long campaigns set PWAL_STORE_KILLS.
+      timeout: 60_000 + KILLS * 5_000,
+    }, async () => {
       const rng = seededRng(source === 'memory' ? 11 : 12);
       let totalAcked = 0;
       let totalCheckpoints = 0;

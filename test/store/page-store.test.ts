@@ -234,6 +234,23 @@ describe('PageStore recovery and checkpoint', () => {
     await third.close();
   });
 
+  it('never mistakes new segments for applied ones when every segment file was removed behind its back', async () => {
+    const store = await PageStore.open(db, { pageSize: PAGE, autoCheckpoint: false });
+    for (let i = 1; i <= 5; i++) await store.commit([{ pageNumber: 1, data: page(1, i) }]);
+    await store.close({ checkpoint: true });
+    const header = await readStoreHeader(db, nodeFileSystem);
+    expect(header?.nextEpoch).toBeGreaterThan(1n);
+    for (const s of await listSegments(db)) fs.unlinkSync(s.path);
+    const again = await PageStore.open(db);
+    // The log restarts its epochs at 0: the header must follow it down.
+    await again.commit([{ pageNumber: 2, data: page(2, 9) }]);
+    await again.close();
+    const third = await PageStore.open(db);
+    expect(await third.read(1)).toEqual(page(1, 5));
+    expect(await third.read(2)).toEqual(page(2, 9));
+    await third.close();
+  });
+
   it('checkpoints into the file, moves the header, and deletes folded segments', async () => {
     const store = await PageStore.open(db, { pageSize: PAGE, autoCheckpoint: false });
     for (let i = 1; i <= 5; i++) await store.commit([{ pageNumber: i, data: page(i, 1) }]);
