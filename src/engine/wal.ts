@@ -24,7 +24,7 @@
 import { availableParallelism } from 'node:os';
 import { threadId } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
-import { WalArgumentError, WalError } from '../errors.js';
+import { WalArgumentError } from '../errors.js';
 import { encodeSegmentHeader } from '../format/segment.js';
 import {
   DEFAULT_FORMAT_VERSION,
@@ -1216,9 +1216,4 @@ export class ParallelWal implements AsyncDisposable {
     await this.sink.dispose();
     if (this.lock !== null && !this.lock.released) await this.lock.release();
   }
-}
-
-/** Re-exported for callers that branch on failures without importing errors.ts. */
-export function isWalFailed(error: unknown): error is WalFailedError {
-  return error instanceof WalError && error.code === 'ERR_WAL_FAILED';
 }
