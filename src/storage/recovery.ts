@@ -246,14 +246,28 @@ export async function cleanupSegments(dbPath: string, options?: FsOptions): Prom
 }
 
 /**
- * Deletes temporary files (`<db>-wal-tmp-…`) left by interrupted segment
- * writes, then fsyncs the directory. Only safe while no writer is running.
+ * The exact shapes of the temporary names the log itself creates:
+ * `<db>-wal-tmp-<16 hex epoch>-<12 hex random>` (segment-files.ts) and
+ * `<db>-wal-tmp-next-<12 hex random>` (the engine's pre-created next file).
+ * Anything else that merely starts with the infix belongs to someone else.
+ */
+const OWNED_TEMP_SUFFIX = /^(?:[0-9a-f]{16}|next)-[0-9a-f]{12}$/;
+
+/** True when `name` is a temporary file the log created for `dbPath` (and may delete). */
+export function isOwnedTemporaryName(dbPath: string, name: string): boolean {
+  const prefix = `${databaseName(dbPath)}${TEMP_NAME_INFIX}`;
+  return name.startsWith(prefix) && OWNED_TEMP_SUFFIX.test(name.slice(prefix.length));
+}
+
+/**
+ * Deletes temporary files (`<db>-wal-tmp-…`, only of the shapes the log
+ * creates: {@link isOwnedTemporaryName}) left by interrupted segment writes,
+ * then fsyncs the directory. Only safe while no writer is running.
  * @returns the number deleted.
  */
 export async function cleanupTemporaryFiles(dbPath: string, options?: FsOptions): Promise<number> {
   const fs = options?.fs ?? nodeFileSystem;
   const dir = databaseDirectory(dbPath);
-  const prefix = `${databaseName(dbPath)}${TEMP_NAME_INFIX}`;
   let names: string[];
   try {
     names = await fs.readdir(dir);
@@ -262,7 +276,7 @@ export async function cleanupTemporaryFiles(dbPath: string, options?: FsOptions)
   }
   let removed = 0;
   for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
+    if (!isOwnedTemporaryName(dbPath, name)) continue;
     const path = nodePath.join(dir, name);
     try {
       await fs.unlink(path);

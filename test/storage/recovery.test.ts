@@ -233,4 +233,20 @@ describe('maxDurableEpoch and cleanup', () => {
       'test.db-wal-seg-0000000000000001',
     ]);
   });
+
+  it('never deletes a file that merely starts with the temporary infix', async () => {
+    const owned = [
+      'test.db-wal-tmp-00000000000000a2-0123456789ab',
+      'test.db-wal-tmp-next-abcdef012345',
+    ];
+    const foreign = [
+      'test.db-wal-tmp-notes.txt',
+      'test.db-wal-tmp-0000000000000002-0123456789ab.bak',
+      'test.db-wal-tmp-NEXT-abcdef012345',
+      'test.db-wal-tmp-0000000000000002',
+    ];
+    for (const name of [...owned, ...foreign]) fs.writeFileSync(path.join(tmp.dir, name), 'x');
+    expect(await cleanupTemporaryFiles(dbPath)).toBe(owned.length);
+    expect(fs.readdirSync(tmp.dir).sort()).toEqual([...foreign].sort());
+  });
 });
