@@ -60,22 +60,33 @@ function wire(records: readonly WalRecord[]): Uint8Array {
   return out;
 }
 
-/** Median µs per call of `fn`. */
-function measure(fn: () => unknown): number {
-  const samples: number[] = [];
+/** µs per call of `fn` over one run of at least RUN_MIN_MS. */
+function runOnce(fn: () => unknown): number {
+  let calls = 0;
+  const start = process.hrtime.bigint();
+  let elapsed = 0n;
+  do {
+    fn();
+    calls++;
+    elapsed = process.hrtime.bigint() - start;
+  } while (elapsed < BigInt(RUN_MIN_MS) * 1_000_000n);
+  return Number(elapsed) / 1000 / calls;
+}
+
+/**
+ * Median µs per call of each function. Every function is warmed up first, then
+ * the runs go round-robin (run 1 of each, run 2 of each, …) so that JIT
+ * warm-up and background load fall on all of them alike.
+ */
+function measureAll(fns: readonly (() => unknown)[]): number[] {
+  for (const fn of fns) for (let i = 0; i < 3; i++) fn();
+  const samples = fns.map(() => [] as number[]);
   for (let run = 0; run < RUNS; run++) {
-    let calls = 0;
-    const start = process.hrtime.bigint();
-    let elapsed = 0n;
-    do {
-      fn();
-      calls++;
-      elapsed = process.hrtime.bigint() - start;
-    } while (elapsed < BigInt(RUN_MIN_MS) * 1_000_000n);
-    samples.push(Number(elapsed) / 1000 / calls);
+    fns.forEach((fn, i) => {
+      samples[i]!.push(runOnce(fn));
+    });
   }
-  samples.sort((a, b) => a - b);
-  return samples[samples.length >> 1]!;
+  return samples.map((s) => s.sort((a, b) => a - b)[s.length >> 1]!);
 }
 
 const pct = (sorted: number[], p: number): number =>
@@ -109,20 +120,21 @@ function cpuCosts(): void {
         predecessor: { epoch: EPOCH - 1n, certificateCrc32c: 1, commitSeqHi: 999n, dbSizePages: 0 },
       });
     const certificate = certify();
-    const encode = measure(() => encodeSegment(EPOCH, records, 2));
-    const assemble = measure(() => conservativeSegment(EPOCH, 3, batches));
-    const digest = measure(() => certificatePayloadDigest(segment));
-    const cert = measure(certify);
-    const trailer = measure(() => encodeCertificateTrailer(certify()));
     const predecessor = {
       epoch: EPOCH - 1n,
       certificateCrc32c: 1,
       commitSeqHi: 999n,
       dbSizePages: 0,
     };
-    const shadow = measure(() =>
-      shadowCompare({ epoch: EPOCH, batches, parallel: { segment, certificate }, predecessor }),
-    );
+    const [encode, assemble, digest, cert, trailer, shadow] = measureAll([
+      () => encodeSegment(EPOCH, records, 2),
+      () => conservativeSegment(EPOCH, 3, batches),
+      () => certificatePayloadDigest(segment),
+      certify,
+      () => encodeCertificateTrailer(certify()),
+      () =>
+        shadowCompare({ epoch: EPOCH, batches, parallel: { segment, certificate }, predecessor }),
+    ]) as [number, number, number, number, number, number];
     const outcome = shadowCompare({
       epoch: EPOCH,
       batches,
@@ -265,7 +277,6 @@ function pipelineCosts(): void {
       plane.epochDurable(prepared, 500);
     }
   };
-  const baseUs = measure(baseline) / epochs;
   console.log('');
   console.log(
     `engine-side epoch pipeline, ${commits} commits x 4 KiB per epoch (CPU µs per epoch, ratio to the engine's own encode + assembly)`,
@@ -280,15 +291,19 @@ function pipelineCosts(): void {
     ['certificates + shadow 100%', { control: { mode: 'shadowCompare' }, certificates: true }],
     ['shadow 100%, no certificates', { control: { mode: 'shadowCompare' } }],
   ];
+  const [baseUs, ...variantUs] = measureAll([
+    baseline,
+    ...rows.map(([, options]) => variant(options)),
+  ]).map((us) => us / epochs) as [number, ...number[]];
   console.log(
     `  ${'engine encode + assembly'.padEnd(34)} ${baseUs.toFixed(0).padStart(6)} µs  1.00x`,
   );
-  for (const [name, options] of rows) {
-    const us = measure(variant(options)) / epochs;
+  rows.forEach(([name], i) => {
+    const us = variantUs[i]!;
     console.log(
       `  ${name.padEnd(34)} ${us.toFixed(0).padStart(6)} µs  ${(us / baseUs).toFixed(2)}x`,
     );
-  }
+  });
 }
 
 cpuCosts();
