@@ -264,7 +264,7 @@ describe('ParallelWal commits', () => {
 
   it('removes temporary files of an interrupted write when opening', async () => {
     const db = tempDb();
-    const leftover = `${db}-wal-tmp-0000000000000003-abcdef`;
+    const leftover = `${db}-wal-tmp-0000000000000003-0123456789ab`;
     nodeFs.writeFileSync(leftover, 'partial');
     await open(db);
     expect(nodeFs.existsSync(leftover)).toBe(false);
