@@ -258,18 +258,21 @@ async function tryCreate(fs: WalFileSystem, file: string, info: LockInfo): Promi
       cause: error,
     });
   }
+  let closed = false;
   try {
     await handle.write(encodeLockInfo(info), 0);
     await handle.sync();
+    closed = true;
+    await handle.close();
   } catch (error) {
-    await handle.close().catch(() => undefined);
-    // Leave no half-written lock of ours behind.
+    if (!closed) await handle.close().catch(() => undefined);
+    // Leave no half-written lock of ours behind, and report a typed error even
+    // when only the close failed (the data's fate is then unknown).
     await fs.unlink(file).catch(() => undefined);
     throw new LockError(LOCK_IO_CODE, `cannot write lock ${file}: ${describe(error)}`, {
       cause: error,
     });
   }
-  await handle.close();
   try {
     // The directory entry must be durable too: otherwise after a power cut a
     // second process could open the database while we believed we held it.
