@@ -1,11 +1,22 @@
 import * as nodeFs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type CommitResult, ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
 import type { WalRecord } from '../../src/format/types.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
+import type { WriterPlan, WriterReport } from '../fixtures/worker-writer.js';
 import { randInt, seededRng } from '../support/rng.js';
+
+const WORKER_ENTRY = new URL('../fixtures/worker-entry.mjs', import.meta.url);
+
+/** The page a fixture worker writes for `txnId` (see test/fixtures/worker-writer.ts). */
+function workerPage(txnId: number, pageBytes: number): Uint8Array {
+  const data = new Uint8Array(pageBytes);
+  for (let i = 0; i < pageBytes; i++) data[i] = (txnId * 31 + i) & 0xff;
+  return data;
+}
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -130,5 +141,87 @@ describe('ParallelWal under concurrent writers', () => {
     const next = await reopened.commit(makeBatch());
     expect(next.commitSeq).toBe(BigInt(acknowledged.size + 1));
     await reopened.close();
+  });
+
+  it('interleaves async committers with 2 worker writers; every ack recovered once, in commit order', async () => {
+    const dir = nodeFs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
+    dirs.push(dir);
+    const db = path.join(dir, 'mixed.db');
+    const wal = await ParallelWal.open(db, { slotCount: 2, fsync: 'normal' });
+    const acknowledged = new Map<bigint, Expected & { txnId: bigint }>();
+    const pageBytes = 256;
+    const workers = [0, 1].map((w) => {
+      const plan: WriterPlan = {
+        mode: 'commits',
+        handle: wal.workerHandle(),
+        count: 300,
+        concurrency: 8,
+        pageBytes,
+        txnBase: 1_000_000 * (w + 1),
+        close: true,
+      };
+      const worker = new Worker(WORKER_ENTRY, {
+        workerData: plan,
+        transferList: [plan.handle.port],
+      });
+      const reports: WriterReport[] = [];
+      worker.on('message', (r: WriterReport) => reports.push(r));
+      const exited = new Promise<void>((resolve, reject) => {
+        worker.on('exit', () => resolve());
+        worker.on('error', reject);
+      });
+      return { reports, exited };
+    });
+    const rng = seededRng(0xabc);
+    let txn = 0;
+    const asyncWriter = async (): Promise<void> => {
+      for (let i = 0; i < 150; i++) {
+        txn += 1;
+        const txnId = BigInt(txn);
+        const pageData = new Uint8Array(randInt(rng, 16, 512)).fill(txn & 0xff);
+        const result = await wal.commit({
+          txnToken: { id: txnId, epoch: 0 },
+          frames: [{ pageNumber: 1, pageData, dbSizeIfCommit: 1 }],
+        });
+        acknowledged.set(result.commitSeq, {
+          txnId,
+          epoch: result.epoch,
+          frames: [{ pageNumber: 1, pageData }],
+        });
+      }
+    };
+    await Promise.all([...Array.from({ length: 8 }, asyncWriter), ...workers.map((w) => w.exited)]);
+    await wal.close();
+    for (const { reports } of workers) {
+      expect(reports.filter((r) => r.kind === 'rejected')).toEqual([]);
+      for (const r of reports) {
+        if (r.kind !== 'ack') continue;
+        expect(acknowledged.has(r.commitSeq)).toBe(false);
+        acknowledged.set(r.commitSeq, {
+          txnId: r.txnId,
+          epoch: r.epoch,
+          frames: [{ pageNumber: 1, pageData: workerPage(Number(r.txnId), pageBytes) }],
+        });
+      }
+    }
+    expect(acknowledged.size).toBe(8 * 150 + 2 * 300);
+
+    const { records } = await recoverSegments(db);
+    expect(records).toHaveLength(acknowledged.size);
+    let previous = 0n;
+    const seen = new Set<bigint>();
+    for (const r of records) {
+      expect(r.beginSeq > previous).toBe(true);
+      previous = r.beginSeq;
+      const expected = acknowledged.get(r.beginSeq);
+      expect(expected).toBeDefined();
+      expect(seen.has(r.beginSeq)).toBe(false);
+      seen.add(r.beginSeq);
+      expect(r.txnToken.id).toBe(expected!.txnId);
+      expect(r.epoch).toBe(expected!.epoch);
+      expect(Buffer.from(r.afterImage).equals(Buffer.from(expected!.frames[0]!.pageData))).toBe(
+        true,
+      );
+    }
   });
 });
