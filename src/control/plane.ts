@@ -116,9 +116,10 @@ export interface PrepareEpochInput {
   /**
    * Raw records of every lane the stager never saw (worker lanes), for shadow
    * compare; pass `[]` when there are none. Giving it declares the staged
-   * batches plus these chunks complete, which lets a diverged epoch be
-   * replaced by the conservative result. Without it a divergence cannot be
-   * repaired and the epoch must not be acknowledged.
+   * batches plus these chunks complete: the whole epoch is compared and a
+   * diverged epoch can be replaced by the conservative result. Without it only
+   * the staged commits are compared (partial), and a divergence cannot be
+   * repaired: the epoch must not be acknowledged.
    */
   externalChunks?: readonly Uint8Array[];
 }
@@ -407,6 +408,7 @@ export class ControlPlane {
       shadow = shadowCompare({
         epoch: input.epoch,
         batches,
+        partial: input.externalChunks === undefined,
         parallel: {
           segment: chunks,
           certificate: certificate ?? this.#certifyUnchecked(chunks, laneRecordCounts, dbSizePages),

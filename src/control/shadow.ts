@@ -54,6 +54,14 @@ export interface ShadowCompareInput {
   predecessor: CertificateLink | null;
   /** Latched with `publicationMismatch` on divergence. */
   fallback?: FallbackState;
+  /**
+   * The batches cover only some of the epoch's commits (lanes whose batches
+   * were never staged, such as worker lanes, also wrote into it). Then only
+   * the parallel segment's records of the staged commits (same transaction id
+   * and sequence), in the parallel segment's own order, are compared with the
+   * conservative build; the certificate (which covers every record) is not.
+   */
+  partial?: boolean;
 }
 
 /** The comparison's result. The engine must not acknowledge the epoch unless `mayAcknowledge`. */
@@ -155,8 +163,13 @@ export function conservativeSegment(
   return writeConservative(epoch, version, collectRecords(batches));
 }
 
-function writeConservative(epoch: bigint, version: number, collected: RecordRef[]): Uint8Array {
-  const refs = [...collected].sort(compareRefs);
+function writeConservative(
+  epoch: bigint,
+  version: number,
+  collected: RecordRef[],
+  sort = true,
+): Uint8Array {
+  const refs = sort ? [...collected].sort(compareRefs) : collected;
   let total = SEGMENT_HEADER_BYTES;
   for (const ref of refs) total += ref.end - ref.start;
   const out = new Uint8Array(total);
@@ -253,10 +266,19 @@ export function shadowCompare(input: ShadowCompareInput): ShadowOutcome {
       break;
     }
   }
-  const at = firstDifference(parallelBytes, segment);
+  let compared = parallelBytes;
+  if (input.partial === true) {
+    // The parallel records of the staged commits, in the parallel order.
+    const staged = new Set(refs.map((r) => `${r.txnId}:${r.beginSeq}`));
+    const parallelRefs = collectRecords([
+      { laneId: 0, commitSeq: 0n, records: parallelBytes.subarray(SEGMENT_HEADER_BYTES) },
+    ]).filter((r) => staged.has(`${r.txnId}:${r.beginSeq}`));
+    compared = writeConservative(input.epoch, version, parallelRefs, false);
+  }
+  const at = firstDifference(compared, segment);
   if (at !== -1) {
     differences.push(
-      `segment bytes differ at offset ${at} (parallel ${parallelBytes.length} bytes, conservative ${segment.length})`,
+      `segment bytes differ at offset ${at} (parallel ${compared.length} bytes, conservative ${segment.length})`,
     );
   }
   const total = readU32(segment, 16);
@@ -269,7 +291,9 @@ export function shadowCompare(input: ShadowCompareInput): ShadowOutcome {
     fallbackActive: parallelCert?.fallbackActive ?? false,
     predecessor: input.predecessor,
   });
-  if (parallelCert !== null) compareCertificates(parallelCert, certificate, differences);
+  if (parallelCert !== null && input.partial !== true) {
+    compareCertificates(parallelCert, certificate, differences);
+  }
   const verdict = differences.length === 0 ? 'clean' : 'diverged';
   if (verdict === 'diverged') input.fallback?.enter('publicationMismatch');
   return {

@@ -207,6 +207,26 @@ describe('ControlPlane', () => {
     expect(plane.fallback.reason).toBe('publicationMismatch');
   });
 
+  it('compares only the staged commits when other lanes are not declared', () => {
+    const plane = new ControlPlane({ control: { mode: 'shadowCompare' }, env: NO_ENV });
+    const inProcess = stageAll(plane, 1n, epochCommits(1n, [1n, 3n]));
+    const worker = epochCommits(1n, [2n]);
+    const canonical = [...inProcess, ...worker].sort((a, b) => Number(a.beginSeq - b.beginSeq));
+    const clean = prepare(plane, 1n, canonical);
+    expect(clean.shadow?.verdict).toBe('clean');
+    expect(clean.acknowledge).toBe(true);
+    const again = stageAll(plane, 2n, epochCommits(2n, [4n, 6n]));
+    const mixed = [...again, ...epochCommits(2n, [5n])].sort((a, b) =>
+      Number(a.beginSeq - b.beginSeq),
+    );
+    const flipped = mixed.map((r) =>
+      r.beginSeq === 6n ? { ...r, afterImage: r.afterImage.map((b) => b ^ 1) } : r,
+    );
+    const diverged = prepare(plane, 2n, flipped);
+    expect(diverged.shadow?.verdict).toBe('diverged');
+    expect(diverged.acknowledge).toBe(false);
+  });
+
   it('includes worker lanes through externalChunks', () => {
     const plane = new ControlPlane({ control: { mode: 'shadowCompare' }, env: NO_ENV });
     const inProcess = stageAll(plane, 1n, epochCommits(1n, [1n, 3n]));
