@@ -37,12 +37,14 @@ import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import { cleanupTemporaryFiles } from '../storage/recovery.js';
 import type { FsyncPolicy } from '../storage/segment-files.js';
+import type { EngineControl } from './control-hooks.js';
 import { createDeferred, type Deferred } from './deferred.js';
 import { assertTimeoutMs, EpochCoordinator, type EpochSegment } from './epochs.js';
 import {
   AlreadyRunningError,
   BatchTooLargeError,
   DurableTimeoutError,
+  EngineInvariantError,
   NoFreeLaneError,
   WalClosedError,
   WalFailedError,
@@ -188,6 +190,12 @@ export interface ParallelWalConfig {
    * Default false: segments are written by `writeSegmentFile` itself.
    */
   precreateSegmentFiles?: boolean;
+  /**
+   * The control plane (modes, fallback, shadow compare, commit certificates,
+   * sealing controller, traces): any {@link EngineControl}, such as
+   * `control/plane.ts`'s `ControlPlane`. Default none: the engine alone.
+   */
+  controlPlane?: EngineControl;
 }
 
 /** Resolved configuration. */
@@ -461,6 +469,11 @@ export class ParallelWal implements AsyncDisposable {
     droppedAbortedRecords: 0,
   };
   private lastDbSizePages: number | null = null;
+  // Control plane (null: none). Open-epoch evidence for its seal decisions.
+  private readonly control: EngineControl | null;
+  private openCommits = 0;
+  private openSinceMs = 0;
+  private writeStartedMs: number | null = null;
 
   private constructor(
     dbPath: string,
@@ -470,8 +483,10 @@ export class ParallelWal implements AsyncDisposable {
     startEpoch: bigint,
     durableEpoch: bigint | null,
     nextCommitSeq: bigint,
+    control: EngineControl | null,
   ) {
     this.dbPath = dbPath;
+    this.control = control;
     this.config = config;
     this.lock = lock;
     this.sink = config.precreateSegmentFiles
@@ -545,6 +560,7 @@ export class ParallelWal implements AsyncDisposable {
         startEpoch,
         newest,
         lastSeq === null ? 1n : lastSeq + 1n,
+        config.controlPlane ?? null,
       );
     } catch (error) {
       await lock?.release().catch(() => {});
@@ -953,12 +969,19 @@ export class ParallelWal implements AsyncDisposable {
         beforeImage: EMPTY_IMAGE,
         afterImage: frame.pageData,
       }));
-      let serialized = lane === null;
-      let outcome = lane?.append(records);
+      // Control plane: while its fallback is latched (or for a batch over
+      // maxParallelCommitBytes) the batch takes the serialized path.
+      const target =
+        lane !== null && this.control?.route(this.batchBytes(batch), lane.laneId) === 'serialized'
+          ? null
+          : lane;
+      let serialized = target === null;
+      let outcome = target?.append(records);
       if (outcome === undefined || outcome.kind === 'blocked') {
         if (outcome !== undefined) {
           this.counters.fallbacks++;
           serialized = true;
+          this.control?.noteLaneRefused(target!.laneId);
         }
         const size = this.serialLane.measure(records);
         if (size > this.serialLane.bufferCapacityBytes) {
@@ -972,6 +995,16 @@ export class ParallelWal implements AsyncDisposable {
       }
       raiseCommitSeq(this.commitSeqCounter, commitSeq);
       const dbSizePages = batch.frames[batch.frames.length - 1]!.dbSizeIfCommit;
+      if (this.control !== null) {
+        this.noteControlPlacement(
+          target,
+          serialized,
+          outcome.epoch,
+          commitSeq,
+          dbSizePages,
+          records,
+        );
+      }
       const known = this.epochDbSize.get(outcome.epoch);
       if (known === undefined || commitSeq >= known.seq) {
         this.epochDbSize.set(outcome.epoch, { seq: commitSeq, dbSize: dbSizePages });
@@ -1008,7 +1041,9 @@ export class ParallelWal implements AsyncDisposable {
       if (
         // sealedQueue[0] is the epoch being written; the rest are sealed ahead.
         this.sealedQueue.length - 1 < MAX_SEALED_AHEAD &&
-        this.openEpochBytes() >= this.config.maxEpochBytes
+        (this.control === null
+          ? this.openEpochBytes() >= this.config.maxEpochBytes
+          : this.controlSaysSeal())
       ) {
         this.sealEarly();
       }
@@ -1032,6 +1067,7 @@ export class ParallelWal implements AsyncDisposable {
 
   private sealEarly(): void {
     const advanced = this.coordinator.advanceNow();
+    this.openCommits = 0;
     this.counters.earlySeals++;
     this.counters.epochsSealed++;
     this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
@@ -1058,6 +1094,7 @@ export class ParallelWal implements AsyncDisposable {
     this.cycleActive = true;
     try {
       const advanced = this.coordinator.advanceNow();
+      this.openCommits = 0;
       this.counters.epochsSealed++;
       this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
       while (this.sealedQueue.length > 0) {
@@ -1082,6 +1119,16 @@ export class ParallelWal implements AsyncDisposable {
   /** Writes one sealed epoch durably; returns the failure, or null. */
   private async flushOne(epoch: bigint): Promise<Error | null> {
     const segment = this.coordinator.flushEpoch(epoch);
+    // Control plane: header, records and certificate trailer to write, after
+    // shadow compare (a diverged epoch is replaced by the conservative result,
+    // or must not be acknowledged at all).
+    const prepared = this.prepareWithControl(segment);
+    if (prepared !== null && !prepared.acknowledge) {
+      return this.enterFailed(
+        new EngineInvariantError(`epoch ${epoch} diverged from the conservative path`),
+        epoch,
+      );
+    }
     let bytes = 0;
     if (segment.recordCount > 0) {
       this.inFlight = segment;
@@ -1090,11 +1137,13 @@ export class ParallelWal implements AsyncDisposable {
         epoch,
         recordCount: segment.recordCount,
       });
+      this.writeStartedMs = performance.now();
       try {
-        bytes = await this.sink.write(epoch, [header, ...segment.chunks]);
+        bytes = await this.sink.write(epoch, prepared?.chunks ?? [header, ...segment.chunks]);
       } catch (cause) {
         // Not durable; the epoch stays first (its lanes keep it Flushing) and
         // the log refuses everything from here on.
+        this.control?.epochFailed(epoch, cause);
         return this.enterFailed(cause, epoch);
       } finally {
         this.inFlight = null;
@@ -1106,6 +1155,11 @@ export class ParallelWal implements AsyncDisposable {
       this.counters.emptyEpochs++;
     }
     this.counters.droppedAbortedRecords += segment.droppedAborted;
+    if (prepared !== null) {
+      const startedMs = this.writeStartedMs ?? performance.now();
+      this.control?.epochDurable(prepared, Math.round((performance.now() - startedMs) * 1000));
+    }
+    this.writeStartedMs = null;
     this.coordinator.completeFlush(epoch, segment.laneIds);
     this.coordinator.markEpochDurable(epoch);
     const dbSize = this.epochDbSize.get(epoch);
@@ -1123,6 +1177,63 @@ export class ParallelWal implements AsyncDisposable {
       dbSizePages: dbSize?.dbSize ?? null,
     });
     return null;
+  }
+
+  // ---------------------------------------------------------- control plane
+
+  /** After a placement: open-epoch evidence, and the batch staged for shadow compare. */
+  private noteControlPlacement(
+    lane: InProcessLane | null,
+    serialized: boolean,
+    epoch: bigint,
+    commitSeq: bigint,
+    dbSizePages: number,
+    records: readonly LaneRecordInput[],
+  ): void {
+    if (this.openCommits++ === 0) this.openSinceMs = performance.now();
+    if (this.control?.stagingBatches !== true) return;
+    const laneId = serialized || lane === null ? SERIALIZED_LANE_ID : lane.laneId;
+    this.control.stageBatch({ laneId, epoch, commitSeq, dbSizePages, records });
+  }
+
+  /** A seal decision point while a write is in flight: does the controller seal now? */
+  private controlSaysSeal(): boolean {
+    const nowMs = performance.now();
+    let contention = 0;
+    for (const lane of this.lanes) contention += lane.laneCounters().contentionEvents;
+    const decision = this.control!.onSealPoint({
+      nowMs,
+      pendingCommits: this.openCommits,
+      epochBytes: this.openEpochBytes(),
+      oldestPendingAgeMs: this.openCommits === 0 ? 0 : nowMs - this.openSinceMs,
+      syncInFlightSinceMs: this.writeStartedMs,
+      backlogFrames: this.sealedQueue.length,
+      contentionTotal: contention,
+    });
+    if (decision === null) return this.openEpochBytes() >= this.config.maxEpochBytes;
+    return decision.action === 'sealEpochNow' || decision.action === 'forceConservative';
+  }
+
+  /** The control plane's version of an epoch's bytes; `null` without a control plane. */
+  private prepareWithControl(
+    segment: EpochSegment,
+  ): { chunks: Uint8Array[]; acknowledge: boolean } | null {
+    if (this.control === null) return null;
+    // Worker lanes encode on their own threads: the control plane has no copy of
+    // their batches, so it compares only the staged ones when they took part.
+    const onlyInProcess = segment.laneIds.every(
+      (id) => id < this.config.slotCount || id === SERIALIZED_LANE_ID,
+    );
+    const dbSize = this.epochDbSize.get(segment.epoch);
+    return this.control.prepareEpoch({
+      epoch: segment.epoch,
+      chunks: segment.chunks,
+      recordCount: segment.recordCount,
+      laneIds: segment.laneIds,
+      recordsPerCore: segment.recordsPerCore,
+      dbSizePages: dbSize?.dbSize ?? 0,
+      ...(onlyInProcess ? { externalChunks: [] } : {}),
+    });
   }
 
   private enterFailed(cause: unknown, epoch: bigint | null): WalFailedError {

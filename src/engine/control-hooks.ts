@@ -1,0 +1,73 @@
+/**
+ * What the engine's write path asks the control plane (SYSTEM.md §6), declared
+ * in the engine's own layer so that the engine never imports `control/`:
+ * `control/plane.ts`'s `ControlPlane` satisfies this interface structurally,
+ * and whoever opens the log (store, CLI, application) passes one in
+ * `ParallelWalConfig.controlPlane`. Without it the engine behaves exactly as before.
+ *
+ * Call sites in `wal.ts`:
+ * - placement: {@link EngineControl.route}, {@link EngineControl.noteLaneRefused},
+ *   {@link EngineControl.stageBatch};
+ * - sealing: {@link EngineControl.onSealPoint} (while a write is in flight);
+ * - flush: {@link EngineControl.prepareEpoch} before the write,
+ *   {@link EngineControl.epochDurable} after it and before the epoch is
+ *   acknowledged, {@link EngineControl.epochFailed} when it fails.
+ */
+import type { LaneRecordInput } from './lane.js';
+
+/** The open epoch at a seal decision point. */
+export interface SealPointInfo {
+  nowMs: number;
+  /** Commits placed in the open epoch. */
+  pendingCommits: number;
+  /** Bytes appended to the open epoch. */
+  epochBytes: number;
+  /** Age of the open epoch's first commit; 0 when none. */
+  oldestPendingAgeMs: number;
+  /** Start of the segment write in flight; `null` when the disk is idle. */
+  syncInFlightSinceMs: number | null;
+  /** Epochs sealed and not yet durable (as frames are not tracked here). */
+  backlogFrames: number;
+  /** Sum of the lanes' contention events so far. */
+  contentionTotal?: number;
+}
+
+/** The part of the control plane the engine calls. */
+export interface EngineControl {
+  /** `serialized`: put this batch on the serialized path (fallback latched, or batch too large). */
+  route(batchBytes: number, laneId: number): 'parallel' | 'serialized';
+  /** A lane refused a batch (capacity, overflow latch). */
+  noteLaneRefused(laneId: number): void;
+  /** True when placed batches must be staged for shadow compare. */
+  readonly stagingBatches: boolean;
+  /** A placed batch (its records, the epoch its lane tagged them with). */
+  stageBatch(input: {
+    laneId: number;
+    epoch: bigint;
+    commitSeq: bigint;
+    dbSizePages: number;
+    records: readonly LaneRecordInput[];
+  }): unknown;
+  /** `sealEpochNow` / `forceConservative`: seal the open epoch now; `null`: keep the engine's rule. */
+  onSealPoint(state: SealPointInfo): { action: string } | null;
+  /**
+   * What to write for an epoch: header + records (+ certificate trailer).
+   * `acknowledge: false` means the epoch must not be acknowledged.
+   */
+  prepareEpoch(input: {
+    epoch: bigint;
+    chunks: readonly Uint8Array[];
+    recordCount: number;
+    laneIds: readonly number[];
+    recordsPerCore: readonly number[];
+    dbSizePages: number;
+    externalChunks?: readonly Uint8Array[];
+  }): { chunks: Uint8Array[]; acknowledge: boolean };
+  /** The prepared epoch is durable (`latencyMicros`: its write + syncs); called before the ack. */
+  epochDurable(
+    prepared: { chunks: Uint8Array[]; acknowledge: boolean },
+    latencyMicros: number,
+  ): void;
+  /** The epoch's write failed. */
+  epochFailed(epoch: bigint, cause: unknown): void;
+}
