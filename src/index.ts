@@ -98,6 +98,7 @@ export {
   type TraceSink,
   traceSinkFromEnv,
 } from './control/trace.js';
+export type { EngineControl, SealPointInfo } from './engine/control-hooks.js';
 export {
   type AdvanceOptions,
   type AdvanceResult,
