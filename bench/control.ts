@@ -14,8 +14,11 @@
  * sidecar certificate file (a second durable create: write, fdatasync, rename,
  * directory fsync).
  *
+ * Last, the real engine with and without the control plane (1 and 64
+ * committers; skip with --no-engine).
+ *
  * Medians of RUNS runs, each repeating for at least RUN_MIN_MS.
- *   npx tsx bench/control.ts        (or: npm run bench:control)
+ *   npx tsx bench/control.ts [--no-engine]       (or: npm run bench:control)
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -25,6 +28,7 @@ import { buildCommitCertificate, certificatePayloadDigest } from '../src/control
 import { ControlPlane } from '../src/control/plane.js';
 import { encodeCertificateTrailer } from '../src/control/segment-v3.js';
 import { conservativeSegment, type ShadowBatch, shadowCompare } from '../src/control/shadow.js';
+import { ParallelWal } from '../src/engine/wal.js';
 import { encodedRecordBytes, encodeRecordInto } from '../src/format/record.js';
 import { encodeSegment } from '../src/format/segment.js';
 import type { WalRecord } from '../src/format/types.js';
@@ -306,6 +310,106 @@ function pipelineCosts(): void {
   });
 }
 
+/**
+ * The real engine with and without the control plane: N async committers,
+ * one 4 KiB page per commit, fsync `full`, for ENGINE_SECONDS per round;
+ * rounds go round-robin over the variants; medians. All variants use the
+ * pre-creating segment sink (the default sink refuses version-3 headers until
+ * the format reads them), so the only difference is the control plane.
+ */
+const ENGINE_SECONDS = 1.5;
+const ENGINE_ROUNDS = 3;
+
+async function engineRun(
+  dir: string,
+  committers: number,
+  options: ConstructorParameters<typeof ControlPlane>[0] | null,
+): Promise<{ commitsPerSec: number; p50: number; p99: number }> {
+  const runDir = fs.mkdtempSync(path.join(dir, 'run-'));
+  const plane = options === null ? null : new ControlPlane({ env: {}, trace: null, ...options });
+  const wal = await ParallelWal.open(path.join(runDir, 'db'), {
+    fsync: 'full',
+    precreateSegmentFiles: true,
+    ...(plane === null ? {} : { controlPlane: plane, slotCount: plane.laneCount() }),
+  });
+  const image = new Uint8Array(randomBytes(PAGE_BYTES));
+  let commits = 0;
+  let stop = false;
+  const deadline = setTimeout(() => {
+    stop = true;
+  }, ENGINE_SECONDS * 1000);
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: committers }, async (_, c) => {
+      const writer = wal.openWriter();
+      let i = 0;
+      while (!stop) {
+        await writer.commit({
+          txnToken: { id: BigInt(c * 1_000_000 + ++i), epoch: 0 },
+          frames: [{ pageNumber: 1 + ((c * 97 + i) % 10_000), pageData: image, dbSizeIfCommit: 0 }],
+        });
+        commits++;
+      }
+      await writer.close();
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  clearTimeout(deadline);
+  const latency = wal.stats().commitLatencyMicros;
+  await wal.close();
+  plane?.close();
+  fs.rmSync(runDir, { recursive: true, force: true });
+  return { commitsPerSec: commits / seconds, p50: latency.p50, p99: latency.p99 };
+}
+
+async function engineOverhead(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-bench-control-engine-'));
+  const variants: [string, ConstructorParameters<typeof ControlPlane>[0] | null][] = [
+    ['engine alone', null],
+    ['+ control plane (controller)', { control: { mode: 'auto' } }],
+    ['+ certificates', { control: { mode: 'auto' }, certificates: true }],
+    [
+      '+ certificates + shadow 1% (10‰)',
+      { control: { mode: 'auto', shadowCompareSamplingPerMille: 10 }, certificates: true },
+    ],
+    ['+ certificates + shadow 100%', { control: { mode: 'shadowCompare' }, certificates: true }],
+  ];
+  try {
+    for (const committers of [1, 64]) {
+      const figures = variants.map(
+        () => [] as { commitsPerSec: number; p50: number; p99: number }[],
+      );
+      for (let round = 0; round < ENGINE_ROUNDS; round++) {
+        for (let v = 0; v < variants.length; v++) {
+          figures[v]!.push(await engineRun(dir, committers, variants[v]![1]));
+        }
+      }
+      const med = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+      const base = med(figures[0]!.map((f) => f.commitsPerSec));
+      console.log('');
+      console.log(
+        `engine, ${committers} async committer(s), 4 KiB page per commit, fsync full (medians of ${ENGINE_ROUNDS} x ${ENGINE_SECONDS}s)`,
+      );
+      variants.forEach(([name], v) => {
+        const f = figures[v]!;
+        const cps = med(f.map((x) => x.commitsPerSec));
+        console.log(
+          `  ${name.padEnd(34)} ${cps.toFixed(0).padStart(7)} commits/s  ${(cps / base).toFixed(2)}x  p50 ${med(
+            f.map((x) => x.p50),
+          )
+            .toFixed(0)
+            .padStart(6)} µs  p99 ${med(f.map((x) => x.p99))
+            .toFixed(0)
+            .padStart(6)} µs`,
+        );
+      });
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 cpuCosts();
 pipelineCosts();
 await storageChoice();
+if (!process.argv.includes('--no-engine')) await engineOverhead();

@@ -68,12 +68,29 @@ describe('decide', () => {
     const decision = decide(evidence(busy));
     expect(decision.action).toBe('keepCurrent');
     expect(decision.record.counterfactualAction).toBe('sealEpochNow');
-    // Riders save λ·D·F = 0.01/µs × 400 µs × 500 µs = 2000 µs; the bigger epoch takes
-    // ≈ 50 µs longer to write for the 10 waiting commits (and the riders): net ≈ 730 µs.
-    expect(decision.record.counterfactualRegretMicros).toBeGreaterThan(500);
-    expect(decision.record.counterfactualRegretMicros).toBeLessThan(2000);
+    // seal − keep = λ·D·(F − W(n)) = 0.01/µs × 400 µs × (500 − 124) µs ≈ 1504 µs.
+    expect(decision.record.counterfactualRegretMicros).toBeGreaterThan(1490);
+    expect(decision.record.counterfactualRegretMicros).toBeLessThan(1520);
     expect(decision.record.topEvidenceTerms[0]).toBe('diskBusyMicros=400');
     checkRecord(decision);
+  });
+
+  it('seals early while the disk is busy once writing the epoch costs more than the fsync', () => {
+    // 100 commits of 64 KiB: W(n) ≈ 19.9 ms > F = 0.5 ms. Pipelining wins.
+    const decision = decide(evidence({ ...busy, pendingCommits: 100, epochBytes: 100 * 65536 }));
+    expect(decision.action).toBe('sealEpochNow');
+    expect(decision.guard).toBeNull();
+  });
+
+  it('waits one tick on an idle disk when commits arrive far faster than one per fsync', () => {
+    const decision = decide(
+      evidence({ pendingCommits: 1, epochBytes: 4096, arrivalRatePerSec: 100_000 }),
+    );
+    expect(decision.action).toBe('keepCurrent');
+    // seal − keep = s·(λ·(F − s) − n·(1 + λ·W(1))) = 200 × (0.1 × 300 − 2.24) ≈ 5552 µs.
+    const margin = decision.lossesMicros.sealEpochNow! - decision.lossesMicros.keepCurrent!;
+    expect(margin).toBeGreaterThan(5500);
+    expect(margin).toBeLessThan(5600);
   });
 
   it('keeps the current epoch when nothing waits', () => {
@@ -233,6 +250,32 @@ describe('SealController', () => {
     expect(decisions.map((d) => d.record.decisionId)).toEqual(
       Array.from({ length: 11 }, (_, i) => BigInt(i + 1)),
     );
+  });
+
+  it('lets a keepCurrent decision stand briefly, but never past a guard', () => {
+    const decisions: ControllerDecision[] = [];
+    const controller = new SealController({
+      laneBudgetMax: 1,
+      minDecisionIntervalMs: 1,
+      onDecision: (d) => decisions.push(d),
+    });
+    controller.observeFsync(500, 0);
+    const busyState = (nowMs: number, oldestPendingAgeMs: number) => ({
+      nowMs,
+      pendingCommits: 10,
+      epochBytes: 40_960,
+      oldestPendingAgeMs,
+      syncInFlightSinceMs: nowMs - 0.1,
+      backlogFrames: 0,
+      fallbackActive: false,
+    });
+    const first = controller.decideAt(busyState(10, 0.1));
+    expect(first.action).toBe('keepCurrent');
+    expect(controller.decideAt(busyState(10.5, 0.6))).toBe(first);
+    expect(controller.reusedDecisions).toBe(1);
+    // Within the window, but the oldest commit reached maxFlushDelayMs: decide afresh.
+    expect(controller.decideAt(busyState(10.9, 10)).action).toBe('sealEpochNow');
+    expect(decisions).toHaveLength(2);
   });
 
   it('applies the lane budget it decides, within 1..=laneBudgetMax, and the stager follows it', () => {
