@@ -74,6 +74,8 @@ import {
 export const DEFAULT_EPOCH_INTERVAL_MS = 10;
 /** Largest ticker interval accepted, in milliseconds (1 minute). */
 export const MAX_EPOCH_INTERVAL_MS = 60_000;
+/** Largest commit sequence the shared counter can hold (2^63 - 1). */
+const I64_MAX = (1n << 63n) - 1n;
 /** Most in-process lanes (`slotCount`). */
 export const MAX_SLOT_COUNT = 1024;
 /** Highest lane id (ids are u16; one id is kept for the serialized path). */
@@ -196,6 +198,20 @@ export interface ParallelWalConfig {
    * `control/plane.ts`'s `ControlPlane`. Default none: the engine alone.
    */
   controlPlane?: EngineControl;
+  /**
+   * Lowest epoch the log may use (u64, default 0). The log starts at
+   * `max(firstEpoch, newest segment on disk + 1)`, so epochs keep increasing
+   * over a database's whole life even after every segment was folded and
+   * deleted: a store passes the first epoch its header has not folded, a
+   * replicated log the epoch after the replicated one. Every epoch below the
+   * start counts as durable (`durableEpoch()` is at least `firstEpoch - 1`).
+   */
+  firstEpoch?: bigint;
+  /**
+   * Lowest commit sequence the log may assign (0 ..= 2^63-1, default 1). The first one
+   * assigned is `max(firstCommitSeq, highest commit sequence on disk + 1)`.
+   */
+  firstCommitSeq?: bigint;
 }
 
 /** Resolved configuration. */
@@ -213,6 +229,10 @@ export interface ResolvedParallelWalConfig {
   autoFlush: boolean;
   lock: boolean;
   precreateSegmentFiles: boolean;
+  /** See {@link ParallelWalConfig.firstEpoch} (default 0n). */
+  firstEpoch: bigint;
+  /** See {@link ParallelWalConfig.firstCommitSeq} (default 1n). */
+  firstCommitSeq: bigint;
 }
 
 /** Commit latency percentiles, in microseconds. */
@@ -301,6 +321,13 @@ function checkInteger(name: string, value: unknown, min: number, max: number): n
   return value;
 }
 
+function checkBigint(name: string, value: unknown, max: bigint): bigint {
+  if (typeof value !== 'bigint' || value < 0n || value > max) {
+    throw new WalArgumentError(`${name} must be a bigint in 0..=${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
 function checkBoolean(name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw new WalArgumentError(`${name} must be a boolean`);
   return value;
@@ -377,6 +404,9 @@ export function resolveParallelWalConfig(
       'precreateSegmentFiles',
       config.precreateSegmentFiles ?? false,
     ),
+    firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, U64_MAX),
+    // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).
+    firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, I64_MAX),
   };
 }
 
@@ -531,7 +561,8 @@ export class ParallelWal implements AsyncDisposable {
    * Opens (or creates) the log of `dbPath`: takes the writer lock, removes
    * temporary files of interrupted writes, validates every existing segment
    * (fail closed unless `skipCorrupt`), and continues numbering after the
-   * newest segment and the highest commit sequence found. It never
+   * newest segment and the highest commit sequence found, or at
+   * `firstEpoch` / `firstCommitSeq` when those are higher. It never
    * overwrites or deletes a segment it did not write.
    * @throws {WalArgumentError} for a bad configuration.
    * @throws {SegmentCorruptError} / {WalIoError} / `LockError` from the storage layer.
@@ -551,15 +582,20 @@ export class ParallelWal implements AsyncDisposable {
       const lastSeq = existing.lastCommitSeq;
       // Number after every file present, corrupt or not: never reuse a name.
       const newest = existing.newestEpoch;
-      const startEpoch = newest === null ? 0n : newest + 1n;
+      const afterNewest = newest === null ? 0n : newest + 1n;
+      // A floor keeps numbering above epochs (and sequences) that were used
+      // but whose segments are gone (folded by a checkpoint, replicated).
+      const startEpoch = afterNewest > resolved.firstEpoch ? afterNewest : resolved.firstEpoch;
+      const durableEpoch = startEpoch === 0n ? null : startEpoch - 1n;
+      const afterLastSeq = lastSeq === null ? 1n : lastSeq + 1n;
       return new ParallelWal(
         dbPath,
         resolved,
         fs,
         lock,
         startEpoch,
-        newest,
-        lastSeq === null ? 1n : lastSeq + 1n,
+        durableEpoch,
+        afterLastSeq > resolved.firstCommitSeq ? afterLastSeq : resolved.firstCommitSeq,
         config.controlPlane ?? null,
       );
     } catch (error) {
