@@ -281,17 +281,18 @@ export class PageStore implements AsyncDisposable {
       const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {
         skipCorrupt: options.skipCorrupt ?? false,
       });
-      let header = recovered.header;
+      const header = recovered.header;
       const { lock: _ignored, ...walConfig } = options as ParallelWalConfig;
-      wal = await ParallelWal.open(path, { ...walConfig, fs, lock: false });
-      // The log numbers epochs after the newest segment file. If segment
-      // files were removed behind our back it could start below the header's
-      // next epoch, and new segments would look already applied: every
-      // segment still on disk is applied, so move the header down to it.
-      if (wal.currentEpoch < header.nextEpoch) {
-        header = { ...header, nextEpoch: wal.currentEpoch };
-        await writeStoreHeader(path, header, fs);
-      }
+      // The header's floors keep the log's numbering increasing for the
+      // database's whole life: a checkpoint deletes the segments it folded,
+      // and new epochs (and commit sequences) must never look already folded.
+      wal = await ParallelWal.open(path, {
+        ...walConfig,
+        fs,
+        lock: false,
+        firstEpoch: floorOf(walConfig.firstEpoch, header.nextEpoch),
+        firstCommitSeq: floorOf(walConfig.firstCommitSeq, header.checkpointCommitSeq + 1n),
+      });
       return new PageStore(
         path,
         header.pageSize,
@@ -726,6 +727,12 @@ export class PageStore implements AsyncDisposable {
   }
 }
 
+/** The higher of a caller's floor and the store's own (a non-bigint is passed on for the log to reject). */
+function floorOf(given: bigint | undefined, own: bigint): bigint {
+  if (typeof given !== 'bigint') return given ?? own;
+  return given > own ? given : own;
+}
+
 function closedError(path: string): StoreError {
   return new StoreError(StoreErrorCode.closed, `page store ${path} is closed`);
 }
@@ -861,18 +868,15 @@ export async function recoverIntoFile(
 }
 
 /**
- * Deletes the segments of epochs `<= through` (already in the file), keeping
- * the newest segment file on disk if it is one of them: the log numbers new
- * epochs after the newest file, and this keeps it from reusing an epoch (and
- * a commit sequence) after a restart. The kept file is skipped by recovery
- * (its epoch is below the header's next epoch) and deleted by a later
- * checkpoint. Fsyncs the directory. @returns files deleted.
+ * Deletes the segments of epochs `<= through` (already in the file). The log
+ * reopens above the header's next epoch and last folded commit sequence
+ * (`firstEpoch` / `firstCommitSeq`), so no segment needs to stay behind to
+ * keep it from reusing an epoch. Fsyncs the directory. @returns files deleted.
  */
 async function deleteFolded(path: string, fs: WalFileSystem, through: bigint): Promise<number> {
   if (through < 0n) return 0;
   const all = await listSegments(path, { fs });
-  const newest = all[all.length - 1];
-  const doomed = all.filter((entry) => entry.epoch <= through && entry !== newest);
+  const doomed = all.filter((entry) => entry.epoch <= through);
   // Unlinks in parallel (freeing a large file's extents takes a while on
   // ext4); one directory fsync then makes them all durable.
   for (let i = 0; i < doomed.length; i += DELETE_PARALLELISM) {

@@ -50,7 +50,7 @@ describe('pwal checkpoint', () => {
     const summary = JSON.parse(out);
     expect(summary.dbSizePages).toBe(4);
     expect(summary.pagesWritten).toBe(4);
-    expect((await listSegments(db)).length).toBe(1);
+    expect((await listSegments(db)).length).toBe(0);
     const bytes = fs.readFileSync(db);
     expect(bytes.length).toBe(4 * PAGE);
     expect(bytes[3 * PAGE]).toBe(4);

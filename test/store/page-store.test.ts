@@ -221,12 +221,13 @@ describe('PageStore recovery and checkpoint', () => {
     const again = await PageStore.open(db);
     expect(again.recovery.segmentsApplied).toBeGreaterThan(1);
     for (let i = 1; i <= 10; i++) expect(filePage(i)).toEqual(page(i, i));
-    // Only the newest segment stays, so the log never reuses an epoch.
-    expect((await listSegments(db)).length).toBe(1);
+    // Every applied segment goes: the header's floors keep the log from reusing an epoch.
+    expect((await listSegments(db)).length).toBe(0);
     const header = await readStoreHeader(db, nodeFileSystem);
     expect(header?.dbSizePages).toBe(10);
     const result = await again.commit([{ pageNumber: 1, data: page(1, 99) }]);
     expect(result.epoch).toBeGreaterThanOrEqual(header?.nextEpoch ?? 0n);
+    expect(result.commitSeq).toBeGreaterThan(header?.checkpointCommitSeq ?? 0n);
     await again.close();
     const third = await PageStore.open(db);
     expect(await third.read(1)).toEqual(page(1, 99));
@@ -242,8 +243,13 @@ describe('PageStore recovery and checkpoint', () => {
     expect(header?.nextEpoch).toBeGreaterThan(1n);
     for (const s of await listSegments(db)) fs.unlinkSync(s.path);
     const again = await PageStore.open(db);
-    // The log restarts its epochs at 0: the header must follow it down.
-    await again.commit([{ pageNumber: 2, data: page(2, 9) }]);
+    // The log continues at the header's next epoch (never below it), and the
+    // header never moves down.
+    expect(again.log.currentEpoch).toBe(header?.nextEpoch);
+    const committed = await again.commit([{ pageNumber: 2, data: page(2, 9) }]);
+    expect(committed.epoch).toBeGreaterThanOrEqual(header?.nextEpoch ?? 0n);
+    expect(committed.commitSeq).toBeGreaterThan(header?.checkpointCommitSeq ?? 0n);
+    expect((await readStoreHeader(db, nodeFileSystem))?.nextEpoch).toBe(header?.nextEpoch);
     await again.close();
     const third = await PageStore.open(db);
     expect(await third.read(1)).toEqual(page(1, 5));
@@ -262,7 +268,7 @@ describe('PageStore recovery and checkpoint', () => {
     expect(result.dbSizePages).toBe(5);
     expect(filePage(2)).toEqual(page(2, 2));
     expect(fs.statSync(db).size).toBe(5 * PAGE);
-    expect((await listSegments(db)).length).toBe(1);
+    expect((await listSegments(db)).length).toBe(0);
     const header = await readStoreHeader(db, nodeFileSystem);
     expect(header?.nextEpoch).toBe((result.checkpointEpoch ?? -1n) + 1n);
     expect(store.stats().indexPages).toBe(0);
