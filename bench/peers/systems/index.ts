@@ -3,6 +3,7 @@ import type { SystemDef } from '../lib/system.js';
 
 export const SYSTEM_NAMES = [
   'pwal',
+  'pwalpre',
   'sqlite',
   'lmdb',
   'level',
@@ -16,6 +17,8 @@ export async function loadSystem(name: string): Promise<SystemDef> {
   switch (name) {
     case 'pwal':
       return (await import('./pwal.js')).pwal;
+    case 'pwalpre':
+      return (await import('./pwal.js')).pwalPrecreate;
     case 'sqlite':
       return (await import('./sqlite.js')).sqlite;
     case 'lmdb':
