@@ -26,6 +26,7 @@ import {
   Replicator,
   type ReplicatorOptions,
   type ReplicatorStats,
+  savedReplicatedEpoch,
 } from './replicator.js';
 
 /** How far a commit must get before it resolves. */
@@ -87,12 +88,28 @@ export class ReplicatedWal implements AsyncDisposable {
 
   /**
    * Opens the local log, then the replicator (which connects in the
-   * background: an unreachable cluster does not fail the open).
-   * @throws {ReplicationError} `ERR_REPLICATION_CONFLICT` when the log would
-   * number new epochs at or below epochs already replicated.
+   * background: an unreachable cluster does not fail the open). The log
+   * numbers new epochs above the replicated watermark saved beside the
+   * database (`firstEpoch` floor `replicatedEpoch + 1`), so segments deleted
+   * after they were replicated (a checkpoint) never make it reuse an epoch.
    */
   static async open(dbPath: string, config: ReplicatedWalConfig): Promise<ReplicatedWal> {
-    const wal = await ParallelWal.open(dbPath, config);
+    const replicatedAtOpen = await savedReplicatedEpoch({
+      ...config.replication,
+      dbPath,
+      fs: config.fs,
+    });
+    const floor = replicatedAtOpen === null ? 0n : replicatedAtOpen + 1n;
+    const wal = await ParallelWal.open(dbPath, {
+      ...config,
+      // A non-bigint is passed on for the log to reject.
+      firstEpoch:
+        typeof config.firstEpoch !== 'bigint'
+          ? (config.firstEpoch ?? floor)
+          : config.firstEpoch > floor
+            ? config.firstEpoch
+            : floor,
+    });
     let replicator: Replicator | null = null;
     try {
       replicator = await Replicator.open({
@@ -101,11 +118,12 @@ export class ReplicatedWal implements AsyncDisposable {
         fs: config.fs,
         initialDurableEpoch: wal.durableEpoch() ?? undefined,
       });
+      // The floor above makes this impossible: an invariant check.
       const replicated = replicator.replicatedEpoch();
       if (replicated !== null && wal.currentEpoch <= replicated) {
         throw new ReplicationError(
           ReplicationErrorCode.conflict,
-          `the log would write epoch ${wal.currentEpoch} but epochs up to ${replicated} are already replicated (segments deleted by a checkpoint?)`,
+          `the log would write epoch ${wal.currentEpoch} but epochs up to ${replicated} are already replicated`,
         );
       }
       return new ReplicatedWal(

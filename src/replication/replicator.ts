@@ -255,10 +255,7 @@ export class Replicator {
     assertDatabaseId(databaseId);
     const stream = options.stream ?? saved?.stream ?? defaultStreamName(databaseId);
     const subject = options.subject ?? saved?.subject ?? defaultSubject(databaseId);
-    // The saved watermark is never ahead of what the cluster acknowledged, so
-    // it may protect segments from deletion before the first contact.
-    const sameStream = saved !== null && saved.databaseId === databaseId && saved.stream === stream;
-    const replicated = sameStream ? saved.replicatedEpoch : null;
+    const replicated = savedWatermark(saved, databaseId, stream);
     // Segments on disk passed recovery; the saved watermark was durable when
     // it was acknowledged (its segments may be checkpointed away since).
     let durable = options.initialDurableEpoch ?? null;
@@ -268,7 +265,9 @@ export class Replicator {
     }
     durable = maxEpoch(durable, replicated);
     const replicator = new Replicator(options, databaseId, stream, subject, durable, replicated);
-    if (saved === null || !sameStream) await replicator.saveState();
+    if (saved === null || saved.databaseId !== databaseId || saved.stream !== stream) {
+      await replicator.saveState();
+    }
     replicator.loop = replicator.run();
     return replicator;
   }
@@ -720,6 +719,36 @@ export class Replicator {
     };
     return writeReplicationState(this.options.dbPath, state, this.fs);
   }
+}
+
+/**
+ * The saved watermark when the state file is of this database and stream.
+ * It is never ahead of what the cluster acknowledged, so it may protect
+ * segments from deletion (and floor the log's epochs) before the first contact.
+ */
+function savedWatermark(
+  saved: ReplicationState | null,
+  databaseId: string,
+  stream: string,
+): bigint | null {
+  const sameStream = saved !== null && saved.databaseId === databaseId && saved.stream === stream;
+  return sameStream ? saved.replicatedEpoch : null;
+}
+
+/**
+ * The replicated watermark saved beside `dbPath` for the database and stream
+ * these options ship to — what {@link Replicator.open} starts from — read
+ * without connecting (`null`: nothing replicated yet, no state file, or one
+ * of another database or stream). Never ahead of what the cluster
+ * acknowledged (the live watermark may be further).
+ */
+export async function savedReplicatedEpoch(
+  options: Pick<ReplicatorOptions, 'dbPath' | 'databaseId' | 'stream' | 'fs'>,
+): Promise<bigint | null> {
+  const saved = await readReplicationState(options.dbPath, options.fs ?? nodeFileSystem);
+  if (saved === null) return null;
+  const databaseId = options.databaseId ?? saved.databaseId;
+  return savedWatermark(saved, databaseId, options.stream ?? saved.stream);
 }
 
 function maxEpoch(a: bigint | null, b: bigint | null): bigint | null {

@@ -330,6 +330,34 @@ describe('replication to a 3-node JetStream cluster', () => {
     }
   });
 
+  it('reopens above the replicated epoch after every segment was deleted, instead of failing', async () => {
+    if (cluster === null) return;
+    const dbPath = tempDb();
+    const first = await openReplicated(dbPath, 'RFLOOR');
+    let last: bigint;
+    try {
+      for (let i = 0; i < 3; i++) await first.commit(batch([1, 2], i));
+      last = (await first.commit(batch([3], 7), { durability: 'replicated' })).epoch;
+    } finally {
+      await first.close();
+    }
+    // Close flushes (maybe an empty epoch, replicated too): at least the last commit's epoch.
+    const saved = (await readReplicationState(dbPath))?.replicatedEpoch ?? null;
+    expect(saved !== null && saved >= last).toBe(true);
+    // What a checkpoint does once the cluster has everything.
+    for (const s of await listSegments(dbPath)) fs.unlinkSync(s.path);
+    const again = await openReplicated(dbPath, 'RFLOOR');
+    try {
+      expect(again.wal.currentEpoch).toBe((saved ?? 0n) + 1n);
+      const next = await again.commit(batch([4], 8), { durability: 'replicated' });
+      expect(next.epoch).toBeGreaterThan(last);
+      expect(next.replicated).toBe(true);
+      expect(again.stats().replication.lastError).toBeNull();
+    } finally {
+      await again.close();
+    }
+  });
+
   it('keeps committing locally while the cluster is down, fails replicated commits with a typed error, then catches up without gaps or duplicates', async () => {
     if (cluster === null) return;
     const dbPath = tempDb();
