@@ -190,6 +190,7 @@ export {
   Replicator,
   type ReplicatorOptions,
   type ReplicatorStats,
+  savedReplicatedEpoch,
 } from './replication/replicator.js';
 export {
   type RestoreOptions,
@@ -273,4 +274,10 @@ export {
   type StoreRecoveryReport,
   type StoreWorkerHandle,
 } from './store/page-store.js';
+export {
+  DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS,
+  openReplicatedStore,
+  type ReplicatedStore,
+  type ReplicatedStoreOptions,
+} from './store/replicated-store.js';
 export { attachStoreWriter, type StoreWorkerWriter } from './store/worker.js';

@@ -125,6 +125,17 @@ export interface PageStoreOptions extends Omit<ParallelWalConfig, 'lock'> {
   checkpointSource?: 'memory' | 'log';
   /** Control-plane hook for `checkpoint_conflict`. */
   control?: CheckpointControl;
+  /**
+   * Segment retention for a replicated store, asked before every deletion
+   * (checkpoint and recovery on open). Returns the highest epoch that may be
+   * deleted once folded — the cluster's replicated epoch: segments with a
+   * greater epoch stay on disk even when folded, until a later checkpoint
+   * finds them replicated. `null`: nothing is replicated yet, so no segment
+   * is deleted. Retained segments are not replayed again (they are below the
+   * header's next epoch). Omitted: folded segments are deleted at once.
+   * See `openReplicatedStore` in `replicated-store.ts`.
+   */
+  retainSegmentsAbove?: () => bigint | null;
 }
 
 /** What a checkpoint (or recovery) did. */
@@ -280,6 +291,9 @@ export class PageStore implements AsyncDisposable {
       file = opened.file;
       const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {
         skipCorrupt: options.skipCorrupt ?? false,
+        ...(options.retainSegmentsAbove === undefined
+          ? {}
+          : { retainSegmentsAbove: options.retainSegmentsAbove }),
       });
       const header = recovered.header;
       const { lock: _ignored, ...walConfig } = options as ParallelWalConfig;
@@ -526,7 +540,11 @@ export class PageStore implements AsyncDisposable {
       this.header = header;
       this.index.pruneThrough(last, state.sizePages);
       result.phasesMs.header = lap();
-      result.segmentsDeleted = await deleteFolded(this.path, this.fs, last);
+      result.segmentsDeleted = await deleteFolded(
+        this.path,
+        this.fs,
+        deletableThrough(last, this.options.retainSegmentsAbove),
+      );
       result.phasesMs.delete = lap();
       for (const epoch of [...this.segmentBytes.keys()]) {
         if (epoch <= last) {
@@ -814,7 +832,7 @@ export async function recoverIntoFile(
   file: DatabaseFile,
   header: StoreHeader,
   fs: WalFileSystem,
-  options: { skipCorrupt: boolean },
+  options: { skipCorrupt: boolean; retainSegmentsAbove?: () => bigint | null },
 ): Promise<{ header: StoreHeader; report: StoreRecoveryReport }> {
   const started = performance.now();
   const recovered = await recoverSegments(path, {
@@ -862,9 +880,24 @@ export async function recoverIntoFile(
     report.quarantinedSegments.push(target);
   }
   if (recovered.partialSegments.length > 0) await syncSegmentDirectory(path, { fs });
-  report.segmentsDeleted = await deleteFolded(path, fs, next.nextEpoch - 1n);
+  report.segmentsDeleted = await deleteFolded(
+    path,
+    fs,
+    deletableThrough(next.nextEpoch - 1n, options.retainSegmentsAbove),
+  );
   report.durationMs = performance.now() - started;
   return { header: next, report };
+}
+
+/**
+ * The highest folded epoch whose segment may be deleted: `folded`, lowered to
+ * what retention allows (`-1n`: none, when nothing is replicated yet).
+ */
+function deletableThrough(folded: bigint, retainSegmentsAbove?: () => bigint | null): bigint {
+  if (retainSegmentsAbove === undefined) return folded;
+  const replicated = retainSegmentsAbove();
+  if (replicated === null) return -1n;
+  return replicated < folded ? replicated : folded;
 }
 
 /**

@@ -20,6 +20,7 @@ import { restoreFromStream } from '../../src/replication/restore.js';
 import { readReplicationState } from '../../src/replication/state-file.js';
 import { type ChunkMessage, encodeEpochChunks } from '../../src/replication/wire.js';
 import { listSegments } from '../../src/storage/segment-files.js';
+import { openReplicatedStore } from '../../src/store/replicated-store.js';
 import { NatsCluster, requireNatsServer } from '../support/nats-cluster.js';
 
 const available = requireNatsServer('replication cluster tests');
@@ -355,6 +356,43 @@ describe('replication to a 3-node JetStream cluster', () => {
       expect(again.stats().replication.lastError).toBeNull();
     } finally {
       await again.close();
+    }
+  });
+
+  it('a replicated page store checkpoints away only the segments the cluster acknowledged', async () => {
+    if (cluster === null) return;
+    const dbPath = tempDb();
+    const replicated = await openReplicatedStore(dbPath, {
+      pageSize: 1024,
+      autoCheckpoint: false,
+      fsync: 'normal',
+      replication: {
+        servers: cluster.urls,
+        stream: 'RSTORE',
+        subject: 'RSTORE.epochs',
+        replicas: 3,
+        connectTimeoutMs: 1_000,
+      },
+    });
+    const { store, replicator } = replicated;
+    try {
+      let last = 0n;
+      for (let i = 1; i <= 4; i++) {
+        last = (await store.commit([{ pageNumber: i, data: new Uint8Array(1024).fill(i) }])).epoch;
+      }
+      await replicator.waitForReplicated(last, 15_000);
+      const result = await store.checkpoint();
+      const left = (await listSegments(dbPath)).map((s) => s.epoch);
+      const through = replicator.replicatedEpoch()!;
+      expect(left.every((epoch) => epoch > through)).toBe(true);
+      expect(result.segmentsDeleted).toBeGreaterThan(0);
+      // The next epochs continue above everything shipped, and ship too.
+      const next = await store.commit([{ pageNumber: 1, data: new Uint8Array(1024).fill(9) }]);
+      expect(next.epoch).toBeGreaterThan(last);
+      await replicator.waitForReplicated(next.epoch, 15_000);
+      expect(replicator.stats().lastError).toBeNull();
+    } finally {
+      await replicated.close();
     }
   });
 

@@ -1,0 +1,99 @@
+/**
+ * A page store whose log is shipped to a NATS JetStream stream: the store's
+ * log (`store.log`) feeds a {@link Replicator} through its durable hook, and
+ * the store's checkpoints and recovery keep every segment the cluster has not
+ * acknowledged yet (`retainSegmentsAbove` = the replicated epoch), so a
+ * checkpoint never deletes the only copy of an epoch the stream still needs.
+ *
+ * Before the replicator is open (and before its first contact) the watermark
+ * saved beside the database is used: it is never ahead of the cluster. With
+ * no watermark at all (nothing replicated yet) no segment is deleted.
+ */
+import type { ReplicatorOptions } from '../replication/replicator.js';
+import { Replicator, savedReplicatedEpoch } from '../replication/replicator.js';
+import { nodeFileSystem } from '../storage/fs.js';
+import { PageStore, type PageStoreOptions, type StoreCloseOptions } from './page-store.js';
+
+/** Default bound of the catch-up wait in {@link ReplicatedStore.close}, in milliseconds. */
+export const DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS = 5_000;
+
+/** Options of {@link openReplicatedStore}. */
+export interface ReplicatedStoreOptions extends PageStoreOptions {
+  /** Where and how to ship epochs (`dbPath`, `fs` and the durable epoch come from the store). */
+  replication: Omit<ReplicatorOptions, 'dbPath' | 'fs' | 'initialDurableEpoch'>;
+  /** At close, wait at most this long for shipping to catch up (default 5 s; 0: do not wait). */
+  closeFlushTimeoutMs?: number;
+}
+
+/** A page store plus the replicator shipping its log. */
+export interface ReplicatedStore extends AsyncDisposable {
+  readonly store: PageStore;
+  readonly replicator: Replicator;
+  /**
+   * Closes the store (checkpointing if asked: retention still applies), waits
+   * a bounded time for shipping to catch up, then closes the replicator.
+   */
+  close(options?: StoreCloseOptions): Promise<void>;
+}
+
+/**
+ * Opens the page store at `path` with its log replicated. A `retainSegmentsAbove`
+ * given in `options` is combined with the replicator's (the lower epoch wins).
+ * @throws everything {@link PageStore.open} and {@link Replicator.open} throw.
+ */
+export async function openReplicatedStore(
+  path: string,
+  options: ReplicatedStoreOptions,
+): Promise<ReplicatedStore> {
+  const fs = options.fs ?? nodeFileSystem;
+  const saved = await savedReplicatedEpoch({ ...options.replication, dbPath: path, fs });
+  let replicator: Replicator | null = null;
+  const own = options.retainSegmentsAbove;
+  const retainSegmentsAbove = (): bigint | null => {
+    const replicated = replicator === null ? saved : replicator.replicatedEpoch();
+    if (own === undefined || replicated === null) return replicated;
+    const theirs = own();
+    return theirs === null || theirs < replicated ? theirs : replicated;
+  };
+  const { replication, closeFlushTimeoutMs, ...storeOptions } = options;
+  const store = await PageStore.open(path, { ...storeOptions, retainSegmentsAbove });
+  let unsubscribe = (): void => {};
+  try {
+    // The log's durable epoch covers folded (and retained) segments too.
+    const durable = store.log.durableEpoch();
+    replicator = await Replicator.open({
+      ...replication,
+      dbPath: path,
+      fs,
+      ...(durable === null ? {} : { initialDurableEpoch: durable }),
+    });
+    const shipping = replicator;
+    unsubscribe = store.log.onDurable((info) =>
+      shipping.notifyDurable(info.epoch, info.segmentWritten),
+    );
+  } catch (error) {
+    unsubscribe();
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+  const opened = replicator;
+  const flushMs = closeFlushTimeoutMs ?? DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS;
+  let closing: Promise<void> | null = null;
+  const close = (closeOptions?: StoreCloseOptions): Promise<void> => {
+    closing ??= (async () => {
+      try {
+        await store.close(closeOptions);
+      } finally {
+        unsubscribe();
+        if (flushMs > 0) {
+          await opened.flush(flushMs).catch(() => {
+            // Not caught up in time: the next open ships the rest (retained).
+          });
+        }
+        await opened.close();
+      }
+    })();
+    return closing;
+  };
+  return { store, replicator: opened, close, [Symbol.asyncDispose]: () => close() };
+}
