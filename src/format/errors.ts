@@ -43,6 +43,8 @@ export const SegmentErrorCode = {
   trailingBytes: 'ERR_SEGMENT_TRAILING_BYTES',
   /** `segment epoch E contains record from epoch F` */
   epochMismatch: 'ERR_SEGMENT_EPOCH_MISMATCH',
+  /** `certificate trailer …` (version 3: missing, bad magic, or a length that does not match the bytes left) */
+  certificateTrailer: 'ERR_SEGMENT_CERTIFICATE_TRAILER',
 } as const;
 
 /** One of the {@link SegmentErrorCode} values. */

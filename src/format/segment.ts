@@ -3,10 +3,15 @@
  * `recordCount` length-prefixed records. Pure bytes, no I/O.
  *
  * ```text
- * 0..4   magic u32 = 0x5057414C      4..6   version u16 (1 or 2)
+ * 0..4   magic u32 = 0x5057414C      4..6   version u16 (1, 2 or 3)
  * 6..8   reserved, 0                 8..16  epoch u64
  * 16..20 record count u32            20..24 crc32c of bytes 0..20
  * ```
+ *
+ * Version 3 = version-2 records followed by one certificate trailer
+ * (`u32 magic 0x54435750 | u32 length L | L bytes`). This module reads it and
+ * hands the certificate bytes back unchecked: the control plane decodes and
+ * verifies certificates (`control/segment-v3.ts`). Writers here emit 1 and 2.
  */
 import { WalArgumentError } from '../errors.js';
 import { hex32, readU16, readU32, readU64, writeU16, writeU32, writeU64 } from './bytes.js';
@@ -22,13 +27,18 @@ import {
   writeRecordUnchecked,
 } from './record.js';
 import {
+  CERTIFICATE_TRAILER_MAGIC,
+  CERTIFICATE_TRAILER_PREFIX_BYTES,
+  CERTIFIED_FORMAT_VERSION,
   DEFAULT_FORMAT_VERSION,
   type FormatVersion,
   recordMaxBytes,
   recordMinBytes,
+  recordVersionOf,
   SEGMENT_HEADER_BYTES,
   SEGMENT_MAGIC,
   type SegmentHeader,
+  type SegmentVersion,
   U32_MAX,
   U64_MAX,
   type WalRecord,
@@ -43,6 +53,8 @@ export const SEGMENT_RECORD_COUNT_MAX = U32_MAX;
 export interface DecodedSegment {
   header: SegmentHeader;
   records: WalRecord[];
+  /** Version 3 only: the certificate bytes of the trailer (not checked here). */
+  certificate?: Uint8Array;
 }
 
 /** Options of {@link decodeSegment}. */
@@ -56,7 +68,7 @@ export interface DecodeSegmentOptions {
 }
 
 function checkHeaderFields(header: SegmentHeader): void {
-  assertFormatVersion(header.version);
+  if (header.version !== CERTIFIED_FORMAT_VERSION) assertFormatVersion(header.version);
   if (typeof header.epoch !== 'bigint' || header.epoch < 0n || header.epoch > U64_MAX) {
     throw new InvalidRecordError(`segment epoch ${String(header.epoch)} is not a u64`);
   }
@@ -118,7 +130,7 @@ export function decodeSegmentHeader(bytes: Uint8Array): SegmentHeader {
     });
   }
   const version = readU16(bytes, 4);
-  if (version !== 1 && version !== 2) {
+  if (version !== 1 && version !== 2 && version !== CERTIFIED_FORMAT_VERSION) {
     throw new SegmentFormatError(
       SegmentErrorCode.version,
       `unsupported segment version: ${version}`,
@@ -151,9 +163,9 @@ function copyOf(bytes: Uint8Array): Uint8Array {
 }
 
 /** The most records a file of `fileBytes` bytes can hold in `version`. */
-export function maxPossibleRecords(fileBytes: number, version: FormatVersion): number {
+export function maxPossibleRecords(fileBytes: number, version: SegmentVersion): number {
   const body = Math.max(0, fileBytes - SEGMENT_HEADER_BYTES);
-  return Math.floor(body / (RECORD_LENGTH_PREFIX_BYTES + recordMinBytes(version)));
+  return Math.floor(body / (RECORD_LENGTH_PREFIX_BYTES + recordMinBytes(recordVersionOf(version))));
 }
 
 /**
@@ -242,7 +254,8 @@ export function decodeSegment(input: Uint8Array, options?: DecodeSegmentOptions)
       { offset: 16 },
     );
   }
-  const maxRecord = recordMaxBytes(version);
+  const recordVersion = recordVersionOf(version);
+  const maxRecord = recordMaxBytes(recordVersion);
   const records: WalRecord[] = [];
   let at = SEGMENT_HEADER_BYTES;
   for (let index = 0; index < recordCount; index++) {
@@ -271,7 +284,7 @@ export function decodeSegment(input: Uint8Array, options?: DecodeSegmentOptions)
       );
     }
     try {
-      records.push(decodeRecordRange(bytes, start, start + length, version, false));
+      records.push(decodeRecordRange(bytes, start, start + length, recordVersion, false));
     } catch (error) {
       if (error instanceof SegmentFormatError) {
         throw new SegmentFormatError(error.code, error.message, where);
@@ -280,6 +293,9 @@ export function decodeSegment(input: Uint8Array, options?: DecodeSegmentOptions)
     }
     at = start + length;
   }
+  const certificate =
+    version === CERTIFIED_FORMAT_VERSION ? readCertificateTrailer(bytes, at) : undefined;
+  if (certificate !== undefined) at = fileBytes;
   if (at !== fileBytes) {
     throw new SegmentFormatError(
       SegmentErrorCode.trailingBytes,
@@ -297,5 +313,28 @@ export function decodeSegment(input: Uint8Array, options?: DecodeSegmentOptions)
       );
     }
   }
-  return { header, records: ordered };
+  return certificate === undefined
+    ? { header, records: ordered }
+    : { header, records: ordered, certificate };
+}
+
+/** The certificate bytes of a version-3 trailer at `at`, which must run exactly to the end. */
+function readCertificateTrailer(bytes: Uint8Array, at: number): Uint8Array {
+  const left = bytes.length - at;
+  const fail = (message: string): SegmentFormatError =>
+    new SegmentFormatError(SegmentErrorCode.certificateTrailer, message, { offset: at });
+  if (left < CERTIFICATE_TRAILER_PREFIX_BYTES) {
+    throw fail(`certificate trailer truncated: ${left} bytes after the records`);
+  }
+  const magic = readU32(bytes, at);
+  if (magic !== CERTIFICATE_TRAILER_MAGIC) {
+    throw fail(`invalid certificate trailer magic: ${hex32(magic)}`);
+  }
+  const declared = readU32(bytes, at + 4);
+  if (declared !== left - CERTIFICATE_TRAILER_PREFIX_BYTES) {
+    throw fail(
+      `certificate trailer declares ${declared} bytes, ${left - CERTIFICATE_TRAILER_PREFIX_BYTES} present`,
+    );
+  }
+  return bytes.subarray(at + CERTIFICATE_TRAILER_PREFIX_BYTES);
 }

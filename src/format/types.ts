@@ -28,9 +28,23 @@ export interface WalRecord {
 /** Segment format versions: 1 (the seed's), 2 (per-record CRC-32C). */
 export type FormatVersion = 1 | 2;
 
+/**
+ * Versions a segment header may carry: the record formats 1 and 2, and 3 —
+ * version-2 records followed by a commit-certificate trailer (written by the
+ * control plane, `control/segment-v3.ts`; see docs/format.md).
+ */
+export type SegmentVersion = FormatVersion | 3;
+
+/** The segment version whose records are followed by a certificate trailer. */
+export const CERTIFIED_FORMAT_VERSION = 3;
+/** Magic of the certificate trailer of a version-3 segment, `50 57 43 54` ("PWCT") on disk. */
+export const CERTIFICATE_TRAILER_MAGIC = 0x54435750;
+/** Trailer magic u32 + certificate length u32, in bytes. */
+export const CERTIFICATE_TRAILER_PREFIX_BYTES = 8;
+
 /** The 24-byte segment header, decoded. */
 export interface SegmentHeader {
-  version: FormatVersion;
+  version: SegmentVersion;
   epoch: bigint;
   recordCount: number;
 }
@@ -53,6 +67,11 @@ export const TXN_ID_MAX = (1n << 62n) - 1n;
 export const U64_MAX = (1n << 64n) - 1n;
 /** Largest u32 (2^32 - 1). */
 export const U32_MAX = 0xffffffff;
+
+/** The record format inside a segment of `version` (version 3 holds version-2 records). */
+export function recordVersionOf(version: SegmentVersion): FormatVersion {
+  return version === 1 ? 1 : 2;
+}
 
 /** Smallest encoded record of a format version. */
 export function recordMinBytes(version: FormatVersion): number {

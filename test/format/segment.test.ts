@@ -70,10 +70,10 @@ describe('segment header', () => {
 
   it('rejects an unsupported version before the checksum', () => {
     const bytes = encodeSegmentHeader({ version: 2, epoch: 1n, recordCount: 0 });
-    bytes[4] = 3;
+    bytes[4] = 4;
     const error = formatError(() => decodeSegmentHeader(bytes));
     expect(error.code).toBe('ERR_SEGMENT_VERSION');
-    expect(error.message).toBe('unsupported segment version: 3');
+    expect(error.message).toBe('unsupported segment version: 4');
   });
 
   it('rejects a header whose checksum does not match (seed: checksum mismatch)', () => {

@@ -17,7 +17,12 @@ import { crc32c } from '../../src/format/crc32c.js';
 import { SegmentErrorCode, SegmentFormatError } from '../../src/format/errors.js';
 import { decodeRecord } from '../../src/format/record.js';
 import { decodeSegment, encodeSegment } from '../../src/format/segment.js';
-import type { FormatVersion, WalRecord } from '../../src/format/types.js';
+import {
+  CERTIFICATE_TRAILER_PREFIX_BYTES,
+  type FormatVersion,
+  recordVersionOf,
+  type WalRecord,
+} from '../../src/format/types.js';
 import { randomRecords } from '../support/records.js';
 import { pick, type Rng, randBytes, randInt } from '../support/rng.js';
 
@@ -277,8 +282,13 @@ export function checkSegmentDecode(bytes: Uint8Array): DecodeOutcome {
   }
   if (imageBytes > bytes.length)
     throw new FuzzViolation('decoded more image bytes than the input has', input);
-  const again = encodeSegment(header.epoch, records, header.version);
-  if (again.length !== bytes.length) {
+  // Version 3 = version-2 records + a certificate trailer (handed back as is).
+  const again = encodeSegment(header.epoch, records, recordVersionOf(header.version));
+  const trailerBytes =
+    decoded.certificate === undefined
+      ? 0
+      : CERTIFICATE_TRAILER_PREFIX_BYTES + decoded.certificate.length;
+  if (again.length + trailerBytes !== bytes.length) {
     throw new FuzzViolation(
       `accepted ${bytes.length} bytes but they re-encode to ${again.length}`,
       input,
