@@ -1,12 +1,41 @@
 /**
- * `pwal inspect <db-path> [--json]`: one row per segment file — epoch, file,
- * bytes, format version, record count, status (`ok`, or the error code and
+ * `pwal inspect <db-path> [--json]`: the store header (page store databases),
+ * the replication state (when a replicator ran there), then one row per
+ * segment file — epoch, file, bytes, format version (1, 2, or 3 with a
+ * certificate trailer), record count, status (`ok`, or the error code and
  * message). Exits 0 when it could look (even at bad segments: use `verify`
  * to gate on health), 1 when the directory cannot be read.
  */
 import type { Command } from 'commander';
+import { WalError } from '../errors.js';
+import { type ReplicationState, readReplicationState } from '../replication/state-file.js';
+import { describeStore, formatStoreDescription } from '../store/describe.js';
 import { type CliContext, EXIT_OK, jsonLine } from './context.js';
 import { checkDatabase, type SegmentCheck } from './segment-check.js';
+
+type ReplicationLook =
+  | { state: ReplicationState | null; error: null }
+  | { state: null; error: { code: string; message: string } };
+
+/** The replication state file, or why it cannot be read (never throws). */
+async function lookAtReplication(dbPath: string, ctx: CliContext): Promise<ReplicationLook> {
+  try {
+    return { state: await readReplicationState(dbPath, ctx.fs), error: null };
+  } catch (error) {
+    const code = error instanceof WalError ? error.code : 'ERR_UNEXPECTED';
+    const message = error instanceof Error ? error.message : String(error);
+    return { state: null, error: { code, message } };
+  }
+}
+
+function replicationLine(look: ReplicationLook): string {
+  if (look.error !== null) return `replication: ${look.error.message} (${look.error.code})\n`;
+  const s = look.state;
+  if (s === null) return 'replication: none (no replicator ran here)\n';
+  return `replication: database ${s.databaseId}, stream ${s.stream} (subject ${s.subject}), replicated through epoch ${
+    s.replicatedEpoch ?? 'none'
+  }, stream seq ${s.streamSeq}, as of ${s.updatedAt}\n`;
+}
 
 function cell(value: number | bigint | null): string {
   return value === null ? '-' : String(value);
@@ -40,10 +69,15 @@ export function registerInspect(program: Command, ctx: CliContext): void {
     .option('--json', 'print one JSON document instead of a table')
     .action(async (dbPath: string, options: { json?: boolean }) => {
       const { segments, temporaryFiles } = await checkDatabase(dbPath, ctx.fs);
+      const store = await describeStore(dbPath, { fs: ctx.fs });
+      const replication = await lookAtReplication(dbPath, ctx);
       if (options.json) {
         ctx.io.stdout(
           jsonLine({
             db: dbPath,
+            store,
+            replication: replication.state,
+            ...(replication.error === null ? {} : { replicationError: replication.error }),
             segments: segments.map((s) => ({
               epoch: s.epoch,
               file: s.file,
@@ -56,10 +90,10 @@ export function registerInspect(program: Command, ctx: CliContext): void {
             temporaryFiles,
           }),
         );
-      } else if (segments.length === 0) {
-        ctx.io.stdout(`no segments for ${dbPath}\n`);
       } else {
-        ctx.io.stdout(table(segments));
+        ctx.io.stdout(formatStoreDescription(store));
+        ctx.io.stdout(replicationLine(replication));
+        ctx.io.stdout(segments.length === 0 ? `no segments for ${dbPath}\n` : table(segments));
       }
       if (!options.json && temporaryFiles.length > 0) {
         ctx.io.stdout(

@@ -2,11 +2,37 @@
  * `pwal verify <db-path>`: exit 0 with a one-line summary when every segment
  * reads cleanly (an empty directory is valid: "no segments"); exit 1 naming
  * the first bad segment and why (and how many later segments recovery would
- * therefore not replay).
+ * therefore not replay). When segments carry commit certificates (format
+ * version 3), a second line reports their chain, checked by the control
+ * plane's verifier (`verifyCertificateChainOnDisk`); a broken chain is exit 1.
  */
 import type { Command } from 'commander';
+import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
 import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context.js';
 import { checkDatabase } from './segment-check.js';
+
+/** The chain line (`null`: no certified segment), and whether the chain holds. */
+async function certificateChain(
+  dbPath: string,
+  ctx: CliContext,
+): Promise<{ line: string; ok: boolean } | null> {
+  const report = await verifyCertificateChainOnDisk(dbPath, { fs: ctx.fs, skipCorrupt: true });
+  if (report.failure !== null) {
+    return {
+      ok: false,
+      line: `FAIL certificate chain: ${report.failure.reason} at epoch ${report.failure.epoch}: ${report.failure.message} (verified through ${report.lastGoodEpoch ?? 'none'})\n`,
+    };
+  }
+  if (report.certifiedSegments === 0) return null;
+  const uncertified =
+    report.uncertifiedEpochs.length > 0
+      ? `, ${report.uncertifiedEpochs.length} uncertified segment(s) restart it`
+      : '';
+  return {
+    ok: true,
+    line: `certificates: ${report.certifiedSegments} certified segment(s), chain ok through epoch ${report.lastGoodEpoch}${uncertified}\n`,
+  };
+}
 
 /** Adds the `verify` subcommand to `program`. */
 export function registerVerify(program: Command, ctx: CliContext): void {
@@ -45,6 +71,14 @@ export function registerVerify(program: Command, ctx: CliContext): void {
         ctx.io.stdout(
           `ok: ${segments.length} segment(s), ${records} record(s), ${bytes} bytes, epochs ${first}..${last}${tmp}\n`,
         );
+        const chain = await certificateChain(dbPath, ctx);
+        if (chain !== null) {
+          ctx.io.stdout(chain.line);
+          if (!chain.ok) {
+            ctx.setExitCode(EXIT_FAILURE);
+            return;
+          }
+        }
       }
       ctx.setExitCode(EXIT_OK);
     });

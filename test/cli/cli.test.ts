@@ -157,7 +157,13 @@ describe('pwal inspect', () => {
     fs.writeFileSync(segmentPath(dbPath, 3n), Buffer.alloc(30));
     const { code, out } = await run('inspect', dbPath);
     expect(code).toBe(0);
-    const lines = out.trim().split('\n');
+    // The store header and replication lines come first (neither exists here).
+    const all = out.trim().split('\n');
+    expect(all.slice(0, 2)).toEqual([
+      'store header: none (not a page store database)',
+      'replication: none (no replicator ran here)',
+    ]);
+    const lines = all.slice(2);
     expect(lines[0]).toMatch(/^EPOCH\s+FILE\s+BYTES\s+VERSION\s+RECORDS\s+STATUS$/);
     const size = fs.statSync(segmentPath(dbPath, 1n)).size;
     expect(lines[1]).toMatch(
