@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import * as nodePath from 'node:path';
 import { toIoError } from '../storage/errors.js';
 import type { WalFileHandle, WalFileSystem } from '../storage/fs.js';
+import { EARLY_ACK_TEMP_TAG } from '../storage/recovery.js';
 import {
   databaseDirectory,
   databaseName,
@@ -34,14 +35,31 @@ import {
   TEMP_NAME_INFIX,
   writeSegmentFile,
 } from '../storage/segment-files.js';
+import { WalClosedError } from './errors.js';
+
+/** What a sink's write reports once the epoch may be acknowledged. */
+export interface SegmentWrite {
+  /** Bytes written (header included). */
+  bytes: number;
+  /**
+   * `null`: the segment is already under its name (published). Otherwise it
+   * resolves once the segment is under its name and that name is durable
+   * (publications settle in epoch order); a rejection means the log failed
+   * after the epoch was acknowledged (its data stays adoptable).
+   */
+  published: Promise<void> | null;
+}
 
 /** Writes one epoch's encoded segment durably. */
 export interface SegmentSink {
-  /** Writes `chunks` (header + records) as the segment of `epoch`; returns bytes written. */
-  write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<number>;
-  /** Releases anything held ahead of time (pre-created files). */
+  /** Writes `chunks` (header + records) as the segment of `epoch`; resolves when it may be acknowledged. */
+  write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite>;
+  /** Waits for publications in flight, then releases anything held ahead of time (pre-created files). */
   dispose(): Promise<void>;
 }
+
+/** Which sink the engine uses; see {@link ParallelWalConfig.segmentSink} in `wal.ts`. */
+export type SegmentSinkKind = 'earlyAck' | 'precreate' | 'storage';
 
 /** The storage layer's protocol, unchanged. */
 export function storageSegmentSink(
@@ -50,7 +68,10 @@ export function storageSegmentSink(
   fsync: FsyncPolicy,
 ): SegmentSink {
   return {
-    write: (epoch, chunks) => writeSegmentFile(dbPath, epoch, chunks, { fsync, fs }),
+    write: async (epoch, chunks) => ({
+      bytes: await writeSegmentFile(dbPath, epoch, chunks, { fsync, fs }),
+      published: null,
+    }),
     dispose: async () => {},
   };
 }
@@ -71,7 +92,7 @@ export class PrecreatingSegmentSink implements SegmentSink {
     private readonly fsync: FsyncPolicy,
   ) {}
 
-  async write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<number> {
+  async write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
     const ahead = this.prepared === null ? null : await this.prepared;
     this.prepared = null;
     const { path: temp, handle } = ahead ?? (await this.create());
@@ -111,7 +132,7 @@ export class PrecreatingSegmentSink implements SegmentSink {
         throw toIoError(error, 'cannot sync segment directory', 'fsync', dir);
       }
     }
-    return total;
+    return { bytes: total, published: null };
   }
 
   async dispose(): Promise<void> {
@@ -133,6 +154,203 @@ export class PrecreatingSegmentSink implements SegmentSink {
 
   private async create(): Promise<Prepared> {
     const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}next-${randomBytes(6).toString('hex')}`;
+    const path = nodePath.join(databaseDirectory(this.dbPath), name);
+    try {
+      return { path, handle: await this.fs.open(path, 'createExclusive') };
+    } catch (error) {
+      throw toIoError(error, 'cannot create segment file', 'open', path);
+    }
+  }
+}
+
+/** Pre-created files the early-ack sink keeps ready (directory entry durable) ahead of the writes. */
+export const EARLY_ACK_FILES_AHEAD = 2;
+
+/** The segment format version in the first bytes of `chunks` (a header), or `null`. */
+function headerVersion(chunks: readonly Uint8Array[]): number | null {
+  const lead: number[] = [];
+  for (const chunk of chunks) {
+    for (let i = 0; i < chunk.length && lead.length < 6; i++) lead.push(chunk[i]!);
+    if (lead.length === 6) return lead[4]! | (lead[5]! << 8);
+  }
+  return null;
+}
+
+/**
+ * "Acknowledge at data durability; publish in the background."
+ *
+ * Temporary files are created ahead of time and their directory entries made
+ * durable (one directory fsync) BEFORE any of them is used. Writing epoch E:
+ * writev header + records at offset 0 of such an empty file, fdatasync (which
+ * also makes the new file size durable). E's bytes are now durable and
+ * findable under a durable name, so `write` resolves: E may be acknowledged.
+ * Then, in the background and strictly in epoch order (`published`): close,
+ * rename to the segment name, create the replacement pre-created file(s), and
+ * ONE directory fsync covering the rename and the creations.
+ *
+ * Crash reasoning: before the fdatasync returns nothing is acknowledged, and
+ * whatever reached the file is at worst a torn prefix, which fails the
+ * version-2 CRCs or the exact-length check, so recovery removes it. After
+ * it returns, the complete segment is durable under the temporary name (or,
+ * once the rename is durable, under the segment name; the rename is atomic):
+ * recovery (`adoptOrRemoveTemporaryFiles`) adopts a temporary file that
+ * decodes completely as a version-2 segment whose epoch has no segment file.
+ * Epoch E+1 is written only after E was acknowledged, so an adoptable E+1
+ * never exists without E. Version 1 (no record CRCs) cannot tell torn from
+ * complete and never uses this sink; version-3 segments (certificate
+ * trailer), which the storage layer cannot validate yet, are written the same
+ * way but acknowledged only once published.
+ *
+ * A failed write or fdatasync: the file is unlinked, the error thrown (the
+ * log fails, nothing acknowledged). A failed publication step: `published`
+ * rejects and every later write and publication is refused; the acknowledged
+ * epoch's temporary file is left in place for recovery to adopt.
+ */
+export class EarlyAckSegmentSink implements SegmentSink {
+  private readonly ready: Prepared[] = [];
+  /** Creations (or publications) whose directory fsync is in flight; their files join `ready` after it. */
+  private readonly creating = new Set<Promise<void>>();
+  private creatingCount = 0;
+  private publishTail: Promise<void> = Promise.resolve();
+  /** The first failure: no write starts after it. */
+  private failure: Error | null = null;
+  /**
+   * The first failure of a publication step (close, rename, creation,
+   * directory fsync): no publication runs after it. A failed write does not
+   * stop the publication of epochs acknowledged before it.
+   */
+  private publishFailure: Error | null = null;
+  private disposed = false;
+
+  constructor(
+    private readonly dbPath: string,
+    private readonly fs: WalFileSystem,
+    private readonly fsync: FsyncPolicy,
+  ) {}
+
+  async write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
+    if (this.disposed) throw new WalClosedError('segment sink is disposed');
+    const file = await this.takeReady();
+    let total = 0;
+    for (const chunk of chunks) total += chunk.length;
+    let step = 'write';
+    try {
+      await file.handle.writev(chunks, 0);
+      if (this.fsync !== 'off') {
+        step = 'datasync';
+        // Data and the new file size on stable storage; the name is durable already.
+        await file.handle.datasync();
+      }
+    } catch (error) {
+      await file.handle.close().catch(() => {});
+      await this.fs.unlink(file.path).catch(() => {});
+      const failure = toIoError(error, 'cannot write segment file', step, file.path);
+      this.failure ??= failure;
+      throw failure;
+    }
+    // An earlier publication failed meanwhile: the log is failing, nothing
+    // more is acknowledged (the file stays; recovery may adopt it).
+    if (this.failure !== null) throw this.failure;
+    const published = this.publishTail.then(() => this.publish(epoch, file));
+    this.publishTail = published.catch(() => {});
+    if (headerVersion(chunks) !== 2) {
+      // Not adoptable by recovery (see above): acknowledge only once published.
+      await published;
+      return { bytes: total, published: null };
+    }
+    return { bytes: total, published };
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    await this.publishTail;
+    await Promise.all(this.creating);
+    for (const file of this.ready.splice(0)) {
+      await file.handle.close().catch(() => {});
+      // Not synced: an empty pre-created file that reappears is removed at open.
+      await this.fs.unlink(file.path).catch(() => {});
+    }
+  }
+
+  /** A pre-created file whose directory entry is durable; creates some inline if none is coming. */
+  private async takeReady(): Promise<Prepared> {
+    for (;;) {
+      if (this.failure !== null) throw this.failure;
+      const file = this.ready.shift();
+      if (file !== undefined) return file;
+      if (this.creatingCount === 0) void this.startCreation(EARLY_ACK_FILES_AHEAD).catch(() => {});
+      await Promise.race(this.creating);
+    }
+  }
+
+  /** Closes, renames, tops up the pre-created files, one directory fsync. In epoch order. */
+  private async publish(epoch: bigint, file: Prepared): Promise<void> {
+    // Leave the file for recovery to adopt.
+    if (this.publishFailure !== null) throw this.publishFailure;
+    const finalPath = segmentPath(this.dbPath, epoch);
+    let step = 'close';
+    try {
+      // A deferred write error (NFS) surfaces at close; the data is fdatasynced already.
+      await file.handle.close();
+      step = 'rename';
+      await this.fs.rename(file.path, finalPath); // atomic: the temp name or the segment name
+    } catch (error) {
+      const failure = toIoError(error, `cannot publish segment ${finalPath}`, step, file.path);
+      this.failure ??= failure;
+      this.publishFailure ??= failure;
+      throw failure;
+    }
+    const wanted = this.disposed
+      ? 0
+      : EARLY_ACK_FILES_AHEAD - this.ready.length - this.creatingCount;
+    // The same directory fsync covers the rename and the new files.
+    try {
+      await this.startCreation(Math.max(0, wanted), true);
+    } catch (error) {
+      this.publishFailure ??= error instanceof Error ? error : new Error(String(error));
+      throw error;
+    }
+  }
+
+  /**
+   * Creates `count` temporary files and fsyncs the directory once (also when
+   * `count` is 0 and `always`: the fsync then covers a rename); the files
+   * join `ready` only after that fsync.
+   */
+  private startCreation(count: number, always = false): Promise<void> {
+    if (count === 0 && !always) return Promise.resolve();
+    this.creatingCount += count;
+    const run = (async () => {
+      const created: Prepared[] = [];
+      try {
+        for (let i = 0; i < count; i++) created.push(await this.create());
+        if (this.fsync !== 'off') {
+          const dir = databaseDirectory(this.dbPath);
+          try {
+            await this.fs.syncDirectory(dir);
+          } catch (error) {
+            throw toIoError(error, 'cannot sync segment directory', 'fsync', dir);
+          }
+        }
+      } catch (error) {
+        // Empty files: removed at the next open if the unlink does not happen.
+        for (const file of created) await file.handle.close().catch(() => {});
+        const failure = error instanceof Error ? error : new Error(String(error));
+        this.failure ??= failure;
+        throw failure;
+      } finally {
+        this.creatingCount -= count;
+      }
+      this.ready.push(...created);
+    })();
+    const settled = run.catch(() => {});
+    this.creating.add(settled);
+    void settled.finally(() => this.creating.delete(settled));
+    return run;
+  }
+
+  private async create(): Promise<Prepared> {
+    const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}${EARLY_ACK_TEMP_TAG}-${randomBytes(6).toString('hex')}`;
     const path = nodePath.join(databaseDirectory(this.dbPath), name);
     try {
       return { path, handle: await this.fs.open(path, 'createExclusive') };

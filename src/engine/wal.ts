@@ -1,9 +1,13 @@
 /**
  * `ParallelWal`: the coordinator of the parallel write-ahead log
  * (SYSTEM.md §3). Writers append page batches into lanes; the flusher seals
- * an epoch, writes it as one segment with one durable write protocol
- * (`writeSegmentFile`: temp file, fdatasync, rename, directory fsync), and
- * only then marks it durable and acknowledges the commits in it.
+ * an epoch and writes it as one segment. With the `earlyAck` sink (opt-in,
+ * format version 2) the segment goes into a pre-created temporary file whose
+ * name is already durable; after its fdatasync the epoch is ACKNOWLEDGED
+ * (commits resolve, `acknowledgedEpoch()`), and the rename + directory fsync
+ * PUBLISH it in the background, in epoch order (`durableEpoch()`,
+ * `onDurable`). With `storage` (default) or `precreate` (and always for
+ * version 1) both happen at once, after the directory fsync.
  *
  * Group commit adapts to load:
  * - idle disk, commits waiting: the flusher seals after one event-loop turn
@@ -16,7 +20,9 @@
  *   `epochIntervalMs`, also when idle (empty epochs write nothing).
  *
  * Failure is final for this instance: any error while writing, syncing or
- * renaming a segment leaves its epoch not durable and first in line, puts
+ * renaming a segment leaves its epoch not durable and first in line (a
+ * failed background publication leaves acknowledged epochs acknowledged:
+ * their data is durable and recovery adopts it), puts
  * the log in the failed state, and rejects every waiting and later commit
  * with `ERR_WAL_FAILED` (carrying the cause). Reopening recovers from disk.
  */
@@ -35,8 +41,9 @@ import {
 } from '../format/types.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
-import { cleanupTemporaryFiles } from '../storage/recovery.js';
+import { adoptOrRemoveTemporaryFiles, inspectTemporaryFiles } from '../storage/recovery.js';
 import type { FsyncPolicy } from '../storage/segment-files.js';
+import { AckWatermark } from './ack-watermark.js';
 import type { EngineControl } from './control-hooks.js';
 import { createDeferred, type Deferred } from './deferred.js';
 import { assertTimeoutMs, EpochCoordinator, type EpochSegment } from './epochs.js';
@@ -60,7 +67,13 @@ import {
 } from './lane.js';
 import type { EngineLane } from './lane-types.js';
 import { scanExistingLog } from './open-scan.js';
-import { PrecreatingSegmentSink, type SegmentSink, storageSegmentSink } from './segment-writer.js';
+import {
+  EarlyAckSegmentSink,
+  PrecreatingSegmentSink,
+  type SegmentSink,
+  type SegmentSinkKind,
+  storageSegmentSink,
+} from './segment-writer.js';
 import { WorkerLanePool } from './shared-lane.js';
 import {
   createCommitSeqCounter,
@@ -127,9 +140,11 @@ export interface CommitResult {
   epoch: bigint;
   commitSeq: bigint;
   /**
-   * What the acknowledgement guarantees: `full`/`normal` — the segment was
-   * fdatasynced and its directory entry fsynced; `off` — it was handed to the
-   * OS only (lost on power failure, survives a process crash).
+   * What the acknowledgement guarantees: `full`/`normal` — the segment's
+   * bytes were fdatasynced into a file whose directory entry is durable
+   * (with the `earlyAck` sink a temporary name until it is published;
+   * recovery adopts it); `off` — it was handed to the OS only (lost on power
+   * failure, survives a process crash).
    */
   durability: FsyncPolicy;
   /** The last frame's `dbSizeIfCommit`. */
@@ -190,8 +205,20 @@ export interface ParallelWalConfig {
    * protocol and crash guarantee as the storage layer's `writeSegmentFile`,
    * about half its latency for small epochs; see `segment-writer.ts`).
    * Default false: segments are written by `writeSegmentFile` itself.
+   * Same as `segmentSink: 'precreate'`; an explicit `segmentSink` wins.
    */
   precreateSegmentFiles?: boolean;
+  /**
+   * How an epoch's segment is made durable (see `segment-writer.ts`):
+   * - `earlyAck` (opt-in; format version 2): write into a pre-created
+   *   temporary file whose name is already durable, fdatasync, acknowledge;
+   *   rename + directory fsync follow in the background, in epoch order
+   *   (recovery adopts a complete temporary file). Not allowed with version 1.
+   * - `precreate`: acknowledge after rename + directory fsync, next temporary
+   *   file created ahead of time.
+   * - `storage` (default): the storage layer's `writeSegmentFile`.
+   */
+  segmentSink?: SegmentSinkKind;
   /**
    * The control plane (modes, fallback, shadow compare, commit certificates,
    * sealing controller, traces): any {@link EngineControl}, such as
@@ -229,6 +256,8 @@ export interface ResolvedParallelWalConfig {
   autoFlush: boolean;
   lock: boolean;
   precreateSegmentFiles: boolean;
+  /** See {@link ParallelWalConfig.segmentSink}. */
+  segmentSink: SegmentSinkKind;
   /** See {@link ParallelWalConfig.firstEpoch} (default 0n). */
   firstEpoch: bigint;
   /** See {@link ParallelWalConfig.firstCommitSeq} (default 1n). */
@@ -248,7 +277,14 @@ export interface LatencySummary {
 export interface ParallelWalStats {
   currentEpoch: bigint;
   appendEpoch: bigint;
+  /** Published: segment under its name, name durable (what `onDurable` announced). */
   durableEpoch: bigint | null;
+  /** Acknowledged: data durable (commits resolved); >= `durableEpoch`. */
+  acknowledgedEpoch: bigint | null;
+  /** Acknowledged epochs whose publication (rename + directory fsync) is pending. */
+  publishingEpochs: number;
+  /** Temporary files adopted as segments when the log opened (acknowledged epochs whose rename was lost). */
+  adoptedTemporaryFiles: number;
   /** Epoch being written now, if any. */
   inFlightEpoch: bigint | null;
   epochsSealed: number;
@@ -404,10 +440,36 @@ export function resolveParallelWalConfig(
       'precreateSegmentFiles',
       config.precreateSegmentFiles ?? false,
     ),
+    segmentSink: resolveSegmentSink(config, formatVersion),
     firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, U64_MAX),
     // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).
     firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, I64_MAX),
   };
+}
+
+function resolveSegmentSink(
+  config: ParallelWalConfig,
+  formatVersion: FormatVersion,
+): SegmentSinkKind {
+  const given = config.segmentSink;
+  if (given === undefined) {
+    if (checkBoolean('precreateSegmentFiles', config.precreateSegmentFiles ?? false)) {
+      return 'precreate';
+    }
+    // earlyAck is opt-in for now: see docs/durability.md (early acknowledgement).
+    return 'storage';
+  }
+  if (given !== 'earlyAck' && given !== 'precreate' && given !== 'storage') {
+    throw new WalArgumentError(
+      `segmentSink must be earlyAck, precreate or storage, got ${String(given)}`,
+    );
+  }
+  if (given === 'earlyAck' && formatVersion === 1) {
+    // v1 records carry no CRC: a torn temporary file could not be told from a
+    // complete one, so recovery could not adopt it safely.
+    throw new WalArgumentError('segmentSink earlyAck needs formatVersion 2');
+  }
+  return given;
 }
 
 function checkBatch(batch: ParallelWalBatch): void {
@@ -472,6 +534,15 @@ export class ParallelWal implements AsyncDisposable {
   private readonly tickerLoops = new Set<Promise<void>>();
 
   private failure: WalFailedError | null = null;
+  /** Acknowledged epochs (data durable); `coordinator.durableEpoch` is the published one. */
+  private readonly acks: AckWatermark;
+  /** Publications (rename + directory fsync, then onDurable) in epoch order. Never rejects. */
+  private publishTail: Promise<void> = Promise.resolve();
+  /** Acknowledged epochs whose publication is still pending. */
+  private publishing = 0;
+  private readonly ackListeners = new Set<(epoch: bigint) => void>();
+  /** Temporary files adopted as segments when this log opened. */
+  private adoptedAtOpen = 0;
   private closing = false;
   private closed = false;
   private closePromise: Promise<void> | null = null;
@@ -519,9 +590,13 @@ export class ParallelWal implements AsyncDisposable {
     this.control = control;
     this.config = config;
     this.lock = lock;
-    this.sink = config.precreateSegmentFiles
-      ? new PrecreatingSegmentSink(dbPath, fs, config.fsync)
-      : storageSegmentSink(dbPath, fs, config.fsync);
+    this.sink =
+      config.segmentSink === 'earlyAck'
+        ? new EarlyAckSegmentSink(dbPath, fs, config.fsync)
+        : config.segmentSink === 'precreate'
+          ? new PrecreatingSegmentSink(dbPath, fs, config.fsync)
+          : storageSegmentSink(dbPath, fs, config.fsync);
+    this.acks = new AckWatermark(durableEpoch);
     this.commitSeqCounter = createCommitSeqCounter(nextCommitSeq);
     this.coordinator = new EpochCoordinator({
       startEpoch,
@@ -577,18 +652,27 @@ export class ParallelWal implements AsyncDisposable {
     try {
       // Only the lock holder may remove temporary files: another writer's
       // in-progress segment looks exactly like an interrupted one.
-      if (lock !== null) await cleanupTemporaryFiles(dbPath, { fs });
+      // Adoption renames complete temporary segments (acknowledged epochs
+      // whose rename had not happened) before the scan below validates them.
+      const adopted =
+        lock !== null ? (await adoptOrRemoveTemporaryFiles(dbPath, { fs })).adopted.length : 0;
       const existing = await scanExistingLog(dbPath, { fs, skipCorrupt: resolved.skipCorrupt });
       const lastSeq = existing.lastCommitSeq;
       // Number after every file present, corrupt or not: never reuse a name.
-      const newest = existing.newestEpoch;
+      let newest = existing.newestEpoch;
+      if (lock === null) {
+        // Not ours to adopt, but never reuse the epoch of an adoptable file.
+        for (const v of await inspectTemporaryFiles(dbPath, { fs })) {
+          if (v.verdict === 'adoptable' && (newest === null || v.epoch! > newest)) newest = v.epoch;
+        }
+      }
       const afterNewest = newest === null ? 0n : newest + 1n;
       // A floor keeps numbering above epochs (and sequences) that were used
       // but whose segments are gone (folded by a checkpoint, replicated).
       const startEpoch = afterNewest > resolved.firstEpoch ? afterNewest : resolved.firstEpoch;
       const durableEpoch = startEpoch === 0n ? null : startEpoch - 1n;
       const afterLastSeq = lastSeq === null ? 1n : lastSeq + 1n;
-      return new ParallelWal(
+      const wal = new ParallelWal(
         dbPath,
         resolved,
         fs,
@@ -598,6 +682,8 @@ export class ParallelWal implements AsyncDisposable {
         afterLastSeq > resolved.firstCommitSeq ? afterLastSeq : resolved.firstCommitSeq,
         config.controlPlane ?? null,
       );
+      wal.adoptedAtOpen = adopted;
+      return wal;
     } catch (error) {
       await lock?.release().catch(() => {});
       throw error;
@@ -614,9 +700,22 @@ export class ParallelWal implements AsyncDisposable {
     return this.coordinator.appendEpoch;
   }
 
-  /** Highest durable epoch (`null`: none yet, including none on disk at open). */
+  /**
+   * Highest durable epoch: published, i.e. its segment is under its segment
+   * name and that name is durable (`null`: none yet, including none on disk
+   * at open). What `onDurable` listeners, the store and replication rely on.
+   */
   durableEpoch(): bigint | null {
     return this.coordinator.durableEpoch;
+  }
+
+  /**
+   * Highest acknowledged epoch: its data is durable and recovery finds it
+   * (with the `earlyAck` sink possibly still under a temporary name, which
+   * recovery adopts). Commits resolve here. Never below {@link ParallelWal.durableEpoch}.
+   */
+  acknowledgedEpoch(): bigint | null {
+    return this.acks.epoch;
   }
 
   /** True once the log failed (see {@link WalFailedError}). */
@@ -700,10 +799,11 @@ export class ParallelWal implements AsyncDisposable {
         bufferCapacityBytes: this.config.bufferCapacityBytes,
         formatVersion: this.config.formatVersion,
         durability: this.config.fsync,
-        durableEpoch: this.coordinator.durableEpoch,
+        // Workers' commits resolve at the acknowledgement, like in-process ones.
+        durableEpoch: this.acks.epoch,
         commitSeqCounter: this.commitSeqCounter,
       });
-      this.onDurable((info) => pool.markDurable(info.epoch));
+      this.ackListeners.add((epoch) => pool.markDurable(epoch));
       this.onFailed((error) => pool.fail(error));
       this.workerLanes = pool;
     }
@@ -782,11 +882,23 @@ export class ParallelWal implements AsyncDisposable {
 
   /**
    * Calls `listener` after each epoch becomes durable, in epoch order (empty
-   * epochs included). @returns a function that removes the listener.
+   * epochs included): published, its segment readable under its segment name
+   * (an epoch is acknowledged first, see {@link ParallelWal.onAcknowledged}).
+   * @returns a function that removes the listener.
    */
   onDurable(listener: (info: DurableEpochInfo) => void): () => void {
     this.durableListeners.add(listener);
     return () => this.durableListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` with each epoch once it is acknowledged (data durable),
+   * in epoch order; publication (`onDurable`) follows later.
+   * @returns a function that removes the listener.
+   */
+  onAcknowledged(listener: (epoch: bigint) => void): () => void {
+    this.ackListeners.add(listener);
+    return () => this.ackListeners.delete(listener);
   }
 
   /**
@@ -855,7 +967,11 @@ export class ParallelWal implements AsyncDisposable {
   async advanceAndFlush(timeoutMs: number): Promise<bigint> {
     assertTimeoutMs(timeoutMs);
     this.ensureOpen();
-    const cycle = this.enqueueCycle();
+    // Resolves once the sealed epoch is published (segment under its name).
+    const cycle = this.enqueueCycle().then(async (outcome) => {
+      if (outcome.ok) await this.coordinator.whenDurable(outcome.newEpoch - 1n);
+      return outcome;
+    });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -887,6 +1003,9 @@ export class ParallelWal implements AsyncDisposable {
       currentEpoch: this.coordinator.currentEpoch,
       appendEpoch: this.coordinator.appendEpoch,
       durableEpoch: this.coordinator.durableEpoch,
+      acknowledgedEpoch: this.acks.epoch,
+      publishingEpochs: this.publishing,
+      adoptedTemporaryFiles: this.adoptedAtOpen,
       inFlightEpoch: this.inFlight?.epoch ?? null,
       epochsSealed: this.counters.epochsSealed,
       emptyEpochs: this.counters.emptyEpochs,
@@ -964,7 +1083,8 @@ export class ParallelWal implements AsyncDisposable {
         }
         placement = this.place(batch, null);
       }
-      await this.coordinator.whenDurable(placement.epoch);
+      // Acknowledged once the data is durable (publication may still follow).
+      await this.acks.when(placement.epoch);
     } catch (error) {
       this.counters.commitsRejected++;
       throw error;
@@ -1152,7 +1272,11 @@ export class ParallelWal implements AsyncDisposable {
     }
   }
 
-  /** Writes one sealed epoch durably; returns the failure, or null. */
+  /**
+   * Writes one sealed epoch durably and acknowledges it; its publication
+   * (segment name durable, then `onDurable`) is chained behind the earlier
+   * ones. Returns the failure, or null.
+   */
   private async flushOne(epoch: bigint): Promise<Error | null> {
     const segment = this.coordinator.flushEpoch(epoch);
     // Control plane: header, records and certificate trailer to write, after
@@ -1166,6 +1290,7 @@ export class ParallelWal implements AsyncDisposable {
       );
     }
     let bytes = 0;
+    let published: Promise<void> | null = null;
     if (segment.recordCount > 0) {
       this.inFlight = segment;
       const header = encodeSegmentHeader({
@@ -1175,7 +1300,12 @@ export class ParallelWal implements AsyncDisposable {
       });
       this.writeStartedMs = performance.now();
       try {
-        bytes = await this.sink.write(epoch, prepared?.chunks ?? [header, ...segment.chunks]);
+        const written = await this.sink.write(
+          epoch,
+          prepared?.chunks ?? [header, ...segment.chunks],
+        );
+        bytes = written.bytes;
+        published = written.published;
       } catch (cause) {
         // Not durable; the epoch stays first (its lanes keep it Flushing) and
         // the log refuses everything from here on.
@@ -1184,6 +1314,9 @@ export class ParallelWal implements AsyncDisposable {
       } finally {
         this.inFlight = null;
       }
+      // An earlier epoch's background publication failed meanwhile: the log
+      // refuses; this epoch's data may be on disk but it is not acknowledged.
+      if (this.failure !== null) return this.failure;
       this.counters.segmentsWritten++;
       this.counters.bytesWritten += bytes;
       if (this.config.fsync !== 'off') this.counters.fsyncs += 2;
@@ -1197,11 +1330,13 @@ export class ParallelWal implements AsyncDisposable {
     }
     this.writeStartedMs = null;
     this.coordinator.completeFlush(epoch, segment.laneIds);
-    this.coordinator.markEpochDurable(epoch);
     const dbSize = this.epochDbSize.get(epoch);
     this.epochDbSize.delete(epoch);
     if (dbSize !== undefined) this.lastDbSizePages = dbSize.dbSize;
-    this.announceDurable({
+    // Acknowledge: the epoch's data is durable and recovery finds it.
+    this.acks.advance(epoch);
+    for (const listener of this.ackListeners) this.callListener(() => listener(epoch));
+    const info: DurableEpochInfo = {
       epoch,
       segmentWritten: segment.recordCount > 0,
       recordCount: segment.recordCount,
@@ -1211,8 +1346,36 @@ export class ParallelWal implements AsyncDisposable {
       commitSeqLo: segment.commitSeqLo,
       commitSeqHi: segment.commitSeqHi,
       dbSizePages: dbSize?.dbSize ?? null,
-    });
+    };
+    const publish = (): void => {
+      this.coordinator.markEpochDurable(epoch);
+      this.announceDurable(info);
+    };
+    if (published === null && this.publishing === 0) {
+      // Already under its name and nothing before it pending: publish now
+      // (the storage and precreate sinks always take this path).
+      publish();
+      return null;
+    }
+    // Publish in epoch order (empty epochs too, behind the ones before them).
+    this.publishing++;
+    this.publishTail = this.publishTail
+      .then(() => published)
+      .finally(() => {
+        this.publishing--;
+      })
+      .then(publish, (cause: unknown) => {
+        // Acknowledged epochs stay acknowledged (recovery adopts them);
+        // nothing after them will be.
+        this.enterFailed(cause, this.firstUnacknowledgedEpoch());
+      });
     return null;
+  }
+
+  /** The lowest epoch not acknowledged (what a failure in publication fails). */
+  private firstUnacknowledgedEpoch(): bigint {
+    const acked = this.acks.epoch;
+    return acked === null ? 0n : acked + 1n;
   }
 
   // ---------------------------------------------------------- control plane
@@ -1279,6 +1442,7 @@ export class ParallelWal implements AsyncDisposable {
       epoch === null ? `parallel WAL failed: ${why}` : `write_segment(${epoch}) failed: ${why}`;
     const failure = new WalFailedError(message, epoch, { cause });
     this.failure = failure;
+    this.acks.fail(failure);
     this.coordinator.fail(failure);
     for (const listener of this.failedListeners) this.callListener(() => listener(failure));
     this.failedListeners.clear();
@@ -1346,10 +1510,12 @@ export class ParallelWal implements AsyncDisposable {
     }
     await Promise.all([...this.tracked]);
     await this.cycleTail;
+    // Every acknowledged epoch is published (or the log failed) before close resolves.
+    await this.publishTail;
     // Anything still waiting (a writer that kept appending past the bound) is rejected, never left hanging.
-    this.coordinator.rejectWaiters(
-      new WalClosedError('parallel WAL closed before the epoch became durable'),
-    );
+    const closedError = new WalClosedError('parallel WAL closed before the epoch became durable');
+    this.acks.rejectAll(closedError);
+    this.coordinator.rejectWaiters(closedError);
     this.closed = true;
     this.workerLanes?.close();
     this.signalProgress();

@@ -11,7 +11,7 @@ import { SegmentFormatError } from '../format/errors.js';
 import { isInRecoveryOrder, recoveryOrder } from '../format/order.js';
 import type { WalRecord } from '../format/types.js';
 import { SegmentCorruptError, SegmentFileErrorReason, toIoError } from './errors.js';
-import { nodeFileSystem } from './fs.js';
+import { nodeFileSystem, type WalFileHandle } from './fs.js';
 import {
   databaseDirectory,
   databaseName,
@@ -25,6 +25,7 @@ import {
   readWholeFile,
   type SegmentFileEntry,
   scanSegments,
+  segmentPath,
   syncDirectoryAt,
   syncSegmentDirectory,
   TEMP_NAME_INFIX,
@@ -43,7 +44,14 @@ export interface SegmentRecoveryOptions extends FsOptions {
    * here: call {@link deleteRecoveredSegments} once the applied pages are durable.
    */
   deleteAfterRecovery?: boolean;
-  /** Remove leftover temporary files of interrupted writes first (default false). */
+  /**
+   * First adopt or remove the log's temporary files ({@link adoptOrRemoveTemporaryFiles}):
+   * complete version-2 segments are renamed to their segment names, the rest
+   * unlinked. Default false: nothing is modified, but adoptable temporary
+   * files (epochs the `earlyAck` sink may have acknowledged before their
+   * rename) are read and replayed in epoch order, without renaming them,
+   * and listed in `pendingAdoption`.
+   */
   cleanupTemporaryFiles?: boolean;
 }
 
@@ -79,6 +87,13 @@ export interface SegmentRecoveryResult {
   stoppedAt: RecoveryStop | null;
   /** Temporary files removed first (with `cleanupTemporaryFiles`). */
   temporaryFilesRemoved: number;
+  /** Temporary files adopted as segments first (with `cleanupTemporaryFiles`). */
+  temporaryFilesAdopted: number;
+  /**
+   * Adoptable temporary files (complete early-acknowledged segments not yet
+   * renamed), replayed in place (only without `cleanupTemporaryFiles`).
+   */
+  pendingAdoption: string[];
 }
 
 function corruptionOf(entry: SegmentFileEntry, error: unknown): SegmentCorruptError | WalError {
@@ -126,10 +141,25 @@ export async function recoverSegments(
   dbPath: string,
   options: SegmentRecoveryOptions = {},
 ): Promise<SegmentRecoveryResult> {
-  const temporaryFilesRemoved = options.cleanupTemporaryFiles
-    ? await cleanupTemporaryFiles(dbPath, options)
-    : 0;
-  const groups = groupByEpoch(await scanSegments(dbPath, options));
+  let temporaryFilesRemoved = 0;
+  let temporaryFilesAdopted = 0;
+  let pending: SegmentFileEntry[] = [];
+  if (options.cleanupTemporaryFiles) {
+    const cleanup = await adoptOrRemoveTemporaryFiles(dbPath, options);
+    temporaryFilesRemoved = cleanup.removed.length;
+    temporaryFilesAdopted = cleanup.adopted.length;
+  } else {
+    // Read-only: an acknowledged epoch may still sit under its temporary name.
+    pending = (await inspectTemporaryFiles(dbPath, options))
+      .filter((v) => v.verdict === 'adoptable')
+      .map((v) => ({ epoch: v.epoch!, path: v.path }));
+  }
+  const entries = await scanSegments(dbPath, options);
+  if (pending.length > 0) {
+    entries.push(...pending);
+    entries.sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
+  }
+  const groups = groupByEpoch(entries);
   const result: SegmentRecoveryResult = {
     segmentsRecovered: 0,
     recordsApplied: 0,
@@ -140,6 +170,8 @@ export async function recoverSegments(
     records: [],
     stoppedAt: null,
     temporaryFilesRemoved,
+    temporaryFilesAdopted,
+    pendingAdoption: pending.map((e) => e.path),
   };
   const recovered: string[] = [];
   const chunks: WalRecord[][] = [];
@@ -247,11 +279,24 @@ export async function cleanupSegments(dbPath: string, options?: FsOptions): Prom
 
 /**
  * The exact shapes of the temporary names the log itself creates:
- * `<db>-wal-tmp-<16 hex epoch>-<12 hex random>` (segment-files.ts) and
- * `<db>-wal-tmp-next-<12 hex random>` (the engine's pre-created next file).
- * Anything else that merely starts with the infix belongs to someone else.
+ * `<db>-wal-tmp-<16 hex epoch>-<12 hex random>` (segment-files.ts),
+ * `<db>-wal-tmp-next-<12 hex random>` (the precreate sink's next file) and
+ * `<db>-wal-tmp-ack-<12 hex random>` (the early-acknowledgement sink's
+ * pre-created files). Anything else that merely starts with the infix
+ * belongs to someone else.
  */
-const OWNED_TEMP_SUFFIX = /^(?:[0-9a-f]{16}|next)-[0-9a-f]{12}$/;
+const OWNED_TEMP_SUFFIX = /^(?:[0-9a-f]{16}|next|ack)-[0-9a-f]{12}$/;
+
+/**
+ * The tag of temporary files written by a protocol that may acknowledge an
+ * epoch before its rename (the engine's `earlyAck` sink). Only these are
+ * ever adopted: the other shapes are renamed before anything is acknowledged,
+ * so a leftover one holds an epoch nobody was told is durable (possibly one
+ * whose commits were rejected), and it is removed as before.
+ */
+export const EARLY_ACK_TEMP_TAG = 'ack';
+
+const ADOPTABLE_TEMP_SUFFIX = new RegExp(`^${EARLY_ACK_TEMP_TAG}-[0-9a-f]{12}$`);
 
 /** True when `name` is a temporary file the log created for `dbPath` (and may delete). */
 export function isOwnedTemporaryName(dbPath: string, name: string): boolean {
@@ -259,13 +304,50 @@ export function isOwnedTemporaryName(dbPath: string, name: string): boolean {
   return name.startsWith(prefix) && OWNED_TEMP_SUFFIX.test(name.slice(prefix.length));
 }
 
+/** What {@link inspectTemporaryFiles} decided about one temporary file of the log. */
+export interface TemporaryFileVerdict {
+  /** Full path. */
+  path: string;
+  /**
+   * `adoptable`: a complete, valid version-2 segment (every CRC, exact
+   * length) whose epoch has no segment file — an epoch whose data was made
+   * durable (and possibly acknowledged) before its rename. `remove`: anything
+   * else (empty pre-created file, torn or partial write, version 1, duplicate
+   * of an existing segment or of another adoptable file).
+   */
+  verdict: 'adoptable' | 'remove';
+  /** The header's epoch when the file decodes as a segment, else `null`. */
+  epoch: bigint | null;
+  /** File size in bytes. */
+  bytes: number;
+  /** Why it is removed (`empty`, `version 1`, `duplicate`, or the decoder's message); `null` when adoptable. */
+  reason: string | null;
+}
+
+/** What {@link adoptOrRemoveTemporaryFiles} did. */
+export interface TemporaryFileCleanup {
+  /** Temporary files renamed to their segment name, in epoch order. */
+  adopted: { epoch: bigint; from: string; to: string }[];
+  /** Temporary files unlinked. */
+  removed: string[];
+}
+
 /**
- * Deletes temporary files (`<db>-wal-tmp-…`, only of the shapes the log
- * creates: {@link isOwnedTemporaryName}) left by interrupted segment writes,
- * then fsyncs the directory. Only safe while no writer is running.
- * @returns the number deleted.
+ * Classifies the log's own temporary files ({@link isOwnedTemporaryName})
+ * without changing anything. A file is adoptable only when it carries the
+ * early-acknowledgement tag ({@link EARLY_ACK_TEMP_TAG}), decodes
+ * completely as a version-2 segment (header CRC, every record CRC, exact
+ * length, no trailing bytes) and no segment file (nor an earlier-named
+ * adoptable file) holds its epoch. Version 1 is never adoptable: its records
+ * carry no CRC, so a torn version-1 file cannot be told from a complete one.
+ * Files that vanish while being read (a running writer renamed them) are skipped.
+ * @throws {WalIoError} when the directory or a temporary file cannot be read:
+ * a file that cannot be judged is neither adopted nor removed.
  */
-export async function cleanupTemporaryFiles(dbPath: string, options?: FsOptions): Promise<number> {
+export async function inspectTemporaryFiles(
+  dbPath: string,
+  options?: FsOptions,
+): Promise<TemporaryFileVerdict[]> {
   const fs = options?.fs ?? nodeFileSystem;
   const dir = databaseDirectory(dbPath);
   let names: string[];
@@ -274,18 +356,122 @@ export async function cleanupTemporaryFiles(dbPath: string, options?: FsOptions)
   } catch (error) {
     throw toIoError(error, 'cannot list segment directory', 'readdir', dir);
   }
-  let removed = 0;
-  for (const name of names) {
-    if (!isOwnedTemporaryName(dbPath, name)) continue;
+  const owned = names.filter((name) => isOwnedTemporaryName(dbPath, name)).sort();
+  if (owned.length === 0) return [];
+  const segmentEpochs = new Set((await scanSegments(dbPath, options)).map((e) => e.epoch));
+  const verdicts: TemporaryFileVerdict[] = [];
+  for (const name of owned) {
     const path = nodePath.join(dir, name);
+    let bytes: Uint8Array;
     try {
-      await fs.unlink(path);
-      removed += 1;
+      bytes = await fs.readFile(path);
+    } catch (error) {
+      if (isNotFound(error)) continue;
+      throw toIoError(error, 'cannot read temporary file', 'read', path);
+    }
+    const adoptableName = ADOPTABLE_TEMP_SUFFIX.test(
+      name.slice(databaseName(dbPath).length + TEMP_NAME_INFIX.length),
+    );
+    const verdict = adoptableName
+      ? judgeTemporaryBytes(path, bytes, segmentEpochs)
+      : {
+          path,
+          verdict: 'remove' as const,
+          epoch: null,
+          bytes: bytes.length,
+          reason: 'never acknowledged before its rename',
+        };
+    // One epoch, one file: a later-named duplicate is removed.
+    if (verdict.verdict === 'adoptable') segmentEpochs.add(verdict.epoch!);
+    verdicts.push(verdict);
+  }
+  return verdicts;
+}
+
+function judgeTemporaryBytes(
+  path: string,
+  bytes: Uint8Array,
+  taken: ReadonlySet<bigint>,
+): TemporaryFileVerdict {
+  const remove = (epoch: bigint | null, reason: string): TemporaryFileVerdict => ({
+    path,
+    verdict: 'remove',
+    epoch,
+    bytes: bytes.length,
+    reason,
+  });
+  if (bytes.length === 0) return remove(null, 'empty');
+  let header: { epoch: bigint; version: number };
+  try {
+    // Every reader check of SYSTEM.md §4, including exact length.
+    header = decodeFile(path, bytes).header;
+  } catch (error) {
+    return remove(null, error instanceof Error ? error.message : String(error));
+  }
+  if (header.version === 1) return remove(header.epoch, 'version 1 (no record CRCs)');
+  if (taken.has(header.epoch)) return remove(header.epoch, 'duplicate');
+  return { path, verdict: 'adoptable', epoch: header.epoch, bytes: bytes.length, reason: null };
+}
+
+/**
+ * Adopt-or-remove for the log's temporary files, run before any recovery
+ * that replays segments (only while no writer is running: hold the lock).
+ * Each adoptable file ({@link inspectTemporaryFiles}) is fsynced (its bytes
+ * reach stable storage before a segment name points at them) and renamed to
+ * its segment name; every other owned temporary file is unlinked; then one
+ * directory fsync makes the renames and unlinks durable. Foreign files that
+ * merely start with the infix are never touched.
+ * @throws {WalIoError}
+ */
+export async function adoptOrRemoveTemporaryFiles(
+  dbPath: string,
+  options?: FsOptions,
+): Promise<TemporaryFileCleanup> {
+  const fs = options?.fs ?? nodeFileSystem;
+  const result: TemporaryFileCleanup = { adopted: [], removed: [] };
+  const verdicts = await inspectTemporaryFiles(dbPath, options);
+  for (const v of verdicts.filter((x) => x.verdict === 'adoptable')) {
+    const to = segmentPath(dbPath, v.epoch!);
+    let handle: WalFileHandle | null = null;
+    let step = 'open';
+    try {
+      // The writer may have died before its fdatasync (a process crash keeps
+      // the page cache): make the bytes durable before a name points at them.
+      handle = await fs.open(v.path, 'read');
+      step = 'fsync';
+      await handle.sync();
+      step = 'close';
+      await handle.close();
+      handle = null;
+      step = 'rename';
+      await fs.rename(v.path, to); // atomic; made durable by the directory fsync below
+    } catch (error) {
+      await handle?.close().catch(() => undefined);
+      throw toIoError(error, `cannot adopt temporary file ${v.path}`, step, to);
+    }
+    result.adopted.push({ epoch: v.epoch!, from: v.path, to });
+  }
+  result.adopted.sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
+  for (const v of verdicts.filter((x) => x.verdict === 'remove')) {
+    try {
+      await fs.unlink(v.path);
+      result.removed.push(v.path);
     } catch (error) {
       if (!isNotFound(error))
-        throw toIoError(error, 'cannot delete temporary file', 'unlink', path);
+        throw toIoError(error, 'cannot delete temporary file', 'unlink', v.path);
     }
   }
-  if (removed > 0) await syncSegmentDirectory(dbPath, options);
-  return removed;
+  if (result.adopted.length > 0 || result.removed.length > 0) {
+    await syncSegmentDirectory(dbPath, options);
+  }
+  return result;
+}
+
+/**
+ * {@link adoptOrRemoveTemporaryFiles}, returning only how many files were
+ * removed (adopted files become segments and are counted by recovery).
+ * Only safe while no writer is running.
+ */
+export async function cleanupTemporaryFiles(dbPath: string, options?: FsOptions): Promise<number> {
+  return (await adoptOrRemoveTemporaryFiles(dbPath, options)).removed.length;
 }
