@@ -74,7 +74,7 @@ import {
   type SegmentSinkKind,
   storageSegmentSink,
 } from './segment-writer.js';
-import { WorkerLanePool } from './shared-lane.js';
+import { WorkerLanePool, type WorkerLaneStats } from './shared-lane.js';
 import {
   createCommitSeqCounter,
   raiseCommitSeq,
@@ -297,9 +297,12 @@ export interface ParallelWalStats {
   commits: number;
   /** Commits rejected (failure, close). */
   commitsRejected: number;
-  /** Batches that took the serialized path because their lane refused them. */
+  /**
+   * Batches that took the serialized path because their lane refused them
+   * (in-process lanes and worker lanes).
+   */
   fallbacks: number;
-  /** Sum of the lanes' contention events. */
+  /** Sum of the lanes' contention events (in-process lanes and worker lanes, also released ones). */
   contention: number;
   /** Batches queued on a lane's overflow list. */
   overflowAppends: number;
@@ -309,8 +312,10 @@ export interface ParallelWalStats {
   droppedAbortedRecords: number;
   /** Exceptions thrown by onDurable/onFailed listeners (swallowed). */
   listenerErrors: number;
-  /** Lanes held by writers plus registered external lanes. */
+  /** Lanes held by writers plus registered external lanes (worker lanes included). */
   lanesInUse: number;
+  /** The worker lanes' own figures (`null`: no worker handle was ever made). */
+  workerLanes: WorkerLaneStats | null;
   queueDepths: {
     /** Epochs sealed and waiting for their write. */
     sealedEpochs: number;
@@ -990,11 +995,14 @@ export class ParallelWal implements AsyncDisposable {
 
   /** A snapshot of the counters. */
   stats(): ParallelWalStats {
-    let contention = 0;
+    // Worker lanes count in the pool's figures (which keep released lanes' counts too).
+    const workers = this.workerLanes?.stats() ?? null;
+    const workerLanes = new Set<EngineLane>(this.workerLanes?.lanes() ?? []);
+    let contention = workers?.contentionEvents ?? 0;
     let overflowAppends = 0;
     let pendingBytes = 0;
     for (const lane of this.coordinator.laneList()) {
-      contention += lane.contentionEvents();
+      if (!workerLanes.has(lane)) contention += lane.contentionEvents();
       pendingBytes += lane.pendingBytes();
       if (lane instanceof InProcessLane) overflowAppends += lane.laneCounters().overflowAppends;
     }
@@ -1014,13 +1022,14 @@ export class ParallelWal implements AsyncDisposable {
       bytesWritten: this.counters.bytesWritten,
       commits: this.counters.commits,
       commitsRejected: this.counters.commitsRejected,
-      fallbacks: this.counters.fallbacks,
+      fallbacks: this.counters.fallbacks + (workers?.fallbacks ?? 0),
       contention,
       overflowAppends,
       earlySeals: this.counters.earlySeals,
       droppedAbortedRecords: this.counters.droppedAbortedRecords,
       listenerErrors: this.counters.listenerErrors,
       lanesInUse: this.laneWriters.filter((n) => n > 0).length + this.externalLanes.size,
+      workerLanes: workers,
       queueDepths: {
         sealedEpochs: this.sealedQueue.length - (this.inFlight === null ? 0 : 1),
         waitingEpochs: this.coordinator.waitingEpochs(),
