@@ -5,7 +5,8 @@
  * `--skip-corrupt` it applies the segments before the first unusable one and
  * sets that one and every later one aside (`<db>-wal-corrupt-…`), so they are
  * kept for inspection but never replayed after newer epochs.
- * `--page-size` is only for a log that has no store header yet.
+ * `--page-size` is only for a log that has no store header yet. A replicated
+ * database keeps its segments above the saved replicated epoch (`retention.ts`).
  * Exit 0: recovered (also with segments set aside, which are listed);
  * 1: failed (locked, corrupt segment without `--skip-corrupt`, I/O).
  */
@@ -15,6 +16,7 @@ import { listSegments } from '../storage/segment-files.js';
 import { readStoreHeader } from '../store/header.js';
 import { PageStore } from '../store/page-store.js';
 import { type CliContext, jsonLine } from './context.js';
+import { retentionOptions } from './retention.js';
 
 /** Adds the `recover` subcommand to `program`. */
 export function registerRecover(program: Command, ctx: CliContext): void {
@@ -40,6 +42,7 @@ export function registerRecover(program: Command, ctx: CliContext): void {
           skipCorrupt: options.skipCorrupt ?? false,
           autoCheckpoint: false,
           ...(pageSize === undefined ? {} : { pageSize }),
+          ...(await retentionOptions(dbPath, ctx.fs)),
         });
         const report = store.recovery;
         await store.close();

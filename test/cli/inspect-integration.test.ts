@@ -105,6 +105,33 @@ describe('pwal inspect of a page store', () => {
   });
 });
 
+describe('pwal checkpoint of a replicated database', () => {
+  it('keeps the segments above the saved replicated epoch', async () => {
+    const store = await PageStore.open(db, { pageSize: 512, autoCheckpoint: false });
+    for (let i = 1; i <= 4; i++) {
+      await store.commit([{ pageNumber: i, data: new Uint8Array(512).fill(i) }]);
+    }
+    await store.close();
+    const epochs = (await listSegments(db)).map((s) => s.epoch);
+    expect(epochs.length).toBe(4);
+    await writeReplicationState(db, {
+      databaseId: 'abcdef0123456789',
+      stream: 'S',
+      subject: 's.epochs',
+      replicatedEpoch: epochs[1]!,
+      streamSeq: 2,
+      updatedAt: '2026-01-01T00:00:00.000Z',
+    });
+    const result = await run('checkpoint', db, '--json');
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.out)).toMatchObject({ pagesWritten: 4, segmentsDeleted: 2 });
+    expect((await listSegments(db)).map((s) => s.epoch)).toEqual(epochs.slice(2));
+    const again = await PageStore.open(db);
+    for (let i = 1; i <= 4; i++) expect(await again.read(i)).toEqual(new Uint8Array(512).fill(i));
+    await again.close();
+  });
+});
+
 describe('certified segments (format version 3)', () => {
   it('are listed with version 3 and status ok, and reopen and recover like any other', async () => {
     await certifiedLog(5);
