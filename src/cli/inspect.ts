@@ -2,8 +2,8 @@
  * `pwal inspect <db-path> [--json]`: the store header (page store databases),
  * the replication state (when a replicator ran there), then one row per
  * segment file — epoch, file, bytes, format version (1, 2, or 3 with a
- * certificate trailer), record count, status (`ok`, or the error code and
- * message). Exits 0 when it could look (even at bad segments: use `verify`
+ * certificate trailer), record count, status (`ok`, `pending-adoption` for a
+ * complete early-acknowledged temporary file, or the error code and message). Exits 0 when it could look (even at bad segments: use `verify`
  * to gate on health), 1 when the directory cannot be read.
  */
 import type { Command } from 'commander';
@@ -11,7 +11,7 @@ import { WalError } from '../errors.js';
 import { type ReplicationState, readReplicationState } from '../replication/state-file.js';
 import { describeStore, formatStoreDescription } from '../store/describe.js';
 import { type CliContext, EXIT_OK, jsonLine } from './context.js';
-import { checkDatabase, type SegmentCheck } from './segment-check.js';
+import { checkDatabase, isHealthy, type SegmentCheck } from './segment-check.js';
 
 type ReplicationLook =
   | { state: ReplicationState | null; error: null }
@@ -49,7 +49,7 @@ function table(rows: readonly SegmentCheck[]): string {
     cell(r.bytes),
     cell(r.version),
     cell(r.recordCount),
-    r.status === 'ok' ? 'ok' : `${r.status}: ${r.error ?? ''}`,
+    isHealthy(r) ? r.status : `${r.status}: ${r.error ?? ''}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const line = (cols: string[]) =>

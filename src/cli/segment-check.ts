@@ -9,6 +9,7 @@ import { decodeSegmentHeader } from '../format/segment.js';
 import type { SegmentHeader } from '../format/types.js';
 import { SegmentCorruptError, SegmentFileErrorReason, toIoError } from '../storage/errors.js';
 import type { WalFileSystem } from '../storage/fs.js';
+import { inspectTemporaryFiles } from '../storage/recovery.js';
 import {
   databaseDirectory,
   databaseName,
@@ -31,10 +32,22 @@ export interface SegmentCheck {
   recordCount: number | null;
   /** Records successfully decoded (0 unless the whole segment is valid). */
   records: number;
-  /** `ok`, or the error code. */
+  /**
+   * `ok`; `pending-adoption` for a complete early-acknowledged temporary file
+   * that recovery will rename to its segment name (its epoch counts as
+   * present); or the error code.
+   */
   status: string;
   /** The error message, or null when ok. */
   error: string | null;
+}
+
+/** Status of a temporary file that recovery adopts as its epoch's segment. */
+export const PENDING_ADOPTION = 'pending-adoption';
+
+/** True when a row counts as a present, readable epoch. */
+export function isHealthy(row: SegmentCheck): boolean {
+  return row.status === 'ok' || row.status === PENDING_ADOPTION;
 }
 
 /** Everything found for a database. */
@@ -106,6 +119,14 @@ export async function checkDatabase(dbPath: string, fs: WalFileSystem): Promise<
     for (const entry of group)
       segments.push(await checkOne(entry.epoch, entry.path, group.length, fs));
   }
+  // Read-only: an acknowledged epoch may still sit under its temporary name.
+  for (const v of await inspectTemporaryFiles(dbPath, { fs })) {
+    if (v.verdict !== 'adoptable') continue;
+    const row = await checkOne(v.epoch!, v.path, 1, fs);
+    if (row.status === 'ok') row.status = PENDING_ADOPTION;
+    segments.push(row);
+  }
+  segments.sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
   const dir = databaseDirectory(dbPath);
   const prefix = `${databaseName(dbPath)}${TEMP_NAME_INFIX}`;
   let names: string[];

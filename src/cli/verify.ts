@@ -9,7 +9,7 @@
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
 import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context.js';
-import { checkDatabase } from './segment-check.js';
+import { checkDatabase, isHealthy } from './segment-check.js';
 
 /** The chain line (`null`: no certified segment), and whether the chain holds. */
 async function certificateChain(
@@ -44,7 +44,7 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     .argument('<db-path>', 'path of the database file (segments live beside it)')
     .action(async (dbPath: string) => {
       const { segments, temporaryFiles } = await checkDatabase(dbPath, ctx.fs);
-      const badIndex = segments.findIndex((s) => s.status !== 'ok');
+      const badIndex = segments.findIndex((s) => !isHealthy(s));
       if (badIndex >= 0) {
         const bad = segments[badIndex]!;
         const later = segments.length - badIndex - 1;

@@ -248,9 +248,13 @@ export class EarlyAckSegmentSink implements SegmentSink {
       this.failure ??= failure;
       throw failure;
     }
-    // An earlier publication failed meanwhile: the log is failing, nothing
-    // more is acknowledged (the file stays; recovery may adopt it).
-    if (this.failure !== null) throw this.failure;
+    if (this.failure !== null) {
+      // An earlier publication failed meanwhile: the log is failing and this
+      // epoch is not acknowledged; do not leave it for recovery to adopt.
+      await file.handle.close().catch(() => {});
+      await this.fs.unlink(file.path).catch(() => {});
+      throw this.failure;
+    }
     const published = this.publishTail.then(() => this.publish(epoch, file));
     this.publishTail = published.catch(() => {});
     if (headerVersion(chunks) !== 2) {
