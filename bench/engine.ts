@@ -53,12 +53,13 @@ const WARMUP_MS = 300;
 /** N async committers on the owner thread, one 4 KiB page per commit. */
 export function asyncCommittersCase(
   committers: number,
-  variant: { fsync?: FsyncPolicy; precreate?: boolean } = {},
+  variant: { fsync?: FsyncPolicy; precreate?: boolean; earlyAck?: boolean } = {},
 ): BenchCase {
   const fsync = variant.fsync ?? 'full';
   const tags = [
     ...(fsync === 'full' ? [] : [`fsync ${fsync}`]),
     ...(variant.precreate === true ? ['precreate'] : []),
+    ...(variant.earlyAck === true ? ['earlyAck'] : []),
   ];
   return {
     name: `${committers} async committer${committers === 1 ? '' : 's'}${tags.length === 0 ? '' : ` (${tags.join(', ')})`}`,
@@ -67,6 +68,7 @@ export function asyncCommittersCase(
       const wal = await ParallelWal.open(path.join(dbDir, 'bench.db'), {
         fsync,
         precreateSegmentFiles: variant.precreate ?? options.precreate,
+        ...(variant.earlyAck === true ? { segmentSink: 'earlyAck' as const } : {}),
       });
       const page = new Uint8Array(PAGE_BYTES).fill(0x42);
       let txn = 0n;
@@ -176,6 +178,10 @@ async function main(): Promise<void> {
       // The same extremes with the next segment file created ahead of time.
       asyncCommittersCase(1, { precreate: true }),
       asyncCommittersCase(256, { precreate: true }),
+      // Acknowledge at data durability, publish in the background (segmentSink earlyAck).
+      asyncCommittersCase(1, { earlyAck: true }),
+      asyncCommittersCase(64, { earlyAck: true }),
+      asyncCommittersCase(256, { earlyAck: true }),
       ...(await pluginCases()),
     ];
     const floors: RawFloor[] = [];
@@ -224,6 +230,20 @@ async function main(): Promise<void> {
       );
       console.log(
         `target 2: ${many.name} pages/s / bandwidth floor = ${(bandwidthRatio * 100).toFixed(1)}% (target >= 50%): ${verdict(bandwidthRatio >= 0.5)} [per round: ${bandwidthRatios.map((r) => `${(r * 100).toFixed(1)}%`).join(', ')}]`,
+      );
+    }
+    // earlyAck vs the default sink, paired per round.
+    for (const [base, early] of [
+      [cases[0]!, cases[7]!],
+      [cases[3]!, cases[8]!],
+      [cases[4]!, cases[9]!],
+    ] as const) {
+      const b = results.get(base.name)!;
+      const e = results.get(early.name)!;
+      const p50Ratio = median(floors.map((f, i) => e[i]!.p50Us / f.append4k.p50Us));
+      const speedup = median(b.map((r, i) => e[i]!.commitsPerSec / r.commitsPerSec));
+      console.log(
+        `earlyAck: ${early.name} p50 / raw append p50 = ${p50Ratio.toFixed(2)}x; commits/s vs ${base.name} = ${speedup.toFixed(2)}x`,
       );
     }
     const w1 = figures.get('1 worker (fsync off)');
