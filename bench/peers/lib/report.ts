@@ -51,6 +51,9 @@ export const SYSTEMS: { name: string; label: string; settings: string; color: st
   },
 ];
 
+/** Systems whose database one process opens once: no second thread can write it. */
+const SINGLE_PROCESS_LOCK = new Set(['level', 'rocksdb']);
+
 /** The raw floors: reference loops, not systems competing in the tables' columns. */
 const isFloor = (name: string): boolean => name === 'floor' || name === 'floorseg';
 
@@ -255,7 +258,9 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
       const head = workers > 0 ? `${workers} threads × ${committers}` : String(committers);
       const cells = present.map((s) => {
         const a = aggs.get(keyOf(s.name, pages, committers, workers));
-        if (!a && workers > 0) return 'n/a (one process holds the LOCK)';
+        if (!a && workers > 0 && SINGLE_PROCESS_LOCK.has(s.name)) {
+          return 'n/a (one process holds the LOCK)';
+        }
         return cellText(a, requested);
       });
       lines.push(`| ${head} | ${cells.join(' | ')} |`);
@@ -490,8 +495,10 @@ export function svgChart(aggs: Map<string, Aggregate>): string {
         .filter((p) => p.a && p.a.repsOk > 0 && p.a.commitsPerSec > 0)
         .map((p) => ({ x: xOf(p.i), y: yOf(p.a!.commitsPerSec), v: p.a!.commitsPerSec }));
       if (pts.length === 0) continue;
+      // A series measured only at some concurrencies is dashed: its segments skip points.
+      const sparse = pts.length < xs.length ? ' stroke-dasharray="3 3"' : '';
       out.push(
-        `<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.map((p) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(' ')}"/>`,
+        `<polyline fill="none" stroke="${s.color}" stroke-width="2"${sparse} points="${pts.map((p) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(' ')}"/>`,
       );
       for (const p of pts) {
         out.push(
