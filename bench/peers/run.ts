@@ -24,6 +24,8 @@ const repoRoot = path.resolve(here, '../..');
 export const BANDWIDTH_PAGES = 256;
 /** Slack a child gets beyond its cell's own time before it is killed, ms. */
 const CHILD_TIMEOUT_SLACK_MS = 90_000;
+/** parallel-wal's optional segment sinks: measured only at the target cells. */
+const PWAL_VARIANTS = ['pwalpre', 'pwalearly'];
 /** Committer counts the targets are stated at. */
 const TARGET_CONCURRENCY = [1, 64];
 /** Worker threads in the multi-thread cells. */
@@ -138,9 +140,10 @@ function planRepetition(o: Options, rep: number): Workload[] {
   const threaded = peers.filter((s) => s === 'pwal' || s === 'sqlite' || s === 'lmdb');
   for (const pages of o.pages) {
     for (const committers of o.concurrency) {
-      // The pre-create variant runs only where the targets are measured (1 page; 1 and 64).
+      // The sink variants run only where the targets are measured (1 page; 1 and 64).
       const inCell = peers.filter(
-        (s) => s !== 'pwalpre' || (pages === 1 && TARGET_CONCURRENCY.includes(committers)),
+        (s) =>
+          !PWAL_VARIANTS.includes(s) || (pages === 1 && TARGET_CONCURRENCY.includes(committers)),
       );
       const group: Workload[] = inCell.map((system) => ({ system, pages, committers, workers: 0 }));
       // The floors are single synchronous loops: measured once per page size, beside 1 committer.
@@ -314,7 +317,7 @@ function runCell(
 function describe(r: CellResult): string {
   const s = r.spec;
   const shape = s.workers > 0 ? `${s.workers}w×${s.committers}` : `c=${s.committers}`;
-  const head = `${s.system.padEnd(8)} p=${String(s.pages).padEnd(3)} ${shape.padEnd(7)} rep ${s.rep}`;
+  const head = `${s.system.padEnd(9)} p=${String(s.pages).padEnd(3)} ${shape.padEnd(7)} rep ${s.rep}`;
   if (!r.ok) return `${head}  FAILED: ${(r.error ?? '').split('\n')[0]}`;
   const fsyncs =
     r.straceSyncCalls !== undefined

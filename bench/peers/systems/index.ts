@@ -4,6 +4,7 @@ import type { SystemDef } from '../lib/system.js';
 export const SYSTEM_NAMES = [
   'pwal',
   'pwalpre',
+  'pwalearly',
   'sqlite',
   'lmdb',
   'level',
@@ -19,6 +20,8 @@ export async function loadSystem(name: string): Promise<SystemDef> {
       return (await import('./pwal.js')).pwal;
     case 'pwalpre':
       return (await import('./pwal.js')).pwalPrecreate;
+    case 'pwalearly':
+      return (await import('./pwal.js')).pwalEarlyAck;
     case 'sqlite':
       return (await import('./sqlite.js')).sqlite;
     case 'lmdb':

@@ -43,6 +43,7 @@ interface SegmentRecord {
 interface WalConfig {
   fsync: 'full';
   precreateSegmentFiles?: boolean;
+  segmentSink?: 'storage' | 'precreate' | 'earlyAck';
 }
 interface PwalModule {
   ParallelWal: { open(dbPath: string, config: WalConfig): Promise<Wal> };
@@ -219,4 +220,16 @@ export const pwalPrecreate = pwalSystem(
   'parallel-wal + precreate',
   "fsync: 'full', precreateSegmentFiles: true",
   { fsync: 'full', precreateSegmentFiles: true },
+);
+
+/**
+ * The engine's opt-in early acknowledgement: the epoch is acknowledged once its data is
+ * fdatasynced into a pre-created temporary file whose name is already durable; rename and
+ * directory fsync follow in the background (recovery adopts a complete temporary file).
+ */
+export const pwalEarlyAck = pwalSystem(
+  'pwalearly',
+  'parallel-wal + earlyAck',
+  "fsync: 'full', segmentSink: 'earlyAck'",
+  { fsync: 'full', segmentSink: 'earlyAck' },
 );
