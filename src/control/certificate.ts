@@ -39,7 +39,8 @@
  * predecessor (a fresh log), `commitSeqLo` is the smallest sequence present.
  *
  * Only `format/` helpers and `node:crypto` are used, so this codec can move to
- * the format layer unchanged when segment version 3 is read there.
+ * the format layer unchanged (which already reads version-3 segments and hands
+ * the certificate bytes back undecoded).
  */
 import { createHash } from 'node:crypto';
 import { WalArgumentError } from '../errors.js';

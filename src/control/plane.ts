@@ -65,9 +65,11 @@ export interface ControlPlaneOptions {
   /** Trace sink; default a file sink when `PWAL_TRACE` is set, else none (off). */
   trace?: TraceSink | null;
   /**
-   * Write a commit certificate into every segment (segment format version 3).
-   * Default false: until the format layer reads version 3, segments carrying
-   * a trailer would not be recoverable by `readSegment`.
+   * Write a commit certificate into every segment (segment format version 3:
+   * version-2 records + a certificate trailer, see docs/format.md). Such
+   * segments read and recover like any other (`readSegment`, recovery and
+   * the engine's open skip the certificate); the chain is checked by
+   * {@link ControlPlane.verifyChainOnDisk} and `pwal verify`. Default false.
    */
   certificates?: boolean;
   /** The sealing controller: on (default), off, or on with policy overrides. */

@@ -1,5 +1,5 @@
 /**
- * Segment format version 3 (proposed): a version-2 segment whose header says 3,
+ * Segment format version 3: a version-2 segment whose header says 3,
  * followed by a certificate trailer, so that an epoch's certificate is durable
  * in the same file and by the same fsync as its records.
  *
@@ -13,12 +13,21 @@
  * byte before the trailer); its own two CRCs cover the certificate. The
  * trailer length must match the bytes left exactly.
  *
- * Pure functions over bytes; `src/format` does not read version 3 yet (see the
- * hand-over notes in the control-plane report).
+ * Pure functions over bytes. `src/format` reads version 3 too (`decodeSegment`
+ * checks the trailer framing and hands the certificate bytes back undecoded);
+ * this module decodes and verifies the certificates. The trailer constants
+ * live in `format/types.ts`; docs/format.md (section 7) describes the bytes.
  */
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
-import { RECORD_MIN_BYTES_V2, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from '../format/types.js';
+import {
+  CERTIFICATE_TRAILER_MAGIC,
+  CERTIFICATE_TRAILER_PREFIX_BYTES,
+  CERTIFIED_FORMAT_VERSION,
+  RECORD_MIN_BYTES_V2,
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_MAGIC,
+} from '../format/types.js';
 import {
   type CertificateLink,
   type ChainReport,
@@ -29,12 +38,11 @@ import {
 } from './certificate.js';
 import { CertificateChainError, CertificateErrorCode, CertificateFormatError } from './errors.js';
 
-/** The segment format version that carries a certificate trailer. */
-export const CERTIFIED_SEGMENT_VERSION = 3;
-/** Trailer magic, `50 57 43 54` ("PWCT") on disk. */
-export const CERTIFICATE_TRAILER_MAGIC = 0x54435750;
-/** Magic + length in front of the certificate. */
-export const CERTIFICATE_TRAILER_PREFIX_BYTES = 8;
+/**
+ * The segment format version that carries a certificate trailer: the format
+ * layer's `CERTIFIED_FORMAT_VERSION` (3) under the name the control plane uses.
+ */
+export const CERTIFIED_SEGMENT_VERSION = CERTIFIED_FORMAT_VERSION;
 
 /** The 24-byte header of a version-3 segment (same layout and CRC as versions 1 and 2). */
 export function encodeV3SegmentHeader(epoch: bigint, recordCount: number): Uint8Array {
