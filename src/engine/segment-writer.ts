@@ -1,7 +1,9 @@
 /**
  * How the flusher makes an epoch's segment durable.
  *
- * `storage` (default): the storage layer's `writeSegmentFile` — create a
+ * `earlyAck` (default for format version 2): see {@link EarlyAckSegmentSink}.
+ *
+ * `storage` (default for format version 1): the storage layer's `writeSegmentFile` — create a
  * temporary file, write, fdatasync, close, rename to the segment name, fsync
  * the directory.
  *

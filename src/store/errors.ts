@@ -21,6 +21,13 @@ export const StoreErrorCode = {
   recoveryFailed: 'ERR_STORE_RECOVERY_FAILED',
   /** A store I/O operation (open, read, truncate) failed. */
   io: 'ERR_STORE_IO',
+  /**
+   * An acknowledged epoch was not published (under its segment name) in time,
+   * or the log failed before publishing it: a read that must see worker
+   * commits, or a checkpoint that must fold every acknowledged epoch, cannot
+   * proceed. Nothing is lost: recovery adopts acknowledged epochs.
+   */
+  notPublished: 'ERR_STORE_NOT_PUBLISHED',
 } as const;
 
 /** One of the {@link StoreErrorCode} values. */

@@ -3,10 +3,16 @@
  *
  * Commits go to the log (`ParallelWal.commit`) and are acknowledged when
  * durable; only then are their pages visible to `read` (through the in-memory
- * {@link PageIndex}). A checkpoint folds the durable epochs into the database
- * file, makes it durable, moves the store header past them, and only then
- * deletes their segments — so at every instant the database equals the file
- * plus the segments the header has not passed (SYSTEM.md §5).
+ * {@link PageIndex}). With the log's default `earlyAck` sink an epoch is
+ * acknowledged once its data is durable under a temporary name and PUBLISHED
+ * (renamed to its segment name, name durable) a little later; the store only
+ * ever folds, reads back or deletes published segments. A checkpoint first
+ * waits until every epoch acknowledged when it started is published, then
+ * folds the published epochs into the database file, makes it durable, moves
+ * the store header past them, and only then deletes their segments — so at
+ * every instant the database equals the file plus the segments the header
+ * has not passed, plus acknowledged temporary files recovery adopts
+ * (SYSTEM.md §5).
  *
  * Files: `<db>` (pages, page 1 at offset 0), `<db>-pwal-store` (header, see
  * `header.ts`), `<db>.lock` (one writer process), `<db>-wal-seg-…` (the log).
@@ -57,6 +63,15 @@ import {
 
 /** Segment files unlinked at once after a checkpoint. */
 const DELETE_PARALLELISM = 8;
+
+/**
+ * Longest wait, ms, for an acknowledged epoch to be published (segment under
+ * its name): by a checkpoint before it folds, and by a read before it looks
+ * up a page when commits that bypassed `commit()` (worker writers, the
+ * serialized path) await read-back. Publication normally follows the
+ * acknowledgement within a directory fsync.
+ */
+export const PUBLISH_WAIT_TIMEOUT_MS = 30_000;
 
 /** Default of {@link PageStoreOptions.checkpointThresholdBytes}: 64 MiB of segments. */
 export const DEFAULT_CHECKPOINT_THRESHOLD_BYTES = 64 * 1024 * 1024;
@@ -221,6 +236,13 @@ export class PageStore implements AsyncDisposable {
   private checkpointQueued: Promise<CheckpointResult> | null = null;
   private autoCheckpoint: Promise<void> | null = null;
   private workersAttached = false;
+  /**
+   * Highest acknowledged epoch holding commits that did not pass through
+   * commit() (worker lanes, the serialized path): they reach the index only
+   * once that epoch is published and read back, so `read` waits for it.
+   */
+  private readBackEpoch: bigint | null = null;
+  private readonly removeAckListener: () => void;
   /** Own commits not yet in the index, by the append epoch read before submitting (a lower bound of their epoch). */
   private readonly pendingFloors = new Map<bigint, number>();
   /** False once the index cannot be trusted as a checkpoint source. */
@@ -260,6 +282,9 @@ export class PageStore implements AsyncDisposable {
     this.index = new PageIndex(header.dbSizePages, header.nextEpoch - 1n);
     this.inProcessLanes = resolveParallelWalConfig(options).slotCount;
     this.removeListener = wal.onDurable((info) => this.onDurable(info));
+    this.removeAckListener = wal.onAcknowledged((epoch, info) => {
+      if (info.segmentWritten && this.needsReadBack(info)) this.readBackEpoch = epoch;
+    });
   }
 
   /**
@@ -397,12 +422,21 @@ export class PageStore implements AsyncDisposable {
    * The latest durable image of a page: from the index of commits since the
    * last checkpoint, else from the database file; zeros for a page inside the
    * database that was never written (or was cut off by a shrink).
+   * Commits that did not pass through {@link PageStore.commit} (worker
+   * writers, the log's serialized path) enter the index only once their
+   * epoch is published and read back: a read first waits for that, so a read
+   * after such a commit resolved (at its acknowledgement) sees it.
    * @throws {StoreError} `ERR_STORE_PAGE_OUT_OF_RANGE` above the database size;
-   * `ERR_INVALID_ARGUMENT` for a page number < 1.
+   * `ERR_INVALID_ARGUMENT` for a page number < 1; `ERR_STORE_NOT_PUBLISHED`
+   * when such an acknowledged epoch is not published within
+   * {@link PUBLISH_WAIT_TIMEOUT_MS} or the log failed before publishing it.
    */
   async read(pageNumber: number): Promise<Uint8Array> {
     this.ensureOpen();
     checkPageNumber(pageNumber);
+    if (this.readBackEpoch !== null) {
+      await this.waitForAcknowledgedPublished('read', this.readBackEpoch);
+    }
     // Commits read back from the log (workers) must be in the index first.
     await this.ingestChain;
     if (this.ingestError !== null) throw this.ingestError;
@@ -429,10 +463,14 @@ export class PageStore implements AsyncDisposable {
   /**
    * Folds every durable epoch into the database file: newest image of every
    * page, fsync, header moved past them (durably), then their segments
-   * deleted. Commits keep flowing meanwhile (into newer epochs); a checkpoint
-   * never waits for a commit. Concurrent calls share one run.
+   * deleted. Every epoch acknowledged before the call is folded: the run
+   * first waits (at most {@link PUBLISH_WAIT_TIMEOUT_MS}) until the epoch
+   * acknowledged as it starts is published; it never folds or deletes an
+   * unpublished epoch. Commits keep flowing meanwhile (into newer epochs); a
+   * checkpoint never waits for a commit. Concurrent calls share one run.
    * @throws {StoreError} `ERR_STORE_CHECKPOINT_FAILED` (nothing lost: the log
-   * keeps every segment the header has not passed).
+   * keeps every segment the header has not passed; its `cause` is an
+   * `ERR_STORE_NOT_PUBLISHED` error when publication did not come).
    */
   checkpoint(): Promise<CheckpointResult> {
     if (this.closed) return Promise.reject(closedError(this.path));
@@ -476,8 +514,19 @@ export class PageStore implements AsyncDisposable {
       );
     };
     checkConflict();
-    // Read the durable epoch first: every epoch up to it has had its
-    // read-back (if any) scheduled already, so draining the chain covers it.
+    // Everything acknowledged before this run must be folded: wait until it
+    // is published (under its segment name). Never fold an unpublished epoch.
+    try {
+      await this.waitForAcknowledgedPublished('checkpoint');
+    } catch (error) {
+      throw new StoreError(
+        StoreErrorCode.checkpointFailed,
+        `checkpoint of ${this.path} failed: ${describeError(error)}`,
+        { cause: error },
+      );
+    }
+    // Read the durable (published) epoch first: every epoch up to it has had
+    // its read-back (if any) scheduled already, so draining the chain covers it.
     const durable = this.wal.durableEpoch();
     await this.ingestChain;
     const fromMemory =
@@ -667,6 +716,7 @@ export class PageStore implements AsyncDisposable {
       failure = error;
     } finally {
       this.removeListener();
+      this.removeAckListener();
       this.closed = true;
       await this.file.close().catch((error: unknown) => {
         failure ??= error;
@@ -685,7 +735,7 @@ export class PageStore implements AsyncDisposable {
     // Records from lanes other than the in-process ones (worker lanes, and
     // the serialized path that worker fallbacks take) did not pass through
     // commit(): read the durable segment back into the index.
-    if (this.workersAttached || info.laneIds.some((id) => id >= this.inProcessLanes)) {
+    if (this.needsReadBack(info)) {
       const epoch = info.epoch;
       this.ingestChain = this.ingestChain.then(() => this.ingest(epoch));
     }
@@ -706,6 +756,35 @@ export class PageStore implements AsyncDisposable {
           this.lastCheckpointError = error instanceof Error ? error : new Error(String(error));
           this.autoCheckpoint = null;
         },
+      );
+    }
+  }
+
+  /** True when an epoch's records did not all pass through commit() (read back into the index). */
+  private needsReadBack(info: DurableEpochInfo): boolean {
+    return this.workersAttached || info.laneIds.some((id) => id >= this.inProcessLanes);
+  }
+
+  /**
+   * Waits until `acknowledged` (default: the epoch acknowledged now) is
+   * published (no wait when it is already, as always with the `storage` and
+   * `precreate` sinks).
+   * @throws {StoreError} `ERR_STORE_NOT_PUBLISHED` on timeout or log failure.
+   */
+  private async waitForAcknowledgedPublished(
+    purpose: 'read' | 'checkpoint',
+    acknowledged = this.wal.acknowledgedEpoch(),
+  ): Promise<void> {
+    if (acknowledged === null) return;
+    const published = this.wal.durableEpoch();
+    if (published !== null && published >= acknowledged) return;
+    try {
+      await this.wal.waitForEpochDurable(acknowledged, PUBLISH_WAIT_TIMEOUT_MS);
+    } catch (error) {
+      throw new StoreError(
+        StoreErrorCode.notPublished,
+        `${purpose} of ${this.path}: acknowledged epoch ${acknowledged} was not published: ${describeError(error)}`,
+        { cause: error },
       );
     }
   }

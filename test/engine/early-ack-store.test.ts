@@ -1,7 +1,8 @@
 /**
  * The page store on a log with the `earlyAck` sink: a commit is readable as
- * soon as it resolves (acknowledged, not yet published); a checkpoint folds
- * and deletes only published epochs; a power cut between the ack and the
+ * soon as it resolves (acknowledged, not yet published); a checkpoint waits
+ * for the publication of every epoch acknowledged before it, and never folds
+ * or deletes an unpublished one; a power cut between the ack and the
  * publication leaves the epoch under its temporary name, and reopening the
  * store adopts it and recovers the page.
  */
@@ -21,8 +22,10 @@ function gatedFs(sim: SimulatedFileSystem): {
   fs: WalFileSystem;
   hold(): void;
   release(): void;
+  failRenames(): void;
 } {
   let gate: ReturnType<typeof createDeferred<void>> | null = null;
+  let failing = false;
   const fs: WalFileSystem = {
     open: (p, m): Promise<WalFileHandle> => sim.open(p, m),
     readFile: (p) => sim.readFile(p),
@@ -30,6 +33,9 @@ function gatedFs(sim: SimulatedFileSystem): {
     readdir: (d) => sim.readdir(d),
     rename: async (a, b) => {
       if (gate !== null && a.includes('-wal-tmp-ack-')) await gate.promise;
+      if (failing && a.includes('-wal-tmp-ack-')) {
+        throw Object.assign(new Error(`EIO: i/o error, rename '${a}'`), { code: 'EIO' });
+      }
       return sim.rename(a, b);
     },
     unlink: (p) => sim.unlink(p),
@@ -45,13 +51,16 @@ function gatedFs(sim: SimulatedFileSystem): {
       gate?.resolve();
       gate = null;
     },
+    failRenames: () => {
+      failing = true;
+    },
   };
 }
 
 const page = (fill: number) => new Uint8Array(PAGE).fill(fill);
 
 describe('PageStore with the earlyAck sink', () => {
-  it('reads its own write at ack, checkpoints only published epochs, and recovers an acked epoch after a power cut before publication', async () => {
+  it('reads its own write at ack, checkpoints an acked epoch only once published, and recovers an acked epoch after a power cut before publication', async () => {
     const sim = new SimulatedFileSystem();
     sim.mkdirSync('/data');
     const gated = gatedFs(sim);
@@ -72,9 +81,14 @@ describe('PageStore with the earlyAck sink', () => {
     expect(store.log.acknowledgedEpoch()).toBe(acked.epoch);
     expect(store.log.durableEpoch()).toBeLessThan(acked.epoch);
     expect(await store.read(2)).toEqual(page(2));
-    // A checkpoint must not fold (and delete) the unpublished epoch.
-    const cp = await store.checkpoint();
-    expect(cp.checkpointEpoch === null || cp.checkpointEpoch < acked.epoch).toBe(true);
+    // A checkpoint folds everything acknowledged before it was called, so it
+    // waits for the publication; it must not fold (and delete) the epoch before.
+    let checkpointSettled = false;
+    const cpRun = store.checkpoint().finally(() => {
+      checkpointSettled = true;
+    });
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(checkpointSettled).toBe(false);
     expect(store.checkpointEpoch! < acked.epoch).toBe(true);
     const temps = (await sim.readdir('/data')).filter((n) => n.includes('-wal-tmp-ack-'));
     expect(temps.length).toBeGreaterThan(0);
@@ -84,6 +98,9 @@ describe('PageStore with the earlyAck sink', () => {
     disk.removeSync(lockPath(DB));
     // The old process is gone: let this instance finish on the old disk and let go of the path.
     gated.release();
+    const cp = await cpRun;
+    expect(cp.checkpointEpoch! >= acked.epoch).toBe(true);
+    expect(await store.read(2)).toEqual(page(2));
     await store.close();
     const reopened = await PageStore.open(DB, { fs: disk, pageSize: PAGE, autoCheckpoint: false });
     expect(await reopened.read(1)).toEqual(page(1));
@@ -93,5 +110,52 @@ describe('PageStore with the earlyAck sink', () => {
     expect(next.epoch).toBeGreaterThan(acked.epoch);
     await reopened.close();
     expect((await disk.readdir('/data')).filter((n) => n.includes('-wal-tmp-'))).toEqual([]);
+  });
+
+  it('a read waits for the publication of an acknowledged commit that bypassed commit() (serialized path), and fails typed if it never comes', async () => {
+    const sim = new SimulatedFileSystem();
+    sim.mkdirSync('/data');
+    const gated = gatedFs(sim);
+    const store = await PageStore.open(DB, {
+      fs: gated.fs,
+      pageSize: PAGE,
+      autoCheckpoint: false,
+    });
+    expect(store.log.config.segmentSink).toBe('earlyAck');
+    await store.commit([{ pageNumber: 1, data: page(1) }]);
+    gated.hold();
+    // What a worker's fallback does: straight into the log, read back on publication.
+    const direct = await store.log.commitSerialized({
+      txnToken: { id: 1n << 50n, epoch: 0 },
+      frames: [{ pageNumber: 2, pageData: page(2), dbSizeIfCommit: 2 }],
+    });
+    expect(store.log.acknowledgedEpoch()).toBe(direct.epoch);
+    expect(store.log.durableEpoch()).toBeLessThan(direct.epoch);
+    let readSettled = false;
+    const reading = store.read(2).finally(() => {
+      readSettled = true;
+    });
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(readSettled).toBe(false);
+    gated.release();
+    expect(await reading).toEqual(page(2));
+
+    // A publication that fails: the read cannot see the commit, and says so.
+    gated.failRenames();
+    const lost = await store.log.commitSerialized({
+      txnToken: { id: (1n << 50n) + 1n, epoch: 0 },
+      frames: [{ pageNumber: 2, pageData: page(3), dbSizeIfCommit: 2 }],
+    });
+    expect(store.log.acknowledgedEpoch()).toBe(lost.epoch);
+    await expect(store.read(2)).rejects.toMatchObject({ code: 'ERR_STORE_NOT_PUBLISHED' });
+    await expect(store.checkpoint()).rejects.toMatchObject({
+      code: 'ERR_STORE_CHECKPOINT_FAILED',
+    });
+    await store.close().catch(() => undefined);
+    // Nothing lost: reopening adopts the acknowledged epoch.
+    sim.removeSync(lockPath(DB));
+    const reopened = await PageStore.open(DB, { fs: sim, pageSize: PAGE, autoCheckpoint: false });
+    expect(await reopened.read(2)).toEqual(page(3));
+    await reopened.close();
   });
 });

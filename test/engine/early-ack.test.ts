@@ -128,8 +128,12 @@ const tempNames = (db: string) =>
   nodeFs.readdirSync(path.dirname(db)).filter((n) => n.includes('-wal-tmp-'));
 
 describe('earlyAck configuration', () => {
-  it('is opt-in, and refused for format version 1 (no record CRCs to tell torn from complete)', () => {
-    expect(resolveParallelWalConfig({}).segmentSink).toBe('storage');
+  it('is the default for format version 2, and refused for format version 1 (no record CRCs to tell torn from complete)', () => {
+    expect(resolveParallelWalConfig({}).segmentSink).toBe('earlyAck');
+    expect(resolveParallelWalConfig({ formatVersion: 2 }).segmentSink).toBe('earlyAck');
+    // Version 1 keeps the rename-before-ack protocol by default.
+    expect(resolveParallelWalConfig({ formatVersion: 1 }).segmentSink).toBe('storage');
+    expect(resolveParallelWalConfig({ segmentSink: 'storage' }).segmentSink).toBe('storage');
     expect(resolveParallelWalConfig({ precreateSegmentFiles: true }).segmentSink).toBe('precreate');
     expect(resolveParallelWalConfig({ segmentSink: 'earlyAck' }).segmentSink).toBe('earlyAck');
     expect(() => resolveParallelWalConfig({ segmentSink: 'earlyAck', formatVersion: 1 })).toThrow(

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
 import { isWalError } from '../../src/errors.js';
 import { listSegments, readSegment } from '../../src/storage/segment-files.js';
+import { awaitPublished } from '../support/published.js';
 
 const dirs: string[] = [];
 const opened: ParallelWal[] = [];
@@ -46,6 +47,8 @@ describe('epoch and commit-sequence floors', () => {
     const result = await wal.commit(batch(1, 1));
     expect(result.epoch).toBeGreaterThanOrEqual(100n);
     expect(result.commitSeq).toBe(5000n);
+    expect(wal.acknowledgedEpoch()).toBe(result.epoch);
+    await awaitPublished(wal);
     const segments = await listSegments(db);
     expect(segments.map((s) => s.epoch)).toEqual([result.epoch]);
     const decoded = await readSegment(segments[0]!.path);

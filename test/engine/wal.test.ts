@@ -11,6 +11,7 @@ import { nodeFileSystem } from '../../src/storage/fs.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
 import { listSegments, readSegment, segmentPath } from '../../src/storage/segment-files.js';
 import { FaultyFileSystem } from '../support/faulty-fs.js';
+import { awaitPublished } from '../support/published.js';
 
 const dirs: string[] = [];
 const opened: ParallelWal[] = [];
@@ -192,6 +193,10 @@ describe('ParallelWal commits', () => {
       dbSizePages: 12,
       serialized: false,
     });
+    // Resolved = acknowledged (data durable); publication (the segment under
+    // its name, onDurable) may follow in the background with earlyAck.
+    expect(wal.acknowledgedEpoch()).toBe(0n);
+    await wal.waitForEpochDurable(0n, 10_000);
     expect(wal.durableEpoch()).toBe(0n);
     expect((await listSegments(db)).map((s) => s.epoch)).toEqual([0n]);
     expect(seen[0]).toMatchObject({
@@ -357,6 +362,8 @@ describe('ParallelWal commits', () => {
     for (let i = 1; i < results.length; i++) {
       expect(results[i]!.epoch >= results[i - 1]!.epoch).toBe(true);
     }
+    expect(wal.acknowledgedEpoch()).toBe(results.at(-1)!.epoch);
+    await awaitPublished(wal);
     const recovered = await recoverSegments(db);
     expect(recovered.records.map((r) => r.beginSeq)).toEqual(results.map((r) => r.commitSeq));
   });
@@ -447,7 +454,10 @@ describe('ParallelWal failure and close', () => {
     expect(failures).toHaveLength(1);
     await expect(wal.commit(pageBatch(3, 1, 0x03))).rejects.toBeInstanceOf(WalFailedError);
     expect(() => wal.submitBatch(pageBatch(4, 1, 4))).toThrow(WalFailedError);
-    expect(wal.durableEpoch()).toBe(good.epoch);
+    // The good commit stays acknowledged (with earlyAck its publication may
+    // not have happened before the failure: recovery adopts it), nothing later.
+    expect(wal.acknowledgedEpoch()).toBe(good.epoch);
+    expect(wal.durableEpoch() ?? -1n).toBeLessThanOrEqual(good.epoch);
     await wal.close();
     faulty.heal();
     const reopened = await open(db, { fs: faulty });
@@ -456,17 +466,49 @@ describe('ParallelWal failure and close', () => {
     expect((await reopened.commit(pageBatch(5, 1, 5))).commitSeq).toBe(2n);
   });
 
-  it('a failed rename or directory fsync is never acknowledged either', async () => {
+  it('a failed rename or directory fsync is never acknowledged either (storage sink: rename before ack)', async () => {
     for (const kind of ['rename', 'syncDirectory'] as const) {
       const db = tempDb();
       const faulty = new FaultyFileSystem(nodeFileSystem);
-      const wal = await open(db, { fs: faulty });
+      // The rename-before-ack protocol (default for format version 1).
+      const wal = await open(db, { fs: faulty, segmentSink: 'storage' });
       faulty.inject({ kind });
       await expect(wal.commit(pageBatch(1, 1, 1))).rejects.toMatchObject({
         code: 'ERR_WAL_FAILED',
       });
       expect(wal.durableEpoch()).toBeNull();
+      expect(wal.acknowledgedEpoch()).toBeNull();
       expect(wal.stats().commits).toBe(0);
+    }
+  });
+
+  it('with the default earlyAck sink, a failed rename or directory fsync after the ack keeps the ack, fails the log, and the epoch is recovered on reopen', async () => {
+    for (const kind of ['rename', 'syncDirectory'] as const) {
+      const db = tempDb();
+      const faulty = new FaultyFileSystem(nodeFileSystem);
+      const wal = await open(db, { fs: faulty });
+      expect(wal.config.segmentSink).toBe('earlyAck');
+      const first = await wal.commit(pageBatch(1, 1, 1));
+      await wal.waitForEpochDurable(first.epoch, 10_000);
+      // The next publication (rename, then one directory fsync) fails.
+      faulty.inject({ kind });
+      const acked = await wal.commit(pageBatch(2, 1, 2));
+      expect(wal.acknowledgedEpoch()).toBe(acked.epoch);
+      // Its publication fails: the log fails, the acknowledgement stands.
+      await expect(wal.waitForEpochDurable(acked.epoch, 10_000)).rejects.toMatchObject({
+        code: 'ERR_WAL_FAILED',
+      });
+      const later = await wal.commit(pageBatch(3, 1, 3)).catch((e: unknown) => e);
+      expect(isWalError(later, 'ERR_WAL_FAILED'), kind).toBe(true);
+      expect(wal.acknowledgedEpoch()).toBe(acked.epoch);
+      expect(wal.durableEpoch()).toBe(first.epoch);
+      await wal.close();
+      faulty.heal();
+      const reopened = await open(db);
+      expect(reopened.durableEpoch()).toBe(acked.epoch);
+      const { records } = await recoverSegments(db);
+      expect(records.map((r) => r.beginSeq)).toEqual([first.commitSeq, acked.commitSeq]);
+      await reopened.close();
     }
   });
 

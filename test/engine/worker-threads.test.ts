@@ -9,9 +9,10 @@ import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ParallelWal } from '../../src/engine/wal.js';
 import type { WorkerLaneHandle } from '../../src/engine/worker-layout.js';
+import { decodeSegmentHeader } from '../../src/format/segment.js';
+import { SEGMENT_HEADER_BYTES } from '../../src/format/types.js';
 import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
-import { segmentPath } from '../../src/storage/segment-files.js';
 import { FakeOwner } from '../fixtures/fake-owner.js';
 import type { WriterPlan, WriterReport } from '../fixtures/worker-writer.js';
 
@@ -56,21 +57,33 @@ async function until(condition: () => boolean, deadlineMs = 20_000): Promise<boo
   return true;
 }
 
-/** Records every completed rename (a segment is durable once renamed + dir-synced). */
+/**
+ * Records the epochs whose segment bytes (header + records,
+ * under whatever name) were fdatasynced: what an acknowledgement needs with
+ * every sink (the default `earlyAck` acknowledges there, before the rename).
+ */
 function recordingFs(failDatasyncAfter = Number.POSITIVE_INFINITY): {
   fs: WalFileSystem;
-  renamed: Set<string>;
+  synced: Set<bigint>;
 } {
-  const renamed = new Set<string>();
+  const synced = new Set<bigint>();
   let datasyncs = 0;
   const wrapped: WalFileSystem = {
     ...nodeFileSystem,
     async open(p, mode) {
       const handle = await nodeFileSystem.open(p, mode);
+      let written: bigint | null = null;
       return {
         path: handle.path,
         write: (d, at) => handle.write(d, at),
-        writev: (c, at) => handle.writev(c, at),
+        async writev(c, at) {
+          const head = c[0];
+          written = null;
+          if (at === 0 && head !== undefined && head.length >= SEGMENT_HEADER_BYTES) {
+            written = decodeSegmentHeader(head).epoch;
+          }
+          return handle.writev(c, at);
+        },
         read: (into, at, len) => handle.read(into, at, len),
         truncate: (n) => handle.truncate(n),
         size: () => handle.size(),
@@ -82,15 +95,12 @@ function recordingFs(failDatasyncAfter = Number.POSITIVE_INFINITY): {
             throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
           }
           await handle.datasync();
+          if (written !== null) synced.add(written);
         },
       };
     },
-    async rename(from, to) {
-      await nodeFileSystem.rename(from, to);
-      renamed.add(to);
-    },
   };
-  return { fs: wrapped, renamed };
+  return { fs: wrapped, synced };
 }
 
 function acks(reports: readonly WriterReport[]): Extract<WriterReport, { kind: 'ack' }>[] {
@@ -104,7 +114,10 @@ describe('worker writers through ParallelWal', () => {
     const wal = await ParallelWal.open(db, { fsync: 'normal', fs: recording.fs, slotCount: 2 });
     const ackedBeforeDurable: string[] = [];
     const checkDurable = (epoch: bigint, who: string): void => {
-      if (!recording.renamed.has(segmentPath(db, epoch)))
+      // Acknowledged = the segment's data fdatasynced (under a name already
+      // durable with earlyAck, or renamed with storage) and the log says so.
+      const acknowledged = wal.acknowledgedEpoch();
+      if (!recording.synced.has(epoch) || acknowledged === null || acknowledged < epoch)
         ackedBeforeDurable.push(`${who}@${epoch}`);
     };
     const writers = [1_000_000, 2_000_000].map((txnBase) =>

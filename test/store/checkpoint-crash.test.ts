@@ -13,6 +13,7 @@ import { isWalError } from '../../src/errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 import { PageStore } from '../../src/store/page-store.js';
 import { type FaultKind, FaultyFileSystem } from '../support/faulty-fs.js';
+import { awaitPublished } from '../support/published.js';
 import { seededRng } from '../support/rng.js';
 import { type CrashModel, SimulatedFileSystem } from '../support/simulated-fs.js';
 
@@ -424,6 +425,9 @@ describe.each(['memory', 'log'] as const)(
           checkpointSource: source,
         });
         await runOps(store, WORKLOAD, () => undefined);
+        // Count the checkpoint's own I/O: the log's background publication
+        // (earlyAck sink) of the last acknowledged epoch is done first.
+        await awaitPublished(store.log);
         const callsBefore = [...counting.calls.values()].reduce((a, b) => a + b, 0);
         await store.checkpoint();
         steps = [...counting.calls.values()].reduce((a, b) => a + b, 0) - callsBefore;
@@ -445,6 +449,7 @@ describe.each(['memory', 'log'] as const)(
               checkpointSource: source,
             });
             await runOps(store, WORKLOAD, () => undefined);
+            await awaitPublished(store.log);
             faulty.inject({ kind: ALL_KINDS, nth: k, code: k % 2 === 0 ? 'EIO' : 'ENOSPC' });
             const error = await store.checkpoint().then(
               () => null,

@@ -8,6 +8,7 @@ import { nodeFileSystem } from '../../src/storage/fs.js';
 import { listSegments } from '../../src/storage/segment-files.js';
 import { readStoreHeader, storeHeaderPath } from '../../src/store/header.js';
 import { checkpointControlFromFallback, PageStore } from '../../src/store/page-store.js';
+import { awaitPublished } from '../support/published.js';
 import { SimulatedFileSystem } from '../support/simulated-fs.js';
 
 let dir: string;
@@ -261,6 +262,7 @@ describe('PageStore recovery and checkpoint', () => {
     const store = await PageStore.open(db, { pageSize: PAGE, autoCheckpoint: false });
     for (let i = 1; i <= 5; i++) await store.commit([{ pageNumber: i, data: page(i, 1) }]);
     await store.commit([{ pageNumber: 2, data: page(2, 2) }]);
+    await awaitPublished(store.log);
     const before = (await listSegments(db)).length;
     const result = await store.checkpoint();
     expect(result.segmentsApplied).toBe(before);

@@ -7,6 +7,7 @@ import { listSegments } from '../../src/storage/segment-files.js';
 import { readStoreHeader } from '../../src/store/header.js';
 import { PageStore } from '../../src/store/page-store.js';
 import { openReplicatedStore } from '../../src/store/replicated-store.js';
+import { awaitPublished } from '../support/published.js';
 
 let dir: string;
 let db: string;
@@ -36,6 +37,7 @@ describe('segment retention (retainSegmentsAbove)', () => {
       retainSegmentsAbove: () => null,
     });
     for (let i = 1; i <= 4; i++) await store.commit([{ pageNumber: i, data: page(i) }]);
+    await awaitPublished(store.log);
     const before = await epochsOnDisk();
     const result = await store.checkpoint();
     expect(result.pagesWritten).toBe(4);
@@ -64,6 +66,7 @@ describe('segment retention (retainSegmentsAbove)', () => {
       retainSegmentsAbove: () => replicated,
     });
     for (let i = 1; i <= 6; i++) await store.commit([{ pageNumber: i, data: page(i) }]);
+    await awaitPublished(store.log);
     const all = await epochsOnDisk();
     expect(all.length).toBeGreaterThan(2);
     replicated = all[1]!;
@@ -92,6 +95,7 @@ describe('openReplicatedStore', () => {
     const { store } = replicated;
     try {
       for (let i = 1; i <= 3; i++) await store.commit([{ pageNumber: i, data: page(i) }]);
+      await awaitPublished(store.log);
       const before = await epochsOnDisk();
       const result = await store.checkpoint();
       expect(result.pagesWritten).toBe(3);
