@@ -6,17 +6,10 @@
  * newest epoch with a file (numbering continues after it, so no name is ever
  * reused), and the highest commit sequence (numbering continues after it).
  */
-import { WalError } from '../errors.js';
-import { SegmentFormatError } from '../format/errors.js';
-import { SegmentCorruptError, SegmentFileErrorReason, toIoError } from '../storage/errors.js';
+import type { WalError } from '../errors.js';
 import type { WalFileSystem } from '../storage/fs.js';
-import {
-  duplicateEpochError,
-  groupByEpoch,
-  readSegment,
-  type SegmentFileEntry,
-  scanSegments,
-} from '../storage/segment-files.js';
+import { recoverSegmentEntry, segmentEntryError } from '../storage/recovery.js';
+import { duplicateEpochError, groupByEpoch, scanSegments } from '../storage/segment-files.js';
 
 /** The existing log, as {@link scanExistingLog} found it. */
 export interface ExistingLog {
@@ -28,20 +21,6 @@ export interface ExistingLog {
   segmentsRead: number;
   /** The first unusable segment (only with `skipCorrupt`), or `null`. */
   stoppedAt: WalError | null;
-}
-
-function asCorruption(entry: SegmentFileEntry, error: unknown): WalError {
-  if (error instanceof SegmentFormatError) {
-    return new SegmentCorruptError(
-      entry.path,
-      entry.epoch,
-      error.code,
-      `segment ${entry.path} is corrupt: ${error.message} (${error.code})`,
-      { cause: error },
-    );
-  }
-  if (error instanceof WalError) return error;
-  return toIoError(error, 'cannot read segment file', 'read', entry.path);
 }
 
 /**
@@ -64,22 +43,14 @@ export async function scanExistingLog(
     const entry = group[0]!;
     try {
       if (group.length > 1) throw duplicateEpochError(group);
-      const { header, records } = await readSegment(entry.path, { fs: options.fs });
-      if (header.epoch !== entry.epoch) {
-        throw new SegmentCorruptError(
-          entry.path,
-          entry.epoch,
-          SegmentFileErrorReason.nameMismatch,
-          `segment ${entry.path} has mismatched epoch: header=${header.epoch}, filename=${entry.epoch}`,
-        );
-      }
+      const { records } = await recoverSegmentEntry(entry, { fs: options.fs });
       for (const record of records) {
         const seq = record.endSeq ?? record.beginSeq;
         if (result.lastCommitSeq === null || seq > result.lastCommitSeq) result.lastCommitSeq = seq;
       }
       result.segmentsRead++;
     } catch (raw) {
-      const error = asCorruption(entry, raw);
+      const error = segmentEntryError(entry, raw);
       if (!options.skipCorrupt) throw error;
       result.stoppedAt = error;
       break;

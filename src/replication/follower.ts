@@ -19,7 +19,7 @@ import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, writeSegmentFile } from '../storage/segment-files.js';
 import { type CertificateVerifier, EpochAssembler, type VerifiedEpoch } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
-import { type Deferred, deferred } from './deferred.js';
+import { type Deferred, deferred, sleepUnless } from './deferred.js';
 import { ReplicationError, ReplicationErrorCode, ReplicaVerificationError } from './errors.js';
 import { connectBounded, DEFAULT_API_TIMEOUT_MS, managerFor, streamInfoOrNull } from './nats.js';
 import { type FollowPosition, readFollowPosition, writeFollowPosition } from './state-file.js';
@@ -266,12 +266,7 @@ export class Follower {
   }
 
   private async idle(ms: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const slept = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    });
-    await Promise.race([slept, this.wake.promise, this.closeSignal.promise]);
-    clearTimeout(timer);
+    await sleepUnless(ms, [this.wake.promise, this.closeSignal.promise]);
     if (this.wake.settled) this.wake = deferred();
   }
 

@@ -35,7 +35,7 @@ import {
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { listSegments, segmentPath } from '../storage/segment-files.js';
-import { type Deferred, deferred } from './deferred.js';
+import { type Deferred, deferred, sleepUnless } from './deferred.js';
 import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from './errors.js';
 import {
   chunkPayloadBytesFor,
@@ -424,13 +424,8 @@ export class Replicator {
   }
 
   private async sleep(ms: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const slept = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    });
     // A durable notification does not cut a backoff short; closing does.
-    await Promise.race([slept, this.closeSignal.promise]);
-    clearTimeout(timer);
+    await sleepUnless(ms, [this.closeSignal.promise]);
   }
 
   private async ensureSession(): Promise<void> {

@@ -96,7 +96,15 @@ export interface SegmentRecoveryResult {
   pendingAdoption: string[];
 }
 
-function corruptionOf(entry: SegmentFileEntry, error: unknown): SegmentCorruptError | WalError {
+/**
+ * The typed error for a segment that could not be recovered: format errors
+ * become {@link SegmentCorruptError} naming the file, other {@link WalError}s
+ * pass through, anything else becomes a {@link WalIoError}.
+ */
+export function segmentEntryError(
+  entry: SegmentFileEntry,
+  error: unknown,
+): SegmentCorruptError | WalError {
   if (error instanceof SegmentCorruptError) return error;
   if (error instanceof SegmentFormatError) {
     return new SegmentCorruptError(
@@ -112,7 +120,7 @@ function corruptionOf(entry: SegmentFileEntry, error: unknown): SegmentCorruptEr
 }
 
 /** Reads one segment and checks its header epoch against its name. */
-async function recoverOne(
+export async function recoverSegmentEntry(
   entry: SegmentFileEntry,
   options: FsOptions,
 ): Promise<{ records: WalRecord[]; bytes: number }> {
@@ -180,7 +188,7 @@ export async function recoverSegments(
     const entry = group[0]!;
     try {
       if (group.length > 1) throw duplicateEpochError(group);
-      const { records, bytes } = await recoverOne(entry, options);
+      const { records, bytes } = await recoverSegmentEntry(entry, options);
       result.segmentsRecovered += 1;
       result.recordsApplied += records.length;
       result.bytesRead += bytes;
@@ -188,7 +196,7 @@ export async function recoverSegments(
       recovered.push(entry.path);
       chunks.push(records);
     } catch (raw) {
-      const error = corruptionOf(entry, raw);
+      const error = segmentEntryError(entry, raw);
       if (!options.skipCorrupt) throw error;
       // Prefix semantics: never replay E+1 without E.
       result.partialSegments = groups.slice(index).flatMap((g) => g.map((e) => e.path));

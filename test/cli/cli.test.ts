@@ -2,26 +2,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/program.js';
 import { segmentPath, writeSegment } from '../../src/storage/segment-files.js';
 import { makeTempDir, recordFor } from '../storage/helpers.js';
+import { runCliCaptured as run } from '../support/cli.js';
 
 const VECTORS = path.resolve(import.meta.dirname, '../../../shared/vectors');
 const REPO = path.resolve(import.meta.dirname, '../..');
-
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-  });
-  return { code, out, err };
-}
 
 let tmp: ReturnType<typeof makeTempDir>;
 let dbPath: string;

@@ -4,38 +4,18 @@
  * (format version 3, written by the engine with the control plane).
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/program.js';
+import { describe, expect, it } from 'vitest';
 import { ControlPlane } from '../../src/control/plane.js';
 import { ParallelWal } from '../../src/engine/wal.js';
 import { writeReplicationState } from '../../src/replication/state-file.js';
 import { listSegments, readSegment } from '../../src/storage/segment-files.js';
 import { PageStore } from '../../src/store/page-store.js';
+import { runCliCaptured as run } from '../support/cli.js';
+import { useTempDb } from '../support/temp-db.js';
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-  });
-  return { code, out, err };
-}
-
-let dir: string;
 let db: string;
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
-  db = path.join(dir, 'app.db');
-});
-afterEach(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
+useTempDb('app.db', (paths) => {
+  db = paths.db;
 });
 
 /** A certified log: `commits` commits through the engine with certificates on. */

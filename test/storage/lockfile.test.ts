@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isWalError } from '../../src/errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 import {
@@ -15,18 +15,16 @@ import {
   lockPath,
   readLock,
 } from '../../src/storage/lockfile.js';
+import { useTempDb } from '../support/temp-db.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const childScript = path.join(repoRoot, 'test/store/support/lock-child.ts');
 
 let dir: string;
 let db: string;
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
-  db = path.join(dir, 'db');
-});
-afterEach(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
+useTempDb('db', (paths) => {
+  dir = paths.dir;
+  db = paths.db;
 });
 
 interface ChildReport {

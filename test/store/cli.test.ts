@@ -1,38 +1,20 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/program.js';
+import { describe, expect, it } from 'vitest';
 import { listSegments } from '../../src/storage/segment-files.js';
 import { describeStore, formatStoreDescription } from '../../src/store/describe.js';
 import { PageStore } from '../../src/store/page-store.js';
+import { runCliCaptured as cli } from '../support/cli.js';
+import { useTempDb } from '../support/temp-db.js';
 
 let dir: string;
 let db: string;
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
-  db = path.join(dir, 'db');
-});
-afterEach(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
+useTempDb('db', (paths) => {
+  dir = paths.dir;
+  db = paths.db;
 });
 
 const PAGE = 512;
 const page = (fill: number) => new Uint8Array(PAGE).fill(fill);
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-  });
-  return { code, out, err };
-}
 
 /** A database whose log holds `commits` unapplied commits (closed without checkpoint). */
 async function withLog(commits: number): Promise<void> {

@@ -1,7 +1,5 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FallbackState } from '../../src/control/fallback.js';
 import { isWalError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/storage/fs.js';
@@ -10,15 +8,11 @@ import { readStoreHeader, storeHeaderPath } from '../../src/store/header.js';
 import { checkpointControlFromFallback, PageStore } from '../../src/store/page-store.js';
 import { awaitPublished } from '../support/published.js';
 import { SimulatedFileSystem } from '../support/simulated-fs.js';
+import { useTempDb } from '../support/temp-db.js';
 
-let dir: string;
 let db: string;
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
-  db = path.join(dir, 'db');
-});
-afterEach(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
+useTempDb('db', (paths) => {
+  db = paths.db;
 });
 
 const PAGE = 512;

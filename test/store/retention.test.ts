@@ -1,22 +1,15 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { nodeFileSystem } from '../../src/storage/fs.js';
 import { listSegments } from '../../src/storage/segment-files.js';
 import { readStoreHeader } from '../../src/store/header.js';
 import { PageStore } from '../../src/store/page-store.js';
 import { openReplicatedStore } from '../../src/store/replicated-store.js';
 import { awaitPublished } from '../support/published.js';
+import { useTempDb } from '../support/temp-db.js';
 
-let dir: string;
 let db: string;
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
-  db = path.join(dir, 'db');
-});
-afterEach(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
+useTempDb('db', (paths) => {
+  db = paths.db;
 });
 
 const PAGE = 512;

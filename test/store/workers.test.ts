@@ -1,24 +1,18 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PageStore } from '../../src/store/page-store.js';
+import { useTempDb } from '../support/temp-db.js';
 
 const entry = path.join(
   path.dirname(fileURLToPath(import.meta.url)),
   'support/store-worker-entry.mjs',
 );
 const PAGE = 512;
-let dir: string;
 let db: string;
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
-  db = path.join(dir, 'db');
-});
-afterEach(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
+useTempDb('db', (paths) => {
+  db = paths.db;
 });
 
 /** Runs a store worker; `onAck` runs on the owner thread after each of its acknowledgements. */
