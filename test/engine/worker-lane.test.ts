@@ -3,7 +3,7 @@
  * (SharedLane/WorkerLanePool, through a fake engine) and a writer attached on
  * the same thread, so every step is deterministic.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WalFailedError } from '../../src/engine/errors.js';
 import type { SharedLane } from '../../src/engine/shared-lane.js';
 import { attachWriter, type WorkerBatch, type WorkerWriter } from '../../src/engine/worker.js';
@@ -22,6 +22,11 @@ function batch(txnId: number, pageBytes = 100, frames = 1): WorkerBatch {
 }
 
 /** Lets queued tasks (port messages, waitAsync resolutions) run. */
+/** Waits (bounded) for an asynchronous message-port delivery to show, instead of assuming one timer suffices. */
+function eventually(assertion: () => void): Promise<void> {
+  return vi.waitFor(assertion, { timeout: 10_000, interval: 5 });
+}
+
 function turn(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 5));
 }
@@ -67,9 +72,8 @@ describe('shared lane state machine', () => {
 
     // Sealed: the commit is refused by the lane and takes the serialized path.
     void writer.commit(batch(2));
-    await turn();
+    await eventually(() => expect(owner.serializedCommits).toBe(1));
     expect(lane.fallbacks()).toBe(1);
-    expect(owner.serializedCommits).toBe(1);
 
     const data = lane.beginFlush(1n);
     expect(data).not.toBeNull();
@@ -122,8 +126,7 @@ describe('shared lane state machine', () => {
     expect(lane.bufferState(1)).toMatchObject({ kind: 'flushing', active: true });
 
     void writer.commit(batch(3)); // nothing writable: serialized path
-    await turn();
-    expect(owner.serializedCommits).toBe(1);
+    await eventually(() => expect(owner.serializedCommits).toBe(1));
 
     lane.completeFlush(1n);
     lane.completeFlush(2n);
@@ -144,8 +147,7 @@ describe('shared lane state machine', () => {
     expect(owner.serializedCommits).toBe(1);
     // A batch larger than a whole buffer goes there too, in one piece.
     void writer.commit(batch(4, 4096, 3));
-    await turn();
-    expect(owner.serializedCommits).toBe(2);
+    await eventually(() => expect(owner.serializedCommits).toBe(2));
     expect(lane.bufferState(0).usedBytes).toBe(before);
   });
 });
@@ -163,8 +165,7 @@ describe('worker commit acknowledgement', () => {
     await turn();
     expect(ack).toBeNull();
     owner.tick();
-    await turn();
-    expect(ack).toEqual({ epoch: 1n, commitSeq: 1n, durability: 'normal' });
+    await eventually(() => expect(ack).toEqual({ epoch: 1n, commitSeq: 1n, durability: 'normal' }));
   });
 
   it('assigns unique increasing commit sequence numbers shared with the serialized path', async () => {
@@ -172,7 +173,7 @@ describe('worker commit acknowledgement', () => {
     const acks = [writer.commit(batch(1)), writer.commit(batch(2))];
     lane.advance(2n); // sealed: the next one goes to the owner
     acks.push(writer.commit(batch(3)));
-    await turn();
+    await eventually(() => expect(owner.serializedCommits).toBe(1));
     owner.tick(); // flushes epoch 1: the lane's two and the serialized one
     acks.push(writer.commit(batch(4)));
     owner.tick();
@@ -227,8 +228,7 @@ describe('lane lifecycle', () => {
     owner.tick();
     await pending;
     await closing;
-    await turn();
-    expect(owner.released).toEqual([handle.laneId]);
+    await eventually(() => expect(owner.released).toEqual([handle.laneId]));
     expect(owner.pool.stats()).toMatchObject({ lanesInUse: 0, lanesFree: 1 });
 
     const again = owner.pool.createHandle();
@@ -253,8 +253,7 @@ describe('lane lifecycle', () => {
     expect(owner.released).toEqual([]);
     expect(owner.pool.stats().lanesInUse).toBe(1);
     owner.tick();
-    await turn();
-    expect(owner.released).toEqual([handle.laneId]);
+    await eventually(() => expect(owner.released).toEqual([handle.laneId]));
     expect(owner.pool.stats()).toMatchObject({ lanesInUse: 0, lanesFree: 1 });
     expect(owner.flushed.map((f) => f.record.txnToken.id)).toEqual([1n]);
   });
