@@ -70,4 +70,10 @@ export interface EngineControl {
   ): void;
   /** The epoch's write failed. */
   epochFailed(epoch: bigint, cause: unknown): void;
+  /**
+   * The control plane's own figures (mode, active fallback reason, counts per
+   * reason, shadow verdicts, certificates, decisions), shown as
+   * `ParallelWal.stats().control`. Opaque to the engine.
+   */
+  stats?(): unknown;
 }

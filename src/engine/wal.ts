@@ -325,6 +325,12 @@ export interface ParallelWalStats {
   lanesInUse: number;
   /** The worker lanes' own figures (`null`: no worker handle was ever made). */
   workerLanes: WorkerLaneStats | null;
+  /**
+   * The control plane's figures (`ControlPlane.stats()`: mode, active fallback
+   * reason, counts per reason, shadow verdicts, certificates, decisions);
+   * `null` without a control plane.
+   */
+  control: unknown;
   queueDepths: {
     /** Epochs sealed and waiting for their write. */
     sealedEpochs: number;
@@ -1049,6 +1055,7 @@ export class ParallelWal implements AsyncDisposable {
       listenerErrors: this.counters.listenerErrors,
       lanesInUse: this.laneWriters.filter((n) => n > 0).length + this.externalLanes.size,
       workerLanes: workers,
+      control: this.control?.stats?.() ?? null,
       queueDepths: {
         sealedEpochs: this.sealedQueue.length - (this.inFlight === null ? 0 : 1),
         waitingEpochs: this.coordinator.waitingEpochs(),
