@@ -21,12 +21,12 @@ function batch(txnId: number, pageBytes = 100, frames = 1): WorkerBatch {
   };
 }
 
-/** Lets queued tasks (port messages, waitAsync resolutions) run. */
 /** Waits (bounded) for an asynchronous message-port delivery to show, instead of assuming one timer suffices. */
 function eventually(assertion: () => void): Promise<void> {
   return vi.waitFor(assertion, { timeout: 10_000, interval: 5 });
 }
 
+/** Lets queued tasks (port messages, waitAsync resolutions) run: only before a negative check. */
 function turn(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 5));
 }
@@ -141,10 +141,9 @@ describe('shared lane state machine', () => {
     void writer.commit(batch(2, 4096));
     const before = lane.bufferState(0).usedBytes;
     void writer.commit(batch(3, 4096)); // does not fit the remaining ~1.8 KB
-    await turn();
+    await eventually(() => expect(owner.serializedCommits).toBe(1));
     expect(lane.bufferState(0).usedBytes).toBe(before);
     expect(lane.fallbacks()).toBe(1);
-    expect(owner.serializedCommits).toBe(1);
     // A batch larger than a whole buffer goes there too, in one piece.
     void writer.commit(batch(4, 4096, 3));
     await eventually(() => expect(owner.serializedCommits).toBe(2));
