@@ -37,6 +37,7 @@ import {
   TEMP_NAME_INFIX,
   writeSegmentFile,
 } from '../storage/segment-files.js';
+import { createDeferred, type Deferred } from './deferred.js';
 import { WalClosedError } from './errors.js';
 
 /** What a sink's write reports once the epoch may be acknowledged. */
@@ -56,7 +57,12 @@ export interface SegmentWrite {
 export interface SegmentSink {
   /** Writes `chunks` (header + records) as the segment of `epoch`; resolves when it may be acknowledged. */
   write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite>;
-  /** Waits for publications in flight, then releases anything held ahead of time (pre-created files). */
+  /**
+   * Starts publishing every acknowledged epoch now instead of after the
+   * sink's batching delay (sinks that publish before `write` resolves omit it).
+   */
+  publishNow?(): void;
+  /** Publishes what is acknowledged, waits for it, then releases anything held ahead of time (pre-created files). */
   dispose(): Promise<void>;
 }
 
@@ -166,7 +172,26 @@ export class PrecreatingSegmentSink implements SegmentSink {
 }
 
 /** Pre-created files the early-ack sink keeps ready (directory entry durable) ahead of the writes. */
-export const EARLY_ACK_FILES_AHEAD = 2;
+export const EARLY_ACK_FILES_AHEAD = 16;
+
+/** Files created inline (one directory fsync) when a write finds none ready and none coming. */
+const EARLY_ACK_FILES_INLINE = 4;
+
+/** Acknowledged epochs queued for publication that start a publication batch at once. */
+export const EARLY_ACK_PUBLISH_BATCH_MAX = 8;
+
+/** Ready files at or below which a write starts publishing the queue (which refills them). */
+const EARLY_ACK_READY_LOW = 4;
+
+/**
+ * Publish the queue once no write has started for this many event-loop turns
+ * (`setImmediate` hops, microseconds when idle). Counted in turns rather than
+ * milliseconds so that the order of file operations depends only on the order
+ * of events, never on the clock (the crash harness replays it step by step);
+ * two turns let a closed-loop committer's next epoch (sealed one turn after
+ * the commit resolves) start first.
+ */
+export const EARLY_ACK_PUBLISH_IDLE_TURNS = 2;
 
 /** The segment format version in the first bytes of `chunks` (a header), or `null`. */
 function headerVersion(chunks: readonly Uint8Array[]): number | null {
@@ -178,17 +203,32 @@ function headerVersion(chunks: readonly Uint8Array[]): number | null {
   return null;
 }
 
+/** An acknowledged epoch waiting for its publication. */
+interface Acknowledged {
+  epoch: bigint;
+  file: Prepared;
+  published: Deferred<void>;
+}
+
 /**
- * "Acknowledge at data durability; publish in the background."
+ * "Acknowledge at data durability; publish in the background, in batches."
  *
- * Temporary files are created ahead of time and their directory entries made
- * durable (one directory fsync) BEFORE any of them is used. Writing epoch E:
- * writev header + records at offset 0 of such an empty file, fdatasync (which
- * also makes the new file size durable). E's bytes are now durable and
- * findable under a durable name, so `write` resolves: E may be acknowledged.
- * Then, in the background and strictly in epoch order (`published`): close,
- * rename to the segment name, create the replacement pre-created file(s), and
- * ONE directory fsync covering the rename and the creations.
+ * Temporary files are created ahead of time (a pool of
+ * {@link EARLY_ACK_FILES_AHEAD}) and their directory entries made durable
+ * (one directory fsync) BEFORE any of them is used. Writing epoch E: writev
+ * header + records at offset 0 of such an empty file, fdatasync (which also
+ * makes the new file size durable). E's bytes are now durable and findable
+ * under a durable name, so `write` resolves: E may be acknowledged.
+ *
+ * Publication is batched so that its directory fsync (and the journal commit
+ * it forces) stays off the path of the next epochs' fdatasyncs: acknowledged
+ * files are queued and published together — strictly in epoch order: close
+ * and rename each to its segment name, create the replacement pre-created
+ * files, then ONE directory fsync covering all of it, then each epoch's
+ * `published` resolves in order — once no write has started for
+ * {@link EARLY_ACK_PUBLISH_IDLE_TURNS} event-loop turns, or the queue holds
+ * {@link EARLY_ACK_PUBLISH_BATCH_MAX} epochs, or the ready pool runs low, or
+ * on {@link EarlyAckSegmentSink.publishNow} / dispose.
  *
  * Crash reasoning: before the fdatasync returns nothing is acknowledged, and
  * whatever reached the file is at worst a torn prefix, which fails the
@@ -198,22 +238,28 @@ function headerVersion(chunks: readonly Uint8Array[]): number | null {
  * recovery (`adoptOrRemoveTemporaryFiles`) adopts a temporary file that
  * decodes completely as a version-2 segment whose epoch has no segment file.
  * Epoch E+1 is written only after E was acknowledged, so an adoptable E+1
- * never exists without E. Version 1 (no record CRCs) cannot tell torn from
- * complete and never uses this sink; version-3 segments (certificate
+ * never exists without E. Batching changes none of this: acknowledgement
+ * never waits for publication. Version 1 (no record CRCs) cannot tell torn
+ * from complete and never uses this sink; version-3 segments (certificate
  * trailer), which the storage layer cannot validate yet, are written the same
- * way but acknowledged only once published.
+ * way but acknowledged only once published (their publication starts at once).
  *
  * A failed write or fdatasync: the file is unlinked, the error thrown (the
  * log fails, nothing acknowledged). A failed publication step: `published`
- * rejects and every later write and publication is refused; the acknowledged
- * epoch's temporary file is left in place for recovery to adopt.
+ * rejects (for that epoch and the ones queued after it) and every later write
+ * and publication is refused; acknowledged epochs' temporary files are left
+ * in place for recovery to adopt.
  */
 export class EarlyAckSegmentSink implements SegmentSink {
   private readonly ready: Prepared[] = [];
   /** Creations (or publications) whose directory fsync is in flight; their files join `ready` after it. */
   private readonly creating = new Set<Promise<void>>();
   private creatingCount = 0;
+  /** Acknowledged epochs not yet handed to a publication batch, in epoch order. */
+  private queue: Acknowledged[] = [];
+  /** Publication batches, chained in epoch order. Never rejects. */
   private publishTail: Promise<void> = Promise.resolve();
+  private idleTimer: NodeJS.Immediate | null = null;
   /** The first failure: no write starts after it. */
   private failure: Error | null = null;
   /**
@@ -223,6 +269,8 @@ export class EarlyAckSegmentSink implements SegmentSink {
    */
   private publishFailure: Error | null = null;
   private disposed = false;
+  /** The first pool was requested (later inline creations are smaller). */
+  private primed = false;
 
   constructor(
     private readonly dbPath: string,
@@ -232,6 +280,45 @@ export class EarlyAckSegmentSink implements SegmentSink {
 
   async write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
     if (this.disposed) throw new WalClosedError('segment sink is disposed');
+    // A write starts: the queue is not idle.
+    this.cancelIdleTimer();
+    try {
+      return await this.writeAndQueue(epoch, chunks);
+    } finally {
+      this.schedulePublication();
+    }
+  }
+
+  /** Starts publishing every acknowledged epoch queued so far (no idle wait). */
+  publishNow(): void {
+    this.cancelIdleTimer();
+    if (this.queue.length === 0) return;
+    const batch = this.queue;
+    this.queue = [];
+    this.publishTail = this.publishTail
+      .then(() => this.publishBatch(batch))
+      .catch((error: unknown) => {
+        // Not expected (publishBatch settles every epoch itself); never leave one hanging.
+        const cause = error instanceof Error ? error : new Error(String(error));
+        this.failure ??= cause;
+        this.publishFailure ??= cause;
+        for (const item of batch) item.published.reject(cause);
+      });
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    this.publishNow();
+    await this.publishTail;
+    await Promise.all(this.creating);
+    for (const file of this.ready.splice(0)) {
+      await file.handle.close().catch(() => {});
+      // Not synced: an empty pre-created file that reappears is removed at open.
+      await this.fs.unlink(file.path).catch(() => {});
+    }
+  }
+
+  private async writeAndQueue(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
     const file = await this.takeReady();
     let total = 0;
     for (const chunk of chunks) total += chunk.length;
@@ -257,25 +344,48 @@ export class EarlyAckSegmentSink implements SegmentSink {
       await this.fs.unlink(file.path).catch(() => {});
       throw this.failure;
     }
-    const published = this.publishTail.then(() => this.publish(epoch, file));
-    this.publishTail = published.catch(() => {});
+    // Marked handled: a caller that drops `published` (a failing log) leaves no unhandled rejection.
+    const published = createDeferred<void>();
+    this.queue.push({ epoch, file, published });
     if (headerVersion(chunks) !== 2) {
-      // Not adoptable by recovery (see above): acknowledge only once published.
-      await published;
+      // Not adoptable by recovery (see above): acknowledge only once published, which starts now.
+      this.publishNow();
+      await published.promise;
       return { bytes: total, published: null };
     }
-    return { bytes: total, published };
+    return { bytes: total, published: published.promise };
   }
 
-  async dispose(): Promise<void> {
-    this.disposed = true;
-    await this.publishTail;
-    await Promise.all(this.creating);
-    for (const file of this.ready.splice(0)) {
-      await file.handle.close().catch(() => {});
-      // Not synced: an empty pre-created file that reappears is removed at open.
-      await this.fs.unlink(file.path).catch(() => {});
+  /** After a write: publish now if the queue is full, the pool low or the sink stopping; else once idle. */
+  private schedulePublication(): void {
+    if (this.queue.length === 0) return;
+    if (
+      this.disposed ||
+      this.failure !== null ||
+      this.queue.length >= EARLY_ACK_PUBLISH_BATCH_MAX ||
+      this.ready.length <= EARLY_ACK_READY_LOW
+    ) {
+      this.publishNow();
+      return;
     }
+    if (this.idleTimer !== null) return;
+    let turns = EARLY_ACK_PUBLISH_IDLE_TURNS;
+    const hop = (): void => {
+      turns--;
+      if (turns > 0) {
+        this.idleTimer = setImmediate(hop);
+        return;
+      }
+      this.idleTimer = null;
+      this.publishNow();
+    };
+    this.idleTimer = setImmediate(hop);
+  }
+
+  private cancelIdleTimer(): void {
+    if (this.idleTimer === null) return;
+    clearImmediate(this.idleTimer);
+    this.idleTimer = null;
   }
 
   /** A pre-created file whose directory entry is durable; creates some inline if none is coming. */
@@ -284,43 +394,70 @@ export class EarlyAckSegmentSink implements SegmentSink {
       if (this.failure !== null) throw this.failure;
       const file = this.ready.shift();
       if (file !== undefined) return file;
-      if (this.creatingCount === 0) void this.startCreation(EARLY_ACK_FILES_AHEAD).catch(() => {});
+      // Publishing the queue refills the pool; create inline only if no creation is in flight.
+      this.publishNow();
+      if (this.creatingCount === 0) {
+        const count = this.primed ? EARLY_ACK_FILES_INLINE : EARLY_ACK_FILES_AHEAD;
+        this.primed = true;
+        void this.startCreation(count).catch(() => {});
+      }
       await Promise.race(this.creating);
     }
   }
 
-  /** Closes, renames, tops up the pre-created files, one directory fsync. In epoch order. */
-  private async publish(epoch: bigint, file: Prepared): Promise<void> {
-    // Leave the file for recovery to adopt.
-    if (this.publishFailure !== null) throw this.publishFailure;
-    const finalPath = segmentPath(this.dbPath, epoch);
-    let step = 'close';
-    try {
-      // A deferred write error (NFS) surfaces at close; the data is fdatasynced already.
-      await file.handle.close();
-      step = 'rename';
-      await this.fs.rename(file.path, finalPath); // atomic: the temp name or the segment name
-    } catch (error) {
-      const failure = toIoError(error, `cannot publish segment ${finalPath}`, step, file.path);
-      this.failure ??= failure;
-      this.publishFailure ??= failure;
-      throw failure;
+  /**
+   * Publishes `batch` (in epoch order): close and rename each, create the
+   * replacement pre-created files, ONE directory fsync, then resolve each
+   * `published` in order. A failed step rejects the epochs from the failed
+   * one on; epochs renamed before it are still made durable if the directory
+   * fsync succeeds.
+   */
+  private async publishBatch(batch: readonly Acknowledged[]): Promise<void> {
+    // Leave the files for recovery to adopt.
+    if (this.publishFailure !== null) {
+      for (const item of batch) item.published.reject(this.publishFailure);
+      return;
     }
-    const wanted = this.disposed
-      ? 0
-      : EARLY_ACK_FILES_AHEAD - this.ready.length - this.creatingCount;
-    // The same directory fsync covers the rename and the new files.
+    let renamed = 0;
+    let failure: Error | null = null;
+    for (const { epoch, file } of batch) {
+      const finalPath = segmentPath(this.dbPath, epoch);
+      let step = 'close';
+      try {
+        // A deferred write error (NFS) surfaces at close; the data is fdatasynced already.
+        await file.handle.close();
+        step = 'rename';
+        await this.fs.rename(file.path, finalPath); // atomic: the temp name or the segment name
+      } catch (error) {
+        failure = toIoError(error, `cannot publish segment ${finalPath}`, step, file.path);
+        this.failure ??= failure;
+        this.publishFailure ??= failure;
+        break;
+      }
+      renamed++;
+    }
+    const wanted =
+      this.disposed || failure !== null
+        ? 0
+        : EARLY_ACK_FILES_AHEAD - this.ready.length - this.creatingCount;
+    // The same directory fsync covers the renames and the new files.
     try {
-      await this.startCreation(Math.max(0, wanted), true);
+      if (renamed > 0 || wanted > 0) await this.startCreation(Math.max(0, wanted), true);
     } catch (error) {
-      this.publishFailure ??= error instanceof Error ? error : new Error(String(error));
-      throw error;
+      const cause = error instanceof Error ? error : new Error(String(error));
+      this.publishFailure ??= cause;
+      for (const item of batch) item.published.reject(cause);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      if (i < renamed) batch[i]!.published.resolve();
+      else batch[i]!.published.reject(failure!);
     }
   }
 
   /**
    * Creates `count` temporary files and fsyncs the directory once (also when
-   * `count` is 0 and `always`: the fsync then covers a rename); the files
+   * `count` is 0 and `always`: the fsync then covers renames); the files
    * join `ready` only after that fsync.
    */
   private startCreation(count: number, always = false): Promise<void> {

@@ -786,6 +786,8 @@ export class ParallelWal implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
+    // Publish acknowledged epochs now rather than after the sink's batching delay.
+    this.sink.publishNow?.();
     return this.coordinator.waitForEpochDurable(epoch, timeoutMs);
   }
 
@@ -999,7 +1001,10 @@ export class ParallelWal implements AsyncDisposable {
     this.ensureOpen();
     // Resolves once the sealed epoch is published (segment under its name).
     const cycle = this.enqueueCycle().then(async (outcome) => {
-      if (outcome.ok) await this.coordinator.whenDurable(outcome.newEpoch - 1n);
+      if (outcome.ok) {
+        this.sink.publishNow?.();
+        await this.coordinator.whenDurable(outcome.newEpoch - 1n);
+      }
       return outcome;
     });
     let timer: NodeJS.Timeout | undefined;
@@ -1546,6 +1551,7 @@ export class ParallelWal implements AsyncDisposable {
     await Promise.all([...this.tracked]);
     await this.cycleTail;
     // Every acknowledged epoch is published (or the log failed) before close resolves.
+    this.sink.publishNow?.();
     await this.publishTail;
     // Anything still waiting (a writer that kept appending past the bound) is rejected, never left hanging.
     const closedError = new WalClosedError('parallel WAL closed before the epoch became durable');

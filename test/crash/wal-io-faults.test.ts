@@ -107,6 +107,16 @@ async function rebootAndCheck(
   await wal.close();
 }
 
+/**
+ * Waits for the publication of every acknowledged epoch (the earlyAck sink
+ * batches it; a fault in it is known, and refuses later commits, once it ran).
+ */
+async function publishAcknowledged(wal: ParallelWal): Promise<void> {
+  const acknowledged = wal.acknowledgedEpoch();
+  if (acknowledged === null) return;
+  await wal.waitForEpochDurable(acknowledged, HANG_MS).catch(() => undefined);
+}
+
 describe('ParallelWal under I/O faults', () => {
   for (const precreateSegmentFiles of [false, true])
     for (const { name, rule } of WRITE_PATH_FAULTS) {
@@ -123,6 +133,7 @@ describe('ParallelWal under I/O faults', () => {
           const r = await wal.commit(batch);
           acks.push({ txnId: id, epoch: r.epoch, commitSeq: r.commitSeq });
         }
+        await publishAcknowledged(wal);
         const before = acks.length;
         faulty.inject(rule);
         const failed: unknown[] = [];
@@ -142,7 +153,9 @@ describe('ParallelWal under I/O faults', () => {
             );
           });
         await settleWithin(Promise.all(wave(0)), HANG_MS, 'first wave under fault');
+        await publishAcknowledged(wal);
         await settleWithin(Promise.all(wave(4)), HANG_MS, 'second wave under fault');
+        await publishAcknowledged(wal);
         expect(faulty.fired.length, 'the fault never fired').toBeGreaterThan(0);
         expect(failed.length, 'no commit was rejected').toBeGreaterThan(0);
         expect(wal.isFailed).toBe(true);

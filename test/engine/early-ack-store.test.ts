@@ -123,6 +123,8 @@ describe('PageStore with the earlyAck sink', () => {
     });
     expect(store.log.config.segmentSink).toBe('earlyAck');
     await store.commit([{ pageNumber: 1, data: page(1) }]);
+    // Published (batched publication started by waiting for it) before the gate closes.
+    await store.log.waitForEpochDurable(store.log.acknowledgedEpoch()!, 5_000);
     gated.hold();
     // What a worker's fallback does: straight into the log, read back on publication.
     const direct = await store.log.commitSerialized({

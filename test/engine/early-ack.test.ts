@@ -12,6 +12,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createDeferred } from '../../src/engine/deferred.js';
 import { WalFailedError } from '../../src/engine/errors.js';
 import {
+  EARLY_ACK_PUBLISH_BATCH_MAX,
+  EarlyAckSegmentSink,
+} from '../../src/engine/segment-writer.js';
+import {
   type DurableEpochInfo,
   ParallelWal,
   type ParallelWalBatch,
@@ -230,7 +234,10 @@ describe('ParallelWal with the earlyAck sink', () => {
     wal.onFailed((e) => failures.push(e));
     const acked = await wal.commit(pageBatch(2, 0x02));
     expect(acked.epoch).toBeGreaterThan(first.epoch);
-    // The background publication of that epoch fails; then nothing is acknowledged.
+    // Its publication (batched: started here by waiting for it) fails; once
+    // that is known, nothing is acknowledged.
+    const waited = await wal.waitForEpochDurable(acked.epoch, 5_000).catch((e: unknown) => e);
+    expect(isWalError(waited, 'ERR_WAL_FAILED')).toBe(true);
     const later = await wal.commit(pageBatch(3, 0x03)).catch((e: unknown) => e);
     expect(isWalError(later, 'ERR_WAL_FAILED')).toBe(true);
     expect(failures).toHaveLength(1);
@@ -310,5 +317,73 @@ describe('ParallelWal with the earlyAck sink', () => {
       `ack ${r.epoch}`,
       `durable ${r.epoch}`,
     ]);
+  });
+});
+
+describe('EarlyAckSegmentSink publication batching', () => {
+  const segmentBytes = (version: number): Uint8Array => {
+    // The sink reads only the version (bytes 4..5) of the header it writes.
+    const bytes = new Uint8Array(64).fill(0x5a);
+    bytes[4] = version;
+    bytes[5] = 0;
+    return bytes;
+  };
+  const segName = (epoch: bigint) => `early.db-wal-seg-${epoch.toString(16).padStart(16, '0')}`;
+
+  it('publishes a full queue of back-to-back acknowledged epochs with one directory fsync, in epoch order', async () => {
+    const db = tempDb();
+    const fs = new RecordingFs();
+    const sink = new EarlyAckSegmentSink(db, fs, 'full');
+    const writes = [];
+    // Back to back: no idle gap, so only the queue bound starts the publication.
+    for (let e = 1n; e <= BigInt(EARLY_ACK_PUBLISH_BATCH_MAX); e++) {
+      writes.push(await sink.write(e, [segmentBytes(2)]));
+    }
+    fs.mark('ACKED');
+    const order: number[] = [];
+    await Promise.all(writes.map((w, i) => w.published?.then(() => order.push(i))));
+    expect(order).toEqual(writes.map((_, i) => i));
+    const log = fs.log.slice(fs.log.indexOf('ACKED'));
+    const renames = log.filter((l) => l.startsWith('rename '));
+    expect(renames.map((l) => l.split('->')[1])).toEqual(
+      writes.map((_, i) => segName(BigInt(i + 1))),
+    );
+    // The renames and the replacement files share ONE directory fsync.
+    const lastRename = log.lastIndexOf(renames.at(-1)!);
+    expect(log.filter((l) => l === 'syncDirectory')).toHaveLength(1);
+    expect(log.indexOf('syncDirectory')).toBeGreaterThan(lastRename);
+    expect(log.filter((l) => l.startsWith('open:createExclusive'))).toHaveLength(writes.length);
+    await sink.dispose();
+    expect(tempNames(db)).toEqual([]);
+    expect((await listSegments(db)).map((s) => s.epoch)).toEqual(
+      writes.map((_, i) => BigInt(i + 1)),
+    );
+  });
+
+  it('publishes a short queue on its own once writes pause, and on dispose', async () => {
+    const db = tempDb();
+    const sink = new EarlyAckSegmentSink(db, nodeFileSystem, 'full');
+    const first = await sink.write(1n, [segmentBytes(2)]);
+    expect(first.published).not.toBeNull();
+    await first.published; // no further write, no explicit trigger: the idle delay starts it
+    expect(nodeFs.existsSync(path.join(path.dirname(db), segName(1n)))).toBe(true);
+    const second = await sink.write(2n, [segmentBytes(2)]);
+    await sink.dispose();
+    await second.published;
+    expect((await listSegments(db)).map((s) => s.epoch)).toEqual([1n, 2n]);
+    expect(tempNames(db)).toEqual([]);
+  });
+
+  it('acknowledges a version-3 segment only once it, and the queue before it, is published', async () => {
+    const db = tempDb();
+    const fs = new RecordingFs();
+    const sink = new EarlyAckSegmentSink(db, fs, 'full');
+    const queued = await sink.write(1n, [segmentBytes(2)]);
+    const certified = await sink.write(2n, [segmentBytes(3)]);
+    expect(certified.published).toBeNull();
+    // Under its name when acknowledged, and the queued version-2 epoch before it.
+    expect((await listSegments(db)).map((s) => s.epoch)).toEqual([1n, 2n]);
+    await queued.published;
+    await sink.dispose();
   });
 });
