@@ -64,6 +64,8 @@ export interface SegmentSink {
   publishNow?(): void;
   /** Publishes what is acknowledged, waits for it, then releases anything held ahead of time (pre-created files). */
   dispose(): Promise<void>;
+  /** fdatasync + fsync (file and directory) calls issued so far: what `stats().fsyncs` reports. */
+  syncCalls(): number;
 }
 
 /** Which sink the engine uses; see {@link ParallelWalConfig.segmentSink} in `wal.ts`. */
@@ -75,12 +77,16 @@ export function storageSegmentSink(
   fs: WalFileSystem,
   fsync: FsyncPolicy,
 ): SegmentSink {
+  let syncs = 0;
   return {
-    write: async (epoch, chunks) => ({
-      bytes: await writeSegmentFile(dbPath, epoch, chunks, { fsync, fs }),
-      published: null,
-    }),
+    write: async (epoch, chunks) => {
+      const bytes = await writeSegmentFile(dbPath, epoch, chunks, { fsync, fs });
+      // writeSegmentFile: one fdatasync of the file, one fsync of the directory.
+      if (fsync !== 'off') syncs += 2;
+      return { bytes, published: null };
+    },
     dispose: async () => {},
+    syncCalls: () => syncs,
   };
 }
 
@@ -93,6 +99,11 @@ interface Prepared {
 export class PrecreatingSegmentSink implements SegmentSink {
   private prepared: Promise<Prepared | null> | null = null;
   private disposed = false;
+  private syncs = 0;
+
+  syncCalls(): number {
+    return this.syncs;
+  }
 
   constructor(
     private readonly dbPath: string,
@@ -112,6 +123,7 @@ export class PrecreatingSegmentSink implements SegmentSink {
       if (this.fsync !== 'off') {
         step = 'datasync';
         await handle.datasync(); // data on stable storage before any name points at it
+        this.syncs++;
       }
       // close stays on the critical path: on some file systems (NFS) it is
       // where a deferred write error surfaces. Measured cost ~0.04 ms.
@@ -136,6 +148,7 @@ export class PrecreatingSegmentSink implements SegmentSink {
       const dir = databaseDirectory(this.dbPath);
       try {
         await this.fs.syncDirectory(dir); // the rename survives power loss
+        this.syncs++;
       } catch (error) {
         throw toIoError(error, 'cannot sync segment directory', 'fsync', dir);
       }
@@ -251,6 +264,7 @@ interface Acknowledged {
  * in place for recovery to adopt.
  */
 export class EarlyAckSegmentSink implements SegmentSink {
+  private syncs = 0;
   private readonly ready: Prepared[] = [];
   /** Creations (or publications) whose directory fsync is in flight; their files join `ready` after it. */
   private readonly creating = new Set<Promise<void>>();
@@ -277,6 +291,10 @@ export class EarlyAckSegmentSink implements SegmentSink {
     private readonly fs: WalFileSystem,
     private readonly fsync: FsyncPolicy,
   ) {}
+
+  syncCalls(): number {
+    return this.syncs;
+  }
 
   async write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
     if (this.disposed) throw new WalClosedError('segment sink is disposed');
@@ -329,6 +347,7 @@ export class EarlyAckSegmentSink implements SegmentSink {
         step = 'datasync';
         // Data and the new file size on stable storage; the name is durable already.
         await file.handle.datasync();
+        this.syncs++;
       }
     } catch (error) {
       await file.handle.close().catch(() => {});
@@ -471,6 +490,7 @@ export class EarlyAckSegmentSink implements SegmentSink {
           const dir = databaseDirectory(this.dbPath);
           try {
             await this.fs.syncDirectory(dir);
+            this.syncs++;
           } catch (error) {
             throw toIoError(error, 'cannot sync segment directory', 'fsync', dir);
           }

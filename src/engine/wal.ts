@@ -583,7 +583,6 @@ export class ParallelWal implements AsyncDisposable {
     epochsSealed: 0,
     emptyEpochs: 0,
     segmentsWritten: 0,
-    fsyncs: 0,
     bytesWritten: 0,
     commits: 0,
     commitsRejected: 0,
@@ -1048,7 +1047,7 @@ export class ParallelWal implements AsyncDisposable {
       epochsSealed: this.counters.epochsSealed,
       emptyEpochs: this.counters.emptyEpochs,
       segmentsWritten: this.counters.segmentsWritten,
-      fsyncs: this.counters.fsyncs,
+      fsyncs: this.sink.syncCalls(),
       bytesWritten: this.counters.bytesWritten,
       commits: this.counters.commits,
       commitsRejected: this.counters.commitsRejected,
@@ -1359,7 +1358,6 @@ export class ParallelWal implements AsyncDisposable {
       if (this.failure !== null) return this.failure;
       this.counters.segmentsWritten++;
       this.counters.bytesWritten += bytes;
-      if (this.config.fsync !== 'off') this.counters.fsyncs += 2;
     } else {
       this.counters.emptyEpochs++;
     }

@@ -7,7 +7,7 @@ import { InProcessLane } from '../../src/engine/lane.js';
 import { parallelWalForPath, removeParallelWal } from '../../src/engine/registry.js';
 import { type DurableEpochInfo, ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
 import { isWalError } from '../../src/errors.js';
-import { nodeFileSystem } from '../../src/storage/fs.js';
+import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
 import { listSegments, readSegment, segmentPath } from '../../src/storage/segment-files.js';
 import { FaultyFileSystem } from '../support/faulty-fs.js';
@@ -207,7 +207,9 @@ describe('ParallelWal commits', () => {
       commitSeqHi: 1n,
       dbSizePages: 12,
     });
-    expect(wal.stats()).toMatchObject({ commits: 1, segmentsWritten: 1, fsyncs: 2 });
+    // earlyAck: the directory fsync that made the pre-created files' names
+    // durable, the data's fdatasync (the ack), the publication's directory fsync.
+    expect(wal.stats()).toMatchObject({ commits: 1, segmentsWritten: 1, fsyncs: 3 });
     expect(wal.stats().commitLatencyMicros.count).toBe(1);
   });
 
@@ -532,5 +534,51 @@ describe('ParallelWal failure and close', () => {
     const { records } = await recoverSegments(db);
     expect(records.map((r) => r.beginSeq)).toEqual(acked);
     await wal.close();
+  });
+});
+
+describe('ParallelWal.stats().fsyncs', () => {
+  it('counts the sync calls the segment protocol really issues, per sink', async () => {
+    const counts: Record<string, number> = {};
+    for (const segmentSink of ['storage', 'precreate', 'earlyAck'] as const) {
+      const db = tempDb();
+      let syncs = 0;
+      const fs: WalFileSystem = {
+        ...nodeFileSystem,
+        async open(path, mode) {
+          const handle = await nodeFileSystem.open(path, mode);
+          return Object.assign(Object.create(handle) as typeof handle, {
+            datasync: async () => {
+              syncs++;
+              await handle.datasync();
+            },
+            sync: async () => {
+              syncs++;
+              await handle.sync();
+            },
+          });
+        },
+        async syncDirectory(dir) {
+          syncs++;
+          await nodeFileSystem.syncDirectory(dir);
+        },
+      };
+      // No lock, a fresh directory: every sync below is the segment protocol's.
+      const wal = await ParallelWal.open(db, { segmentSink, fs, lock: false });
+      for (let i = 1; i <= 3; i++) {
+        await wal.commit({
+          txnToken: { id: BigInt(i), epoch: 0 },
+          frames: [{ pageNumber: i, pageData: new Uint8Array(64), dbSizeIfCommit: 3 }],
+        });
+      }
+      await wal.close();
+      // Everything the log synced for its segments, and nothing it did not.
+      expect(wal.stats().fsyncs).toBe(syncs);
+      counts[segmentSink] = wal.stats().fsyncs;
+    }
+    // rename-before-ack pays two syncs per epoch; earlyAck one per epoch plus batched directory fsyncs.
+    expect(counts.storage).toBe(6);
+    expect(counts.precreate).toBe(6);
+    expect(counts.earlyAck).toBeLessThan(6);
   });
 });
