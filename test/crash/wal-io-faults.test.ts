@@ -118,12 +118,13 @@ async function publishAcknowledged(wal: ParallelWal): Promise<void> {
 }
 
 describe('ParallelWal under I/O faults', () => {
-  for (const precreateSegmentFiles of [false, true])
+  // Every segment sink: earlyAck (the default), precreate, storage (format version 1's protocol).
+  for (const segmentSink of ['earlyAck', 'precreate', 'storage'] as const)
     for (const { name, rule } of WRITE_PATH_FAULTS) {
-      it(`fails closed on ${name}: nothing acknowledged after it, typed cause, earlier epochs intact, clean reopen (precreate ${precreateSegmentFiles})`, async () => {
+      it(`fails closed on ${name}: nothing acknowledged after it, typed cause, earlier epochs intact, clean reopen (segmentSink ${segmentSink})`, async () => {
         const sim = freshDisk();
         const faulty = new FaultyFileSystem(sim);
-        const wal = await ParallelWal.open(DB, { fs: faulty, slotCount: 3, precreateSegmentFiles });
+        const wal = await ParallelWal.open(DB, { fs: faulty, slotCount: 3, segmentSink });
         const submitted = new Map<bigint, ReturnType<typeof batchFor>>();
         const acks: CommitAck[] = [];
         // Before the fault: a few durable epochs.

@@ -1,6 +1,8 @@
 /**
- * Power loss under the whole engine: ParallelWal workloads (several writers,
- * bursts) on the simulated disk, power cut at every step of a short workload
+ * Power loss under the whole engine with the rename-before-ack segment sinks
+ * (`storage`, the protocol of format version 1, and `precreate`; the default
+ * `earlyAck` sink has its own sweep in early-ack-power-cut.test.ts):
+ * ParallelWal workloads (several writers, bursts) on the simulated disk, power cut at every step of a short workload
  * and at random steps of longer ones; then reboot (the recovered disk),
  * recover, reopen, and check with the oracle:
  * - every acknowledged commit is present, in order, byte for byte;
@@ -11,6 +13,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import type { SegmentSinkKind } from '../../src/engine/segment-writer.js';
 import { ParallelWal } from '../../src/engine/wal.js';
 import type { WalError } from '../../src/errors.js';
 import { lockPath } from '../../src/storage/lockfile.js';
@@ -62,13 +65,13 @@ async function runWithCut(
   crashSeed: number,
   model: CrashModel,
   fsync: FsyncPolicy = 'full',
-  precreateSegmentFiles = false,
+  segmentSink: SegmentSinkKind = 'storage',
 ): Promise<CutRun> {
   const fs = freshDisk();
   if (cutStep !== null) fs.armPowerCut(cutStep, seededRng(crashSeed), model);
   let wal: ParallelWal;
   try {
-    wal = await ParallelWal.open(DB, { fs, fsync, slotCount: plan.writers, precreateSegmentFiles });
+    wal = await ParallelWal.open(DB, { fs, fsync, slotCount: plan.writers, segmentSink });
   } catch (error) {
     // The machine died during open. What the dying process saw does not
     // matter (the fault-injection tests check error types); the disk does.
@@ -132,8 +135,8 @@ async function checkReboot(run: CutRun, plan: WorkloadPlan, context: string): Pr
 const MODELS: CrashModel[] = [{}, { dirOps: 'prefix' }, { data: 'dropAll', dirOps: 'dropAll' }];
 
 describe('ParallelWal under power cuts (simulated disk)', () => {
-  for (const precreate of [false, true]) {
-    it(`keeps every acknowledged commit whole, cut at every step of a short workload (precreateSegmentFiles ${precreate})`, async () => {
+  for (const sink of ['storage', 'precreate'] as const) {
+    it(`keeps every acknowledged commit whole, cut at every step of a short workload (segmentSink ${sink})`, async () => {
       const plan: WorkloadPlan = {
         seed: 42,
         writers: 3,
@@ -141,7 +144,7 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
         burstChance: 0.3,
         maxPageBytes: 700,
       };
-      const dry = await runWithCut(plan, null, 0, {}, 'full', precreate);
+      const dry = await runWithCut(plan, null, 0, {}, 'full', sink);
       expect(dry.outcome.acks.length).toBe(18);
       expect(dry.steps).toBeGreaterThan(20);
       let runs = 0;
@@ -149,11 +152,11 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
       for (let cut = 1; cut <= dry.steps + 1; cut++) {
         for (let m = 0; m < MODELS.length; m++) {
           const seed = cut * 10 + m;
-          const run = await runWithCut(plan, cut, seed, MODELS[m]!, 'full', precreate);
+          const run = await runWithCut(plan, cut, seed, MODELS[m]!, 'full', sink);
           await checkReboot(
             run,
             plan,
-            `cut at step ${cut}, crash seed ${seed}, model ${m}, precreate ${precreate}`,
+            `cut at step ${cut}, crash seed ${seed}, model ${m}, sink ${sink}`,
           );
           runs += 1;
           if (run.outcome.acks.length > 0) withAcks += 1;
@@ -174,8 +177,8 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
         fc.integer(),
         fc.constantFrom(0, 1, 2),
         fc.constantFrom<FsyncPolicy>('full', 'normal'),
-        fc.boolean(),
-        async (seed, cutAt, crashSeed, m, fsync, precreate) => {
+        fc.constantFrom<SegmentSinkKind>('storage', 'precreate'),
+        async (seed, cutAt, crashSeed, m, fsync, sink) => {
           const plan: WorkloadPlan = {
             seed,
             writers: 1 + (seed % 4),
@@ -183,13 +186,13 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
             burstChance: 0.4,
             maxPageBytes: 1500,
           };
-          const dry = await runWithCut(plan, null, 0, {}, fsync, precreate);
+          const dry = await runWithCut(plan, null, 0, {}, fsync, sink);
           const cut = 1 + Math.floor(cutAt * dry.steps);
-          const run = await runWithCut(plan, cut, crashSeed, MODELS[m]!, fsync, precreate);
+          const run = await runWithCut(plan, cut, crashSeed, MODELS[m]!, fsync, sink);
           await checkReboot(
             run,
             plan,
-            `seed ${seed}, cut ${cut}/${dry.steps}, crash seed ${crashSeed}, precreate ${precreate}`,
+            `seed ${seed}, cut ${cut}/${dry.steps}, crash seed ${crashSeed}, sink ${sink}`,
           );
         },
       ),
