@@ -14,125 +14,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { SegmentSinkKind } from '../../src/engine/segment-writer.js';
-import { ParallelWal } from '../../src/engine/wal.js';
-import type { WalError } from '../../src/errors.js';
 import { lockPath } from '../../src/storage/lockfile.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
 import type { FsyncPolicy } from '../../src/storage/segment-files.js';
-import {
-  checkRecovered,
-  commitPages,
-  describeReport,
-  reportIsClean,
-} from '../support/commit-oracle.js';
-import { seededRng } from '../support/rng.js';
-import { type CrashModel, SimulatedFileSystem } from '../support/simulated-fs.js';
-import {
-  batchFor,
-  runWorkload,
-  settleWithin,
-  type WorkloadOutcome,
-  type WorkloadPlan,
-} from '../support/wal-workload.js';
-
-const DB = '/data/app.db';
-const HANG_MS = 15_000;
-
-interface CutRun {
-  disk: SimulatedFileSystem;
-  outcome: WorkloadOutcome;
-  cutFired: boolean;
-  steps: number;
-}
-
-function freshDisk(): SimulatedFileSystem {
-  const fs = new SimulatedFileSystem();
-  fs.mkdirSync('/data');
-  return fs;
-}
-
-const emptyOutcome = (): WorkloadOutcome => ({
-  submitted: new Map(),
-  acks: [],
-  rejections: [],
-  untyped: [],
-});
-
-/** Runs `plan` on a fresh disk, cutting the power before step `cutStep` (or at the end). */
-async function runWithCut(
-  plan: WorkloadPlan,
-  cutStep: number | null,
-  crashSeed: number,
-  model: CrashModel,
-  fsync: FsyncPolicy = 'full',
-  segmentSink: SegmentSinkKind = 'storage',
-): Promise<CutRun> {
-  const fs = freshDisk();
-  if (cutStep !== null) fs.armPowerCut(cutStep, seededRng(crashSeed), model);
-  let wal: ParallelWal;
-  try {
-    wal = await ParallelWal.open(DB, { fs, fsync, slotCount: plan.writers, segmentSink });
-  } catch (error) {
-    // The machine died during open. What the dying process saw does not
-    // matter (the fault-injection tests check error types); the disk does.
-    if (!fs.dead) throw error;
-    return { disk: fs.crashedDisk!, outcome: emptyOutcome(), cutFired: true, steps: fs.stepCount };
-  }
-  const outcome = await settleWithin(runWorkload(wal, plan), HANG_MS, 'workload');
-  await settleWithin(
-    wal.close().catch(() => undefined),
-    HANG_MS,
-    'close',
-  );
-  const cutFired = fs.dead;
-  const disk = fs.crashedDisk ?? fs.powerCut(seededRng(crashSeed), model);
-  return { disk, outcome, cutFired, steps: fs.stepCount };
-}
-
-/** Reboots `disk`, recovers, checks the oracle, reopens and commits once more. */
-async function checkReboot(run: CutRun, plan: WorkloadPlan, context: string): Promise<void> {
-  const { disk, outcome } = run;
-  expect(outcome.untyped, `${context}: untyped rejections`).toEqual([]);
-  for (const error of outcome.rejections) {
-    expect(['ERR_WAL_FAILED', 'ERR_WAL_CLOSED'], `${context}: ${String(error)}`).toContain(
-      (error as WalError).code,
-    );
-  }
-  if (!run.cutFired)
-    expect(outcome.rejections, `${context}: rejections without a fault`).toEqual([]);
-  // A reboot: the process that held the lock is gone.
-  disk.removeSync(lockPath(DB));
-  const recovered = await recoverSegments(DB, { fs: disk }).catch((error: unknown) => {
-    throw new Error(`${context}: default recovery failed: ${String(error)}`);
-  });
-  const expected = (id: bigint) => outcome.submitted.get(id);
-  const report = checkRecovered(recovered.records, expected, outcome.acks, { contiguousFrom: 1n });
-  expect(reportIsClean(report), `${context}: ${describeReport(report)}`).toBe(true);
-
-  const wal = await ParallelWal.open(DB, { fs: disk, slotCount: 2 });
-  const extraId = 1n << 40n;
-  const extra = await wal.commit(batchFor(plan, extraId));
-  await wal.close();
-  let topSeq = 0n;
-  let topEpoch = -1n;
-  for (const r of recovered.records) {
-    if (r.beginSeq > topSeq) topSeq = r.beginSeq;
-    if (r.epoch > topEpoch) topEpoch = r.epoch;
-  }
-  expect(extra.commitSeq, `${context}: reopened log reused a commit sequence`).toBe(topSeq + 1n);
-  expect(extra.epoch > topEpoch, `${context}: reopened log reused an epoch`).toBe(true);
-  const again = await recoverSegments(DB, { fs: disk });
-  const withExtra = (id: bigint) =>
-    id === extraId ? commitPages(plan.seed, extraId, plan.maxPageBytes) : expected(id);
-  const acks = [
-    ...outcome.acks,
-    { txnId: extraId, epoch: extra.epoch, commitSeq: extra.commitSeq },
-  ];
-  const second = checkRecovered(again.records, withExtra, acks, { contiguousFrom: 1n });
-  expect(reportIsClean(second), `${context} after reopen: ${describeReport(second)}`).toBe(true);
-}
-
-const MODELS: CrashModel[] = [{}, { dirOps: 'prefix' }, { data: 'dropAll', dirOps: 'dropAll' }];
+import { checkRecovered } from '../support/commit-oracle.js';
+import { checkReboot, DB, MODELS, runWithCut } from '../support/power-cut.js';
+import type { CrashModel } from '../support/simulated-fs.js';
+import type { WorkloadPlan } from '../support/wal-workload.js';
 
 describe('ParallelWal under power cuts (simulated disk)', () => {
   for (const sink of ['storage', 'precreate'] as const) {
@@ -157,6 +45,7 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
             run,
             plan,
             `cut at step ${cut}, crash seed ${seed}, model ${m}, sink ${sink}`,
+            sink,
           );
           runs += 1;
           if (run.outcome.acks.length > 0) withAcks += 1;
@@ -193,6 +82,7 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
             run,
             plan,
             `seed ${seed}, cut ${cut}/${dry.steps}, crash seed ${crashSeed}, sink ${sink}`,
+            sink,
           );
         },
       ),
@@ -209,10 +99,10 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
       maxPageBytes: 300,
     };
     const processCrash: CrashModel = { data: 'keepAll', dirOps: 'keepAll' };
-    const dry = await runWithCut(plan, null, 0, processCrash, 'off');
+    const dry = await runWithCut(plan, null, 0, processCrash, 'off', 'storage');
     for (let cut = 1; cut <= dry.steps + 1; cut++) {
-      const run = await runWithCut(plan, cut, cut, processCrash, 'off');
-      await checkReboot(run, plan, `fsync off, process crash at step ${cut}`);
+      const run = await runWithCut(plan, cut, cut, processCrash, 'off', 'storage');
+      await checkReboot(run, plan, `fsync off, process crash at step ${cut}`, 'storage');
     }
   });
 
@@ -224,7 +114,14 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
       burstChance: 0,
       maxPageBytes: 300,
     };
-    const run = await runWithCut(plan, null, 1, { data: 'dropAll', dirOps: 'dropAll' }, 'off');
+    const run = await runWithCut(
+      plan,
+      null,
+      1,
+      { data: 'dropAll', dirOps: 'dropAll' },
+      'off',
+      'storage',
+    );
     expect(run.outcome.acks.length).toBe(8);
     run.disk.removeSync(lockPath(DB));
     const recovered = await recoverSegments(DB, { fs: run.disk, skipCorrupt: true });
