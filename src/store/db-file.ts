@@ -103,6 +103,14 @@ export class DatabaseFile {
     }
   }
 
+  /**
+   * Writes raw bytes at a byte offset (a snapshot being installed arrives in
+   * chunks that need not be page-aligned). Not durable until {@link DatabaseFile.sync}.
+   */
+  writeAt(data: Uint8Array, offset: number): Promise<void> {
+    return this.handle.write(data, offset);
+  }
+
   /** Size of the file in bytes. */
   size(): Promise<number> {
     return this.handle.size();

@@ -28,6 +28,12 @@ export const StoreErrorCode = {
    * proceed. Nothing is lost: recovery adopts acknowledged epochs.
    */
   notPublished: 'ERR_STORE_NOT_PUBLISHED',
+  /**
+   * A replica was asked to apply an epoch out of order (not above the last
+   * applied one), to install a snapshot while it already holds data, or was
+   * opened on a database whose page size does not match the stream's.
+   */
+  replicaState: 'ERR_STORE_REPLICA_STATE',
 } as const;
 
 /** One of the {@link StoreErrorCode} values. */

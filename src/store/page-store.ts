@@ -835,7 +835,7 @@ function closedError(path: string): StoreError {
 }
 
 /** Opens or creates the database file and its header. */
-async function openDatabaseFile(
+export async function openDatabaseFile(
   path: string,
   pageSize: number | undefined,
   fs: WalFileSystem,

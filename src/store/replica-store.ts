@@ -1,0 +1,575 @@
+/**
+ * A read-only replica of a page store database, kept current by applying the
+ * primary's verified epochs strictly in order (the follower in
+ * `replication/follower.ts` drives it), and readable while it follows.
+ *
+ * Applying an epoch decodes its segment and adds its committed pages to an
+ * in-memory {@link PageIndex}, in one synchronous step: a reader sees an
+ * epoch whole or not at all, and {@link ReplicaStore.readPages} reads several
+ * pages as of one epoch. {@link ReplicaStore.flush} folds what was applied
+ * into the database file, crash-safely:
+ *
+ * 1. the fold is written as ONE segment file of the last applied epoch
+ *    (durable: temp name, fdatasync, rename, directory fsync) — a journal;
+ * 2. the pages are written into the database file and the file fsynced;
+ * 3. the store header moves past the epoch (durable replace);
+ * 4. the journal segment is deleted.
+ *
+ * A crash anywhere leaves either the old header (and, after step 1, the
+ * journal, which opening folds in before serving a read: recovery is the
+ * page store's own) or the new one. So the files are always a valid page
+ * store database at an epoch boundary: stopping the follower and opening the
+ * path with `PageStore.open` promotes the replica (its log continues above
+ * the last applied epoch).
+ *
+ * Visible vs durable: {@link ReplicaStore.appliedEpoch} is what reads see;
+ * {@link ReplicaStore.durableEpoch} is what the files hold (where a restarted
+ * follower resumes). Epochs between the two are durable in the cluster, and
+ * are applied again from the stream after a crash.
+ *
+ * Files: the page store's (`<db>`, `<db>-pwal-store`, `<db>.lock` — one
+ * process holds the replica), plus a journal segment during a flush.
+ */
+
+import { WalArgumentError } from '../errors.js';
+import { decodeSegment, encodeSegment } from '../format/segment.js';
+import type { WalRecord } from '../format/types.js';
+import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
+import { acquireLock, type LockHandle } from '../storage/lockfile.js';
+import {
+  deleteSegment,
+  isNotFound,
+  listSegments,
+  segmentPath,
+  writeSegmentFile,
+} from '../storage/segment-files.js';
+import { checkPageNumber } from './commit-batch.js';
+import { encodeSizeMeta, STORE_META_PAGE_ID } from './commit-meta.js';
+import type { DatabaseFile } from './db-file.js';
+import { describeError, StoreError, StoreErrorCode } from './errors.js';
+import { readStoreHeader, type StoreHeader, validatePageSize, writeStoreHeader } from './header.js';
+import { PageIndex } from './page-index.js';
+import { openDatabaseFile, recoverIntoFile } from './page-store.js';
+import { applyReplay, forEachCommit, type LoggedCommit } from './replay.js';
+
+/** Page size of a replica created before any page image told it the primary's, in bytes. */
+export const REPLICA_FALLBACK_PAGE_SIZE_BYTES = 4096;
+
+/** Options of {@link ReplicaStore.open}. */
+export interface ReplicaStoreOptions {
+  /**
+   * The primary's page size. Default: the replica's own (from its header),
+   * else learned from the first page image applied or the snapshot installed.
+   */
+  pageSize?: number;
+  fs?: WalFileSystem;
+}
+
+/** What a snapshot installed into an empty replica holds. */
+export interface ReplicaSnapshotImage {
+  /** The database state through this epoch, inclusive. */
+  epoch: bigint;
+  pageSize: number;
+  dbSizePages: number;
+  /** Last commit sequence folded into the image. */
+  commitSeq: bigint;
+}
+
+/** Counters of a {@link ReplicaStore}. */
+export interface ReplicaStoreStats {
+  pageSize: number | null;
+  dbSizePages: number;
+  appliedEpoch: bigint | null;
+  durableEpoch: bigint | null;
+  epochsApplied: number;
+  /** Epochs offered again at or below the applied one (after a restart), ignored. */
+  epochsSkipped: number;
+  commitsApplied: number;
+  flushes: number;
+  pagesFlushed: number;
+  snapshotsInstalled: number;
+  /** Pages applied and not yet flushed into the database file. */
+  pendingPages: number;
+  pendingBytes: number;
+}
+
+/** See the module comment. */
+export class ReplicaStore implements AsyncDisposable {
+  private index: PageIndex;
+  private applied: bigint | null;
+  private exclusiveChain: Promise<unknown> = Promise.resolve();
+  private activeFileReads = 0;
+  private readsDrained: Array<() => void> = [];
+  private closed = false;
+  private closePromise: Promise<void> | null = null;
+  private readonly counters = {
+    epochsApplied: 0,
+    epochsSkipped: 0,
+    commitsApplied: 0,
+    flushes: 0,
+    pagesFlushed: 0,
+    snapshotsInstalled: 0,
+  };
+
+  private constructor(
+    /** Path of the database file. */
+    readonly path: string,
+    private header: StoreHeader | null,
+    private file: DatabaseFile | null,
+    private readonly lock: LockHandle,
+    private readonly fs: WalFileSystem,
+    private expectedPageSize: number | null,
+  ) {
+    this.applied = header === null || header.nextEpoch === 0n ? null : header.nextEpoch - 1n;
+    this.index = new PageIndex(header?.dbSizePages ?? 0, this.applied ?? -1n);
+  }
+
+  /**
+   * Opens (or prepares) the replica at `path`: takes the database lock, and
+   * when the database exists folds any journal or restored segment into it
+   * first (the page store's recovery), so reads start from a whole epoch.
+   * A new replica's files are created once its page size is known.
+   * @throws {LockError} `ERR_LOCKED` (a primary or another follower holds it);
+   * {@link StoreError} `ERR_STORE_PAGE_SIZE_MISMATCH`, `ERR_STORE_HEADER_CORRUPT`,
+   * `ERR_STORE_HEADER_MISSING`, `ERR_STORE_RECOVERY_FAILED`.
+   */
+  static async open(path: string, options: ReplicaStoreOptions = {}): Promise<ReplicaStore> {
+    if (typeof path !== 'string' || path.length === 0) {
+      throw new WalArgumentError('path must be a non-empty string');
+    }
+    if (options.pageSize !== undefined) validatePageSize(options.pageSize);
+    const fs = options.fs ?? nodeFileSystem;
+    const lock = await acquireLock(path, { fs });
+    let file: DatabaseFile | null = null;
+    try {
+      const header = await readStoreHeader(path, fs);
+      const segments = await listSegments(path, { fs });
+      if (header === null && options.pageSize === undefined && segments.length === 0) {
+        if ((await fileBytes(path, fs)) > 0) {
+          throw new StoreError(
+            StoreErrorCode.headerMissing,
+            `${path} exists but has no store header (${path}-pwal-store): not a page store database`,
+          );
+        }
+        return new ReplicaStore(path, null, null, lock, fs, null);
+      }
+      const opened = await openDatabaseFile(path, options.pageSize, fs);
+      file = opened.file;
+      const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {
+        skipCorrupt: false,
+      });
+      return new ReplicaStore(
+        path,
+        recovered.header,
+        opened.file,
+        lock,
+        fs,
+        recovered.header.pageSize,
+      );
+    } catch (error) {
+      await file?.close().catch(() => undefined);
+      await lock.release().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Page size in bytes (`null`: not known yet — nothing applied). */
+  get pageSize(): number | null {
+    return this.header?.pageSize ?? this.expectedPageSize;
+  }
+
+  /** Database size in pages as of the applied epoch. */
+  get dbSizePages(): number {
+    return this.index.dbSizePages;
+  }
+
+  /** The last epoch reads see (`null`: none). */
+  appliedEpoch(): bigint | null {
+    return this.applied;
+  }
+
+  /** The last epoch the database file holds durably (`null`: none). */
+  durableEpoch(): bigint | null {
+    const next = this.header?.nextEpoch ?? 0n;
+    return next === 0n ? null : next - 1n;
+  }
+
+  /** True while nothing was ever applied or installed (a snapshot may be installed). */
+  get isEmpty(): boolean {
+    return this.applied === null && this.index.dbSizePages === 0;
+  }
+
+  /**
+   * Applies one epoch of the primary's log: its committed pages and size
+   * changes become visible at once. Epochs must come in increasing order; an
+   * epoch at or below the applied one is ignored (returns false) — after a
+   * restart the follower offers the epochs since its durable position again.
+   * @throws {StoreError} `ERR_STORE_REPLICA_STATE` when the segment is of
+   * another epoch; `ERR_STORE_RECOVERY_FAILED` for an image of another page
+   * size or a malformed size record; the format's `SegmentFormatError` for
+   * bytes that are not a segment. Nothing is applied when it throws.
+   */
+  applyEpoch(epoch: bigint, segment: Uint8Array): Promise<boolean> {
+    this.ensureOpen();
+    return this.exclusive(async () => {
+      if (this.applied !== null && epoch <= this.applied) {
+        this.counters.epochsSkipped++;
+        return false;
+      }
+      const decoded = decodeSegment(segment, { copyImages: false });
+      if (decoded.header.epoch !== epoch) {
+        throw new StoreError(
+          StoreErrorCode.replicaState,
+          `segment of epoch ${decoded.header.epoch} offered as epoch ${epoch}`,
+        );
+      }
+      const learned = this.pageSize ?? firstPageImageBytes(decoded.records);
+      const commits: LoggedCommit[] = [];
+      // Validates the whole epoch before any of it becomes visible.
+      forEachCommit(
+        decoded.records,
+        epoch,
+        learned ?? 0,
+        `${this.path} (replica, epoch ${epoch})`,
+        (commit) => commits.push(commit),
+      );
+      if (learned !== null && this.file === null) await this.create(learned);
+      for (const commit of commits) {
+        this.index.apply(commit.stamp, commit.pages, {
+          setPages: commit.setPages,
+          maxPage: commit.maxPage,
+        });
+      }
+      this.applied = epoch;
+      this.counters.epochsApplied++;
+      this.counters.commitsApplied += commits.length;
+      return true;
+    });
+  }
+
+  /**
+   * Installs a snapshot (the primary's database file at `image.epoch`) into
+   * an EMPTY replica: `fill` writes the image's bytes through the given
+   * writer; then the file is sized, fsynced, and the header moved to the
+   * snapshot's epoch. A crash before the header leaves an empty replica.
+   * @throws {StoreError} `ERR_STORE_REPLICA_STATE` when the replica is not
+   * empty or its page size differs; whatever `fill` throws.
+   */
+  installSnapshot(
+    image: ReplicaSnapshotImage,
+    fill: (write: (chunk: Uint8Array, offset: number) => Promise<void>) => Promise<void>,
+  ): Promise<void> {
+    this.ensureOpen();
+    return this.exclusive(async () => {
+      if (!this.isEmpty || this.durableEpoch() !== null) {
+        throw new StoreError(
+          StoreErrorCode.replicaState,
+          `cannot install a snapshot into ${this.path}: the replica already holds epoch ${this.applied ?? 'none'} (${this.index.dbSizePages} pages)`,
+        );
+      }
+      validatePageSize(image.pageSize);
+      const pageSize = this.pageSize;
+      if (pageSize !== null && pageSize !== image.pageSize) {
+        throw new StoreError(
+          StoreErrorCode.replicaState,
+          `snapshot of epoch ${image.epoch} has page size ${image.pageSize}, the replica ${this.path} has ${pageSize}`,
+        );
+      }
+      const file = await this.create(image.pageSize);
+      const bytes = image.dbSizePages * image.pageSize;
+      await file.setSizePages(0);
+      await fill(async (chunk, offset) => {
+        if (offset < 0 || offset + chunk.length > bytes) {
+          throw new StoreError(
+            StoreErrorCode.replicaState,
+            `snapshot chunk at ${offset} (+${chunk.length}) is outside the image's ${bytes} bytes`,
+          );
+        }
+        await file.writeAt(chunk, offset);
+      });
+      await file.setSizePages(image.dbSizePages);
+      await file.sync();
+      const header: StoreHeader = {
+        pageSize: image.pageSize,
+        dbSizePages: image.dbSizePages,
+        nextEpoch: image.epoch + 1n,
+        checkpointCommitSeq: image.commitSeq,
+      };
+      await writeStoreHeader(this.path, header, this.fs);
+      this.header = header;
+      this.index = new PageIndex(image.dbSizePages, image.epoch);
+      this.applied = image.epoch;
+      this.counters.snapshotsInstalled++;
+    });
+  }
+
+  /**
+   * The latest image of a page as of the applied epoch; zeros for a page
+   * inside the database that was never written.
+   * @throws {StoreError} `ERR_STORE_PAGE_OUT_OF_RANGE` above the size;
+   * `ERR_INVALID_ARGUMENT` for a bad page number; `ERR_STORE_CLOSED`.
+   */
+  async read(pageNumber: number): Promise<Uint8Array> {
+    return (await this.readPages([pageNumber])).pages[0]!;
+  }
+
+  /**
+   * Reads several pages as of ONE applied epoch (returned with them), even
+   * while epochs keep being applied and flushed.
+   */
+  async readPages(
+    pageNumbers: readonly number[],
+  ): Promise<{ epoch: bigint | null; pages: Uint8Array[] }> {
+    this.ensureOpen();
+    for (const pageNumber of pageNumbers) checkPageNumber(pageNumber);
+    // Everything below up to the first await runs in one turn: one epoch.
+    const epoch = this.applied;
+    const size = this.index.dbSizePages;
+    const pageSize = this.pageSize ?? REPLICA_FALLBACK_PAGE_SIZE_BYTES;
+    const out: Array<Uint8Array | null> = [];
+    const fromFile: number[] = [];
+    for (const pageNumber of pageNumbers) {
+      if (pageNumber > size) {
+        throw new StoreError(
+          StoreErrorCode.pageOutOfRange,
+          `page ${pageNumber} is past the end of replica ${this.path} (${size} pages at epoch ${epoch ?? 'none'})`,
+        );
+      }
+      const found = this.index.lookup(pageNumber);
+      if (found.kind === 'page') out.push(found.data.slice());
+      else if (found.kind === 'zeros' || this.file === null) out.push(new Uint8Array(pageSize));
+      else {
+        out.push(null);
+        fromFile.push(out.length - 1);
+      }
+    }
+    if (fromFile.length > 0) {
+      // A flush waits for these reads before it writes the file, so a page
+      // looked up as "in the file" is read as of this epoch.
+      const file = this.file!;
+      this.activeFileReads++;
+      try {
+        const read = await Promise.all(fromFile.map((at) => file.readPage(pageNumbers[at]!))).catch(
+          (error: unknown) => {
+            throw new StoreError(
+              StoreErrorCode.io,
+              `cannot read replica ${this.path}: ${describeError(error)}`,
+              { cause: error },
+            );
+          },
+        );
+        fromFile.forEach((at, i) => {
+          out[at] = read[i]!;
+        });
+      } finally {
+        this.activeFileReads--;
+        if (this.activeFileReads === 0) {
+          for (const resolve of this.readsDrained.splice(0)) resolve();
+        }
+      }
+    }
+    return { epoch, pages: out as Uint8Array[] };
+  }
+
+  /**
+   * Folds every applied epoch into the database file durably (journal
+   * segment, file, fsync, header; see the module comment).
+   * @returns the durable epoch afterwards.
+   * @throws {StoreError} `ERR_STORE_IO` when a write or sync fails (the replica
+   * stays readable; the epochs are applied again after a restart).
+   */
+  flush(): Promise<bigint | null> {
+    if (this.closed) return Promise.reject(closedError(this.path));
+    return this.exclusive(() => this.flushNow());
+  }
+
+  private async flushNow(): Promise<bigint | null> {
+    const through = this.applied;
+    const durable = this.durableEpoch();
+    if (through === null || (durable !== null && through <= durable)) return durable;
+    try {
+      const file = this.file ?? (await this.create(REPLICA_FALLBACK_PAGE_SIZE_BYTES));
+      const header = this.header!;
+      await this.drainReads();
+      const { sizePages, minSizePages, lastStamp } = this.index.sizeThrough(through);
+      const pages = this.index.visiblePages();
+      const changes =
+        pages.size > 0 || minSizePages < header.dbSizePages || sizePages !== header.dbSizePages;
+      if (changes) {
+        const journal = encodeFoldSegment(through, {
+          pages,
+          sizePages,
+          minSizePages,
+          fromSizePages: header.dbSizePages,
+          seq: lastStamp?.commitSeq ?? header.checkpointCommitSeq,
+        });
+        await writeSegmentFile(this.path, through, [journal], { fsync: 'full', fs: this.fs });
+        await applyReplay(file, {
+          pages,
+          sizePages,
+          minSizePages,
+          lastEpoch: lastStamp?.epoch ?? null,
+          lastStamp,
+          commits: 0,
+          pageRecords: 0,
+        });
+      }
+      const next: StoreHeader = {
+        pageSize: header.pageSize,
+        dbSizePages: sizePages,
+        nextEpoch: through + 1n,
+        checkpointCommitSeq: lastStamp?.commitSeq ?? header.checkpointCommitSeq,
+      };
+      await writeStoreHeader(this.path, next, this.fs);
+      this.header = next;
+      this.index.pruneThrough(through, sizePages);
+      this.counters.flushes++;
+      this.counters.pagesFlushed += pages.size;
+      if (changes) {
+        // Below the header now: if the unlink is lost in a crash, opening
+        // deletes it again without folding it.
+        await deleteSegment(segmentPath(this.path, through), { fs: this.fs }).catch(
+          (error: unknown) => {
+            if (!isNotFound(error)) throw error;
+          },
+        );
+      }
+      return through;
+    } catch (error) {
+      if (error instanceof StoreError) throw error;
+      throw new StoreError(
+        StoreErrorCode.io,
+        `cannot flush replica ${this.path}: ${describeError(error)}`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** A snapshot of the counters. */
+  stats(): ReplicaStoreStats {
+    return {
+      pageSize: this.pageSize,
+      dbSizePages: this.index.dbSizePages,
+      appliedEpoch: this.applied,
+      durableEpoch: this.durableEpoch(),
+      ...this.counters,
+      pendingPages: this.index.pageCount,
+      pendingBytes: this.index.byteCount,
+    };
+  }
+
+  /**
+   * Flushes (unless `flush: false`), closes the files and releases the lock.
+   * Idempotent.
+   */
+  close(options: { flush?: boolean } = {}): Promise<void> {
+    this.closePromise ??= (async () => {
+      try {
+        if (options.flush !== false) await this.flush();
+      } finally {
+        this.closed = true;
+        await this.exclusiveChain.catch(() => undefined);
+        await this.file?.close().catch(() => undefined);
+        await this.lock.release();
+      }
+    })();
+    return this.closePromise;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private ensureOpen(): void {
+    if (this.closed || this.closePromise !== null) throw closedError(this.path);
+  }
+
+  /** Runs `fn` after every earlier apply, install and flush (one at a time). */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.exclusiveChain.then(fn, fn);
+    this.exclusiveChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private drainReads(): Promise<void> {
+    if (this.activeFileReads === 0) return Promise.resolve();
+    return new Promise((resolve) => this.readsDrained.push(resolve));
+  }
+
+  /** Creates the database file and header once the page size is known. */
+  private async create(pageSize: number): Promise<DatabaseFile> {
+    if (this.file !== null) return this.file;
+    const opened = await openDatabaseFile(this.path, pageSize, this.fs);
+    this.file = opened.file;
+    this.header = opened.header;
+    this.expectedPageSize = pageSize;
+    return opened.file;
+  }
+}
+
+/** Length of the first committed page image (the primary's page size), if any. */
+function firstPageImageBytes(records: readonly WalRecord[]): number | null {
+  for (const record of records) {
+    if (record.endSeq !== null && record.pageId !== STORE_META_PAGE_ID) {
+      return record.afterImage.length;
+    }
+  }
+  return null;
+}
+
+/**
+ * The journal of a flush: the fold of the applied epochs as one segment of
+ * the last one. A first commit cuts the database to the smallest size
+ * reached (so cut pages read as zeros), a second writes the surviving images
+ * and sets the final size — replaying it gives exactly what the flush writes.
+ */
+export function encodeFoldSegment(
+  epoch: bigint,
+  fold: {
+    pages: ReadonlyMap<number, Uint8Array>;
+    sizePages: number;
+    minSizePages: number;
+    fromSizePages: number;
+    seq: bigint;
+  },
+): Uint8Array {
+  const records: WalRecord[] = [];
+  const meta = (txn: bigint, sizePages: number): WalRecord => ({
+    txnToken: { id: txn, epoch: 0 },
+    epoch,
+    pageId: STORE_META_PAGE_ID,
+    beginSeq: fold.seq,
+    endSeq: fold.seq,
+    beforeImage: new Uint8Array(0),
+    afterImage: encodeSizeMeta(sizePages),
+  });
+  if (fold.minSizePages < fold.fromSizePages) records.push(meta(1n, fold.minSizePages));
+  for (const [pageId, image] of fold.pages) {
+    records.push({
+      txnToken: { id: 2n, epoch: 0 },
+      epoch,
+      pageId,
+      beginSeq: fold.seq,
+      endSeq: fold.seq,
+      beforeImage: new Uint8Array(0),
+      afterImage: image,
+    });
+  }
+  records.push(meta(2n, fold.sizePages));
+  return encodeSegment(epoch, records);
+}
+
+function closedError(path: string): StoreError {
+  return new StoreError(StoreErrorCode.closed, `replica ${path} is closed`);
+}
+
+async function fileBytes(path: string, fs: WalFileSystem): Promise<number> {
+  try {
+    return (await fs.stat(path)).size;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return 0;
+    throw new StoreError(StoreErrorCode.io, `cannot stat ${path}: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
+}
