@@ -67,7 +67,9 @@ export interface DuplicateMessage {
 export type AssemblerEvent =
   | { kind: 'partial' }
   | { kind: 'epoch'; epoch: VerifiedEpoch }
-  | { kind: 'duplicate'; duplicate: DuplicateMessage };
+  | { kind: 'duplicate'; duplicate: DuplicateMessage }
+  /** A message of an epoch the base (a snapshot) already holds. */
+  | { kind: 'beforeBase'; epoch: bigint };
 
 /**
  * Checks a commit certificate against its segment and the previous verified
@@ -89,6 +91,13 @@ export interface EpochAssemblerOptions {
    * empty target). The first epoch must name it as predecessor.
    */
   afterEpoch?: bigint | null;
+  /**
+   * The reader starts from a base — a snapshot of the database through this
+   * epoch — instead of from `afterEpoch`: messages of epochs at or below it
+   * are skipped (`beforeBase`), and the first epoch above it must follow an
+   * epoch at or below it (or none). Ignored when `afterEpoch` is given.
+   */
+  baseEpoch?: bigint | null;
   /** The last applied certificate, for the chain check of the next one. */
   previousCertificate?: { epoch: bigint; certificate: Uint8Array } | null;
   /** Certificate chain check; without it certificates are carried but only digest-checked. */
@@ -106,6 +115,8 @@ interface PartialEpoch {
 export class EpochAssembler {
   private databaseId: string | undefined;
   private lastEpoch: bigint | null;
+  /** Set until the first epoch above the base is verified. */
+  private base: bigint | null;
   private previousCertificate: { epoch: bigint; certificate: Uint8Array } | null;
   private partial: PartialEpoch | null = null;
   private readonly digests = new Map<bigint, string>();
@@ -115,6 +126,7 @@ export class EpochAssembler {
   constructor(options: EpochAssemblerOptions = {}) {
     this.databaseId = options.databaseId;
     this.lastEpoch = options.afterEpoch ?? null;
+    this.base = this.lastEpoch === null ? (options.baseEpoch ?? null) : null;
     this.previousCertificate = options.previousCertificate ?? null;
     this.verifyCertificate = options.verifyCertificate;
   }
@@ -159,6 +171,9 @@ export class EpochAssembler {
         { epoch: header.epoch, streamSeq: seq },
       );
     }
+    if (this.base !== null && header.epoch <= this.base) {
+      return { kind: 'beforeBase', epoch: header.epoch };
+    }
     if (this.lastEpoch !== null && header.epoch <= this.lastEpoch) {
       return this.duplicateOfVerified(header, seq);
     }
@@ -181,7 +196,17 @@ export class EpochAssembler {
 
   private startEpoch(header: ChunkHeader, message: StreamMessage): AssemblerEvent {
     const seq = message.seq;
-    if (header.prevEpoch !== this.lastEpoch) {
+    const base = this.base;
+    if (base !== null) {
+      // The first epoch above a snapshot: nothing may be missing between them.
+      if (header.prevEpoch !== null && header.prevEpoch > base) {
+        throw new ReplicaVerificationError(
+          ReplicaErrorCode.gap,
+          `gap after the snapshot of epoch ${base}: the next epoch in the stream is ${header.epoch}, which follows epoch ${header.prevEpoch} (not in the snapshot, not in the stream)`,
+          { epoch: header.epoch, streamSeq: seq },
+        );
+      }
+    } else if (header.prevEpoch !== this.lastEpoch) {
       throw new ReplicaVerificationError(
         ReplicaErrorCode.gap,
         `gap before epoch ${header.epoch}: it follows epoch ${header.prevEpoch ?? 'none'}, but the last verified epoch is ${this.lastEpoch ?? 'none'}`,
@@ -277,6 +302,7 @@ export class EpochAssembler {
     }
     if (certificate !== null) this.previousCertificate = { epoch: header.epoch, certificate };
     this.lastEpoch = header.epoch;
+    this.base = null;
     this.remember(header.epoch, digest);
     return {
       kind: 'epoch',

@@ -218,6 +218,33 @@ describe('epoch framing and stream verification', () => {
     expect(feed(assembler, asStream(chunksOf(3n, 1n)))[0]?.kind).toBe('duplicate');
     expect(feed(assembler, asStream(chunksOf(6n, 4n)))[0]?.kind).toBe('epoch');
   });
+
+  it('starts from a snapshot base: skips epochs it holds, accepts the next one after any epoch up to it', () => {
+    const assembler = new EpochAssembler({ baseEpoch: 10n });
+    const early = feed(assembler, asStream([...chunksOf(7n, null), ...chunksOf(9n, 7n)]));
+    expect(early.map((e) => e.kind)).toEqual(['beforeBase', 'beforeBase']);
+    // Epoch 10 had no segment (an empty epoch); 12 follows 9, inside the snapshot.
+    const next = feed(assembler, asStream(chunksOf(12n, 9n)));
+    expect(next[0]).toMatchObject({ kind: 'epoch', epoch: { epoch: 12n } });
+    expect(assembler.lastVerifiedEpoch).toBe(12n);
+    // From here on the chain is strict again.
+    expect(failureOf(() => feed(assembler, asStream(chunksOf(14n, 13n)))).code).toBe(
+      ReplicaErrorCode.gap,
+    );
+  });
+
+  it('detects a gap between a snapshot base and the stream', () => {
+    const assembler = new EpochAssembler({ baseEpoch: 10n });
+    // Epoch 11 is neither in the snapshot nor in the stream.
+    const error = failureOf(() => feed(assembler, asStream(chunksOf(12n, 11n))));
+    expect(error.code).toBe(ReplicaErrorCode.gap);
+    expect(error.epoch).toBe(12n);
+    // A stream that begins after a base without one cannot be restored from scratch.
+    const fromScratch = new EpochAssembler();
+    expect(failureOf(() => feed(fromScratch, asStream(chunksOf(12n, 10n)))).code).toBe(
+      ReplicaErrorCode.gap,
+    );
+  });
 });
 
 describe('epoch zero', () => {
