@@ -109,6 +109,25 @@ export interface ReplicatorOptions {
   maxInFlightMessages?: number;
   /** Durable epoch of the log at open; default: the newest segment on disk. */
   initialDurableEpoch?: bigint;
+  /**
+   * Epochs the database already holds outside the log (a page store's
+   * checkpointed file) — a stream that starts empty starts above it: its
+   * first epoch names this one as predecessor, so a reader without the base
+   * detects the gap instead of restoring half a database.
+   */
+  baseEpoch?: bigint | null;
+  /**
+   * Called before the first epoch is shipped into an EMPTY stream when
+   * `baseEpoch` is set: must make a snapshot of the database through at least
+   * `baseEpoch` durable in the cluster (see `openReplicatedStore`). A failure
+   * is retried like a failed publish; nothing is shipped until it succeeds.
+   */
+  ensureBase?: (input: {
+    connection: NatsConnection;
+    baseEpoch: bigint;
+    databaseId: string;
+    stream: string;
+  }) => Promise<void>;
   /** Returns the certificate bytes of an epoch, or null (control plane hook). */
   readCertificate?: (epoch: bigint) => Promise<Uint8Array | null>;
   /** File system (default the real one). */
@@ -141,6 +160,8 @@ export interface ReplicatorStats {
   failures: number;
   /** Times the position was re-read from the stream's tail. */
   resyncs: number;
+  /** Times the base snapshot was published before shipping into an empty stream. */
+  basesEnsured: number;
   /** Callers waiting for an epoch to be replicated. */
   waiters: number;
   lastError: { code: string; message: string } | null;
@@ -218,6 +239,7 @@ export class Replicator {
     duplicateAcks: 0,
     failures: 0,
     resyncs: 0,
+    basesEnsured: 0,
   };
 
   private constructor(
@@ -472,7 +494,17 @@ export class Replicator {
     const jsm = this.jsm!;
     const tail = await jsm.streams.getMessage(this.stream, { last_by_subj: this.subject });
     if (tail === null) {
-      this.position = { lastSeq: streamLastSeq, lastEpoch: null, partial: null };
+      const base = this.options.baseEpoch ?? null;
+      if (base !== null && this.options.ensureBase !== undefined) {
+        await this.options.ensureBase({
+          connection: this.nc!,
+          baseEpoch: base,
+          databaseId: this.databaseId,
+          stream: this.stream,
+        });
+        this.counters.basesEnsured += 1;
+      }
+      this.position = { lastSeq: streamLastSeq, lastEpoch: base, partial: null };
       return;
     }
     if (tail.seq !== streamLastSeq) {
