@@ -29,8 +29,8 @@ import {
 } from '../engine/wal.js';
 import type { WorkerLaneHandle } from '../engine/worker-layout.js';
 import { WalArgumentError } from '../errors.js';
-import type { WalRecord } from '../format/types.js';
-import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
+import { U64_MAX, type WalRecord } from '../format/types.js';
+import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import { recoverSegments } from '../storage/recovery.js';
 import {
@@ -214,6 +214,44 @@ export interface StoreWorkerHandle {
   readonly kind: 'pwal-store-worker';
   readonly pageSize: number;
   readonly lane: WorkerLaneHandle;
+}
+
+/**
+ * The database file held still by {@link PageStore.withCheckpointImage}: no
+ * checkpoint writes it while the image is held.
+ *
+ * Every epoch `<= epoch` is in the file. A checkpoint folding from memory
+ * writes each page's NEWEST acknowledged image, which may belong to an epoch
+ * after the one it folds through (the log keeps those epochs, so local
+ * recovery rewrites them); a failed checkpoint may have written the file
+ * without moving the header. So the file is exactly the database as of
+ * `epoch` only where no commit of the epochs `epoch + 1 ..= consistentEpoch`
+ * wrote or cut a page: replaying those epochs over it yields exactly the
+ * database as of `consistentEpoch` (or of any later epoch replayed to).
+ */
+export interface CheckpointImage {
+  /** Last epoch folded into the file (`null`: none ever; then `dbSizePages` is 0). */
+  epoch: bigint | null;
+  /**
+   * The first epoch whose state the image plus the log after `epoch` can
+   * reproduce exactly: `epoch` when no commit is known above it, else the
+   * newest epoch whose images the file may already hold (`>= epoch`).
+   */
+  consistentEpoch: bigint | null;
+  /** Page size in bytes. */
+  pageSize: number;
+  /** Database size in pages as of `epoch` (the header's): the file's pages `1 ..= dbSizePages`. */
+  dbSizePages: number;
+  /** Highest commit sequence folded into the file (`0n`: none). */
+  commitSeq: bigint;
+  /**
+   * `length` bytes of the database file from `offset` (zeros past its end).
+   * Only while the image is held.
+   * @throws {StoreError} `ERR_STORE_CLOSED` once the image is released;
+   * `ERR_STORE_IO` when the read fails; {@link WalArgumentError} for an
+   * offset or length that is not a non-negative safe integer.
+   */
+  read(offset: number, length: number): Promise<Uint8Array>;
 }
 
 /** Options of {@link PageStore.close}. */
@@ -475,6 +513,122 @@ export class PageStore implements AsyncDisposable {
   checkpoint(): Promise<CheckpointResult> {
     if (this.closed) return Promise.reject(closedError(this.path));
     return this.scheduleCheckpoint();
+  }
+
+  /**
+   * Runs `fn` while no checkpoint (manual, automatic or on close) can write
+   * the database file, and hands it the file as a {@link CheckpointImage}
+   * (for a base snapshot of a replicated database). Waits for a running or
+   * queued checkpoint to finish first; checkpoints asked for while `fn` runs
+   * are queued and run once it settles. Commits keep flowing meanwhile (they
+   * go to the log, not the file); `close()` waits for `fn`. `fn` must not
+   * wait for a checkpoint or for `close()`: they wait for `fn`.
+   * @returns what `fn` returns (its rejection is passed on).
+   * @throws {StoreError} `ERR_STORE_CLOSED` when the store is closed or
+   * closing; `ERR_STORE_IO` when the file cannot be opened for reading.
+   */
+  async withCheckpointImage<T>(fn: (image: CheckpointImage) => Promise<T>): Promise<T> {
+    this.ensureOpen();
+    // A checkpoint started before this call may still be writing the file,
+    // and a queued one would start without waiting for the hold below.
+    for (;;) {
+      const busy = this.checkpointQueued ?? this.checkpointRunning;
+      if (busy === null) break;
+      await busy.catch(() => undefined);
+    }
+    this.ensureOpen();
+    const header = this.header;
+    // The hold stands in for a running checkpoint: every checkpoint scheduled
+    // while it is installed awaits it before starting, and closeOnce awaits
+    // it before closing the file. It never rejects; its value reaches no
+    // caller of checkpoint() (they get the queued run's own result).
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const hold = released.then(
+      (): CheckpointResult => ({
+        checkpointEpoch: this.checkpointEpoch,
+        source: 'memory',
+        segmentsApplied: 0,
+        segmentsDeleted: 0,
+        pagesWritten: 0,
+        bytesWritten: 0,
+        dbSizePages: this.header.dbSizePages,
+        conflict: false,
+        durationMs: 0,
+        phasesMs: { fold: 0, write: 0, header: 0, delete: 0 },
+      }),
+    );
+    this.checkpointRunning = hold;
+    let held = true;
+    let handle: WalFileHandle | null = null;
+    try {
+      try {
+        handle = await this.fs.open(this.path, 'read');
+      } catch (error) {
+        throw new StoreError(
+          StoreErrorCode.io,
+          `cannot open ${this.path} for a checkpoint image: ${describeError(error)}`,
+          { cause: error },
+        );
+      }
+      const file = handle;
+      const epoch = header.nextEpoch === 0n ? null : header.nextEpoch - 1n;
+      // Images newer than `epoch` in the file (see CheckpointImage) belong to
+      // commits the index still holds: it keeps every commit above the last
+      // folded epoch until a later checkpoint, and none runs before fn
+      // settles. Commits read back from the log that failed to reach the
+      // index are bounded by the published epoch instead.
+      let consistent = epoch;
+      const raise = (candidate: bigint | null | undefined): void => {
+        if (candidate !== null && candidate !== undefined && (consistent ?? -1n) < candidate)
+          consistent = candidate;
+      };
+      raise(this.index.sizeThrough(U64_MAX).lastStamp?.epoch);
+      if (this.ingestError !== null) raise(this.wal.durableEpoch());
+      const path = this.path;
+      return await fn({
+        epoch,
+        consistentEpoch: consistent,
+        pageSize: header.pageSize,
+        dbSizePages: header.dbSizePages,
+        commitSeq: header.checkpointCommitSeq,
+        async read(offset: number, length: number): Promise<Uint8Array> {
+          if (!Number.isSafeInteger(offset) || offset < 0)
+            throw new WalArgumentError(`offset must be a non-negative safe integer, got ${offset}`);
+          if (!Number.isSafeInteger(length) || length < 0)
+            throw new WalArgumentError(`length must be a non-negative safe integer, got ${length}`);
+          if (!held) {
+            throw new StoreError(
+              StoreErrorCode.closed,
+              `the checkpoint image of ${path} was released (read after its callback settled)`,
+            );
+          }
+          const into = new Uint8Array(length);
+          let done = 0;
+          try {
+            while (done < length) {
+              const n = await file.read(into.subarray(done), offset + done, length - done);
+              if (n <= 0) break; // end of file: the rest stays zero
+              done += n;
+            }
+          } catch (error) {
+            throw new StoreError(
+              StoreErrorCode.io,
+              `cannot read ${path} at offset ${offset + done}: ${describeError(error)}`,
+              { cause: error },
+            );
+          }
+          return into;
+        },
+      });
+    } finally {
+      held = false;
+      await handle?.close().catch(() => undefined);
+      if (this.checkpointRunning === hold) this.checkpointRunning = null;
+      release();
+    }
   }
 
   private scheduleCheckpoint(): Promise<CheckpointResult> {
