@@ -76,6 +76,12 @@ export const ReplicaErrorCode = {
   certificate: 'ERR_REPLICA_CERTIFICATE',
   /** A message of another database. */
   foreignDatabase: 'ERR_REPLICA_FOREIGN_DATABASE',
+  /**
+   * A base snapshot in the object store is gone, was replaced since it was
+   * listed, has malformed metadata, or its bytes do not match its length or
+   * SHA-256 digest.
+   */
+  snapshot: 'ERR_REPLICA_SNAPSHOT',
 } as const;
 
 /** One of the {@link ReplicaErrorCode} values. */
