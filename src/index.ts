@@ -197,6 +197,23 @@ export {
   type RestoreResult,
   restoreFromStream,
 } from './replication/restore.js';
+export {
+  type DownloadSnapshotOptions,
+  downloadSnapshot,
+  type LatestSnapshotOptions,
+  type ListSnapshotsOptions,
+  latestSnapshot,
+  listSnapshots,
+  type PruneSnapshotsOptions,
+  type PublishSnapshotOptions,
+  pruneSnapshots,
+  publishSnapshot,
+  type SkippedSnapshot,
+  type SnapshotImage,
+  type SnapshotMeta,
+  snapshotBucketName,
+  snapshotObjectName,
+} from './replication/snapshot.js';
 export { type ReplicationState, readReplicationState } from './replication/state-file.js';
 export {
   IO_ERROR_CODE,
