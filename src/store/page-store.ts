@@ -234,8 +234,10 @@ export interface CheckpointImage {
   epoch: bigint | null;
   /**
    * The first epoch whose state the image plus the log after `epoch` can
-   * reproduce exactly: `epoch` when no commit is known above it, else the
-   * newest epoch whose images the file may already hold (`>= epoch`).
+   * reproduce exactly (`>= epoch`): `epoch` while no checkpoint has written
+   * the file since the store was opened (recovery folds the log exactly) or
+   * when no commit is known above it; else the newest epoch whose images the
+   * file may already hold.
    */
   consistentEpoch: bigint | null;
   /** Page size in bytes. */
@@ -575,17 +577,22 @@ export class PageStore implements AsyncDisposable {
       }
       const file = handle;
       const epoch = header.nextEpoch === 0n ? null : header.nextEpoch - 1n;
-      // Images newer than `epoch` in the file (see CheckpointImage) belong to
-      // commits the index still holds: it keeps every commit above the last
-      // folded epoch until a later checkpoint, and none runs before fn
-      // settles. Commits read back from the log that failed to reach the
-      // index are bounded by the published epoch instead.
+      // Until a checkpoint wrote the file in this process, it is what
+      // recovery folded from the log on open: exact. After one, images newer
+      // than `epoch` (see CheckpointImage) belong to commits the index still
+      // holds: it keeps every commit above the last folded epoch until a
+      // later checkpoint, and none runs before fn settles. Commits read back
+      // from the log that failed to reach the index are bounded by the
+      // published epoch instead. Not seen here: a MANUAL checkpoint that
+      // failed after writing the file and before moving the header (an I/O
+      // error; no trace is kept of it).
       let consistent = epoch;
       const raise = (candidate: bigint | null | undefined): void => {
         if (candidate !== null && candidate !== undefined && (consistent ?? -1n) < candidate)
           consistent = candidate;
       };
-      raise(this.index.sizeThrough(U64_MAX).lastStamp?.epoch);
+      const fileWritten = this.counters.checkpoints > 0 || this.lastCheckpointError !== null;
+      if (fileWritten) raise(this.index.sizeThrough(U64_MAX).lastStamp?.epoch);
       if (this.ingestError !== null) raise(this.wal.durableEpoch());
       const path = this.path;
       return await fn({

@@ -160,6 +160,22 @@ describe('PageStore.withCheckpointImage', () => {
     await store.close();
   });
 
+  it('is exact as of its epoch while no checkpoint has written the file since open, commits or not', async () => {
+    const oracle = new Oracle();
+    const first = await PageStore.open(db, { pageSize: PAGE, autoCheckpoint: false });
+    for (let i = 0; i < 5; i++) await oracle.commit(first, [1 + i, 6]);
+    await first.close({ checkpoint: true });
+    const store = await PageStore.open(db, { autoCheckpoint: false });
+    const folded = store.checkpointEpoch;
+    for (let i = 0; i < 5; i++) await oracle.commit(store, [1, 2, 7 + i]);
+    await store.withCheckpointImage(async (img) => {
+      expect(img.epoch).toBe(folded);
+      expect(img.consistentEpoch).toBe(folded);
+      expect(await wholeImage(img)).toEqual(oracle.stateAt(folded));
+    });
+    await store.close();
+  });
+
   it('holds automatic checkpoints off while the image is held and lets them run afterwards', async () => {
     const store = await PageStore.open(db, { pageSize: PAGE, checkpointThresholdBytes: 2048 });
     const oracle = new Oracle();
