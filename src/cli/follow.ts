@@ -2,7 +2,10 @@
  * `pwal follow --from <nats url> --stream <name> <db-path>`: keeps a
  * read-only replica current from a database's JetStream stream, applying
  * epochs strictly in order and resuming after a restart from its own durable
- * position (`<db-path>-pwal-follow.json`). Runs until SIGINT/SIGTERM (or
+ * position (`<db-path>-pwal-follow.json`). By default the replica is a page
+ * store database (an empty one starts from the newest base snapshot); stop
+ * the follower and open it with the page store to promote it. `--mode log`
+ * keeps the segment files instead. Runs until SIGINT/SIGTERM (or
  * `--until-epoch`, or `--once` to stop when caught up).
  *
  * Exit 0: stopped on request or target reached; 1: the stream failed
@@ -26,11 +29,32 @@ export function registerFollow(program: Command, ctx: CliContext): void {
     .requiredOption('--stream <name>', 'JetStream stream of the database')
     .option('--until-epoch <n>', 'stop once epoch N is applied')
     .option('--once', 'stop as soon as the replica has caught up with the stream')
+    .option(
+      '--mode <mode>',
+      'store (a readable page store replica) or log (segment files)',
+      'store',
+    )
+    .option('--page-size <bytes>', 'store mode: the primary page size (default: learned)')
+    .option('--no-snapshot', 'store mode: do not start an empty replica from a base snapshot')
     .action(
       async (
         dbPath: string,
-        options: { from: string; stream: string; untilEpoch?: string; once?: boolean },
+        options: {
+          from: string;
+          stream: string;
+          untilEpoch?: string;
+          once?: boolean;
+          mode: string;
+          pageSize?: string;
+          snapshot?: boolean;
+        },
       ) => {
+        if (options.mode !== 'store' && options.mode !== 'log') {
+          ctx.io.stderr(`pwal: --mode must be store or log, got ${options.mode}\n`);
+          ctx.setExitCode(EXIT_USAGE);
+          return;
+        }
+        const pageSize = options.pageSize === undefined ? undefined : Number(options.pageSize);
         const untilEpoch = parseEpochOption(options.untilEpoch);
         if (untilEpoch === null) {
           ctx.io.stderr(`pwal: --until-epoch must be a decimal u64, got ${options.untilEpoch}\n`);
@@ -41,6 +65,9 @@ export function registerFollow(program: Command, ctx: CliContext): void {
           servers: options.from.split(','),
           stream: options.stream,
           dbPath,
+          mode: options.mode,
+          ...(pageSize === undefined ? {} : { pageSize }),
+          useSnapshot: options.snapshot !== false,
           connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
           fs: ctx.fs,
         });
@@ -57,8 +84,14 @@ export function registerFollow(program: Command, ctx: CliContext): void {
             const stats = follower.stats();
             if (stats.epoch !== lastPrinted) {
               lastPrinted = stats.epoch;
+              const base =
+                stats.snapshot === null
+                  ? ''
+                  : `, from the snapshot of epoch ${stats.snapshot.epoch}`;
+              const size =
+                follower.replica === null ? '' : `, ${follower.replica.dbSizePages} pages`;
               ctx.io.stdout(
-                `follow: applied up to epoch ${stats.epoch ?? 'none'} (stream sequence ${stats.streamSeq}, ${stats.epochsApplied} applied, ${stats.duplicatesSkipped} duplicates skipped)\n`,
+                `follow: applied up to epoch ${stats.epoch ?? 'none'} (stream sequence ${stats.streamSeq}, ${stats.epochsApplied} applied, ${stats.duplicatesSkipped} duplicates skipped${size}${base})\n`,
               );
             }
             if (stats.state === 'failed') break;

@@ -27,7 +27,12 @@ export function parseEpochOption(text: string | undefined): bigint | undefined |
 }
 
 function describe(result: RestoreResult, dbPath: string): string {
-  let out = `restored ${result.epochsRestored} epoch(s), ${result.bytesRestored} bytes into ${dbPath}`;
+  let out = '';
+  const snap = result.snapshot;
+  if (snap !== null) {
+    out += `installed the base snapshot of epoch ${snap.epoch} (${snap.dbSizePages} pages of ${snap.pageSize} bytes, sha-256 verified)\n`;
+  }
+  out += `restored ${result.epochsRestored} epoch(s), ${result.bytesRestored} bytes into ${dbPath}`;
   out += result.lastEpoch === null ? ' (stream empty)\n' : `, up to epoch ${result.lastEpoch}\n`;
   if (result.duplicateCount > 0) out += `skipped ${result.duplicateCount} duplicate message(s)\n`;
   if (result.incompleteTail) out += 'note: the stream ends inside an epoch (not restored)\n';
@@ -48,6 +53,7 @@ export function registerRestore(program: Command, ctx: CliContext): void {
     .requiredOption('--stream <name>', 'JetStream stream of the database')
     .option('--until-epoch <n>', 'restore epochs up to and including N')
     .option('--apply', 'fold the restored segments into the database file (page store)')
+    .option('--no-snapshot', 'ignore base snapshots: rebuild from the stream alone')
     .option('--page-size <bytes>', 'page size for --apply (default: the store default)')
     .option('--json', 'print one JSON object')
     .action(
@@ -58,6 +64,7 @@ export function registerRestore(program: Command, ctx: CliContext): void {
           stream: string;
           untilEpoch?: string;
           apply?: boolean;
+          snapshot?: boolean;
           pageSize?: string;
           json?: boolean;
         },
@@ -73,11 +80,12 @@ export function registerRestore(program: Command, ctx: CliContext): void {
           stream: options.stream,
           dbPath,
           untilEpoch,
+          useSnapshot: options.snapshot !== false,
           connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
           fs: ctx.fs,
         });
         let applied: { checkpointEpoch: bigint | null; pagesWritten: number } | null = null;
-        if (options.apply === true && result.epochsRestored > 0) {
+        if (options.apply === true && (result.epochsRestored > 0 || result.snapshot !== null)) {
           const pageSize = options.pageSize === undefined ? undefined : Number(options.pageSize);
           const store = await PageStore.open(dbPath, {
             pageSize,

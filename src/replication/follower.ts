@@ -1,12 +1,24 @@
 /**
- * A follower keeps a read-only replica of a database current from its
- * JetStream stream: it reads the stream from just after its own durable
- * position, verifies every epoch ({@link EpochAssembler}), and applies epochs
- * strictly in order — segment file written durably, then the optional
- * `apply` hook (e.g. fold into a page store), then the position file
- * (`<db>-pwal-follow.json`) replaced durably. A crash between these steps
- * re-applies the same epoch on restart, which is idempotent (the same bytes
- * under the same name).
+ * A follower keeps a replica of a database current from its JetStream
+ * stream: it reads the stream from just after its own durable position,
+ * verifies every epoch ({@link EpochAssembler}), and applies epochs strictly
+ * in order. Two kinds of replica:
+ *
+ * - `store` (default): a read-only page store ({@link ReplicaStore}) at
+ *   `dbPath`, readable while it follows (`follower.replica.read(…)`). Applied
+ *   epochs are visible at once; every {@link FollowerOptions.flushEveryEpochs}
+ *   epochs (and whenever it has caught up) they are folded into the
+ *   database file durably, and only then the position file
+ *   (`<db>-pwal-follow.json`) moves. An empty replica starts from the newest
+ *   base snapshot of the stream's object store when there is one, then
+ *   applies the epochs after it.
+ * - `log`: the verified segment files themselves, one durable file per epoch
+ *   (the position moves after each) — a copy of the log, e.g. of a
+ *   `ReplicatedWal` that is not a page store.
+ *
+ * A crash between applying and moving the position re-applies the same
+ * epochs on restart, which is idempotent (the replica ignores epochs it
+ * already holds; the same segment bytes land under the same name).
  *
  * New messages are noticed through a core subscription on the database's
  * subject (a doorbell) and, as a fallback, a poll every
@@ -17,13 +29,16 @@ import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, writeSegmentFile } from '../storage/segment-files.js';
+import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, EpochAssembler, type VerifiedEpoch } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
 import { type Deferred, deferred, sleepUnless } from './deferred.js';
 import { ReplicationError, ReplicationErrorCode, ReplicaVerificationError } from './errors.js';
 import { connectBounded, DEFAULT_API_TIMEOUT_MS, managerFor, streamInfoOrNull } from './nats.js';
+import { downloadSnapshot, latestSnapshot } from './snapshot.js';
 import { type FollowPosition, readFollowPosition, writeFollowPosition } from './state-file.js';
 import { readStreamRange } from './stream-reader.js';
+import { firstSeqAboveEpoch } from './stream-seek.js';
 
 /** Fallback poll period when no doorbell message arrives. */
 export const FOLLOW_POLL_INTERVAL_MS = 250;
@@ -31,6 +46,10 @@ export const FOLLOW_POLL_INTERVAL_MS = 250;
 export const FOLLOW_RETRY_DELAY_MIN_MS = 50;
 /** Longest pause between read retries. */
 export const FOLLOW_RETRY_DELAY_MAX_MS = 2_000;
+/** A store replica folds applied epochs into its file at least every this many epochs. */
+export const DEFAULT_FOLLOW_FLUSH_EVERY_EPOCHS = 512;
+/** …or once this many bytes of pages wait in memory. */
+export const DEFAULT_FOLLOW_FLUSH_PENDING_BYTES = 64 * 1024 * 1024;
 
 /** Options of {@link Follower.start}. */
 export interface FollowerOptions {
@@ -40,14 +59,20 @@ export interface FollowerOptions {
   stream: string;
   /** Database file path of the replica. */
   dbPath: string;
+  /** `store` (default): a readable page store replica; `log`: segment files. */
+  mode?: 'store' | 'log';
+  /** Store mode: the primary's page size (default: learned from the stream or snapshot). */
+  pageSize?: number;
+  /** Store mode: start an empty replica from the newest base snapshot (default true). */
+  useSnapshot?: boolean;
+  /** Store mode: fold into the file at least every N applied epochs (default 512). */
+  flushEveryEpochs?: number;
   /** Only follow this database (default: the stream's, fixed by the first epoch applied). */
   databaseId?: string;
-  /** Segment write durability (default `full`). */
+  /** Log mode: segment write durability (default `full`). */
   fsync?: FsyncPolicy;
   /** Certificate check (default {@link verifyShippedCertificate}); `null` disables it. */
   verifyCertificate?: CertificateVerifier | null;
-  /** Called after an epoch's segment is durable and before the position moves past it. */
-  apply?: (epoch: VerifiedEpoch) => Promise<void>;
   connectTimeoutMs?: number;
   apiTimeoutMs?: number;
   fs?: WalFileSystem;
@@ -59,11 +84,19 @@ export type FollowerState = 'connecting' | 'catchingUp' | 'current' | 'failed' |
 /** Counters of a {@link Follower}. */
 export interface FollowerStats {
   state: FollowerState;
-  /** Last applied epoch (durable position; `null`: none). */
+  /** Last applied epoch — what reads of a store replica see (`null`: none). */
   epoch: bigint | null;
+  /** Last epoch of the durable position (where a restart resumes; `null`: none). */
+  durableEpoch: bigint | null;
   /** Stream sequence of the last applied epoch's last message. */
   streamSeq: number;
   epochsApplied: number;
+  /** Epochs read again after a restart that the replica already held. */
+  epochsAlreadyHeld: number;
+  /** Messages skipped because the base snapshot holds their epoch. */
+  messagesBeforeBase: number;
+  /** The base snapshot the replica started from, if any. */
+  snapshot: { epoch: bigint; bytes: number } | null;
   duplicatesSkipped: number;
   readFailures: number;
   /** The verification failure that stopped the follower, if any. */
@@ -76,32 +109,56 @@ export class Follower {
   private nc: NatsConnection | null;
   private jsm: JetStreamManager | null = null;
   private doorbell: Subscription | null = null;
+  /** The durable position (what the files hold). */
   private position: FollowPosition;
+  /** The last applied epoch and where it ended (ahead of `position` in store mode). */
+  private applied: FollowPosition;
   private assembler: EpochAssembler;
+  /** Store mode, empty replica: look for a base snapshot before reading the stream. */
+  private needsBootstrap: boolean;
   private state: FollowerState = 'connecting';
   private failure: ReplicaVerificationError | ReplicationError | null = null;
   private closing = false;
   private readonly closeSignal: Deferred<void> = deferred();
   private wake: Deferred<void> = deferred();
   private loop: Promise<void> = Promise.resolve();
+  private unflushedEpochs = 0;
+  private snapshot: { epoch: bigint; bytes: number } | null = null;
   private readonly progressWaiters = new Set<{
     epoch: bigint;
     done: Deferred<void>;
     timer: NodeJS.Timeout;
   }>();
-  private readonly counters = { epochsApplied: 0, duplicatesSkipped: 0, readFailures: 0 };
+  private readonly counters = {
+    epochsApplied: 0,
+    epochsAlreadyHeld: 0,
+    duplicatesSkipped: 0,
+    messagesBeforeBase: 0,
+    readFailures: 0,
+  };
 
   private constructor(
     private readonly options: FollowerOptions,
     position: FollowPosition,
+    /** The store replica (store mode), readable while following. */
+    private readonly store: ReplicaStore | null,
   ) {
     this.fs = options.fs ?? nodeFileSystem;
     this.nc = options.connection ?? null;
     this.position = position;
+    this.applied = position;
+    this.needsBootstrap =
+      store !== null && store.isEmpty && position.epoch === null && options.useSnapshot !== false;
     this.assembler = this.newAssembler();
   }
 
-  /** Loads the durable position (if any) and starts following in the background. */
+  /**
+   * Opens the replica, loads the durable position (if any) and starts
+   * following in the background.
+   * @throws {ReplicationError} `ERR_REPLICATION_POSITION` when the position
+   * file belongs to another stream or database; the replica's open errors
+   * (`ERR_LOCKED` when a primary or another follower holds the database, …).
+   */
   static async start(options: FollowerOptions): Promise<Follower> {
     if (options.connection === undefined && options.servers === undefined) {
       throw new ReplicationError(
@@ -120,6 +177,7 @@ export class Follower {
     if (
       saved !== null &&
       options.databaseId !== undefined &&
+      saved.databaseId !== '' &&
       saved.databaseId !== options.databaseId
     ) {
       throw new ReplicationError(
@@ -127,15 +185,39 @@ export class Follower {
         `${options.dbPath} follows database ${saved.databaseId}, not ${options.databaseId}`,
       );
     }
-    const position: FollowPosition = saved ?? {
-      databaseId: options.databaseId ?? '',
+    const store =
+      (options.mode ?? 'store') === 'store'
+        ? await ReplicaStore.open(options.dbPath, {
+            fs,
+            ...(options.pageSize === undefined ? {} : { pageSize: options.pageSize }),
+          })
+        : null;
+    const fresh: FollowPosition = {
+      databaseId: saved?.databaseId ?? options.databaseId ?? '',
       stream: options.stream,
       epoch: null,
       streamSeq: 0,
       certificate: null,
       updatedAt: new Date().toISOString(),
     };
-    const follower = new Follower(options, position);
+    let position = saved ?? fresh;
+    if (store !== null) {
+      const durable = store.durableEpoch();
+      // The position moves only after the file: it can lag the file (those
+      // epochs are read again and ignored), never lead it. A replica whose
+      // position is missing or ahead (files copied or replaced) restarts
+      // from its own file as a base, re-reading the stream from its start.
+      const usable =
+        saved !== null &&
+        (saved.epoch === null ? durable === null : durable !== null && saved.epoch <= durable);
+      if (!usable) {
+        position =
+          durable === null ? fresh : { ...fresh, epoch: durable, base: true, streamSeq: 0 };
+      }
+    }
+    const hold = saved?.consistentEpoch ?? null;
+    if (store !== null && hold !== null) store.holdReadsUntil(hold);
+    const follower = new Follower(options, position, store);
     follower.loop = follower.run();
     return follower;
   }
@@ -145,21 +227,34 @@ export class Follower {
       this.options.verifyCertificate === null
         ? undefined
         : (this.options.verifyCertificate ?? verifyShippedCertificate);
-    const cert = this.position.certificate;
+    const at = this.applied;
+    const cert = at.certificate;
+    const previousCertificate =
+      cert === null ? null : { epoch: cert.epoch, certificate: Buffer.from(cert.bytes, 'base64') };
+    const databaseId = at.databaseId === '' ? this.options.databaseId : at.databaseId;
     return new EpochAssembler({
-      databaseId:
-        this.position.databaseId === '' ? this.options.databaseId : this.position.databaseId,
-      afterEpoch: this.position.epoch,
-      previousCertificate:
-        cert === null
-          ? null
-          : { epoch: cert.epoch, certificate: Buffer.from(cert.bytes, 'base64') },
+      databaseId,
+      ...(at.base === true ? { baseEpoch: at.epoch } : { afterEpoch: at.epoch }),
+      previousCertificate,
       verifyCertificate: verify,
     });
   }
 
+  /**
+   * The store replica, readable while following (`read`, `readPages`:
+   * consistent as of one applied epoch). `null` in `log` mode.
+   */
+  get replica(): ReplicaStore | null {
+    return this.store;
+  }
+
   /** The last applied epoch (`null`: none yet). */
   appliedEpoch(): bigint | null {
+    return this.applied.epoch;
+  }
+
+  /** The last epoch of the durable position (`null`: none yet). */
+  durableEpoch(): bigint | null {
     return this.position.epoch;
   }
 
@@ -167,9 +262,11 @@ export class Follower {
   stats(): FollowerStats {
     return {
       state: this.state,
-      epoch: this.position.epoch,
-      streamSeq: this.position.streamSeq,
+      epoch: this.applied.epoch,
+      durableEpoch: this.position.epoch,
+      streamSeq: this.applied.streamSeq,
       ...this.counters,
+      snapshot: this.snapshot,
       failure:
         this.failure === null ? null : { code: this.failure.code, message: this.failure.message },
     };
@@ -181,11 +278,11 @@ export class Follower {
   }
 
   /**
-   * Resolves once the replica has applied `epoch` (or a later one); rejects
-   * on timeout, failure or close.
+   * Resolves once the replica has applied `epoch` (or a later one) — for a
+   * store replica, once reads see it; rejects on timeout, failure or close.
    */
   waitForEpoch(epoch: bigint, timeoutMs: number): Promise<void> {
-    if (this.position.epoch !== null && this.position.epoch >= epoch) return Promise.resolve();
+    if (this.applied.epoch !== null && this.applied.epoch >= epoch) return Promise.resolve();
     if (this.failure !== null) return Promise.reject(this.failure);
     const done = deferred<void>();
     const waiter = {
@@ -196,7 +293,7 @@ export class Follower {
         done.reject(
           new ReplicationError(
             ReplicationErrorCode.timeout,
-            `follower did not reach epoch ${epoch} within ${timeoutMs} ms (at ${this.position.epoch ?? 'none'})`,
+            `follower did not reach epoch ${epoch} within ${timeoutMs} ms (at ${this.applied.epoch ?? 'none'})`,
           ),
         );
       }, timeoutMs),
@@ -205,7 +302,11 @@ export class Follower {
     return done.promise;
   }
 
-  /** Stops following (bounded by the API timeout of a request in flight). Idempotent. */
+  /**
+   * Stops following (bounded by the API timeout of a request in flight),
+   * makes what was applied durable (file, then position) and closes the
+   * replica. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.state === 'closed') return;
     this.closing = true;
@@ -215,8 +316,13 @@ export class Follower {
     this.state = 'closed';
     this.rejectWaiters(new ReplicationError(ReplicationErrorCode.closed, 'follower closed'));
     this.doorbell?.unsubscribe();
-    if (this.options.connection === undefined && this.nc !== null && !this.nc.isClosed()) {
-      await this.nc.close();
+    try {
+      await this.makeDurable();
+    } finally {
+      await this.store?.close();
+      if (this.options.connection === undefined && this.nc !== null && !this.nc.isClosed()) {
+        await this.nc.close();
+      }
     }
   }
 
@@ -238,9 +344,11 @@ export class Follower {
     while (!this.closing) {
       try {
         await this.ensureSession();
+        if (this.needsBootstrap) await this.bootstrap();
         const caughtUp = await this.readNew();
         failures = 0;
         if (caughtUp && !this.closing) {
+          await this.makeDurable();
           this.state = 'current';
           await this.idle(FOLLOW_POLL_INTERVAL_MS);
         }
@@ -253,7 +361,7 @@ export class Follower {
         }
         this.counters.readFailures += 1;
         failures += 1;
-        // Partial epochs are re-read from the durable position.
+        // Partial epochs are re-read from the last applied one.
         this.assembler = this.newAssembler();
         await this.idle(
           Math.min(
@@ -291,6 +399,44 @@ export class Follower {
     }
   }
 
+  /** An empty store replica starts from the newest base snapshot, when there is one. */
+  private async bootstrap(): Promise<void> {
+    const store = this.store!;
+    const databaseId = this.applied.databaseId === '' ? undefined : this.applied.databaseId;
+    const meta = await latestSnapshot(this.nc!, this.options.stream, { databaseId });
+    if (meta !== null) {
+      this.state = 'catchingUp';
+      await store.installSnapshot(
+        {
+          epoch: meta.epoch,
+          pageSize: meta.pageSize,
+          dbSizePages: meta.dbSizePages,
+          commitSeq: meta.commitSeq,
+          consistentEpoch: meta.consistentEpoch,
+        },
+        (write) => downloadSnapshot(this.nc!, this.options.stream, meta, write),
+      );
+      this.snapshot = { epoch: meta.epoch, bytes: meta.bytes };
+      this.applied = {
+        databaseId: meta.databaseId,
+        stream: this.options.stream,
+        epoch: meta.epoch,
+        streamSeq: 0,
+        certificate:
+          meta.certificate === null
+            ? null
+            : { epoch: meta.epoch, bytes: Buffer.from(meta.certificate).toString('base64') },
+        base: true,
+        consistentEpoch: meta.consistentEpoch > meta.epoch ? meta.consistentEpoch : null,
+        updatedAt: new Date().toISOString(),
+      };
+      this.unflushedEpochs = 1;
+      await this.makeDurable();
+      this.assembler = this.newAssembler();
+    }
+    this.needsBootstrap = false;
+  }
+
   /** Reads and applies everything in the stream after the position; true when caught up. */
   private async readNew(): Promise<boolean> {
     const jsm = this.jsm!;
@@ -307,27 +453,38 @@ export class Follower {
         this.doorbell = this.nc!.subscribe(subject, { callback: () => this.wake.resolve() });
       }
     }
-    const from = Math.max(this.position.streamSeq + 1, info.state.first_seq);
+    let from = Math.max(this.applied.streamSeq + 1, info.state.first_seq);
     const to = info.state.last_seq;
+    if (this.applied.base === true && this.applied.epoch !== null && this.applied.streamSeq === 0) {
+      // Starting from a snapshot: skip straight to the first epoch above it.
+      from = await firstSeqAboveEpoch(jsm, this.options.stream, this.applied.epoch, from, to);
+    }
     if (from > to) return true;
     this.state = 'catchingUp';
     for await (const message of readStreamRange(jsm, this.options.stream, from, to)) {
       if (this.closing) return false;
       const event = this.assembler.push(message);
       if (event.kind === 'duplicate') this.counters.duplicatesSkipped += 1;
+      else if (event.kind === 'beforeBase') this.counters.messagesBeforeBase += 1;
       else if (event.kind === 'epoch') await this.applyEpoch(event.epoch);
     }
     return true;
   }
 
   private async applyEpoch(epoch: VerifiedEpoch): Promise<void> {
-    await writeSegmentFile(this.options.dbPath, epoch.epoch, [epoch.segment], {
-      fsync: this.options.fsync ?? 'full',
-      fs: this.fs,
-    });
-    await this.options.apply?.(epoch);
-    const previousCert = this.position.certificate;
-    this.position = {
+    if (this.store !== null) {
+      const fresh = await this.store.applyEpoch(epoch.epoch, epoch.segment);
+      if (!fresh) this.counters.epochsAlreadyHeld += 1;
+    } else {
+      await writeSegmentFile(this.options.dbPath, epoch.epoch, [epoch.segment], {
+        fsync: this.options.fsync ?? 'full',
+        fs: this.fs,
+      });
+    }
+    const previousCert = this.applied.certificate;
+    const hold = this.applied.consistentEpoch ?? null;
+    this.applied = {
+      consistentEpoch: hold !== null && hold > epoch.epoch ? hold : null,
       databaseId: epoch.databaseId,
       stream: this.options.stream,
       epoch: epoch.epoch,
@@ -338,8 +495,8 @@ export class Follower {
           : { epoch: epoch.epoch, bytes: Buffer.from(epoch.chainCertificate).toString('base64') },
       updatedAt: new Date().toISOString(),
     };
-    await writeFollowPosition(this.options.dbPath, this.position, this.fs);
     this.counters.epochsApplied += 1;
+    this.unflushedEpochs += 1;
     for (const waiter of this.progressWaiters) {
       if (waiter.epoch <= epoch.epoch) {
         clearTimeout(waiter.timer);
@@ -347,14 +504,38 @@ export class Follower {
         waiter.done.resolve();
       }
     }
+    const store = this.store;
+    if (
+      store === null ||
+      this.unflushedEpochs >=
+        (this.options.flushEveryEpochs ?? DEFAULT_FOLLOW_FLUSH_EVERY_EPOCHS) ||
+      store.stats().pendingBytes >= DEFAULT_FOLLOW_FLUSH_PENDING_BYTES
+    ) {
+      await this.makeDurable();
+    }
+  }
+
+  /** Folds what was applied into the replica's file, then moves the position. */
+  private async makeDurable(): Promise<void> {
+    if (this.unflushedEpochs === 0) return;
+    await this.store?.flush();
+    const target = { ...this.applied, updatedAt: new Date().toISOString() };
+    await writeFollowPosition(this.options.dbPath, target, this.fs);
+    this.position = target;
+    this.unflushedEpochs = 0;
   }
 }
 
 function isFatal(error: unknown): boolean {
-  return (
-    error instanceof ReplicationError &&
+  if (error instanceof ReplicationError) {
     // A missing stream may still be created: keep retrying. A position file
     // of another stream or database never fixes itself.
-    error.code === ReplicationErrorCode.position
+    return error.code === ReplicationErrorCode.position;
+  }
+  // The replica refused an epoch (another page size, a malformed size
+  // record) or cannot write its files: retrying reads cannot fix that.
+  return (
+    (error as { code?: unknown })?.code !== undefined &&
+    String((error as { code: unknown }).code).startsWith('ERR_STORE_')
   );
 }

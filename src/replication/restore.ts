@@ -1,18 +1,36 @@
 /**
- * Point-in-time restore: rebuilds a database's segment files from its
- * JetStream stream into an empty location, verifying every chunk and epoch
- * (see {@link EpochAssembler}) and stopping at the first gap or bad epoch, or
- * after `untilEpoch`. Every restored segment is written with the durable
- * segment protocol, so the result opens like any local log.
+ * Point-in-time restore: rebuilds a database from its JetStream stream into
+ * an empty location, verifying every chunk and epoch (see
+ * {@link EpochAssembler}) and stopping at the first gap or bad epoch, or
+ * after `untilEpoch`.
+ *
+ * When the stream's object store holds a base snapshot at or below the
+ * target epoch, the newest such snapshot becomes the database file (and its
+ * store header), verified by length and SHA-256, and only the epochs after
+ * it are read from the stream: a database whose stream began after it had
+ * checkpointed data is restored whole, and a long stream is not replayed
+ * from its start. Without a snapshot the stream must begin at the
+ * database's beginning; a stream that starts above a base it does not have
+ * is reported as a gap, never restored in part silently.
+ *
+ * Every restored segment is written with the durable segment protocol, so
+ * the result opens like any local log (`PageStore.open` folds the segments
+ * above the snapshot into the file).
  */
 import * as nodePath from 'node:path';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, listSegments, writeSegmentFile } from '../storage/segment-files.js';
+import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, type DuplicateMessage, EpochAssembler } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
-import { ReplicationError, ReplicationErrorCode, ReplicaVerificationError } from './errors.js';
+import {
+  ReplicaErrorCode,
+  ReplicationError,
+  ReplicationErrorCode,
+  ReplicaVerificationError,
+} from './errors.js';
 import {
   connectBounded,
   DEFAULT_API_TIMEOUT_MS,
@@ -20,7 +38,9 @@ import {
   streamInfoOrNull,
   withApiRetries,
 } from './nats.js';
+import { downloadSnapshot, latestSnapshot, type SnapshotMeta } from './snapshot.js';
 import { readStreamRange } from './stream-reader.js';
+import { firstSeqAboveEpoch } from './stream-seek.js';
 
 /** Duplicates listed individually in a result (the count is always exact). */
 export const DUPLICATES_LISTED_MAX = 100;
@@ -38,6 +58,8 @@ export interface RestoreOptions {
   untilEpoch?: bigint;
   /** Only accept this database's messages (default: the stream's first). */
   databaseId?: string;
+  /** Start from the newest base snapshot at or below the target epoch (default true). */
+  useSnapshot?: boolean;
   /** Segment write durability (default `full`). */
   fsync?: FsyncPolicy;
   /** Certificate check (default {@link verifyShippedCertificate}); `null` disables it. */
@@ -58,6 +80,10 @@ export interface RestoreResult {
   lastEpoch: bigint | null;
   /** Segment bytes written. */
   bytesRestored: number;
+  /** The base snapshot the restore started from (`null`: the stream alone). */
+  snapshot: { epoch: bigint; bytes: number; dbSizePages: number; pageSize: number } | null;
+  /** Messages skipped because the snapshot holds their epoch. */
+  messagesBeforeSnapshot: number;
   /** Messages skipped as exact duplicates of verified ones. */
   duplicateCount: number;
   /** The first {@link DUPLICATES_LISTED_MAX} of them. */
@@ -103,13 +129,14 @@ export async function restoreFromStream(options: RestoreOptions): Promise<Restor
     const jsm = await withApiRetries(() =>
       managerFor(nc, options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS),
     );
-    return await restoreWith(jsm, options, fs);
+    return await restoreWith(nc, jsm, options, fs);
   } finally {
     if (options.connection === undefined) await nc.close();
   }
 }
 
 async function restoreWith(
+  nc: NatsConnection,
   jsm: JetStreamManager,
   options: RestoreOptions,
   fs: WalFileSystem,
@@ -125,15 +152,13 @@ async function restoreWith(
     options.verifyCertificate === null
       ? undefined
       : (options.verifyCertificate ?? verifyShippedCertificate);
-  const assembler = new EpochAssembler({
-    databaseId: options.databaseId,
-    verifyCertificate: verify,
-  });
   const result: RestoreResult = {
     databaseId: options.databaseId ?? null,
     epochsRestored: 0,
     lastEpoch: null,
     bytesRestored: 0,
+    snapshot: null,
+    messagesBeforeSnapshot: 0,
     duplicateCount: 0,
     duplicates: [],
     lastStreamSeq: 0,
@@ -141,13 +166,64 @@ async function restoreWith(
     incompleteTail: false,
   };
   const until = options.untilEpoch;
+  const meta =
+    options.useSnapshot === false
+      ? null
+      : await withApiRetries(() =>
+          latestSnapshot(nc, options.stream, {
+            ...(options.databaseId === undefined ? {} : { databaseId: options.databaseId }),
+            ...(until === undefined ? {} : { untilEpoch: until }),
+          }),
+        );
+  if (meta !== null) {
+    const replica = await ReplicaStore.open(options.dbPath, { fs });
+    try {
+      await replica.installSnapshot(
+        {
+          epoch: meta.epoch,
+          pageSize: meta.pageSize,
+          dbSizePages: meta.dbSizePages,
+          commitSeq: meta.commitSeq,
+          consistentEpoch: meta.consistentEpoch,
+        },
+        (write) => downloadSnapshot(nc, options.stream, meta, write),
+      );
+    } finally {
+      await replica.close({ flush: false });
+    }
+    result.snapshot = {
+      epoch: meta.epoch,
+      bytes: meta.bytes,
+      dbSizePages: meta.dbSizePages,
+      pageSize: meta.pageSize,
+    };
+    result.databaseId = meta.databaseId;
+    result.lastEpoch = meta.epoch;
+  }
+  const assembler = new EpochAssembler({
+    databaseId: meta?.databaseId ?? options.databaseId,
+    baseEpoch: meta?.epoch ?? null,
+    previousCertificate:
+      meta?.certificate == null ? null : { epoch: meta.epoch, certificate: meta.certificate },
+    verifyCertificate: verify,
+  });
   const { first_seq: firstSeq, last_seq: lastSeq, messages } = info.state;
-  if (messages === 0) return result;
+  if (messages === 0 || (until !== undefined && meta !== null && meta.epoch >= until)) {
+    return checkConsistent(result, meta);
+  }
+  const from =
+    meta === null
+      ? firstSeq
+      : await withApiRetries(() =>
+          firstSeqAboveEpoch(jsm, options.stream, meta.epoch, firstSeq, lastSeq),
+        );
   try {
-    for await (const message of readStreamRange(jsm, options.stream, firstSeq, lastSeq)) {
+    for await (const message of readStreamRange(jsm, options.stream, from, lastSeq)) {
       result.lastStreamSeq = message.seq;
       const event = assembler.push(message);
-      if (event.kind === 'duplicate') {
+      if (event.kind === 'beforeBase') {
+        result.messagesBeforeSnapshot += 1;
+      } else if (event.kind === 'duplicate') {
         result.duplicateCount += 1;
         if (result.duplicates.length < DUPLICATES_LISTED_MAX)
           result.duplicates.push(event.duplicate);
@@ -170,5 +246,22 @@ async function restoreWith(
   }
   result.databaseId = assembler.database ?? null;
   result.incompleteTail = result.stoppedBy === null && assembler.inEpoch;
+  return checkConsistent(result, meta);
+}
+
+/**
+ * A snapshot whose image may hold pages newer than its epoch is exact only
+ * once the epochs up to its consistent epoch are applied on top: a restore
+ * that did not reach it says so.
+ */
+function checkConsistent(result: RestoreResult, meta: SnapshotMeta | null): RestoreResult {
+  if (meta === null || result.stoppedBy !== null) return result;
+  const reached = result.lastEpoch ?? meta.epoch;
+  if (reached >= meta.consistentEpoch) return result;
+  result.stoppedBy = new ReplicaVerificationError(
+    ReplicaErrorCode.snapshot,
+    `the stream ends at epoch ${reached}, before epoch ${meta.consistentEpoch}: snapshot ${meta.name} may hold pages up to that epoch, so the restored database is not exact yet`,
+    { epoch: meta.consistentEpoch, streamSeq: result.lastStreamSeq },
+  );
   return result;
 }

@@ -50,6 +50,16 @@ export interface FollowPosition {
   streamSeq: number;
   /** Certificate of the last certified epoch, base64 (chain anchor), or null. */
   certificate: { epoch: bigint; bytes: string } | null;
+  /**
+   * True when `epoch` came from a snapshot, not from the stream: the next
+   * epoch may follow any epoch at or below it (see the assembler's base).
+   */
+  base?: boolean;
+  /**
+   * Set while the replica holds a snapshot whose pages may be newer than its
+   * epoch: reads wait until this epoch is applied.
+   */
+  consistentEpoch?: bigint | null;
   updatedAt: string;
 }
 
@@ -185,6 +195,9 @@ export async function readFollowPosition(
     epoch: u64OrNull(obj, 'epoch', path),
     streamSeq: seqOf(obj, 'streamSeq', path),
     certificate,
+    base: obj.base === true,
+    consistentEpoch:
+      obj.consistentEpoch === undefined ? null : u64OrNull(obj, 'consistentEpoch', path),
     updatedAt: str(obj, 'updatedAt', path),
   };
 }
@@ -199,6 +212,7 @@ export async function writeFollowPosition(
     {
       ...position,
       epoch: position.epoch?.toString() ?? null,
+      consistentEpoch: position.consistentEpoch?.toString() ?? null,
       certificate:
         position.certificate === null
           ? null

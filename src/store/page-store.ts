@@ -304,6 +304,12 @@ export class PageStore implements AsyncDisposable {
     epochsIngested: 0,
   };
   private lastCheckpointError: Error | null = null;
+  /**
+   * The newest epoch whose page images the database file may hold beyond
+   * its header's epoch (memory checkpoints write each page's newest image);
+   * `null` while the file is exactly the header's epoch (after recovery).
+   */
+  private fileNewestEpoch: bigint | null = null;
 
   private constructor(
     /** Path of the database file. */
@@ -577,22 +583,17 @@ export class PageStore implements AsyncDisposable {
       }
       const file = handle;
       const epoch = header.nextEpoch === 0n ? null : header.nextEpoch - 1n;
-      // Until a checkpoint wrote the file in this process, it is what
-      // recovery folded from the log on open: exact. After one, images newer
-      // than `epoch` (see CheckpointImage) belong to commits the index still
-      // holds: it keeps every commit above the last folded epoch until a
-      // later checkpoint, and none runs before fn settles. Commits read back
-      // from the log that failed to reach the index are bounded by the
-      // published epoch instead. Not seen here: a MANUAL checkpoint that
-      // failed after writing the file and before moving the header (an I/O
-      // error; no trace is kept of it).
+      // The file is exactly the header's epoch until a memory checkpoint
+      // wrote images of later commits into it (recorded in fileNewestEpoch
+      // before the write, so a run that failed after writing counts too).
+      // Commits read back from the log that failed to reach the index are
+      // bounded by the published epoch instead.
       let consistent = epoch;
       const raise = (candidate: bigint | null | undefined): void => {
         if (candidate !== null && candidate !== undefined && (consistent ?? -1n) < candidate)
           consistent = candidate;
       };
-      const fileWritten = this.counters.checkpoints > 0 || this.lastCheckpointError !== null;
-      if (fileWritten) raise(this.index.sizeThrough(U64_MAX).lastStamp?.epoch);
+      raise(this.fileNewestEpoch);
       if (this.ingestError !== null) raise(this.wal.durableEpoch());
       const path = this.path;
       return await fn({
@@ -733,6 +734,10 @@ export class PageStore implements AsyncDisposable {
         (e) => e.epoch >= this.header.nextEpoch && e.epoch <= last,
       );
       const state = fromMemory ? this.foldFromMemory(last) : await this.foldFromLog(entries);
+      // A memory fold writes each page's newest image, possibly of a commit
+      // after `last`: from now on (even if this run fails after writing) the
+      // file may hold images up to the newest indexed epoch.
+      if (fromMemory) this.raiseFileNewest(this.index.sizeThrough(U64_MAX).lastStamp?.epoch);
       result.phasesMs.fold = lap();
       result.pagesWritten = await applyReplay(this.file, state);
       result.bytesWritten = result.pagesWritten * this.pageSize;
@@ -832,6 +837,11 @@ export class PageStore implements AsyncDisposable {
     // from now on durable segments are read back into the index.
     this.workersAttached = true;
     return { kind: 'pwal-store-worker', pageSize: this.pageSize, lane };
+  }
+
+  private raiseFileNewest(epoch: bigint | null | undefined): void {
+    if (epoch === null || epoch === undefined) return;
+    if (this.fileNewestEpoch === null || epoch > this.fileNewestEpoch) this.fileNewestEpoch = epoch;
   }
 
   /** A snapshot of the store's counters (and the log's). */

@@ -54,6 +54,8 @@ import { applyReplay, forEachCommit, type LoggedCommit } from './replay.js';
 
 /** Page size of a replica created before any page image told it the primary's, in bytes. */
 export const REPLICA_FALLBACK_PAGE_SIZE_BYTES = 4096;
+/** Longest wait of a read for the replica to reach a snapshot's consistent epoch. */
+export const REPLICA_CONSISTENT_WAIT_MS = 30_000;
 
 /** Options of {@link ReplicaStore.open}. */
 export interface ReplicaStoreOptions {
@@ -73,6 +75,12 @@ export interface ReplicaSnapshotImage {
   dbSizePages: number;
   /** Last commit sequence folded into the image. */
   commitSeq: bigint;
+  /**
+   * The image may hold pages of epochs up to this one (a page store's memory
+   * checkpoint writes each page's newest image): reads wait until the
+   * replica has applied it, the first epoch whose state it shows exactly.
+   */
+  consistentEpoch?: bigint | null;
 }
 
 /** Counters of a {@link ReplicaStore}. */
@@ -102,6 +110,9 @@ export class ReplicaStore implements AsyncDisposable {
   private readsDrained: Array<() => void> = [];
   private closed = false;
   private closePromise: Promise<void> | null = null;
+  /** Reads wait until this epoch is applied (a snapshot's consistent epoch). */
+  private readsHeldUntil: bigint | null = null;
+  private consistentWaiters: Array<() => void> = [];
   private readonly counters = {
     epochsApplied: 0,
     epochsSkipped: 0,
@@ -224,6 +235,16 @@ export class ReplicaStore implements AsyncDisposable {
         );
       }
       const learned = this.pageSize ?? firstPageImageBytes(decoded.records);
+      if (learned !== null && this.pageSize === null) {
+        try {
+          validatePageSize(learned);
+        } catch {
+          throw new StoreError(
+            StoreErrorCode.replicaState,
+            `epoch ${epoch} holds page images of ${learned} bytes: not a page store's log (a page size is a power of two in 512..=65536); follow it as a log instead`,
+          );
+        }
+      }
       const commits: LoggedCommit[] = [];
       // Validates the whole epoch before any of it becomes visible.
       forEachCommit(
@@ -242,6 +263,10 @@ export class ReplicaStore implements AsyncDisposable {
       }
       this.applied = epoch;
       this.counters.epochsApplied++;
+      if (this.readsHeldUntil !== null && epoch >= this.readsHeldUntil) {
+        this.readsHeldUntil = null;
+        for (const resolve of this.consistentWaiters.splice(0)) resolve();
+      }
       this.counters.commitsApplied += commits.length;
       return true;
     });
@@ -300,7 +325,50 @@ export class ReplicaStore implements AsyncDisposable {
       this.index = new PageIndex(image.dbSizePages, image.epoch);
       this.applied = image.epoch;
       this.counters.snapshotsInstalled++;
+      const consistent = image.consistentEpoch ?? null;
+      if (consistent !== null && consistent > image.epoch) this.holdReadsUntil(consistent);
     });
+  }
+
+  /**
+   * Holds reads until `epoch` is applied: the files hold a snapshot whose
+   * pages may be newer than its epoch (see {@link ReplicaSnapshotImage}).
+   * The follower calls this after a restart that finds such a snapshot not
+   * yet caught up. No-op when `epoch` is already applied.
+   */
+  holdReadsUntil(epoch: bigint): void {
+    if (this.applied !== null && this.applied >= epoch) return;
+    if (this.readsHeldUntil === null || epoch > this.readsHeldUntil) this.readsHeldUntil = epoch;
+  }
+
+  /** The epoch reads wait for, if any (see {@link ReplicaStore.holdReadsUntil}). */
+  get readsWaitFor(): bigint | null {
+    return this.readsHeldUntil;
+  }
+
+  private async waitConsistent(): Promise<void> {
+    const until = this.readsHeldUntil;
+    if (until === null) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        new Promise<void>((resolve) => this.consistentWaiters.push(resolve)),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new StoreError(
+                  StoreErrorCode.replicaState,
+                  `replica ${this.path} has not reached epoch ${until} (the snapshot's consistent epoch) within ${REPLICA_CONSISTENT_WAIT_MS} ms; it is at ${this.applied ?? 'none'}`,
+                ),
+              ),
+            REPLICA_CONSISTENT_WAIT_MS,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**
@@ -322,6 +390,8 @@ export class ReplicaStore implements AsyncDisposable {
   ): Promise<{ epoch: bigint | null; pages: Uint8Array[] }> {
     this.ensureOpen();
     for (const pageNumber of pageNumbers) checkPageNumber(pageNumber);
+    if (this.readsHeldUntil !== null) await this.waitConsistent();
+    this.ensureOpen();
     // Everything below up to the first await runs in one turn: one epoch.
     const epoch = this.applied;
     const size = this.index.dbSizePages;

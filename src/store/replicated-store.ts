@@ -8,9 +8,21 @@
  * Before the replicator is open (and before its first contact) the watermark
  * saved beside the database is used: it is never ahead of the cluster. With
  * no watermark at all (nothing replicated yet) no segment is deleted.
+ *
+ * Base snapshots: a database that already holds checkpointed data when its
+ * stream starts empty publishes a snapshot of its database file (the state
+ * through its checkpoint epoch) to the stream's object store before the
+ * first epoch is shipped, and the stream starts above it — so a restore or a
+ * new follower gets the whole database. {@link ReplicatedStore.snapshot}
+ * publishes a fresh one at any time (e.g. before trimming the stream), so
+ * restoring does not need to replay the stream from its start.
  */
+
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectBounded } from '../replication/nats.js';
 import type { ReplicatorOptions } from '../replication/replicator.js';
 import { Replicator, savedReplicatedEpoch } from '../replication/replicator.js';
+import { pruneSnapshots, publishSnapshot, type SnapshotMeta } from '../replication/snapshot.js';
 import { nodeFileSystem } from '../storage/fs.js';
 import { PageStore, type PageStoreOptions, type StoreCloseOptions } from './page-store.js';
 
@@ -29,6 +41,16 @@ export interface ReplicatedStoreOptions extends PageStoreOptions {
 export interface ReplicatedStore extends AsyncDisposable {
   readonly store: PageStore;
   readonly replicator: Replicator;
+  /**
+   * Publishes a base snapshot: checkpoints (unless `checkpoint: false`), then
+   * copies the database file — stable while checkpoints are held off; commits
+   * keep flowing — to the stream's object store, as the state through the
+   * checkpoint epoch. With `keep`, older snapshots beyond the newest `keep`
+   * are deleted afterwards.
+   * @throws {ReplicationError} when the cluster cannot be reached; the store's
+   * checkpoint errors.
+   */
+  snapshot(options?: { checkpoint?: boolean; keep?: number }): Promise<SnapshotMeta | null>;
   /**
    * Closes the store (checkpointing if asked: retention still applies), waits
    * a bounded time for shipping to catch up, then closes the replicator.
@@ -66,6 +88,15 @@ export async function openReplicatedStore(
       dbPath: path,
       fs,
       ...(durable === null ? {} : { initialDurableEpoch: durable }),
+      baseEpoch: store.checkpointEpoch,
+      ensureBase: async ({ connection, databaseId, stream }) => {
+        await publishStoreSnapshot(store, connection, {
+          databaseId,
+          stream,
+          replicas: replication.replicas,
+          apiTimeoutMs: replication.apiTimeoutMs,
+        });
+      },
     });
     const shipping = replicator;
     unsubscribe = store.log.onDurable((info) =>
@@ -95,5 +126,55 @@ export async function openReplicatedStore(
     })();
     return closing;
   };
-  return { store, replicator: opened, close, [Symbol.asyncDispose]: () => close() };
+  const snapshot = async (
+    snapshotOptions: { checkpoint?: boolean; keep?: number } = {},
+  ): Promise<SnapshotMeta | null> => {
+    if (snapshotOptions.checkpoint !== false) await store.checkpoint();
+    const nc =
+      replication.connection ??
+      (await connectBounded(replication.servers ?? [], {
+        connectTimeoutMs: replication.connectTimeoutMs,
+        name: `pwal-snapshot-${opened.databaseId}`,
+      }));
+    try {
+      const meta = await publishStoreSnapshot(store, nc, {
+        databaseId: opened.databaseId,
+        stream: opened.stream,
+        replicas: replication.replicas,
+        apiTimeoutMs: replication.apiTimeoutMs,
+      });
+      if (snapshotOptions.keep !== undefined) {
+        await pruneSnapshots(nc, opened.stream, {
+          databaseId: opened.databaseId,
+          keep: snapshotOptions.keep,
+        });
+      }
+      return meta;
+    } finally {
+      if (replication.connection === undefined) await nc.close();
+    }
+  };
+  return { store, replicator: opened, close, snapshot, [Symbol.asyncDispose]: () => close() };
+}
+
+/**
+ * Copies the store's database file (stable: checkpoints held off) to the
+ * stream's object store. `null` when nothing was ever checkpointed (the
+ * stream alone rebuilds such a database).
+ */
+async function publishStoreSnapshot(
+  store: PageStore,
+  connection: NatsConnection,
+  target: { databaseId: string; stream: string; replicas?: number; apiTimeoutMs?: number },
+): Promise<SnapshotMeta | null> {
+  return store.withCheckpointImage(async (image) => {
+    if (image.epoch === null) return null;
+    return publishSnapshot(connection, {
+      stream: target.stream,
+      databaseId: target.databaseId,
+      ...(target.replicas === undefined ? {} : { replicas: target.replicas }),
+      ...(target.apiTimeoutMs === undefined ? {} : { apiTimeoutMs: target.apiTimeoutMs }),
+      image: { ...image, epoch: image.epoch },
+    });
+  });
 }

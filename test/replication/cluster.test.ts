@@ -212,6 +212,7 @@ describe('replication to a 3-node JetStream cluster', () => {
         servers: cluster.urls,
         stream: 'RFOLLOW',
         dbPath: replica,
+        mode: 'log',
       });
       await follower.waitForEpoch(last, 15_000);
       const firstRun = follower.stats();
@@ -224,6 +225,7 @@ describe('replication to a 3-node JetStream cluster', () => {
         servers: cluster.urls,
         stream: 'RFOLLOW',
         dbPath: replica,
+        mode: 'log',
       });
       try {
         await resumed.waitForEpoch(last, 15_000);
@@ -249,6 +251,8 @@ describe('replication to a 3-node JetStream cluster', () => {
         cluster.urls.join(','),
         '--stream',
         'RFOLLOW',
+        '--mode',
+        'log',
         replica,
         '--until-epoch',
         String(last),
@@ -304,7 +308,12 @@ describe('replication to a 3-node JetStream cluster', () => {
 
       // A follower stops at the same place and reports why.
       const replica = tempDb();
-      const follower = await Follower.start({ connection: nc, stream: 'RINJECT', dbPath: replica });
+      const follower = await Follower.start({
+        connection: nc,
+        stream: 'RINJECT',
+        dbPath: replica,
+        mode: 'log',
+      });
       await expect(follower.waitForEpoch(6n, 10_000)).rejects.toMatchObject({
         code: ReplicaErrorCode.gap,
       });

@@ -1,0 +1,289 @@
+/**
+ * Read-only replicas and base snapshots against a real 3-node JetStream
+ * cluster (see test/support/nats-cluster.ts): a follower keeps a page store
+ * replica readable and equal to the primary, resumes from its own position,
+ * and is promoted by opening it as a page store; a database that had
+ * checkpointed data before its stream began publishes a base snapshot, from
+ * which restore and a new follower rebuild it whole.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/program.js';
+import { ReplicaErrorCode } from '../../src/replication/errors.js';
+import { Follower } from '../../src/replication/follower.js';
+import { restoreFromStream } from '../../src/replication/restore.js';
+import { listSnapshots } from '../../src/replication/snapshot.js';
+import { PageStore } from '../../src/store/page-store.js';
+import { openReplicatedStore, type ReplicatedStore } from '../../src/store/replicated-store.js';
+import { NatsCluster, requireNatsServer } from '../support/nats-cluster.js';
+
+const available = requireNatsServer('replica and snapshot tests');
+let cluster: NatsCluster | null = null;
+const dirs: string[] = [];
+const PAGE = 1024;
+
+function tempDb(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-replica-'));
+  dirs.push(dir);
+  return path.join(dir, 'db');
+}
+
+function page(pageNumber: number, fill: number): Uint8Array {
+  const data = new Uint8Array(PAGE).fill(fill & 0xff);
+  new DataView(data.buffer).setUint32(0, pageNumber, true);
+  return data;
+}
+
+interface DbState {
+  size: number;
+  pages: Buffer[];
+}
+
+async function stateOf(
+  size: number,
+  read: (pageNumber: number) => Promise<Uint8Array>,
+): Promise<DbState> {
+  const pages: Buffer[] = [];
+  for (let p = 1; p <= size; p++) pages.push(Buffer.from(await read(p)));
+  return { size, pages };
+}
+
+function expectSame(seen: DbState, want: DbState, what: string): void {
+  expect(seen.size, `${what}: size`).toBe(want.size);
+  seen.pages.forEach((data, i) => {
+    expect(data.equals(want.pages[i]!), `${what}: page ${i + 1}`).toBe(true);
+  });
+}
+
+function openPrimary(dbPath: string, stream: string): Promise<ReplicatedStore> {
+  return openReplicatedStore(dbPath, {
+    pageSize: PAGE,
+    autoCheckpoint: false,
+    fsync: 'normal',
+    replication: {
+      servers: cluster!.urls,
+      stream,
+      subject: `${stream}.epochs`,
+      replicas: 3,
+      connectTimeoutMs: 1_000,
+    },
+  });
+}
+
+/** Commits `count` transactions of a few pages (with a shrink and regrowth); returns the last epoch. */
+async function workload(store: PageStore, count: number, salt: number): Promise<bigint> {
+  let last = 0n;
+  for (let i = 0; i < count; i++) {
+    const pages = [1 + (i % 5), 6 + ((i * 3) % 11)].map((p) => ({
+      pageNumber: p,
+      data: page(p, salt + i),
+    }));
+    const options = i === Math.floor(count / 2) ? { dbSizePages: 8 } : {};
+    const kept = options.dbSizePages === undefined ? pages : pages.filter((p) => p.pageNumber <= 8);
+    last = (await store.commit(kept, options)).epoch;
+  }
+  return last;
+}
+
+beforeAll(async () => {
+  if (available) cluster = await NatsCluster.start();
+}, 30_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('read-only replicas and base snapshots', () => {
+  it('a follower keeps a readable page store replica equal to the primary, resumes, and is promoted', async () => {
+    if (cluster === null) return;
+    const source = tempDb();
+    const replicaPath = tempDb();
+    const primary = await openPrimary(source, 'RREPLICA');
+    const { store, replicator } = primary;
+    try {
+      let last = await workload(store, 30, 1);
+      await replicator.waitForReplicated(last, 15_000);
+      const follower = await Follower.start({
+        servers: cluster.urls,
+        stream: 'RREPLICA',
+        dbPath: replicaPath,
+        flushEveryEpochs: 7,
+      });
+      try {
+        await follower.waitForEpoch(last, 15_000);
+        const replica = follower.replica!;
+        expect(replica.appliedEpoch()).toBe(last);
+        const want = await stateOf(store.dbSizePages, (p) => store.read(p));
+        expectSame(await stateOf(replica.dbSizePages, (p) => replica.read(p)), want, 'caught up');
+        // Live: commits keep landing while a reader reads the replica.
+        const during = workload(store, 20, 100);
+        let reads = 0;
+        while (reads < 50) {
+          const numbers = Array.from({ length: 8 }, (_, k) => k + 1);
+          const { epoch, pages } = await replica.readPages(numbers);
+          expect(epoch).not.toBeNull();
+          expect(pages).toHaveLength(8);
+          reads++;
+          await new Promise((resolve) => setTimeout(resolve, 2));
+        }
+        last = await during;
+        await replicator.waitForReplicated(last, 15_000);
+        await follower.waitForEpoch(last, 15_000);
+        const now = await stateOf(store.dbSizePages, (p) => store.read(p));
+        expectSame(await stateOf(replica.dbSizePages, (p) => replica.read(p)), now, 'live');
+        expect(follower.stats().state).not.toBe('failed');
+      } finally {
+        await follower.close();
+      }
+      const firstRun = follower.stats();
+      expect(firstRun.durableEpoch).toBe(last);
+
+      // Resumes from its own durable position: only the new epochs are applied.
+      last = await workload(store, 10, 200);
+      await replicator.waitForReplicated(last, 15_000);
+      const resumed = await Follower.start({
+        servers: cluster.urls,
+        stream: 'RREPLICA',
+        dbPath: replicaPath,
+      });
+      try {
+        await resumed.waitForEpoch(last, 15_000);
+        expect(resumed.stats().epochsApplied).toBe(10);
+        expect(resumed.stats().epochsAlreadyHeld).toBe(0);
+      } finally {
+        await resumed.close();
+      }
+      const final = await stateOf(store.dbSizePages, (p) => store.read(p));
+      // Promotion: the replica's files are a page store database at `last`.
+      const promoted = await PageStore.open(replicaPath, { autoCheckpoint: false });
+      try {
+        expectSame(await stateOf(promoted.dbSizePages, (p) => promoted.read(p)), final, 'promoted');
+        const next = await promoted.commit([{ pageNumber: 1, data: page(1, 250) }]);
+        expect(next.epoch > last).toBe(true);
+      } finally {
+        await promoted.close();
+      }
+    } finally {
+      await primary.close();
+    }
+  });
+
+  it('a database checkpointed before its stream began publishes a base snapshot; restore and a new follower rebuild it whole', async () => {
+    if (cluster === null) return;
+    const source = tempDb();
+    // Before replication: data folded into the file, its segments deleted.
+    const local = await PageStore.open(source, { pageSize: PAGE, autoCheckpoint: false });
+    await workload(local, 25, 7);
+    await local.close({ checkpoint: true });
+
+    const primary = await openPrimary(source, 'RBASE');
+    const { store, replicator } = primary;
+    let mid: DbState;
+    let midEpoch: bigint;
+    let beforeSecondEpoch: bigint;
+    try {
+      midEpoch = await workload(store, 6, 50);
+      mid = await stateOf(store.dbSizePages, (p) => store.read(p));
+      let last = await workload(store, 6, 56);
+      await replicator.waitForReplicated(last, 15_000);
+      expect(replicator.stats().basesEnsured).toBe(1);
+      const snapshots = await listSnapshots(await connectTo(cluster.urls), 'RBASE');
+      expect(snapshots).toHaveLength(1);
+      expect(snapshots[0]!.epoch < midEpoch).toBe(true);
+      beforeSecondEpoch = last;
+      // A later snapshot, at a later checkpoint.
+      const second = await primary.snapshot();
+      expect(second?.epoch).toBe(last);
+      last = await workload(store, 6, 90);
+      await replicator.waitForReplicated(last, 15_000);
+    } finally {
+      await primary.close();
+    }
+    const reopened = await PageStore.open(source, { autoCheckpoint: false });
+    const want = await stateOf(reopened.dbSizePages, (p) => reopened.read(p));
+    await reopened.close();
+
+    // Restore: the newest snapshot, then the epochs after it.
+    const restored = tempDb();
+    const result = await restoreFromStream({
+      servers: cluster.urls,
+      stream: 'RBASE',
+      dbPath: restored,
+    });
+    expect(result.stoppedBy).toBeNull();
+    expect(result.snapshot?.epoch).toBe(beforeSecondEpoch);
+    expect(result.epochsRestored).toBe(6);
+    const opened = await PageStore.open(restored, { autoCheckpoint: false });
+    expectSame(await stateOf(opened.dbSizePages, (p) => opened.read(p)), want, 'restored');
+    await opened.close();
+
+    // Point in time before the newest snapshot: the older (base) snapshot is used.
+    const earlier = tempDb();
+    const pit = await restoreFromStream({
+      servers: cluster.urls,
+      stream: 'RBASE',
+      dbPath: earlier,
+      untilEpoch: midEpoch!,
+    });
+    expect(pit.stoppedBy).toBeNull();
+    expect(pit.snapshot!.epoch < midEpoch!).toBe(true);
+    expect(pit.lastEpoch).toBe(midEpoch!);
+    const atPit = await PageStore.open(earlier, { autoCheckpoint: false });
+    expectSame(await stateOf(atPit.dbSizePages, (p) => atPit.read(p)), mid!, 'point in time');
+    await atPit.close();
+
+    // Without the snapshot the stream alone is incomplete: reported, not restored in part silently.
+    const alone = await restoreFromStream({
+      servers: cluster.urls,
+      stream: 'RBASE',
+      dbPath: tempDb(),
+      useSnapshot: false,
+    });
+    expect(alone.stoppedBy?.code).toBe(ReplicaErrorCode.gap);
+    expect(alone.epochsRestored).toBe(0);
+
+    // A new follower starts from the newest snapshot and converges.
+    const replicaPath = tempDb();
+    const follower = await Follower.start({
+      servers: cluster.urls,
+      stream: 'RBASE',
+      dbPath: replicaPath,
+    });
+    try {
+      await follower.waitForEpoch(result.lastEpoch!, 15_000);
+      expect(follower.stats().snapshot?.epoch).toBe(beforeSecondEpoch);
+      const replica = follower.replica!;
+      expectSame(await stateOf(replica.dbSizePages, (p) => replica.read(p)), want, 'follower');
+    } finally {
+      await follower.close();
+    }
+
+    // The CLI: restore --apply folds everything into the file.
+    const viaCli = tempDb();
+    const out: string[] = [];
+    const io = { stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t) };
+    const code = await runCli(
+      ['restore', '--from', cluster.urls.join(','), '--stream', 'RBASE', viaCli, '--apply'],
+      io,
+    );
+    expect(code, out.join('')).toBe(0);
+    expect(out.join('')).toContain(`base snapshot of epoch ${beforeSecondEpoch}`);
+    const applied = await PageStore.open(viaCli, { autoCheckpoint: false });
+    expectSame(await stateOf(applied.dbSizePages, (p) => applied.read(p)), want, 'cli --apply');
+    await applied.close();
+  });
+});
+
+async function connectTo(urls: string[]) {
+  const { connect } = await import('@nats-io/transport-node');
+  const nc = await connect({ servers: urls });
+  ncs.push(nc);
+  return nc;
+}
+const ncs: Array<{ close(): Promise<void> }> = [];
+afterAll(async () => {
+  for (const nc of ncs) await nc.close();
+});
