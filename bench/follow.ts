@@ -145,6 +145,7 @@ async function main(): Promise<void> {
     await follower.waitForEpoch(last, 300_000);
     const replica = follower.replica!;
     const lags: number[] = [];
+    const replicatedLags: number[] = [];
     const readMs: number[] = [];
     let reading = true;
     const reader = (async () => {
@@ -166,6 +167,9 @@ async function main(): Promise<void> {
           follower.waitForEpoch(epoch, 60_000).then(() => {
             lags.push(performance.now() - at);
           }),
+          primary.replicator.waitForReplicated(epoch, 60_000).then(() => {
+            replicatedLags.push(performance.now() - at);
+          }),
         );
       },
     );
@@ -175,7 +179,7 @@ async function main(): Promise<void> {
     await reader;
     await follower.close();
     console.log(
-      `live follow (${COMMITTERS} committers, ${LIVE_MS} ms, ${n} commits): visibility lag after local ack p50 ${percentile(lags, 50).toFixed(1)} ms, p99 ${percentile(lags, 99).toFixed(1)} ms; replica read p50 ${percentile(readMs, 50).toFixed(3)} ms, p99 ${percentile(readMs, 99).toFixed(3)} ms (${readMs.length} reads)`,
+      `live follow (${COMMITTERS} committers, ${LIVE_MS} ms, ${n} commits): after the local ack: replicated (cluster ack) p50 ${percentile(replicatedLags, 50).toFixed(1)} ms, p99 ${percentile(replicatedLags, 99).toFixed(1)} ms; visible on the replica p50 ${percentile(lags, 50).toFixed(1)} ms, p99 ${percentile(lags, 99).toFixed(1)} ms; replica read p50 ${percentile(readMs, 50).toFixed(3)} ms, p99 ${percentile(readMs, 99).toFixed(3)} ms (${readMs.length} reads)`,
     );
 
     // --- 3. snapshots ---

@@ -36,6 +36,7 @@ export function registerFollow(program: Command, ctx: CliContext): void {
     )
     .option('--page-size <bytes>', 'store mode: the primary page size (default: learned)')
     .option('--no-snapshot', 'store mode: do not start an empty replica from a base snapshot')
+    .option('--flush-every <epochs>', 'store mode: fold into the file at least every N epochs')
     .action(
       async (
         dbPath: string,
@@ -47,6 +48,7 @@ export function registerFollow(program: Command, ctx: CliContext): void {
           mode: string;
           pageSize?: string;
           snapshot?: boolean;
+          flushEvery?: string;
         },
       ) => {
         if (options.mode !== 'store' && options.mode !== 'log') {
@@ -55,6 +57,15 @@ export function registerFollow(program: Command, ctx: CliContext): void {
           return;
         }
         const pageSize = options.pageSize === undefined ? undefined : Number(options.pageSize);
+        const flushEvery =
+          options.flushEvery === undefined ? undefined : Number(options.flushEvery);
+        if (flushEvery !== undefined && (!Number.isSafeInteger(flushEvery) || flushEvery < 1)) {
+          ctx.io.stderr(
+            `pwal: --flush-every must be a positive integer, got ${options.flushEvery}\n`,
+          );
+          ctx.setExitCode(EXIT_USAGE);
+          return;
+        }
         const untilEpoch = parseEpochOption(options.untilEpoch);
         if (untilEpoch === null) {
           ctx.io.stderr(`pwal: --until-epoch must be a decimal u64, got ${options.untilEpoch}\n`);
@@ -68,6 +79,7 @@ export function registerFollow(program: Command, ctx: CliContext): void {
           mode: options.mode,
           ...(pageSize === undefined ? {} : { pageSize }),
           useSnapshot: options.snapshot !== false,
+          ...(flushEvery === undefined ? {} : { flushEveryEpochs: flushEvery }),
           connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
           fs: ctx.fs,
         });

@@ -48,6 +48,10 @@ export const FOLLOW_RETRY_DELAY_MIN_MS = 50;
 export const FOLLOW_RETRY_DELAY_MAX_MS = 2_000;
 /** A store replica folds applied epochs into its file at least every this many epochs. */
 export const DEFAULT_FOLLOW_FLUSH_EVERY_EPOCHS = 512;
+/** A store replica caught up with the stream folds once no new message came for this long… */
+export const FOLLOW_QUIET_FLUSH_MS = 100;
+/** …and at least this often while messages keep coming. */
+export const FOLLOW_FLUSH_INTERVAL_MS = 1_000;
 /** …or once this many bytes of pages wait in memory. */
 export const DEFAULT_FOLLOW_FLUSH_PENDING_BYTES = 64 * 1024 * 1024;
 
@@ -123,6 +127,7 @@ export class Follower {
   private wake: Deferred<void> = deferred();
   private loop: Promise<void> = Promise.resolve();
   private unflushedEpochs = 0;
+  private lastFlushAt = performance.now();
   private snapshot: { epoch: bigint; bytes: number } | null = null;
   private readonly progressWaiters = new Set<{
     epoch: bigint;
@@ -148,7 +153,7 @@ export class Follower {
     this.position = position;
     this.applied = position;
     this.needsBootstrap =
-      store !== null && store.isEmpty && position.epoch === null && options.useSnapshot !== false;
+      store?.isEmpty === true && position.epoch === null && options.useSnapshot !== false;
     this.assembler = this.newAssembler();
   }
 
@@ -348,9 +353,15 @@ export class Follower {
         const caughtUp = await this.readNew();
         failures = 0;
         if (caughtUp && !this.closing) {
-          await this.makeDurable();
           this.state = 'current';
-          await this.idle(FOLLOW_POLL_INTERVAL_MS);
+          if (this.unflushedEpochs === 0) {
+            await this.idle(FOLLOW_POLL_INTERVAL_MS);
+          } else if (performance.now() - this.lastFlushAt >= FOLLOW_FLUSH_INTERVAL_MS) {
+            await this.makeDurable();
+          } else if (!(await this.idle(FOLLOW_QUIET_FLUSH_MS))) {
+            // Quiet: nothing new arrived; make what was applied durable.
+            await this.makeDurable();
+          }
         }
       } catch (error) {
         if (error instanceof ReplicaVerificationError || isFatal(error)) {
@@ -373,9 +384,12 @@ export class Follower {
     }
   }
 
-  private async idle(ms: number): Promise<void> {
+  /** Sleeps `ms` unless woken (new message, close); true when woken. */
+  private async idle(ms: number): Promise<boolean> {
     await sleepUnless(ms, [this.wake.promise, this.closeSignal.promise]);
+    const woken = this.wake.settled || this.closing;
     if (this.wake.settled) this.wake = deferred();
+    return woken;
   }
 
   private async ensureSession(): Promise<void> {
@@ -523,6 +537,7 @@ export class Follower {
     await writeFollowPosition(this.options.dbPath, target, this.fs);
     this.position = target;
     this.unflushedEpochs = 0;
+    this.lastFlushAt = performance.now();
   }
 }
 

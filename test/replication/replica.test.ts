@@ -6,9 +6,12 @@
  * checkpointed data before its stream began publishes a base snapshot, from
  * which restore and a new follower rebuild it whole.
  */
+
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { ReplicaErrorCode } from '../../src/replication/errors.js';
@@ -16,13 +19,17 @@ import { Follower } from '../../src/replication/follower.js';
 import { restoreFromStream } from '../../src/replication/restore.js';
 import { listSnapshots } from '../../src/replication/snapshot.js';
 import { PageStore } from '../../src/store/page-store.js';
+import { ReplicaStore } from '../../src/store/replica-store.js';
 import { openReplicatedStore, type ReplicatedStore } from '../../src/store/replicated-store.js';
 import { NatsCluster, requireNatsServer } from '../support/nats-cluster.js';
+import { seededRng } from '../support/rng.js';
 
 const available = requireNatsServer('replica and snapshot tests');
 let cluster: NatsCluster | null = null;
 const dirs: string[] = [];
 const PAGE = 1024;
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const FOLLOWER_KILLS = Number(process.env.PWAL_FOLLOWER_KILLS ?? 6);
 
 function tempDb(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-replica-'));
@@ -275,6 +282,104 @@ describe('read-only replicas and base snapshots', () => {
     expectSame(await stateOf(applied.dbSizePages, (p) => applied.read(p)), want, 'cli --apply');
     await applied.close();
   });
+});
+
+describe('a follower process killed at random moments', () => {
+  it('always reopens at a whole epoch equal to the primary, resumes, and converges', async () => {
+    if (cluster === null) return;
+    const source = tempDb();
+    const replicaPath = tempDb();
+    const primary = await openPrimary(source, 'RKILLF');
+    const { store, replicator } = primary;
+    // The primary's state after every epoch (one committer: one commit per epoch at most).
+    const states: Array<{ epoch: bigint; state: DbState }> = [];
+    const stateAt = (epoch: bigint | null): DbState => {
+      let found: DbState = { size: 0, pages: [] };
+      for (const s of states) if (epoch !== null && s.epoch <= epoch) found = s.state;
+      return found;
+    };
+    let committing = true;
+    let salt = 0;
+    const committer = (async () => {
+      while (committing) {
+        const last = await workload(store, 1, salt++);
+        states.push({ epoch: last, state: await stateOf(store.dbSizePages, (p) => store.read(p)) });
+        await new Promise((resolve) => setTimeout(resolve, 3));
+      }
+    })();
+    const rng = seededRng(42);
+    const durables: Array<bigint | null> = [];
+    try {
+      for (let kill = 0; kill < FOLLOWER_KILLS; kill++) {
+        const child = spawn(
+          process.execPath,
+          [
+            '--import',
+            'tsx',
+            path.join(repoRoot, 'src/cli/pwal.ts'),
+            'follow',
+            '--from',
+            cluster.urls.join(','),
+            '--stream',
+            'RKILLF',
+            '--flush-every',
+            '3',
+            replicaPath,
+          ],
+          { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        let out = '';
+        child.stdout?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+        });
+        child.stderr?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+        });
+        const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+        // Let it start and apply for a while, then kill it without warning.
+        const started = Date.now();
+        while (!out.includes('applied up to epoch') && Date.now() - started < 15_000) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        expect(out, 'the follower did not start').toContain('applied up to epoch');
+        await new Promise((resolve) => setTimeout(resolve, 50 + Math.floor(rng() * 600)));
+        child.kill('SIGKILL');
+        await exited;
+        // Opening the replica (taking over the dead follower's lock) gives a whole epoch.
+        const replica = await ReplicaStore.open(replicaPath);
+        const durable = replica.durableEpoch();
+        durables.push(durable);
+        expectSame(
+          await stateOf(replica.dbSizePages, (p) => replica.read(p)),
+          stateAt(durable),
+          `after kill ${kill} (epoch ${durable})`,
+        );
+        await replica.close();
+      }
+    } finally {
+      committing = false;
+      await committer;
+    }
+    const last = states.at(-1)!.epoch;
+    await replicator.waitForReplicated(last, 15_000);
+    await primary.close();
+    // The replica moved forward across the kills, and a last run converges.
+    expect(new Set(durables.map(String)).size).toBeGreaterThan(1);
+    const io = { stdout: () => {}, stderr: () => {} };
+    const code = await runCli(
+      ['follow', '--from', cluster.urls.join(','), '--stream', 'RKILLF', replicaPath, '--once'],
+      io,
+    );
+    expect(code).toBe(0);
+    const replica = await ReplicaStore.open(replicaPath);
+    expect(replica.durableEpoch()).toBe(last);
+    expectSame(
+      await stateOf(replica.dbSizePages, (p) => replica.read(p)),
+      states.at(-1)!.state,
+      'converged',
+    );
+    await replica.close();
+  }, 120_000);
 });
 
 async function connectTo(urls: string[]) {
