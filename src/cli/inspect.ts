@@ -1,6 +1,7 @@
 /**
  * `pwal inspect <db-path> [--json]`: the store header (page store databases),
- * the replication state (when a replicator ran there), then one row per
+ * the replication state (when a replicator ran there), the follower position
+ * (when the database is a replica), then one row per
  * segment file — epoch, file, bytes, format version (1, 2, or 3 with a
  * certificate trailer), record count, status (`ok`, `pending-adoption` for a
  * complete early-acknowledged temporary file, or the error code and message). Exits 0 when it could look (even at bad segments: use `verify`
@@ -8,19 +9,25 @@
  */
 import type { Command } from 'commander';
 import { WalError } from '../errors.js';
-import { type ReplicationState, readReplicationState } from '../replication/state-file.js';
+import {
+  type FollowPosition,
+  type ReplicationState,
+  readFollowPosition,
+  readReplicationState,
+} from '../replication/state-file.js';
 import { describeStore, formatStoreDescription } from '../store/describe.js';
 import { type CliContext, EXIT_OK, jsonLine } from './context.js';
 import { checkDatabase, isHealthy, type SegmentCheck } from './segment-check.js';
 
-type ReplicationLook =
-  | { state: ReplicationState | null; error: null }
+type Look<T> =
+  | { state: T | null; error: null }
   | { state: null; error: { code: string; message: string } };
+type ReplicationLook = Look<ReplicationState>;
 
-/** The replication state file, or why it cannot be read (never throws). */
-async function lookAtReplication(dbPath: string, ctx: CliContext): Promise<ReplicationLook> {
+/** A state file, or why it cannot be read (never throws). */
+async function lookAt<T>(read: () => Promise<T | null>): Promise<Look<T>> {
   try {
-    return { state: await readReplicationState(dbPath, ctx.fs), error: null };
+    return { state: await read(), error: null };
   } catch (error) {
     const code = error instanceof WalError ? error.code : 'ERR_UNEXPECTED';
     const message = error instanceof Error ? error.message : String(error);
@@ -35,6 +42,20 @@ function replicationLine(look: ReplicationLook): string {
   return `replication: database ${s.databaseId}, stream ${s.stream} (subject ${s.subject}), replicated through epoch ${
     s.replicatedEpoch ?? 'none'
   }, stream seq ${s.streamSeq}, as of ${s.updatedAt}\n`;
+}
+
+function followLine(look: Look<FollowPosition>): string {
+  if (look.error !== null) return `follower: ${look.error.message} (${look.error.code})\n`;
+  const p = look.state;
+  if (p === null) return '';
+  const from = p.base === true ? ' (a base snapshot)' : '';
+  const wait =
+    p.consistentEpoch === null || p.consistentEpoch === undefined
+      ? ''
+      : `, reads wait for epoch ${p.consistentEpoch}`;
+  return `follower: replica of database ${p.databaseId || '?'} from stream ${p.stream}, durable through epoch ${
+    p.epoch ?? 'none'
+  }${from}, stream seq ${p.streamSeq}${wait}, as of ${p.updatedAt}\n`;
 }
 
 function cell(value: number | bigint | null): string {
@@ -70,7 +91,8 @@ export function registerInspect(program: Command, ctx: CliContext): void {
     .action(async (dbPath: string, options: { json?: boolean }) => {
       const { segments, temporaryFiles } = await checkDatabase(dbPath, ctx.fs);
       const store = await describeStore(dbPath, { fs: ctx.fs });
-      const replication = await lookAtReplication(dbPath, ctx);
+      const replication = await lookAt(() => readReplicationState(dbPath, ctx.fs));
+      const follow = await lookAt(() => readFollowPosition(dbPath, ctx.fs));
       if (options.json) {
         ctx.io.stdout(
           jsonLine({
@@ -78,6 +100,8 @@ export function registerInspect(program: Command, ctx: CliContext): void {
             store,
             replication: replication.state,
             ...(replication.error === null ? {} : { replicationError: replication.error }),
+            follower: follow.state,
+            ...(follow.error === null ? {} : { followerError: follow.error }),
             segments: segments.map((s) => ({
               epoch: s.epoch,
               file: s.file,
@@ -93,6 +117,7 @@ export function registerInspect(program: Command, ctx: CliContext): void {
       } else {
         ctx.io.stdout(formatStoreDescription(store));
         ctx.io.stdout(replicationLine(replication));
+        ctx.io.stdout(followLine(follow));
         ctx.io.stdout(segments.length === 0 ? `no segments for ${dbPath}\n` : table(segments));
       }
       if (!options.json && temporaryFiles.length > 0) {

@@ -371,6 +371,13 @@ describe('a follower process killed at random moments', () => {
       io,
     );
     expect(code).toBe(0);
+    const shown: string[] = [];
+    const inspectIo = {
+      stdout: (t: string) => shown.push(t),
+      stderr: (t: string) => shown.push(t),
+    };
+    expect(await runCli(['inspect', replicaPath], inspectIo)).toBe(0);
+    expect(shown.join('')).toContain(`from stream RKILLF, durable through epoch ${last}`);
     const replica = await ReplicaStore.open(replicaPath);
     expect(replica.durableEpoch()).toBe(last);
     expectSame(
