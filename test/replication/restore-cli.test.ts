@@ -1,0 +1,230 @@
+/**
+ * `pwal restore … --apply` end to end against a real 3-node JetStream
+ * cluster (see test/support/nats-cluster.ts; without `nats-server` the file
+ * logs a note and checks nothing): a replicated page store commits pages,
+ * the CLI rebuilds a fresh database from its stream and folds it into the
+ * database file, and a page store opened there reads exactly the source —
+ * at the end of the stream and at a chosen epoch.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PageStore } from '../../src/store/page-store.js';
+import { openReplicatedStore } from '../../src/store/replicated-store.js';
+import { runCliCaptured as cli } from '../support/cli.js';
+import { NatsCluster, requireNatsServer } from '../support/nats-cluster.js';
+import { randBytes, randInt, seededRng } from '../support/rng.js';
+
+const available = requireNatsServer('restore CLI tests');
+let cluster: NatsCluster | null = null;
+const dirs: string[] = [];
+
+function tempDb(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
+  dirs.push(dir);
+  return path.join(dir, 'db');
+}
+
+beforeAll(async () => {
+  if (available) cluster = await NatsCluster.start();
+}, 30_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A database's contents: its size in pages and every page's image. */
+interface DbImage {
+  size: number;
+  pages: Map<number, Uint8Array>;
+}
+
+function copyImage(image: DbImage): DbImage {
+  return { size: image.size, pages: new Map(image.pages) };
+}
+
+/** What the source holds after each commit, by the commit's epoch. */
+interface History {
+  final: DbImage;
+  byEpoch: { epoch: bigint; image: DbImage }[];
+  pageSize: number;
+}
+
+/**
+ * Commits `count` random transactions (1–6 pages each, some large enough to
+ * span several stream messages, one shrink and regrowth) through a
+ * replicated page store on `stream`, and waits until the cluster has them.
+ */
+async function commitHistory(
+  dbPath: string,
+  stream: string,
+  pageSize: number,
+  count: number,
+  seed: number,
+): Promise<History> {
+  const rng = seededRng(seed);
+  const { store, replicator, close } = await openReplicatedStore(dbPath, {
+    pageSize,
+    autoCheckpoint: false,
+    fsync: 'normal',
+    replication: {
+      servers: cluster!.urls,
+      stream,
+      subject: `${stream}.epochs`,
+      replicas: 3,
+      connectTimeoutMs: 1_000,
+    },
+  });
+  const image: DbImage = { size: 0, pages: new Map() };
+  const byEpoch: History['byEpoch'] = [];
+  try {
+    let last = 0n;
+    for (let i = 0; i < count; i++) {
+      const shrink = i === Math.floor(count / 2);
+      const highest = shrink ? 20 : 60;
+      const wanted = new Set<number>();
+      const pages = i % 10 === 3 ? 40 : randInt(rng, 1, 6);
+      while (wanted.size < pages) wanted.add(randInt(rng, 1, highest));
+      const writes = [...wanted].map((pageNumber) => ({
+        pageNumber,
+        data: randBytes(rng, pageSize),
+      }));
+      const result = await store.commit(writes, shrink ? { dbSizePages: 20 } : {});
+      if (shrink) {
+        for (const p of [...image.pages.keys()]) if (p > 20) image.pages.delete(p);
+        image.size = 20;
+      }
+      for (const w of writes) image.pages.set(w.pageNumber, w.data);
+      image.size = Math.max(image.size, ...wanted);
+      expect(result.dbSizePages).toBe(image.size);
+      byEpoch.push({ epoch: result.epoch, image: copyImage(image) });
+      last = result.epoch;
+    }
+    await replicator.waitForReplicated(last, 15_000);
+    // The model is the source: check it against the store itself.
+    await expectImage(store, image, 'source');
+  } finally {
+    await close();
+  }
+  return { final: image, byEpoch, pageSize };
+}
+
+/** The source's contents as of `epoch`: the last commit at or before it. */
+function imageAt(history: History, epoch: bigint): DbImage {
+  let found: DbImage | null = null;
+  for (const entry of history.byEpoch) if (entry.epoch <= epoch) found = entry.image;
+  if (found === null) throw new Error(`no commit at or before epoch ${epoch}`);
+  return found;
+}
+
+async function expectImage(store: PageStore, want: DbImage, what: string): Promise<void> {
+  expect(store.dbSizePages, `${what}: database size`).toBe(want.size);
+  const zeros = new Uint8Array(store.pageSize);
+  for (let p = 1; p <= want.size; p++) {
+    const data = await store.read(p);
+    const expected = want.pages.get(p) ?? zeros;
+    expect(Buffer.from(data).equals(Buffer.from(expected)), `${what}: page ${p}`).toBe(true);
+  }
+  await expect(store.read(want.size + 1), `${what}: past the end`).rejects.toMatchObject({
+    code: 'ERR_STORE_PAGE_OUT_OF_RANGE',
+  });
+}
+
+async function expectRestored(dbPath: string, want: DbImage, pageSize: number, what: string) {
+  // A plain page store opens the restored database: everything is in the file.
+  const store = await PageStore.open(dbPath, { autoCheckpoint: false });
+  try {
+    expect(store.pageSize).toBe(pageSize);
+    await expectImage(store, want, what);
+    expect(store.recovery.segmentsApplied, `${what}: nothing left to fold`).toBe(0);
+  } finally {
+    await store.close();
+  }
+}
+
+function restoreArgs(stream: string, target: string, ...extra: string[]): string[] {
+  return ['restore', '--from', cluster!.urls.join(','), '--stream', stream, target, ...extra];
+}
+
+describe('pwal restore --apply', () => {
+  it('rebuilds a fresh database whose page store reads exactly the source, at the end and at a chosen epoch', async () => {
+    if (cluster === null) return;
+    const source = tempDb();
+    const history = await commitHistory(source, 'RCLIAPPLY', 4096, 40, 7);
+    const epochs = history.byEpoch.map((e) => e.epoch);
+
+    const full = tempDb();
+    const run = await cli(...restoreArgs('RCLIAPPLY', full, '--apply'));
+    expect(run.err).toBe('');
+    expect(run.code).toBe(0);
+    const lastEpoch = epochs.at(-1)!;
+    expect(run.out).toMatch(/^restored \d+ epoch\(s\), \d+ bytes into /);
+    expect(run.out).toContain(`up to epoch ${lastEpoch}\n`);
+    expect(run.out).toMatch(/applied into the database file: \d+ page\(s\) written\n$/);
+    expect(run.out).not.toContain('stopped at');
+    await expectRestored(full, history.final, 4096, 'whole stream');
+
+    // Point in time: the state right after an early, a middle and the shrinking commit.
+    for (const cut of [epochs[2]!, epochs[20]!, epochs[27]!]) {
+      const target = tempDb();
+      const atCut = await cli(
+        ...restoreArgs('RCLIAPPLY', target, '--until-epoch', String(cut), '--apply'),
+      );
+      expect(atCut.code, atCut.err).toBe(0);
+      expect(atCut.out).toContain(`up to epoch ${cut}\n`);
+      await expectRestored(target, imageAt(history, cut), 4096, `epoch ${cut}`);
+    }
+  }, 120_000);
+
+  it('prints one JSON object with --json', async () => {
+    if (cluster === null) return;
+    const source = tempDb();
+    const history = await commitHistory(source, 'RCLIJSON', 1024, 12, 11);
+    const cut = history.byEpoch[5]!.epoch;
+    const target = tempDb();
+    const run = await cli(
+      ...restoreArgs(
+        'RCLIJSON',
+        target,
+        '--until-epoch',
+        String(cut),
+        '--apply',
+        '--page-size',
+        '1024',
+        '--json',
+      ),
+    );
+    expect(run.code, run.err).toBe(0);
+    expect(run.out.trim().split('\n')).toHaveLength(1);
+    const report = JSON.parse(run.out) as Record<string, unknown>;
+    expect(report.lastEpoch).toBe(String(cut));
+    expect(report.stoppedBy).toBeNull();
+    expect(report.duplicateCount).toBe(0);
+    expect(report.incompleteTail).toBe(false);
+    expect(typeof report.databaseId).toBe('string');
+    expect(report.epochsRestored).toBeGreaterThan(0);
+    expect(report.bytesRestored).toBeGreaterThan(0);
+    const applied = report.applied as { pagesWritten: number; checkpointEpoch: string };
+    expect(applied.checkpointEpoch).toBe(String(cut));
+    expect(applied.pagesWritten).toBeGreaterThan(0);
+    await expectRestored(target, imageAt(history, cut), 1024, 'json run');
+  }, 120_000);
+
+  it('fails with a message when the stream is missing or the target already has a database', async () => {
+    if (cluster === null) return;
+    const missing = await cli(...restoreArgs('RCLINOSUCH', tempDb(), '--apply'));
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain('RCLINOSUCH');
+    expect(missing.err).toContain('ERR_REPLICATION_STREAM');
+
+    const source = tempDb();
+    await commitHistory(source, 'RCLITWICE', 4096, 3, 5);
+    const target = tempDb();
+    expect((await cli(...restoreArgs('RCLITWICE', target))).code).toBe(0);
+    const again = await cli(...restoreArgs('RCLITWICE', target, '--apply'));
+    expect(again.code).toBe(1);
+    expect(again.err).toContain('already has');
+  }, 120_000);
+});
