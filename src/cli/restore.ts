@@ -12,6 +12,7 @@
 import type { Command } from 'commander';
 import type { ReplicaVerificationError } from '../replication/errors.js';
 import { type RestoreResult, restoreFromStream } from '../replication/restore.js';
+import { validatePageSize } from '../store/header.js';
 import { PageStore } from '../store/page-store.js';
 import { type CliContext, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, jsonLine } from './context.js';
 
@@ -54,7 +55,10 @@ export function registerRestore(program: Command, ctx: CliContext): void {
     .option('--until-epoch <n>', 'restore epochs up to and including N')
     .option('--apply', 'fold the restored segments into the database file (page store)')
     .option('--no-snapshot', 'ignore base snapshots: rebuild from the stream alone')
-    .option('--page-size <bytes>', 'page size for --apply (default: the store default)')
+    .option(
+      '--page-size <bytes>',
+      'page size for --apply (default: learned from the snapshot or the stream)',
+    )
     .option('--json', 'print one JSON object')
     .action(
       async (
@@ -75,6 +79,17 @@ export function registerRestore(program: Command, ctx: CliContext): void {
           ctx.setExitCode(EXIT_USAGE);
           return;
         }
+        let pageSize: number | undefined;
+        if (options.pageSize !== undefined) {
+          pageSize = Number(options.pageSize);
+          try {
+            validatePageSize(pageSize);
+          } catch (error) {
+            ctx.io.stderr(`pwal: --page-size: ${(error as Error).message}\n`);
+            ctx.setExitCode(EXIT_USAGE);
+            return;
+          }
+        }
         const result = await restoreFromStream({
           servers: options.from.split(','),
           stream: options.stream,
@@ -86,9 +101,8 @@ export function registerRestore(program: Command, ctx: CliContext): void {
         });
         let applied: { checkpointEpoch: bigint | null; pagesWritten: number } | null = null;
         if (options.apply === true && (result.epochsRestored > 0 || result.snapshot !== null)) {
-          const pageSize = options.pageSize === undefined ? undefined : Number(options.pageSize);
           const store = await PageStore.open(dbPath, {
-            pageSize,
+            pageSize: pageSize ?? result.pageSize ?? undefined,
             fs: ctx.fs,
             autoCheckpoint: false,
           });

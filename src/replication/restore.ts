@@ -20,8 +20,11 @@
 import * as nodePath from 'node:path';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { decodeSegment } from '../format/segment.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, listSegments, writeSegmentFile } from '../storage/segment-files.js';
+import { STORE_META_PAGE_ID } from '../store/commit-meta.js';
+import { storeHeaderPath, validatePageSize } from '../store/header.js';
 import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, type DuplicateMessage, EpochAssembler } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
@@ -98,6 +101,12 @@ export interface RestoreResult {
   stoppedBy: ReplicaVerificationError | null;
   /** True when a partial epoch was left at the end of the stream (not restored). */
   incompleteTail: boolean;
+  /**
+   * The page size of the restored database: the snapshot's, else the length
+   * of the first page image restored when it is a valid page size (`null`:
+   * unknown — no page image, or not a page store's log).
+   */
+  pageSize: number | null;
 }
 
 /**
@@ -117,6 +126,16 @@ export async function restoreFromStream(options: RestoreOptions): Promise<Restor
       ReplicationErrorCode.position,
       `restore target ${options.dbPath} already has ${existing.length} segment(s); restore into a fresh location`,
     );
+  }
+  // Another database (file or store header) there would be mixed with the
+  // restored one: refuse it as well.
+  for (const path of [options.dbPath, storeHeaderPath(options.dbPath)]) {
+    if (await exists(path, fs)) {
+      throw new ReplicationError(
+        ReplicationErrorCode.position,
+        `restore target ${options.dbPath} already holds a database (${path} exists); restore into a fresh location`,
+      );
+    }
   }
   await fs.mkdir(nodePath.dirname(options.dbPath), { recursive: true });
   const nc =
@@ -159,6 +178,7 @@ async function restoreWith(
     bytesRestored: 0,
     snapshot: null,
     messagesBeforeSnapshot: 0,
+    pageSize: null,
     duplicateCount: 0,
     duplicates: [],
     lastStreamSeq: 0,
@@ -199,6 +219,7 @@ async function restoreWith(
     };
     result.databaseId = meta.databaseId;
     result.lastEpoch = meta.epoch;
+    result.pageSize = meta.pageSize;
   }
   const assembler = new EpochAssembler({
     databaseId: meta?.databaseId ?? options.databaseId,
@@ -236,6 +257,7 @@ async function restoreWith(
         });
         result.epochsRestored += 1;
         result.lastEpoch = verified.epoch;
+        result.pageSize ??= pageSizeOf(verified.segment);
         result.bytesRestored += verified.segment.length;
         if (until !== undefined && verified.epoch >= until) break;
       }
@@ -247,6 +269,30 @@ async function restoreWith(
   result.databaseId = assembler.database ?? null;
   result.incompleteTail = result.stoppedBy === null && assembler.inEpoch;
   return checkConsistent(result, meta);
+}
+
+/** The page size a segment's first committed page image shows, when it is a valid one. */
+function pageSizeOf(segment: Uint8Array): number | null {
+  for (const record of decodeSegment(segment, { copyImages: false }).records) {
+    if (record.endSeq === null || record.pageId === STORE_META_PAGE_ID) continue;
+    try {
+      validatePageSize(record.afterImage.length);
+      return record.afterImage.length;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
+async function exists(path: string, fs: WalFileSystem): Promise<boolean> {
+  try {
+    await fs.stat(path);
+    return true;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return false;
+    throw error;
+  }
 }
 
 /**

@@ -226,5 +226,42 @@ describe('pwal restore --apply', () => {
     const again = await cli(...restoreArgs('RCLITWICE', target, '--apply'));
     expect(again.code).toBe(1);
     expect(again.err).toContain('already has');
+
+    // Another database at the target (a checkpointed one: no segments) is refused too.
+    const occupied = tempDb();
+    const other = await PageStore.open(occupied, { pageSize: 4096 });
+    await other.commit([{ pageNumber: 1, data: new Uint8Array(4096).fill(3) }]);
+    await other.close({ checkpoint: true });
+    const mixed = await cli(...restoreArgs('RCLITWICE', occupied, '--apply'));
+    expect(mixed.code).toBe(1);
+    expect(mixed.err).toContain('already holds a database');
+    expect(Buffer.from((await readFirstPage(occupied)).subarray(0, 4))).toEqual(
+      Buffer.from([3, 3, 3, 3]),
+    );
+
+    // A bad --page-size is a usage error found before anything is written.
+    const early = tempDb();
+    const bad = await cli(...restoreArgs('RCLITWICE', early, '--apply', '--page-size', 'abc'));
+    expect(bad.code).toBe(2);
+    expect(fs.readdirSync(path.dirname(early))).toEqual([]);
+  }, 120_000);
+
+  it('learns the page size for --apply from the stream when --page-size is not given', async () => {
+    if (cluster === null) return;
+    const source = tempDb();
+    const history = await commitHistory(source, 'RCLILEARN', 1024, 8, 13);
+    const target = tempDb();
+    const run = await cli(...restoreArgs('RCLILEARN', target, '--apply'));
+    expect(run.code, run.err).toBe(0);
+    await expectRestored(target, history.final, 1024, 'learned page size');
   }, 120_000);
 });
+
+async function readFirstPage(dbPath: string): Promise<Uint8Array> {
+  const store = await PageStore.open(dbPath, { autoCheckpoint: false });
+  try {
+    return await store.read(1);
+  } finally {
+    await store.close();
+  }
+}
