@@ -214,7 +214,12 @@ export {
   snapshotBucketName,
   snapshotObjectName,
 } from './replication/snapshot.js';
-export { type ReplicationState, readReplicationState } from './replication/state-file.js';
+export {
+  type FollowPosition,
+  type ReplicationState,
+  readFollowPosition,
+  readReplicationState,
+} from './replication/state-file.js';
 export {
   IO_ERROR_CODE,
   SEGMENT_CORRUPT_CODE,
@@ -279,6 +284,7 @@ export {
 } from './store/header.js';
 export {
   type CheckpointControl,
+  type CheckpointImage,
   type CheckpointResult,
   type CommitOptions,
   checkpointControlFromFallback,
@@ -291,6 +297,12 @@ export {
   type StoreRecoveryReport,
   type StoreWorkerHandle,
 } from './store/page-store.js';
+export {
+  type ReplicaSnapshotImage,
+  ReplicaStore,
+  type ReplicaStoreOptions,
+  type ReplicaStoreStats,
+} from './store/replica-store.js';
 export {
   DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS,
   openReplicatedStore,
