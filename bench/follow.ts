@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { Follower } from '../src/replication/follower.js';
 import { restoreFromStream } from '../src/replication/restore.js';
 import { openReplicatedStore, type ReplicatedStore } from '../src/store/replicated-store.js';
-import { NatsCluster, natsServerAvailable } from '../test/support/nats-cluster.js';
+import { startBenchCluster } from '../test/support/nats-cluster.js';
 
 const COMMITS = Number(process.env.COMMITS ?? 4_000);
 const REPS = Number(process.env.REPS ?? 3);
@@ -79,11 +79,8 @@ async function drive(
 }
 
 async function main(): Promise<void> {
-  if (!natsServerAvailable()) {
-    console.log('nats-server is not on PATH: install it (apt-get install -y nats-server)');
-    return;
-  }
-  const cluster = await NatsCluster.start();
+  const cluster = await startBenchCluster();
+  if (cluster === null) return;
   const dbPath = tempDb();
   const primary = await openReplicatedStore(dbPath, {
     pageSize: PAGE,

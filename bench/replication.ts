@@ -19,7 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ParallelWal, type ParallelWalBatch } from '../src/engine/wal.js';
 import { ReplicatedWal } from '../src/replication/replicated-wal.js';
-import { NatsCluster, natsServerAvailable } from '../test/support/nats-cluster.js';
+import { type NatsCluster, startBenchCluster } from '../test/support/nats-cluster.js';
 
 const CELL_MS = Number(process.env.CELL_MS ?? 2_000);
 const REPS = Number(process.env.REPS ?? 3);
@@ -115,13 +115,8 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  if (!natsServerAvailable()) {
-    console.log(
-      'nats-server is not on PATH: install it (apt-get install -y nats-server) to run this benchmark',
-    );
-    return;
-  }
-  const cluster = await NatsCluster.start();
+  const cluster = await startBenchCluster();
+  if (cluster === null) return;
   try {
     const results = new Map<string, Cell[]>();
     let cell = 0;

@@ -37,7 +37,7 @@ import { ReplicatedWal } from '../src/replication/replicated-wal.js';
 import { restoreFromStream } from '../src/replication/restore.js';
 import { readStreamRange, readStreamRangeByRequest } from '../src/replication/stream-reader.js';
 import type { FsyncPolicy } from '../src/storage/segment-files.js';
-import { NatsCluster, natsServerAvailable } from '../test/support/nats-cluster.js';
+import { type NatsCluster, startBenchCluster } from '../test/support/nats-cluster.js';
 
 const EPOCHS = Number(process.env.EPOCHS ?? 20_000);
 const PAGE_BYTES = Number(process.env.PAGE_BYTES ?? 4096);
@@ -189,13 +189,8 @@ function report(label: string, runs: Map<Reader, Run[]>): void {
 }
 
 async function main(): Promise<void> {
-  if (!natsServerAvailable()) {
-    console.log(
-      'nats-server is not on PATH: install it (apt-get install -y nats-server) to run this benchmark',
-    );
-    return;
-  }
-  const cluster = await NatsCluster.start();
+  const cluster = await startBenchCluster();
+  if (cluster === null) return;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-bench-restore-src-'));
   const nc = await connectBounded(cluster.urls, { name: 'bench-restore' });
   try {

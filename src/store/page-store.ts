@@ -55,6 +55,7 @@ import {
 import { PageIndex } from './page-index.js';
 import {
   applyReplay,
+  foldFromIndex,
   foldRecords,
   forEachCommit,
   type ReplayState,
@@ -795,16 +796,7 @@ export class PageStore implements AsyncDisposable {
    * segments stay and a replay after a crash rewrites them.
    */
   private foldFromMemory(through: bigint): ReplayState {
-    const { sizePages, minSizePages, lastStamp } = this.index.sizeThrough(through);
-    return {
-      pages: this.index.visiblePages(),
-      sizePages,
-      minSizePages,
-      lastEpoch: lastStamp?.epoch ?? null,
-      lastStamp,
-      commits: 0,
-      pageRecords: 0,
-    };
+    return foldFromIndex(this.index, through);
   }
 
   /** The fold of the given segments, read back from disk. */

@@ -18,7 +18,7 @@ import type { WalRecord } from '../format/types.js';
 import { decodeSizeMeta, STORE_META_PAGE_ID } from './commit-meta.js';
 import type { DatabaseFile } from './db-file.js';
 import { StoreError, StoreErrorCode } from './errors.js';
-import { type Stamp, sizeAfter } from './page-index.js';
+import { type PageIndex, type Stamp, sizeAfter } from './page-index.js';
 
 /** The outcome of folding a range of the log, before it is written. */
 export interface ReplayState {
@@ -46,6 +46,25 @@ export function startReplay(sizePages: number): ReplayState {
     minSizePages: sizePages,
     lastEpoch: null,
     lastStamp: null,
+    commits: 0,
+    pageRecords: 0,
+  };
+}
+
+/**
+ * The fold of epochs `<= through` from an index of the commits since the
+ * database file's last fold: every page's newest image in the index (which
+ * may be of a later commit, see `PageStore`'s checkpoint), and the sizes
+ * after `through`.
+ */
+export function foldFromIndex(index: PageIndex, through: bigint): ReplayState {
+  const { sizePages, minSizePages, lastStamp } = index.sizeThrough(through);
+  return {
+    pages: index.visiblePages(),
+    sizePages,
+    minSizePages,
+    lastEpoch: lastStamp?.epoch ?? null,
+    lastStamp,
     commits: 0,
     pageRecords: 0,
   };

@@ -50,7 +50,7 @@ import { describeError, StoreError, StoreErrorCode } from './errors.js';
 import { readStoreHeader, type StoreHeader, validatePageSize, writeStoreHeader } from './header.js';
 import { PageIndex } from './page-index.js';
 import { openDatabaseFile, recoverIntoFile } from './page-store.js';
-import { applyReplay, forEachCommit, type LoggedCommit } from './replay.js';
+import { applyReplay, foldFromIndex, forEachCommit, type LoggedCommit } from './replay.js';
 
 /** Page size of a replica created before any page image told it the primary's, in bytes. */
 export const REPLICA_FALLBACK_PAGE_SIZE_BYTES = 4096;
@@ -461,8 +461,8 @@ export class ReplicaStore implements AsyncDisposable {
       const file = this.file ?? (await this.create(REPLICA_FALLBACK_PAGE_SIZE_BYTES));
       const header = this.header!;
       await this.drainReads();
-      const { sizePages, minSizePages, lastStamp } = this.index.sizeThrough(through);
-      const pages = this.index.visiblePages();
+      const fold = foldFromIndex(this.index, through);
+      const { pages, sizePages, minSizePages, lastStamp } = fold;
       const changes =
         pages.size > 0 || minSizePages < header.dbSizePages || sizePages !== header.dbSizePages;
       if (changes) {
@@ -474,15 +474,7 @@ export class ReplicaStore implements AsyncDisposable {
           seq: lastStamp?.commitSeq ?? header.checkpointCommitSeq,
         });
         await writeSegmentFile(this.path, through, [journal], { fsync: 'full', fs: this.fs });
-        await applyReplay(file, {
-          pages,
-          sizePages,
-          minSizePages,
-          lastEpoch: lastStamp?.epoch ?? null,
-          lastStamp,
-          commits: 0,
-          pageRecords: 0,
-        });
+        await applyReplay(file, fold);
       }
       const next: StoreHeader = {
         pageSize: header.pageSize,

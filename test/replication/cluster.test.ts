@@ -1,14 +1,12 @@
 /**
- * Replication against a real 3-node NATS JetStream cluster on loopback
- * (started and stopped here; see test/support/nats-cluster.ts). When
+ * Replication against a real 3-node NATS JetStream suite.cluster on loopback
+ * (started and stopped here; see test/support/nats-suite.cluster.ts). When
  * `nats-server` is not installed, the file logs a note and checks nothing.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import type { ParallelWalBatch } from '../../src/engine/wal.js';
 import { encodeSegment } from '../../src/format/segment.js';
@@ -21,17 +19,9 @@ import { readReplicationState } from '../../src/replication/state-file.js';
 import { type ChunkMessage, encodeEpochChunks } from '../../src/replication/wire.js';
 import { listSegments } from '../../src/storage/segment-files.js';
 import { openReplicatedStore } from '../../src/store/replicated-store.js';
-import { NatsCluster, requireNatsServer } from '../support/nats-cluster.js';
+import { clusterSuite } from '../support/cluster-suite.js';
 
-const available = requireNatsServer('replication cluster tests');
-let cluster: NatsCluster | null = null;
-const dirs: string[] = [];
-
-function tempDb(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
-  dirs.push(dir);
-  return path.join(dir, 'db');
-}
+const suite = clusterSuite('replication cluster tests');
 
 let nextTxn = 1n;
 function batch(pages: number[], fill: number, size = 1024): ParallelWalBatch {
@@ -62,7 +52,7 @@ function openReplicated(dbPath: string, stream: string, extra: { publishTimeoutM
     slotCount: 2,
     fsync: 'normal',
     replication: {
-      servers: cluster!.urls,
+      servers: suite.cluster!.urls,
       stream,
       subject: `${stream}.epochs`,
       replicas: 3,
@@ -73,7 +63,7 @@ function openReplicated(dbPath: string, stream: string, extra: { publishTimeoutM
 }
 
 async function streamLeader(stream: string): Promise<string> {
-  const nc = await connect({ servers: cluster!.urls });
+  const nc = await connect({ servers: suite.cluster!.urls });
   try {
     const info = await (await jetstreamManager(nc)).streams.info(stream);
     const leader = info.cluster?.leader;
@@ -84,19 +74,10 @@ async function streamLeader(stream: string): Promise<string> {
   }
 }
 
-beforeAll(async () => {
-  if (available) cluster = await NatsCluster.start();
-}, 30_000);
-
-afterAll(async () => {
-  await cluster?.stop();
-  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
-});
-
 describe('replication to a 3-node JetStream cluster', () => {
-  it('acknowledges replicated commits only once the cluster has them, while a node is killed and restarted', async () => {
-    if (cluster === null) return;
-    const dbPath = tempDb();
+  it('acknowledges replicated commits only once the suite.cluster has them, while a node is killed and restarted', async () => {
+    if (suite.cluster === null) return;
+    const dbPath = suite.tempDb();
     const log = await openReplicated(dbPath, 'RKILL');
     try {
       const commits: Promise<{ epoch: bigint; replicated: boolean }>[] = [];
@@ -108,14 +89,14 @@ describe('replication to a 3-node JetStream cluster', () => {
       expect(first.every((c) => c.replicated)).toBe(true);
       // The hardest node to lose: the stream's Raft leader (a new one must be elected).
       const victim = await streamLeader('RKILL');
-      await cluster.kill(victim);
+      await suite.cluster.kill(victim);
       const during: Promise<{ epoch: bigint; replicated: boolean }>[] = [];
       for (let i = 0; i < 40; i++)
         during.push(
           log.commit(batch([4, 5, i + 10], i), { durability: 'replicated', timeoutMs: 15_000 }),
         );
       const second = await Promise.all(during);
-      await cluster.restart(victim);
+      await suite.cluster.restart(victim);
       const after = await log.commit(batch([6], 1), {
         durability: 'replicated',
         timeoutMs: 15_000,
@@ -132,9 +113,9 @@ describe('replication to a 3-node JetStream cluster', () => {
       expect(state?.replicatedEpoch).toBe(log.replicatedEpoch());
 
       // Every acknowledged epoch is in the stream: a restore has them all, byte for byte.
-      const restored = tempDb();
+      const restored = suite.tempDb();
       const result = await restoreFromStream({
-        servers: cluster.urls,
+        servers: suite.cluster.urls,
         stream: 'RKILL',
         dbPath: restored,
       });
@@ -147,8 +128,8 @@ describe('replication to a 3-node JetStream cluster', () => {
   });
 
   it('restores a fresh directory to exactly the source at a chosen epoch', async () => {
-    if (cluster === null) return;
-    const dbPath = tempDb();
+    if (suite.cluster === null) return;
+    const dbPath = suite.tempDb();
     const log = await openReplicated(dbPath, 'RPIT');
     const epochs: bigint[] = [];
     try {
@@ -163,9 +144,9 @@ describe('replication to a 3-node JetStream cluster', () => {
     }
     const source = await segmentsOf(dbPath);
     const cut = epochs[6]!;
-    const restored = tempDb();
+    const restored = suite.tempDb();
     const result = await restoreFromStream({
-      servers: cluster.urls,
+      servers: suite.cluster.urls,
       stream: 'RPIT',
       dbPath: restored,
       untilEpoch: cut,
@@ -177,11 +158,11 @@ describe('replication to a 3-node JetStream cluster', () => {
     // The same through the CLI, as an operator would run it.
     const out: string[] = [];
     const io = { stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t) };
-    const viaCli = tempDb();
+    const viaCli = suite.tempDb();
     const argv = [
       'restore',
       '--from',
-      cluster.urls.join(','),
+      suite.cluster.urls.join(','),
       '--stream',
       'RPIT',
       viaCli,
@@ -193,23 +174,23 @@ describe('replication to a 3-node JetStream cluster', () => {
     expectSameSegments(upToCut, await segmentsOf(viaCli));
     // A restore refuses a target that already has segments.
     await expect(
-      restoreFromStream({ servers: cluster.urls, stream: 'RPIT', dbPath: restored }),
+      restoreFromStream({ servers: suite.cluster.urls, stream: 'RPIT', dbPath: restored }),
     ).rejects.toMatchObject({
       code: ReplicationErrorCode.position,
     });
   });
 
   it('keeps a follower current and resumes it from its own durable position', async () => {
-    if (cluster === null) return;
-    const dbPath = tempDb();
-    const replica = tempDb();
+    if (suite.cluster === null) return;
+    const dbPath = suite.tempDb();
+    const replica = suite.tempDb();
     const log = await openReplicated(dbPath, 'RFOLLOW');
     try {
       let last = 0n;
       for (let i = 0; i < 10; i++)
         last = (await log.commit(batch([1, i + 2], i), { durability: 'replicated' })).epoch;
       const follower = await Follower.start({
-        servers: cluster.urls,
+        servers: suite.cluster.urls,
         stream: 'RFOLLOW',
         dbPath: replica,
         mode: 'log',
@@ -222,7 +203,7 @@ describe('replication to a 3-node JetStream cluster', () => {
       for (let i = 0; i < 10; i++)
         last = (await log.commit(batch([7, i + 20], i), { durability: 'replicated' })).epoch;
       const resumed = await Follower.start({
-        servers: cluster.urls,
+        servers: suite.cluster.urls,
         stream: 'RFOLLOW',
         dbPath: replica,
         mode: 'log',
@@ -248,7 +229,7 @@ describe('replication to a 3-node JetStream cluster', () => {
       const argv = [
         'follow',
         '--from',
-        cluster.urls.join(','),
+        suite.cluster.urls.join(','),
         '--stream',
         'RFOLLOW',
         '--mode',
@@ -266,8 +247,8 @@ describe('replication to a 3-node JetStream cluster', () => {
   });
 
   it('detects duplicates and gaps injected into the stream', async () => {
-    if (cluster === null) return;
-    const nc = await connect({ servers: cluster.urls });
+    if (suite.cluster === null) return;
+    const nc = await connect({ servers: suite.cluster.urls });
     try {
       const jsm = await jetstreamManager(nc);
       await jsm.streams.add({ name: 'RINJECT', subjects: ['inject.x'], num_replicas: 3 });
@@ -297,7 +278,7 @@ describe('replication to a 3-node JetStream cluster', () => {
       await publish(epoch(5n, 4n)); // epoch 4 never arrives: a gap
       await publish(epoch(6n, 5n));
 
-      const target = tempDb();
+      const target = suite.tempDb();
       const result = await restoreFromStream({ connection: nc, stream: 'RINJECT', dbPath: target });
       expect(result.lastEpoch).toBe(3n);
       expect(result.epochsRestored).toBe(3);
@@ -307,7 +288,7 @@ describe('replication to a 3-node JetStream cluster', () => {
       expect([...(await segmentsOf(target)).keys()]).toEqual([1n, 2n, 3n]);
 
       // A follower stops at the same place and reports why.
-      const replica = tempDb();
+      const replica = suite.tempDb();
       const follower = await Follower.start({
         connection: nc,
         stream: 'RINJECT',
@@ -331,7 +312,7 @@ describe('replication to a 3-node JetStream cluster', () => {
       const conflict = await restoreFromStream({
         connection: nc,
         stream: 'RCONFLICT',
-        dbPath: tempDb(),
+        dbPath: suite.tempDb(),
       });
       expect(conflict.epochsRestored).toBe(1);
       expect(conflict.stoppedBy?.code).toBe(ReplicaErrorCode.conflictingDuplicate);
@@ -341,8 +322,8 @@ describe('replication to a 3-node JetStream cluster', () => {
   });
 
   it('reopens above the replicated epoch after every segment was deleted, instead of failing', async () => {
-    if (cluster === null) return;
-    const dbPath = tempDb();
+    if (suite.cluster === null) return;
+    const dbPath = suite.tempDb();
     const first = await openReplicated(dbPath, 'RFLOOR');
     let last: bigint;
     try {
@@ -354,7 +335,7 @@ describe('replication to a 3-node JetStream cluster', () => {
     // Close flushes (maybe an empty epoch, replicated too): at least the last commit's epoch.
     const saved = (await readReplicationState(dbPath))?.replicatedEpoch ?? null;
     expect(saved !== null && saved >= last).toBe(true);
-    // What a checkpoint does once the cluster has everything.
+    // What a checkpoint does once the suite.cluster has everything.
     for (const s of await listSegments(dbPath)) fs.unlinkSync(s.path);
     const again = await openReplicated(dbPath, 'RFLOOR');
     try {
@@ -368,20 +349,14 @@ describe('replication to a 3-node JetStream cluster', () => {
     }
   });
 
-  it('a replicated page store checkpoints away only the segments the cluster acknowledged', async () => {
-    if (cluster === null) return;
-    const dbPath = tempDb();
+  it('a replicated page store checkpoints away only the segments the suite.cluster acknowledged', async () => {
+    if (suite.cluster === null) return;
+    const dbPath = suite.tempDb();
     const replicated = await openReplicatedStore(dbPath, {
       pageSize: 1024,
       autoCheckpoint: false,
       fsync: 'normal',
-      replication: {
-        servers: cluster.urls,
-        stream: 'RSTORE',
-        subject: 'RSTORE.epochs',
-        replicas: 3,
-        connectTimeoutMs: 1_000,
-      },
+      replication: suite.replication('RSTORE'),
     });
     const { store, replicator } = replicated;
     try {
@@ -405,13 +380,13 @@ describe('replication to a 3-node JetStream cluster', () => {
     }
   });
 
-  it('keeps committing locally while the cluster is down, fails replicated commits with a typed error, then catches up without gaps or duplicates', async () => {
-    if (cluster === null) return;
-    const dbPath = tempDb();
+  it('keeps committing locally while the suite.cluster is down, fails replicated commits with a typed error, then catches up without gaps or duplicates', async () => {
+    if (suite.cluster === null) return;
+    const dbPath = suite.tempDb();
     const log = await openReplicated(dbPath, 'RDOWN', { publishTimeoutMs: 1_000 });
     try {
       await log.commit(batch([1], 1), { durability: 'replicated' });
-      for (const name of cluster.nodeNames) await cluster.kill(name);
+      for (const name of suite.cluster.nodeNames) await suite.cluster.kill(name);
       const local: bigint[] = [];
       for (let i = 0; i < 20; i++) local.push((await log.commit(batch([2, i + 3], i))).epoch);
       await expect(
@@ -420,17 +395,17 @@ describe('replication to a 3-node JetStream cluster', () => {
         code: ReplicationErrorCode.timeout,
       });
       expect(log.replicatedEpoch()! < local.at(-1)!).toBe(true);
-      for (const name of cluster.nodeNames) await cluster.restart(name);
-      await cluster.waitReady();
+      for (const name of suite.cluster.nodeNames) await suite.cluster.restart(name);
+      await suite.cluster.waitReady();
       const last = await log.commit(batch([4], 4), { durability: 'replicated', timeoutMs: 30_000 });
       expect(last.replicated).toBe(true);
       expect(log.stats().replication.failures).toBeGreaterThan(0);
     } finally {
       await log.close();
     }
-    const restored = tempDb();
+    const restored = suite.tempDb();
     const result = await restoreFromStream({
-      servers: cluster.urls,
+      servers: suite.cluster.urls,
       stream: 'RDOWN',
       dbPath: restored,
     });

@@ -1,6 +1,6 @@
 /**
  * Read-only replicas and base snapshots against a real 3-node JetStream
- * cluster (see test/support/nats-cluster.ts): a follower keeps a page store
+ * suite.cluster (see test/support/nats-suite.cluster.ts): a follower keeps a page store
  * replica readable and equal to the primary, resumes from its own position,
  * and is promoted by opening it as a page store; a database that had
  * checkpointed data before its stream began publishes a base snapshot, from
@@ -8,11 +8,9 @@
  */
 
 import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { ReplicaErrorCode } from '../../src/replication/errors.js';
 import { Follower } from '../../src/replication/follower.js';
@@ -21,21 +19,14 @@ import { listSnapshots } from '../../src/replication/snapshot.js';
 import { PageStore } from '../../src/store/page-store.js';
 import { ReplicaStore } from '../../src/store/replica-store.js';
 import { openReplicatedStore, type ReplicatedStore } from '../../src/store/replicated-store.js';
-import { NatsCluster, requireNatsServer } from '../support/nats-cluster.js';
+import { clusterSuite } from '../support/cluster-suite.js';
 import { seededRng } from '../support/rng.js';
 
-const available = requireNatsServer('replica and snapshot tests');
-let cluster: NatsCluster | null = null;
-const dirs: string[] = [];
+const suite = clusterSuite('replica and snapshot tests');
+
 const PAGE = 1024;
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const FOLLOWER_KILLS = Number(process.env.PWAL_FOLLOWER_KILLS ?? 6);
-
-function tempDb(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-replica-'));
-  dirs.push(dir);
-  return path.join(dir, 'db');
-}
 
 function page(pageNumber: number, fill: number): Uint8Array {
   const data = new Uint8Array(PAGE).fill(fill & 0xff);
@@ -69,13 +60,7 @@ function openPrimary(dbPath: string, stream: string): Promise<ReplicatedStore> {
     pageSize: PAGE,
     autoCheckpoint: false,
     fsync: 'normal',
-    replication: {
-      servers: cluster!.urls,
-      stream,
-      subject: `${stream}.epochs`,
-      replicas: 3,
-      connectTimeoutMs: 1_000,
-    },
+    replication: suite.replication(stream),
   });
 }
 
@@ -94,27 +79,18 @@ async function workload(store: PageStore, count: number, salt: number): Promise<
   return last;
 }
 
-beforeAll(async () => {
-  if (available) cluster = await NatsCluster.start();
-}, 30_000);
-
-afterAll(async () => {
-  await cluster?.stop();
-  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
-});
-
 describe('read-only replicas and base snapshots', () => {
   it('a follower keeps a readable page store replica equal to the primary, resumes, and is promoted', async () => {
-    if (cluster === null) return;
-    const source = tempDb();
-    const replicaPath = tempDb();
+    if (suite.cluster === null) return;
+    const source = suite.tempDb();
+    const replicaPath = suite.tempDb();
     const primary = await openPrimary(source, 'RREPLICA');
     const { store, replicator } = primary;
     try {
       let last = await workload(store, 30, 1);
       await replicator.waitForReplicated(last, 15_000);
       const follower = await Follower.start({
-        servers: cluster.urls,
+        servers: suite.cluster.urls,
         stream: 'RREPLICA',
         dbPath: replicaPath,
         flushEveryEpochs: 7,
@@ -152,7 +128,7 @@ describe('read-only replicas and base snapshots', () => {
       last = await workload(store, 10, 200);
       await replicator.waitForReplicated(last, 15_000);
       const resumed = await Follower.start({
-        servers: cluster.urls,
+        servers: suite.cluster.urls,
         stream: 'RREPLICA',
         dbPath: replicaPath,
       });
@@ -179,8 +155,8 @@ describe('read-only replicas and base snapshots', () => {
   });
 
   it('a database checkpointed before its stream began publishes a base snapshot; restore and a new follower rebuild it whole', async () => {
-    if (cluster === null) return;
-    const source = tempDb();
+    if (suite.cluster === null) return;
+    const source = suite.tempDb();
     // Before replication: data folded into the file, its segments deleted.
     const local = await PageStore.open(source, { pageSize: PAGE, autoCheckpoint: false });
     await workload(local, 25, 7);
@@ -197,7 +173,7 @@ describe('read-only replicas and base snapshots', () => {
       let last = await workload(store, 6, 56);
       await replicator.waitForReplicated(last, 15_000);
       expect(replicator.stats().basesEnsured).toBe(1);
-      const snapshots = await listSnapshots(await connectTo(cluster.urls), 'RBASE');
+      const snapshots = await listSnapshots(await connectTo(suite.cluster.urls), 'RBASE');
       expect(snapshots).toHaveLength(1);
       expect(snapshots[0]!.epoch < midEpoch).toBe(true);
       beforeSecondEpoch = last;
@@ -214,9 +190,9 @@ describe('read-only replicas and base snapshots', () => {
     await reopened.close();
 
     // Restore: the newest snapshot, then the epochs after it.
-    const restored = tempDb();
+    const restored = suite.tempDb();
     const result = await restoreFromStream({
-      servers: cluster.urls,
+      servers: suite.cluster.urls,
       stream: 'RBASE',
       dbPath: restored,
     });
@@ -228,9 +204,9 @@ describe('read-only replicas and base snapshots', () => {
     await opened.close();
 
     // Point in time before the newest snapshot: the older (base) snapshot is used.
-    const earlier = tempDb();
+    const earlier = suite.tempDb();
     const pit = await restoreFromStream({
-      servers: cluster.urls,
+      servers: suite.cluster.urls,
       stream: 'RBASE',
       dbPath: earlier,
       untilEpoch: midEpoch!,
@@ -244,18 +220,18 @@ describe('read-only replicas and base snapshots', () => {
 
     // Without the snapshot the stream alone is incomplete: reported, not restored in part silently.
     const alone = await restoreFromStream({
-      servers: cluster.urls,
+      servers: suite.cluster.urls,
       stream: 'RBASE',
-      dbPath: tempDb(),
+      dbPath: suite.tempDb(),
       useSnapshot: false,
     });
     expect(alone.stoppedBy?.code).toBe(ReplicaErrorCode.gap);
     expect(alone.epochsRestored).toBe(0);
 
     // A new follower starts from the newest snapshot and converges.
-    const replicaPath = tempDb();
+    const replicaPath = suite.tempDb();
     const follower = await Follower.start({
-      servers: cluster.urls,
+      servers: suite.cluster.urls,
       stream: 'RBASE',
       dbPath: replicaPath,
     });
@@ -269,11 +245,11 @@ describe('read-only replicas and base snapshots', () => {
     }
 
     // The CLI: restore --apply folds everything into the file.
-    const viaCli = tempDb();
+    const viaCli = suite.tempDb();
     const out: string[] = [];
     const io = { stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t) };
     const code = await runCli(
-      ['restore', '--from', cluster.urls.join(','), '--stream', 'RBASE', viaCli, '--apply'],
+      ['restore', '--from', suite.cluster.urls.join(','), '--stream', 'RBASE', viaCli, '--apply'],
       io,
     );
     expect(code, out.join('')).toBe(0);
@@ -286,9 +262,9 @@ describe('read-only replicas and base snapshots', () => {
 
 describe('a follower process killed at random moments', () => {
   it('always reopens at a whole epoch equal to the primary, resumes, and converges', async () => {
-    if (cluster === null) return;
-    const source = tempDb();
-    const replicaPath = tempDb();
+    if (suite.cluster === null) return;
+    const source = suite.tempDb();
+    const replicaPath = suite.tempDb();
     const primary = await openPrimary(source, 'RKILLF');
     const { store, replicator } = primary;
     // The primary's state after every epoch (one committer: one commit per epoch at most).
@@ -319,7 +295,7 @@ describe('a follower process killed at random moments', () => {
             path.join(repoRoot, 'src/cli/pwal.ts'),
             'follow',
             '--from',
-            cluster.urls.join(','),
+            suite.cluster.urls.join(','),
             '--stream',
             'RKILLF',
             '--flush-every',
@@ -367,7 +343,15 @@ describe('a follower process killed at random moments', () => {
     expect(new Set(durables.map(String)).size).toBeGreaterThan(1);
     const io = { stdout: () => {}, stderr: () => {} };
     const code = await runCli(
-      ['follow', '--from', cluster.urls.join(','), '--stream', 'RKILLF', replicaPath, '--once'],
+      [
+        'follow',
+        '--from',
+        suite.cluster.urls.join(','),
+        '--stream',
+        'RKILLF',
+        replicaPath,
+        '--once',
+      ],
       io,
     );
     expect(code).toBe(0);

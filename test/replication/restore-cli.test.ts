@@ -1,39 +1,21 @@
 /**
  * `pwal restore … --apply` end to end against a real 3-node JetStream
- * cluster (see test/support/nats-cluster.ts; without `nats-server` the file
+ * suite.cluster (see test/support/nats-suite.cluster.ts; without `nats-server` the file
  * logs a note and checks nothing): a replicated page store commits pages,
  * the CLI rebuilds a fresh database from its stream and folds it into the
  * database file, and a page store opened there reads exactly the source —
  * at the end of the stream and at a chosen epoch.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PageStore } from '../../src/store/page-store.js';
 import { openReplicatedStore } from '../../src/store/replicated-store.js';
 import { runCliCaptured as cli } from '../support/cli.js';
-import { NatsCluster, requireNatsServer } from '../support/nats-cluster.js';
+import { clusterSuite } from '../support/cluster-suite.js';
 import { randBytes, randInt, seededRng } from '../support/rng.js';
 
-const available = requireNatsServer('restore CLI tests');
-let cluster: NatsCluster | null = null;
-const dirs: string[] = [];
-
-function tempDb(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-'));
-  dirs.push(dir);
-  return path.join(dir, 'db');
-}
-
-beforeAll(async () => {
-  if (available) cluster = await NatsCluster.start();
-}, 30_000);
-
-afterAll(async () => {
-  await cluster?.stop();
-  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
-});
+const suite = clusterSuite('restore CLI tests');
 
 /** A database's contents: its size in pages and every page's image. */
 interface DbImage {
@@ -55,7 +37,7 @@ interface History {
 /**
  * Commits `count` random transactions (1–6 pages each, some large enough to
  * span several stream messages, one shrink and regrowth) through a
- * replicated page store on `stream`, and waits until the cluster has them.
+ * replicated page store on `stream`, and waits until the suite.cluster has them.
  */
 async function commitHistory(
   dbPath: string,
@@ -69,13 +51,7 @@ async function commitHistory(
     pageSize,
     autoCheckpoint: false,
     fsync: 'normal',
-    replication: {
-      servers: cluster!.urls,
-      stream,
-      subject: `${stream}.epochs`,
-      replicas: 3,
-      connectTimeoutMs: 1_000,
-    },
+    replication: suite.replication(stream),
   });
   const image: DbImage = { size: 0, pages: new Map() };
   const byEpoch: History['byEpoch'] = [];
@@ -145,17 +121,17 @@ async function expectRestored(dbPath: string, want: DbImage, pageSize: number, w
 }
 
 function restoreArgs(stream: string, target: string, ...extra: string[]): string[] {
-  return ['restore', '--from', cluster!.urls.join(','), '--stream', stream, target, ...extra];
+  return ['restore', '--from', suite.cluster!.urls.join(','), '--stream', stream, target, ...extra];
 }
 
 describe('pwal restore --apply', () => {
   it('rebuilds a fresh database whose page store reads exactly the source, at the end and at a chosen epoch', async () => {
-    if (cluster === null) return;
-    const source = tempDb();
+    if (suite.cluster === null) return;
+    const source = suite.tempDb();
     const history = await commitHistory(source, 'RCLIAPPLY', 4096, 40, 7);
     const epochs = history.byEpoch.map((e) => e.epoch);
 
-    const full = tempDb();
+    const full = suite.tempDb();
     const run = await cli(...restoreArgs('RCLIAPPLY', full, '--apply'));
     expect(run.err).toBe('');
     expect(run.code).toBe(0);
@@ -168,7 +144,7 @@ describe('pwal restore --apply', () => {
 
     // Point in time: the state right after an early, a middle and the shrinking commit.
     for (const cut of [epochs[2]!, epochs[20]!, epochs[27]!]) {
-      const target = tempDb();
+      const target = suite.tempDb();
       const atCut = await cli(
         ...restoreArgs('RCLIAPPLY', target, '--until-epoch', String(cut), '--apply'),
       );
@@ -179,11 +155,11 @@ describe('pwal restore --apply', () => {
   }, 120_000);
 
   it('prints one JSON object with --json', async () => {
-    if (cluster === null) return;
-    const source = tempDb();
+    if (suite.cluster === null) return;
+    const source = suite.tempDb();
     const history = await commitHistory(source, 'RCLIJSON', 1024, 12, 11);
     const cut = history.byEpoch[5]!.epoch;
-    const target = tempDb();
+    const target = suite.tempDb();
     const run = await cli(
       ...restoreArgs(
         'RCLIJSON',
@@ -213,22 +189,22 @@ describe('pwal restore --apply', () => {
   }, 120_000);
 
   it('fails with a message when the stream is missing or the target already has a database', async () => {
-    if (cluster === null) return;
-    const missing = await cli(...restoreArgs('RCLINOSUCH', tempDb(), '--apply'));
+    if (suite.cluster === null) return;
+    const missing = await cli(...restoreArgs('RCLINOSUCH', suite.tempDb(), '--apply'));
     expect(missing.code).toBe(1);
     expect(missing.err).toContain('RCLINOSUCH');
     expect(missing.err).toContain('ERR_REPLICATION_STREAM');
 
-    const source = tempDb();
+    const source = suite.tempDb();
     await commitHistory(source, 'RCLITWICE', 4096, 3, 5);
-    const target = tempDb();
+    const target = suite.tempDb();
     expect((await cli(...restoreArgs('RCLITWICE', target))).code).toBe(0);
     const again = await cli(...restoreArgs('RCLITWICE', target, '--apply'));
     expect(again.code).toBe(1);
     expect(again.err).toContain('already has');
 
     // Another database at the target (a checkpointed one: no segments) is refused too.
-    const occupied = tempDb();
+    const occupied = suite.tempDb();
     const other = await PageStore.open(occupied, { pageSize: 4096 });
     await other.commit([{ pageNumber: 1, data: new Uint8Array(4096).fill(3) }]);
     await other.close({ checkpoint: true });
@@ -240,17 +216,17 @@ describe('pwal restore --apply', () => {
     );
 
     // A bad --page-size is a usage error found before anything is written.
-    const early = tempDb();
+    const early = suite.tempDb();
     const bad = await cli(...restoreArgs('RCLITWICE', early, '--apply', '--page-size', 'abc'));
     expect(bad.code).toBe(2);
     expect(fs.readdirSync(path.dirname(early))).toEqual([]);
   }, 120_000);
 
   it('learns the page size for --apply from the stream when --page-size is not given', async () => {
-    if (cluster === null) return;
-    const source = tempDb();
+    if (suite.cluster === null) return;
+    const source = suite.tempDb();
     const history = await commitHistory(source, 'RCLILEARN', 1024, 8, 13);
-    const target = tempDb();
+    const target = suite.tempDb();
     const run = await cli(...restoreArgs('RCLILEARN', target, '--apply'));
     expect(run.code, run.err).toBe(0);
     await expectRestored(target, history.final, 1024, 'learned page size');

@@ -31,6 +31,20 @@ export function natsServerAvailable(): boolean {
 }
 
 /**
+ * For benchmarks: starts a cluster, or says how to install `nats-server` and
+ * returns `null`.
+ */
+export async function startBenchCluster(): Promise<NatsCluster | null> {
+  if (!natsServerAvailable()) {
+    console.log(
+      'nats-server is not on PATH: install it (apt-get install -y nats-server) to run this benchmark',
+    );
+    return null;
+  }
+  return NatsCluster.start();
+}
+
+/**
  * Call at the top of a replication test file: returns true when the tests can
  * run, otherwise logs why they do nothing (no `.skip`: the file stays green on
  * a dev machine without the server).
