@@ -308,5 +308,8 @@ export {
   openReplicatedStore,
   type ReplicatedStore,
   type ReplicatedStoreOptions,
+  type SnapshotOptions,
+  type StreamTrim,
+  trimStreamBelow,
 } from './store/replicated-store.js';
 export { attachStoreWriter, type StoreWorkerWriter } from './store/worker.js';

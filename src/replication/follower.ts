@@ -33,12 +33,24 @@ import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, EpochAssembler, type VerifiedEpoch } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
 import { type Deferred, deferred, sleepUnless } from './deferred.js';
-import { ReplicationError, ReplicationErrorCode, ReplicaVerificationError } from './errors.js';
-import { connectBounded, DEFAULT_API_TIMEOUT_MS, managerFor, streamInfoOrNull } from './nats.js';
+import {
+  ReplicaErrorCode,
+  ReplicationError,
+  ReplicationErrorCode,
+  ReplicaVerificationError,
+} from './errors.js';
+import {
+  connectBounded,
+  DEFAULT_API_TIMEOUT_MS,
+  managerFor,
+  streamInfoOrNull,
+  toStreamMessage,
+} from './nats.js';
 import { downloadSnapshot, latestSnapshot } from './snapshot.js';
 import { type FollowPosition, readFollowPosition, writeFollowPosition } from './state-file.js';
 import { readStreamRange } from './stream-reader.js';
 import { firstSeqAboveEpoch } from './stream-seek.js';
+import { parseChunkHeader } from './wire.js';
 
 /** Fallback poll period when no doorbell message arrives. */
 export const FOLLOW_POLL_INTERVAL_MS = 250;
@@ -467,6 +479,7 @@ export class Follower {
         this.doorbell = this.nc!.subscribe(subject, { callback: () => this.wake.resolve() });
       }
     }
+    await this.checkNotTrimmedPast(jsm, info.state.first_seq);
     let from = Math.max(this.applied.streamSeq + 1, info.state.first_seq);
     const to = info.state.last_seq;
     if (this.applied.base === true && this.applied.epoch !== null && this.applied.streamSeq === 0) {
@@ -483,6 +496,26 @@ export class Follower {
       else if (event.kind === 'epoch') await this.applyEpoch(event.epoch);
     }
     return true;
+  }
+
+  /**
+   * A stream trimmed below the replica's position (see
+   * `ReplicatedStore.snapshot({ trimStream })`) no longer holds the epochs
+   * it needs: say so plainly rather than as a bare gap.
+   */
+  private async checkNotTrimmedPast(jsm: JetStreamManager, firstSeq: number): Promise<void> {
+    const at = this.applied;
+    if (at.epoch === null || at.base === true || at.streamSeq + 1 >= firstSeq) return;
+    const head = await jsm.streams.getMessage(this.options.stream, { seq: firstSeq });
+    if (head === null) return;
+    const header = parseChunkHeader(toStreamMessage(head).header, firstSeq);
+    if (header.epoch > at.epoch && header.prevEpoch !== null && header.prevEpoch > at.epoch) {
+      throw new ReplicaVerificationError(
+        ReplicaErrorCode.gap,
+        `stream ${this.options.stream} no longer holds the epochs after ${at.epoch} (trimmed to sequence ${firstSeq}, whose epoch ${header.epoch} follows ${header.prevEpoch}): rebuild the replica in a fresh location, it starts from the newest snapshot`,
+        { epoch: header.epoch, streamSeq: firstSeq },
+      );
+    }
   }
 
   private async applyEpoch(epoch: VerifiedEpoch): Promise<void> {

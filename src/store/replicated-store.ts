@@ -19,10 +19,16 @@
  */
 
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectBounded } from '../replication/nats.js';
+import { connectBounded, DEFAULT_API_TIMEOUT_MS, managerFor } from '../replication/nats.js';
 import type { ReplicatorOptions } from '../replication/replicator.js';
 import { Replicator, savedReplicatedEpoch } from '../replication/replicator.js';
-import { pruneSnapshots, publishSnapshot, type SnapshotMeta } from '../replication/snapshot.js';
+import {
+  listSnapshots,
+  pruneSnapshots,
+  publishSnapshot,
+  type SnapshotMeta,
+} from '../replication/snapshot.js';
+import { firstSeqAboveEpoch } from '../replication/stream-seek.js';
 import { nodeFileSystem } from '../storage/fs.js';
 import { PageStore, type PageStoreOptions, type StoreCloseOptions } from './page-store.js';
 
@@ -35,6 +41,32 @@ export interface ReplicatedStoreOptions extends PageStoreOptions {
   replication: Omit<ReplicatorOptions, 'dbPath' | 'fs' | 'initialDurableEpoch'>;
   /** At close, wait at most this long for shipping to catch up (default 5 s; 0: do not wait). */
   closeFlushTimeoutMs?: number;
+}
+
+/** Options of {@link ReplicatedStore.snapshot}. */
+export interface SnapshotOptions {
+  /** Checkpoint first, so the snapshot is as recent as possible (default true). */
+  checkpoint?: boolean;
+  /** Then delete all but the newest `keep` snapshots of the database. */
+  keep?: number;
+  /**
+   * Then purge the stream's messages of epochs every kept snapshot holds
+   * (below the oldest kept snapshot; the stream's last message always
+   * stays), so the stream does not grow forever. Restores and new followers
+   * start from a snapshot; a point in time before the oldest kept snapshot
+   * is no longer restorable, and a follower whose position is below the
+   * purge point stops with a gap error and must be rebuilt (a fresh replica
+   * starts from the newest snapshot).
+   */
+  trimStream?: boolean;
+}
+
+/** What {@link trimStreamBelow} purged. */
+export interface StreamTrim {
+  /** Messages purged. */
+  purged: number;
+  /** The stream's first sequence afterwards. */
+  firstSeq: number;
 }
 
 /** A page store plus the replicator shipping its log. */
@@ -50,7 +82,7 @@ export interface ReplicatedStore extends AsyncDisposable {
    * @throws {ReplicationError} when the cluster cannot be reached; the store's
    * checkpoint errors.
    */
-  snapshot(options?: { checkpoint?: boolean; keep?: number }): Promise<SnapshotMeta | null>;
+  snapshot(options?: SnapshotOptions): Promise<SnapshotMeta | null>;
   /**
    * Closes the store (checkpointing if asked: retention still applies), waits
    * a bounded time for shipping to catch up, then closes the replicator.
@@ -126,9 +158,7 @@ export async function openReplicatedStore(
     })();
     return closing;
   };
-  const snapshot = async (
-    snapshotOptions: { checkpoint?: boolean; keep?: number } = {},
-  ): Promise<SnapshotMeta | null> => {
+  const snapshot = async (snapshotOptions: SnapshotOptions = {}): Promise<SnapshotMeta | null> => {
     if (snapshotOptions.checkpoint !== false) await store.checkpoint();
     const nc =
       replication.connection ??
@@ -149,12 +179,43 @@ export async function openReplicatedStore(
           keep: snapshotOptions.keep,
         });
       }
+      if (snapshotOptions.trimStream === true) {
+        const oldest = (
+          await listSnapshots(nc, opened.stream, { databaseId: opened.databaseId })
+        )[0];
+        if (oldest !== undefined) {
+          await trimStreamBelow(nc, opened.stream, oldest.epoch, replication.apiTimeoutMs);
+        }
+      }
       return meta;
     } finally {
       if (replication.connection === undefined) await nc.close();
     }
   };
   return { store, replicator: opened, close, snapshot, [Symbol.asyncDispose]: () => close() };
+}
+
+/**
+ * Purges a database stream's messages of epochs `<= epoch` (all held by a
+ * snapshot of that epoch or a later one), keeping at least the stream's last
+ * message: the replicator resumes from the tail, and an empty stream would
+ * look like one never shipped to.
+ */
+export async function trimStreamBelow(
+  nc: NatsConnection,
+  stream: string,
+  epoch: bigint,
+  apiTimeoutMs = DEFAULT_API_TIMEOUT_MS,
+): Promise<StreamTrim> {
+  const jsm = await managerFor(nc, apiTimeoutMs);
+  const info = await jsm.streams.info(stream);
+  const { first_seq: firstSeq, last_seq: lastSeq, messages } = info.state;
+  if (messages === 0) return { purged: 0, firstSeq };
+  const above = await firstSeqAboveEpoch(jsm, stream, epoch, firstSeq, lastSeq);
+  const keepFrom = Math.min(above, lastSeq);
+  if (keepFrom <= firstSeq) return { purged: 0, firstSeq };
+  const result = await jsm.streams.purge(stream, { seq: keepFrom });
+  return { purged: result.purged, firstSeq: keepFrom };
 }
 
 /**

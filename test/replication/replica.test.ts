@@ -10,6 +10,7 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { ReplicaErrorCode } from '../../src/replication/errors.js';
@@ -257,6 +258,91 @@ describe('read-only replicas and base snapshots', () => {
     const applied = await PageStore.open(viaCli, { autoCheckpoint: false });
     expectSame(await stateOf(applied.dbSizePages, (p) => applied.read(p)), want, 'cli --apply');
     await applied.close();
+  });
+});
+
+describe('trimming the stream below a snapshot', () => {
+  it('bounds the stream; restore and a fresh follower still rebuild the database, a follower left behind says it must be rebuilt', async () => {
+    if (suite.cluster === null) return;
+    const source = suite.tempDb();
+    const primary = await openPrimary(source, 'RTRIM');
+    const { store, replicator } = primary;
+    const behindPath = suite.tempDb();
+    try {
+      let last = await workload(store, 15, 3);
+      await replicator.waitForReplicated(last, 15_000);
+      // A follower that catches up now and then stays away.
+      const behind = await Follower.start({
+        servers: suite.cluster.urls,
+        stream: 'RTRIM',
+        dbPath: behindPath,
+      });
+      await behind.waitForEpoch(last, 15_000);
+      await behind.close();
+      last = await workload(store, 15, 30);
+      await replicator.waitForReplicated(last, 15_000);
+      const nc = await connectTo(suite.cluster.urls);
+      const jsm = await jetstreamManager(nc);
+      const before = (await jsm.streams.info('RTRIM')).state;
+      const meta = await primary.snapshot({ keep: 1, trimStream: true });
+      const after = (await jsm.streams.info('RTRIM')).state;
+      expect(meta?.epoch).toBe(last);
+      expect(after.first_seq).toBeGreaterThan(before.first_seq);
+      expect(after.messages).toBeLessThan(before.messages);
+      // The tail stays: the replicator keeps shipping after it.
+      expect(after.last_seq).toBe(before.last_seq);
+      last = await workload(store, 5, 60);
+      await replicator.waitForReplicated(last, 15_000);
+      expect(replicator.stats().lastError).toBeNull();
+    } finally {
+      await primary.close();
+    }
+    const reopened = await PageStore.open(source, { autoCheckpoint: false });
+    const want = await stateOf(reopened.dbSizePages, (p) => reopened.read(p));
+    await reopened.close();
+
+    const restored = suite.tempDb();
+    const result = await restoreFromStream({
+      servers: suite.cluster.urls,
+      stream: 'RTRIM',
+      dbPath: restored,
+    });
+    expect(result.stoppedBy).toBeNull();
+    expect(result.epochsRestored).toBe(5);
+    const opened = await PageStore.open(restored, { autoCheckpoint: false });
+    expectSame(await stateOf(opened.dbSizePages, (p) => opened.read(p)), want, 'restored');
+    await opened.close();
+
+    const fresh = await Follower.start({
+      servers: suite.cluster.urls,
+      stream: 'RTRIM',
+      dbPath: suite.tempDb(),
+    });
+    try {
+      await fresh.waitForEpoch(result.lastEpoch!, 15_000);
+      const replica = fresh.replica!;
+      expectSame(
+        await stateOf(replica.dbSizePages, (p) => replica.read(p)),
+        want,
+        'fresh follower',
+      );
+    } finally {
+      await fresh.close();
+    }
+
+    const resumed = await Follower.start({
+      servers: suite.cluster.urls,
+      stream: 'RTRIM',
+      dbPath: behindPath,
+    });
+    try {
+      const error = await resumed.waitForEpoch(result.lastEpoch!, 15_000).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: ReplicaErrorCode.gap });
+      expect((error as Error).message).toContain('rebuild the replica');
+      expect(resumed.stats().state).toBe('failed');
+    } finally {
+      await resumed.close();
+    }
   });
 });
 
