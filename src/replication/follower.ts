@@ -46,7 +46,7 @@ import {
   streamInfoOrNull,
   toStreamMessage,
 } from './nats.js';
-import { downloadSnapshot, latestSnapshot } from './snapshot.js';
+import { downloadSnapshot, latestSnapshot, type SnapshotMeta } from './snapshot.js';
 import { type FollowPosition, readFollowPosition, writeFollowPosition } from './state-file.js';
 import { readStreamRange } from './stream-reader.js';
 import { firstSeqAboveEpoch } from './stream-seek.js';
@@ -81,6 +81,12 @@ export interface FollowerOptions {
   pageSize?: number;
   /** Store mode: start an empty replica from the newest base snapshot (default true). */
   useSnapshot?: boolean;
+  /**
+   * Store mode: when the stream was trimmed below the replica's position,
+   * replace the replica's content with the newest snapshot and go on from
+   * there (default true); `false`: stop with a gap error.
+   */
+  reseed?: boolean;
   /** Store mode: fold into the file at least every N applied epochs (default 512). */
   flushEveryEpochs?: number;
   /** Only follow this database (default: the stream's, fixed by the first epoch applied). */
@@ -111,6 +117,8 @@ export interface FollowerStats {
   epochsAlreadyHeld: number;
   /** Messages skipped because the base snapshot holds their epoch. */
   messagesBeforeBase: number;
+  /** Times the replica was re-seeded from a snapshot after the stream was trimmed past it. */
+  reseeds: number;
   /** The base snapshot the replica started from, if any. */
   snapshot: { epoch: bigint; bytes: number } | null;
   duplicatesSkipped: number;
@@ -152,6 +160,7 @@ export class Follower {
     duplicatesSkipped: 0,
     messagesBeforeBase: 0,
     readFailures: 0,
+    reseeds: 0,
   };
 
   private constructor(
@@ -220,16 +229,20 @@ export class Follower {
     let position = saved ?? fresh;
     if (store !== null) {
       const durable = store.durableEpoch();
-      // The position moves only after the file: it can lag the file (those
-      // epochs are read again and ignored), never lead it. A replica whose
-      // position is missing or ahead (files copied or replaced) restarts
-      // from its own file as a base, re-reading the stream from its start.
+      // The position moves only after the file: it can lag the file, never
+      // lead it. When it lags (a crash between the two, or a re-seed), the
+      // file is the base: epochs at or below it are skipped, reading from the
+      // position's stream sequence. A replica whose position is missing or
+      // ahead (files copied or replaced) restarts from its own file as a
+      // base, finding its place in the stream by epoch.
       const usable =
         saved !== null &&
         (saved.epoch === null ? durable === null : durable !== null && saved.epoch <= durable);
       if (!usable) {
         position =
           durable === null ? fresh : { ...fresh, epoch: durable, base: true, streamSeq: 0 };
+      } else if (saved.epoch !== null && durable !== null && saved.epoch < durable) {
+        position = { ...saved, epoch: durable, base: true, certificate: null };
       }
     }
     const hold = saved?.consistentEpoch ?? null;
@@ -442,21 +455,7 @@ export class Follower {
         },
         (write) => downloadSnapshot(this.nc!, this.options.stream, meta, write),
       );
-      this.snapshot = { epoch: meta.epoch, bytes: meta.bytes };
-      this.applied = {
-        databaseId: meta.databaseId,
-        stream: this.options.stream,
-        epoch: meta.epoch,
-        streamSeq: 0,
-        certificate:
-          meta.certificate === null
-            ? null
-            : { epoch: meta.epoch, bytes: Buffer.from(meta.certificate).toString('base64') },
-        base: true,
-        consistentEpoch: meta.consistentEpoch > meta.epoch ? meta.consistentEpoch : null,
-        updatedAt: new Date().toISOString(),
-      };
-      this.unflushedEpochs = 1;
+      this.adoptSnapshot(meta);
       await this.makeDurable();
       this.assembler = this.newAssembler();
     }
@@ -479,7 +478,14 @@ export class Follower {
         this.doorbell = this.nc!.subscribe(subject, { callback: () => this.wake.resolve() });
       }
     }
-    await this.checkNotTrimmedPast(jsm, info.state.first_seq);
+    if (await this.trimmedPast(jsm, info.state.first_seq)) {
+      if (await this.reseedFromSnapshot()) return false;
+      throw new ReplicaVerificationError(
+        ReplicaErrorCode.gap,
+        `stream ${this.options.stream} no longer holds the epochs after ${this.applied.epoch} (trimmed to sequence ${info.state.first_seq}) and no newer snapshot can re-seed the replica${this.options.reseed === false ? ' (re-seeding is off)' : ''}: rebuild the replica in a fresh location`,
+        { epoch: this.applied.epoch ?? 0n, streamSeq: info.state.first_seq },
+      );
+    }
     let from = Math.max(this.applied.streamSeq + 1, info.state.first_seq);
     const to = info.state.last_seq;
     if (this.applied.base === true && this.applied.epoch !== null && this.applied.streamSeq === 0) {
@@ -499,23 +505,68 @@ export class Follower {
   }
 
   /**
-   * A stream trimmed below the replica's position (see
-   * `ReplicatedStore.snapshot({ trimStream })`) no longer holds the epochs
-   * it needs: say so plainly rather than as a bare gap.
+   * True when the stream was trimmed below the replica's position (see
+   * `ReplicatedStore.snapshot({ trimStream })`): its first message is of an
+   * epoch above ours that follows another epoch above ours.
    */
-  private async checkNotTrimmedPast(jsm: JetStreamManager, firstSeq: number): Promise<void> {
+  private async trimmedPast(jsm: JetStreamManager, firstSeq: number): Promise<boolean> {
     const at = this.applied;
-    if (at.epoch === null || at.base === true || at.streamSeq + 1 >= firstSeq) return;
+    if (at.epoch === null || at.streamSeq + 1 >= firstSeq) return false;
     const head = await jsm.streams.getMessage(this.options.stream, { seq: firstSeq });
-    if (head === null) return;
+    if (head === null) return false;
     const header = parseChunkHeader(toStreamMessage(head).header, firstSeq);
-    if (header.epoch > at.epoch && header.prevEpoch !== null && header.prevEpoch > at.epoch) {
-      throw new ReplicaVerificationError(
-        ReplicaErrorCode.gap,
-        `stream ${this.options.stream} no longer holds the epochs after ${at.epoch} (trimmed to sequence ${firstSeq}, whose epoch ${header.epoch} follows ${header.prevEpoch}): rebuild the replica in a fresh location, it starts from the newest snapshot`,
-        { epoch: header.epoch, streamSeq: firstSeq },
-      );
+    return header.epoch > at.epoch && header.prevEpoch !== null && header.prevEpoch > at.epoch;
+  }
+
+  /**
+   * Replaces a store replica left behind a trimmed stream with the newest
+   * snapshot (newer than what it holds); false when that is not possible.
+   */
+  private async reseedFromSnapshot(): Promise<boolean> {
+    const store = this.store;
+    if (store === null || this.options.reseed === false || this.options.useSnapshot === false) {
+      return false;
     }
+    const at = this.applied;
+    const databaseId = at.databaseId === '' ? undefined : at.databaseId;
+    const meta = await latestSnapshot(this.nc!, this.options.stream, { databaseId });
+    if (meta === null || (at.epoch !== null && meta.epoch <= at.epoch)) return false;
+    this.state = 'catchingUp';
+    await this.makeDurable();
+    await store.reseed(
+      {
+        epoch: meta.epoch,
+        pageSize: meta.pageSize,
+        dbSizePages: meta.dbSizePages,
+        commitSeq: meta.commitSeq,
+        consistentEpoch: meta.consistentEpoch,
+      },
+      (write) => downloadSnapshot(this.nc!, this.options.stream, meta, write),
+    );
+    this.adoptSnapshot(meta);
+    this.counters.reseeds += 1;
+    await this.makeDurable();
+    this.assembler = this.newAssembler();
+    return true;
+  }
+
+  /** The replica now holds `meta`: continue from it as a base. */
+  private adoptSnapshot(meta: SnapshotMeta): void {
+    this.snapshot = { epoch: meta.epoch, bytes: meta.bytes };
+    this.applied = {
+      databaseId: meta.databaseId,
+      stream: this.options.stream,
+      epoch: meta.epoch,
+      streamSeq: 0,
+      certificate:
+        meta.certificate === null
+          ? null
+          : { epoch: meta.epoch, bytes: Buffer.from(meta.certificate).toString('base64') },
+      base: true,
+      consistentEpoch: meta.consistentEpoch > meta.epoch ? meta.consistentEpoch : null,
+      updatedAt: new Date().toISOString(),
+    };
+    this.unflushedEpochs = 1;
   }
 
   private async applyEpoch(epoch: VerifiedEpoch): Promise<void> {

@@ -359,6 +359,7 @@ export class PageStore implements AsyncDisposable {
     let file: DatabaseFile | null = null;
     let wal: ParallelWal | null = null;
     try {
+      await refuseUnfinishedReseed(path, fs);
       const opened = await openDatabaseFile(path, options.pageSize, fs);
       file = opened.file;
       const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {
@@ -985,6 +986,27 @@ export class PageStore implements AsyncDisposable {
   private ensureOpen(): void {
     if (this.closing || this.closed) throw closedError(this.path);
   }
+}
+
+/**
+ * A replica interrupted while being re-seeded from a snapshot (see
+ * `ReplicaStore.reseed`) may have its new file under its old header until a
+ * replica open finishes the switch: never open it as a database before that.
+ */
+async function refuseUnfinishedReseed(path: string, fs: WalFileSystem): Promise<void> {
+  const marker = `${path}-pwal-reseed`;
+  try {
+    await fs.stat(marker);
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return;
+    throw new StoreError(StoreErrorCode.io, `cannot stat ${marker}: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
+  throw new StoreError(
+    StoreErrorCode.replicaState,
+    `${path} is a replica whose re-seed from a snapshot was interrupted (${marker} exists): open it with pwal follow (or ReplicaStore.open) first, which finishes it`,
+  );
 }
 
 /** The higher of a caller's floor and the store's own (a non-bigint is passed on for the log to reject). */

@@ -31,6 +31,7 @@
  * process holds the replica), plus a journal segment during a flush.
  */
 
+import * as nodePath from 'node:path';
 import { WalArgumentError } from '../errors.js';
 import { decodeSegment, encodeSegment } from '../format/segment.js';
 import type { WalRecord } from '../format/types.js';
@@ -45,9 +46,16 @@ import {
 } from '../storage/segment-files.js';
 import { checkPageNumber } from './commit-batch.js';
 import { encodeSizeMeta, STORE_META_PAGE_ID } from './commit-meta.js';
-import type { DatabaseFile } from './db-file.js';
+import { DatabaseFile } from './db-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
-import { readStoreHeader, type StoreHeader, validatePageSize, writeStoreHeader } from './header.js';
+import {
+  decodeStoreHeader,
+  encodeStoreHeader,
+  readStoreHeader,
+  type StoreHeader,
+  validatePageSize,
+  writeStoreHeader,
+} from './header.js';
 import { PageIndex } from './page-index.js';
 import { openDatabaseFile, recoverIntoFile } from './page-store.js';
 import { applyReplay, foldFromIndex, forEachCommit, type LoggedCommit } from './replay.js';
@@ -96,6 +104,8 @@ export interface ReplicaStoreStats {
   flushes: number;
   pagesFlushed: number;
   snapshotsInstalled: number;
+  /** Times the whole content was replaced by a newer snapshot ({@link ReplicaStore.reseed}). */
+  reseeds: number;
   /** Pages applied and not yet flushed into the database file. */
   pendingPages: number;
   pendingBytes: number;
@@ -120,6 +130,7 @@ export class ReplicaStore implements AsyncDisposable {
     flushes: 0,
     pagesFlushed: 0,
     snapshotsInstalled: 0,
+    reseeds: 0,
   };
 
   private constructor(
@@ -153,6 +164,7 @@ export class ReplicaStore implements AsyncDisposable {
     const lock = await acquireLock(path, { fs });
     let file: DatabaseFile | null = null;
     try {
+      await finishReseed(path, fs);
       const header = await readStoreHeader(path, fs);
       const segments = await listSegments(path, { fs });
       if (header === null && options.pageSize === undefined && segments.length === 0) {
@@ -263,10 +275,7 @@ export class ReplicaStore implements AsyncDisposable {
       }
       this.applied = epoch;
       this.counters.epochsApplied++;
-      if (this.readsHeldUntil !== null && epoch >= this.readsHeldUntil) {
-        this.readsHeldUntil = null;
-        for (const resolve of this.consistentWaiters.splice(0)) resolve();
-      }
+      this.releaseHold(epoch);
       this.counters.commitsApplied += commits.length;
       return true;
     });
@@ -328,6 +337,92 @@ export class ReplicaStore implements AsyncDisposable {
       const consistent = image.consistentEpoch ?? null;
       if (consistent !== null && consistent > image.epoch) this.holdReadsUntil(consistent);
     });
+  }
+
+  /**
+   * Replaces the replica's whole content with a snapshot newer than what it
+   * holds — for a replica left behind a stream that was trimmed below its
+   * position. Crash-safe: the image is written to `<db>-pwal-reseed-image`
+   * and fsynced; then a marker (`<db>-pwal-reseed`, the new store header) is
+   * made durable, the image renamed over the database file, the header
+   * replaced and the marker removed. Opening a replica (not a page store:
+   * `PageStore.open` refuses while the marker exists) finishes an
+   * interrupted switch, or drops an interrupted download. Reads wait until
+   * the snapshot's consistent epoch is applied; they never see a mix.
+   * @throws {StoreError} `ERR_STORE_REPLICA_STATE` when the snapshot is not
+   * newer than the applied epoch or its page size differs; `ERR_STORE_IO`;
+   * whatever `fill` throws (the replica keeps its old content).
+   */
+  reseed(
+    image: ReplicaSnapshotImage,
+    fill: (write: (chunk: Uint8Array, offset: number) => Promise<void>) => Promise<void>,
+  ): Promise<void> {
+    this.ensureOpen();
+    return this.exclusive(async () => {
+      if (this.applied !== null && image.epoch <= this.applied) {
+        throw new StoreError(
+          StoreErrorCode.replicaState,
+          `cannot re-seed ${this.path} from the snapshot of epoch ${image.epoch}: the replica already holds epoch ${this.applied}`,
+        );
+      }
+      validatePageSize(image.pageSize);
+      if (this.pageSize !== null && this.pageSize !== image.pageSize) {
+        throw new StoreError(
+          StoreErrorCode.replicaState,
+          `snapshot of epoch ${image.epoch} has page size ${image.pageSize}, the replica ${this.path} has ${this.pageSize}`,
+        );
+      }
+      this.holdReadsUntil(image.epoch);
+      if (image.consistentEpoch != null) this.holdReadsUntil(image.consistentEpoch);
+      await this.drainReads();
+      const bytes = image.dbSizePages * image.pageSize;
+      const imagePath = reseedImagePath(this.path);
+      const handle = await this.fs.open(imagePath, 'createOrTruncate');
+      try {
+        await fill(async (chunk, offset) => {
+          if (offset < 0 || offset + chunk.length > bytes) {
+            throw new StoreError(
+              StoreErrorCode.replicaState,
+              `snapshot chunk at ${offset} (+${chunk.length}) is outside the image's ${bytes} bytes`,
+            );
+          }
+          await handle.write(chunk, offset);
+        });
+        await handle.truncate(bytes);
+        await handle.sync();
+      } catch (error) {
+        await handle.close().catch(() => undefined);
+        await this.fs.unlink(imagePath).catch(() => undefined);
+        this.releaseHold(this.applied);
+        throw error;
+      }
+      await handle.close();
+      const header: StoreHeader = {
+        pageSize: image.pageSize,
+        dbSizePages: image.dbSizePages,
+        nextEpoch: image.epoch + 1n,
+        checkpointCommitSeq: image.commitSeq,
+      };
+      await writeBytesDurably(reseedMarkerPath(this.path), encodeStoreHeader(header), this.fs);
+      await this.file?.close().catch(() => undefined);
+      this.file = null;
+      await finishReseed(this.path, this.fs);
+      this.file = await DatabaseFile.open(this.path, image.pageSize, this.fs, false);
+      this.header = header;
+      this.expectedPageSize = image.pageSize;
+      this.index = new PageIndex(image.dbSizePages, image.epoch);
+      this.applied = image.epoch;
+      this.counters.reseeds++;
+      this.releaseHold(image.epoch);
+    });
+  }
+
+  /** Releases a read hold that `epoch` satisfies. */
+  private releaseHold(epoch: bigint | null): void {
+    const until = this.readsHeldUntil;
+    if (until === null || epoch === null || epoch < until) return;
+    this.readsHeldUntil = null;
+    for (const resolve of this.consistentWaiters.splice(0)) resolve();
   }
 
   /**
@@ -634,4 +729,71 @@ async function fileBytes(path: string, fs: WalFileSystem): Promise<number> {
       cause: error,
     });
   }
+}
+
+/** `<db>-pwal-reseed-image`: a snapshot being written for {@link ReplicaStore.reseed}. */
+export function reseedImagePath(dbPath: string): string {
+  return `${dbPath}-pwal-reseed-image`;
+}
+
+/** `<db>-pwal-reseed`: the new store header, durable once the image is; removed when the switch is done. */
+export function reseedMarkerPath(dbPath: string): string {
+  return `${dbPath}-pwal-reseed`;
+}
+
+/**
+ * Finishes or drops an interrupted re-seed (see {@link ReplicaStore.reseed}):
+ * with the marker, the image (if still there) is renamed over the database
+ * file and the marker becomes the header; without it, a leftover image is an
+ * unfinished download and is removed.
+ */
+async function finishReseed(path: string, fs: WalFileSystem): Promise<void> {
+  const markerPath = reseedMarkerPath(path);
+  const imagePath = reseedImagePath(path);
+  let marker: Uint8Array | null = null;
+  try {
+    marker = await fs.readFile(markerPath);
+  } catch (error) {
+    if (!isNotFound(error)) throw ioError(`cannot read ${markerPath}`, error);
+  }
+  if (marker === null) {
+    await fs.unlink(imagePath).catch((error: unknown) => {
+      if (!isNotFound(error)) throw ioError(`cannot remove ${imagePath}`, error);
+    });
+    return;
+  }
+  const header = decodeStoreHeader(marker, markerPath);
+  try {
+    await fs.rename(imagePath, path);
+    await fs.syncDirectory(nodePath.dirname(path));
+  } catch (error) {
+    // Gone: renamed before a crash (the marker is written after the image).
+    if (!isNotFound(error)) throw ioError(`cannot move ${imagePath} into place`, error);
+  }
+  await writeStoreHeader(path, header, fs);
+  await fs.unlink(markerPath).catch((error: unknown) => {
+    if (!isNotFound(error)) throw ioError(`cannot remove ${markerPath}`, error);
+  });
+}
+
+/** Writes a small file durably: temp name, write, fsync, rename, directory fsync. */
+async function writeBytesDurably(
+  path: string,
+  bytes: Uint8Array,
+  fs: WalFileSystem,
+): Promise<void> {
+  const temp = `${path}.tmp`;
+  const handle = await fs.open(temp, 'createOrTruncate');
+  try {
+    await handle.write(bytes, 0);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(temp, path);
+  await fs.syncDirectory(nodePath.dirname(path));
+}
+
+function ioError(what: string, error: unknown): StoreError {
+  return new StoreError(StoreErrorCode.io, `${what}: ${describeError(error)}`, { cause: error });
 }

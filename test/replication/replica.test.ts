@@ -262,7 +262,7 @@ describe('read-only replicas and base snapshots', () => {
 });
 
 describe('trimming the stream below a snapshot', () => {
-  it('bounds the stream; restore and a fresh follower still rebuild the database, a follower left behind says it must be rebuilt', async () => {
+  it('bounds the stream; restore and a fresh follower still rebuild the database, a follower left behind re-seeds itself from the newest snapshot', async () => {
     if (suite.cluster === null) return;
     const source = suite.tempDb();
     const primary = await openPrimary(source, 'RTRIM');
@@ -330,19 +330,45 @@ describe('trimming the stream below a snapshot', () => {
       await fresh.close();
     }
 
+    // Left behind with re-seeding off: it says it must be rebuilt.
+    const stuck = await Follower.start({
+      servers: suite.cluster.urls,
+      stream: 'RTRIM',
+      dbPath: behindPath,
+      reseed: false,
+    });
+    try {
+      const error = await stuck.waitForEpoch(result.lastEpoch!, 15_000).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: ReplicaErrorCode.gap });
+      expect((error as Error).message).toContain('rebuild the replica');
+      expect(stuck.stats().state).toBe('failed');
+    } finally {
+      await stuck.close();
+    }
+    // By default it re-seeds itself from the newest snapshot and converges
+    // (reads during a re-seed: test/store/replica-store.test.ts).
     const resumed = await Follower.start({
       servers: suite.cluster.urls,
       stream: 'RTRIM',
       dbPath: behindPath,
     });
     try {
-      const error = await resumed.waitForEpoch(result.lastEpoch!, 15_000).catch((e: unknown) => e);
-      expect(error).toMatchObject({ code: ReplicaErrorCode.gap });
-      expect((error as Error).message).toContain('rebuild the replica');
-      expect(resumed.stats().state).toBe('failed');
+      const early = await resumed.replica!.readPages([1, 2]);
+      expect(early.pages).toHaveLength(2);
+      await resumed.waitForEpoch(result.lastEpoch!, 15_000);
+      expect(resumed.stats().reseeds).toBe(1);
+      const replica = resumed.replica!;
+      expectSame(await stateOf(replica.dbSizePages, (p) => replica.read(p)), want, 're-seeded');
     } finally {
       await resumed.close();
     }
+    const reopenedReplica = await PageStore.open(behindPath, { autoCheckpoint: false });
+    expectSame(
+      await stateOf(reopenedReplica.dbSizePages, (p) => reopenedReplica.read(p)),
+      want,
+      're-seeded, promoted',
+    );
+    await reopenedReplica.close();
   });
 });
 

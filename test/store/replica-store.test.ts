@@ -16,7 +16,6 @@ import { seededRng } from '../support/rng.js';
 import { type CrashModel, SimulatedFileSystem } from '../support/simulated-fs.js';
 
 const PAGE = 512;
-const MAX_PAGE = 12;
 
 interface DbState {
   size: number;
@@ -287,6 +286,114 @@ describe('ReplicaStore', () => {
     }
   });
 
+  it('re-seeds from a newer snapshot: reads wait for it and then see exactly it; an older snapshot is refused', async () => {
+    const db = path.join(tempDir(), 'reseed.db');
+    const replica = await ReplicaStore.open(db);
+    for (const e of primary.slice(0, 3)) await replica.applyEpoch(e.epoch, e.segment);
+    await replica.flush();
+    const target = primary[6]!;
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const reseeding = replica.reseed(snapshotImageOf(target), async (write) => {
+      await gate;
+      await write(imageBytes(target.state), 0);
+    });
+    // A read issued during the re-seed waits and sees the new state whole.
+    await new Promise((resolve) => setImmediate(resolve));
+    const reading = replica.readPages(Array.from({ length: target.state.size }, (_, k) => k + 1));
+    release();
+    await reseeding;
+    const { epoch, pages } = await reading;
+    expect(epoch).toBe(target.epoch);
+    pages.forEach((data, i) => {
+      expect(Buffer.from(data).equals(Buffer.from(target.state.pages.get(i + 1)!))).toBe(true);
+    });
+    expect(replica.durableEpoch()).toBe(target.epoch);
+    expectState(await replicaState(replica), target.state, 're-seeded');
+    const older = await replica
+      .reseed(snapshotImageOf(primary[4]!), async () => {})
+      .catch((error: unknown) => error);
+    expect(isWalError(older, 'ERR_STORE_REPLICA_STATE')).toBe(true);
+    // It goes on with the epochs after the snapshot.
+    for (const e of primary.slice(7)) await replica.applyEpoch(e.epoch, e.segment);
+    expectState(await replicaState(replica), primary.at(-1)!.state, 'after the re-seed');
+    await replica.close();
+    expect(fs.readdirSync(path.dirname(db)).filter((f) => f.includes('pwal-reseed'))).toEqual([]);
+  });
+
+  describe('power cut at every step of a re-seed', () => {
+    const DB = '/data/reseed.db';
+    async function run(disk: SimulatedFileSystem, armAt: (() => void) | null) {
+      const replica = await ReplicaStore.open(DB, { fs: disk });
+      try {
+        for (const e of primary.slice(0, 3)) await replica.applyEpoch(e.epoch, e.segment);
+        await replica.flush();
+        armAt?.();
+        const target = primary[6]!;
+        await replica.reseed(snapshotImageOf(target), async (write) => {
+          const bytes = imageBytes(target.state);
+          for (let at = 0; at < bytes.length; at += 1000)
+            await write(bytes.subarray(at, at + 1000), at);
+        });
+        await replica.close();
+      } catch (error) {
+        if (!disk.dead) throw error;
+        expect(error, String(error)).toHaveProperty('code');
+        await replica.close({ flush: false }).catch(() => undefined);
+      }
+    }
+
+    it('reopens at the old epoch or the snapshot, whole, and is promotable after a replica open', async () => {
+      const before = primary[2]!;
+      const after = primary[6]!;
+      const count = new SimulatedFileSystem();
+      count.mkdirSync('/data');
+      let from = 0;
+      await run(count, () => {
+        from = count.stepCount;
+      });
+      const steps = count.stepCount - from;
+      const outcomes = new Set<bigint | null>();
+      let refusedAsDatabase = 0;
+      for (let step = 1; step <= steps; step++) {
+        const disk = new SimulatedFileSystem();
+        disk.mkdirSync('/data');
+        await run(disk, () =>
+          disk.armPowerCut(disk.stepCount + step, seededRng(7000 + step), { dirOps: 'prefix' }),
+        );
+        const image = disk.dead ? disk.crashedDisk! : disk;
+        // Opened as a database first: refused while a switch is unfinished.
+        const early = await PageStore.open(DB, { fs: image, autoCheckpoint: false }).catch(
+          (error: unknown) => error,
+        );
+        if (early instanceof PageStore) await early.close();
+        else {
+          expect(
+            isWalError(early, 'ERR_STORE_REPLICA_STATE'),
+            `step ${step}: ${String(early)}`,
+          ).toBe(true);
+          refusedAsDatabase++;
+        }
+        const reopened = await ReplicaStore.open(DB, { fs: image });
+        const durable = reopened.durableEpoch();
+        outcomes.add(durable);
+        expect([before.epoch, after.epoch], `step ${step}`).toContain(durable);
+        expect(sameState(await replicaState(reopened), stateAt(durable)), `step ${step}`).toBe(
+          true,
+        );
+        await reopened.close();
+        const promoted = await PageStore.open(DB, { fs: image, autoCheckpoint: false });
+        const promotedState = await readAll((p) => promoted.read(p), promoted.dbSizePages);
+        expect(sameState(promotedState, stateAt(durable)), `step ${step}: promoted`).toBe(true);
+        await promoted.close();
+      }
+      expect(outcomes).toEqual(new Set([before.epoch, after.epoch]));
+      expect(refusedAsDatabase).toBeGreaterThan(0);
+    });
+  });
+
   describe('power cut at every step of a flush', () => {
     const DB = '/data/replica.db';
     const MODELS: Array<{ name: string; model: CrashModel; seed: number }> = [
@@ -355,3 +462,13 @@ describe('ReplicaStore', () => {
     }
   });
 });
+
+function imageBytes(state: DbState): Uint8Array {
+  const bytes = new Uint8Array(state.size * PAGE);
+  for (const [p, data] of state.pages) bytes.set(data, (p - 1) * PAGE);
+  return bytes;
+}
+
+function snapshotImageOf(e: PrimaryEpoch) {
+  return { epoch: e.epoch, pageSize: PAGE, dbSizePages: e.state.size, commitSeq: 0n };
+}
