@@ -16,9 +16,10 @@
  *   (the position moves after each) — a copy of the log, e.g. of a
  *   `ReplicatedWal` that is not a page store.
  *
- * A crash between applying and moving the position re-applies the same
- * epochs on restart, which is idempotent (the replica ignores epochs it
- * already holds; the same segment bytes land under the same name).
+ * A crash between folding and moving the position leaves the position
+ * behind the file: on restart the file is the base, and the epochs it holds
+ * are skipped (in log mode, the same segment bytes land under the same name
+ * again, which is idempotent).
  *
  * New messages are noticed through a core subscription on the database's
  * subject (a doorbell) and, as a fallback, a poll every
