@@ -186,9 +186,7 @@ describe('read-only replicas and base snapshots', () => {
     } finally {
       await primary.close();
     }
-    const reopened = await PageStore.open(source, { autoCheckpoint: false });
-    const want = await stateOf(reopened.dbSizePages, (p) => reopened.read(p));
-    await reopened.close();
+    const want = await storeState(source);
 
     // Restore: the newest snapshot, then the epochs after it.
     const restored = suite.tempDb();
@@ -200,9 +198,7 @@ describe('read-only replicas and base snapshots', () => {
     expect(result.stoppedBy).toBeNull();
     expect(result.snapshot?.epoch).toBe(beforeSecondEpoch);
     expect(result.epochsRestored).toBe(6);
-    const opened = await PageStore.open(restored, { autoCheckpoint: false });
-    expectSame(await stateOf(opened.dbSizePages, (p) => opened.read(p)), want, 'restored');
-    await opened.close();
+    expectSame(await storeState(restored), want, 'restored');
 
     // Point in time before the newest snapshot: the older (base) snapshot is used.
     const earlier = suite.tempDb();
@@ -215,9 +211,7 @@ describe('read-only replicas and base snapshots', () => {
     expect(pit.stoppedBy).toBeNull();
     expect(pit.snapshot!.epoch < midEpoch!).toBe(true);
     expect(pit.lastEpoch).toBe(midEpoch!);
-    const atPit = await PageStore.open(earlier, { autoCheckpoint: false });
-    expectSame(await stateOf(atPit.dbSizePages, (p) => atPit.read(p)), mid!, 'point in time');
-    await atPit.close();
+    expectSame(await storeState(earlier), mid!, 'point in time');
 
     // Without the snapshot the stream alone is incomplete: reported, not restored in part silently.
     const alone = await restoreFromStream({
@@ -255,9 +249,7 @@ describe('read-only replicas and base snapshots', () => {
     );
     expect(code, out.join('')).toBe(0);
     expect(out.join('')).toContain(`base snapshot of epoch ${beforeSecondEpoch}`);
-    const applied = await PageStore.open(viaCli, { autoCheckpoint: false });
-    expectSame(await stateOf(applied.dbSizePages, (p) => applied.read(p)), want, 'cli --apply');
-    await applied.close();
+    expectSame(await storeState(viaCli), want, 'cli --apply');
   });
 });
 
@@ -297,9 +289,7 @@ describe('trimming the stream below a snapshot', () => {
     } finally {
       await primary.close();
     }
-    const reopened = await PageStore.open(source, { autoCheckpoint: false });
-    const want = await stateOf(reopened.dbSizePages, (p) => reopened.read(p));
-    await reopened.close();
+    const want = await storeState(source);
 
     const restored = suite.tempDb();
     const result = await restoreFromStream({
@@ -309,9 +299,7 @@ describe('trimming the stream below a snapshot', () => {
     });
     expect(result.stoppedBy).toBeNull();
     expect(result.epochsRestored).toBe(5);
-    const opened = await PageStore.open(restored, { autoCheckpoint: false });
-    expectSame(await stateOf(opened.dbSizePages, (p) => opened.read(p)), want, 'restored');
-    await opened.close();
+    expectSame(await storeState(restored), want, 'restored');
 
     const fresh = await Follower.start({
       servers: suite.cluster.urls,
@@ -362,13 +350,7 @@ describe('trimming the stream below a snapshot', () => {
     } finally {
       await resumed.close();
     }
-    const reopenedReplica = await PageStore.open(behindPath, { autoCheckpoint: false });
-    expectSame(
-      await stateOf(reopenedReplica.dbSizePages, (p) => reopenedReplica.read(p)),
-      want,
-      're-seeded, promoted',
-    );
-    await reopenedReplica.close();
+    expectSame(await storeState(behindPath), want, 're-seeded, promoted');
   });
 });
 
@@ -484,6 +466,16 @@ describe('a follower process killed at random moments', () => {
     await replica.close();
   }, 120_000);
 });
+
+/** The database at `dbPath` as a page store reads it (opened and closed again). */
+async function storeState(dbPath: string): Promise<DbState> {
+  const store = await PageStore.open(dbPath, { autoCheckpoint: false });
+  try {
+    return await stateOf(store.dbSizePages, (p) => store.read(p));
+  } finally {
+    await store.close();
+  }
+}
 
 async function connectTo(urls: string[]) {
   const { connect } = await import('@nats-io/transport-node');
