@@ -15,6 +15,7 @@ import { registerFollow } from './follow.js';
 import { registerInspect } from './inspect.js';
 import { registerRecover } from './recover.js';
 import { registerRestore } from './restore.js';
+import { registerSnapshot } from './snapshot.js';
 import { registerTraceCommand } from './trace.js';
 import { registerVerify } from './verify.js';
 
@@ -51,6 +52,7 @@ function buildProgram(ctx: CliContext): Command {
   registerTraceCommand(program, ctx);
   registerRestore(program, ctx);
   registerFollow(program, ctx);
+  registerSnapshot(program, ctx);
   registerCheckpoint(program, ctx);
   registerRecover(program, ctx);
   registerDemo(program, ctx);

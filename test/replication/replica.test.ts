@@ -354,6 +354,40 @@ describe('trimming the stream below a snapshot', () => {
   });
 });
 
+describe('pwal snapshot', () => {
+  it('publishes a closed database as a base snapshot, keeps the newest and trims the stream; restore rebuilds it', async () => {
+    if (suite.cluster === null) return;
+    const source = suite.tempDb();
+    const primary = await openPrimary(source, 'RSNAPCLI');
+    const last = await workload(primary.store, 12, 9);
+    await primary.replicator.waitForReplicated(last, 15_000);
+    await primary.close();
+    const want = await storeState(source);
+    const urls = suite.cluster.urls.join(',');
+    const out: string[] = [];
+    const io = { stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t) };
+    // The stream comes from the database's replication state; twice, keeping one.
+    expect(await runCli(['snapshot', '--to', urls, source], io), out.join('')).toBe(0);
+    expect(await runCli(['snapshot', '--to', urls, source, '--keep', '1', '--trim'], io)).toBe(0);
+    expect(out.join('')).toContain(`to stream RSNAPCLI: epoch ${last}`);
+    expect(out.join('')).toContain('stream trimmed');
+    const snapshots = await listSnapshots(await connectTo(suite.cluster.urls), 'RSNAPCLI');
+    expect(snapshots.map((m) => m.epoch)).toEqual([last]);
+    const restored = suite.tempDb();
+    const result = await restoreFromStream({
+      servers: suite.cluster.urls,
+      stream: 'RSNAPCLI',
+      dbPath: restored,
+    });
+    expect(result.stoppedBy).toBeNull();
+    expect(result.snapshot?.epoch).toBe(last);
+    expectSame(await storeState(restored), want, 'restored from the CLI snapshot');
+    // Usage errors, before anything is opened.
+    expect(await runCli(['snapshot', '--to', urls, source, '--keep', '0'], io)).toBe(2);
+    expect(await runCli(['snapshot', '--to', urls, suite.tempDb()], io)).toBe(2);
+  });
+});
+
 describe('a follower process killed at random moments', () => {
   it('always reopens at a whole epoch equal to the primary, resumes, and converges', async () => {
     if (suite.cluster === null) return;
