@@ -25,6 +25,7 @@ import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, listSegments, writeSegmentFile } from '../storage/segment-files.js';
 import { STORE_META_PAGE_ID } from '../store/commit-meta.js';
 import { storeHeaderPath, validatePageSize } from '../store/header.js';
+import { fileSize } from '../store/page-store.js';
 import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, type DuplicateMessage, EpochAssembler } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
@@ -130,7 +131,7 @@ export async function restoreFromStream(options: RestoreOptions): Promise<Restor
   // Another database (file or store header) there would be mixed with the
   // restored one: refuse it as well.
   for (const path of [options.dbPath, storeHeaderPath(options.dbPath)]) {
-    if (await exists(path, fs)) {
+    if ((await fileSize(path, fs)) !== null) {
       throw new ReplicationError(
         ReplicationErrorCode.position,
         `restore target ${options.dbPath} already holds a database (${path} exists); restore into a fresh location`,
@@ -283,16 +284,6 @@ function pageSizeOf(segment: Uint8Array): number | null {
     }
   }
   return null;
-}
-
-async function exists(path: string, fs: WalFileSystem): Promise<boolean> {
-  try {
-    await fs.stat(path);
-    return true;
-  } catch (error) {
-    if ((error as { code?: unknown }).code === 'ENOENT') return false;
-    throw error;
-  }
 }
 
 /**

@@ -1068,7 +1068,8 @@ export async function openDatabaseFile(
   return { file, header };
 }
 
-async function fileSize(path: string, fs: WalFileSystem): Promise<number | null> {
+/** Size of the regular file at `path`, `null` when there is none. @throws {StoreError} `ERR_STORE_IO` otherwise. */
+export async function fileSize(path: string, fs: WalFileSystem): Promise<number | null> {
   try {
     const stat = await fs.stat(path);
     if (stat.kind !== 'file') {

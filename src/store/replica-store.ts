@@ -57,7 +57,7 @@ import {
   writeStoreHeader,
 } from './header.js';
 import { PageIndex } from './page-index.js';
-import { openDatabaseFile, recoverIntoFile } from './page-store.js';
+import { fileSize, openDatabaseFile, recoverIntoFile } from './page-store.js';
 import { applyReplay, foldFromIndex, forEachCommit, type LoggedCommit } from './replay.js';
 
 /** Page size of a replica created before any page image told it the primary's, in bytes. */
@@ -168,7 +168,7 @@ export class ReplicaStore implements AsyncDisposable {
       const header = await readStoreHeader(path, fs);
       const segments = await listSegments(path, { fs });
       if (header === null && options.pageSize === undefined && segments.length === 0) {
-        if ((await fileBytes(path, fs)) > 0) {
+        if (((await fileSize(path, fs)) ?? 0) > 0) {
           throw new StoreError(
             StoreErrorCode.headerMissing,
             `${path} exists but has no store header (${path}-pwal-store): not a page store database`,
@@ -718,17 +718,6 @@ export function encodeFoldSegment(
 
 function closedError(path: string): StoreError {
   return new StoreError(StoreErrorCode.closed, `replica ${path} is closed`);
-}
-
-async function fileBytes(path: string, fs: WalFileSystem): Promise<number> {
-  try {
-    return (await fs.stat(path)).size;
-  } catch (error) {
-    if ((error as { code?: unknown }).code === 'ENOENT') return 0;
-    throw new StoreError(StoreErrorCode.io, `cannot stat ${path}: ${describeError(error)}`, {
-      cause: error,
-    });
-  }
 }
 
 /** `<db>-pwal-reseed-image`: a snapshot being written for {@link ReplicaStore.reseed}. */
