@@ -228,16 +228,18 @@ export {
   WalIoError,
 } from './storage/errors.js';
 export {
+  type LockKind,
   nodeFileSystem,
   type OpenMode,
   type WalFileHandle,
+  type WalFileLock,
   type WalFileSystem,
   type WalStat,
 } from './storage/fs.js';
 export {
   acquireLock,
   LOCK_IO_CODE,
-  LOCK_LOST_CODE,
+  LOCK_TIMEOUT_MS_MAX,
   LOCKED_CODE,
   LockError,
   type LockHandle,

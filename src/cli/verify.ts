@@ -8,6 +8,7 @@
  */
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
+import { withLock } from '../storage/lockfile.js';
 import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context.js';
 import { checkDatabase, isHealthy } from './segment-check.js';
 
@@ -16,7 +17,9 @@ async function certificateChain(
   dbPath: string,
   ctx: CliContext,
 ): Promise<{ line: string; ok: boolean } | null> {
-  const report = await verifyCertificateChainOnDisk(dbPath, { fs: ctx.fs, skipCorrupt: true });
+  const report = await withLock(dbPath, { fs: ctx.fs, kind: 'shared' }, () =>
+    verifyCertificateChainOnDisk(dbPath, { fs: ctx.fs, skipCorrupt: true }),
+  );
   if (report.failure !== null) {
     return {
       ok: false,
@@ -43,7 +46,14 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     )
     .argument('<db-path>', 'path of the database file (segments live beside it)')
     .action(async (dbPath: string) => {
-      const { segments, temporaryFiles } = await checkDatabase(dbPath, ctx.fs);
+      // Under a shared lock: a live writer renames, adopts and deletes files
+      // under a scan, so verify refuses (ERR_LOCKED naming it) rather than
+      // judge a moving directory, and no writer starts while it reads.
+      const { segments, temporaryFiles } = await withLock(
+        dbPath,
+        { fs: ctx.fs, kind: 'shared' },
+        () => checkDatabase(dbPath, ctx.fs),
+      );
       const badIndex = segments.findIndex((s) => !isHealthy(s));
       if (badIndex >= 0) {
         const bad = segments[badIndex]!;

@@ -10,7 +10,9 @@
  * `code` (`ENOENT`, `EIO`, `ENOSPC`, …). The storage layer wraps them into typed
  * {@link WalError}s; this layer does not.
  */
+import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { createRequire } from 'node:module';
 
 /** How {@link WalFileSystem.open} opens a file. */
 export type OpenMode =
@@ -47,6 +49,26 @@ export interface WalStat {
   kind: 'file' | 'directory' | 'other';
 }
 
+/** A shared lock admits other shared holders; an exclusive lock admits nobody else. */
+export type LockKind = 'shared' | 'exclusive';
+
+/**
+ * A kernel advisory lock on an open file (see {@link WalFileSystem.tryLock}).
+ * The kernel drops it when the file is closed — by {@link WalFileLock.release}
+ * or by the death of the process, whatever killed it.
+ */
+export interface WalFileLock {
+  readonly path: string;
+  readonly kind: LockKind;
+  /** Replaces the file's contents with `data` (a description for people; exclusive holders only). */
+  describe(data: Uint8Array): Promise<void>;
+  /**
+   * Releases the lock and closes the file. When no one else holds a lock on
+   * it, the file is removed first, so that no lock file outlives its users.
+   */
+  release(): Promise<void>;
+}
+
 /** Every file-system operation the log performs. */
 export interface WalFileSystem {
   open(path: string, mode: OpenMode): Promise<WalFileHandle>;
@@ -61,6 +83,14 @@ export interface WalFileSystem {
   mkdir(path: string, options?: { recursive?: boolean }): Promise<void>;
   /** fsync of a directory: makes creations, renames and unlinks in it durable. */
   syncDirectory(dir: string): Promise<void>;
+  /**
+   * Opens `path` (creating it if needed, never following a symlink) and tries
+   * to take a kernel advisory lock of `kind` on it without waiting. `null`
+   * when another open file holds a conflicting lock. Optional: the lock
+   * module keeps an in-process lock table for file systems without it
+   * (simulated disks, which exist only inside one process anyway).
+   */
+  tryLock?(path: string, kind: LockKind): Promise<WalFileLock | null>;
 }
 
 const FLAGS: Record<OpenMode, string> = {
@@ -138,6 +168,119 @@ class NodeFileHandle implements WalFileHandle {
   }
 }
 
+/**
+ * Open-file-description locks (Linux `F_OFD_SETLK`, `flock` on macOS) through
+ * `fs-native-extensions`: held by the open file, not by a pid, so they work
+ * across PID namespaces on one kernel and die with the file descriptor. Loaded
+ * with `require` because the package is CommonJS with a native addon.
+ */
+const fileLocks = createRequire(import.meta.url)('fs-native-extensions') as {
+  tryLock(fd: number, options?: { shared?: boolean }): boolean;
+};
+
+/** Attempts at locking a lock file that its last holder keeps removing under us. */
+const LOCK_REOPEN_ATTEMPTS_MAX = 16;
+
+class NodeFileLock implements WalFileLock {
+  private released = false;
+
+  constructor(
+    readonly path: string,
+    readonly kind: LockKind,
+    private readonly handle: fsp.FileHandle,
+    private readonly writable: boolean,
+    private readonly identity: string,
+  ) {}
+
+  async describe(data: Uint8Array): Promise<void> {
+    // No fsync: the contents only explain the lock to people, and no lock
+    // survives a reboot anyway.
+    await this.handle.truncate(0);
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, done);
+      if (bytesWritten <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+      done += bytesWritten;
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    try {
+      // Converting to exclusive succeeds only if no one else holds a lock
+      // here: then nobody relies on this file and it can go. Whoever opened it
+      // meanwhile sees that the path no longer names their file and reopens.
+      if (this.writable && fileLocks.tryLock(this.handle.fd, { shared: false })) {
+        if ((await identityOf(this.path)) === this.identity) {
+          await fsp.unlink(this.path).catch(() => undefined);
+        }
+      }
+    } finally {
+      await this.handle.close();
+    }
+  }
+}
+
+/** `dev:ino` of the file `path` names (not following a symlink), or null if none. */
+async function identityOf(path: string): Promise<string | null> {
+  try {
+    const s = await fsp.lstat(path, { bigint: true });
+    return `${s.dev}:${s.ino}`;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+async function openLockFile(
+  path: string,
+  kind: LockKind,
+): Promise<{ handle: fsp.FileHandle; writable: boolean }> {
+  // O_NONBLOCK: a FIFO planted under the lock's name must not block the open
+  // (the regular-file check then refuses it); it changes nothing for files.
+  const { O_RDWR, O_RDONLY, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = fsConstants;
+  const flags = O_NOFOLLOW | O_NONBLOCK;
+  try {
+    return { handle: await fsp.open(path, O_RDWR | O_CREAT | flags, 0o644), writable: true };
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    // A reader on a read-only directory or file still takes its shared lock
+    // on an existing lock file (a shared lock needs only read access).
+    if (kind === 'shared' && (code === 'EACCES' || code === 'EROFS')) {
+      return { handle: await fsp.open(path, O_RDONLY | flags), writable: false };
+    }
+    throw error;
+  }
+}
+
+async function tryLockNode(path: string, kind: LockKind): Promise<WalFileLock | null> {
+  for (let attempt = 0; attempt < LOCK_REOPEN_ATTEMPTS_MAX; attempt++) {
+    const { handle, writable } = await openLockFile(path, kind);
+    let keep = false;
+    try {
+      const stat = await handle.stat({ bigint: true });
+      if (!stat.isFile()) {
+        throw Object.assign(new Error(`lock file ${path} is not a regular file`), {
+          code: 'EFTYPE',
+        });
+      }
+      if (!fileLocks.tryLock(handle.fd, { shared: kind === 'shared' })) return null;
+      // Between our open and our lock, the last holder may have removed the
+      // file: a lock on that orphan would exclude no one. Only a lock on the
+      // file the path names now counts.
+      const identity = `${stat.dev}:${stat.ino}`;
+      if ((await identityOf(path)) === identity) {
+        keep = true;
+        return new NodeFileLock(path, kind, handle, writable, identity);
+      }
+    } finally {
+      if (!keep) await handle.close();
+    }
+  }
+  throw Object.assign(new Error(`lock file ${path} keeps being replaced`), { code: 'EAGAIN' });
+}
+
 /** The real file system, through `node:fs/promises`. */
 export const nodeFileSystem: WalFileSystem = {
   async open(path, mode) {
@@ -172,4 +315,5 @@ export const nodeFileSystem: WalFileSystem = {
       await handle.close();
     }
   },
+  tryLock: tryLockNode,
 };

@@ -73,6 +73,8 @@ export interface ReplicaStoreOptions {
    */
   pageSize?: number;
   fs?: WalFileSystem;
+  /** How long open waits for another holder of the database's lock, in ms (default 0). */
+  lockTimeoutMs?: number;
 }
 
 /** What a snapshot installed into an empty replica holds. */
@@ -161,7 +163,7 @@ export class ReplicaStore implements AsyncDisposable {
     }
     if (options.pageSize !== undefined) validatePageSize(options.pageSize);
     const fs = options.fs ?? nodeFileSystem;
-    const lock = await acquireLock(path, { fs });
+    const lock = await acquireLock(path, { fs, lockTimeoutMs: options.lockTimeoutMs });
     let file: DatabaseFile | null = null;
     try {
       await finishReseed(path, fs);
