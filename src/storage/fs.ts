@@ -13,6 +13,7 @@
 import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { NotRegularFileError } from './errors.js';
 
 /** How {@link WalFileSystem.open} opens a file. */
 export type OpenMode =
@@ -69,10 +70,15 @@ export interface WalFileLock {
   release(): Promise<void>;
 }
 
-/** Every file-system operation the log performs. */
+/**
+ * Every file-system operation the log performs. `open` and `readFile` never
+ * follow a symlink at the last path component and refuse anything that is
+ * not a regular file (`NotRegularFileError`, `ERR_NOT_REGULAR_FILE`);
+ * `readFile` reads no more than the size the file had when it was opened.
+ */
 export interface WalFileSystem {
   open(path: string, mode: OpenMode): Promise<WalFileHandle>;
-  /** Reads a whole file. */
+  /** Reads a whole regular file. */
   readFile(path: string): Promise<Uint8Array>;
   /** Follows symlinks, like `fs.stat`. */
   stat(path: string): Promise<WalStat>;
@@ -93,12 +99,103 @@ export interface WalFileSystem {
   tryLock?(path: string, kind: LockKind): Promise<WalFileLock | null>;
 }
 
-const FLAGS: Record<OpenMode, string> = {
-  read: 'r',
-  readWrite: 'r+',
-  createExclusive: 'wx',
-  createOrTruncate: 'w',
+const {
+  O_RDONLY,
+  O_WRONLY,
+  O_RDWR,
+  O_CREAT,
+  O_EXCL,
+  O_TRUNC,
+  O_NOFOLLOW: NOFOLLOW,
+  O_NONBLOCK: NONBLOCK,
+} = fsConstants;
+
+/**
+ * Every open refuses a symlink as the last path component (`O_NOFOLLOW`: a
+ * planted link must not redirect a write, nor make a read of `/dev/zero`),
+ * and does not block on a FIFO (`O_NONBLOCK`; the regular-file check after the
+ * open then refuses it). `O_NONBLOCK` changes nothing for regular files.
+ */
+const FLAGS: Record<OpenMode, number> = {
+  read: O_RDONLY | NOFOLLOW | NONBLOCK,
+  readWrite: O_RDWR | NOFOLLOW | NONBLOCK,
+  // O_EXCL never follows a link and only ever makes a new regular file.
+  createExclusive: O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | NOFOLLOW,
+  createOrTruncate: O_WRONLY | O_CREAT | O_TRUNC | NOFOLLOW | NONBLOCK,
 };
+
+/** What a non-regular file is, in words, for {@link NotRegularFileError}. */
+function fileTypeOf(s: {
+  isDirectory(): boolean;
+  isFIFO(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+  isSocket(): boolean;
+  isSymbolicLink(): boolean;
+}): string {
+  if (s.isSymbolicLink()) return 'symbolic link';
+  if (s.isDirectory()) return 'directory';
+  if (s.isFIFO()) return 'FIFO';
+  if (s.isCharacterDevice()) return 'character device';
+  if (s.isBlockDevice()) return 'block device';
+  if (s.isSocket()) return 'socket';
+  return 'special file';
+}
+
+/**
+ * Opens `path` only if it is a regular file (see {@link FLAGS}); throws
+ * {@link NotRegularFileError} for a symlink, FIFO, device, socket or
+ * directory.
+ */
+async function openRegular(path: string, mode: OpenMode): Promise<fsp.FileHandle> {
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(path, FLAGS[mode], 0o644);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    // ELOOP: the last component is a symlink. EISDIR / ENXIO (a FIFO opened
+    // for writing with no reader): name what is there instead.
+    if (code === 'ELOOP' || code === 'EISDIR' || code === 'ENXIO') {
+      const seen = await fsp.lstat(path).catch(() => null);
+      if (seen !== null && !seen.isFile()) throw new NotRegularFileError(path, fileTypeOf(seen));
+    }
+    throw error;
+  }
+  if (mode === 'createExclusive') return handle; // made just now, by us: a regular file
+  try {
+    const seen = await handle.stat();
+    if (!seen.isFile()) throw new NotRegularFileError(path, fileTypeOf(seen));
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    throw error;
+  }
+  return handle;
+}
+
+/** Largest single read, in bytes (Node's Buffer limit is far above; this keeps each read small). */
+const READ_CHUNK_BYTES_MAX = 64 * 1024 * 1024;
+
+/**
+ * Reads a regular file whole, never more than the size fstat reported when
+ * it was opened (a file growing meanwhile is read up to that size).
+ */
+async function readRegularFile(path: string): Promise<Uint8Array> {
+  const handle = await openRegular(path, 'read');
+  try {
+    const size = (await handle.stat()).size;
+    const into = new Uint8Array(size);
+    let done = 0;
+    while (done < size) {
+      const length = Math.min(size - done, READ_CHUNK_BYTES_MAX);
+      const { bytesRead } = await handle.read(into, done, length, done);
+      if (bytesRead <= 0) break; // shrank meanwhile: return what is there
+      done += bytesRead;
+    }
+    return done === size ? into : into.subarray(0, done);
+  } finally {
+    await handle.close();
+  }
+}
 
 class NodeFileHandle implements WalFileHandle {
   constructor(
@@ -260,11 +357,7 @@ async function tryLockNode(path: string, kind: LockKind): Promise<WalFileLock | 
     let keep = false;
     try {
       const stat = await handle.stat({ bigint: true });
-      if (!stat.isFile()) {
-        throw Object.assign(new Error(`lock file ${path} is not a regular file`), {
-          code: 'EFTYPE',
-        });
-      }
+      if (!stat.isFile()) throw new NotRegularFileError(path, fileTypeOf(stat));
       if (!fileLocks.tryLock(handle.fd, { shared: kind === 'shared' })) return null;
       // Between our open and our lock, the last holder may have removed the
       // file: a lock on that orphan would exclude no one. Only a lock on the
@@ -284,10 +377,10 @@ async function tryLockNode(path: string, kind: LockKind): Promise<WalFileLock | 
 /** The real file system, through `node:fs/promises`. */
 export const nodeFileSystem: WalFileSystem = {
   async open(path, mode) {
-    return new NodeFileHandle(path, await fsp.open(path, FLAGS[mode], 0o644));
+    return new NodeFileHandle(path, await openRegular(path, mode));
   },
-  async readFile(path) {
-    return new Uint8Array(await fsp.readFile(path));
+  readFile(path) {
+    return readRegularFile(path);
   },
   async stat(path) {
     const s = await fsp.stat(path);
