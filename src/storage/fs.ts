@@ -144,8 +144,8 @@ function fileTypeOf(s: {
 
 /**
  * Opens `path` only if it is a regular file (see {@link FLAGS}); throws
- * {@link NotRegularFileError} for a symlink, FIFO, device, socket or
- * directory.
+ * {@link NotRegularFileError} for a symlink, FIFO, device or socket, and
+ * `EISDIR` for a directory.
  */
 async function openRegular(path: string, mode: OpenMode): Promise<fsp.FileHandle> {
   let handle: fsp.FileHandle;
@@ -153,9 +153,9 @@ async function openRegular(path: string, mode: OpenMode): Promise<fsp.FileHandle
     handle = await fsp.open(path, FLAGS[mode], 0o644);
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    // ELOOP: the last component is a symlink. EISDIR / ENXIO (a FIFO opened
-    // for writing with no reader): name what is there instead.
-    if (code === 'ELOOP' || code === 'EISDIR' || code === 'ENXIO') {
+    // ELOOP: the last component is a symlink; ENXIO: a FIFO opened for
+    // writing with no reader. Name what is there instead.
+    if (code === 'ELOOP' || code === 'ENXIO') {
       const seen = await fsp.lstat(path).catch(() => null);
       if (seen !== null && !seen.isFile()) throw new NotRegularFileError(path, fileTypeOf(seen));
     }
@@ -164,6 +164,14 @@ async function openRegular(path: string, mode: OpenMode): Promise<fsp.FileHandle
   if (mode === 'createExclusive') return handle; // made just now, by us: a regular file
   try {
     const seen = await handle.stat();
+    if (seen.isDirectory()) {
+      // As a read of it would: the plain EISDIR every caller already handles.
+      throw Object.assign(new Error(`EISDIR: illegal operation on a directory, open '${path}'`), {
+        code: 'EISDIR',
+        syscall: 'open',
+        path,
+      });
+    }
     if (!seen.isFile()) throw new NotRegularFileError(path, fileTypeOf(seen));
   } catch (error) {
     await handle.close().catch(() => undefined);
