@@ -16,10 +16,12 @@
  * | 28..36 | last folded commit sequence u64 (0 = none) |
  * | 36..40 | crc32c of bytes 0..36 |
  *
- * It is replaced atomically and durably: written to `<db>-pwal-store.tmp`,
- * fsynced, renamed over the header, and the directory fsynced. A crash leaves
- * the old header or the new one, never a mix (and a stray `.tmp` is ignored
- * and removed by the next write).
+ * It is replaced atomically and durably (`writeFileDurably`): a fresh
+ * `<db>-pwal-store.tmp` (whatever was under that name removed first, then
+ * created with `O_CREAT|O_EXCL|O_NOFOLLOW`), fdatasynced, renamed over the
+ * header, and the directory fsynced. A crash leaves the old header or the new
+ * one, never a mix, and neither a planted symlink nor a stray `.tmp` can
+ * redirect the write.
  */
 import { WalArgumentError } from '../errors.js';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
