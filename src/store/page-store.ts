@@ -132,12 +132,6 @@ export interface PageStoreOptions extends Omit<ParallelWalConfig, 'lock'> {
   /** Automatic checkpoints on (default true). */
   autoCheckpoint?: boolean;
   /**
-   * How long open waits for another holder of the database's lock, in ms
-   * (default 0: fail at once with `ERR_LOCKED` naming the holder). Like
-   * SQLite's `busy_timeout`.
-   */
-  lockTimeoutMs?: number;
-  /**
    * Where a checkpoint takes page images from: `memory` (default) — the
    * index of durable commits, no re-read; `log` — read the segments back. The
    * store falls back to `log` by itself whenever it cannot vouch for the
