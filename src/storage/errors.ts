@@ -40,6 +40,8 @@ export const SegmentFileErrorReason = {
   nameMismatch: 'ERR_SEGMENT_NAME_MISMATCH',
   /** Two or more files name the same epoch (e.g. lower- and upper-case hex). */
   duplicateEpoch: 'ERR_SEGMENT_DUPLICATE_EPOCH',
+  /** The segment name is a symlink, FIFO, device or socket: never followed or read. */
+  notRegular: 'ERR_SEGMENT_NOT_REGULAR',
 } as const;
 
 const ERRNO_TEXT: Readonly<Record<string, string>> = {

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ParallelWal } from '../../src/engine/wal.js';
 import { isWalError } from '../../src/errors.js';
-import type { NotRegularFileError } from '../../src/storage/errors.js';
+import type { NotRegularFileError, SegmentCorruptError } from '../../src/storage/errors.js';
 import { nodeFileSystem } from '../../src/storage/fs.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
 import { segmentPath, TEMP_NAME_INFIX } from '../../src/storage/segment-files.js';
@@ -64,6 +64,13 @@ function expectNotRegular(thrown: unknown, fileType: string, at: string): void {
   expect((error as NotRegularFileError).path).toBe(at);
 }
 
+/** A segment name that is not a regular file is a corrupt segment, for recovery's rules. */
+function expectSegmentNotRegular(thrown: unknown, fileType: string, at: string): void {
+  expect(isWalError(thrown, 'ERR_SEGMENT_CORRUPT'), String(thrown)).toBe(true);
+  expect((thrown as SegmentCorruptError).reason).toBe('ERR_SEGMENT_NOT_REGULAR');
+  expectNotRegular(thrown, fileType, at);
+}
+
 describe('non-regular files where the log looks', () => {
   it(
     'refuses a FIFO named like a segment at open instead of hanging',
@@ -78,9 +85,16 @@ describe('non-regular files where the log looks', () => {
         },
         (e: unknown) => e,
       );
-      expectNotRegular(error, 'FIFO', fifo);
+      expectSegmentNotRegular(error, 'FIFO', fifo);
       const recovered = await recoverSegments(db).catch((e: unknown) => e);
-      expectNotRegular(recovered, 'FIFO', fifo);
+      expectSegmentNotRegular(recovered, 'FIFO', fifo);
+      // skipCorrupt stops before it, and numbering continues above it.
+      const lenient = await recoverSegments(db, { skipCorrupt: true });
+      expect(lenient.partialSegments).toEqual([fifo]);
+      const wal = await ParallelWal.open(db, { skipCorrupt: true, segmentSink: 'storage' });
+      const r = await wal.commit(batchFor(PLAN, 99n));
+      await wal.close();
+      expect(r.epoch).toBe(6n);
     },
     HANG_GUARD_MS,
   );
@@ -105,9 +119,9 @@ describe('non-regular files where the log looks', () => {
       mkfifo(fifo);
       const verify = await cli('verify', db);
       expect(verify.code).toBe(1);
-      expect(verify.out).toContain('ERR_NOT_REGULAR_FILE');
+      expect(verify.out).toContain(`FAIL ${fifo}: ERR_SEGMENT_NOT_REGULAR`);
       const inspect = await cli('inspect', db);
-      expect(inspect.out).toContain('ERR_NOT_REGULAR_FILE');
+      expect(inspect.out).toContain('ERR_SEGMENT_NOT_REGULAR');
     },
     HANG_GUARD_MS,
   );
@@ -120,7 +134,7 @@ describe('non-regular files where the log looks', () => {
       fs.symlinkSync('/dev/zero', link);
       const before = process.memoryUsage().rss;
       const error = await ParallelWal.open(db).catch((e: unknown) => e);
-      expectNotRegular(error, 'symbolic link', link);
+      expectSegmentNotRegular(error, 'symbolic link', link);
       // Nothing of /dev/zero was read (the unprotected read grew past 1.6 GiB).
       expect(process.memoryUsage().rss - before).toBeLessThan(256 * 1024 * 1024);
     },
@@ -133,7 +147,7 @@ describe('non-regular files where the log looks', () => {
     fs.renameSync(segmentPath(db, 1n), elsewhere);
     fs.symlinkSync(elsewhere, segmentPath(db, 1n));
     const error = await recoverSegments(db).catch((e: unknown) => e);
-    expectNotRegular(error, 'symbolic link', segmentPath(db, 1n));
+    expectSegmentNotRegular(error, 'symbolic link', segmentPath(db, 1n));
   });
 
   it(
