@@ -1,6 +1,6 @@
 /**
  * `ParallelWal`: the coordinator of the parallel write-ahead log
- * (SYSTEM.md §3). Writers append page batches into lanes; the flusher seals
+ * (docs/design.md#write-path). Writers append page batches into lanes; the flusher seals
  * an epoch and writes it as one segment. With the `earlyAck` sink (the
  * default for format version 2) the segment goes into a pre-created temporary
  * file whose name is already durable; after its fdatasync the epoch is
