@@ -222,6 +222,8 @@ export {
 } from './replication/state-file.js';
 export {
   IO_ERROR_CODE,
+  NOT_REGULAR_FILE_CODE,
+  NotRegularFileError,
   SEGMENT_CORRUPT_CODE,
   SegmentCorruptError,
   SegmentFileErrorReason,

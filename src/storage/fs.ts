@@ -94,7 +94,10 @@ export interface WalFileSystem {
    * to take a kernel advisory lock of `kind` on it without waiting. `null`
    * when another open file holds a conflicting lock. Optional: the lock
    * module keeps an in-process lock table for file systems without it
-   * (simulated disks, which exist only inside one process anyway).
+   * (simulated disks, which exist only inside one process anyway). A custom
+   * file system over a real disk should delegate this to
+   * `nodeFileSystem.tryLock`: without it, the lock excludes only opens in
+   * this process.
    */
   tryLock?(path: string, kind: LockKind): Promise<WalFileLock | null>;
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ParallelWal } from '../../src/engine/wal.js';
 import { isWalError } from '../../src/errors.js';
 import { PageStore } from '../../src/store/page-store.js';
+import { runCliCaptured as cli } from '../support/cli.js';
 import { useTempDb } from '../support/temp-db.js';
 
 let db: string;
@@ -58,5 +59,19 @@ describe('lockTimeoutMs (open waits for the lock like SQLite busy_timeout)', () 
       const store = await PageStore.open(db, { lockTimeoutMs: bad }).catch((e: unknown) => e);
       expect(isWalError(store, 'ERR_INVALID_ARGUMENT'), String(bad)).toBe(true);
     }
+  });
+
+  it('pwal verify reads under a shared lock: refused while a writer holds the log, fine after', async () => {
+    const wal = await ParallelWal.open(db);
+    const live = await cli('verify', db);
+    expect(live.code).toBe(1);
+    expect(live.err).toContain('ERR_LOCKED');
+    expect(live.err).toContain(`(${process.pid})`);
+    await wal.close();
+    const quiet = await cli('verify', db);
+    expect(quiet.code).toBe(0);
+    // And a writer may open while no verify runs: the reader left no lock behind.
+    const again = await ParallelWal.open(db);
+    await again.close();
   });
 });
