@@ -40,7 +40,9 @@ console.log(`skipped:      ${stats.skipped}`);
 console.log(`acknowledged: ${stats.acked}`);
 console.log(`lost:         ${stats.lost}`);
 for (const s of stats.skips) console.log(`SKIPPED ${s}`);
-for (const [name, count] of stats.failedCases) console.log(`FAILED ${name}: ${count} of ${rounds}`);
+for (const [name, f] of stats.failedCases) {
+  console.log(`FAILED ${name}: ${f.runs} of ${rounds} runs, ${f.lost} lost`);
+}
 for (const v of stats.violations.slice(0, 40)) console.log(`VIOLATION ${v}`);
 console.log(`seed ${seed}, ${seconds} s`);
 process.exit(stats.lost === 0 && stats.violations.length === 0 ? 0 : 1);

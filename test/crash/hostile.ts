@@ -71,8 +71,8 @@ export interface HostileStats {
   skipped: number;
   acked: number;
   lost: number;
-  /** Cases with a loss or a violation, by name, with counts. */
-  failedCases: Map<string, number>;
+  /** Cases with a loss or a violation, by name: runs that failed, and commits they lost. */
+  failedCases: Map<string, { runs: number; lost: number }>;
   violations: string[];
   skips: string[];
 }
@@ -832,7 +832,8 @@ export async function runHostileCampaign(options: HostileOptions): Promise<Hosti
       stats.acked += result.acked;
       stats.lost += result.lost;
       if (result.lost > 0 || result.violations.length > 0) {
-        stats.failedCases.set(c.name, (stats.failedCases.get(c.name) ?? 0) + 1);
+        const failed = stats.failedCases.get(c.name) ?? { runs: 0, lost: 0 };
+        stats.failedCases.set(c.name, { runs: failed.runs + 1, lost: failed.lost + result.lost });
         for (const v of result.violations) {
           stats.violations.push(`[finding ${c.finding}] ${c.name} (case seed ${caseSeed}): ${v}`);
         }
