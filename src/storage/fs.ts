@@ -12,7 +12,7 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { tryLock as tryLockFd } from 'fs-native-extensions';
 import { NotRegularFileError } from './errors.js';
 
 /** How {@link WalFileSystem.open} opens a file. */
@@ -276,16 +276,6 @@ class NodeFileHandle implements WalFileHandle {
   }
 }
 
-/**
- * Open-file-description locks (Linux `F_OFD_SETLK`, `flock` on macOS) through
- * `fs-native-extensions`: held by the open file, not by a pid, so they work
- * across PID namespaces on one kernel and die with the file descriptor. Loaded
- * with `require` because the package is CommonJS with a native addon.
- */
-const fileLocks = createRequire(import.meta.url)('fs-native-extensions') as {
-  tryLock(fd: number, options?: { shared?: boolean }): boolean;
-};
-
 /** Attempts at locking a lock file that its last holder keeps removing under us. */
 const LOCK_REOPEN_ATTEMPTS_MAX = 16;
 
@@ -319,7 +309,7 @@ class NodeFileLock implements WalFileLock {
       // Converting to exclusive succeeds only if no one else holds a lock
       // here: then nobody relies on this file and it can go. Whoever opened it
       // meanwhile sees that the path no longer names their file and reopens.
-      if (this.writable && fileLocks.tryLock(this.handle.fd, { shared: false })) {
+      if (this.writable && tryLockFd(this.handle.fd, { shared: false })) {
         if ((await identityOf(this.path)) === this.identity) {
           await fsp.unlink(this.path).catch(() => undefined);
         }
@@ -362,6 +352,12 @@ async function openLockFile(
   }
 }
 
+/**
+ * Kernel advisory locks on `path`: open-file-description locks (Linux
+ * `F_OFD_SETLK`) or `flock` (macOS), through `fs-native-extensions`. They
+ * belong to the open file, not to a pid, so they work across PID namespaces
+ * on one kernel and die with the file descriptor.
+ */
 async function tryLockNode(path: string, kind: LockKind): Promise<WalFileLock | null> {
   for (let attempt = 0; attempt < LOCK_REOPEN_ATTEMPTS_MAX; attempt++) {
     const { handle, writable } = await openLockFile(path, kind);
@@ -369,7 +365,7 @@ async function tryLockNode(path: string, kind: LockKind): Promise<WalFileLock | 
     try {
       const stat = await handle.stat({ bigint: true });
       if (!stat.isFile()) throw new NotRegularFileError(path, fileTypeOf(stat));
-      if (!fileLocks.tryLock(handle.fd, { shared: kind === 'shared' })) return null;
+      if (!tryLockFd(handle.fd, { shared: kind === 'shared' })) return null;
       // Between our open and our lock, the last holder may have removed the
       // file: a lock on that orphan would exclude no one. Only a lock on the
       // file the path names now counts.
