@@ -222,9 +222,13 @@ export {
 } from './replication/state-file.js';
 export {
   IO_ERROR_CODE,
+  RECOVERY_GAP_CODE,
+  RecoveryGapError,
   SEGMENT_CORRUPT_CODE,
   SegmentCorruptError,
   SegmentFileErrorReason,
+  SKIPPED_EPOCHS_CORRUPT_CODE,
+  SkippedEpochsCorruptError,
   WalIoError,
 } from './storage/errors.js';
 export {
@@ -257,6 +261,11 @@ export {
   type SegmentRecoveryOptions,
   type SegmentRecoveryResult,
 } from './storage/recovery.js';
+export {
+  readSkippedEpochs,
+  type SkippedEpochRange,
+  skippedEpochsPath,
+} from './storage/skipped-epochs.js';
 export {
   DEFAULT_FSYNC_POLICY,
   deleteSegment,
