@@ -262,11 +262,6 @@ export {
   type SegmentRecoveryResult,
 } from './storage/recovery.js';
 export {
-  readSkippedEpochs,
-  type SkippedEpochRange,
-  skippedEpochsPath,
-} from './storage/skipped-epochs.js';
-export {
   DEFAULT_FSYNC_POLICY,
   deleteSegment,
   type EpochFlushBatch,
@@ -281,6 +276,11 @@ export {
   writeSegment,
   writeSegmentFile,
 } from './storage/segment-files.js';
+export {
+  readSkippedEpochs,
+  type SkippedEpochRange,
+  skippedEpochsPath,
+} from './storage/skipped-epochs.js';
 export type { PageWrites } from './store/commit-batch.js';
 export { describeStore, formatStoreDescription, type StoreDescription } from './store/describe.js';
 export { StoreError, StoreErrorCode, type StoreErrorCodeValue } from './store/errors.js';

@@ -140,7 +140,12 @@ export class RecoveryGapError extends WalError {
   /** The next epoch that has a segment file. */
   readonly nextPresentEpoch: bigint;
 
-  constructor(path: string, missingEpoch: bigint, missingThroughEpoch: bigint, nextPresentEpoch: bigint) {
+  constructor(
+    path: string,
+    missingEpoch: bigint,
+    missingThroughEpoch: bigint,
+    nextPresentEpoch: bigint,
+  ) {
     const range =
       missingThroughEpoch === missingEpoch
         ? `segment of epoch ${missingEpoch} is missing`

@@ -41,11 +41,7 @@ import {
   syncSegmentDirectory,
   TEMP_NAME_INFIX,
 } from './segment-files.js';
-import {
-  readSkippedEpochs,
-  type SkippedEpochRange,
-  skippedRangeOf,
-} from './skipped-epochs.js';
+import { readSkippedEpochs, type SkippedEpochRange, skippedRangeOf } from './skipped-epochs.js';
 
 /** Options of {@link recoverSegments}. */
 export interface SegmentRecoveryOptions extends FsOptions {
@@ -119,6 +115,12 @@ export interface SegmentRecoveryResult {
   skippedSegments: string[];
   /** The recorded skipped ranges of this log, oldest first. */
   skippedRanges: SkippedEpochRange[];
+  /**
+   * When recovery stopped early: the range a writer gives up by writing
+   * after it (see {@link skippedRangeAfter}); it must record it first
+   * ({@link recordSkippedEpochs}). `null` when nothing was given up.
+   */
+  rangeToSkip: SkippedEpochRange | null;
   /** Segments safe to delete once the applied pages are durable (only with `deleteAfterRecovery`). */
   deletableSegments: string[];
   /** All recovered records in recovery order. */
@@ -239,6 +241,32 @@ function firstHole(
 }
 
 /**
+ * The first lost segment among `epochs` (the epochs with a usable segment,
+ * ascending) as recovery would find it: an epoch missing between the first
+ * of them (or `firstUnappliedEpoch`) and a later one, outside every recorded
+ * skipped range. `null` when there is none.
+ */
+export function findEpochGap(
+  dbPath: string,
+  epochs: readonly bigint[],
+  ranges: readonly SkippedEpochRange[],
+  firstUnappliedEpoch?: bigint,
+): RecoveryGapError | null {
+  let expected: bigint | null = firstUnappliedEpoch ?? null;
+  for (const epoch of epochs) {
+    if (firstUnappliedEpoch !== undefined && epoch < firstUnappliedEpoch) continue;
+    if (expected !== null && epoch > expected) {
+      const hole = firstHole(ranges, expected, epoch - 1n);
+      if (hole !== null) {
+        return new RecoveryGapError(segmentPath(dbPath, hole.first), hole.first, hole.last, epoch);
+      }
+    }
+    expected = epoch + 1n;
+  }
+  return null;
+}
+
+/**
  * Walks the segments `entries` (sorted by epoch, duplicates included) in
  * epoch order and hands each usable one to `visit`, failing closed on:
  * - a segment that cannot be used (unreadable, corrupt, header epoch other
@@ -300,7 +328,12 @@ export async function walkSegments(
       walk.partial = groups.slice(index).flat();
       walk.stoppedAt =
         error instanceof RecoveryGapError
-          ? { path: error.path, epoch: error.missingEpoch, code: error.code, message: error.message }
+          ? {
+              path: error.path,
+              epoch: error.missingEpoch,
+              code: error.code,
+              message: error.message,
+            }
           : {
               path: entry.path,
               epoch: entry.epoch,
@@ -356,6 +389,7 @@ export async function recoverSegments(
     partialSegments: [],
     skippedSegments: [],
     skippedRanges: [],
+    rangeToSkip: null,
     deletableSegments: [],
     records: [],
     stoppedAt: null,
@@ -380,6 +414,14 @@ export async function recoverSegments(
   const all = chunks.flat();
   // Segments are sorted and each is canonical, so this is normally a no-op check.
   result.records = isInRecoveryOrder(all) ? all : recoveryOrder(all);
+  if (walk.stoppedAt !== null) {
+    let highest: bigint | null = null;
+    for (const record of all) {
+      const seq = record.endSeq ?? record.beginSeq;
+      if (highest === null || seq > highest) highest = seq;
+    }
+    result.rangeToSkip = await skippedRangeAfter(walk.stoppedAt, walk.partial, highest, options);
+  }
   if (options.deleteAfterRecovery) result.deletableSegments = recovered;
   return result;
 }

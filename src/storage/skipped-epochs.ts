@@ -211,8 +211,14 @@ export async function recordSkippedEpochs(
     await fs.syncDirectory(databaseDirectory(dbPath));
   } catch (error) {
     await handle?.close().catch(() => undefined);
-    if (step !== 'fsync' && errnoOf(error) !== 'EEXIST') await fs.unlink(temp).catch(() => undefined);
-    throw toIoError(error, 'cannot write skipped-epochs record', step, step === 'open' ? temp : path);
+    if (step !== 'fsync' && errnoOf(error) !== 'EEXIST')
+      await fs.unlink(temp).catch(() => undefined);
+    throw toIoError(
+      error,
+      'cannot write skipped-epochs record',
+      step,
+      step === 'open' ? temp : path,
+    );
   }
   return ranges;
 }
@@ -255,7 +261,8 @@ export function floorsAfterSkipped(ranges: readonly SkippedEpochRange[]): {
   let commitSeq: bigint | null = null;
   for (const r of ranges) {
     if (epoch === null || r.lastEpoch + 1n > epoch) epoch = r.lastEpoch + 1n;
-    if (commitSeq === null || r.commitSeqCeiling + 1n > commitSeq) commitSeq = r.commitSeqCeiling + 1n;
+    if (commitSeq === null || r.commitSeqCeiling + 1n > commitSeq)
+      commitSeq = r.commitSeqCeiling + 1n;
   }
   return { epoch, commitSeq };
 }
