@@ -157,14 +157,6 @@ export interface PageStoreOptions extends Omit<ParallelWalConfig, 'lock'> {
    * See `openReplicatedStore` in `replicated-store.ts`.
    */
   retainSegmentsAbove?: () => bigint | null;
-  /**
-   * The log was written by a writer that leaves epoch numbers unused (an
-   * older version that wrote nothing for empty epochs): a missing epoch is
-   * then not treated as a lost segment. Default false: recovery fails closed
-   * with `ERR_RECOVERY_GAP` when an epoch between the header's next epoch and
-   * the newest segment has no segment.
-   */
-  allowEpochGaps?: boolean;
 }
 
 /** What a checkpoint (or recovery) did. */
