@@ -12,7 +12,11 @@
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
 import { findEpochGap } from '../storage/recovery.js';
-import { readSkippedEpochs, skippedRangeOf } from '../storage/skipped-epochs.js';
+import {
+  readSkippedEpochs,
+  type SkippedEpochRange,
+  skippedRangeOf,
+} from '../storage/skipped-epochs.js';
 import { readStoreHeader } from '../store/header.js';
 import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context.js';
 import { checkDatabase, isHealthy } from './segment-check.js';
@@ -21,8 +25,13 @@ import { checkDatabase, isHealthy } from './segment-check.js';
 async function certificateChain(
   dbPath: string,
   ctx: CliContext,
+  ranges: readonly SkippedEpochRange[],
 ): Promise<{ line: string; ok: boolean } | null> {
-  const report = await verifyCertificateChainOnDisk(dbPath, { fs: ctx.fs, skipCorrupt: true });
+  const report = await verifyCertificateChainOnDisk(dbPath, {
+    fs: ctx.fs,
+    skipCorrupt: true,
+    ignoreEpoch: (epoch) => skippedRangeOf(ranges, epoch) !== undefined,
+  });
   if (report.failure !== null) {
     return {
       ok: false,
@@ -104,7 +113,7 @@ export function registerVerify(program: Command, ctx: CliContext): void {
         ctx.io.stdout(
           `ok: ${segments.length} segment(s), ${records} record(s), ${bytes} bytes, epochs ${first}..${last}${tmp}\n`,
         );
-        const chain = await certificateChain(dbPath, ctx);
+        const chain = await certificateChain(dbPath, ctx, ranges);
         if (chain !== null) {
           ctx.io.stdout(chain.line);
           if (!chain.ok) {
