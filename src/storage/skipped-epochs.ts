@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import * as nodePath from 'node:path';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
+import { decodeSegment } from '../format/segment.js';
 import { U64_MAX } from '../format/types.js';
 import { errnoOf, SkippedEpochsCorruptError, toIoError } from './errors.js';
 import { nodeFileSystem, type WalFileHandle } from './fs.js';
@@ -265,4 +266,36 @@ export function floorsAfterSkipped(ranges: readonly SkippedEpochRange[]): {
       commitSeq = r.commitSeqCeiling + 1n;
   }
   return { epoch, commitSeq };
+}
+
+/**
+ * For a copy of a log written from its replication stream (a follower in log
+ * mode, a restore): when epoch `epoch` names a predecessor `prevEpoch` more
+ * than one below it, the epochs in between were given up on the primary (or
+ * left unused by an older primary) and will never arrive. Records them as
+ * skipped in the copy, durably, before its segment is written, so the copy
+ * recovers and numbers like the primary. The ceiling is the highest commit
+ * sequence of `segment` (the primary's sequences increase with epochs).
+ * @returns true when a range was recorded.
+ * @throws {SkippedEpochsCorruptError} / {@link WalIoError} as {@link recordSkippedEpochs}.
+ */
+export async function recordShippedJump(
+  dbPath: string,
+  prevEpoch: bigint | null,
+  epoch: bigint,
+  segment: Uint8Array,
+  options?: FsOptions,
+): Promise<boolean> {
+  if (prevEpoch === null || prevEpoch + 1n >= epoch) return false;
+  let ceiling = 0n;
+  for (const record of decodeSegment(segment, { copyImages: false }).records) {
+    const seq = record.endSeq ?? record.beginSeq;
+    if (seq > ceiling) ceiling = seq;
+  }
+  await recordSkippedEpochs(
+    dbPath,
+    { firstEpoch: prevEpoch + 1n, lastEpoch: epoch - 1n, commitSeqCeiling: ceiling },
+    options,
+  );
+  return true;
 }

@@ -2,13 +2,15 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WalArgumentError } from '../../src/errors.js';
+import { encodeSegment } from '../../src/format/segment.js';
 import { RecoveryGapError, SkippedEpochsCorruptError } from '../../src/storage/errors.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
-import { segmentPath, writeSegment } from '../../src/storage/segment-files.js';
+import { segmentPath, writeSegment, writeSegmentFile } from '../../src/storage/segment-files.js';
 import {
   decodeSkippedEpochs,
   encodeSkippedEpochs,
   readSkippedEpochs,
+  recordShippedJump,
   recordSkippedEpochs,
   skippedEpochsPath,
 } from '../../src/storage/skipped-epochs.js';
@@ -118,6 +120,20 @@ describe('the record of skipped epochs', () => {
     // The given-up segments may be gone (set aside): still no gap.
     fs.unlinkSync(segmentPath(dbPath, 1n));
     fs.unlinkSync(segmentPath(dbPath, 2n));
+    expect((await recoverSegments(dbPath)).epochs).toEqual([0n, 3n]);
+  });
+
+  it('lets a copy written from a stream record the epochs the stream jumps over', async () => {
+    await writeEpochs([0n]);
+    const three = encodeSegment(3n, [recordFor(3n, { beginSeq: 9n })], 2);
+    expect(await recordShippedJump(dbPath, null, 0n, three)).toBe(false);
+    expect(await recordShippedJump(dbPath, 2n, 3n, three)).toBe(false);
+    expect(await readSkippedEpochs(dbPath)).toEqual([]);
+    expect(await recordShippedJump(dbPath, 0n, 3n, three)).toBe(true);
+    await writeSegmentFile(dbPath, 3n, [three], { fsync: 'off' });
+    expect(await readSkippedEpochs(dbPath)).toEqual([
+      { firstEpoch: 1n, lastEpoch: 2n, commitSeqCeiling: 9n },
+    ]);
     expect((await recoverSegments(dbPath)).epochs).toEqual([0n, 3n]);
   });
 
