@@ -1177,13 +1177,16 @@ export async function recoverIntoFile(
       range.commitSeqCeiling = header.checkpointCommitSeq;
     skippedRanges = await recordSkippedEpochs(path, range, { fs });
   }
-  for (const partial of recovered.partialSegments) {
+  // Given-up segments (this run's and earlier recorded ones still under
+  // their names) go aside: never replayed, never folded by a checkpoint.
+  const givenUp = [...recovered.partialSegments, ...recovered.skippedSegments];
+  for (const partial of givenUp) {
     const aside = partial.replace('-wal-seg-', '-wal-corrupt-');
     const target = `${aside}-${randomBytes(4).toString('hex')}`;
     await fs.rename(partial, target);
     report.quarantinedSegments.push(target);
   }
-  if (recovered.partialSegments.length > 0) await syncSegmentDirectory(path, { fs });
+  if (givenUp.length > 0) await syncSegmentDirectory(path, { fs });
   report.segmentsDeleted = await deleteFolded(
     path,
     fs,

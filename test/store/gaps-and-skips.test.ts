@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { ParallelWal } from '../../src/engine/wal.js';
 import { isWalError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/storage/fs.js';
 import { listSegments, segmentPath } from '../../src/storage/segment-files.js';
@@ -88,6 +89,29 @@ describe('PageStore.open with skipCorrupt', () => {
     const later = await reopened.commit([{ pageNumber: 5, data: page(5) }]);
     expect(later.epoch).toBe(4n);
     expect(later.commitSeq).toBe(next.commitSeq + 1n);
+    await reopened.close();
+  });
+
+  it('sets aside segments a log writer gave up under their names, so no checkpoint reads them', async () => {
+    const store = await PageStore.open(db, { pageSize: PAGE, autoCheckpoint: false });
+    await commitPages(store, [1, 2, 3]);
+    await store.close();
+    fs.writeFileSync(segmentPath(db, 1n), Buffer.alloc(40, 0xee));
+    // The log alone skips (records the range) but leaves the files in place.
+    await (await ParallelWal.open(db, { skipCorrupt: true })).close();
+    expect((await listSegments(db)).map((s) => s.epoch)).toEqual([0n, 1n, 2n]);
+
+    const reopened = await PageStore.open(db, {
+      pageSize: PAGE,
+      autoCheckpoint: false,
+      checkpointSource: 'log',
+    });
+    expect(reopened.recovery.quarantinedSegments).toHaveLength(2);
+    const next = await reopened.commit([{ pageNumber: 4, data: page(4) }]);
+    expect(next.epoch).toBe(3n);
+    await reopened.checkpoint();
+    expect(await reopened.read(1)).toEqual(page(1));
+    expect(await reopened.read(4)).toEqual(page(4));
     await reopened.close();
   });
 });
