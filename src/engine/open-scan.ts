@@ -15,7 +15,7 @@ import {
   skippedRangeAfter,
   walkSegments,
 } from '../storage/recovery.js';
-import { scanSegments } from '../storage/segment-files.js';
+import { type SegmentFileEntry, scanSegments } from '../storage/segment-files.js';
 import { recordSkippedEpochs, type SkippedEpochRange } from '../storage/skipped-epochs.js';
 
 /** The existing log, as {@link scanExistingLog} found it. */
@@ -50,10 +50,20 @@ function maxOf(a: bigint | null, b: bigint | null): bigint | null {
  */
 export async function scanExistingLog(
   dbPath: string,
-  options: { fs: WalFileSystem; skipCorrupt: boolean; allowEpochGaps: boolean },
+  options: {
+    fs: WalFileSystem;
+    skipCorrupt: boolean;
+    allowEpochGaps: boolean;
+    /** Adoptable temporary files read in place (an open without the lock may not adopt them). */
+    pending?: readonly SegmentFileEntry[];
+  },
 ): Promise<ExistingLog> {
   const { fs } = options;
   const entries = await scanSegments(dbPath, { fs });
+  if (options.pending !== undefined && options.pending.length > 0) {
+    entries.push(...options.pending);
+    entries.sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
+  }
   let lastCommitSeq: bigint | null = null;
   let segmentsRead = 0;
   const walk = await walkSegments(
@@ -112,10 +122,18 @@ export async function planOpen(
   const adopted = options.locked
     ? (await adoptOrRemoveTemporaryFiles(dbPath, { fs })).adopted.length
     : 0;
+  // Without the lock, acknowledged epochs still under their temporary names
+  // are not ours to adopt, but they are part of the log (and fill its numbers).
+  const pending = options.locked
+    ? []
+    : (await inspectTemporaryFiles(dbPath, { fs }))
+        .filter((v) => v.verdict === 'adoptable')
+        .map((v) => ({ epoch: v.epoch!, path: v.path }));
   const existing = await scanExistingLog(dbPath, {
     fs,
     skipCorrupt: options.skipCorrupt,
     allowEpochGaps: options.allowEpochGaps,
+    pending,
   });
   if (existing.rangeToSkip !== null) {
     // Given up for good, durably, before any epoch above it is written:
@@ -123,13 +141,7 @@ export async function planOpen(
     // every commit acknowledged from now on), and its numbers stay used.
     await recordSkippedEpochs(dbPath, existing.rangeToSkip, { fs });
   }
-  let newest = existing.newestEpoch;
-  if (!options.locked) {
-    // Not ours to adopt, but never reuse the epoch of an adoptable file.
-    for (const v of await inspectTemporaryFiles(dbPath, { fs })) {
-      if (v.verdict === 'adoptable' && (newest === null || v.epoch! > newest)) newest = v.epoch;
-    }
-  }
+  const newest = existing.newestEpoch;
   const afterNewest = newest === null ? 0n : newest + 1n;
   // A floor keeps numbering above epochs (and sequences) that were used
   // but whose segments are gone (folded by a checkpoint, replicated).
