@@ -325,37 +325,35 @@ export class Flusher {
     }
     let bytes = 0;
     let published: Promise<void> | null = null;
-    {
-      // An epoch whose records were all aborted still gets its (header-only)
-      // segment: the log never leaves an epoch number without one.
-      this.inFlight = segment;
-      const header = encodeSegmentHeader({
-        version: this.config.formatVersion,
-        epoch,
-        recordCount: segment.recordCount,
-      });
-      this.writeStartedMs = performance.now();
-      try {
-        const chunks = prepared?.chunks ?? [header, ...segment.chunks];
-        const written = await this.sink.write(epoch, chunks.length > 0 ? chunks : [header]);
-        bytes = written.bytes;
-        published = written.published;
-      } catch (cause) {
-        // Not durable; the epoch stays first (its lanes keep it Flushing) and
-        // the log refuses everything from here on.
-        this.control?.epochFailed(epoch, cause);
-        return this.host.enterFailed(cause, epoch);
-      } finally {
-        this.inFlight = null;
-      }
-      // An earlier epoch's background publication failed meanwhile: the log
-      // refuses; this epoch's data may be on disk but it is not acknowledged.
-      const failed = this.host.failure();
-      if (failed !== null) return failed;
-      this.counters.segmentsWritten++;
-      this.counters.bytesWritten += bytes;
-      if (segment.recordCount === 0) this.counters.emptyEpochs++;
+    // An epoch whose records were all aborted still gets its (header-only)
+    // segment: the log never leaves an epoch number without one.
+    this.inFlight = segment;
+    const header = encodeSegmentHeader({
+      version: this.config.formatVersion,
+      epoch,
+      recordCount: segment.recordCount,
+    });
+    this.writeStartedMs = performance.now();
+    try {
+      const chunks = prepared?.chunks ?? [header, ...segment.chunks];
+      const written = await this.sink.write(epoch, chunks.length > 0 ? chunks : [header]);
+      bytes = written.bytes;
+      published = written.published;
+    } catch (cause) {
+      // Not durable; the epoch stays first (its lanes keep it Flushing) and
+      // the log refuses everything from here on.
+      this.control?.epochFailed(epoch, cause);
+      return this.host.enterFailed(cause, epoch);
+    } finally {
+      this.inFlight = null;
     }
+    // An earlier epoch's background publication failed meanwhile: the log
+    // refuses; this epoch's data may be on disk but it is not acknowledged.
+    const failed = this.host.failure();
+    if (failed !== null) return failed;
+    this.counters.segmentsWritten++;
+    this.counters.bytesWritten += bytes;
+    if (segment.recordCount === 0) this.counters.emptyEpochs++;
     this.counters.droppedAbortedRecords += segment.droppedAborted;
     if (prepared !== null) {
       const startedMs = this.writeStartedMs ?? performance.now();
