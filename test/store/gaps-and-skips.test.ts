@@ -7,6 +7,8 @@ import { listSegments, segmentPath } from '../../src/storage/segment-files.js';
 import { readSkippedEpochs } from '../../src/storage/skipped-epochs.js';
 import { readStoreHeader } from '../../src/store/header.js';
 import { PageStore } from '../../src/store/page-store.js';
+import { seededRng } from '../support/rng.js';
+import { SimulatedFileSystem } from '../support/simulated-fs.js';
 import { useTempDb } from '../support/temp-db.js';
 
 let db: string;
@@ -113,5 +115,52 @@ describe('PageStore.open with skipCorrupt', () => {
     expect(await reopened.read(1)).toEqual(page(1));
     expect(await reopened.read(4)).toEqual(page(4));
     await reopened.close();
+  });
+
+  it('never reuses a given-up epoch or sequence, whatever step a power cut hits during a skip', async () => {
+    const DB = '/data/skip.db';
+    /** A store with epochs 0..2 (sequences 1..3), all durable, and epoch 1 corrupt. */
+    async function damaged(): Promise<SimulatedFileSystem> {
+      const disk = new SimulatedFileSystem();
+      disk.mkdirSync('/data');
+      const store = await PageStore.open(DB, { fs: disk, pageSize: PAGE, autoCheckpoint: false });
+      await commitPages(store, [1, 2, 3]);
+      await store.close();
+      disk.syncAll();
+      disk.writeFileSync(segmentPath(DB, 1n), new Uint8Array(40).fill(0xee), { durable: true });
+      return disk;
+    }
+    /** Opens with skipCorrupt and commits page 4; returns its result when acknowledged. */
+    async function skipAndCommit(disk: SimulatedFileSystem) {
+      let acked: { epoch: bigint; commitSeq: bigint } | null = null;
+      let store: PageStore | null = null;
+      try {
+        store = await PageStore.open(DB, { fs: disk, skipCorrupt: true });
+        acked = await store.commit([{ pageNumber: 4, data: page(4) }]);
+        await store.close();
+      } catch (error) {
+        if (!disk.dead) throw error;
+        // The machine is gone: release this process's hold on the database.
+        await store?.close().catch(() => undefined);
+      }
+      return acked;
+    }
+    const counting = await damaged();
+    const from = counting.stepCount;
+    await skipAndCommit(counting);
+    const steps = counting.stepCount - from;
+    expect(steps).toBeGreaterThan(5);
+    for (let step = 1; step <= steps; step++) {
+      const disk = await damaged();
+      disk.armPowerCut(disk.stepCount + step, seededRng(4100 + step));
+      const acked = await skipAndCommit(disk);
+      const image = disk.dead ? disk.crashedDisk! : disk;
+      const store = await PageStore.open(DB, { fs: image, skipCorrupt: true });
+      if (acked !== null) expect(await store.read(4), `step ${step}`).toEqual(page(4));
+      const next = await store.commit([{ pageNumber: 5, data: page(5) }]);
+      expect(next.epoch, `step ${step}`).toBeGreaterThan(acked?.epoch ?? 2n);
+      expect(next.commitSeq, `step ${step}`).toBeGreaterThan(acked?.commitSeq ?? 3n);
+      await store.close();
+    }
   });
 });
