@@ -54,6 +54,8 @@ export async function scanExistingLog(
     fs: WalFileSystem;
     skipCorrupt: boolean;
     allowEpochGaps: boolean;
+    /** Epochs below it are held elsewhere (folded, replicated): holes there are not losses. */
+    firstUnappliedEpoch?: bigint;
     /** Adoptable temporary files read in place (an open without the lock may not adopt them). */
     pending?: readonly SegmentFileEntry[];
   },
@@ -69,7 +71,14 @@ export async function scanExistingLog(
   const walk = await walkSegments(
     dbPath,
     entries,
-    { fs, skipCorrupt: options.skipCorrupt, allowEpochGaps: options.allowEpochGaps },
+    {
+      fs,
+      skipCorrupt: options.skipCorrupt,
+      allowEpochGaps: options.allowEpochGaps,
+      ...(options.firstUnappliedEpoch === undefined
+        ? {}
+        : { firstUnappliedEpoch: options.firstUnappliedEpoch }),
+    },
     (_entry, records) => {
       for (const record of records)
         lastCommitSeq = maxOf(lastCommitSeq, record.endSeq ?? record.beginSeq);
@@ -133,6 +142,9 @@ export async function planOpen(
     fs,
     skipCorrupt: options.skipCorrupt,
     allowEpochGaps: options.allowEpochGaps,
+    // The floor: every epoch below it is durable elsewhere (a store's file,
+    // the cluster), so only holes from it up count.
+    ...(options.firstEpoch > 0n ? { firstUnappliedEpoch: options.firstEpoch } : {}),
     pending,
   });
   if (existing.rangeToSkip !== null) {

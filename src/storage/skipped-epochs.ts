@@ -16,7 +16,6 @@
  * u64 commitSeqCeiling`, then `u32 crc32c` of every preceding byte. The file
  * is replaced as a whole (temporary file, fdatasync, rename, directory fsync).
  */
-import { randomBytes } from 'node:crypto';
 import * as nodePath from 'node:path';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
@@ -28,6 +27,8 @@ import { databaseDirectory, databaseName, type FsOptions, isNotFound } from './s
 
 /** The suffix of the record's file name after the database file name. */
 export const SKIPPED_EPOCHS_SUFFIX = '-wal-skipped';
+/** The suffix of its temporary file (after the record's own name). */
+export const SKIPPED_EPOCHS_TEMP_SUFFIX = '.tmp';
 /** `PWSK` as the first four bytes on disk. */
 export const SKIPPED_EPOCHS_MAGIC = 0x4b535750;
 /** The only layout version written and read. */
@@ -194,10 +195,16 @@ export async function recordSkippedEpochs(
     throw new SkippedEpochsCorruptError(path, `full: ${SKIPPED_RANGES_MAX} ranges recorded`);
   }
   const bytes = encodeSkippedEpochs(ranges);
-  const temp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  // One fixed temporary name (only the lock holder writes the record): a
+  // leftover of an interrupted write is removed first, never followed.
+  const temp = `${path}${SKIPPED_EPOCHS_TEMP_SUFFIX}`;
   let handle: WalFileHandle | null = null;
-  let step = 'open';
+  let step = 'unlink';
   try {
+    await fs.unlink(temp).catch((error: unknown) => {
+      if (!isNotFound(error)) throw error;
+    });
+    step = 'open';
     handle = await fs.open(temp, 'createExclusive');
     step = 'write';
     await handle.write(bytes, 0);

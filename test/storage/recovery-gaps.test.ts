@@ -137,6 +137,16 @@ describe('the record of skipped epochs', () => {
     expect((await recoverSegments(dbPath)).epochs).toEqual([0n, 3n]);
   });
 
+  it('replaces a leftover temporary record of an interrupted write instead of failing', async () => {
+    const temp = `${skippedEpochsPath(dbPath)}.tmp`;
+    fs.writeFileSync(temp, 'torn');
+    await recordSkippedEpochs(dbPath, { firstEpoch: 2n, lastEpoch: 2n, commitSeqCeiling: 1n });
+    expect(fs.existsSync(temp)).toBe(false);
+    expect(await readSkippedEpochs(dbPath)).toEqual([
+      { firstEpoch: 2n, lastEpoch: 2n, commitSeqCeiling: 1n },
+    ]);
+  });
+
   it('round-trips, merges overlapping ranges and rejects damaged bytes with a typed error', async () => {
     await recordSkippedEpochs(dbPath, { firstEpoch: 5n, lastEpoch: 7n, commitSeqCeiling: 10n });
     await recordSkippedEpochs(dbPath, { firstEpoch: 1n, lastEpoch: 2n, commitSeqCeiling: 4n });
