@@ -55,7 +55,7 @@ export async function scanExistingLog(
     skipCorrupt: boolean;
     allowEpochGaps: boolean;
     /** Epochs below it are held elsewhere (folded, replicated): holes there are not losses. */
-    firstUnappliedEpoch?: bigint;
+    ignoreHolesBelow?: bigint;
     /** Adoptable temporary files read in place (an open without the lock may not adopt them). */
     pending?: readonly SegmentFileEntry[];
   },
@@ -75,9 +75,9 @@ export async function scanExistingLog(
       fs,
       skipCorrupt: options.skipCorrupt,
       allowEpochGaps: options.allowEpochGaps,
-      ...(options.firstUnappliedEpoch === undefined
+      ...(options.ignoreHolesBelow === undefined
         ? {}
-        : { firstUnappliedEpoch: options.firstUnappliedEpoch }),
+        : { ignoreHolesBelow: options.ignoreHolesBelow }),
     },
     (_entry, records) => {
       for (const record of records)
@@ -144,7 +144,7 @@ export async function planOpen(
     allowEpochGaps: options.allowEpochGaps,
     // The floor: every epoch below it is durable elsewhere (a store's file,
     // the cluster), so only holes from it up count.
-    ...(options.firstEpoch > 0n ? { firstUnappliedEpoch: options.firstEpoch } : {}),
+    ...(options.firstEpoch > 0n ? { ignoreHolesBelow: options.firstEpoch } : {}),
     pending,
   });
   if (existing.rangeToSkip !== null) {

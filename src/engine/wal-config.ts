@@ -71,9 +71,9 @@ export interface ParallelWalConfig {
    * The log was written by a writer that leaves epoch numbers unused (an
    * older version of this library wrote no segment for empty epochs), so a
    * missing epoch is not evidence of a lost segment. Default false: a
-   * missing epoch between the first segment (or `firstEpoch`, below which
-   * epochs are durable elsewhere) and a later one fails opening with
-   * `ERR_RECOVERY_GAP` (`RecoveryGapError`), because this log never
+   * missing epoch between the first segment and a later one fails opening
+   * with `ERR_RECOVERY_GAP` (epochs below `firstEpoch` are durable elsewhere:
+   * a hole made only of them is not a loss) (`RecoveryGapError`), because this log never
    * leaves a number unused. Turn it on only for such logs.
    */
   allowEpochGaps?: boolean;

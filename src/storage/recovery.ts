@@ -187,6 +187,12 @@ export interface SegmentWalkOptions extends FsOptions {
   allowEpochGaps?: boolean;
   /** See {@link SegmentRecoveryOptions.firstUnappliedEpoch}. */
   firstUnappliedEpoch?: bigint;
+  /**
+   * Epochs below it are durable elsewhere (a log's `firstEpoch` floor): a
+   * hole made only of them is not a loss. Unlike `firstUnappliedEpoch` it
+   * does not require a segment at the floor itself (the floor may be stale).
+   */
+  ignoreHolesBelow?: bigint;
 }
 
 /** What {@link walkSegments} found besides the segments it visited. */
@@ -209,9 +215,11 @@ function checkWalkOptions(options: SegmentWalkOptions): void {
       `allowEpochGaps must be a boolean, got ${String(options.allowEpochGaps)}`,
     );
   }
-  const floor = options.firstUnappliedEpoch;
-  if (floor !== undefined && (typeof floor !== 'bigint' || floor < 0n || floor > U64_MAX)) {
-    throw new WalArgumentError(`firstUnappliedEpoch must be a u64 bigint, got ${String(floor)}`);
+  for (const name of ['firstUnappliedEpoch', 'ignoreHolesBelow'] as const) {
+    const floor = options[name];
+    if (floor !== undefined && (typeof floor !== 'bigint' || floor < 0n || floor > U64_MAX)) {
+      throw new WalArgumentError(`${name} must be a u64 bigint, got ${String(floor)}`);
+    }
   }
 }
 
@@ -303,8 +311,16 @@ export async function walkSegments(
     const entry = group[0]!;
     const checked = floor === undefined || entry.epoch >= floor;
     try {
-      if (checked && expected !== null && entry.epoch > expected && !options.allowEpochGaps) {
-        const hole = firstHole(walk.skippedRanges, expected, entry.epoch - 1n);
+      const ignoredBelow = options.ignoreHolesBelow ?? 0n;
+      if (
+        checked &&
+        expected !== null &&
+        entry.epoch > expected &&
+        entry.epoch > ignoredBelow &&
+        !options.allowEpochGaps
+      ) {
+        const from = expected > ignoredBelow ? expected : ignoredBelow;
+        const hole = firstHole(walk.skippedRanges, from, entry.epoch - 1n);
         if (hole !== null) {
           throw new RecoveryGapError(
             segmentPath(dbPath, hole.first),

@@ -57,11 +57,9 @@ describe('ParallelWal.open and a missing epoch', () => {
     ).toBe(true);
   });
 
-  it('checks from firstEpoch up when given one: epochs below it are durable elsewhere', async () => {
+  it('ignores holes below firstEpoch (durable elsewhere), not at or above it', async () => {
     await threeEpochs();
-    nodeFs.unlinkSync(segmentPath(db, 0n));
     nodeFs.unlinkSync(segmentPath(db, 1n));
-    // Segment 2 alone: a lost segment 1 if the log is unapplied from epoch 1 on.
     const error = await failure(ParallelWal.open(db, { firstEpoch: 1n }));
     expect(isWalError(error, 'ERR_RECOVERY_GAP')).toBe(true);
     const floored = await ParallelWal.open(db, { firstEpoch: 2n });
