@@ -72,9 +72,9 @@ export interface ParallelWalConfig {
    * older version of this library wrote no segment for empty epochs), so a
    * missing epoch is not evidence of a lost segment. Default false: a
    * missing epoch between the first segment and a later one fails opening
-   * with `ERR_RECOVERY_GAP` (epochs below `firstEpoch` are durable elsewhere:
-   * a hole made only of them is not a loss) (`RecoveryGapError`), because this log never
-   * leaves a number unused. Turn it on only for such logs.
+   * with `ERR_RECOVERY_GAP` (`RecoveryGapError`), because this log never
+   * leaves a number unused; epochs below `firstEpoch` are durable elsewhere,
+   * so a hole made only of them is not a loss. Turn it on only for such logs.
    */
   allowEpochGaps?: boolean;
   /**
