@@ -1,9 +1,9 @@
 /**
- * Recovery from segment files: read the segments in epoch order, fail
- * closed on the first unusable one or the first missing epoch (or, with
- * `skipCorrupt`, stop there and replay only the prefix before it), skip the
- * ranges recorded as given up (`skipped-epochs.ts`), hand back the records in
- * recovery order. Deleting segments is a separate, explicit step taken only
+ * Recovery from segment files (docs/design.md#recovery): read the segments
+ * in epoch order, fail closed on the first unusable one or the first missing
+ * epoch (or, with `skipCorrupt`, stop there and replay only the prefix before
+ * it), skip the ranges recorded as given up (`skipped-epochs.ts`), hand back
+ * the records in recovery order. Deleting segments is a separate, explicit step taken only
  * after the caller has made the applied pages durable.
  */
 import * as nodePath from 'node:path';
@@ -680,7 +680,8 @@ function judgeTemporaryBytes(
   if (bytes.length === 0) return remove(null, 'empty');
   let header: { epoch: bigint; version: number };
   try {
-    // Every reader check of SYSTEM.md §4, including exact length.
+    // Every reader check of docs/format.md#4-reading-validation-order-and-error-codes, including
+    // exact length.
     header = decodeFile(path, bytes).header;
   } catch (error) {
     return remove(null, error instanceof Error ? error.message : String(error));
