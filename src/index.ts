@@ -224,9 +224,13 @@ export {
   IO_ERROR_CODE,
   NOT_REGULAR_FILE_CODE,
   NotRegularFileError,
+  RECOVERY_GAP_CODE,
+  RecoveryGapError,
   SEGMENT_CORRUPT_CODE,
   SegmentCorruptError,
   SegmentFileErrorReason,
+  SKIPPED_EPOCHS_CORRUPT_CODE,
+  SkippedEpochsCorruptError,
   WalIoError,
 } from './storage/errors.js';
 export {
@@ -276,6 +280,11 @@ export {
   writeSegment,
   writeSegmentFile,
 } from './storage/segment-files.js';
+export {
+  readSkippedEpochs,
+  type SkippedEpochRange,
+  skippedEpochsPath,
+} from './storage/skipped-epochs.js';
 export type { PageWrites } from './store/commit-batch.js';
 export { describeStore, formatStoreDescription, type StoreDescription } from './store/describe.js';
 export { StoreError, StoreErrorCode, type StoreErrorCodeValue } from './store/errors.js';

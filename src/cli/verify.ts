@@ -5,10 +5,20 @@
  * therefore not replay). When segments carry commit certificates (format
  * version 3), a second line reports their chain, checked by the control
  * plane's verifier (`verifyCertificateChainOnDisk`); a broken chain is exit 1.
+ * A missing epoch inside the log (a lost segment) is exit 1 with recovery's
+ * own `recovery_gap` message, unless `--allow-epoch-gaps`; segments in ranges
+ * recorded as given up (`<db>-wal-skipped`) are not checked.
  */
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
 import { withLock } from '../storage/lockfile.js';
+import { findEpochGap } from '../storage/recovery.js';
+import {
+  readSkippedEpochs,
+  type SkippedEpochRange,
+  skippedRangeOf,
+} from '../storage/skipped-epochs.js';
+import { readStoreHeader } from '../store/header.js';
 import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context.js';
 import { checkDatabase, isHealthy } from './segment-check.js';
 
@@ -16,9 +26,14 @@ import { checkDatabase, isHealthy } from './segment-check.js';
 async function certificateChain(
   dbPath: string,
   ctx: CliContext,
+  ranges: readonly SkippedEpochRange[],
 ): Promise<{ line: string; ok: boolean } | null> {
   const report = await withLock(dbPath, { fs: ctx.fs, kind: 'shared' }, () =>
-    verifyCertificateChainOnDisk(dbPath, { fs: ctx.fs, skipCorrupt: true }),
+    verifyCertificateChainOnDisk(dbPath, {
+      fs: ctx.fs,
+      skipCorrupt: true,
+      ignoreEpoch: (epoch) => skippedRangeOf(ranges, epoch) !== undefined,
+    }),
   );
   if (report.failure !== null) {
     return {
@@ -45,14 +60,22 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       'check that every segment of a database reads cleanly (exit 0) or name the first bad one (exit 1)',
     )
     .argument('<db-path>', 'path of the database file (segments live beside it)')
-    .action(async (dbPath: string) => {
+    .option(
+      '--allow-epoch-gaps',
+      'the log was written by a writer that leaves epoch numbers unused: a missing epoch is not a lost segment',
+    )
+    .action(async (dbPath: string, options: { allowEpochGaps?: boolean }) => {
       // Under a shared lock: a live writer renames, adopts and deletes files
       // under a scan, so verify refuses (ERR_LOCKED naming it) rather than
       // judge a moving directory, and no writer starts while it reads.
-      const { segments, temporaryFiles } = await withLock(
-        dbPath,
-        { fs: ctx.fs, kind: 'shared' },
-        () => checkDatabase(dbPath, ctx.fs),
+      const checked = await withLock(dbPath, { fs: ctx.fs, kind: 'shared' }, () =>
+        checkDatabase(dbPath, ctx.fs),
+      );
+      const { temporaryFiles } = checked;
+      // Epochs given up with skipCorrupt are neither replayed nor a gap.
+      const ranges = await readSkippedEpochs(dbPath, { fs: ctx.fs });
+      const segments = checked.segments.filter(
+        (s) => skippedRangeOf(ranges, s.epoch) === undefined,
       );
       const badIndex = segments.findIndex((s) => !isHealthy(s));
       if (badIndex >= 0) {
@@ -69,8 +92,25 @@ export function registerVerify(program: Command, ctx: CliContext): void {
         ctx.setExitCode(EXIT_FAILURE);
         return;
       }
+      if (options.allowEpochGaps !== true) {
+        // A page store's header says which epochs are folded (their segments may be gone).
+        const header = await readStoreHeader(dbPath, ctx.fs);
+        const gap = findEpochGap(
+          dbPath,
+          segments.map((s) => s.epoch),
+          ranges,
+          header === null ? undefined : header.nextEpoch,
+        );
+        if (gap !== null) {
+          ctx.io.stdout(`FAIL ${gap.message}\n`);
+          ctx.setExitCode(EXIT_FAILURE);
+          return;
+        }
+      }
+      const skipped = checked.segments.length - segments.length;
       const tmp =
-        temporaryFiles.length > 0 ? `, ${temporaryFiles.length} leftover temporary file(s)` : '';
+        (skipped > 0 ? `, ${skipped} segment(s) in recorded skipped ranges` : '') +
+        (temporaryFiles.length > 0 ? `, ${temporaryFiles.length} leftover temporary file(s)` : '');
       if (segments.length === 0) {
         ctx.io.stdout(`ok: no segments${tmp}\n`);
       } else {
@@ -81,7 +121,7 @@ export function registerVerify(program: Command, ctx: CliContext): void {
         ctx.io.stdout(
           `ok: ${segments.length} segment(s), ${records} record(s), ${bytes} bytes, epochs ${first}..${last}${tmp}\n`,
         );
-        const chain = await certificateChain(dbPath, ctx);
+        const chain = await certificateChain(dbPath, ctx, ranges);
         if (chain !== null) {
           ctx.io.stdout(chain.line);
           if (!chain.ok) {

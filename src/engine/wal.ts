@@ -201,6 +201,7 @@ export class ParallelWal implements AsyncDisposable {
       const plan = await planOpen(dbPath, {
         fs,
         skipCorrupt: resolved.skipCorrupt,
+        allowEpochGaps: resolved.allowEpochGaps,
         locked: lock !== null,
         firstEpoch: resolved.firstEpoch,
         firstCommitSeq: resolved.firstCommitSeq,
@@ -431,7 +432,8 @@ export class ParallelWal implements AsyncDisposable {
 
   /**
    * Starts the ticker: every `epochIntervalMs` it advances the epoch and
-   * flushes (also when idle). Aborting `signal` stops it like {@link ParallelWal.stop}.
+   * flushes whatever was appended (an idle tick seals nothing: epoch numbers
+   * are never left without a segment). Aborting `signal` stops it like {@link ParallelWal.stop}.
    * @throws {AlreadyRunningError} (`coordinator already running`) if it runs.
    */
   start(signal?: AbortSignal): void {
@@ -452,7 +454,9 @@ export class ParallelWal implements AsyncDisposable {
 
   /**
    * Advances the epoch and writes everything sealed, now. Resolves with the
-   * new epoch once the sealed epoch is durable.
+   * new epoch once the sealed epoch is durable. With nothing appended the
+   * epoch does not move (it would be an epoch without a segment): it
+   * resolves with the open epoch once everything before it is durable.
    * @throws {WalFailedError} (message `write_segment(E) failed: …`) when a
    * segment write fails; {@link DurableTimeoutError} after `timeoutMs`.
    */
@@ -461,7 +465,8 @@ export class ParallelWal implements AsyncDisposable {
     this.ensureOpen();
     // Resolves once the sealed epoch is published (segment under its name).
     const cycle = this.flusher.enqueueCycle().then(async (outcome) => {
-      if (outcome.ok) {
+      // Nothing sealed ever (a fresh, idle log): nothing to wait for.
+      if (outcome.ok && outcome.newEpoch > 0n) {
         this.sink.publishNow?.();
         await this.coordinator.whenDurable(outcome.newEpoch - 1n);
       }
