@@ -76,7 +76,7 @@ describe('non-regular files where the log looks', () => {
     'refuses a FIFO named like a segment at open instead of hanging',
     async () => {
       await logWithEpochs(1);
-      const fifo = segmentPath(db, 5n);
+      const fifo = segmentPath(db, 1n);
       mkfifo(fifo);
       const error = await ParallelWal.open(db).then(
         async (w) => {
@@ -94,7 +94,7 @@ describe('non-regular files where the log looks', () => {
       const wal = await ParallelWal.open(db, { skipCorrupt: true, segmentSink: 'storage' });
       const r = await wal.commit(batchFor(PLAN, 99n));
       await wal.close();
-      expect(r.epoch).toBe(6n);
+      expect(r.epoch).toBe(2n);
     },
     HANG_GUARD_MS,
   );
