@@ -171,56 +171,6 @@ export {
 } from './format/segment.js';
 export * from './format/types.js';
 export {
-  ReplicaErrorCode,
-  ReplicationError,
-  ReplicationErrorCode,
-  ReplicationTimeoutError,
-  ReplicaVerificationError,
-} from './replication/errors.js';
-export { Follower, type FollowerOptions, type FollowerStats } from './replication/follower.js';
-export {
-  type CommitDurability,
-  type ReplicatedCommitOptions,
-  type ReplicatedCommitResult,
-  ReplicatedWal,
-  type ReplicatedWalConfig,
-  type ReplicatedWalStats,
-} from './replication/replicated-wal.js';
-export {
-  Replicator,
-  type ReplicatorOptions,
-  type ReplicatorStats,
-  savedReplicatedEpoch,
-} from './replication/replicator.js';
-export {
-  type RestoreOptions,
-  type RestoreResult,
-  restoreFromStream,
-} from './replication/restore.js';
-export {
-  type DownloadSnapshotOptions,
-  downloadSnapshot,
-  type LatestSnapshotOptions,
-  type ListSnapshotsOptions,
-  latestSnapshot,
-  listSnapshots,
-  type PruneSnapshotsOptions,
-  type PublishSnapshotOptions,
-  pruneSnapshots,
-  publishSnapshot,
-  type SkippedSnapshot,
-  type SnapshotImage,
-  type SnapshotMeta,
-  snapshotBucketName,
-  snapshotObjectName,
-} from './replication/snapshot.js';
-export {
-  type FollowPosition,
-  type ReplicationState,
-  readFollowPosition,
-  readReplicationState,
-} from './replication/state-file.js';
-export {
   IO_ERROR_CODE,
   SEGMENT_CORRUPT_CODE,
   SegmentCorruptError,
@@ -303,13 +253,4 @@ export {
   type ReplicaStoreOptions,
   type ReplicaStoreStats,
 } from './store/replica-store.js';
-export {
-  DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS,
-  openReplicatedStore,
-  type ReplicatedStore,
-  type ReplicatedStoreOptions,
-  type SnapshotOptions,
-  type StreamTrim,
-  trimStreamBelow,
-} from './store/replicated-store.js';
 export { attachStoreWriter, type StoreWorkerWriter } from './store/worker.js';
