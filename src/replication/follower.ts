@@ -47,6 +47,7 @@ import {
   streamInfoOrNull,
   toStreamMessage,
 } from './nats.js';
+import { loadNats } from './nats-peer.js';
 import { downloadSnapshot, latestSnapshot, type SnapshotMeta } from './snapshot.js';
 import { type FollowPosition, readFollowPosition, writeFollowPosition } from './state-file.js';
 import { readStreamRange } from './stream-reader.js';
@@ -187,6 +188,8 @@ export class Follower {
    * (`ERR_LOCKED` when a primary or another follower holds the database, …).
    */
   static async start(options: FollowerOptions): Promise<Follower> {
+    // A missing NATS package fails before anything is opened.
+    await loadNats();
     if (options.connection === undefined && options.servers === undefined) {
       throw new ReplicationError(
         ReplicationErrorCode.stream,

@@ -21,6 +21,7 @@ import type {
 } from '../engine/wal.js';
 import { ParallelWal } from '../engine/wal.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
+import { loadNats } from './nats-peer.js';
 import {
   DEFAULT_REPLICATION_TIMEOUT_MS,
   Replicator,
@@ -94,6 +95,8 @@ export class ReplicatedWal implements AsyncDisposable {
    * after they were replicated (a checkpoint) never make it reuse an epoch.
    */
   static async open(dbPath: string, config: ReplicatedWalConfig): Promise<ReplicatedWal> {
+    // A missing NATS package fails before the log is opened.
+    await loadNats();
     const replicatedAtOpen = await savedReplicatedEpoch({
       ...config.replication,
       dbPath,

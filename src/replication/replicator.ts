@@ -261,6 +261,8 @@ export class Replicator {
    * The database id is created once and stored durably next to the database.
    */
   static async open(options: ReplicatorOptions): Promise<Replicator> {
+    // A missing NATS package fails here, typed, not later in the background.
+    await loadNats();
     if (options.connection === undefined && options.servers === undefined) {
       throw new ReplicationError(
         ReplicationErrorCode.stream,
