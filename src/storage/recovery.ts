@@ -1,5 +1,5 @@
 /**
- * Recovery from segment files (SYSTEM.md §5): read the segments in epoch
+ * Recovery from segment files (docs/design.md#recovery): read the segments in epoch
  * order, fail closed on the first unusable one (or, with `skipCorrupt`, stop
  * there and replay only the prefix before it), hand back the records in
  * recovery order. Deleting segments is a separate, explicit step taken only
@@ -411,7 +411,8 @@ function judgeTemporaryBytes(
   if (bytes.length === 0) return remove(null, 'empty');
   let header: { epoch: bigint; version: number };
   try {
-    // Every reader check of SYSTEM.md §4, including exact length.
+    // Every reader check of docs/format.md#4-reading-validation-order-and-error-codes, including
+    // exact length.
     header = decodeFile(path, bytes).header;
   } catch (error) {
     return remove(null, error instanceof Error ? error.message : String(error));
