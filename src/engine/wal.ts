@@ -24,6 +24,7 @@
 
 import { threadId } from 'node:worker_threads';
 import { WalArgumentError } from '../errors.js';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import { AckWatermark } from './ack-watermark.js';
@@ -481,13 +482,16 @@ export class ParallelWal implements AsyncDisposable {
     }
   }
 
-  /** A snapshot of the counters. */
-  stats(): ParallelWalStats {
+  /**
+   * A snapshot of the counters. `JSON.stringify(wal.stats())` works: its
+   * `toJSON` writes bigints as decimal strings.
+   */
+  stats(): LoggableStats<ParallelWalStats> {
     // Worker lanes count in the pool's figures (which keep released lanes' counts too).
     const workers = this.workerLanes?.stats() ?? null;
     const workerLanes = new Set<EngineLane>(this.workerLanes?.lanes() ?? []);
     const lanes = laneFigures(this.coordinator.laneList(), workerLanes);
-    return {
+    return loggableStats({
       currentEpoch: this.coordinator.currentEpoch,
       appendEpoch: this.coordinator.appendEpoch,
       durableEpoch: this.coordinator.durableEpoch,
@@ -522,7 +526,7 @@ export class ParallelWal implements AsyncDisposable {
       failed: this.failure !== null,
       running: this.flusher.running,
       closed: this.closed,
-    };
+    });
   }
 
   /** Clears the commit-latency histogram (benchmarks measure phases separately). */

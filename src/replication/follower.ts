@@ -28,6 +28,7 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, writeSegmentFile } from '../storage/segment-files.js';
 import { ReplicaStore } from '../store/replica-store.js';
@@ -293,8 +294,8 @@ export class Follower {
   }
 
   /** Snapshot of the follower's state. */
-  stats(): FollowerStats {
-    return {
+  stats(): LoggableStats<FollowerStats> {
+    return loggableStats({
       state: this.state,
       epoch: this.applied.epoch,
       durableEpoch: this.position.epoch,
@@ -303,7 +304,7 @@ export class Follower {
       snapshot: this.snapshot,
       failure:
         this.failure === null ? null : { code: this.failure.code, message: this.failure.message },
-    };
+    });
   }
 
   /** The error that stopped the follower, or null. */

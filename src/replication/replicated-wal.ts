@@ -20,6 +20,7 @@ import type {
   ParallelWalStats,
 } from '../engine/wal.js';
 import { ParallelWal } from '../engine/wal.js';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
 import { loadNats } from './nats-peer.js';
 import {
@@ -176,8 +177,8 @@ export class ReplicatedWal implements AsyncDisposable {
   }
 
   /** Both halves' statistics. */
-  stats(): ReplicatedWalStats {
-    return { wal: this.wal.stats(), replication: this.replicator.stats() };
+  stats(): LoggableStats<ReplicatedWalStats> {
+    return loggableStats({ wal: this.wal.stats(), replication: this.replicator.stats() });
   }
 
   /**

@@ -28,6 +28,7 @@
 import { randomBytes } from 'node:crypto';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { listSegments, segmentPath } from '../storage/segment-files.js';
 import { type Deferred, deferred, sleepUnless } from './deferred.js';
@@ -323,8 +324,8 @@ export class Replicator {
   }
 
   /** Snapshot of watermarks and counters. */
-  stats(): ReplicatorStats {
-    return {
+  stats(): LoggableStats<ReplicatorStats> {
+    return loggableStats({
       state: this.state,
       databaseId: this.databaseId,
       stream: this.stream,
@@ -336,7 +337,7 @@ export class Replicator {
       ...this.counters,
       waiters: this.waiters.size,
       lastError: this.lastError,
-    };
+    });
   }
 
   /**

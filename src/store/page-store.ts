@@ -30,6 +30,7 @@ import {
 import type { WorkerLaneHandle } from '../engine/worker-layout.js';
 import { WalArgumentError } from '../errors.js';
 import { U64_MAX, type WalRecord } from '../format/types.js';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import { recoverSegments } from '../storage/recovery.js';
@@ -838,8 +839,8 @@ export class PageStore implements AsyncDisposable {
   }
 
   /** A snapshot of the store's counters (and the log's). */
-  stats(): PageStoreStats {
-    return {
+  stats(): LoggableStats<PageStoreStats> {
+    return loggableStats({
       pageSize: this.pageSize,
       dbSizePages: this.index.dbSizePages,
       checkpointEpoch: this.checkpointEpoch,
@@ -849,7 +850,7 @@ export class PageStore implements AsyncDisposable {
       indexBytes: this.index.byteCount,
       lastCheckpointError: this.lastCheckpointError,
       wal: this.wal.stats(),
-    };
+    });
   }
 
   /**
