@@ -47,7 +47,6 @@ import { BatchPlacer, batchRouteBytes, type Placement } from './placement.js';
 import { createSegmentSink, type SegmentSink } from './segment-writer.js';
 import { WorkerLanePool } from './shared-lane.js';
 import {
-  MAX_LANE_ID,
   type ParallelWalConfig,
   type ResolvedParallelWalConfig,
   resolveParallelWalConfig,
@@ -374,7 +373,7 @@ export class ParallelWal implements AsyncDisposable {
    * receives the lane id to use and the epoch appends must be tagged with
    * until the engine calls `advance`. The lane is flushed like every other.
    * @returns the lane `create` built.
-   * @throws {NoFreeLaneError} when every id up to {@link MAX_LANE_ID} is taken.
+   * @throws {NoFreeLaneError} when every id up to `MAX_LANE_ID` is taken.
    */
   registerLane<L extends EngineLane>(create: (laneId: number, startEpoch: bigint) => L): L {
     this.ensureOpen();

@@ -21,6 +21,11 @@ export {
   type StreamTrim,
   trimStreamBelow,
 } from '../store/replicated-store.js';
+export type {
+  CertificateVerifier,
+  DuplicateMessage,
+} from './assembler.js';
+export { verifyShippedCertificate } from './certificates.js';
 export {
   ReplicaErrorCode,
   type ReplicaErrorCodeValue,
@@ -31,7 +36,13 @@ export {
   ReplicationTimeoutError,
   ReplicaVerificationError,
 } from './errors.js';
-export { Follower, type FollowerOptions, type FollowerStats } from './follower.js';
+export {
+  Follower,
+  type FollowerOptions,
+  type FollowerState,
+  type FollowerStats,
+} from './follower.js';
+export { DEFAULT_STREAM_REPLICAS } from './nats.js';
 export { NATS_PEER_PACKAGES } from './nats-peer.js';
 export {
   type CommitDurability,
@@ -44,10 +55,12 @@ export {
 export {
   Replicator,
   type ReplicatorOptions,
+  type ReplicatorState,
   type ReplicatorStats,
   savedReplicatedEpoch,
 } from './replicator.js';
 export {
+  DUPLICATES_LISTED_MAX,
   type RestoreOptions,
   type RestoreResult,
   restoreFromStream,
@@ -64,6 +77,7 @@ export {
   pruneSnapshots,
   publishSnapshot,
   type SkippedSnapshot,
+  SNAPSHOT_READ_BYTES,
   type SnapshotImage,
   type SnapshotMeta,
   snapshotBucketName,
@@ -71,7 +85,9 @@ export {
 } from './snapshot.js';
 export {
   type FollowPosition,
+  followPositionPath,
   type ReplicationState,
   readFollowPosition,
   readReplicationState,
+  replicationStatePath,
 } from './state-file.js';

@@ -634,6 +634,7 @@ export class ReplicaStore implements AsyncDisposable {
     return this.closePromise;
   }
 
+  /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
