@@ -57,7 +57,7 @@ export interface SegmentRecoveryOptions extends FsOptions {
    */
   deleteAfterRecovery?: boolean;
   /**
-   * First adopt or remove the log's temporary files ({@link adoptOrRemoveTemporaryFiles}):
+   * First adopt or remove the log's temporary files (`adoptOrRemoveTemporaryFiles`):
    * complete version-2 segments are renamed to their segment names, the rest
    * unlinked. Default false: nothing is modified, but adoptable temporary
    * files (epochs the `earlyAck` sink may have acknowledged before their
@@ -753,7 +753,7 @@ export async function adoptOrRemoveTemporaryFiles(
 }
 
 /**
- * {@link adoptOrRemoveTemporaryFiles}, returning only how many files were
+ * `adoptOrRemoveTemporaryFiles`, returning only how many files were
  * removed (adopted files become segments and are counted by recovery).
  * Only safe while no writer is running.
  */
