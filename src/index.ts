@@ -294,6 +294,7 @@ export {
   type PageStoreStats,
   type StoreCloseOptions,
   type StoreCommitResult,
+  type StoreLogView,
   type StoreRecoveryReport,
   type StoreWorkerHandle,
 } from './store/page-store.js';

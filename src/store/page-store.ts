@@ -257,6 +257,76 @@ export interface CheckpointImage {
   read(offset: number, length: number): Promise<Uint8Array>;
 }
 
+/**
+ * What {@link PageStore.log} exposes of the log under a store: everything
+ * that reads its state or waits for it, nothing that writes records or
+ * closes it (the store owns both).
+ */
+export type StoreLogView = Pick<
+  ParallelWal,
+  | 'dbPath'
+  | 'config'
+  | 'currentEpoch'
+  | 'appendEpoch'
+  | 'durableEpoch'
+  | 'acknowledgedEpoch'
+  | 'isFailed'
+  | 'isRunning'
+  | 'waitForEpochDurable'
+  | 'advanceAndFlush'
+  | 'onDurable'
+  | 'onAcknowledged'
+  | 'onFailed'
+  | 'stats'
+  | 'resetLatencyHistogram'
+>;
+
+/** A frozen object forwarding the {@link StoreLogView} members to `wal`, and nothing else. */
+function readOnlyLog(wal: ParallelWal): StoreLogView {
+  return Object.freeze({
+    get dbPath() {
+      return wal.dbPath;
+    },
+    get config() {
+      return wal.config;
+    },
+    get currentEpoch() {
+      return wal.currentEpoch;
+    },
+    get appendEpoch() {
+      return wal.appendEpoch;
+    },
+    get isFailed() {
+      return wal.isFailed;
+    },
+    durableEpoch: () => wal.durableEpoch(),
+    acknowledgedEpoch: () => wal.acknowledgedEpoch(),
+    isRunning: () => wal.isRunning(),
+    waitForEpochDurable: (epoch: bigint, timeoutMs: number) =>
+      wal.waitForEpochDurable(epoch, timeoutMs),
+    advanceAndFlush: (timeoutMs: number) => wal.advanceAndFlush(timeoutMs),
+    onDurable: (listener: (info: DurableEpochInfo) => void) => wal.onDurable(listener),
+    onAcknowledged: (listener: (epoch: bigint, info: DurableEpochInfo) => void) =>
+      wal.onAcknowledged(listener),
+    onFailed: (listener: Parameters<ParallelWal['onFailed']>[0]) => wal.onFailed(listener),
+    stats: () => wal.stats(),
+    resetLatencyHistogram: () => wal.resetLatencyHistogram(),
+  });
+}
+
+/** The full log of every open store, for {@link storeLogForTests} only. */
+const storeLogs = new WeakMap<PageStore, ParallelWal>();
+
+/**
+ * The writable log under `store`. Not exported from the package root: tests
+ * use it to put a batch on the log's serialized path exactly as a worker's
+ * fallback does, which no public call can do from the owner thread.
+ * @internal
+ */
+export function storeLogForTests(store: PageStore): ParallelWal {
+  return storeLogs.get(store)!;
+}
+
 /** Options of {@link PageStore.close}. */
 export interface StoreCloseOptions {
   /** Fold the whole log into the database file before closing (default false). */
@@ -312,6 +382,8 @@ export class PageStore implements AsyncDisposable {
    */
   private fileNewestEpoch: bigint | null = null;
 
+  private readonly logView: StoreLogView;
+
   private constructor(
     /** Path of the database file. */
     readonly path: string,
@@ -327,6 +399,8 @@ export class PageStore implements AsyncDisposable {
     readonly recovery: StoreRecoveryReport,
   ) {
     this.index = new PageIndex(header.dbSizePages, header.nextEpoch - 1n);
+    this.logView = readOnlyLog(wal);
+    storeLogs.set(this, wal);
     this.inProcessLanes = resolveParallelWalConfig(options).slotCount;
     this.removeListener = wal.onDurable((info) => this.onDurable(info));
     this.removeAckListener = wal.onAcknowledged((epoch, info) => {
@@ -409,9 +483,16 @@ export class PageStore implements AsyncDisposable {
     return this.header.nextEpoch === 0n ? null : this.header.nextEpoch - 1n;
   }
 
-  /** The log under the store (for stats, `onDurable`, advanced control). */
-  get log(): ParallelWal {
-    return this.wal;
+  /**
+   * A read-only view of the log under the store: its epochs, stats, durable
+   * and acknowledgement hooks, and {@link ParallelWal.advanceAndFlush}. It has
+   * no way to write: the store's log holds records only the store may
+   * write (page-sized images, its size records, its transaction ids), and
+   * every write must reach the page index. Commit through
+   * {@link PageStore.commit}, or from a worker through {@link PageStore.workerHandle}.
+   */
+  get log(): StoreLogView {
+    return this.logView;
   }
 
   /**
