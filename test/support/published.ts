@@ -8,7 +8,8 @@ import type { ParallelWal } from '../../src/engine/wal.js';
  */
 export async function awaitPublished(
   wal: Pick<ParallelWal, 'acknowledgedEpoch' | 'waitForEpochDurable'>,
-  timeoutMs = 10_000): Promise<void> {
+  timeoutMs = 10_000,
+): Promise<void> {
   const acknowledged = wal.acknowledgedEpoch();
   if (acknowledged !== null) await wal.waitForEpochDurable(acknowledged, timeoutMs);
 }
