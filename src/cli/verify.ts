@@ -5,9 +5,12 @@
  * therefore not replay). When segments carry commit certificates (format
  * version 3), a second line reports their chain, checked by the control
  * plane's verifier (`verifyCertificateChainOnDisk`); a broken chain is exit 1.
+ * A page store database whose file is shorter than its store header and log
+ * allow (pages missing, `ERR_STORE_FILE_TRUNCATED`) is exit 1 too.
  */
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
+import { findFileTruncation } from '../store/file-length.js';
 import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context.js';
 import { checkDatabase, isHealthy } from './segment-check.js';
 
@@ -56,6 +59,13 @@ export function registerVerify(program: Command, ctx: CliContext): void {
               : '') +
             '\n',
         );
+        ctx.setExitCode(EXIT_FAILURE);
+        return;
+      }
+      // A page store's file shorter than its header and log allow: pages lost.
+      const truncated = await findFileTruncation(dbPath, ctx.fs);
+      if (truncated !== null) {
+        ctx.io.stdout(`FAIL ${truncated.code}: ${truncated.message}\n`);
         ctx.setExitCode(EXIT_FAILURE);
         return;
       }

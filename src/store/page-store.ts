@@ -45,6 +45,7 @@ import {
 import { checkPageNumber, type PageWrites, prepareCommit } from './commit-batch.js';
 import { DatabaseFile } from './db-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
+import { truncationError } from './file-length.js';
 import {
   DEFAULT_PAGE_SIZE_BYTES,
   readStoreHeader,
@@ -415,7 +416,8 @@ export class PageStore implements AsyncDisposable {
    * @throws {LockError} `ERR_LOCKED` naming the holder; {@link StoreError}
    * (`ERR_STORE_PAGE_SIZE_MISMATCH`, `ERR_STORE_HEADER_CORRUPT`, …); the
    * storage layer's `SegmentCorruptError` when a segment is unusable (unless
-   * `skipCorrupt`).
+   * `skipCorrupt`); `ERR_STORE_FILE_TRUNCATED` when the database file is
+   * shorter than its header and the log allow (pages missing).
    */
   static async open(path: string, options: PageStoreOptions = {}): Promise<PageStore> {
     if (typeof path !== 'string' || path.length === 0) {
@@ -1201,7 +1203,10 @@ export async function recoverIntoFile(
     durationMs: 0,
     quarantinedSegments: [],
   };
-  const lengthOk = (await file.size()) === header.dbSizePages * header.pageSize;
+  const fileBytes = await file.size();
+  const truncated = truncationError(path, header, fileBytes, state.minSizePages);
+  if (truncated !== null) throw truncated;
+  const lengthOk = fileBytes === header.dbSizePages * header.pageSize;
   if (state.commits > 0 || !lengthOk) {
     report.pagesWritten = await applyReplay(file, state);
     report.bytesWritten = report.pagesWritten * header.pageSize;
