@@ -6,6 +6,7 @@
  * Pure: no I/O except reading `os.availableParallelism()` for the default lane count.
  */
 import os from 'node:os';
+import { LANE_COUNT_MAX } from '../engine/limits.js';
 import { WalArgumentError } from '../errors.js';
 
 /** `auto` (many lanes), `conservative` (one lane, serialized), `shadowCompare` (both, compared). */
@@ -55,8 +56,7 @@ export interface ControlSurface {
   shadowCompareSamplingPerMille?: number | undefined;
 }
 
-/** Lane ids are u16: at most 65535 lanes. */
-export const LANE_COUNT_MAX = 65_535;
+export { LANE_COUNT_MAX } from '../engine/limits.js';
 /** Lane policy identifier written into trace records (explicit leases, not thread slots). */
 export const LANE_POLICY_VERSION = 'lane_lease_v1';
 /** The seed's compatibility selector, kept for trace consumers. */
@@ -226,7 +226,7 @@ function checkOptionalInteger(name: string, value: unknown, min: number, max: nu
 /**
  * Throws {@link WalArgumentError} unless `control` is a well-formed surface:
  * a known mode; integers; `shadowCompareSamplingPerMille` a u16;
- * `maxParallelCommitBytes` at least 1. `laneCountOverride` may exceed 65535 (it is clamped).
+ * `maxParallelCommitBytes` at least 1. `laneCountOverride` may exceed {@link LANE_COUNT_MAX} (it is clamped).
  */
 export function validateControlSurface(control: Partial<ControlSurface>): void {
   if (
@@ -276,7 +276,8 @@ export function defaultLaneCount(): number {
 
 /**
  * Lanes the log runs with: 1 in `conservative` (the serialized path); otherwise
- * `laneCountOverride` or the machine's parallelism, clamped to 1 ..= 65535.
+ * `laneCountOverride` or the machine's parallelism, clamped to 1 ..=
+ * {@link LANE_COUNT_MAX} (the engine's `slotCount` maximum: the result always opens).
  */
 export function laneCount(control: ControlSurface): number {
   if (control.mode === 'conservative') return 1;
