@@ -51,6 +51,7 @@ import {
   laneBudgetMax,
   laneCount,
   modeName,
+  parallelWalFlushScenarioId,
   resolveControlSurface,
   shouldShadowCompare,
 } from './surface.js';
@@ -473,7 +474,7 @@ export class ControlPlane {
       this.tracer.trace({
         component: 'flush',
         event: 'epoch_durable',
-        scenarioId: 'parallel_wal_lane_flush',
+        scenarioId: parallelWalFlushScenarioId,
         epoch: prepared.epoch,
         commitSeqLo: cert?.commitSeqLo ?? null,
         commitSeqHi: cert?.commitSeqHi ?? null,

@@ -57,14 +57,29 @@ export interface ControlSurface {
 }
 
 export { LANE_COUNT_MAX } from '../engine/limits.js';
-/** Lane policy identifier written into trace records (explicit leases, not thread slots). */
-export const LANE_POLICY_VERSION = 'lane_lease_v1';
-/** The seed's compatibility selector, kept for trace consumers. */
-export const COMPATIBILITY_SELECTOR = 'wal_invariant,integrity_check,row_level';
-/** Trace scenario id for staging a batch into a lane. */
-export const STAGE_SCENARIO_ID = 'parallel_wal_lane_stage';
-/** Trace scenario id for flushing lanes into a segment. */
-export const FLUSH_SCENARIO_ID = 'parallel_wal_lane_flush';
+/**
+ * The seed's lane policy version (`PARALLEL_WAL_LANE_POLICY_VERSION`):
+ * `thread_slot_v1` — a commit goes to the lane of its thread's slot
+ * (`threadId % laneCount`), as `ParallelWal.commit` places it. Writers
+ * that open their own lane (`openWriter`, worker lanes) lease one instead.
+ */
+export const parallelWalLanePolicyVersion = 'thread_slot_v1';
+/**
+ * The seed's compatibility selector (`PARALLEL_WAL_COMPATIBILITY_SELECTOR`):
+ * the checks a consumer of traces should run against a database the parallel
+ * log wrote — WAL invariants, `PRAGMA integrity_check`, row-level compare.
+ */
+export const parallelWalCompatibilitySelector = 'wal_invariant,integrity_check,row_level';
+/**
+ * The seed's trace scenario id for staging a batch into a lane
+ * (`PARALLEL_WAL_STAGE_SCENARIO_ID`): the `scenarioId` of stage trace records.
+ */
+export const parallelWalStageScenarioId = 'parallel_wal_lane_stage';
+/**
+ * The seed's trace scenario id for flushing lanes into a segment
+ * (`PARALLEL_WAL_FLUSH_SCENARIO_ID`): the `scenarioId` of flush trace records.
+ */
+export const parallelWalFlushScenarioId = 'parallel_wal_lane_flush';
 
 /** Environment variable names (the seed's, kept for compatibility). */
 export const ENV_MODE = 'FSQLITE_PARALLEL_WAL_MODE';
@@ -269,8 +284,12 @@ export function resolveControlSurface(
   return resolved;
 }
 
-/** The machine's parallelism (at least 1): the default lane count in `auto`. */
-export function defaultLaneCount(): number {
+/**
+ * The seed's `default_parallel_wal_lane_count()`: the machine's parallelism
+ * (at least 1), the lane count in `auto` without an override (then clamped
+ * to {@link LANE_COUNT_MAX} by {@link laneCount}).
+ */
+export function defaultParallelWalLaneCount(): number {
   return Math.max(1, os.availableParallelism());
 }
 
@@ -281,7 +300,7 @@ export function defaultLaneCount(): number {
  */
 export function laneCount(control: ControlSurface): number {
   if (control.mode === 'conservative') return 1;
-  const wanted = control.laneCountOverride ?? defaultLaneCount();
+  const wanted = control.laneCountOverride ?? defaultParallelWalLaneCount();
   return Math.min(LANE_COUNT_MAX, Math.max(1, Math.floor(wanted)));
 }
 
