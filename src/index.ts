@@ -290,6 +290,7 @@ export {
 export {
   type CheckpointControl,
   type CheckpointImage,
+  type CheckpointOutcome,
   type CheckpointResult,
   type CommitOptions,
   checkpointControlFromFallback,

@@ -108,6 +108,40 @@ export interface CheckpointControl {
   serializedPathRequired(): boolean;
   /** Records a fallback with its reason (`checkpointConflict` here). */
   reportFallback(reason: 'checkpointConflict', detail: string): void;
+  /**
+   * A checkpoint finished (`error` null) or failed: the epoch the file holds
+   * now, for the control plane's checkpoint trace record.
+   */
+  checkpointed?(outcome: CheckpointOutcome): void;
+}
+
+/** What {@link CheckpointControl.checkpointed} hears about one checkpoint run. */
+export interface CheckpointOutcome {
+  /** Last epoch folded into the database file after the run (`null`: none ever). */
+  checkpointEpoch: bigint | null;
+  /** True when the run conflicted with the serialized path (`checkpoint_conflict`). */
+  conflict: boolean;
+  pagesWritten: number;
+  bytesWritten: number;
+  durationMs: number;
+  /** Why the run failed; `null` when it succeeded. */
+  error: Error | null;
+}
+
+/**
+ * The checkpoint control of a store: `control` when given, else the log's
+ * control plane when it offers the checkpoint calls (a `ControlPlane` does).
+ */
+function checkpointControlOf(options: PageStoreOptions): CheckpointControl | undefined {
+  if (options.control !== undefined) return options.control;
+  const plane = options.controlPlane as Partial<CheckpointControl> | undefined;
+  if (
+    typeof plane?.serializedPathRequired === 'function' &&
+    typeof plane.reportFallback === 'function'
+  ) {
+    return plane as CheckpointControl;
+  }
+  return undefined;
 }
 
 /**
@@ -140,7 +174,10 @@ export interface PageStoreOptions extends Omit<ParallelWalConfig, 'lock'> {
    * commit in an epoch older than announced).
    */
   checkpointSource?: 'memory' | 'log';
-  /** Control-plane hook for `checkpoint_conflict`. */
+  /**
+   * Control-plane hook for `checkpoint_conflict` and checkpoint traces.
+   * Default: the log's `controlPlane` when it offers these calls.
+   */
   control?: CheckpointControl;
   /**
    * Segment retention for a replicated store, asked before every deletion
@@ -747,15 +784,37 @@ export class PageStore implements AsyncDisposable {
   }
 
   private async runCheckpoint(): Promise<CheckpointResult> {
+    const control = checkpointControlOf(this.options);
     const started = performance.now();
+    try {
+      const result = await this.runCheckpointOnce(control, started);
+      control?.checkpointed?.({ ...result, error: null });
+      return result;
+    } catch (error) {
+      control?.checkpointed?.({
+        checkpointEpoch: this.checkpointEpoch,
+        conflict: false,
+        pagesWritten: 0,
+        bytesWritten: 0,
+        durationMs: performance.now() - started,
+        error: error instanceof Error ? error : new Error(String(error)),
+      });
+      throw error;
+    }
+  }
+
+  private async runCheckpointOnce(
+    control: CheckpointControl | undefined,
+    started: number,
+  ): Promise<CheckpointResult> {
     // Conflict when the serialized path is needed as the checkpoint starts,
     // or became needed while it ran (checked again at the end).
     let conflict = false;
     const checkConflict = (): void => {
-      if (conflict || !(this.options.control?.serializedPathRequired() ?? false)) return;
+      if (conflict || !(control?.serializedPathRequired() ?? false)) return;
       conflict = true;
       this.counters.checkpointConflicts++;
-      this.options.control?.reportFallback(
+      control?.reportFallback(
         'checkpointConflict',
         `checkpoint of ${this.path} ran while the serialized path was required`,
       );
