@@ -23,7 +23,7 @@ async function certificateChain(
   if (report.failure !== null) {
     return {
       ok: false,
-      line: `FAIL certificate chain: ${report.failure.reason} at epoch ${report.failure.epoch}: ${report.failure.message} (verified through ${report.lastGoodEpoch ?? 'none'})\n`,
+      line: `FAIL certificate chain: ${report.failure.code} ${report.failure.reason} at epoch ${report.failure.epoch}: ${report.failure.message} (verified through ${report.lastGoodEpoch ?? 'none'})\n`,
     };
   }
   if (report.certifiedSegments === 0) return null;

@@ -80,6 +80,16 @@ export interface ControlPlaneOptions {
   anchor?: CertificateLink | null;
   /** Record form of the lanes (default 2). Certificates need 2. */
   formatVersion?: FormatVersion;
+  /**
+   * What opening a log (`ParallelWal.open`, `PageStore.open`) does when,
+   * with `certificates` on, the chain on disk does not hold (a missing middle
+   * segment, a broken link, altered bytes): `fail` (default) — the open fails
+   * closed with the reason's typed error (`ERR_RECOVERY_GAP`,
+   * `ERR_CERTIFICATE_GAP`, `ERR_CERTIFICATE_CHECKSUM_MISMATCH`), as
+   * `pwal verify` exits 1 on it; `fallback` — the open succeeds, the
+   * reason is latched and the log runs on the conservative path.
+   */
+  onChainFailure?: 'fail' | 'fallback';
   /** Millisecond clock (default `performance.now`-based wall time `Date.now`). */
   now?: () => number;
 }
@@ -191,6 +201,9 @@ export class ControlPlane {
   readonly certificates: boolean;
   readonly formatVersion: FormatVersion;
   readonly #now: () => number;
+  readonly #onChainFailure: 'fail' | 'fallback';
+  /** Database whose chain {@link ControlPlane.verifyAtOpen} checked (once per open). */
+  #verifiedAtOpen: string | null = null;
   #predecessor: CertificateLink | null;
   readonly #epochContexts = new Map<bigint, BatchContext[]>();
   readonly #sampledEpochs = new Set<bigint>();
@@ -216,6 +229,13 @@ export class ControlPlane {
       throw new WalArgumentError('commit certificates need records in the version-2 form');
     }
     this.#now = options.now ?? Date.now;
+    const onChainFailure = options.onChainFailure ?? 'fail';
+    if (onChainFailure !== 'fail' && onChainFailure !== 'fallback') {
+      throw new WalArgumentError(
+        `onChainFailure must be fail or fallback, got ${String(onChainFailure)}`,
+      );
+    }
+    this.#onChainFailure = onChainFailure;
     this.tracer = new Tracer(
       options.trace === undefined ? traceSinkFromEnv(env) : options.trace,
       this.surface.mode,
@@ -573,7 +593,6 @@ export class ControlPlane {
       anchor: this.#predecessor,
       skipCorrupt: true,
     });
-    if (report.lastGood !== null) this.#predecessor = report.lastGood;
     if (this.tracer.enabled) {
       this.tracer.trace({
         component: 'recovery',
@@ -585,9 +604,30 @@ export class ControlPlane {
     }
     if (report.failure !== null) {
       this.fallback.enter(report.failure.reason);
+      // Failing closed: nothing changes, a later check reports the same.
       if (options.skipCorrupt !== true) throw report.failure;
     }
+    if (report.lastGood !== null) this.#predecessor = report.lastGood;
+    // Checked: the open-time check must not verify again against this anchor.
+    this.#verifiedAtOpen = dbPath;
     return report;
+  }
+
+  /**
+   * The open-time check (`EngineControl.verifyAtOpen`): with certificates
+   * on, verifies the chain on disk once per database (the page store checks
+   * before folding, the log's open then skips it). A failure latches its
+   * reason and, unless `onChainFailure` is `fallback`, is thrown. Without
+   * certificates it does nothing.
+   * @throws {CertificateChainError} `ERR_RECOVERY_GAP`, `ERR_CERTIFICATE_GAP`,
+   * `ERR_CERTIFICATE_CHECKSUM_MISMATCH`.
+   */
+  async verifyAtOpen(dbPath: string, options: { fs?: WalFileSystem } = {}): Promise<void> {
+    if (!this.certificates || this.#verifiedAtOpen === dbPath) return;
+    await this.verifyChainOnDisk(dbPath, {
+      ...(options.fs === undefined ? {} : { fs: options.fs }),
+      skipCorrupt: this.#onChainFailure === 'fallback',
+    });
   }
 
   /**

@@ -202,6 +202,9 @@ export class ParallelWal implements AsyncDisposable {
         firstEpoch: resolved.firstEpoch,
         firstCommitSeq: resolved.firstCommitSeq,
       });
+      // Certificates on: the chain on disk holds, or the open fails closed
+      // (or falls back, if the control plane is told to) before any write.
+      await config.controlPlane?.verifyAtOpen?.(dbPath, { fs });
       const wal = new ParallelWal(
         dbPath,
         resolved,

@@ -473,6 +473,9 @@ export class PageStore implements AsyncDisposable {
     let wal: ParallelWal | null = null;
     try {
       await refuseUnfinishedReseed(path, fs);
+      // Certificates on: check the chain before folding (and deleting) any
+      // segment; the log's own open then finds it verified.
+      await options.controlPlane?.verifyAtOpen?.(path, { fs });
       const opened = await openDatabaseFile(path, options.pageSize, fs);
       file = opened.file;
       const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {

@@ -149,6 +149,6 @@ describe('certified segments (format version 3)', () => {
     fs.unlinkSync(segments[1]!.path);
     const broken = await run('verify', db);
     expect(broken.code).toBe(1);
-    expect(broken.out).toMatch(/\nFAIL certificate chain: \w+ at epoch \d+/);
+    expect(broken.out).toMatch(/\nFAIL certificate chain: ERR_\w+ \w+ at epoch \d+/);
   });
 });
