@@ -87,7 +87,9 @@ export interface ControlPlaneOptions {
    * closed with the reason's typed error (`ERR_RECOVERY_GAP`,
    * `ERR_CERTIFICATE_GAP`, `ERR_CERTIFICATE_CHECKSUM_MISMATCH`), as
    * `pwal verify` exits 1 on it; `fallback` — the open succeeds, the
-   * reason is latched and the log runs on the conservative path.
+   * reason is latched and the log runs on the conservative path, except for
+   * `recoveryGap` (a missing middle segment: acknowledged commits are gone),
+   * which always fails the open.
    */
   onChainFailure?: 'fail' | 'fallback';
   /** Millisecond clock (default `performance.now`-based wall time `Date.now`). */
@@ -593,15 +595,7 @@ export class ControlPlane {
       anchor: this.#predecessor,
       skipCorrupt: true,
     });
-    if (this.tracer.enabled) {
-      this.tracer.trace({
-        component: 'recovery',
-        event: report.failure === null ? 'chain_ok' : 'chain_broken',
-        recoveryEpoch: report.lastGoodEpoch,
-        fallbackReason: report.failure?.reason ?? null,
-        fallbackActive: report.failure !== null || this.fallback.active,
-      });
-    }
+    this.#traceChain(report);
     if (report.failure !== null) {
       this.fallback.enter(report.failure.reason);
       // Failing closed: nothing changes, a later check reports the same.
@@ -617,17 +611,30 @@ export class ControlPlane {
    * The open-time check (`EngineControl.verifyAtOpen`): with certificates
    * on, verifies the chain on disk once per database (the page store checks
    * before folding, the log's open then skips it). A failure latches its
-   * reason and, unless `onChainFailure` is `fallback`, is thrown. Without
-   * certificates it does nothing.
+   * reason and is thrown — unless `onChainFailure` is `fallback` and the
+   * reason is `certificateGap` or `certificateChecksumMismatch` (the records
+   * themselves passed their checksums; only the chain's evidence is broken).
+   * `recoveryGap` always fails the open: a segment in the middle is gone,
+   * with acknowledged commits in it, and no path can bring them back.
+   * Without certificates it does nothing.
    * @throws {CertificateChainError} `ERR_RECOVERY_GAP`, `ERR_CERTIFICATE_GAP`,
    * `ERR_CERTIFICATE_CHECKSUM_MISMATCH`.
    */
   async verifyAtOpen(dbPath: string, options: { fs?: WalFileSystem } = {}): Promise<void> {
     if (!this.certificates || this.#verifiedAtOpen === dbPath) return;
-    await this.verifyChainOnDisk(dbPath, {
+    const report = await verifyCertificateChainOnDisk(dbPath, {
       ...(options.fs === undefined ? {} : { fs: options.fs }),
-      skipCorrupt: this.#onChainFailure === 'fallback',
+      anchor: this.#predecessor,
+      skipCorrupt: true,
     });
+    this.#traceChain(report);
+    const failure = report.failure;
+    if (failure !== null) {
+      this.fallback.enter(failure.reason);
+      if (this.#onChainFailure === 'fail' || failure.reason === 'recoveryGap') throw failure;
+    }
+    if (report.lastGood !== null) this.#predecessor = report.lastGood;
+    this.#verifiedAtOpen = dbPath;
   }
 
   /**
@@ -737,6 +744,17 @@ export class ControlPlane {
       if (error instanceof CertificateChainError || error instanceof WalArgumentError) return null;
       throw error;
     }
+  }
+
+  #traceChain(report: ChainOnDiskReport): void {
+    if (!this.tracer.enabled) return;
+    this.tracer.trace({
+      component: 'recovery',
+      event: report.failure === null ? 'chain_ok' : 'chain_broken',
+      recoveryEpoch: report.lastGoodEpoch,
+      fallbackReason: report.failure?.reason ?? null,
+      fallbackActive: report.failure !== null || this.fallback.active,
+    });
   }
 
   #traceShadow(epoch: bigint, shadow: ShadowOutcome, event: string): void {

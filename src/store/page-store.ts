@@ -101,7 +101,11 @@ export interface StoreCommitResult {
 /**
  * The part of the control plane a checkpoint talks to. `checkpoint_conflict`
  * is reported when a checkpoint runs while the control plane needs the
- * serialized path; the checkpoint still runs (it never blocks writers).
+ * serialized path, and (as the root reason) when a checkpoint finds that it
+ * cannot fold from its page index because of what the parallel path did (a
+ * worker's durable segment could not be read back, or a commit landed in an
+ * epoch older than announced): it then folds from the log. The checkpoint
+ * still runs either way (it never blocks writers).
  */
 export interface CheckpointControl {
   /** True while the control plane runs (or needs) the serialized, one-lane path. */
@@ -396,6 +400,8 @@ export class PageStore implements AsyncDisposable {
   private readonly pendingFloors = new Map<bigint, number>();
   /** False once the index cannot be trusted as a checkpoint source. */
   private memorySourceOk = true;
+  /** True once a checkpoint reported that it could not trust the index (`checkpoint_conflict`). */
+  private conflictReported = false;
   /** Lane ids below this are the log's in-process lanes, used by commit(). */
   private readonly inProcessLanes: number;
   private ingestChain: Promise<void> = Promise.resolve();
@@ -838,10 +844,21 @@ export class PageStore implements AsyncDisposable {
     // its read-back (if any) scheduled already, so draining the chain covers it.
     const durable = this.wal.durableEpoch();
     await this.ingestChain;
-    const fromMemory =
-      (this.options.checkpointSource ?? 'memory') === 'memory' &&
-      this.memorySourceOk &&
-      this.ingestError === null;
+    const memoryWanted = (this.options.checkpointSource ?? 'memory') === 'memory';
+    const fromMemory = memoryWanted && this.memorySourceOk && this.ingestError === null;
+    if (memoryWanted && !fromMemory && !this.conflictReported) {
+      // The parallel path did something the checkpoint's index cannot vouch
+      // for (a worker's segment not read back, a commit placed in an epoch
+      // older than announced): fold from the log, and ask the control plane
+      // for the serialized path, where every commit passes through commit().
+      this.conflictReported = true;
+      conflict = true;
+      this.counters.checkpointConflicts++;
+      control?.reportFallback(
+        'checkpointConflict',
+        `checkpoint of ${this.path} cannot fold from its page index (${describeError(this.ingestError ?? 'a commit landed in an epoch older than announced')}): folding from the log`,
+      );
+    }
     let through = durable;
     if (fromMemory && through !== null) {
       // Commits still on their way into the index constrain the fold: each
