@@ -269,6 +269,15 @@ export class ControlPlane {
     return laneCount(this.surface);
   }
 
+  /**
+   * The lane budget the engine spreads writers over (`EngineControl.laneBudget`):
+   * the controller's, moved by its `increaseLaneBudget` / `decreaseLaneBudget`
+   * decisions, else the surface's maximum (`helperLaneBudget`).
+   */
+  laneBudget(): number {
+    return this.controller?.laneBudget ?? this.stager.laneBudget;
+  }
+
   /** True while batches must take the serialized (conservative) path. */
   serializedPathRequired(): boolean {
     return this.fallback.active;

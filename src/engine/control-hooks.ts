@@ -72,6 +72,13 @@ export interface EngineControl {
   /** The epoch's write failed. */
   epochFailed(epoch: bigint, cause: unknown): void;
   /**
+   * In-process lanes writers are spread over now (the controller's lane
+   * budget, `increaseLaneBudget` / `decreaseLaneBudget`): commits of the
+   * calling thread and new writers (`openWriter`) use only the first
+   * `min(laneBudget, slotCount)` lanes. Absent: all lanes.
+   */
+  laneBudget?(): number;
+  /**
    * Called by `ParallelWal.open` (and by the page store before it folds the
    * log) before the log takes writes: checks what the control plane vouches
    * for on disk — the certificate chain, when certificates are on. Rejects

@@ -258,7 +258,14 @@ export class ParallelWal implements AsyncDisposable {
 
   /** The lane of the calling thread: `threadId % slotCount`, stable per thread. */
   threadSlot(): number {
-    return threadId % this.config.slotCount;
+    return threadId % this.activeLanes();
+  }
+
+  /** Lanes writers are spread over: the control plane's lane budget, within 1 ..= slotCount. */
+  private activeLanes(): number {
+    const budget = this.control?.laneBudget?.();
+    if (budget === undefined || !Number.isInteger(budget)) return this.config.slotCount;
+    return Math.min(this.config.slotCount, Math.max(1, budget));
   }
 
   /**
@@ -354,7 +361,7 @@ export class ParallelWal implements AsyncDisposable {
   /** Gives a writer context its own lane (the least used in-process lane). */
   openWriter(): WalWriter {
     this.ensureOpen();
-    const { lane, release } = this.lanes.takeWriterLane();
+    const { lane, release } = this.lanes.takeWriterLane(this.activeLanes());
     let open = true;
     const close = async (): Promise<void> => {
       if (!open) return;
