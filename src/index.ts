@@ -227,9 +227,13 @@ export {
 } from './replication/state-file.js';
 export {
   IO_ERROR_CODE,
+  RECOVERY_GAP_CODE,
+  RecoveryGapError,
   SEGMENT_CORRUPT_CODE,
   SegmentCorruptError,
   SegmentFileErrorReason,
+  SKIPPED_EPOCHS_CORRUPT_CODE,
+  SkippedEpochsCorruptError,
   WalIoError,
 } from './storage/errors.js';
 export {
@@ -277,6 +281,11 @@ export {
   writeSegment,
   writeSegmentFile,
 } from './storage/segment-files.js';
+export {
+  readSkippedEpochs,
+  type SkippedEpochRange,
+  skippedEpochsPath,
+} from './storage/skipped-epochs.js';
 export type { PageWrites } from './store/commit-batch.js';
 export { describeStore, formatStoreDescription, type StoreDescription } from './store/describe.js';
 export { StoreError, StoreErrorCode, type StoreErrorCodeValue } from './store/errors.js';

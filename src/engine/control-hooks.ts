@@ -1,5 +1,5 @@
 /**
- * What the engine's write path asks the control plane (SYSTEM.md §6), declared
+ * What the engine's write path asks the control plane (docs/design.md#control-plane), declared
  * in the engine's own layer so that the engine never imports `control/`:
  * `control/plane.ts`'s `ControlPlane` satisfies this interface structurally,
  * and whoever opens the log (store, CLI, application) passes one in
@@ -78,6 +78,12 @@ export interface EngineControl {
    * `min(laneBudget, slotCount)` lanes. Absent: all lanes.
    */
   laneBudget?(): number;
+  /**
+   * A fallback reason the engine detected itself: `recoveryGap` when the
+   * open finds an epoch missing inside the log (the open then fails closed:
+   * acknowledged commits are gone). Latched, counted and traced.
+   */
+  reportFallback?(reason: 'recoveryGap', detail: string): void;
   /**
    * Called by `ParallelWal.open` (and by the page store before it folds the
    * log) before the log takes writes: checks what the control plane vouches

@@ -35,6 +35,7 @@ export interface ParallelWalStats {
   /** Epoch being written now, if any. */
   inFlightEpoch: bigint | null;
   epochsSealed: number;
+  /** Sealed epochs whose records were all aborted: written as header-only segments. */
   emptyEpochs: number;
   segmentsWritten: number;
   /** fdatasync + directory fsync calls issued by segment writes. */

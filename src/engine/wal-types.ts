@@ -20,7 +20,7 @@ export interface ParallelWalFrame {
    * only and reports it in the commit result and in {@link DurableEpochInfo};
    * recovered records carry none. The layer above owns it and must write it
    * into its own commits (the page store's size record, docs/format.md
-   * section 5.1), or in its page 1 header as SQLite does.
+   * section 5.2), or in its page 1 header as SQLite does.
    */
   dbSizeIfCommit: number;
 }
@@ -62,7 +62,11 @@ export interface CommitResult {
 /** Announced to {@link ParallelWal.onDurable} listeners, in epoch order. */
 export interface DurableEpochInfo {
   epoch: bigint;
-  /** `false` for an epoch with no committed records (no file written). */
+  /**
+   * Always `true` now: every sealed epoch gets a segment file, header-only
+   * when all its records were aborted (`recordCount` 0). Kept for listeners
+   * written when empty epochs wrote nothing.
+   */
   segmentWritten: boolean;
   recordCount: number;
   /** Bytes written (header included); 0 when no segment was written. */

@@ -1,5 +1,6 @@
 /**
- * `ParallelWal`: the coordinator of the parallel write-ahead log. Writers
+ * `ParallelWal`: the coordinator of the parallel write-ahead log
+ * (docs/design.md#write-path). Writers
  * append page batches into lanes; the flusher (`flusher.ts`) seals an epoch
  * and writes it as one segment. With the `earlyAck` sink (the default for
  * format version 2) the segment goes into a pre-created temporary file whose
@@ -23,6 +24,7 @@
 
 import { threadId } from 'node:worker_threads';
 import { WalArgumentError } from '../errors.js';
+import { RecoveryGapError } from '../storage/errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import { AckWatermark } from './ack-watermark.js';
@@ -198,6 +200,7 @@ export class ParallelWal implements AsyncDisposable {
       const plan = await planOpen(dbPath, {
         fs,
         skipCorrupt: resolved.skipCorrupt,
+        allowEpochGaps: resolved.allowEpochGaps,
         locked: lock !== null,
         firstEpoch: resolved.firstEpoch,
         firstCommitSeq: resolved.firstCommitSeq,
@@ -218,6 +221,11 @@ export class ParallelWal implements AsyncDisposable {
       wal.adoptedAtOpen = plan.adopted;
       return wal;
     } catch (error) {
+      // A missing epoch: the control plane latches recovery_gap (the open
+      // still fails closed).
+      if (error instanceof RecoveryGapError) {
+        config.controlPlane?.reportFallback?.('recoveryGap', error.message);
+      }
       await lock?.release().catch(() => {});
       throw error;
     }
@@ -438,7 +446,8 @@ export class ParallelWal implements AsyncDisposable {
 
   /**
    * Starts the ticker: every `epochIntervalMs` it advances the epoch and
-   * flushes (also when idle). Aborting `signal` stops it like {@link ParallelWal.stop}.
+   * flushes whatever was appended (an idle tick seals nothing: epoch numbers
+   * are never left without a segment). Aborting `signal` stops it like {@link ParallelWal.stop}.
    * @throws {AlreadyRunningError} (`coordinator already running`) if it runs.
    */
   start(signal?: AbortSignal): void {
@@ -459,7 +468,9 @@ export class ParallelWal implements AsyncDisposable {
 
   /**
    * Advances the epoch and writes everything sealed, now. Resolves with the
-   * new epoch once the sealed epoch is durable.
+   * new epoch once the sealed epoch is durable. With nothing appended the
+   * epoch does not move (it would be an epoch without a segment): it
+   * resolves with the open epoch once everything before it is durable.
    * @throws {WalFailedError} (message `write_segment(E) failed: …`) when a
    * segment write fails; {@link DurableTimeoutError} after `timeoutMs`.
    */
@@ -468,7 +479,8 @@ export class ParallelWal implements AsyncDisposable {
     this.ensureOpen();
     // Resolves once the sealed epoch is published (segment under its name).
     const cycle = this.flusher.enqueueCycle().then(async (outcome) => {
-      if (outcome.ok) {
+      // Nothing sealed ever (a fresh, idle log): nothing to wait for.
+      if (outcome.ok && outcome.newEpoch > 0n) {
         this.sink.publishNow?.();
         await this.coordinator.whenDurable(outcome.newEpoch - 1n);
       }

@@ -30,6 +30,7 @@ import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, writeSegmentFile } from '../storage/segment-files.js';
+import { recordShippedJump } from '../storage/skipped-epochs.js';
 import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, EpochAssembler, type VerifiedEpoch } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
@@ -575,6 +576,10 @@ export class Follower {
       const fresh = await this.store.applyEpoch(epoch.epoch, epoch.segment);
       if (!fresh) this.counters.epochsAlreadyHeld += 1;
     } else {
+      // Epochs the stream jumps over never arrive: not a gap in the copy.
+      await recordShippedJump(this.options.dbPath, epoch.prevEpoch, epoch.epoch, epoch.segment, {
+        fs: this.fs,
+      });
       await writeSegmentFile(this.options.dbPath, epoch.epoch, [epoch.segment], {
         fsync: this.options.fsync ?? 'full',
         fs: this.fs,

@@ -12,7 +12,7 @@
  * the store header past them, and only then deletes their segments — so at
  * every instant the database equals the file plus the segments the header
  * has not passed, plus acknowledged temporary files recovery adopts
- * (SYSTEM.md §5).
+ * (docs/design.md#recovery).
  *
  * Files: `<db>` (pages, page 1 at offset 0), `<db>-pwal-store` (header, see
  * `header.ts`), `<db>.lock` (one writer process), `<db>-wal-seg-…` (the log).
@@ -30,6 +30,7 @@ import {
 import type { WorkerLaneHandle } from '../engine/worker-layout.js';
 import { WalArgumentError } from '../errors.js';
 import { U64_MAX, type WalRecord } from '../format/types.js';
+import { RecoveryGapError } from '../storage/errors.js';
 import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import { recoverSegments } from '../storage/recovery.js';
@@ -42,6 +43,11 @@ import {
   segmentPath,
   syncSegmentDirectory,
 } from '../storage/segment-files.js';
+import {
+  floorsAfterSkipped,
+  recordSkippedEpochs,
+  type SkippedEpochRange,
+} from '../storage/skipped-epochs.js';
 import { checkPageNumber, type PageWrites, prepareCommit } from './commit-batch.js';
 import { DatabaseFile } from './db-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
@@ -486,6 +492,7 @@ export class PageStore implements AsyncDisposable {
       file = opened.file;
       const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {
         skipCorrupt: options.skipCorrupt ?? false,
+        allowEpochGaps: options.allowEpochGaps ?? false,
         ...(options.retainSegmentsAbove === undefined
           ? {}
           : { retainSegmentsAbove: options.retainSegmentsAbove }),
@@ -495,12 +502,18 @@ export class PageStore implements AsyncDisposable {
       // The header's floors keep the log's numbering increasing for the
       // database's whole life: a checkpoint deletes the segments it folded,
       // and new epochs (and commit sequences) must never look already folded.
+      // Epochs given up with skipCorrupt (set aside, possibly on replicas)
+      // are never numbered again either.
+      const skipped = floorsAfterSkipped(recovered.skippedRanges);
       wal = await ParallelWal.open(path, {
         ...walConfig,
         fs,
         lock: false,
-        firstEpoch: floorOf(walConfig.firstEpoch, header.nextEpoch),
-        firstCommitSeq: floorOf(walConfig.firstCommitSeq, header.checkpointCommitSeq + 1n),
+        firstEpoch: floorOf(walConfig.firstEpoch, maxOf(header.nextEpoch, skipped.epoch)),
+        firstCommitSeq: floorOf(
+          walConfig.firstCommitSeq,
+          maxOf(header.checkpointCommitSeq + 1n, skipped.commitSeq),
+        ),
       });
       return new PageStore(
         path,
@@ -514,6 +527,11 @@ export class PageStore implements AsyncDisposable {
         recovered.report,
       );
     } catch (error) {
+      // A missing epoch: the control plane latches recovery_gap (the open
+      // still fails closed).
+      if (error instanceof RecoveryGapError) {
+        options.controlPlane?.reportFallback?.('recoveryGap', error.message);
+      }
       await wal?.close().catch(() => undefined);
       await file?.close().catch(() => undefined);
       await lock.release().catch(() => undefined);
@@ -1171,6 +1189,10 @@ async function refuseUnfinishedReseed(path: string, fs: WalFileSystem): Promise<
   );
 }
 
+function maxOf(a: bigint, b: bigint | null): bigint {
+  return b !== null && b > a ? b : a;
+}
+
 /** The higher of a caller's floor and the store's own (a non-bigint is passed on for the log to reject). */
 function floorOf(given: bigint | undefined, own: bigint): bigint {
   if (typeof given !== 'bigint') return given ?? own;
@@ -1250,21 +1272,35 @@ export async function fileSize(path: string, fs: WalFileSystem): Promise<number 
 /**
  * Recovery on open (and `pwal recover`): fold every durable epoch the header
  * has not passed into the file, fsync, move the header, then delete the
- * applied segments. With `skipCorrupt`, the unusable segment and every later
- * one are renamed aside (`…-wal-corrupt-…`), so they are kept for inspection
- * but never replayed after newer epochs.
+ * applied segments. Segments from the header's next epoch on must be
+ * contiguous: a missing one fails closed (`ERR_RECOVERY_GAP`) unless
+ * `allowEpochGaps`. With `skipCorrupt`, the unusable (or missing) epoch
+ * through the newest one on disk are first recorded as given up
+ * (`<db>-wal-skipped`, durably), then the segments among them are renamed
+ * aside (`…-wal-corrupt-…`): kept for inspection, never replayed, never
+ * numbered again, and not a gap for later recoveries.
  */
 export async function recoverIntoFile(
   path: string,
   file: DatabaseFile,
   header: StoreHeader,
   fs: WalFileSystem,
-  options: { skipCorrupt: boolean; retainSegmentsAbove?: () => bigint | null },
-): Promise<{ header: StoreHeader; report: StoreRecoveryReport }> {
+  options: {
+    skipCorrupt: boolean;
+    allowEpochGaps?: boolean;
+    retainSegmentsAbove?: () => bigint | null;
+  },
+): Promise<{
+  header: StoreHeader;
+  report: StoreRecoveryReport;
+  skippedRanges: SkippedEpochRange[];
+}> {
   const started = performance.now();
   const recovered = await recoverSegments(path, {
     fs,
     skipCorrupt: options.skipCorrupt,
+    allowEpochGaps: options.allowEpochGaps ?? false,
+    firstUnappliedEpoch: header.nextEpoch,
     cleanupTemporaryFiles: true,
   });
   const state = startReplay(header.dbSizePages);
@@ -1303,20 +1339,32 @@ export async function recoverIntoFile(
     report.checkpointEpoch = newest;
     report.dbSizePages = state.sizePages;
   }
-  for (const partial of recovered.partialSegments) {
+  let skippedRanges = recovered.skippedRanges;
+  if (recovered.rangeToSkip !== null) {
+    // Durable before anything is renamed aside or written above it: from now
+    // on these epochs (and their commit sequences) are never used again.
+    const range = recovered.rangeToSkip;
+    if (range.commitSeqCeiling < header.checkpointCommitSeq)
+      range.commitSeqCeiling = header.checkpointCommitSeq;
+    skippedRanges = await recordSkippedEpochs(path, range, { fs });
+  }
+  // Given-up segments (this run's and earlier recorded ones still under
+  // their names) go aside: never replayed, never folded by a checkpoint.
+  const givenUp = [...recovered.partialSegments, ...recovered.skippedSegments];
+  for (const partial of givenUp) {
     const aside = partial.replace('-wal-seg-', '-wal-corrupt-');
     const target = `${aside}-${randomBytes(4).toString('hex')}`;
     await fs.rename(partial, target);
     report.quarantinedSegments.push(target);
   }
-  if (recovered.partialSegments.length > 0) await syncSegmentDirectory(path, { fs });
+  if (givenUp.length > 0) await syncSegmentDirectory(path, { fs });
   report.segmentsDeleted = await deleteFolded(
     path,
     fs,
     deletableThrough(next.nextEpoch - 1n, options.retainSegmentsAbove),
   );
   report.durationMs = performance.now() - started;
-  return { header: next, report };
+  return { header: next, report, skippedRanges };
 }
 
 /**

@@ -180,6 +180,9 @@ export class ReplicaStore implements AsyncDisposable {
       file = opened.file;
       const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {
         skipCorrupt: false,
+        // A flush journal is one segment named after the last epoch it folds:
+        // the epochs below it are inside it, not missing.
+        allowEpochGaps: true,
       });
       return new ReplicaStore(
         path,

@@ -46,7 +46,7 @@ function documentedDump(heading: string): Uint8Array {
 
 describe('who owns dbSizeIfCommit', () => {
   it('docs/format.md documents the page store size record byte for byte', () => {
-    const documented = documentedDump('### 5.1 The database size belongs to the layer above');
+    const documented = documentedDump('### 5.2 The database size belongs to the layer above');
     expect(documented).toEqual(encodeSizeMeta(3));
     expect(decodeSizeMeta(documented, 'doc')).toBe(3);
     expect(STORE_META_PAGE_ID).toBe(0xffffffff);
