@@ -34,6 +34,7 @@ export const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 /** A lane whose writer reports which `currentEpoch` it has seen (for advance fences). */
 export interface FenceableLane {
   readonly laneId: number;
+  /** The newest `currentEpoch` the lane's writer has seen. */
   observedEpoch(): bigint;
 }
 

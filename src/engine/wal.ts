@@ -24,6 +24,7 @@
 
 import { threadId } from 'node:worker_threads';
 import { WalArgumentError } from '../errors.js';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { RecoveryGapError } from '../storage/errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
@@ -47,7 +48,6 @@ import { BatchPlacer, batchRouteBytes, type Placement } from './placement.js';
 import { createSegmentSink, type SegmentSink } from './segment-writer.js';
 import { WorkerLanePool } from './shared-lane.js';
 import {
-  MAX_LANE_ID,
   type ParallelWalConfig,
   type ResolvedParallelWalConfig,
   resolveParallelWalConfig,
@@ -390,7 +390,7 @@ export class ParallelWal implements AsyncDisposable {
    * receives the lane id to use and the epoch appends must be tagged with
    * until the engine calls `advance`. The lane is flushed like every other.
    * @returns the lane `create` built.
-   * @throws {NoFreeLaneError} when every id up to {@link MAX_LANE_ID} is taken.
+   * @throws {NoFreeLaneError} when every id up to `MAX_LANE_ID` is taken.
    */
   registerLane<L extends EngineLane>(create: (laneId: number, startEpoch: bigint) => L): L {
     this.ensureOpen();
@@ -502,13 +502,16 @@ export class ParallelWal implements AsyncDisposable {
     }
   }
 
-  /** A snapshot of the counters. */
-  stats(): ParallelWalStats {
+  /**
+   * A snapshot of the counters. `JSON.stringify(wal.stats())` works: its
+   * `toJSON` writes bigints as decimal strings.
+   */
+  stats(): LoggableStats<ParallelWalStats> {
     // Worker lanes count in the pool's figures (which keep released lanes' counts too).
     const workers = this.workerLanes?.stats() ?? null;
     const workerLanes = new Set<EngineLane>(this.workerLanes?.lanes() ?? []);
     const lanes = laneFigures(this.coordinator.laneList(), workerLanes);
-    return {
+    return loggableStats({
       currentEpoch: this.coordinator.currentEpoch,
       appendEpoch: this.coordinator.appendEpoch,
       durableEpoch: this.coordinator.durableEpoch,
@@ -543,7 +546,7 @@ export class ParallelWal implements AsyncDisposable {
       failed: this.failure !== null,
       running: this.flusher.running,
       closed: this.closed,
-    };
+    });
   }
 
   /** Clears the commit-latency histogram (benchmarks measure phases separately). */

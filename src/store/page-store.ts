@@ -30,6 +30,7 @@ import {
 import type { WorkerLaneHandle } from '../engine/worker-layout.js';
 import { WalArgumentError } from '../errors.js';
 import { U64_MAX, type WalRecord } from '../format/types.js';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { RecoveryGapError } from '../storage/errors.js';
 import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
@@ -624,7 +625,7 @@ export class PageStore implements AsyncDisposable {
    * @throws {StoreError} `ERR_STORE_PAGE_OUT_OF_RANGE` above the database size;
    * `ERR_INVALID_ARGUMENT` for a page number < 1; `ERR_STORE_NOT_PUBLISHED`
    * when such an acknowledged epoch is not published within
-   * {@link PUBLISH_WAIT_TIMEOUT_MS} or the log failed before publishing it.
+   * `PUBLISH_WAIT_TIMEOUT_MS` or the log failed before publishing it.
    */
   async read(pageNumber: number): Promise<Uint8Array> {
     this.ensureOpen();
@@ -659,7 +660,7 @@ export class PageStore implements AsyncDisposable {
    * Folds every durable epoch into the database file: newest image of every
    * page, fsync, header moved past them (durably), then their segments
    * deleted. Every epoch acknowledged before the call is folded: the run
-   * first waits (at most {@link PUBLISH_WAIT_TIMEOUT_MS}) until the epoch
+   * first waits (at most `PUBLISH_WAIT_TIMEOUT_MS`) until the epoch
    * acknowledged as it starts is published; it never folds or deletes an
    * unpublished epoch. Commits keep flowing meanwhile (into newer epochs); a
    * checkpoint never waits for a commit. Concurrent calls share one run.
@@ -1018,8 +1019,8 @@ export class PageStore implements AsyncDisposable {
   }
 
   /** A snapshot of the store's counters (and the log's). */
-  stats(): PageStoreStats {
-    return {
+  stats(): LoggableStats<PageStoreStats> {
+    return loggableStats({
       pageSize: this.pageSize,
       dbSizePages: this.index.dbSizePages,
       checkpointEpoch: this.checkpointEpoch,
@@ -1029,7 +1030,7 @@ export class PageStore implements AsyncDisposable {
       indexBytes: this.index.byteCount,
       lastCheckpointError: this.lastCheckpointError,
       wal: this.wal.stats(),
-    };
+    });
   }
 
   /**

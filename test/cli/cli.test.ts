@@ -6,7 +6,7 @@ import { segmentPath, writeSegment } from '../../src/storage/segment-files.js';
 import { makeTempDir, recordFor } from '../storage/helpers.js';
 import { runCliCaptured as run } from '../support/cli.js';
 
-const VECTORS = path.resolve(import.meta.dirname, '../../../shared/vectors');
+const VECTORS = path.resolve(import.meta.dirname, '../fixtures/vectors');
 const REPO = path.resolve(import.meta.dirname, '../..');
 
 let tmp: ReturnType<typeof makeTempDir>;
