@@ -359,8 +359,9 @@ describe('the database lock (kernel advisory lock on <db>.lock)', () => {
     expect(seen?.info?.pid).toBe(process.pid);
     expect(seen?.alive).toBe(true);
     await lock.release();
-    fs.writeFileSync(lockPath(db), encodeLockInfo(description(process.pid)));
-    expect(await readLock(db)).toEqual({ info: description(process.pid), alive: false });
+    const leftover = description(process.pid);
+    fs.writeFileSync(lockPath(db), encodeLockInfo(leftover));
+    expect(await readLock(db)).toEqual({ info: leftover, alive: false });
   });
 
   it('keeps a lock table of its own for a file system without kernel locks', async () => {
