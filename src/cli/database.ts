@@ -28,7 +28,9 @@ async function kindOf(
     return (await fs.stat(path)).kind;
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    if (code === 'ENOENT') return null;
+    // ENOTDIR: a file stands where a directory of the path should be; the
+    // directory listing that follows names that problem.
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
     throw toIoError(error, 'cannot look at', 'stat', path);
   }
 }
