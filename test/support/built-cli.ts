@@ -7,10 +7,10 @@ export const BUILT_PWAL = path.resolve(import.meta.dirname, '../../dist/src/cli/
 
 /**
  * Kills a child that never exits, so that a hang shows as a failed test
- * (status `null`) instead of a stuck run. Not a speed limit: every command
+ * (status `null`) before the test runner's own timeout. Not a speed limit: every command
  * here finishes in well under a second when it works.
  */
-export const HANG_GUARD_MS = 60_000;
+export const HANG_GUARD_MS = 30_000;
 
 /** What one run of the built binary printed and returned (`status` null: killed). */
 export interface BuiltRun {
