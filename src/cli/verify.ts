@@ -1,18 +1,29 @@
 /**
- * `pwal verify <db-path> [--json]`: exit 0 with a one-line summary when every
- * segment reads cleanly (a database with no segments, e.g. fully
- * checkpointed, is valid: "no segments"); exit 1 naming the first bad segment
- * and why (and how many later segments recovery would therefore not replay).
- * A path with no database at all, or a directory, is exit 1 too. When
- * segments carry commit certificates (format version 3), a second line
- * reports their chain, checked by the control plane's verifier
- * (`verifyCertificateChainOnDisk`); a broken chain is exit 1.
+ * `pwal verify <db-path> [--allow-epoch-gaps] [--json]`: exit 0 with a
+ * one-line summary when every segment reads cleanly (a database with no
+ * segments, e.g. fully checkpointed, is valid: "no segments"); exit 1 naming
+ * the first bad segment and why (and how many later segments recovery would
+ * therefore not replay). A path with no database at all, or a directory, is
+ * exit 1 too. When segments carry commit certificates (format version 3), a
+ * second line reports their chain, checked by the control plane's verifier
+ * (`verifyCertificateChainOnDisk`); a broken chain is exit 1. A missing epoch
+ * inside the log (a lost segment) is exit 1 with recovery's own
+ * `recovery_gap` message, unless `--allow-epoch-gaps`; segments in ranges
+ * recorded as given up (`<db>-wal-skipped`) are not checked.
  *
- * Any other check that fails with a typed error ends the run the same way as
- * every command: its message and code on stderr, exit 1.
+ * Every failure ends the same way: the report on stdout (text, or one JSON
+ * document with `--json`), the error's message and code on stderr (one JSON
+ * line with `--json`), exit 1.
  */
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
+import { findEpochGap } from '../storage/recovery.js';
+import {
+  readSkippedEpochs,
+  type SkippedEpochRange,
+  skippedRangeOf,
+} from '../storage/skipped-epochs.js';
+import { readStoreHeader } from '../store/header.js';
 import { type CliContext, EXIT_OK, jsonLine } from './context.js';
 import { requireDatabase } from './database.js';
 import { CliErrorCode } from './errors.js';
@@ -28,8 +39,16 @@ interface ChainVerdict {
   failure: { reason: string; epoch: bigint; message: string } | null;
 }
 
-async function certificateChain(dbPath: string, ctx: CliContext): Promise<ChainVerdict | null> {
-  const report = await verifyCertificateChainOnDisk(dbPath, { fs: ctx.fs, skipCorrupt: true });
+async function certificateChain(
+  dbPath: string,
+  ctx: CliContext,
+  ranges: readonly SkippedEpochRange[],
+): Promise<ChainVerdict | null> {
+  const report = await verifyCertificateChainOnDisk(dbPath, {
+    fs: ctx.fs,
+    skipCorrupt: true,
+    ignoreEpoch: (epoch) => skippedRangeOf(ranges, epoch) !== undefined,
+  });
   const base = {
     certifiedSegments: report.certifiedSegments,
     lastGoodEpoch: report.lastGoodEpoch,
@@ -69,6 +88,36 @@ function segmentJson(s: SegmentCheck): Record<string, unknown> {
   };
 }
 
+/** The first problem found, as the report and the error line show it. */
+interface Failure {
+  /** Text-mode report lines. */
+  lines: string;
+  /** The `failure` field of the JSON document. */
+  json: Record<string, unknown>;
+  /** The error line. */
+  error: { code: string; message: string };
+}
+
+function badSegmentFailure(segments: readonly SegmentCheck[], badIndex: number): Failure {
+  const bad = segments[badIndex]!;
+  const later = segments.length - badIndex - 1;
+  return {
+    lines:
+      `FAIL ${bad.path}: ${bad.status}: ${bad.error ?? ''}\n` +
+      `${badIndex} segment(s) before it are valid; recovery fails closed here` +
+      (later > 0 ? ` (${later} later segment(s) would not be replayed with skipCorrupt)` : '') +
+      '\n',
+    json: {
+      path: bad.path,
+      code: bad.status,
+      message: bad.error ?? '',
+      validBefore: badIndex,
+      laterSegments: later,
+    },
+    error: { code: bad.status, message: `${bad.path}: ${bad.error ?? bad.status}` },
+  };
+}
+
 /** Adds the `verify` subcommand to `program`. */
 export function registerVerify(program: Command, ctx: CliContext): void {
   program
@@ -77,70 +126,93 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       'check that every segment of a database reads cleanly (exit 0) or name the first bad one (exit 1)',
     )
     .argument('<db-path>', 'path of the database file (segments live beside it)')
+    .option(
+      '--allow-epoch-gaps',
+      'the log was written by a writer that leaves epoch numbers unused: a missing epoch is not a lost segment',
+    )
     .option('--json', 'print one JSON document')
-    .action(async (dbPath: string, options: { json?: boolean }) => {
+    .action(async (dbPath: string, options: { allowEpochGaps?: boolean; json?: boolean }) => {
       const json = options.json === true;
       await requireDatabase(dbPath, ctx.fs);
       const progress = ctx.progress(`verify ${dbPath}`);
-      let check: Awaited<ReturnType<typeof checkDatabase>>;
+      let checked: Awaited<ReturnType<typeof checkDatabase>>;
       try {
-        check = await checkDatabase(dbPath, ctx.fs, (done, total) =>
+        checked = await checkDatabase(dbPath, ctx.fs, (done, total) =>
           progress.update(done, total, 'segment(s)'),
         );
       } finally {
         progress.end();
       }
-      const { segments, temporaryFiles } = check;
+      const { temporaryFiles } = checked;
+      // Epochs given up with skipCorrupt are neither replayed nor a gap.
+      const ranges = await readSkippedEpochs(dbPath, { fs: ctx.fs });
+      const segments = checked.segments.filter(
+        (s) => skippedRangeOf(ranges, s.epoch) === undefined,
+      );
+      const skipped = checked.segments.length - segments.length;
       const records = segments.reduce((n, s) => n + s.records, 0);
       const bytes = segments.reduce((n, s) => n + (s.bytes ?? 0), 0);
+
+      let failure: Failure | null = null;
       const badIndex = segments.findIndex((s) => !isHealthy(s));
-      const bad = badIndex >= 0 ? segments[badIndex]! : null;
+      if (badIndex >= 0) failure = badSegmentFailure(segments, badIndex);
+      if (failure === null && options.allowEpochGaps !== true) {
+        // A page store's header says which epochs are folded (their segments may be gone).
+        const header = await readStoreHeader(dbPath, ctx.fs);
+        const gap = findEpochGap(
+          dbPath,
+          segments.map((s) => s.epoch),
+          ranges,
+          header === null ? undefined : header.nextEpoch,
+        );
+        if (gap !== null) {
+          failure = {
+            lines: `FAIL ${gap.message}\n`,
+            json: { code: gap.code, message: gap.message },
+            error: { code: gap.code, message: gap.message },
+          };
+        }
+      }
       const chain =
-        bad === null && segments.length > 0 ? await certificateChain(dbPath, ctx) : null;
+        failure === null && segments.length > 0
+          ? await certificateChain(dbPath, ctx, ranges)
+          : null;
+      if (chain !== null && !chain.ok) {
+        failure = {
+          lines: '',
+          json: { code: CliErrorCode.certificateChain, message: chain.line.trim() },
+          error: {
+            code: CliErrorCode.certificateChain,
+            message: `certificate chain: ${chain.failure?.reason} at epoch ${chain.failure?.epoch}: ${chain.failure?.message}`,
+          },
+        };
+      }
+
       if (json) {
         ctx.io.stdout(
           jsonLine({
             db: dbPath,
-            ok: bad === null && (chain === null || chain.ok),
+            ok: failure === null,
             segmentCount: segments.length,
             records,
             bytes,
             firstEpoch: segments[0]?.epoch ?? null,
             lastEpoch: segments.at(-1)?.epoch ?? null,
-            failure:
-              bad === null
-                ? null
-                : {
-                    path: bad.path,
-                    code: bad.status,
-                    message: bad.error ?? '',
-                    validBefore: badIndex,
-                    laterSegments: segments.length - badIndex - 1,
-                  },
+            skippedSegments: skipped,
+            failure: failure?.json ?? null,
             certificates: chain === null ? null : { ...chain, line: undefined },
-            segments: segments.map(segmentJson),
+            segments: checked.segments.map(segmentJson),
             temporaryFiles,
           }),
         );
-      }
-      if (bad !== null) {
-        const later = segments.length - badIndex - 1;
-        if (!json) {
-          ctx.io.stdout(`FAIL ${bad.path}: ${bad.status}: ${bad.error ?? ''}\n`);
-          ctx.io.stdout(
-            `${badIndex} segment(s) before it are valid; recovery fails closed here` +
-              (later > 0
-                ? ` (${later} later segment(s) would not be replayed with skipCorrupt)`
-                : '') +
-              '\n',
-          );
-        }
-        ctx.problem({ code: bad.status, message: `${bad.path}: ${bad.error ?? bad.status}` }, true);
-        return;
-      }
-      if (!json) {
+      } else if (failure !== null && failure.lines !== '') {
+        ctx.io.stdout(failure.lines);
+      } else {
         const tmp =
-          temporaryFiles.length > 0 ? `, ${temporaryFiles.length} leftover temporary file(s)` : '';
+          (skipped > 0 ? `, ${skipped} segment(s) in recorded skipped ranges` : '') +
+          (temporaryFiles.length > 0
+            ? `, ${temporaryFiles.length} leftover temporary file(s)`
+            : '');
         if (segments.length === 0) {
           ctx.io.stdout(`ok: no segments${tmp}\n`);
         } else {
@@ -152,14 +224,8 @@ export function registerVerify(program: Command, ctx: CliContext): void {
           if (chain !== null) ctx.io.stdout(chain.line);
         }
       }
-      if (chain !== null && !chain.ok) {
-        ctx.problem(
-          {
-            code: CliErrorCode.certificateChain,
-            message: `certificate chain: ${chain.failure?.reason} at epoch ${chain.failure?.epoch}: ${chain.failure?.message}`,
-          },
-          true,
-        );
+      if (failure !== null) {
+        ctx.problem(failure.error, true);
         return;
       }
       ctx.setExitCode(EXIT_OK);

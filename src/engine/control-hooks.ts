@@ -1,11 +1,11 @@
 /**
- * What the engine's write path asks the control plane (SYSTEM.md §6), declared
+ * What the engine's write path asks the control plane (docs/design.md#control-plane), declared
  * in the engine's own layer so that the engine never imports `control/`:
  * `control/plane.ts`'s `ControlPlane` satisfies this interface structurally,
  * and whoever opens the log (store, CLI, application) passes one in
  * `ParallelWalConfig.controlPlane`. Without it the engine behaves exactly as before.
  *
- * Call sites in `wal.ts`:
+ * Call sites: placement in `placement.ts`, sealing and flush in `flusher.ts`:
  * - placement: {@link EngineControl.route}, {@link EngineControl.noteLaneRefused},
  *   {@link EngineControl.stageBatch};
  * - sealing: {@link EngineControl.onSealPoint} (while a write is in flight);
