@@ -30,14 +30,18 @@ function listing(): string[] {
 
 /** A raw log (no database file, no store header) whose middle segment is corrupt. */
 async function logWithCorruptMiddle(): Promise<void> {
-  for (const epoch of [1n, 2n, 3n]) {
+  // A page store's log starts at epoch 0 (a later first epoch is a gap).
+  for (const epoch of [0n, 1n, 2n]) {
     await writeSegment(
       db,
-      { epoch, records: [recordFor(epoch, { pageId: Number(epoch), size: 512 })] },
+      {
+        epoch,
+        records: [recordFor(epoch, { pageId: Number(epoch) + 1, beginSeq: epoch + 1n, size: 512 })],
+      },
       { fsync: 'off' },
     );
   }
-  const middle = segmentPath(db, 2n);
+  const middle = segmentPath(db, 1n);
   const bytes = fs.readFileSync(middle);
   bytes[bytes.length - 10] = (bytes[bytes.length - 10] ?? 0) ^ 0xff;
   fs.writeFileSync(middle, bytes);

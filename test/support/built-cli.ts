@@ -2,8 +2,20 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-/** The built `pwal` binary (`npm run build` writes it; `npm test` builds first). */
-export const BUILT_PWAL = path.resolve(import.meta.dirname, '../../dist/src/cli/pwal.js');
+const REPO = path.resolve(import.meta.dirname, '../..');
+
+/**
+ * The built `pwal` binary, where package.json's `bin` says it is (`npm run
+ * build` writes it; `npm test` builds first).
+ */
+export const BUILT_PWAL = path.join(
+  REPO,
+  (
+    JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as {
+      bin: { pwal: string };
+    }
+  ).bin.pwal,
+);
 
 /**
  * Kills a child that never exits, so that a hang shows as a failed test
@@ -25,7 +37,7 @@ function requireBuild(): void {
   }
 }
 
-/** Runs `node dist/src/cli/pwal.js ...args` in `cwd` and waits for it. */
+/** Runs `node <built pwal> ...args` in `cwd` and waits for it. */
 export function runBuiltCli(args: readonly string[], cwd?: string): BuiltRun {
   requireBuild();
   const run = spawnSync(process.execPath, [BUILT_PWAL, ...args], {
