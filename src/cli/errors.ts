@@ -14,8 +14,6 @@ export const CliErrorCode = {
   databaseNotFound: 'ERR_DATABASE_NOT_FOUND',
   /** The path names something that cannot be a database file (a directory, a device). */
   notADatabase: 'ERR_NOT_A_DATABASE',
-  /** `pwal verify`: the commit certificate chain of the segments is broken. */
-  certificateChain: 'ERR_CERTIFICATE_CHAIN',
   /** `pwal demo`: an acknowledged commit was not found intact after reopening. */
   demoVerification: 'ERR_DEMO_VERIFICATION',
   /** `pwal snapshot` of a database that holds no checkpointed data. */

@@ -9,7 +9,9 @@
  * (`verifyCertificateChainOnDisk`); a broken chain is exit 1. A missing epoch
  * inside the log (a lost segment) is exit 1 with recovery's own
  * `recovery_gap` message, unless `--allow-epoch-gaps`; segments in ranges
- * recorded as given up (`<db>-wal-skipped`) are not checked.
+ * recorded as given up (`<db>-wal-skipped`) are not checked. A page store
+ * database whose file is shorter than its store header and log allow (pages
+ * missing, `ERR_STORE_FILE_TRUNCATED`) is exit 1 too.
  *
  * Every failure ends the same way: the report on stdout (text, or one JSON
  * document with `--json`), the error's message and code on stderr (one JSON
@@ -23,10 +25,10 @@ import {
   type SkippedEpochRange,
   skippedRangeOf,
 } from '../storage/skipped-epochs.js';
+import { findFileTruncation } from '../store/file-length.js';
 import { readStoreHeader } from '../store/header.js';
 import { type CliContext, EXIT_OK, jsonLine } from './context.js';
 import { requireDatabase } from './database.js';
-import { CliErrorCode } from './errors.js';
 import { checkDatabase, isHealthy, type SegmentCheck } from './segment-check.js';
 
 /** The certificate chain's verdict (`null`: no certified segment). */
@@ -36,7 +38,7 @@ interface ChainVerdict {
   certifiedSegments: number;
   lastGoodEpoch: bigint | null;
   uncertifiedSegments: number;
-  failure: { reason: string; epoch: bigint; message: string } | null;
+  failure: { code: string; reason: string; epoch: bigint; message: string } | null;
 }
 
 async function certificateChain(
@@ -59,8 +61,8 @@ async function certificateChain(
     return {
       ...base,
       ok: false,
-      failure: { reason: f.reason, epoch: f.epoch, message: f.message },
-      line: `FAIL certificate chain: ${f.reason} at epoch ${f.epoch}: ${f.message} (verified through ${report.lastGoodEpoch ?? 'none'})\n`,
+      failure: { code: f.code, reason: f.reason, epoch: f.epoch, message: f.message },
+      line: `FAIL certificate chain: ${f.code} ${f.reason} at epoch ${f.epoch}: ${f.message} (verified through ${report.lastGoodEpoch ?? 'none'})\n`,
     };
   }
   if (report.certifiedSegments === 0) return null;
@@ -173,19 +175,26 @@ export function registerVerify(program: Command, ctx: CliContext): void {
           };
         }
       }
+      if (failure === null) {
+        // A page store's file shorter than its header and log allow: pages lost.
+        const truncated = await findFileTruncation(dbPath, ctx.fs);
+        if (truncated !== null) {
+          const error = { code: truncated.code, message: truncated.message };
+          failure = { lines: `FAIL ${truncated.code}: ${truncated.message}\n`, json: error, error };
+        }
+      }
       const chain =
         failure === null && segments.length > 0
           ? await certificateChain(dbPath, ctx, ranges)
           : null;
-      if (chain !== null && !chain.ok) {
-        failure = {
-          lines: '',
-          json: { code: CliErrorCode.certificateChain, message: chain.line.trim() },
-          error: {
-            code: CliErrorCode.certificateChain,
-            message: `certificate chain: ${chain.failure?.reason} at epoch ${chain.failure?.epoch}: ${chain.failure?.message}`,
-          },
+      if (chain?.failure != null) {
+        const f = chain.failure;
+        // The reason's own code: the same one a certified open fails closed with.
+        const error = {
+          code: f.code,
+          message: `certificate chain: ${f.reason} at epoch ${f.epoch}: ${f.message}`,
         };
+        failure = { lines: '', json: error, error };
       }
 
       if (json) {

@@ -117,13 +117,18 @@ export interface SegmentRecoveryResult {
   skippedRanges: SkippedEpochRange[];
   /**
    * When recovery stopped early: the range a writer gives up by writing
-   * after it (see {@link skippedRangeAfter}); it must record it first
-   * ({@link recordSkippedEpochs}). `null` when nothing was given up.
+   * after it (see `skippedRangeAfter`); it must record it first
+   * (`recordSkippedEpochs`). `null` when nothing was given up.
    */
   rangeToSkip: SkippedEpochRange | null;
   /** Segments safe to delete once the applied pages are durable (only with `deleteAfterRecovery`). */
   deletableSegments: string[];
-  /** All recovered records in recovery order. */
+  /**
+   * All recovered records in recovery order. They carry no database size:
+   * the log never persists a commit's `dbSizeIfCommit` (see
+   * docs/format.md, section 5.2). A layer that needs it writes it as a record
+   * of its own, as the page store's size record (page id 4294967295) does.
+   */
   records: WalRecord[];
   /** Why recovery stopped early, or `null` when every segment was recovered. */
   stoppedAt: RecoveryStop | null;
@@ -365,7 +370,7 @@ export async function walkSegments(
 /**
  * Reads every segment of `dbPath` in epoch order and returns its records in
  * recovery order. Fails closed by default, on an unusable segment and on a
- * missing one (see {@link walkSegments}); see {@link SegmentRecoveryOptions}.
+ * missing one (see `walkSegments`); see {@link SegmentRecoveryOptions}.
  * @throws {SegmentCorruptError} naming the first unusable segment and why
  * (unless `skipCorrupt`).
  * @throws {RecoveryGapError} naming the first missing epoch (unless
