@@ -4,6 +4,7 @@ import { isWalError } from '../../src/errors.js';
 import { PageStore } from '../../src/store/page-store.js';
 import { runCliCaptured as cli } from '../support/cli.js';
 import { useTempDb } from '../support/temp-db.js';
+import { batchFor } from '../support/wal-workload.js';
 
 let db: string;
 useTempDb('db', (paths) => {
@@ -62,7 +63,10 @@ describe('lockTimeoutMs (open waits for the lock like SQLite busy_timeout)', () 
   });
 
   it('pwal verify reads under a shared lock: refused while a writer holds the log, fine after', async () => {
-    const wal = await ParallelWal.open(db);
+    const wal = await ParallelWal.open(db, { segmentSink: 'storage' });
+    await wal.commit(
+      batchFor({ seed: 1, writers: 1, commitsPerWriter: 1, burstChance: 0, maxPageBytes: 64 }, 1n),
+    );
     const live = await cli('verify', db);
     expect(live.code).toBe(1);
     expect(live.err).toContain('ERR_LOCKED');
