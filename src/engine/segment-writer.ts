@@ -69,7 +69,7 @@ export interface SegmentSink {
 }
 
 /** Which sink the engine uses; see {@link ParallelWalConfig.segmentSink} in `wal.ts`. */
-export type SegmentSinkKind = 'earlyAck' | 'precreate' | 'storage';
+export type SegmentSinkKind = 'pool' | 'earlyAck' | 'precreate' | 'storage';
 
 /** The storage layer's protocol, unchanged. */
 export function storageSegmentSink(
@@ -207,7 +207,7 @@ const EARLY_ACK_READY_LOW = 4;
 export const EARLY_ACK_PUBLISH_IDLE_TURNS = 2;
 
 /** The segment format version in the first bytes of `chunks` (a header), or `null`. */
-function headerVersion(chunks: readonly Uint8Array[]): number | null {
+export function headerVersion(chunks: readonly Uint8Array[]): number | null {
   const lead: number[] = [];
   for (const chunk of chunks) {
     for (let i = 0; i < chunk.length && lead.length < 6; i++) lead.push(chunk[i]!);

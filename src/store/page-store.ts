@@ -1104,6 +1104,9 @@ export async function recoverIntoFile(
     fs,
     skipCorrupt: options.skipCorrupt,
     cleanupTemporaryFiles: true,
+    // Epochs below the header's are folded (their segments may all be gone):
+    // a temporary or pool file still holding one is stale, never adopted.
+    floorEpoch: header.nextEpoch,
   });
   const state = startReplay(header.dbSizePages);
   foldRecords(state, recovered.records, header.nextEpoch, header.pageSize, path);
