@@ -5,7 +5,7 @@
  * and whoever opens the log (store, CLI, application) passes one in
  * `ParallelWalConfig.controlPlane`. Without it the engine behaves exactly as before.
  *
- * Call sites in `wal.ts`:
+ * Call sites: placement in `placement.ts`, sealing and flush in `flusher.ts`:
  * - placement: {@link EngineControl.route}, {@link EngineControl.noteLaneRefused},
  *   {@link EngineControl.stageBatch};
  * - sealing: {@link EngineControl.onSealPoint} (while a write is in flight);

@@ -8,7 +8,12 @@
  */
 import type { WalError } from '../errors.js';
 import type { WalFileSystem } from '../storage/fs.js';
-import { recoverSegmentEntry, segmentEntryError } from '../storage/recovery.js';
+import {
+  adoptOrRemoveTemporaryFiles,
+  inspectTemporaryFiles,
+  recoverSegmentEntry,
+  segmentEntryError,
+} from '../storage/recovery.js';
 import { duplicateEpochError, groupByEpoch, scanSegments } from '../storage/segment-files.js';
 
 /** The existing log, as {@link scanExistingLog} found it. */
@@ -57,4 +62,60 @@ export async function scanExistingLog(
     }
   }
   return result;
+}
+
+/** Where a log being opened starts numbering; see {@link planOpen}. */
+export interface OpenPlan {
+  /** Temporary files adopted as segments (acknowledged epochs whose rename was lost). */
+  adopted: number;
+  /** First epoch the log uses. */
+  startEpoch: bigint;
+  /** Every epoch below the start counts as durable (`null`: none). */
+  durableEpoch: bigint | null;
+  /** First commit sequence the log assigns. */
+  nextCommitSeq: bigint;
+}
+
+/**
+ * Prepares opening the log of `dbPath`: adopts or removes temporary files
+ * (only the lock holder may: another writer's in-progress segment looks
+ * exactly like an interrupted one), validates every segment, and numbers
+ * after every file present — corrupt or not, adoptable or not — so no name
+ * is ever reused, and after the floors `firstEpoch` / `firstCommitSeq`.
+ */
+export async function planOpen(
+  dbPath: string,
+  options: {
+    fs: WalFileSystem;
+    skipCorrupt: boolean;
+    locked: boolean;
+    firstEpoch: bigint;
+    firstCommitSeq: bigint;
+  },
+): Promise<OpenPlan> {
+  const { fs } = options;
+  // Adoption renames complete temporary segments before the scan validates them.
+  const adopted = options.locked
+    ? (await adoptOrRemoveTemporaryFiles(dbPath, { fs })).adopted.length
+    : 0;
+  const existing = await scanExistingLog(dbPath, { fs, skipCorrupt: options.skipCorrupt });
+  let newest = existing.newestEpoch;
+  if (!options.locked) {
+    // Not ours to adopt, but never reuse the epoch of an adoptable file.
+    for (const v of await inspectTemporaryFiles(dbPath, { fs })) {
+      if (v.verdict === 'adoptable' && (newest === null || v.epoch! > newest)) newest = v.epoch;
+    }
+  }
+  const afterNewest = newest === null ? 0n : newest + 1n;
+  // A floor keeps numbering above epochs (and sequences) that were used
+  // but whose segments are gone (folded by a checkpoint, replicated).
+  const startEpoch = afterNewest > options.firstEpoch ? afterNewest : options.firstEpoch;
+  const lastSeq = existing.lastCommitSeq;
+  const afterLastSeq = lastSeq === null ? 1n : lastSeq + 1n;
+  return {
+    adopted,
+    startEpoch,
+    durableEpoch: startEpoch === 0n ? null : startEpoch - 1n,
+    nextCommitSeq: afterLastSeq > options.firstCommitSeq ? afterLastSeq : options.firstCommitSeq,
+  };
 }

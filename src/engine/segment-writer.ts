@@ -68,7 +68,7 @@ export interface SegmentSink {
   syncCalls(): number;
 }
 
-/** Which sink the engine uses; see {@link ParallelWalConfig.segmentSink} in `wal.ts`. */
+/** Which sink the engine uses; see {@link ParallelWalConfig.segmentSink} in `wal-config.ts`. */
 export type SegmentSinkKind = 'pool' | 'earlyAck' | 'precreate' | 'storage';
 
 /** The storage layer's protocol, unchanged. */
@@ -521,4 +521,16 @@ export class EarlyAckSegmentSink implements SegmentSink {
       throw toIoError(error, 'cannot create segment file', 'open', path);
     }
   }
+}
+
+/** The sink of `kind` for the log of `dbPath`. */
+export function createSegmentSink(
+  kind: SegmentSinkKind,
+  dbPath: string,
+  fs: WalFileSystem,
+  fsync: FsyncPolicy,
+): SegmentSink {
+  if (kind === 'earlyAck') return new EarlyAckSegmentSink(dbPath, fs, fsync);
+  if (kind === 'precreate') return new PrecreatingSegmentSink(dbPath, fs, fsync);
+  return storageSegmentSink(dbPath, fs, fsync);
 }

@@ -1,0 +1,111 @@
+/**
+ * Placing a commit batch into a lane: the commit sequence is drawn, the
+ * batch is encoded into the writer's lane (tagged there with the lane's
+ * epoch) or, if the lane refuses it or the control plane routes it so, into
+ * the engine's serialized path. Synchronous: nothing here waits.
+ */
+
+import type { EngineControl } from './control-hooks.js';
+import { BatchTooLargeError } from './errors.js';
+import type { Flusher } from './flusher.js';
+import type { InProcessLane, LaneRecordInput } from './lane.js';
+import { checkBatch } from './wal-config.js';
+import type { WalCounters } from './wal-stats.js';
+import type { ParallelWalBatch } from './wal-types.js';
+import { raiseCommitSeq, returnCommitSeq, takeCommitSeq } from './worker-layout.js';
+
+const EMPTY_IMAGE = new Uint8Array(0);
+/** Per-frame overhead counted by the control plane's routing (record header, roughly). */
+const ROUTE_FRAME_OVERHEAD_BYTES = 64;
+
+/** Where a batch landed. */
+export interface Placement {
+  epoch: bigint;
+  commitSeq: bigint;
+  dbSizePages: number;
+  serialized: boolean;
+}
+
+/** What placement works with (owned by the log). */
+export interface PlacerOptions {
+  serialLane: InProcessLane;
+  /** The commit-sequence counter shared with worker lanes. */
+  commitSeqCounter: BigInt64Array;
+  control: EngineControl | null;
+  counters: WalCounters;
+  flusher: Flusher;
+}
+
+/** Bytes the control plane's routing counts for `batch`. */
+export function batchRouteBytes(batch: ParallelWalBatch): number {
+  let total = 0;
+  for (const frame of batch.frames) total += frame.pageData.length + ROUTE_FRAME_OVERHEAD_BYTES;
+  return total;
+}
+
+/** Places batches; see the module comment. */
+export class BatchPlacer {
+  constructor(private readonly options: PlacerOptions) {}
+
+  /**
+   * Places a batch synchronously: encodes it into `lane` or, if the lane
+   * refuses, into the serialized path. The commit sequence is taken at the
+   * moment of placement, so sequence order always agrees with epoch order.
+   * `null`: the serialized path is full.
+   */
+  place(batch: ParallelWalBatch, lane: InProcessLane | null): Placement | null {
+    checkBatch(batch);
+    const { serialLane, commitSeqCounter, control, counters, flusher } = this.options;
+    // The number is drawn from the counter shared with worker lanes. A batch
+    // that is not placed (invalid, or the serialized path is full) gives it
+    // back unless another thread drew a later one meanwhile (then: a gap).
+    const assigned = batch.commitSeq === undefined;
+    const commitSeq = batch.commitSeq ?? takeCommitSeq(commitSeqCounter);
+    let placed = false;
+    try {
+      const records: LaneRecordInput[] = batch.frames.map((frame) => ({
+        txnToken: batch.txnToken,
+        pageId: frame.pageNumber,
+        beginSeq: commitSeq,
+        endSeq: commitSeq,
+        beforeImage: EMPTY_IMAGE,
+        afterImage: frame.pageData,
+      }));
+      // Control plane: while its fallback is latched (or for a batch over
+      // maxParallelCommitBytes) the batch takes the serialized path.
+      const target =
+        lane !== null && control?.route(batchRouteBytes(batch), lane.laneId) === 'serialized'
+          ? null
+          : lane;
+      let serialized = target === null;
+      let outcome = target?.append(records);
+      if (outcome === undefined || outcome.kind === 'blocked') {
+        if (outcome !== undefined) {
+          counters.fallbacks++;
+          serialized = true;
+          control?.noteLaneRefused(target!.laneId);
+        }
+        const size = serialLane.measure(records);
+        if (size > serialLane.bufferCapacityBytes) {
+          throw new BatchTooLargeError(size, serialLane.bufferCapacityBytes);
+        }
+        outcome = serialLane.append(records);
+        if (outcome.kind === 'blocked') {
+          flusher.kick();
+          return null;
+        }
+      }
+      raiseCommitSeq(commitSeqCounter, commitSeq);
+      const dbSizePages = batch.frames[batch.frames.length - 1]!.dbSizeIfCommit;
+      if (control !== null) {
+        flusher.notePlacement(target, serialized, outcome.epoch, commitSeq, dbSizePages, records);
+      }
+      flusher.noteDbSize(outcome.epoch, commitSeq, dbSizePages);
+      flusher.kick();
+      placed = true;
+      return { epoch: outcome.epoch, commitSeq, dbSizePages, serialized };
+    } finally {
+      if (!placed && assigned) returnCommitSeq(commitSeqCounter, commitSeq);
+    }
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * Configuration of a {@link ParallelWal}: the options, their bounds and
+ * defaults, and the validation of options and commit batches. Pure: no I/O.
+ */
+
+import { availableParallelism } from 'node:os';
+import { WalArgumentError } from '../errors.js';
+import { DEFAULT_FORMAT_VERSION, type FormatVersion, U32_MAX, U64_MAX } from '../format/types.js';
+import type { WalFileSystem } from '../storage/fs.js';
+import type { FsyncPolicy } from '../storage/segment-files.js';
+import type { EngineControl } from './control-hooks.js';
+import {
+  DEFAULT_BUFFER_CAPACITY_BYTES,
+  DEFAULT_OVERFLOW_FALLBACK_BYTES,
+  MAX_BUFFER_CAPACITY_BYTES,
+  MIN_BUFFER_CAPACITY_BYTES,
+  type OverflowPolicy,
+} from './lane.js';
+import type { SegmentSinkKind } from './segment-writer.js';
+import type { ParallelWal } from './wal.js';
+import type { ParallelWalBatch } from './wal-types.js';
+
+/** Default epoch interval of the ticker, in milliseconds. */
+export const DEFAULT_EPOCH_INTERVAL_MS = 10;
+/** Largest ticker interval accepted, in milliseconds (1 minute). */
+export const MAX_EPOCH_INTERVAL_MS = 60_000;
+/** Largest commit sequence the shared counter can hold (2^63 - 1). */
+const I64_MAX = (1n << 63n) - 1n;
+/** Most in-process lanes (`slotCount`). */
+export const MAX_SLOT_COUNT = 1024;
+/** Highest lane id (ids are u16; one id is kept for the serialized path). */
+export const MAX_LANE_ID = 0xfffe;
+/** Lane id of the engine's serialized path (flushed after every other lane). */
+export const SERIALIZED_LANE_ID = 0xffff;
+/** Default size past which an open epoch is sealed early while the disk is busy: 8 MiB. */
+export const DEFAULT_MAX_EPOCH_BYTES = 8 * 1024 * 1024;
+/** Default capacity of the serialized path (one buffer), in bytes: 64 MiB. */
+export const DEFAULT_SERIALIZED_CAPACITY_BYTES = 64 * 1024 * 1024;
+
+/** Configuration of {@link ParallelWal.open}. */
+export interface ParallelWalConfig {
+  /** In-process lanes, 1 ..= 1024 (default: available parallelism). */
+  slotCount?: number;
+  /** Ticker interval, 1 ..= 60000 ms (default 10). */
+  epochIntervalMs?: number;
+  /** Capacity of each lane buffer in bytes (default 4 MiB). */
+  bufferCapacityBytes?: number;
+  /** What a lane does when its active buffer is full (default `allocateOverflow`). */
+  overflowPolicy?: OverflowPolicy;
+  /** Overflow volume past which a lane latches fallback (default 8 MiB). */
+  overflowFallbackBytes?: number;
+  /** An open epoch past this many bytes is sealed early while the disk is busy (default 8 MiB). */
+  maxEpochBytes?: number;
+  /** Capacity of the serialized path in bytes (default 64 MiB); a larger batch is refused. */
+  serializedCapacityBytes?: number;
+  /** Default `full`. */
+  fsync?: FsyncPolicy;
+  /** Segment format version written (default 2). */
+  formatVersion?: FormatVersion;
+  /** File system (default the real one). */
+  fs?: WalFileSystem;
+  /** Open a log with a corrupt segment anyway (default false: fail closed). */
+  skipCorrupt?: boolean;
+  /**
+   * Seal and write as soon as commits arrive (default true). `false` leaves
+   * flushing to the ticker and {@link ParallelWal.advanceAndFlush}.
+   */
+  autoFlush?: boolean;
+  /** Take the database's writer lock (`<db>.lock`) while open (default true). */
+  lock?: boolean;
+  /**
+   * Create the next segment's temporary file ahead of time (same durable
+   * protocol and crash guarantee as the storage layer's `writeSegmentFile`:
+   * acknowledge after rename + directory fsync, about half its latency for
+   * small epochs; see `segment-writer.ts`). Same as
+   * `segmentSink: 'precreate'`; an explicit `segmentSink` wins. Default
+   * false: the default sink applies (`earlyAck` for format version 2,
+   * `storage` for version 1).
+   */
+  precreateSegmentFiles?: boolean;
+  /**
+   * How an epoch's segment is made durable (see `segment-writer.ts`,
+   * docs/durability.md):
+   * - `earlyAck` (default for format version 2): write into a pre-created
+   *   temporary file (`<db>-wal-tmp-ack-…`) whose name is already durable,
+   *   fdatasync, acknowledge (`acknowledgedEpoch()`); rename + directory
+   *   fsync PUBLISH it in the background, in epoch order (`durableEpoch()`,
+   *   `onDurable`, `waitForEpochDurable`). A commit's segment file may thus
+   *   not yet exist under its name when the commit resolves; after a crash
+   *   recovery adopts a complete temporary file (every CRC, exact length).
+   *   Not allowed with version 1 (no record CRCs to tell torn from complete).
+   * - `precreate`: acknowledge after rename + directory fsync, next temporary
+   *   file created ahead of time.
+   * - `storage` (default for format version 1): the storage layer's
+   *   `writeSegmentFile`; acknowledge after rename + directory fsync.
+   */
+  segmentSink?: SegmentSinkKind;
+  /**
+   * The control plane (modes, fallback, shadow compare, commit certificates,
+   * sealing controller, traces): any {@link EngineControl}, such as
+   * `control/plane.ts`'s `ControlPlane`. Default none: the engine alone.
+   */
+  controlPlane?: EngineControl;
+  /**
+   * Lowest epoch the log may use (u64, default 0). The log starts at
+   * `max(firstEpoch, newest segment on disk + 1)`, so epochs keep increasing
+   * over a database's whole life even after every segment was folded and
+   * deleted: a store passes the first epoch its header has not folded, a
+   * replicated log the epoch after the replicated one. Every epoch below the
+   * start counts as durable (`durableEpoch()` is at least `firstEpoch - 1`).
+   */
+  firstEpoch?: bigint;
+  /**
+   * Lowest commit sequence the log may assign (0 ..= 2^63-1, default 1). The first one
+   * assigned is `max(firstCommitSeq, highest commit sequence on disk + 1)`.
+   */
+  firstCommitSeq?: bigint;
+}
+
+/** Resolved configuration. */
+export interface ResolvedParallelWalConfig {
+  slotCount: number;
+  epochIntervalMs: number;
+  bufferCapacityBytes: number;
+  overflowPolicy: OverflowPolicy;
+  overflowFallbackBytes: number;
+  maxEpochBytes: number;
+  serializedCapacityBytes: number;
+  fsync: FsyncPolicy;
+  formatVersion: FormatVersion;
+  skipCorrupt: boolean;
+  autoFlush: boolean;
+  lock: boolean;
+  precreateSegmentFiles: boolean;
+  /** See {@link ParallelWalConfig.segmentSink}. */
+  segmentSink: SegmentSinkKind;
+  /** See {@link ParallelWalConfig.firstEpoch} (default 0n). */
+  firstEpoch: bigint;
+  /** See {@link ParallelWalConfig.firstCommitSeq} (default 1n). */
+  firstCommitSeq: bigint;
+}
+
+function checkInteger(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new WalArgumentError(
+      `${name} must be an integer in ${min}..=${max}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+function checkBigint(name: string, value: unknown, max: bigint): bigint {
+  if (typeof value !== 'bigint' || value < 0n || value > max) {
+    throw new WalArgumentError(`${name} must be a bigint in 0..=${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new WalArgumentError(`${name} must be a boolean`);
+  return value;
+}
+
+/** Validates a configuration and fills in defaults. @throws {WalArgumentError} */
+export function resolveParallelWalConfig(
+  config: ParallelWalConfig = {},
+): ResolvedParallelWalConfig {
+  if (typeof config !== 'object' || config === null) {
+    throw new WalArgumentError('config must be an object');
+  }
+  const slotCount = checkInteger(
+    'slotCount',
+    config.slotCount ?? Math.min(MAX_SLOT_COUNT, Math.max(1, availableParallelism())),
+    1,
+    MAX_SLOT_COUNT,
+  );
+  const bufferCapacityBytes = checkInteger(
+    'bufferCapacityBytes',
+    config.bufferCapacityBytes ?? DEFAULT_BUFFER_CAPACITY_BYTES,
+    MIN_BUFFER_CAPACITY_BYTES,
+    MAX_BUFFER_CAPACITY_BYTES,
+  );
+  const overflowPolicy = config.overflowPolicy ?? 'allocateOverflow';
+  if (overflowPolicy !== 'allocateOverflow' && overflowPolicy !== 'blockWriter') {
+    throw new WalArgumentError(
+      `overflowPolicy must be allocateOverflow or blockWriter, got ${String(overflowPolicy)}`,
+    );
+  }
+  const fsync = config.fsync ?? 'full';
+  if (fsync !== 'full' && fsync !== 'normal' && fsync !== 'off') {
+    throw new WalArgumentError(`fsync must be full, normal or off, got ${String(fsync)}`);
+  }
+  const formatVersion = config.formatVersion ?? DEFAULT_FORMAT_VERSION;
+  if (formatVersion !== 1 && formatVersion !== 2) {
+    throw new WalArgumentError(`formatVersion must be 1 or 2, got ${String(formatVersion)}`);
+  }
+  const serializedCapacityBytes = checkInteger(
+    'serializedCapacityBytes',
+    config.serializedCapacityBytes ?? DEFAULT_SERIALIZED_CAPACITY_BYTES,
+    MIN_BUFFER_CAPACITY_BYTES,
+    MAX_BUFFER_CAPACITY_BYTES,
+  );
+  return {
+    slotCount,
+    epochIntervalMs: checkInteger(
+      'epochIntervalMs',
+      config.epochIntervalMs ?? DEFAULT_EPOCH_INTERVAL_MS,
+      1,
+      MAX_EPOCH_INTERVAL_MS,
+    ),
+    bufferCapacityBytes,
+    overflowPolicy,
+    overflowFallbackBytes: checkInteger(
+      'overflowFallbackBytes',
+      config.overflowFallbackBytes ?? DEFAULT_OVERFLOW_FALLBACK_BYTES,
+      0,
+      MAX_BUFFER_CAPACITY_BYTES,
+    ),
+    maxEpochBytes: checkInteger(
+      'maxEpochBytes',
+      config.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES,
+      MIN_BUFFER_CAPACITY_BYTES,
+      MAX_BUFFER_CAPACITY_BYTES,
+    ),
+    serializedCapacityBytes,
+    fsync,
+    formatVersion,
+    skipCorrupt: checkBoolean('skipCorrupt', config.skipCorrupt ?? false),
+    autoFlush: checkBoolean('autoFlush', config.autoFlush ?? true),
+    lock: checkBoolean('lock', config.lock ?? true),
+    precreateSegmentFiles: checkBoolean(
+      'precreateSegmentFiles',
+      config.precreateSegmentFiles ?? false,
+    ),
+    segmentSink: resolveSegmentSink(config, formatVersion),
+    firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, U64_MAX),
+    // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).
+    firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, I64_MAX),
+  };
+}
+
+function resolveSegmentSink(
+  config: ParallelWalConfig,
+  formatVersion: FormatVersion,
+): SegmentSinkKind {
+  const given = config.segmentSink;
+  if (given === undefined) {
+    if (checkBoolean('precreateSegmentFiles', config.precreateSegmentFiles ?? false)) {
+      return 'precreate';
+    }
+    // Acknowledge at data durability, publish (rename + directory fsync) in
+    // the background: measured 1.4x the commits/s of `storage` at 1 committer
+    // and 1.6-2.6x at 64 (bench/engine.ts). v1 has no record CRCs, so a torn
+    // temporary file could not be told from a complete one: it keeps the
+    // rename-before-ack protocol.
+    return formatVersion === 1 ? 'storage' : 'earlyAck';
+  }
+  if (given !== 'earlyAck' && given !== 'precreate' && given !== 'storage') {
+    throw new WalArgumentError(
+      `segmentSink must be earlyAck, precreate or storage, got ${String(given)}`,
+    );
+  }
+  if (given === 'earlyAck' && formatVersion === 1) {
+    // v1 records carry no CRC: a torn temporary file could not be told from a
+    // complete one, so recovery could not adopt it safely.
+    throw new WalArgumentError('segmentSink earlyAck needs formatVersion 2');
+  }
+  return given;
+}
+
+/** Validates a commit batch's shape (records are validated when encoded). @throws {WalArgumentError} */
+export function checkBatch(batch: ParallelWalBatch): void {
+  if (typeof batch !== 'object' || batch === null) {
+    throw new WalArgumentError('batch must be an object');
+  }
+  if (typeof batch.txnToken !== 'object' || batch.txnToken === null) {
+    throw new WalArgumentError('batch.txnToken must be { id: bigint, epoch: number }');
+  }
+  if (batch.commitSeq !== undefined) {
+    if (typeof batch.commitSeq !== 'bigint' || batch.commitSeq < 0n || batch.commitSeq > U64_MAX) {
+      throw new WalArgumentError(`batch.commitSeq ${String(batch.commitSeq)} is not a u64 bigint`);
+    }
+  }
+  if (!Array.isArray(batch.frames) || batch.frames.length === 0) {
+    throw new WalArgumentError('batch.frames must be a non-empty array');
+  }
+  for (const frame of batch.frames) {
+    if (typeof frame !== 'object' || frame === null || !(frame.pageData instanceof Uint8Array)) {
+      throw new WalArgumentError(
+        'each frame needs pageNumber, pageData (Uint8Array), dbSizeIfCommit',
+      );
+    }
+    checkInteger('frame.dbSizeIfCommit', frame.dbSizeIfCommit, 0, U32_MAX);
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * The figures a {@link ParallelWal} reports (`stats()`): the counters its
+ * commit path and flusher keep, and the commit-latency histogram.
+ */
+
+import * as hdr from 'hdr-histogram-js';
+import { InProcessLane } from './lane.js';
+import type { EngineLane } from './lane-types.js';
+import type { WorkerLaneStats } from './shared-lane.js';
+
+/** Largest commit latency the histogram tracks, in microseconds (1 hour). */
+export const LATENCY_HISTOGRAM_MAX_MICROS = 3_600_000_000;
+
+/** Commit latency percentiles, in microseconds. */
+export interface LatencySummary {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/** A snapshot of the log's counters. */
+export interface ParallelWalStats {
+  currentEpoch: bigint;
+  appendEpoch: bigint;
+  /** Published: segment under its name, name durable (what `onDurable` announced). */
+  durableEpoch: bigint | null;
+  /** Acknowledged: data durable (commits resolved); >= `durableEpoch`. */
+  acknowledgedEpoch: bigint | null;
+  /** Acknowledged epochs whose publication (rename + directory fsync) is pending. */
+  publishingEpochs: number;
+  /** Temporary files adopted as segments when the log opened (acknowledged epochs whose rename was lost). */
+  adoptedTemporaryFiles: number;
+  /** Epoch being written now, if any. */
+  inFlightEpoch: bigint | null;
+  epochsSealed: number;
+  emptyEpochs: number;
+  segmentsWritten: number;
+  /** fdatasync + directory fsync calls issued by segment writes. */
+  fsyncs: number;
+  bytesWritten: number;
+  /** Commits acknowledged durable. */
+  commits: number;
+  /** Commits rejected (failure, close). */
+  commitsRejected: number;
+  /**
+   * Batches that took the serialized path because their lane refused them
+   * (in-process lanes and worker lanes).
+   */
+  fallbacks: number;
+  /** Sum of the lanes' contention events (in-process lanes and worker lanes, also released ones). */
+  contention: number;
+  /** Batches queued on a lane's overflow list. */
+  overflowAppends: number;
+  /** Early seals because an open epoch passed `maxEpochBytes`. */
+  earlySeals: number;
+  /** Records dropped at flush because they never committed (no `endSeq`). */
+  droppedAbortedRecords: number;
+  /** Exceptions thrown by onDurable/onFailed listeners (swallowed). */
+  listenerErrors: number;
+  /** Lanes held by writers plus registered external lanes (worker lanes included). */
+  lanesInUse: number;
+  /** The worker lanes' own figures (`null`: no worker handle was ever made). */
+  workerLanes: WorkerLaneStats | null;
+  /**
+   * The control plane's figures (`ControlPlane.stats()`: mode, active fallback
+   * reason, counts per reason, shadow verdicts, certificates, decisions);
+   * `null` without a control plane.
+   */
+  control: unknown;
+  queueDepths: {
+    /** Epochs sealed and waiting for their write. */
+    sealedEpochs: number;
+    /** Distinct epochs someone waits on. */
+    waitingEpochs: number;
+    /** Commits waiting for room on the serialized path. */
+    backpressureWaiters: number;
+    /** Bytes appended and not yet sealed. */
+    pendingBytes: number;
+  };
+  /** The last committed transaction's dbSizeIfCommit (in-process commits). */
+  lastDbSizePages: number | null;
+  commitLatencyMicros: LatencySummary;
+  failed: boolean;
+  running: boolean;
+  closed: boolean;
+}
+
+/** The counters the commit path and the flusher keep (plain numbers, one owner thread). */
+export interface WalCounters {
+  epochsSealed: number;
+  emptyEpochs: number;
+  segmentsWritten: number;
+  bytesWritten: number;
+  commits: number;
+  commitsRejected: number;
+  fallbacks: number;
+  earlySeals: number;
+  backpressureWaiters: number;
+  droppedAbortedRecords: number;
+}
+
+/** Fresh counters, all zero. */
+export function createWalCounters(): WalCounters {
+  return {
+    epochsSealed: 0,
+    emptyEpochs: 0,
+    segmentsWritten: 0,
+    bytesWritten: 0,
+    commits: 0,
+    commitsRejected: 0,
+    fallbacks: 0,
+    earlySeals: 0,
+    backpressureWaiters: 0,
+    droppedAbortedRecords: 0,
+  };
+}
+
+/** A commit-latency histogram (microseconds, 3 significant digits, up to 1 hour). */
+export class CommitLatencyHistogram {
+  private readonly histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: LATENCY_HISTOGRAM_MAX_MICROS,
+    numberOfSignificantValueDigits: 3,
+  });
+
+  /** Records one commit that took `elapsedMs` milliseconds. */
+  record(elapsedMs: number): void {
+    const micros = Math.round(elapsedMs * 1000);
+    this.histogram.recordValue(Math.min(LATENCY_HISTOGRAM_MAX_MICROS, Math.max(1, micros)));
+  }
+
+  /** Forgets every recorded value. */
+  reset(): void {
+    this.histogram.reset();
+  }
+
+  /** Percentiles of the values recorded so far (all 0 when none). */
+  summary(): LatencySummary {
+    const h = this.histogram;
+    const empty = h.totalCount === 0;
+    return {
+      count: h.totalCount,
+      p50: empty ? 0 : h.getValueAtPercentile(50),
+      p90: empty ? 0 : h.getValueAtPercentile(90),
+      p99: empty ? 0 : h.getValueAtPercentile(99),
+      max: empty ? 0 : h.maxValue,
+    };
+  }
+}
+
+/** What the lanes add up to for `stats()`. */
+export interface LaneFigures {
+  contention: number;
+  overflowAppends: number;
+  pendingBytes: number;
+}
+
+/**
+ * Sums the lanes' figures. Worker lanes' contention is left out: it counts
+ * in the worker pool's figures (which keep released lanes' counts too).
+ */
+export function laneFigures(
+  lanes: Iterable<EngineLane>,
+  workerLanes: ReadonlySet<EngineLane>,
+): LaneFigures {
+  const figures: LaneFigures = { contention: 0, overflowAppends: 0, pendingBytes: 0 };
+  for (const lane of lanes) {
+    if (!workerLanes.has(lane)) figures.contention += lane.contentionEvents();
+    figures.pendingBytes += lane.pendingBytes();
+    if (lane instanceof InProcessLane) {
+      figures.overflowAppends += lane.laneCounters().overflowAppends;
+    }
+  }
+  return figures;
+}

@@ -1,0 +1,80 @@
+/**
+ * Public types of a {@link ParallelWal}'s commit path: the batches writers
+ * submit, what a commit reports, and what an epoch announces when durable.
+ */
+
+import type { TxnToken } from '../format/types.js';
+import type { FsyncPolicy } from '../storage/segment-files.js';
+import type { ParallelWal } from './wal.js';
+
+/** One page of a commit batch. */
+export interface ParallelWalFrame {
+  /** Page number, u32 >= 1. */
+  pageNumber: number;
+  /** The page's new content (<= 65536 bytes). */
+  pageData: Uint8Array;
+  /**
+   * Database size in pages after the commit (as SQLite's WAL frame header
+   * carries it on the commit frame; 0 on other frames). The segment format
+   * has no field for it: the log keeps it in memory and reports it in the
+   * commit result and in {@link DurableEpochInfo}; a store must persist the
+   * database size itself (e.g. in its page 1 header).
+   */
+  dbSizeIfCommit: number;
+}
+
+/** One transaction's pages. */
+export interface ParallelWalBatch {
+  txnToken: TxnToken;
+  /**
+   * Commit sequence (u64). Omit it to let the log assign the next one;
+   * caller-given sequences must increase in the order batches are submitted.
+   */
+  commitSeq?: bigint;
+  frames: readonly ParallelWalFrame[];
+}
+
+/** What a durable commit reports. */
+export interface CommitResult {
+  /** The epoch whose segment holds the commit. */
+  epoch: bigint;
+  commitSeq: bigint;
+  /**
+   * What the acknowledgement guarantees: `full`/`normal` — the segment's
+   * bytes were fdatasynced into a file whose directory entry is durable
+   * (with the `earlyAck` sink a temporary name until it is published;
+   * recovery adopts it); `off` — it was handed to the OS only (lost on power
+   * failure, survives a process crash).
+   */
+  durability: FsyncPolicy;
+  /** The last frame's `dbSizeIfCommit`. */
+  dbSizePages: number;
+  /** True when the batch took the serialized path (its lane refused it). */
+  serialized: boolean;
+}
+
+/** Announced to {@link ParallelWal.onDurable} listeners, in epoch order. */
+export interface DurableEpochInfo {
+  epoch: bigint;
+  /** `false` for an epoch with no committed records (no file written). */
+  segmentWritten: boolean;
+  recordCount: number;
+  /** Bytes written (header included); 0 when no segment was written. */
+  bytes: number;
+  laneIds: readonly number[];
+  recordsPerCore: readonly number[];
+  commitSeqLo: bigint | null;
+  commitSeqHi: bigint | null;
+  /** dbSizeIfCommit of the epoch's highest in-process commit, if known. */
+  dbSizePages: number | null;
+}
+
+/** A writer context with its own lane; see {@link ParallelWal.openWriter}. */
+export interface WalWriter extends AsyncDisposable {
+  /** Stable for the writer's lifetime, `< slotCount`. */
+  readonly laneId: number;
+  /** Like {@link ParallelWal.commit}, through this writer's lane. */
+  commit(batch: ParallelWalBatch): Promise<CommitResult>;
+  /** Gives the lane back (other writers may reuse it). Idempotent. */
+  close(): Promise<void>;
+}
