@@ -91,18 +91,31 @@ export async function planOpen(
     locked: boolean;
     firstEpoch: bigint;
     firstCommitSeq: bigint;
+    /** The floor the caller knows (an explicit `firstEpoch`): no older epoch is adopted. */
+    floorEpoch?: bigint;
+    /** With `floorEpoch`: the commit sequence below the floor (explicit `firstCommitSeq` - 1). */
+    floorCommitSeq?: bigint;
   },
 ): Promise<OpenPlan> {
   const { fs } = options;
+  const floor =
+    options.floorEpoch === undefined
+      ? {}
+      : {
+          floorEpoch: options.floorEpoch,
+          ...(options.floorCommitSeq === undefined
+            ? {}
+            : { floorCommitSeq: options.floorCommitSeq }),
+        };
   // Adoption renames complete temporary segments before the scan validates them.
   const adopted = options.locked
-    ? (await adoptOrRemoveTemporaryFiles(dbPath, { fs })).adopted.length
+    ? (await adoptOrRemoveTemporaryFiles(dbPath, { fs, ...floor })).adopted.length
     : 0;
   const existing = await scanExistingLog(dbPath, { fs, skipCorrupt: options.skipCorrupt });
   let newest = existing.newestEpoch;
   if (!options.locked) {
     // Not ours to adopt, but never reuse the epoch of an adoptable file.
-    for (const v of await inspectTemporaryFiles(dbPath, { fs })) {
+    for (const v of await inspectTemporaryFiles(dbPath, { fs, ...floor })) {
       if (v.verdict === 'adoptable' && (newest === null || v.epoch! > newest)) newest = v.epoch;
     }
   }

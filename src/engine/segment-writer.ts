@@ -39,6 +39,7 @@ import {
 } from '../storage/segment-files.js';
 import { createDeferred, type Deferred } from './deferred.js';
 import { WalClosedError } from './errors.js';
+import { PoolSegmentSink, type PoolSinkOptions } from './pool-sink.js';
 
 /** What a sink's write reports once the epoch may be acknowledged. */
 export interface SegmentWrite {
@@ -529,7 +530,9 @@ export function createSegmentSink(
   dbPath: string,
   fs: WalFileSystem,
   fsync: FsyncPolicy,
+  pool: PoolSinkOptions,
 ): SegmentSink {
+  if (kind === 'pool') return new PoolSegmentSink(dbPath, fs, fsync, pool);
   if (kind === 'earlyAck') return new EarlyAckSegmentSink(dbPath, fs, fsync);
   if (kind === 'precreate') return new PrecreatingSegmentSink(dbPath, fs, fsync);
   return storageSegmentSink(dbPath, fs, fsync);

@@ -13,7 +13,7 @@ import { isInRecoveryOrder, recoveryOrder } from '../format/order.js';
 import { decodeSegmentHeader } from '../format/segment.js';
 import { recordMaxBytes, SEGMENT_HEADER_BYTES, type WalRecord } from '../format/types.js';
 import { SegmentCorruptError, SegmentFileErrorReason, toIoError } from './errors.js';
-import { nodeFileSystem, type WalFileHandle } from './fs.js';
+import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from './fs.js';
 import {
   databaseDirectory,
   databaseName,
@@ -353,6 +353,12 @@ export interface AdoptionOptions extends FsOptions {
    * Unset: the log knows no floor beyond its segment files.
    */
   floorEpoch?: bigint;
+  /**
+   * The highest commit sequence folded below `floorEpoch` (a store header's
+   * checkpoint sequence): a candidate whose first commit sequence follows it
+   * is next in line even when empty epochs (which write no file) lie between.
+   */
+  floorCommitSeq?: bigint;
 }
 
 /** What {@link inspectTemporaryFiles} decided about one temporary file of the log. */
@@ -428,11 +434,15 @@ export function segmentPrefixLength(bytes: Uint8Array): number | null {
  * 4. two candidates for one epoch with different segment bytes fail closed
  *    (`ERR_SEGMENT_CORRUPT`, reason `ERR_SEGMENT_DUPLICATE_EPOCH`), as two
  *    segment files for one epoch do; identical ones are one candidate;
- * 5. a candidate is adoptable only as the next epoch in line: its epoch has
- *    no segment file, and the epoch before it has a segment file or an
- *    adoptable candidate, or it is `floorEpoch` itself, or (no floor known
- *    and no segment file at all) it is the lowest candidate. So a temporary
- *    file for epoch 6 with only epoch 0 on disk is removed.
+ * 5. a candidate is adoptable only as the next epoch in line after its
+ *    predecessor (the nearest lower epoch with a segment file or an
+ *    adoptable candidate): it is the predecessor's epoch + 1, or its first
+ *    commit sequence is the predecessor's last + 1 (the epochs between were
+ *    empty: they write no file). Without such a predecessor it must be
+ *    `floorEpoch` or follow `floorCommitSeq`; with no floor known and no
+ *    segment file below it, only the lowest candidate starts the chain. So a
+ *    temporary file for epoch 6 with only epoch 0 on disk (and a commit
+ *    sequence that does not follow epoch 0's) is removed.
  *
  * Files that vanish while being read (a running writer renamed them) are skipped.
  * @throws {SegmentCorruptError} on two different candidates for one epoch.
@@ -457,7 +467,10 @@ export async function inspectTemporaryFiles(
   const floor = options?.floorEpoch;
   const verdicts: TemporaryFileVerdict[] = [];
   /** Candidates by epoch: the first file's verdict and its segment bytes. */
-  const candidates = new Map<bigint, { verdict: TemporaryFileVerdict; segment: Uint8Array }>();
+  const candidates = new Map<
+    bigint,
+    { verdict: TemporaryFileVerdict; segment: Uint8Array; seqs: CommitSeqRange | null }
+  >();
   for (const name of owned) {
     const path = nodePath.join(dir, name);
     let bytes: Uint8Array;
@@ -480,7 +493,7 @@ export async function inspectTemporaryFiles(
       verdicts.push(judged);
       continue;
     }
-    const { verdict, segment } = judged;
+    const { verdict, segment, seqs } = judged;
     const epoch = verdict.epoch!;
     if (nameFloor !== null && epoch < nameFloor) {
       verdicts.push(removal(path, bytes, epoch, 'stale: below the pool file floor'));
@@ -491,7 +504,7 @@ export async function inspectTemporaryFiles(
     } else {
       const first = candidates.get(epoch);
       if (first === undefined) {
-        candidates.set(epoch, { verdict, segment });
+        candidates.set(epoch, { verdict, segment, seqs });
         verdicts.push(verdict);
       } else if (sameBytes(first.segment, segment)) {
         verdicts.push(removal(path, bytes, epoch, 'duplicate'));
@@ -506,12 +519,43 @@ export async function inspectTemporaryFiles(
     }
   }
   // Only the next epoch in line is adopted (rule 5), then the one after it.
-  const sorted = [...candidates.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  const chained = new Set<bigint>();
-  const start = floor !== undefined ? floor : segmentEpochs.size === 0 ? (sorted[0] ?? null) : null;
+  const ascending = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+  const sorted = [...candidates.keys()].sort(ascending);
+  const segmentsSorted = [...segmentEpochs].sort(ascending);
+  /** Adoptable epochs and their last commit sequence. */
+  const chained = new Map<bigint, bigint | null>();
+  const segmentLastSeq = new Map<bigint, bigint | null>();
+  const lastSeqBefore = async (epoch: bigint): Promise<bigint | null> => {
+    if (chained.has(epoch)) return chained.get(epoch)!;
+    if (!segmentLastSeq.has(epoch)) {
+      segmentLastSeq.set(epoch, await lastCommitSeqOf(segmentPath(dbPath, epoch), fs));
+    }
+    return segmentLastSeq.get(epoch)!;
+  };
   for (const epoch of sorted) {
-    if (epoch === start || segmentEpochs.has(epoch - 1n) || chained.has(epoch - 1n)) {
-      chained.add(epoch);
+    const { seqs } = candidates.get(epoch)!;
+    let predecessor: bigint | null = null;
+    for (const e of [...segmentsSorted, ...chained.keys()]) {
+      if (e < epoch && (predecessor === null || e > predecessor)) predecessor = e;
+    }
+    let next = false;
+    if (predecessor !== null) {
+      if (predecessor === epoch - 1n) next = true;
+      else if (seqs !== null) {
+        const last = await lastSeqBefore(predecessor);
+        next = last !== null && seqs.lo === last + 1n;
+      }
+    }
+    if (!next && floor !== undefined) {
+      const afterFloorSeq = options?.floorCommitSeq;
+      next =
+        epoch === floor ||
+        (afterFloorSeq !== undefined && seqs !== null && seqs.lo === afterFloorSeq + 1n);
+    }
+    if (!next && floor === undefined && predecessor === null) next = chained.size === 0;
+    if (next) {
+      const carried = predecessor === null ? null : await lastSeqBefore(predecessor);
+      chained.set(epoch, seqs?.hi ?? carried);
     }
   }
   for (const [epoch, { verdict }] of candidates) {
@@ -537,20 +581,52 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** Rules 2 of {@link inspectTemporaryFiles}: a whole version-2 segment at the start, or a removal. */
+/** The commit sequences of a segment's committed records. */
+interface CommitSeqRange {
+  lo: bigint;
+  hi: bigint;
+}
+
+function commitSeqRange(records: readonly WalRecord[]): CommitSeqRange | null {
+  let range: CommitSeqRange | null = null;
+  for (const r of records) {
+    if (r.endSeq === null) continue;
+    if (range === null) range = { lo: r.endSeq, hi: r.endSeq };
+    else {
+      if (r.endSeq < range.lo) range.lo = r.endSeq;
+      if (r.endSeq > range.hi) range.hi = r.endSeq;
+    }
+  }
+  return range;
+}
+
+/** The last commit sequence in the segment file at `path`, `null` when none or unreadable. */
+async function lastCommitSeqOf(path: string, fs: WalFileSystem): Promise<bigint | null> {
+  try {
+    return commitSeqRange(decodeFile(path, await fs.readFile(path)).records)?.hi ?? null;
+  } catch {
+    // Not judged here (recovery reports a bad segment itself); it shows no continuity.
+    return null;
+  }
+}
+
+/** Rule 2 of {@link inspectTemporaryFiles}: a whole version-2 segment at the start, or a removal. */
 function judgeTemporaryBytes(
   path: string,
   bytes: Uint8Array,
-): TemporaryFileVerdict | { verdict: TemporaryFileVerdict; segment: Uint8Array } {
+):
+  | TemporaryFileVerdict
+  | { verdict: TemporaryFileVerdict; segment: Uint8Array; seqs: CommitSeqRange | null } {
   if (bytes.length === 0) return removal(path, bytes, null, 'empty');
   const length = segmentPrefixLength(bytes);
   if (length === null) return removal(path, bytes, null, 'no whole segment at the start');
   const segment = bytes.subarray(0, length);
   let header: { epoch: bigint; version: number };
+  let records: WalRecord[];
   try {
     // Every reader check of docs/format.md section 4 over the prefix:
     // header, every record CRC, every record of the header's epoch.
-    header = decodeFile(path, segment).header;
+    ({ header, records } = decodeFile(path, segment));
   } catch (error) {
     return removal(path, bytes, null, error instanceof Error ? error.message : String(error));
   }
@@ -573,6 +649,7 @@ function judgeTemporaryBytes(
       reason: null,
     },
     segment,
+    seqs: commitSeqRange(records),
   };
 }
 

@@ -207,9 +207,11 @@ describe('ParallelWal commits', () => {
       commitSeqHi: 1n,
       dbSizePages: 12,
     });
-    // earlyAck: the directory fsync that made the pre-created files' names
-    // durable, the data's fdatasync (the ack), the publication's directory fsync.
-    expect(wal.stats()).toMatchObject({ commits: 1, segmentsWritten: 1, fsyncs: 3 });
+    // pool (default): filling the 8 pool files (8 fdatasyncs) and one
+    // directory fsync for their names, the data's fdatasync (the ack), the
+    // publication's cut to the segment's length (fdatasync) and directory fsync.
+    expect(wal.stats()).toMatchObject({ commits: 1, segmentsWritten: 1, fsyncs: 12 });
+    expect(wal.stats().segmentPool).toMatchObject({ size: 8, reused: 1, createdInline: 0 });
     expect(wal.stats().commitLatencyMicros.count).toBe(1);
   });
 
@@ -484,12 +486,12 @@ describe('ParallelWal failure and close', () => {
     }
   });
 
-  it('with the default earlyAck sink, a failed rename or directory fsync after the ack keeps the ack, fails the log, and the epoch is recovered on reopen', async () => {
+  it('with the default pool sink, a failed rename or directory fsync after the ack keeps the ack, fails the log, and the epoch is recovered on reopen', async () => {
     for (const kind of ['rename', 'syncDirectory'] as const) {
       const db = tempDb();
       const faulty = new FaultyFileSystem(nodeFileSystem);
       const wal = await open(db, { fs: faulty });
-      expect(wal.config.segmentSink).toBe('earlyAck');
+      expect(wal.config.segmentSink).toBe('pool');
       const first = await wal.commit(pageBatch(1, 1, 1));
       await wal.waitForEpochDurable(first.epoch, 10_000);
       // The next publication (rename, then one directory fsync) fails.
