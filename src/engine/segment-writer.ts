@@ -3,6 +3,9 @@
  *
  * `earlyAck` (default for format version 2): see {@link EarlyAckSegmentSink}.
  *
+ * `pool`: epochs written in place into pre-written, reusable files; see
+ * `pool-sink.ts` (`PoolSegmentSink`).
+ *
  * `storage` (default for format version 1): the storage layer's `writeSegmentFile` — create a
  * temporary file, write, fdatasync, close, rename to the segment name, fsync
  * the directory.
