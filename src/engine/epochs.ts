@@ -1,5 +1,5 @@
 /**
- * The epoch coordinator (SYSTEM.md §3, "Epochs").
+ * The epoch coordinator (docs/design.md#epochs).
  *
  * Two counters: `currentEpoch`, published first when advancing, and
  * `appendEpoch`, the tag writers use, which moves only after every lane has

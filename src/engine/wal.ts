@@ -1,5 +1,6 @@
 /**
- * `ParallelWal`: the coordinator of the parallel write-ahead log. Writers
+ * `ParallelWal`: the coordinator of the parallel write-ahead log
+ * (docs/design.md#write-path). Writers
  * append page batches into lanes; the flusher (`flusher.ts`) seals an epoch
  * and writes it as one segment. With the `earlyAck` sink (the default for
  * format version 2) the segment goes into a pre-created temporary file whose

@@ -1,5 +1,5 @@
 /**
- * Segment encode/decode (SYSTEM.md §4): a 24-byte header followed by
+ * Segment encode/decode (docs/format.md#3-segment-layout): a 24-byte header followed by
  * `recordCount` length-prefixed records. Pure bytes, no I/O.
  *
  * ```text
@@ -226,7 +226,8 @@ export function encodeSegment(
 }
 
 /**
- * Decodes a whole segment, applying every reader check of SYSTEM.md §4 in
+ * Decodes a whole segment, applying every reader check of
+ * docs/format.md#4-reading-validation-order-and-error-codes in
  * order: header (length, magic, version, checksum); record count against
  * what the length can hold (before allocating); per record: length prefix
  * present, length within the maximum (before allocating), body present, then

@@ -1,5 +1,5 @@
 /**
- * Recovery from segment files (SYSTEM.md §5): read the segments in epoch
+ * Recovery from segment files (docs/design.md#recovery): read the segments in epoch
  * order, fail closed on the first unusable one (or, with `skipCorrupt`, stop
  * there and replay only the prefix before it), hand back the records in
  * recovery order. Deleting segments is a separate, explicit step taken only
@@ -624,8 +624,8 @@ function judgeTemporaryBytes(
   let header: { epoch: bigint; version: number };
   let records: WalRecord[];
   try {
-    // Every reader check of docs/format.md section 4 over the prefix:
-    // header, every record CRC, every record of the header's epoch.
+    // Every reader check of docs/format.md#4-reading-validation-order-and-error-codes
+    // over the prefix: header, every record CRC, every record of the header's epoch.
     ({ header, records } = decodeFile(path, segment));
   } catch (error) {
     return removal(path, bytes, null, error instanceof Error ? error.message : String(error));

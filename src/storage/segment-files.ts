@@ -1,6 +1,6 @@
 /**
  * Segment files next to the database: naming, listing, the durable write
- * protocol, reading and deleting (SYSTEM.md §4).
+ * protocol, reading and deleting (docs/design.md#segment-files).
  *
  * Every file operation goes through a {@link WalFileSystem} (`options.fs`,
  * default {@link nodeFileSystem}) so tests can put a simulated disk or a

@@ -12,7 +12,7 @@
  * the store header past them, and only then deletes their segments — so at
  * every instant the database equals the file plus the segments the header
  * has not passed, plus acknowledged temporary files recovery adopts
- * (SYSTEM.md §5).
+ * (docs/design.md#recovery).
  *
  * Files: `<db>` (pages, page 1 at offset 0), `<db>-pwal-store` (header, see
  * `header.ts`), `<db>.lock` (one writer process), `<db>-wal-seg-…` (the log).
