@@ -158,6 +158,10 @@ export class PoolSegmentSink implements SegmentSink {
   private readonly creating = new Set<Promise<void>>();
   private creatingCount = 0;
   private queue: Acknowledged[] = [];
+  /** Publication batches chained and not finished. */
+  private publishing = 0;
+  /** Acknowledged epochs in those batches (each still holds its pool file). */
+  private inPublication = 0;
   private publishTail: Promise<void> = Promise.resolve();
   private idleTimer: NodeJS.Immediate | null = null;
   private failure: Error | null = null;
@@ -215,6 +219,8 @@ export class PoolSegmentSink implements SegmentSink {
     if (this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
+    this.publishing++;
+    this.inPublication += batch.length;
     this.publishTail = this.publishTail
       .then(() => this.publishBatch(batch))
       .catch((error: unknown) => {
@@ -222,6 +228,10 @@ export class PoolSegmentSink implements SegmentSink {
         this.failure ??= cause;
         this.publishFailure ??= cause;
         for (const item of batch) item.published.reject(cause);
+      })
+      .finally(() => {
+        this.publishing--;
+        this.inPublication -= batch.length;
       });
   }
 
@@ -310,8 +320,15 @@ export class PoolSegmentSink implements SegmentSink {
     }
   }
 
+  /**
+   * Files the bound still allows: ready ones, ones being created or
+   * recycled, and ones holding an acknowledged epoch not yet published all
+   * count, so a publication that lags makes writes wait instead of growing
+   * the directory.
+   */
   private room(): number {
-    return Math.max(0, this.poolSize - this.ready.length - this.creatingCount);
+    const held = this.ready.length + this.creatingCount + this.queue.length + this.inPublication;
+    return Math.max(0, this.poolSize - held);
   }
 
   private async writeAndQueue(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
@@ -370,12 +387,18 @@ export class PoolSegmentSink implements SegmentSink {
         this.counters.reused++;
         return this.ready.splice(best, 1)[0]!;
       }
+      // Publishing the queue refills the pool; create inline only when no
+      // publication or creation is coming. This bounds the acknowledged,
+      // unpublished epochs (each holds a pool file) by the pool size.
       this.publishNow();
-      if (this.creatingCount === 0) {
+      if (this.creatingCount === 0 && this.publishing === 0) {
         this.counters.createdInline++;
         void this.startCreation(Math.min(this.poolSize, 2), false).catch(() => {});
       }
-      await Promise.race(this.creating);
+      // Wait for a creation, or a publication (which refills), to finish.
+      const coming: Promise<void>[] = [...this.creating];
+      if (this.publishing > 0) coming.push(this.publishTail);
+      await Promise.race(coming);
     }
   }
 
@@ -454,8 +477,12 @@ export class PoolSegmentSink implements SegmentSink {
     // new fill, no unlink).
     const have = this.ready.length + this.creatingCount;
     const target = this.recycling ? this.lowWater + 1 : this.poolSize;
+    // This batch's renamed files are segments now, no longer pool files.
+    const room = Math.min(this.room() + renamed, this.poolSize);
     const wanted =
-      this.disposed || failure !== null || have > this.lowWater ? 0 : Math.max(0, target - have);
+      this.disposed || failure !== null || have > this.lowWater
+        ? 0
+        : Math.max(0, Math.min(target - have, room));
     try {
       if (renamed > 0 || wanted > 0) await this.startCreation(wanted, true);
     } catch (error) {
