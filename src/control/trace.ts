@@ -70,6 +70,7 @@ export type TraceEvent =
 
 /** Where trace events go. `write` must not throw for ordinary I/O trouble it can defer. */
 export interface TraceSink {
+  /** Takes one event (buffered or written at once, as the sink chooses). */
   write(event: TraceEvent): void;
   /** Pushes buffered events out (synchronously). */
   flush(): void;
@@ -236,10 +237,12 @@ export class Tracer {
     this.#sink?.write({ kind: 'decision', atMs: this.#now(), ...record });
   }
 
+  /** Pushes the sink's buffered events out (synchronously). */
   flush(): void {
     this.#sink?.flush();
   }
 
+  /** Flushes and closes the sink; later events are dropped. */
   close(): void {
     this.#sink?.close();
   }

@@ -11,8 +11,9 @@
  *   the flusher seals it the moment the disk is free again;
  * - an open epoch past `maxEpochBytes` while the disk is busy is sealed early,
  *   so one segment never grows without bound;
- * - the ticker additionally advances the epoch every `epochIntervalMs`, also
- *   when idle (empty epochs write nothing).
+ * - the ticker additionally advances the epoch every `epochIntervalMs` while
+ *   appends are waiting; an idle tick seals nothing, because every sealed
+ *   epoch gets a segment (so a missing epoch number is a lost segment).
  *
  * The log itself (failure state, listeners, lanes) stays in `wal.ts`; the
  * flusher reaches it through {@link FlusherHost}.
@@ -278,17 +279,22 @@ export class Flusher {
     if (failed !== null) return { ok: false, error: failed };
     this.cycleActive = true;
     try {
-      const advanced = this.coordinator.advanceNow();
-      this.openCommits = 0;
-      this.counters.epochsSealed++;
-      this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
+      // Every sealed epoch gets a segment, so recovery can tell a lost
+      // segment from an unused number: with nothing appended the open epoch
+      // stays open (an idle ticker, close, or advanceAndFlush seal nothing).
+      if (this.openEpochBytes() > 0) {
+        const advanced = this.coordinator.advanceNow();
+        this.openCommits = 0;
+        this.counters.epochsSealed++;
+        this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
+      }
       while (this.sealedQueue.length > 0) {
         const next = this.sealedQueue[0]!;
         const error = await this.flushOne(next.epoch);
         if (error !== null) return { ok: false, error };
         this.sealedQueue.shift();
       }
-      return { ok: true, newEpoch: advanced.newEpoch };
+      return { ok: true, newEpoch: this.coordinator.appendEpoch };
     } catch (error) {
       // Only an engine invariant breach gets here (flushOne handles I/O).
       const failure = this.host.enterFailed(error, this.sealedQueue[0]?.epoch ?? null);
@@ -319,38 +325,35 @@ export class Flusher {
     }
     let bytes = 0;
     let published: Promise<void> | null = null;
-    if (segment.recordCount > 0) {
-      this.inFlight = segment;
-      const header = encodeSegmentHeader({
-        version: this.config.formatVersion,
-        epoch,
-        recordCount: segment.recordCount,
-      });
-      this.writeStartedMs = performance.now();
-      try {
-        const written = await this.sink.write(
-          epoch,
-          prepared?.chunks ?? [header, ...segment.chunks],
-        );
-        bytes = written.bytes;
-        published = written.published;
-      } catch (cause) {
-        // Not durable; the epoch stays first (its lanes keep it Flushing) and
-        // the log refuses everything from here on.
-        this.control?.epochFailed(epoch, cause);
-        return this.host.enterFailed(cause, epoch);
-      } finally {
-        this.inFlight = null;
-      }
-      // An earlier epoch's background publication failed meanwhile: the log
-      // refuses; this epoch's data may be on disk but it is not acknowledged.
-      const failed = this.host.failure();
-      if (failed !== null) return failed;
-      this.counters.segmentsWritten++;
-      this.counters.bytesWritten += bytes;
-    } else {
-      this.counters.emptyEpochs++;
+    // An epoch whose records were all aborted still gets its (header-only)
+    // segment: the log never leaves an epoch number without one.
+    this.inFlight = segment;
+    const header = encodeSegmentHeader({
+      version: this.config.formatVersion,
+      epoch,
+      recordCount: segment.recordCount,
+    });
+    this.writeStartedMs = performance.now();
+    try {
+      const chunks = prepared?.chunks ?? [header, ...segment.chunks];
+      const written = await this.sink.write(epoch, chunks.length > 0 ? chunks : [header]);
+      bytes = written.bytes;
+      published = written.published;
+    } catch (cause) {
+      // Not durable; the epoch stays first (its lanes keep it Flushing) and
+      // the log refuses everything from here on.
+      this.control?.epochFailed(epoch, cause);
+      return this.host.enterFailed(cause, epoch);
+    } finally {
+      this.inFlight = null;
     }
+    // An earlier epoch's background publication failed meanwhile: the log
+    // refuses; this epoch's data may be on disk but it is not acknowledged.
+    const failed = this.host.failure();
+    if (failed !== null) return failed;
+    this.counters.segmentsWritten++;
+    this.counters.bytesWritten += bytes;
+    if (segment.recordCount === 0) this.counters.emptyEpochs++;
     this.counters.droppedAbortedRecords += segment.droppedAborted;
     if (prepared !== null) {
       const startedMs = this.writeStartedMs ?? performance.now();
@@ -363,7 +366,7 @@ export class Flusher {
     if (dbSize !== undefined) this.lastDbSize = dbSize.dbSize;
     const info: DurableEpochInfo = {
       epoch,
-      segmentWritten: segment.recordCount > 0,
+      segmentWritten: true,
       recordCount: segment.recordCount,
       bytes,
       laneIds: segment.laneIds,
@@ -429,11 +432,15 @@ export class Flusher {
     segment: EpochSegment,
   ): { chunks: Uint8Array[]; acknowledge: boolean } | null {
     if (this.control === null) return null;
-    // Worker lanes encode on their own threads: the control plane has no copy of
-    // their batches, so it compares only the staged ones when they took part.
-    const onlyInProcess = segment.laneIds.every(
-      (id) => id < this.config.slotCount || id === SERIALIZED_LANE_ID,
-    );
+    // Worker lanes encode on their own threads and are never staged: their
+    // sealed bytes complete the conservative result, so the whole epoch is
+    // compared and a divergence is repaired (fallback), never a failure.
+    const externalChunks: Uint8Array[] = [];
+    for (const share of segment.laneShares) {
+      if (share.laneId >= this.config.slotCount && share.laneId !== SERIALIZED_LANE_ID) {
+        externalChunks.push(...share.chunks);
+      }
+    }
     const dbSize = this.epochDbSize.get(segment.epoch);
     return this.control.prepareEpoch({
       epoch: segment.epoch,
@@ -442,7 +449,7 @@ export class Flusher {
       laneIds: segment.laneIds,
       recordsPerCore: segment.recordsPerCore,
       dbSizePages: dbSize?.dbSize ?? 0,
-      ...(onlyInProcess ? { externalChunks: [] } : {}),
+      externalChunks,
     });
   }
 

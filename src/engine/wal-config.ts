@@ -16,6 +16,7 @@ import {
   MIN_BUFFER_CAPACITY_BYTES,
   type OverflowPolicy,
 } from './lane.js';
+import { LANE_COUNT_MAX } from './limits.js';
 import {
   checkSegmentPoolSize,
   DEFAULT_SEGMENT_POOL_SIZE,
@@ -31,8 +32,8 @@ export const DEFAULT_EPOCH_INTERVAL_MS = 10;
 export const MAX_EPOCH_INTERVAL_MS = 60_000;
 /** Largest commit sequence the shared counter can hold (2^63 - 1). */
 const I64_MAX = (1n << 63n) - 1n;
-/** Most in-process lanes (`slotCount`). */
-export const MAX_SLOT_COUNT = 1024;
+/** Most in-process lanes (`slotCount`): the shared {@link LANE_COUNT_MAX}. */
+export const MAX_SLOT_COUNT = LANE_COUNT_MAX;
 /** Highest lane id (ids are u16; one id is kept for the serialized path). */
 export const MAX_LANE_ID = 0xfffe;
 /** Lane id of the engine's serialized path (flushed after every other lane). */
@@ -64,8 +65,24 @@ export interface ParallelWalConfig {
   formatVersion?: FormatVersion;
   /** File system (default the real one). */
   fs?: WalFileSystem;
-  /** Open a log with a corrupt segment anyway (default false: fail closed). */
+  /**
+   * Open a log with a corrupt or missing segment anyway (default false: fail
+   * closed). The unusable epoch and every later one are given up: recorded
+   * durably in `<db>-wal-skipped` before anything is written, never replayed
+   * and never numbered again (new epochs and commit sequences start above
+   * everything on disk, the given-up segments included).
+   */
   skipCorrupt?: boolean;
+  /**
+   * The log was written by a writer that leaves epoch numbers unused (an
+   * older version of this library wrote no segment for empty epochs), so a
+   * missing epoch is not evidence of a lost segment. Default false: a
+   * missing epoch between the first segment and a later one fails opening
+   * with `ERR_RECOVERY_GAP` (`RecoveryGapError`), because this log never
+   * leaves a number unused; epochs below `firstEpoch` are durable elsewhere,
+   * so a hole made only of them is not a loss. Turn it on only for such logs.
+   */
+  allowEpochGaps?: boolean;
   /**
    * Seal and write as soon as commits arrive (default true). `false` leaves
    * flushing to the ticker and {@link ParallelWal.advanceAndFlush}.
@@ -149,6 +166,8 @@ export interface ResolvedParallelWalConfig {
   fsync: FsyncPolicy;
   formatVersion: FormatVersion;
   skipCorrupt: boolean;
+  /** See {@link ParallelWalConfig.allowEpochGaps}. */
+  allowEpochGaps: boolean;
   autoFlush: boolean;
   lock: boolean;
   precreateSegmentFiles: boolean;
@@ -248,6 +267,7 @@ export function resolveParallelWalConfig(
     fsync,
     formatVersion,
     skipCorrupt: checkBoolean('skipCorrupt', config.skipCorrupt ?? false),
+    allowEpochGaps: checkBoolean('allowEpochGaps', config.allowEpochGaps ?? false),
     autoFlush: checkBoolean('autoFlush', config.autoFlush ?? true),
     lock: checkBoolean('lock', config.lock ?? true),
     precreateSegmentFiles: checkBoolean(

@@ -24,6 +24,8 @@
 
 import { threadId } from 'node:worker_threads';
 import { WalArgumentError } from '../errors.js';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
+import { RecoveryGapError } from '../storage/errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import {
@@ -52,7 +54,6 @@ import { PoolSegmentSink } from './pool-sink.js';
 import { createSegmentSink, type SegmentSink } from './segment-writer.js';
 import { WorkerLanePool } from './shared-lane.js';
 import {
-  MAX_LANE_ID,
   type ParallelWalConfig,
   type ResolvedParallelWalConfig,
   resolveParallelWalConfig,
@@ -210,6 +211,7 @@ export class ParallelWal implements AsyncDisposable {
       const plan = await planOpen(dbPath, {
         fs,
         skipCorrupt: resolved.skipCorrupt,
+        allowEpochGaps: resolved.allowEpochGaps,
         locked: lock !== null,
         firstEpoch: resolved.firstEpoch,
         firstCommitSeq: resolved.firstCommitSeq,
@@ -218,6 +220,9 @@ export class ParallelWal implements AsyncDisposable {
           ? {}
           : { floorCommitSeq: resolved.firstCommitSeq - 1n }),
       });
+      // Certificates on: the chain on disk holds, or the open fails closed
+      // (or falls back, if the control plane is told to) before any write.
+      await config.controlPlane?.verifyAtOpen?.(dbPath, { fs });
       const wal = new ParallelWal(
         dbPath,
         resolved,
@@ -231,6 +236,11 @@ export class ParallelWal implements AsyncDisposable {
       wal.adoptedAtOpen = plan.adopted;
       return wal;
     } catch (error) {
+      // A missing epoch: the control plane latches recovery_gap (the open
+      // still fails closed).
+      if (error instanceof RecoveryGapError) {
+        config.controlPlane?.reportFallback?.('recoveryGap', error.message);
+      }
       await lock?.release().catch(() => {});
       throw error;
     }
@@ -271,7 +281,14 @@ export class ParallelWal implements AsyncDisposable {
 
   /** The lane of the calling thread: `threadId % slotCount`, stable per thread. */
   threadSlot(): number {
-    return threadId % this.config.slotCount;
+    return threadId % this.activeLanes();
+  }
+
+  /** Lanes writers are spread over: the control plane's lane budget, within 1 ..= slotCount. */
+  private activeLanes(): number {
+    const budget = this.control?.laneBudget?.();
+    if (budget === undefined || !Number.isInteger(budget)) return this.config.slotCount;
+    return Math.min(this.config.slotCount, Math.max(1, budget));
   }
 
   /**
@@ -367,7 +384,7 @@ export class ParallelWal implements AsyncDisposable {
   /** Gives a writer context its own lane (the least used in-process lane). */
   openWriter(): WalWriter {
     this.ensureOpen();
-    const { lane, release } = this.lanes.takeWriterLane();
+    const { lane, release } = this.lanes.takeWriterLane(this.activeLanes());
     let open = true;
     const close = async (): Promise<void> => {
       if (!open) return;
@@ -388,7 +405,7 @@ export class ParallelWal implements AsyncDisposable {
    * receives the lane id to use and the epoch appends must be tagged with
    * until the engine calls `advance`. The lane is flushed like every other.
    * @returns the lane `create` built.
-   * @throws {NoFreeLaneError} when every id up to {@link MAX_LANE_ID} is taken.
+   * @throws {NoFreeLaneError} when every id up to `MAX_LANE_ID` is taken.
    */
   registerLane<L extends EngineLane>(create: (laneId: number, startEpoch: bigint) => L): L {
     this.ensureOpen();
@@ -444,7 +461,8 @@ export class ParallelWal implements AsyncDisposable {
 
   /**
    * Starts the ticker: every `epochIntervalMs` it advances the epoch and
-   * flushes (also when idle). Aborting `signal` stops it like {@link ParallelWal.stop}.
+   * flushes whatever was appended (an idle tick seals nothing: epoch numbers
+   * are never left without a segment). Aborting `signal` stops it like {@link ParallelWal.stop}.
    * @throws {AlreadyRunningError} (`coordinator already running`) if it runs.
    */
   start(signal?: AbortSignal): void {
@@ -465,7 +483,9 @@ export class ParallelWal implements AsyncDisposable {
 
   /**
    * Advances the epoch and writes everything sealed, now. Resolves with the
-   * new epoch once the sealed epoch is durable.
+   * new epoch once the sealed epoch is durable. With nothing appended the
+   * epoch does not move (it would be an epoch without a segment): it
+   * resolves with the open epoch once everything before it is durable.
    * @throws {WalFailedError} (message `write_segment(E) failed: …`) when a
    * segment write fails; {@link DurableTimeoutError} after `timeoutMs`.
    */
@@ -474,7 +494,8 @@ export class ParallelWal implements AsyncDisposable {
     this.ensureOpen();
     // Resolves once the sealed epoch is published (segment under its name).
     const cycle = this.flusher.enqueueCycle().then(async (outcome) => {
-      if (outcome.ok) {
+      // Nothing sealed ever (a fresh, idle log): nothing to wait for.
+      if (outcome.ok && outcome.newEpoch > 0n) {
         this.sink.publishNow?.();
         await this.coordinator.whenDurable(outcome.newEpoch - 1n);
       }
@@ -519,13 +540,16 @@ export class ParallelWal implements AsyncDisposable {
     return entries.length;
   }
 
-  /** A snapshot of the counters. */
-  stats(): ParallelWalStats {
+  /**
+   * A snapshot of the counters. `JSON.stringify(wal.stats())` works: its
+   * `toJSON` writes bigints as decimal strings.
+   */
+  stats(): LoggableStats<ParallelWalStats> {
     // Worker lanes count in the pool's figures (which keep released lanes' counts too).
     const workers = this.workerLanes?.stats() ?? null;
     const workerLanes = new Set<EngineLane>(this.workerLanes?.lanes() ?? []);
     const lanes = laneFigures(this.coordinator.laneList(), workerLanes);
-    return {
+    return loggableStats({
       currentEpoch: this.coordinator.currentEpoch,
       appendEpoch: this.coordinator.appendEpoch,
       durableEpoch: this.coordinator.durableEpoch,
@@ -561,7 +585,7 @@ export class ParallelWal implements AsyncDisposable {
       failed: this.failure !== null,
       running: this.flusher.running,
       closed: this.closed,
-    };
+    });
   }
 
   /** Clears the commit-latency histogram (benchmarks measure phases separately). */

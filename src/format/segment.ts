@@ -231,7 +231,7 @@ export function encodeSegment(
  * order: header (length, magic, version, checksum); record count against
  * what the length can hold (before allocating); per record: length prefix
  * present, length within the maximum (before allocating), body present, then
- * the record checks of {@link decodeRecordRange}; no trailing bytes; every
+ * the record checks of `decodeRecordRange`; no trailing bytes; every
  * record from the header's epoch. Records are returned in recovery order.
  * Never allocates more than the input's size justifies.
  * @throws {SegmentFormatError}

@@ -73,6 +73,11 @@ export interface SegmentFileEntry {
   epoch: bigint;
   /** Full path of the file. */
   path: string;
+  /**
+   * Only for an adoptable temporary (pool) file read in place: the length of
+   * the segment at its start (stale bytes follow it and are not read).
+   */
+  prefixBytes?: number;
 }
 
 /** The infix between the database file name and the epoch of a segment name. */
@@ -406,7 +411,7 @@ export function decodeFile(path: string, bytes: Uint8Array): DecodedSegment {
 
 /**
  * Deletes one segment file. Not durable on its own: callers that need the
- * deletion to survive power loss sync the directory (see {@link syncSegmentDirectory}).
+ * deletion to survive power loss sync the directory (see `syncSegmentDirectory`).
  * @throws {WalIoError} (including `ENOENT` when it does not exist).
  */
 export async function deleteSegment(path: string, options?: FsOptions): Promise<void> {
