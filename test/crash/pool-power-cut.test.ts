@@ -120,7 +120,11 @@ async function check(r: Run, seed: number, context: string): Promise<void> {
       r.acked.length,
     );
   };
-  const readOnly = await recoverSegments(DB, { fs: r.disk, floorEpoch: FLOOR });
+  const readOnly = await recoverSegments(DB, {
+    fs: r.disk,
+    floorEpoch: FLOOR,
+    firstUnappliedEpoch: FLOOR,
+  });
   verify(readOnly.epochs, 'read-only');
   for (const record of readOnly.records) {
     if (record.epoch < FLOOR) continue;
@@ -143,7 +147,11 @@ async function check(r: Run, seed: number, context: string): Promise<void> {
     );
     await readSegment(s.path, { fs: r.disk });
   }
-  const after = await recoverSegments(DB, { fs: r.disk, floorEpoch: FLOOR });
+  const after = await recoverSegments(DB, {
+    fs: r.disk,
+    floorEpoch: FLOOR,
+    firstUnappliedEpoch: FLOOR,
+  });
   expect(after.epochs).toEqual(segments.map((s) => s.epoch));
 }
 
