@@ -712,7 +712,9 @@ export function segmentPrefixLength(bytes: Uint8Array): number | null {
  *    predecessor (the nearest lower epoch with a segment file or an
  *    adoptable candidate): it is the predecessor's epoch + 1, or its first
  *    commit sequence is the predecessor's last + 1 (the epochs between were
- *    empty: they write no file). Without such a predecessor it must be
+ *    empty: they write no file). The last epoch of a recorded skipped range
+ *    (`skipped-epochs.ts`) is a predecessor too, its ceiling the last
+ *    sequence. Without such a predecessor it must be
  *    `floorEpoch` or follow `floorCommitSeq`; with no floor known and no
  *    segment file below it, only the lowest candidate starts the chain. So a
  *    temporary file for epoch 6 with only epoch 0 on disk (and a commit
@@ -799,8 +801,15 @@ export async function inspectTemporaryFiles(
   /** Adoptable epochs and their last commit sequence. */
   const chained = new Map<bigint, bigint | null>();
   const segmentLastSeq = new Map<bigint, bigint | null>();
+  // A recorded skipped range (given up after corruption) counts as present:
+  // its last epoch is a predecessor whose last sequence is the range's ceiling.
+  const skippedLast = new Map<bigint, bigint>();
+  for (const range of await readSkippedEpochs(dbPath, { fs })) {
+    skippedLast.set(range.lastEpoch, range.commitSeqCeiling);
+  }
   const lastSeqBefore = async (epoch: bigint): Promise<bigint | null> => {
     if (chained.has(epoch)) return chained.get(epoch)!;
+    if (skippedLast.has(epoch) && !segmentEpochs.has(epoch)) return skippedLast.get(epoch)!;
     if (!segmentLastSeq.has(epoch)) {
       segmentLastSeq.set(epoch, await lastCommitSeqOf(segmentPath(dbPath, epoch), fs));
     }
@@ -809,7 +818,7 @@ export async function inspectTemporaryFiles(
   for (const epoch of sorted) {
     const { seqs } = candidates.get(epoch)!;
     let predecessor: bigint | null = null;
-    for (const e of [...segmentsSorted, ...chained.keys()]) {
+    for (const e of [...segmentsSorted, ...chained.keys(), ...skippedLast.keys()]) {
       if (e < epoch && (predecessor === null || e > predecessor)) predecessor = e;
     }
     let next = false;
