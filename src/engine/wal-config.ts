@@ -17,11 +17,7 @@ import {
   type OverflowPolicy,
 } from './lane.js';
 import { LANE_COUNT_MAX } from './limits.js';
-import {
-  checkSegmentPoolSize,
-  DEFAULT_SEGMENT_POOL_SIZE,
-  MAX_SEGMENT_POOL_SIZE,
-} from './pool-sink.js';
+import { checkSegmentPoolSize, DEFAULT_SEGMENT_POOL_SIZE } from './pool-sink.js';
 import type { SegmentSinkKind } from './segment-writer.js';
 import type { ParallelWal } from './wal.js';
 import type { ParallelWalBatch } from './wal-types.js';
@@ -127,7 +123,7 @@ export interface ParallelWalConfig {
   segmentSink?: SegmentSinkKind;
   /**
    * Most reusable segment files the `pool` sink keeps ready
-   * (1 ..= {@link MAX_SEGMENT_POOL_SIZE}, default {@link DEFAULT_SEGMENT_POOL_SIZE}).
+   * (1 ..= 256, default 8).
    * Disk space held by the pool is at most this many files of about the
    * largest recent segment each.
    */

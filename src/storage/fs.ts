@@ -36,7 +36,7 @@ export interface WalFileHandle {
   datasync(): Promise<void>;
   /**
    * Optional: `writev(chunks, position)` then `datasync()` as ONE call, so an
-   * implementation can run both on one thread hop (see {@link writeAndDatasync}).
+   * implementation can run both on one thread hop (see `writeAndDatasync`).
    */
   writevDatasync?(chunks: readonly Uint8Array[], position: number): Promise<void>;
   /** fsync: data and all metadata reach stable storage. */

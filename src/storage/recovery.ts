@@ -617,7 +617,7 @@ export function poolFileName(dbPath: string, floor: bigint, random: string): str
   return `${databaseName(dbPath)}${TEMP_NAME_INFIX}${POOL_TEMP_TAG}-${floor.toString(16).padStart(16, '0')}-${random}`;
 }
 
-/** Options of {@link inspectTemporaryFiles} and {@link adoptOrRemoveTemporaryFiles}. */
+/** Options of `inspectTemporaryFiles` and `adoptOrRemoveTemporaryFiles` (temporary-file adoption). */
 export interface AdoptionOptions extends FsOptions {
   /**
    * The lowest epoch the log may still need: every epoch below it is known
