@@ -3,6 +3,9 @@
  *
  * `earlyAck` (default for format version 2): see {@link EarlyAckSegmentSink}.
  *
+ * `pool`: epochs written in place into pre-written, reusable files; see
+ * `pool-sink.ts` (`PoolSegmentSink`).
+ *
  * `storage` (default for format version 1): the storage layer's `writeSegmentFile` — create a
  * temporary file, write, fdatasync, close, rename to the segment name, fsync
  * the directory.
@@ -39,6 +42,7 @@ import {
 } from '../storage/segment-files.js';
 import { createDeferred, type Deferred } from './deferred.js';
 import { WalClosedError } from './errors.js';
+import { PoolSegmentSink, type PoolSinkOptions } from './pool-sink.js';
 
 /** What a sink's write reports once the epoch may be acknowledged. */
 export interface SegmentWrite {
@@ -69,7 +73,7 @@ export interface SegmentSink {
 }
 
 /** Which sink the engine uses; see {@link ParallelWalConfig.segmentSink} in `wal-config.ts`. */
-export type SegmentSinkKind = 'earlyAck' | 'precreate' | 'storage';
+export type SegmentSinkKind = 'pool' | 'earlyAck' | 'precreate' | 'storage';
 
 /** The storage layer's protocol, unchanged. */
 export function storageSegmentSink(
@@ -207,7 +211,7 @@ const EARLY_ACK_READY_LOW = 4;
 export const EARLY_ACK_PUBLISH_IDLE_TURNS = 2;
 
 /** The segment format version in the first bytes of `chunks` (a header), or `null`. */
-function headerVersion(chunks: readonly Uint8Array[]): number | null {
+export function headerVersion(chunks: readonly Uint8Array[]): number | null {
   const lead: number[] = [];
   for (const chunk of chunks) {
     for (let i = 0; i < chunk.length && lead.length < 6; i++) lead.push(chunk[i]!);
@@ -529,7 +533,9 @@ export function createSegmentSink(
   dbPath: string,
   fs: WalFileSystem,
   fsync: FsyncPolicy,
+  pool: PoolSinkOptions,
 ): SegmentSink {
+  if (kind === 'pool') return new PoolSegmentSink(dbPath, fs, fsync, pool);
   if (kind === 'earlyAck') return new EarlyAckSegmentSink(dbPath, fs, fsync);
   if (kind === 'precreate') return new PrecreatingSegmentSink(dbPath, fs, fsync);
   return storageSegmentSink(dbPath, fs, fsync);
