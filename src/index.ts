@@ -193,6 +193,8 @@ export * from './format/types.js';
 export { type JsonSafe, jsonSafe, type LoggableStats } from './stats-json.js';
 export {
   IO_ERROR_CODE,
+  NOT_REGULAR_FILE_CODE,
+  NotRegularFileError,
   RECOVERY_GAP_CODE,
   RecoveryGapError,
   SEGMENT_CORRUPT_CODE,
@@ -203,16 +205,18 @@ export {
   WalIoError,
 } from './storage/errors.js';
 export {
+  type LockKind,
   nodeFileSystem,
   type OpenMode,
   type WalFileHandle,
+  type WalFileLock,
   type WalFileSystem,
   type WalStat,
 } from './storage/fs.js';
 export {
   acquireLock,
   LOCK_IO_CODE,
-  LOCK_LOST_CODE,
+  LOCK_TIMEOUT_MS_MAX,
   LOCKED_CODE,
   LockError,
   type LockHandle,

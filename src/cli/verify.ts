@@ -19,6 +19,7 @@
  */
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
+import { withLock } from '../storage/lockfile.js';
 import { findEpochGap } from '../storage/recovery.js';
 import {
   readSkippedEpochs,
@@ -46,11 +47,13 @@ async function certificateChain(
   ctx: CliContext,
   ranges: readonly SkippedEpochRange[],
 ): Promise<ChainVerdict | null> {
-  const report = await verifyCertificateChainOnDisk(dbPath, {
-    fs: ctx.fs,
-    skipCorrupt: true,
-    ignoreEpoch: (epoch) => skippedRangeOf(ranges, epoch) !== undefined,
-  });
+  const report = await withLock(dbPath, { fs: ctx.fs, kind: 'shared' }, () =>
+    verifyCertificateChainOnDisk(dbPath, {
+      fs: ctx.fs,
+      skipCorrupt: true,
+      ignoreEpoch: (epoch) => skippedRangeOf(ranges, epoch) !== undefined,
+    }),
+  );
   const base = {
     certifiedSegments: report.certifiedSegments,
     lastGoodEpoch: report.lastGoodEpoch,
@@ -139,8 +142,13 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       const progress = ctx.progress(`verify ${dbPath}`);
       let checked: Awaited<ReturnType<typeof checkDatabase>>;
       try {
-        checked = await checkDatabase(dbPath, ctx.fs, (done, total) =>
-          progress.update(done, total, 'segment(s)'),
+        // Under a shared lock: a live writer renames, adopts and deletes files
+        // under a scan, so verify refuses (ERR_LOCKED naming it) rather than
+        // judge a moving directory, and no writer starts while it reads.
+        checked = await withLock(dbPath, { fs: ctx.fs, kind: 'shared' }, () =>
+          checkDatabase(dbPath, ctx.fs, (done, total) =>
+            progress.update(done, total, 'segment(s)'),
+          ),
         );
       } finally {
         progress.end();

@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { WalArgumentError } from '../errors.js';
 import { DEFAULT_FORMAT_VERSION, type FormatVersion, U32_MAX, U64_MAX } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
+import { checkLockTimeout } from '../storage/lockfile.js';
 import type { FsyncPolicy } from '../storage/segment-files.js';
 import type { EngineControl } from './control-hooks.js';
 import {
@@ -87,6 +88,12 @@ export interface ParallelWalConfig {
   /** Take the database's writer lock (`<db>.lock`) while open (default true). */
   lock?: boolean;
   /**
+   * How long open waits for another holder of the writer lock, in ms
+   * (default 0: fail at once with `ERR_LOCKED` naming the holder). Like
+   * SQLite's `busy_timeout`.
+   */
+  lockTimeoutMs?: number;
+  /**
    * Create the next segment's temporary file ahead of time (same durable
    * protocol and crash guarantee as the storage layer's `writeSegmentFile`:
    * acknowledge after rename + directory fsync, about half its latency for
@@ -166,6 +173,7 @@ export interface ResolvedParallelWalConfig {
   allowEpochGaps: boolean;
   autoFlush: boolean;
   lock: boolean;
+  lockTimeoutMs: number;
   precreateSegmentFiles: boolean;
   /** See {@link ParallelWalConfig.segmentSink}. */
   segmentSink: SegmentSinkKind;
@@ -266,6 +274,7 @@ export function resolveParallelWalConfig(
     allowEpochGaps: checkBoolean('allowEpochGaps', config.allowEpochGaps ?? false),
     autoFlush: checkBoolean('autoFlush', config.autoFlush ?? true),
     lock: checkBoolean('lock', config.lock ?? true),
+    lockTimeoutMs: checkLockTimeout(config.lockTimeoutMs),
     precreateSegmentFiles: checkBoolean(
       'precreateSegmentFiles',
       config.precreateSegmentFiles ?? false,

@@ -206,7 +206,9 @@ export class ParallelWal implements AsyncDisposable {
     }
     const resolved = resolveParallelWalConfig(config);
     const fs = config.fs ?? nodeFileSystem;
-    const lock = resolved.lock ? await acquireLock(dbPath, { fs }) : null;
+    const lock = resolved.lock
+      ? await acquireLock(dbPath, { fs, lockTimeoutMs: resolved.lockTimeoutMs })
+      : null;
     try {
       const plan = await planOpen(dbPath, {
         fs,

@@ -9,9 +9,8 @@
  * - `<db>-pwal-follow.json`: a follower's durable position (last applied
  *   epoch, stream sequence and certificate), from which it resumes.
  */
-import { randomBytes } from 'node:crypto';
-import * as nodePath from 'node:path';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
+import { writeFileDurably } from '../storage/small-file.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
 
 /** Largest state file read back (they hold a few hundred bytes). */
@@ -61,28 +60,6 @@ export interface FollowPosition {
    */
   consistentEpoch?: bigint | null;
   updatedAt: string;
-}
-
-/** Writes `text` to `path` durably (temp, write, fdatasync, rename, dir fsync). */
-export async function writeFileDurably(
-  path: string,
-  text: string,
-  fs: WalFileSystem = nodeFileSystem,
-): Promise<void> {
-  const dir = nodePath.dirname(path);
-  const temp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-  const handle = await fs.open(temp, 'createExclusive');
-  try {
-    await handle.write(new TextEncoder().encode(text), 0);
-    // Data on stable storage before any name points at it.
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
-  // Atomic replace: the name shows the old or the new file, never a partial one.
-  await fs.rename(temp, path);
-  // Make the rename itself survive power loss.
-  await fs.syncDirectory(dir);
 }
 
 async function readJson(path: string, fs: WalFileSystem): Promise<Record<string, unknown> | null> {
@@ -169,7 +146,7 @@ export async function writeReplicationState(
     null,
     2,
   );
-  await writeFileDurably(replicationStatePath(dbPath), `${text}\n`, fs);
+  await writeFileDurably(replicationStatePath(dbPath), new TextEncoder().encode(`${text}\n`), fs);
 }
 
 /** Reads a follower's position, or `null` when it never applied anything. */
@@ -221,5 +198,5 @@ export async function writeFollowPosition(
     null,
     2,
   );
-  await writeFileDurably(followPositionPath(dbPath), `${text}\n`, fs);
+  await writeFileDurably(followPositionPath(dbPath), new TextEncoder().encode(`${text}\n`), fs);
 }

@@ -16,12 +16,39 @@ export const RECOVERY_GAP_CODE = 'ERR_RECOVERY_GAP';
 /** Code of {@link SkippedEpochsCorruptError}. */
 export const SKIPPED_EPOCHS_CORRUPT_CODE = 'ERR_SKIPPED_EPOCHS_CORRUPT';
 
+/** Code of {@link NotRegularFileError}. */
+export const NOT_REGULAR_FILE_CODE = 'ERR_NOT_REGULAR_FILE';
+
+/**
+ * A file the log would open is not a regular file: a symbolic link, a FIFO,
+ * a device, a socket or a directory. Such a file is never followed, read or
+ * written — a FIFO would block the open forever, `/dev/zero` would fill
+ * memory, and a symlink would redirect a write to another file.
+ */
+export class NotRegularFileError extends WalError {
+  /** The file. */
+  readonly path: string;
+  /** What it is instead: `symbolic link`, `FIFO`, `character device`, … */
+  readonly fileType: string;
+
+  constructor(path: string, fileType: string) {
+    super(
+      NOT_REGULAR_FILE_CODE,
+      `${path} is a ${fileType}, not a regular file: refusing to open it (remove it, or move the real file in its place)`,
+    );
+    this.path = path;
+    this.fileType = fileType;
+  }
+}
+
 /** Why a segment file is unusable, beyond the format layer's codes. */
 export const SegmentFileErrorReason = {
   /** The header's epoch differs from the epoch in the file name. */
   nameMismatch: 'ERR_SEGMENT_NAME_MISMATCH',
   /** Two or more files name the same epoch (e.g. lower- and upper-case hex). */
   duplicateEpoch: 'ERR_SEGMENT_DUPLICATE_EPOCH',
+  /** The segment name is a symlink, FIFO, device or socket: never followed or read. */
+  notRegular: 'ERR_SEGMENT_NOT_REGULAR',
 } as const;
 
 const ERRNO_TEXT: Readonly<Record<string, string>> = {

@@ -10,7 +10,10 @@
  * `code` (`ENOENT`, `EIO`, `ENOSPC`, …). The storage layer wraps them into typed
  * {@link WalError}s; this layer does not.
  */
+import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { tryLock as tryLockFd } from 'fs-native-extensions';
+import { NotRegularFileError } from './errors.js';
 
 /** How {@link WalFileSystem.open} opens a file. */
 export type OpenMode =
@@ -55,11 +58,36 @@ export interface WalStat {
   kind: 'file' | 'directory' | 'other';
 }
 
-/** Every file-system operation the log performs. */
+/** A shared lock admits other shared holders; an exclusive lock admits nobody else. */
+export type LockKind = 'shared' | 'exclusive';
+
+/**
+ * A kernel advisory lock on an open file (see {@link WalFileSystem.tryLock}).
+ * The kernel drops it when the file is closed — by {@link WalFileLock.release}
+ * or by the death of the process, whatever killed it.
+ */
+export interface WalFileLock {
+  readonly path: string;
+  readonly kind: LockKind;
+  /** Replaces the file's contents with `data` (a description for people; exclusive holders only). */
+  describe(data: Uint8Array): Promise<void>;
+  /**
+   * Releases the lock and closes the file. When no one else holds a lock on
+   * it, the file is removed first, so that no lock file outlives its users.
+   */
+  release(): Promise<void>;
+}
+
+/**
+ * Every file-system operation the log performs. `open` and `readFile` never
+ * follow a symlink at the last path component and refuse anything that is
+ * not a regular file (`NotRegularFileError`, `ERR_NOT_REGULAR_FILE`);
+ * `readFile` reads no more than the size the file had when it was opened.
+ */
 export interface WalFileSystem {
   /** Opens `path` as {@link OpenMode} says (creating or truncating it for writes). */
   open(path: string, mode: OpenMode): Promise<WalFileHandle>;
-  /** Reads a whole file. */
+  /** Reads a whole regular file. */
   readFile(path: string): Promise<Uint8Array>;
   /** Follows symlinks, like `fs.stat`. */
   stat(path: string): Promise<WalStat>;
@@ -73,14 +101,124 @@ export interface WalFileSystem {
   mkdir(path: string, options?: { recursive?: boolean }): Promise<void>;
   /** fsync of a directory: makes creations, renames and unlinks in it durable. */
   syncDirectory(dir: string): Promise<void>;
+  /**
+   * Opens `path` (creating it if needed, never following a symlink) and tries
+   * to take a kernel advisory lock of `kind` on it without waiting. `null`
+   * when another open file holds a conflicting lock. Optional: the lock
+   * module keeps an in-process lock table for file systems without it
+   * (simulated disks, which exist only inside one process anyway). A custom
+   * file system over a real disk should delegate this to
+   * `nodeFileSystem.tryLock`: without it, the lock excludes only opens in
+   * this process.
+   */
+  tryLock?(path: string, kind: LockKind): Promise<WalFileLock | null>;
 }
 
-const FLAGS: Record<OpenMode, string> = {
-  read: 'r',
-  readWrite: 'r+',
-  createExclusive: 'wx',
-  createOrTruncate: 'w',
+const {
+  O_RDONLY,
+  O_WRONLY,
+  O_RDWR,
+  O_CREAT,
+  O_EXCL,
+  O_TRUNC,
+  O_NOFOLLOW: NOFOLLOW,
+  O_NONBLOCK: NONBLOCK,
+} = fsConstants;
+
+/**
+ * Every open refuses a symlink as the last path component (`O_NOFOLLOW`: a
+ * planted link must not redirect a write, nor make a read of `/dev/zero`),
+ * and does not block on a FIFO (`O_NONBLOCK`; the regular-file check after the
+ * open then refuses it). `O_NONBLOCK` changes nothing for regular files.
+ */
+const FLAGS: Record<OpenMode, number> = {
+  read: O_RDONLY | NOFOLLOW | NONBLOCK,
+  readWrite: O_RDWR | NOFOLLOW | NONBLOCK,
+  // O_EXCL never follows a link and only ever makes a new regular file.
+  createExclusive: O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | NOFOLLOW,
+  createOrTruncate: O_WRONLY | O_CREAT | O_TRUNC | NOFOLLOW | NONBLOCK,
 };
+
+/** What a non-regular file is, in words, for {@link NotRegularFileError}. */
+function fileTypeOf(s: {
+  isDirectory(): boolean;
+  isFIFO(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+  isSocket(): boolean;
+  isSymbolicLink(): boolean;
+}): string {
+  if (s.isSymbolicLink()) return 'symbolic link';
+  if (s.isDirectory()) return 'directory';
+  if (s.isFIFO()) return 'FIFO';
+  if (s.isCharacterDevice()) return 'character device';
+  if (s.isBlockDevice()) return 'block device';
+  if (s.isSocket()) return 'socket';
+  return 'special file';
+}
+
+/**
+ * Opens `path` only if it is a regular file (see {@link FLAGS}); throws
+ * {@link NotRegularFileError} for a symlink, FIFO, device or socket, and
+ * `EISDIR` for a directory.
+ */
+async function openRegular(path: string, mode: OpenMode): Promise<fsp.FileHandle> {
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(path, FLAGS[mode], 0o644);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    // ELOOP: the last component is a symlink; ENXIO: a FIFO opened for
+    // writing with no reader. Name what is there instead.
+    if (code === 'ELOOP' || code === 'ENXIO') {
+      const seen = await fsp.lstat(path).catch(() => null);
+      if (seen !== null && !seen.isFile()) throw new NotRegularFileError(path, fileTypeOf(seen));
+    }
+    throw error;
+  }
+  if (mode === 'createExclusive') return handle; // made just now, by us: a regular file
+  try {
+    const seen = await handle.stat();
+    if (seen.isDirectory()) {
+      // As a read of it would: the plain EISDIR every caller already handles.
+      throw Object.assign(new Error(`EISDIR: illegal operation on a directory, open '${path}'`), {
+        code: 'EISDIR',
+        syscall: 'open',
+        path,
+      });
+    }
+    if (!seen.isFile()) throw new NotRegularFileError(path, fileTypeOf(seen));
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    throw error;
+  }
+  return handle;
+}
+
+/** Largest single read, in bytes (Node's Buffer limit is far above; this keeps each read small). */
+const READ_CHUNK_BYTES_MAX = 64 * 1024 * 1024;
+
+/**
+ * Reads a regular file whole, never more than the size fstat reported when
+ * it was opened (a file growing meanwhile is read up to that size).
+ */
+async function readRegularFile(path: string): Promise<Uint8Array> {
+  const handle = await openRegular(path, 'read');
+  try {
+    const size = (await handle.stat()).size;
+    const into = new Uint8Array(size);
+    let done = 0;
+    while (done < size) {
+      const length = Math.min(size - done, READ_CHUNK_BYTES_MAX);
+      const { bytesRead } = await handle.read(into, done, length, done);
+      if (bytesRead <= 0) break; // shrank meanwhile: return what is there
+      done += bytesRead;
+    }
+    return done === size ? into : into.subarray(0, done);
+  } finally {
+    await handle.close();
+  }
+}
 
 class NodeFileHandle implements WalFileHandle {
   constructor(
@@ -150,13 +288,118 @@ class NodeFileHandle implements WalFileHandle {
   }
 }
 
+/** Attempts at locking a lock file that its last holder keeps removing under us. */
+const LOCK_REOPEN_ATTEMPTS_MAX = 16;
+
+class NodeFileLock implements WalFileLock {
+  private released = false;
+
+  constructor(
+    readonly path: string,
+    readonly kind: LockKind,
+    private readonly handle: fsp.FileHandle,
+    private readonly writable: boolean,
+    private readonly identity: string,
+  ) {}
+
+  async describe(data: Uint8Array): Promise<void> {
+    // No fsync: the contents only explain the lock to people, and no lock
+    // survives a reboot anyway.
+    await this.handle.truncate(0);
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, done);
+      if (bytesWritten <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+      done += bytesWritten;
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    try {
+      // Converting to exclusive succeeds only if no one else holds a lock
+      // here: then nobody relies on this file and it can go. Whoever opened it
+      // meanwhile sees that the path no longer names their file and reopens.
+      if (this.writable && tryLockFd(this.handle.fd, { shared: false })) {
+        if ((await identityOf(this.path)) === this.identity) {
+          await fsp.unlink(this.path).catch(() => undefined);
+        }
+      }
+    } finally {
+      await this.handle.close();
+    }
+  }
+}
+
+/** `dev:ino` of the file `path` names (not following a symlink), or null if none. */
+async function identityOf(path: string): Promise<string | null> {
+  try {
+    const s = await fsp.lstat(path, { bigint: true });
+    return `${s.dev}:${s.ino}`;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+async function openLockFile(
+  path: string,
+  kind: LockKind,
+): Promise<{ handle: fsp.FileHandle; writable: boolean }> {
+  // O_NONBLOCK: a FIFO planted under the lock's name must not block the open
+  // (the regular-file check then refuses it); it changes nothing for files.
+  const { O_RDWR, O_RDONLY, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = fsConstants;
+  const flags = O_NOFOLLOW | O_NONBLOCK;
+  try {
+    return { handle: await fsp.open(path, O_RDWR | O_CREAT | flags, 0o644), writable: true };
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    // A reader on a read-only directory or file still takes its shared lock
+    // on an existing lock file (a shared lock needs only read access).
+    if (kind === 'shared' && (code === 'EACCES' || code === 'EROFS')) {
+      return { handle: await fsp.open(path, O_RDONLY | flags), writable: false };
+    }
+    throw error;
+  }
+}
+
+/**
+ * Kernel advisory locks on `path`: open-file-description locks (Linux
+ * `F_OFD_SETLK`) or `flock` (macOS), through `fs-native-extensions`. They
+ * belong to the open file, not to a pid, so they work across PID namespaces
+ * on one kernel and die with the file descriptor.
+ */
+async function tryLockNode(path: string, kind: LockKind): Promise<WalFileLock | null> {
+  for (let attempt = 0; attempt < LOCK_REOPEN_ATTEMPTS_MAX; attempt++) {
+    const { handle, writable } = await openLockFile(path, kind);
+    let keep = false;
+    try {
+      const stat = await handle.stat({ bigint: true });
+      if (!stat.isFile()) throw new NotRegularFileError(path, fileTypeOf(stat));
+      if (!tryLockFd(handle.fd, { shared: kind === 'shared' })) return null;
+      // Between our open and our lock, the last holder may have removed the
+      // file: a lock on that orphan would exclude no one. Only a lock on the
+      // file the path names now counts.
+      const identity = `${stat.dev}:${stat.ino}`;
+      if ((await identityOf(path)) === identity) {
+        keep = true;
+        return new NodeFileLock(path, kind, handle, writable, identity);
+      }
+    } finally {
+      if (!keep) await handle.close();
+    }
+  }
+  throw Object.assign(new Error(`lock file ${path} keeps being replaced`), { code: 'EAGAIN' });
+}
+
 /** The real file system, through `node:fs/promises`. */
 export const nodeFileSystem: WalFileSystem = {
   async open(path, mode) {
-    return new NodeFileHandle(path, await fsp.open(path, FLAGS[mode], 0o644));
+    return new NodeFileHandle(path, await openRegular(path, mode));
   },
-  async readFile(path) {
-    return new Uint8Array(await fsp.readFile(path));
+  readFile(path) {
+    return readRegularFile(path);
   },
   async stat(path) {
     const s = await fsp.stat(path);
@@ -184,6 +427,7 @@ export const nodeFileSystem: WalFileSystem = {
       await handle.close();
     }
   },
+  tryLock: tryLockNode,
 };
 
 /**

@@ -1,72 +1,68 @@
 /**
- * One writer process per database: the `<db>.lock` file.
+ * One writer process per database: a kernel advisory lock on `<db>.lock`.
  *
- * The lock is a small file created with `O_EXCL` (WalFileSystem
- * `createExclusive`), holding the holder's pid, the start time of that process
- * (from `/proc/<pid>/stat` where it exists, so that a recycled pid is not
- * mistaken for the holder), a wall-clock timestamp and a random nonce. It is
- * fsynced, and so is its directory, so that a power cut cannot leave a lock
- * whose name survived but whose content did not (and if it does — an empty or
- * torn file — it is treated as stale after a short grace period).
+ * The writer holds an *exclusive* lock on the open file `<db>.lock`; readers
+ * that need the files to stand still (`pwal verify`) hold a *shared* one. The
+ * locks belong to the open file (Linux open-file-description locks, `flock`
+ * on macOS — {@link WalFileSystem.tryLock}), so:
  *
- * A second opener reads the file and gets {@link LockError} (`ERR_LOCKED`)
- * naming the holder while the holder lives. A lock whose holder is dead
- * (`process.kill(pid, 0)` fails with `ESRCH`, or the pid now belongs to a
- * process that started later) is *stale* and is taken over:
+ * - the kernel drops a lock when its holder dies, however it died: there is
+ *   no stale lock to judge, no takeover, no grace period;
+ * - they work between processes in different PID namespaces (containers
+ *   sharing a volume) as long as both run on one kernel — a pid is never
+ *   consulted;
+ * - a second open in the same process conflicts too (another open file).
  *
- * 1. create the takeover guard `<db>.lock.takeover` with `O_EXCL` — at most one
- *    taker at a time gets past this step;
- * 2. holding the guard, re-read the lock and check it is still the very file
- *    judged stale (same nonce) and still stale;
- * 3. unlink it, fsync the directory, then create the new lock with `O_EXCL`;
- * 4. unlink the guard.
+ * The file's contents — the writer's pid, host and start time, one JSON line
+ * — exist only to name the holder in an `ERR_LOCKED` message. Nothing is ever
+ * decided from them: a file without contents, with a dead pid, with our own
+ * pid or with garbage is locked exactly when the kernel says so.
  *
- * Every live lock is created with `O_EXCL`, and a lock file is only ever
- * removed by its holder (release) or by the one guard holder after verifying
- * its nonce, so two takers cannot both win. A guard left by a taker that died
- * is itself removed by renaming it to a unique name first and checking the
- * renamed file is the dead taker's (nonce), so a fresh guard is never deleted
- * by mistake (if it was moved, it is renamed back and the taker retries).
+ * Waiting: like SQLite's `busy_timeout`, {@link LockOptions.lockTimeoutMs}
+ * retries a refused lock with growing pauses (5 ms up to 100 ms) until the
+ * time is up, then fails with `ERR_LOCKED` naming the holder. Polling keeps
+ * the wait cancellable; a blocking kernel wait would pin a thread-pool thread
+ * until the holder let go.
  *
- * Limits (named, with units): {@link LockOptions.unreadableGraceMs} — how long
- * an empty/unparsable lock is given to receive its content before it counts
- * as stale; {@link LockOptions.takeoverTimeoutMs} — how long a taker waits for
- * another taker's guard.
+ * The last holder removes the file on release (while still holding it); an
+ * opener that locked the file just as it was removed notices that the path
+ * no longer names its file and opens again. A lock file left behind (a
+ * killed holder, a power cut) is harmless: it is simply locked again.
+ *
+ * Limits: see `docs/durability.md` — one kernel; network file systems.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
-import { WalError } from '../errors.js';
-import { nodeFileSystem, type WalFileSystem } from './fs.js';
+import { WalArgumentError, WalError } from '../errors.js';
+import { errnoOf } from './errors.js';
+import { type LockKind, nodeFileSystem, type WalFileLock, type WalFileSystem } from './fs.js';
 
-/** Code of {@link LockError} when another live process holds the database. */
+/** Code of {@link LockError} when another holder (process or open) has the database. */
 export const LOCKED_CODE = 'ERR_LOCKED';
-/** Code of {@link LockError} when the lock could not be created or read (I/O). */
+/** Code of {@link LockError} when the lock file could not be opened, locked or written (I/O). */
 export const LOCK_IO_CODE = 'ERR_LOCK_IO';
-/** Code of {@link LockError} when a lock being released is no longer ours. */
-export const LOCK_LOST_CODE = 'ERR_LOCK_LOST';
 
-/** Largest lock file read, in bytes; anything larger is not ours (treated as unreadable). */
+/** Largest lock file description read, in bytes; anything longer is not ours. */
 export const LOCK_FILE_MAX_BYTES = 4096;
-/** Default of {@link LockOptions.unreadableGraceMs}. */
-export const LOCK_UNREADABLE_GRACE_MS = 1000;
-/** Default of {@link LockOptions.takeoverTimeoutMs}. */
-export const LOCK_TAKEOVER_TIMEOUT_MS = 5000;
-/** Pause between attempts while waiting for a guard or for a lock's content, in ms. */
-const LOCK_RETRY_PAUSE_MS = 20;
+/** Largest accepted {@link LockOptions.lockTimeoutMs}: one day. */
+export const LOCK_TIMEOUT_MS_MAX = 86_400_000;
+/** First pause between attempts while waiting for the lock, in ms. */
+const LOCK_RETRY_PAUSE_MIN_MS = 5;
+/** Longest pause between attempts while waiting for the lock, in ms. */
+const LOCK_RETRY_PAUSE_MAX_MS = 100;
 const LOCK_FORMAT = 'pwal-lock';
-const LOCK_FORMAT_VERSION = 1;
+const LOCK_FORMAT_VERSION = 2;
 
-/** A lock error; `holderPid` is set when a live (or unknown) holder was found. */
+/** A lock error; `holderPid` / `holderHost` when the lock file describes its holder. */
 export class LockError extends WalError {
-  /** Pid recorded in the lock file, when one could be read. */
+  /** Pid recorded by the holder (as its own PID namespace sees it), when one could be read. */
   readonly holderPid: number | undefined;
-  /** Host recorded in the lock file, when one could be read. */
+  /** Host recorded by the holder, when one could be read. */
   readonly holderHost: string | undefined;
 
   constructor(
-    code: typeof LOCKED_CODE | typeof LOCK_IO_CODE | typeof LOCK_LOST_CODE,
+    code: typeof LOCKED_CODE | typeof LOCK_IO_CODE,
     message: string,
     details?: { holderPid?: number; holderHost?: string; cause?: unknown },
   ) {
@@ -76,47 +72,46 @@ export class LockError extends WalError {
   }
 }
 
-/** What a lock file says about its holder. */
+/** What a writer writes into its lock file, for error messages only. */
 export interface LockInfo {
+  /** The holder's pid, as seen in its own PID namespace. */
   pid: number;
-  /** Start time of the holder process in clock ticks since boot (`/proc/<pid>/stat` field 22), if known. */
-  processStart: string | null;
   /** Wall-clock time the lock was taken, ms since the Unix epoch. */
   startedAtMs: number;
   hostname: string;
-  /** Random; identifies this very lock file (takeover checks it). */
+  /** Random; tells this process's own locks from another process's with the same pid. */
   nonce: string;
 }
 
 /** Options of {@link acquireLock}. */
 export interface LockOptions {
   fs?: WalFileSystem;
+  /** `exclusive` (default): the writer. `shared`: a reader that needs the files to stand still. */
+  kind?: LockKind;
   /**
-   * How long an empty or unparsable lock file is given to receive its content
-   * (its creator may be between `open` and `write`) before it counts as stale.
+   * How long to wait for a lock someone else holds before failing with
+   * `ERR_LOCKED`, in ms (default 0: fail at once; at most
+   * {@link LOCK_TIMEOUT_MS_MAX}). Like SQLite's `busy_timeout`.
    */
-  unreadableGraceMs?: number;
-  /** How long to wait for another process's takeover guard before giving up with `ERR_LOCKED`. */
-  takeoverTimeoutMs?: number;
-  /** @internal Tests: the pid to record (default `process.pid`). */
-  pid?: number;
-  /** @internal Tests: liveness check (default `process.kill(pid, 0)` + `/proc` start time). */
-  isAlive?: (info: LockInfo) => boolean;
+  lockTimeoutMs?: number;
 }
 
 /** A held lock. Release it exactly once (further calls do nothing). */
 export interface LockHandle {
   /** Path of the lock file (`<db>.lock`). */
   readonly path: string;
-  /** What was written into the lock file. */
-  readonly info: LockInfo;
+  readonly kind: LockKind;
+  /** What the lock file says about us (`null` for shared holders, which write nothing). */
+  readonly info: LockInfo | null;
+  /**
+   * False only for a shared lock that could not be taken because the lock
+   * file cannot exist there (missing or read-only directory): then no writer
+   * can hold the database either.
+   */
+  readonly guarded: boolean;
   /** True after {@link LockHandle.release}. */
   readonly released: boolean;
-  /**
-   * Removes the lock file and fsyncs its directory. Throws `ERR_LOCK_LOST` if
-   * the file is no longer ours (someone removed or replaced it); the handle is
-   * released either way.
-   */
+  /** Drops the lock (and removes the lock file when no one else holds it). */
   release(): Promise<void>;
 }
 
@@ -125,197 +120,196 @@ export function lockPath(dbPath: string): string {
   return `${dbPath}.lock`;
 }
 
-/** Paths locked by this process, so that a second open in the same process fails too. */
-const heldInProcess = new Set<string>();
+/**
+ * Errors that mean no lock file can exist beside the database (its directory
+ * is missing, not a directory, read-only or closed to us): then no writer can
+ * hold it either, and a reader goes on without a lock.
+ */
+const UNLOCKABLE_DIRECTORY = new Set(['ENOENT', 'ENOTDIR', 'EROFS', 'EACCES']);
+
+/** Nonces of the locks this process holds, to say "already open in this process". */
+const ownNonces = new Set<string>();
 
 /**
- * Takes the writer lock of `dbPath`, taking over a stale lock of a dead
- * process. Throws {@link LockError} `ERR_LOCKED` (with `holderPid`) when a live
- * process — this one included — holds it.
+ * Takes the lock of `dbPath` (exclusive unless `kind: 'shared'`), waiting up
+ * to `lockTimeoutMs`. Throws {@link LockError} `ERR_LOCKED` naming the holder
+ * when it is still held — by another process, or by another open in this one.
+ * @throws {WalArgumentError} for a bad `lockTimeoutMs`.
+ * @throws {LockError} `ERR_LOCK_IO` when the lock file cannot be opened or written.
  */
 export async function acquireLock(dbPath: string, options: LockOptions = {}): Promise<LockHandle> {
   const fs = options.fs ?? nodeFileSystem;
+  const kind = options.kind ?? 'exclusive';
+  const timeoutMs = checkLockTimeout(options.lockTimeoutMs);
   const file = lockPath(dbPath);
-  const key = path.resolve(file);
-  const pid = options.pid ?? process.pid;
-  const isAlive = options.isAlive ?? defaultIsAlive;
-  const graceMs = options.unreadableGraceMs ?? LOCK_UNREADABLE_GRACE_MS;
-  const takeoverTimeoutMs = options.takeoverTimeoutMs ?? LOCK_TAKEOVER_TIMEOUT_MS;
-  // Tests that simulate other processes pass their own pid; the in-process
-  // registry only speaks for this process's real pid.
-  const registered = options.pid === undefined;
-  if (registered && heldInProcess.has(key)) {
-    throw new LockError(
-      LOCKED_CODE,
-      `database ${dbPath} is already open in this process (${process.pid})`,
-      {
-        holderPid: process.pid,
-      },
-    );
-  }
-  // Claimed before the first await: a concurrent open in this process must
-  // fail here rather than judge our half-made lock (our own pid) stale.
-  if (registered) heldInProcess.add(key);
-  try {
-    const info: LockInfo = {
-      pid,
-      processStart: pid === process.pid ? processStartTime(pid) : null,
-      startedAtMs: Date.now(),
-      hostname: hostname(),
-      nonce: randomBytes(12).toString('hex'),
-    };
-    const deadline = Date.now() + takeoverTimeoutMs + graceMs;
-    for (;;) {
-      if (await tryCreate(fs, file, info)) break;
-      const holder = await readHolder(fs, file, graceMs);
-      if (holder === 'missing') continue; // released between our create and read: try again
-      if (holder !== 'unreadable' && holder.pid !== pid && isAlive(holder)) {
-        throw lockedError(dbPath, holder);
+  const deadline = Date.now() + timeoutMs;
+  let pauseMs = LOCK_RETRY_PAUSE_MIN_MS;
+  for (;;) {
+    let held: WalFileLock | null;
+    try {
+      held = await tryLockFile(fs, file, kind);
+    } catch (error) {
+      const errno = errnoOf(error);
+      if (kind === 'shared' && errno !== undefined && UNLOCKABLE_DIRECTORY.has(errno)) {
+        // No lock file can exist here, so no writer can hold the database.
+        return new HeldLock(file, kind, null, null);
       }
-      // Stale: its holder is dead, or it carries our own pid (a previous
-      // process that had the same pid, e.g. pid 1 in a container: we do not
-      // hold it, the registry says so), or it never received content.
-      const outcome = await takeOver(fs, file, holder, info, isAlive);
-      if (outcome === 'taken') break;
-      if (Date.now() > deadline) {
-        throw new LockError(
-          LOCKED_CODE,
-          `database ${dbPath} is locked: another process is taking over the stale lock ${file}`,
-        );
-      }
-      if (outcome === 'busy') await sleep(LOCK_RETRY_PAUSE_MS);
+      throw new LockError(LOCK_IO_CODE, `cannot lock ${file}: ${describe(error)}`, {
+        cause: error,
+      });
     }
-    return new HeldLock(fs, file, registered ? key : null, info);
-  } catch (error) {
-    if (registered) heldInProcess.delete(key);
-    throw error;
+    if (held !== null) return kind === 'exclusive' ? await describeHolder(held) : guard(held);
+    const leftMs = deadline - Date.now();
+    if (leftMs <= 0) throw await lockedError(fs, dbPath, kind);
+    await sleep(Math.min(pauseMs, leftMs));
+    pauseMs = Math.min(pauseMs * 2, LOCK_RETRY_PAUSE_MAX_MS);
   }
 }
 
+/** Runs `fn` holding the lock of `dbPath` ({@link acquireLock}), and releases it after. */
+export async function withLock<T>(
+  dbPath: string,
+  options: LockOptions,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const lock = await acquireLock(dbPath, options);
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+function guard(held: WalFileLock): HeldLock {
+  return new HeldLock(held.path, held.kind, held, null);
+}
+
+/** Writes our description into the lock we now hold exclusively. */
+async function describeHolder(held: WalFileLock): Promise<HeldLock> {
+  const info: LockInfo = {
+    pid: process.pid,
+    startedAtMs: Date.now(),
+    hostname: hostname(),
+    nonce: randomBytes(12).toString('hex'),
+  };
+  try {
+    await held.describe(encodeLockInfo(info));
+  } catch (error) {
+    await held.release().catch(() => undefined);
+    throw new LockError(LOCK_IO_CODE, `cannot write lock ${held.path}: ${describe(error)}`, {
+      cause: error,
+    });
+  }
+  ownNonces.add(info.nonce);
+  return new HeldLock(held.path, 'exclusive', held, info);
+}
+
+/** Validates {@link LockOptions.lockTimeoutMs}; returns it in ms (default 0). */
+export function checkLockTimeout(value: unknown): number {
+  if (value === undefined) return 0;
+  if (
+    typeof value !== 'number' ||
+    !Number.isSafeInteger(value) ||
+    value < 0 ||
+    value > LOCK_TIMEOUT_MS_MAX
+  ) {
+    throw new WalArgumentError(
+      `lockTimeoutMs must be an integer from 0 to ${LOCK_TIMEOUT_MS_MAX}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
 /**
- * Reads the lock of `dbPath` without taking it: its holder, and whether that
- * holder is alive. `null` when there is no lock file. For `pwal inspect`.
+ * Reads the lock of `dbPath` without waiting for it: what the lock file says,
+ * and whether a writer holds it now (the kernel's answer, from a shared lock
+ * probed and dropped at once). `null` when there is no lock file. For
+ * `pwal inspect`.
  */
 export async function readLock(
   dbPath: string,
   options: { fs?: WalFileSystem } = {},
 ): Promise<{ info: LockInfo | null; alive: boolean } | null> {
   const fs = options.fs ?? nodeFileSystem;
-  const holder = await readHolder(fs, lockPath(dbPath), 0);
-  if (holder === 'missing') return null;
-  if (holder === 'unreadable') return { info: null, alive: false };
-  return { info: holder, alive: defaultIsAlive(holder) };
+  const file = lockPath(dbPath);
+  const bytes = await readDescription(fs, file);
+  if (bytes === null) return null;
+  const probe = await tryLockFile(fs, file, 'shared').catch(() => null);
+  await probe?.release();
+  return { info: decodeLockInfo(bytes), alive: probe === null };
 }
 
 class HeldLock implements LockHandle {
   released = false;
 
   constructor(
-    private readonly fs: WalFileSystem,
     readonly path: string,
-    private readonly key: string | null,
-    readonly info: LockInfo,
+    readonly kind: LockKind,
+    private readonly held: WalFileLock | null,
+    readonly info: LockInfo | null,
   ) {}
+
+  get guarded(): boolean {
+    return this.held !== null;
+  }
 
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    if (this.key !== null) heldInProcess.delete(this.key);
-    const current = await readHolder(this.fs, this.path, 0);
-    if (current === 'missing' || current === 'unreadable' || current.nonce !== this.info.nonce) {
-      throw new LockError(LOCK_LOST_CODE, `lock ${this.path} is no longer held by this process`);
-    }
+    if (this.info !== null) ownNonces.delete(this.info.nonce);
     try {
-      await this.fs.unlink(this.path);
-      // Make the removal durable, so a power cut does not bring back a lock
-      // that would then have to be judged stale on the next open.
-      await this.fs.syncDirectory(path.dirname(this.path));
+      await this.held?.release();
     } catch (error) {
-      throw new LockError(LOCK_IO_CODE, `cannot remove lock ${this.path}: ${describe(error)}`, {
+      // Closing the file dropped the lock even if removing it failed.
+      throw new LockError(LOCK_IO_CODE, `cannot release lock ${this.path}: ${describe(error)}`, {
         cause: error,
       });
     }
   }
 }
 
-function lockedError(dbPath: string, holder: LockInfo): LockError {
+/** `ERR_LOCKED`, naming the holder as well as the lock file lets us. */
+async function lockedError(fs: WalFileSystem, dbPath: string, kind: LockKind): Promise<LockError> {
+  const file = lockPath(dbPath);
+  const bytes = await readDescription(fs, file).catch(() => null);
+  const holder = bytes === null ? null : decodeLockInfo(bytes);
+  if (kind === 'exclusive') {
+    // Refused by readers only? Then a shared lock is granted: say so rather
+    // than name a writer who may have died long ago.
+    const probe = await tryLockFile(fs, file, 'shared').catch(() => null);
+    if (probe !== null) {
+      await probe.release().catch(() => undefined);
+      return new LockError(
+        LOCKED_CODE,
+        `database ${dbPath} is locked for reading by another process (a shared lock on ${file}, e.g. pwal verify)`,
+      );
+    }
+  }
+  if (holder === null) {
+    return new LockError(
+      LOCKED_CODE,
+      `database ${dbPath} is locked by another process (${file} names no holder yet)`,
+    );
+  }
   const since = new Date(holder.startedAtMs).toISOString();
-  return new LockError(
-    LOCKED_CODE,
-    `database ${dbPath} is locked by process ${holder.pid} on ${holder.hostname} (since ${since})`,
-    { holderPid: holder.pid, holderHost: holder.hostname },
-  );
+  const who = ownNonces.has(holder.nonce)
+    ? `this process (${holder.pid}): it is already open here`
+    : `process ${holder.pid} on ${holder.hostname} (since ${since})`;
+  return new LockError(LOCKED_CODE, `database ${dbPath} is locked by ${who}`, {
+    holderPid: holder.pid,
+    holderHost: holder.hostname,
+  });
 }
 
-/** Creates `file` exclusively with `info`, durably. False when it exists. */
-async function tryCreate(fs: WalFileSystem, file: string, info: LockInfo): Promise<boolean> {
+/** Reads at most {@link LOCK_FILE_MAX_BYTES} + 1 bytes of the lock file; null when it is missing. */
+async function readDescription(fs: WalFileSystem, file: string): Promise<Uint8Array | null> {
   let handle: Awaited<ReturnType<WalFileSystem['open']>>;
   try {
-    handle = await fs.open(file, 'createExclusive');
+    handle = await fs.open(file, 'read');
   } catch (error) {
-    if (errnoCode(error) === 'EEXIST') return false;
-    throw new LockError(LOCK_IO_CODE, `cannot create lock ${file}: ${describe(error)}`, {
-      cause: error,
-    });
+    if (errnoOf(error) === 'ENOENT') return null;
+    throw error;
   }
-  let closed = false;
-  try {
-    await handle.write(encodeLockInfo(info), 0);
-    await handle.sync();
-    closed = true;
-    await handle.close();
-  } catch (error) {
-    if (!closed) await handle.close().catch(() => undefined);
-    // Leave no half-written lock of ours behind, and report a typed error even
-    // when only the close failed (the data's fate is then unknown).
-    await fs.unlink(file).catch(() => undefined);
-    throw new LockError(LOCK_IO_CODE, `cannot write lock ${file}: ${describe(error)}`, {
-      cause: error,
-    });
-  }
-  try {
-    // The directory entry must be durable too: otherwise after a power cut a
-    // second process could open the database while we believed we held it.
-    await fs.syncDirectory(path.dirname(file));
-  } catch (error) {
-    await fs.unlink(file).catch(() => undefined);
-    throw new LockError(LOCK_IO_CODE, `cannot sync directory of lock ${file}: ${describe(error)}`, {
-      cause: error,
-    });
-  }
-  return true;
-}
-
-/**
- * Reads and parses a lock file. An empty/unparsable file is re-read until
- * `graceMs` has passed (its creator may be between create and write).
- */
-async function readHolder(
-  fs: WalFileSystem,
-  file: string,
-  graceMs: number,
-): Promise<LockInfo | 'missing' | 'unreadable'> {
-  const until = Date.now() + graceMs;
-  for (;;) {
-    let bytes: Uint8Array;
-    try {
-      bytes = await readSmallFile(fs, file);
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return 'missing';
-      throw new LockError(LOCK_IO_CODE, `cannot read lock ${file}: ${describe(error)}`, {
-        cause: error,
-      });
-    }
-    const info = decodeLockInfo(bytes);
-    if (info !== null) return info;
-    if (Date.now() >= until) return 'unreadable';
-    await sleep(LOCK_RETRY_PAUSE_MS);
-  }
-}
-
-/** Reads at most {@link LOCK_FILE_MAX_BYTES} + 1 bytes (never the whole of a hostile file). */
-async function readSmallFile(fs: WalFileSystem, file: string): Promise<Uint8Array> {
-  const handle = await fs.open(file, 'read');
   try {
     const into = new Uint8Array(LOCK_FILE_MAX_BYTES + 1);
     let total = 0;
@@ -330,80 +324,68 @@ async function readSmallFile(fs: WalFileSystem, file: string): Promise<Uint8Arra
   }
 }
 
-type TakeoverOutcome = 'taken' | 'retry' | 'busy';
-
-/** Replaces the stale lock `judged` by ours, under the takeover guard. */
-async function takeOver(
-  fs: WalFileSystem,
-  file: string,
-  judged: LockInfo | 'unreadable',
-  info: LockInfo,
-  isAlive: (info: LockInfo) => boolean,
-): Promise<TakeoverOutcome> {
-  const guard = `${file}.takeover`;
-  if (!(await tryCreate(fs, guard, info))) {
-    const guardHolder = await readHolder(fs, guard, 0);
-    if (guardHolder === 'missing') return 'retry';
-    if (guardHolder !== 'unreadable' && isAlive(guardHolder)) return 'busy';
-    await removeStaleGuard(fs, guard, guardHolder);
-    return 'retry';
-  }
-  try {
-    // We alone hold the guard. The lock may have changed since we judged it:
-    // only remove it if it is still the very file we judged stale.
-    const now = await readHolder(fs, file, 0);
-    if (now === 'missing') return 'retry';
-    const same = now === 'unreadable' ? judged === 'unreadable' : sameLock(now, judged);
-    if (!same) return 'retry';
-    await fs.unlink(file);
-    await fs.syncDirectory(path.dirname(file));
-    return (await tryCreate(fs, file, info)) ? 'taken' : 'retry';
-  } finally {
-    await fs.unlink(guard).catch(() => undefined);
-  }
-}
-
-function sameLock(a: LockInfo, b: LockInfo | 'unreadable'): boolean {
-  return b !== 'unreadable' && a.nonce === b.nonce && a.pid === b.pid;
+/** The file system's kernel lock, or the in-process table for one without. */
+function tryLockFile(fs: WalFileSystem, file: string, kind: LockKind): Promise<WalFileLock | null> {
+  if (fs.tryLock !== undefined) return fs.tryLock(file, kind);
+  return Promise.resolve(tryLockInProcess(fs, file, kind));
 }
 
 /**
- * Removes a guard whose taker died. Renaming first makes the removal atomic:
- * if the renamed file turns out to be a fresh guard (its taker replaced the
- * stale one in between), it is renamed back rather than deleted.
+ * Locks of file systems without kernel locks (simulated disks): such a disk
+ * exists only inside this process, so a table here sees every holder. A new
+ * disk (a simulated reboot) starts with no locks, as a real reboot does.
  */
-async function removeStaleGuard(
-  fs: WalFileSystem,
-  guard: string,
-  judged: LockInfo | 'unreadable',
-): Promise<void> {
-  const aside = `${guard}.stale-${process.pid}-${randomBytes(6).toString('hex')}`;
-  try {
-    await fs.rename(guard, aside);
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return;
-    throw new LockError(LOCK_IO_CODE, `cannot remove stale guard ${guard}: ${describe(error)}`, {
-      cause: error,
-    });
+const inProcessTables = new WeakMap<
+  WalFileSystem,
+  Map<string, { kind: LockKind; count: number }>
+>();
+
+function tryLockInProcess(fs: WalFileSystem, file: string, kind: LockKind): WalFileLock | null {
+  let table = inProcessTables.get(fs);
+  if (table === undefined) {
+    table = new Map();
+    inProcessTables.set(fs, table);
   }
-  const moved = await readHolder(fs, aside, 0);
-  const isJudged =
-    moved === 'missing' ||
-    (moved === 'unreadable' ? judged === 'unreadable' : sameLock(moved, judged));
-  if (isJudged) {
-    await fs.unlink(aside).catch(() => undefined);
-  } else {
-    await fs.rename(aside, guard).catch(() => undefined);
-  }
+  const key = path.resolve(file);
+  const entry = table.get(key);
+  if (entry !== undefined && (entry.kind === 'exclusive' || kind === 'exclusive')) return null;
+  if (entry === undefined) table.set(key, { kind, count: 1 });
+  else entry.count += 1;
+  let described = false;
+  let released = false;
+  return {
+    path: file,
+    kind,
+    async describe(data) {
+      const handle = await fs.open(file, 'createOrTruncate');
+      described = true; // the file exists now: release removes it, even after a failed write
+      try {
+        await handle.write(data, 0);
+      } finally {
+        await handle.close();
+      }
+    },
+    async release() {
+      if (released) return;
+      released = true;
+      const now = table.get(key);
+      if (now !== undefined && --now.count === 0) table.delete(key);
+      if (described) {
+        await fs.unlink(file).catch((error: unknown) => {
+          if (errnoOf(error) !== 'ENOENT') throw error;
+        });
+      }
+    },
+  };
 }
 
-/** Encodes a lock file: one line of JSON, human-readable with `cat`. */
+/** Encodes a lock description: one line of JSON, readable with `cat`. */
 export function encodeLockInfo(info: LockInfo): Uint8Array {
   const body = JSON.stringify({ format: LOCK_FORMAT, version: LOCK_FORMAT_VERSION, ...info });
   return new TextEncoder().encode(`${body}\n`);
 }
 
-/** Decodes a lock file; `null` for anything that is not a complete lock of ours. Never throws. */
+/** Decodes a lock description; `null` for anything that is not a complete one of ours. Never throws. */
 export function decodeLockInfo(bytes: Uint8Array): LockInfo | null {
   if (bytes.length === 0 || bytes.length > LOCK_FILE_MAX_BYTES) return null;
   let value: unknown;
@@ -415,54 +397,11 @@ export function decodeLockInfo(bytes: Uint8Array): LockInfo | null {
   if (typeof value !== 'object' || value === null) return null;
   const v = value as Record<string, unknown>;
   if (v.format !== LOCK_FORMAT || v.version !== LOCK_FORMAT_VERSION) return null;
-  const { pid, processStart, startedAtMs, hostname: host, nonce } = v;
+  const { pid, startedAtMs, hostname: host, nonce } = v;
   if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) return null;
-  if (processStart !== null && typeof processStart !== 'string') return null;
   if (typeof startedAtMs !== 'number' || !Number.isFinite(startedAtMs)) return null;
   if (typeof host !== 'string' || typeof nonce !== 'string' || nonce.length === 0) return null;
-  return { pid, processStart, startedAtMs, hostname: host, nonce };
-}
-
-/**
- * Is the holder alive? Another host's holder cannot be checked and counts as
- * alive. `EPERM` (another user's process) counts as alive. A pid whose
- * current process started at another time than the recorded one is a
- * recycled pid: the holder is dead.
- */
-function defaultIsAlive(info: LockInfo): boolean {
-  if (info.hostname !== hostname()) return true;
-  try {
-    process.kill(info.pid, 0);
-  } catch (error) {
-    return errnoCode(error) !== 'ESRCH';
-  }
-  if (info.processStart !== null) {
-    const start = processStartTime(info.pid);
-    if (start !== null && start !== info.processStart) return false;
-  }
-  return true;
-}
-
-/**
- * Start time of process `pid` in clock ticks since boot (Linux `/proc/<pid>/stat`
- * field 22), or null where `/proc` is not available. Read with `node:fs`
- * directly: this is process introspection, not database I/O.
- */
-function processStartTime(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) is in parentheses and may contain spaces.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const start = rest[19]; // field 22 overall = index 19 after pid and comm
-    return start !== undefined && /^\d+$/.test(start) ? start : null;
-  } catch {
-    return null;
-  }
-}
-
-function errnoCode(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
+  return { pid, startedAtMs, hostname: host, nonce };
 }
 
 function describe(error: unknown): string {

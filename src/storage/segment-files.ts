@@ -23,7 +23,13 @@ import {
   U64_MAX,
   type WalRecord,
 } from '../format/types.js';
-import { errnoOf, SegmentCorruptError, SegmentFileErrorReason, toIoError } from './errors.js';
+import {
+  errnoOf,
+  NotRegularFileError,
+  SegmentCorruptError,
+  SegmentFileErrorReason,
+  toIoError,
+} from './errors.js';
 import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from './fs.js';
 
 /**
@@ -376,13 +382,36 @@ export async function writeSegment(
   return writeSegmentFile(dbPath, batch.epoch, [bytes], options);
 }
 
-/** Reads a whole file, mapping failures to {@link WalIoError}. */
+/**
+ * Reads a whole file, mapping failures to {@link WalIoError}. A segment name
+ * that is not a regular file is a corrupt segment (`ERR_SEGMENT_NOT_REGULAR`):
+ * recovery fails closed at it, and `skipCorrupt` stops before it.
+ */
 export async function readWholeFile(path: string, fs: WalFileSystem): Promise<Uint8Array> {
   try {
     return await fs.readFile(path);
   } catch (error) {
+    const epoch = epochOfSegmentPath(path);
+    if (error instanceof NotRegularFileError && epoch !== null) {
+      throw new SegmentCorruptError(
+        path,
+        epoch,
+        SegmentFileErrorReason.notRegular,
+        `segment ${path} is a ${error.fileType}, not a regular file: not read`,
+        { cause: error },
+      );
+    }
     throw toIoError(error, 'cannot read segment file', 'read', path);
   }
+}
+
+/** The epoch a segment file's path names, or null when it is not named like a segment. */
+function epochOfSegmentPath(path: string): bigint | null {
+  const name = nodePath.basename(path);
+  const at = name.lastIndexOf(SEGMENT_NAME_INFIX);
+  if (at < 0) return null;
+  const hex = name.slice(at + SEGMENT_NAME_INFIX.length);
+  return EPOCH_HEX.test(hex) ? BigInt(`0x${hex}`) : null;
 }
 
 /**

@@ -23,7 +23,7 @@ export interface StoreDescription {
   fileBytes: number | null;
   /** True when the file length is exactly `dbSizePages × pageSize` (as after a checkpoint or recovery). */
   fileLengthMatches: boolean | null;
-  /** The writer lock: its holder's pid and whether that process is alive; `null`: not locked. */
+  /** The lock file: the pid it names and whether the lock is held now (the kernel says); `null`: no lock file. */
   lock: { pid: number | null; alive: boolean } | null;
 }
 
@@ -86,7 +86,9 @@ export function formatStoreDescription(d: StoreDescription): string {
   ];
   if (d.lock !== null) {
     lines.push(
-      `lock: held by process ${d.lock.pid ?? 'unknown'} (${d.lock.alive ? 'alive' : 'dead: stale'})`,
+      d.lock.alive
+        ? `lock: held by process ${d.lock.pid ?? 'unknown'}`
+        : `lock: not held (a leftover lock file names process ${d.lock.pid ?? 'unknown'})`,
     );
   }
   return `${lines.join('\n')}\n`;

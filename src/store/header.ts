@@ -16,17 +16,19 @@
  * | 28..36 | last folded commit sequence u64 (0 = none) |
  * | 36..40 | crc32c of bytes 0..36 |
  *
- * It is replaced atomically and durably: written to `<db>-pwal-store.tmp`,
- * fsynced, renamed over the header, and the directory fsynced. A crash leaves
- * the old header or the new one, never a mix (and a stray `.tmp` is ignored
- * and removed by the next write).
+ * It is replaced atomically and durably (`writeFileDurably`): a fresh
+ * `<db>-pwal-store.tmp` (whatever was under that name removed first, then
+ * created with `O_CREAT|O_EXCL|O_NOFOLLOW`), fdatasynced, renamed over the
+ * header, and the directory fsynced. A crash leaves the old header or the new
+ * one, never a mix, and neither a planted symlink nor a stray `.tmp` can
+ * redirect the write.
  */
-import * as path from 'node:path';
 import { WalArgumentError } from '../errors.js';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
 import { U32_MAX, U64_MAX } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
+import { writeFileDurably } from '../storage/small-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
 
 /** Size of the store header, in bytes. */
@@ -178,29 +180,17 @@ export async function readStoreHeader(
 }
 
 /**
- * Replaces the header of `dbPath` durably: temp file, fsync, rename, fsync of
- * the directory. When this returns, a power cut keeps the new header.
+ * Replaces the header of `dbPath` durably (`writeFileDurably`: fresh temp
+ * file, fdatasync, rename, fsync of the directory). When this returns, a
+ * power cut keeps the new header.
+ * @throws {WalIoError} naming the step that failed.
  */
 export async function writeStoreHeader(
   dbPath: string,
   header: StoreHeader,
   fs: WalFileSystem,
 ): Promise<void> {
-  const bytes = encodeStoreHeader(header);
-  const file = storeHeaderPath(dbPath);
-  const temp = `${file}.tmp`;
-  // createOrTruncate: a `.tmp` left by a crash is simply overwritten.
-  const handle = await fs.open(temp, 'createOrTruncate');
-  try {
-    await handle.write(bytes, 0);
-    // Data durable before the rename: otherwise a power cut after the rename
-    // could show the new name with empty content.
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await fs.rename(temp, file);
-  // The rename itself durable: the checkpoint deletes segments right after,
+  // Durable before it returns: the checkpoint deletes segments right after,
   // and must never do so while the old header could come back.
-  await fs.syncDirectory(path.dirname(file));
+  await writeFileDurably(storeHeaderPath(dbPath), encodeStoreHeader(header), fs);
 }

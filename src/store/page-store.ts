@@ -481,7 +481,7 @@ export class PageStore implements AsyncDisposable {
       );
     }
     const fs = options.fs ?? nodeFileSystem;
-    const lock = await acquireLock(path, { fs });
+    const lock = await acquireLock(path, { fs, lockTimeoutMs: options.lockTimeoutMs });
     let file: DatabaseFile | null = null;
     let wal: ParallelWal | null = null;
     try {

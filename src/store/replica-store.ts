@@ -45,6 +45,7 @@ import {
   segmentPath,
   writeSegmentFile,
 } from '../storage/segment-files.js';
+import { writeFileDurably } from '../storage/small-file.js';
 import { checkPageNumber } from './commit-batch.js';
 import { encodeSizeMeta, STORE_META_PAGE_ID } from './commit-meta.js';
 import { DatabaseFile } from './db-file.js';
@@ -74,6 +75,8 @@ export interface ReplicaStoreOptions {
    */
   pageSize?: number;
   fs?: WalFileSystem;
+  /** How long open waits for another holder of the database's lock, in ms (default 0). */
+  lockTimeoutMs?: number;
 }
 
 /** What a snapshot installed into an empty replica holds. */
@@ -162,7 +165,7 @@ export class ReplicaStore implements AsyncDisposable {
     }
     if (options.pageSize !== undefined) validatePageSize(options.pageSize);
     const fs = options.fs ?? nodeFileSystem;
-    const lock = await acquireLock(path, { fs });
+    const lock = await acquireLock(path, { fs, lockTimeoutMs: options.lockTimeoutMs });
     let file: DatabaseFile | null = null;
     try {
       await finishReseed(path, fs);
@@ -407,7 +410,7 @@ export class ReplicaStore implements AsyncDisposable {
         nextEpoch: image.epoch + 1n,
         checkpointCommitSeq: image.commitSeq,
       };
-      await writeBytesDurably(reseedMarkerPath(this.path), encodeStoreHeader(header), this.fs);
+      await writeFileDurably(reseedMarkerPath(this.path), encodeStoreHeader(header), this.fs);
       await this.file?.close().catch(() => undefined);
       this.file = null;
       await finishReseed(this.path, this.fs);
@@ -768,24 +771,6 @@ async function finishReseed(path: string, fs: WalFileSystem): Promise<void> {
   await fs.unlink(markerPath).catch((error: unknown) => {
     if (!isNotFound(error)) throw ioError(`cannot remove ${markerPath}`, error);
   });
-}
-
-/** Writes a small file durably: temp name, write, fsync, rename, directory fsync. */
-async function writeBytesDurably(
-  path: string,
-  bytes: Uint8Array,
-  fs: WalFileSystem,
-): Promise<void> {
-  const temp = `${path}.tmp`;
-  const handle = await fs.open(temp, 'createOrTruncate');
-  try {
-    await handle.write(bytes, 0);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await fs.rename(temp, path);
-  await fs.syncDirectory(nodePath.dirname(path));
 }
 
 function ioError(what: string, error: unknown): StoreError {

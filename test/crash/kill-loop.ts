@@ -3,7 +3,7 @@
  * SIGKILL at a random moment (sometimes before it even opened the log), then
  * recover in this process and check every acknowledgement any child ever
  * printed against the log with the commit oracle. The next child reopens the
- * same database (taking over the dead child's stale lock), so kills pile up
+ * same database (the kernel freed the dead child's lock), so kills pile up
  * on one log; every `freshDbEvery` kills a new database is started so that
  * recovery time stays small.
  *
