@@ -1,0 +1,162 @@
+/**
+ * The durable-write executors: the I/O thread writes at a position of an
+ * open file of the real file system and fdatasyncs it; a handle of any other
+ * file system goes through the handle itself; a failed write or fdatasync on
+ * the thread is reported with the OS error and the failed step (never as
+ * done); a stopped thread refuses further work.
+ */
+import { randomBytes } from 'node:crypto';
+import * as nodeFs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  createDurableWriteExecutor,
+  DurableWriteFailure,
+  InlineWriteExecutor,
+  IO_THREAD_EXIT_CODE,
+  IoThreadExecutor,
+} from '../../src/engine/io-executor.js';
+import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from '../../src/storage/fs.js';
+
+const dirs: string[] = [];
+const executors: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  for (const executor of executors.splice(0)) await executor.close();
+  for (const dir of dirs.splice(0)) nodeFs.rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = nodeFs.mkdtempSync(path.join(os.tmpdir(), 'pwal-io-'));
+  dirs.push(dir);
+  return dir;
+}
+
+function threadExecutor(): IoThreadExecutor {
+  const executor = new IoThreadExecutor();
+  executors.push(executor);
+  return executor;
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<DurableWriteFailure> {
+  const outcome = await promise.then(
+    () => null,
+    (error: unknown) => error,
+  );
+  expect(outcome).toBeInstanceOf(DurableWriteFailure);
+  return outcome as DurableWriteFailure;
+}
+
+describe('the I/O thread executor', () => {
+  it('writes every chunk at the position and reports the write as done', async () => {
+    const file = path.join(tempDir(), 'pool-file');
+    nodeFs.writeFileSync(file, new Uint8Array(64 * 1024));
+    const handle = await nodeFileSystem.open(file, 'readWrite');
+    const executor = threadExecutor();
+    const shared = new Uint8Array(new SharedArrayBuffer(5000));
+    shared.set(randomBytes(5000));
+    const privateChunk = randomBytes(3000);
+    const empty = new Uint8Array(0);
+    const timing = await executor.writeAt(
+      handle,
+      [shared.subarray(10, 4010), empty, privateChunk],
+      8192,
+      true,
+    );
+    expect(timing.writeMicros).toBeGreaterThanOrEqual(0);
+    await handle.close();
+    const bytes = nodeFs.readFileSync(file);
+    expect(bytes.length).toBe(64 * 1024); // overwritten in place, not grown
+    expect(bytes.subarray(8192, 8192 + 4000).equals(Buffer.from(shared.subarray(10, 4010)))).toBe(
+      true,
+    );
+    expect(bytes.subarray(8192 + 4000, 8192 + 7000).equals(privateChunk)).toBe(true);
+    expect(bytes.subarray(0, 8192).every((b) => b === 0)).toBe(true);
+    expect(executor.stats()).toMatchObject({ kind: 'ioThread', writes: 1 });
+  });
+
+  it('runs many writes in submission order', async () => {
+    const file = path.join(tempDir(), 'ordered');
+    const handle = await nodeFileSystem.open(file, 'createExclusive');
+    const executor = threadExecutor();
+    const writes = [];
+    for (let i = 0; i < 50; i++) {
+      writes.push(executor.writeAt(handle, [new Uint8Array(100).fill(i)], 0, i % 2 === 0));
+    }
+    await Promise.all(writes);
+    await handle.close();
+    // The last write wins only if the thread ran them in order.
+    expect(nodeFs.readFileSync(file).every((b) => b === 49)).toBe(true);
+  });
+
+  it('reports a failed write with the OS error and the write step', async () => {
+    const file = path.join(tempDir(), 'read-only');
+    nodeFs.writeFileSync(file, 'x');
+    const handle = await nodeFileSystem.open(file, 'read');
+    const failure = await failureOf(threadExecutor().writeAt(handle, [randomBytes(10)], 0, true));
+    await handle.close();
+    expect(failure.step).toBe('write');
+    expect((failure.cause as { code?: string }).code).toBe('EBADF');
+  });
+
+  it('reports a failed fdatasync with the OS error and the datasync step, never as done', async () => {
+    // /dev/null takes the write but cannot be synced (EINVAL): the fdatasync fails on the thread.
+    const handle = await nodeFileSystem.open('/dev/null', 'readWrite');
+    const executor = threadExecutor();
+    const failure = await failureOf(executor.writeAt(handle, [randomBytes(10)], 0, true));
+    await handle.close();
+    expect(failure.step).toBe('datasync');
+    expect((failure.cause as { code?: string }).code).toBe('EINVAL');
+    expect(executor.stats().writes).toBe(0);
+  });
+
+  it('refuses work once stopped, with a typed cause', async () => {
+    const file = path.join(tempDir(), 'stopped');
+    const handle = await nodeFileSystem.open(file, 'createExclusive');
+    const executor = threadExecutor();
+    await executor.writeAt(handle, [randomBytes(10)], 0, false);
+    await executor.close();
+    const failure = await failureOf(executor.writeAt(handle, [randomBytes(10)], 0, true));
+    await handle.close();
+    expect((failure.cause as { code?: string }).code).toBe(IO_THREAD_EXIT_CODE);
+  });
+
+  it('sends a handle of another file system through the handle itself', async () => {
+    const calls: string[] = [];
+    const handle = {
+      path: 'simulated',
+      writev: async (chunks: readonly Uint8Array[], position: number) => {
+        calls.push(`writev ${chunks.length} @${position}`);
+      },
+      datasync: async () => {
+        calls.push('datasync');
+      },
+    } as unknown as WalFileHandle;
+    await threadExecutor().writeAt(handle, [new Uint8Array(4), new Uint8Array(4)], 512, true);
+    expect(calls).toEqual(['writev 2 @512', 'datasync']);
+  });
+});
+
+describe('choosing an executor', () => {
+  it('uses the I/O thread only for the real file system', () => {
+    const other = { ...nodeFileSystem } as WalFileSystem;
+    expect(createDurableWriteExecutor(nodeFileSystem, true)).toBeInstanceOf(IoThreadExecutor);
+    expect(createDurableWriteExecutor(nodeFileSystem, false)).toBeInstanceOf(InlineWriteExecutor);
+    expect(createDurableWriteExecutor(other, true)).toBeInstanceOf(InlineWriteExecutor);
+  });
+
+  it('inline: reports the failed step with the cause', async () => {
+    const handle = {
+      path: 'faulty',
+      writev: async () => {},
+      datasync: async () => {
+        throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+      },
+    } as unknown as WalFileHandle;
+    const failure = await failureOf(
+      new InlineWriteExecutor().writeAt(handle, [new Uint8Array(1)], 0, true),
+    );
+    expect(failure.step).toBe('datasync');
+    expect((failure.cause as { code?: string }).code).toBe('EIO');
+  });
+});
