@@ -59,6 +59,8 @@ export interface DurableWriteExecutorStats {
   kind: DurableWriteExecutorKind;
   /** Durable writes completed. */
   writes: number;
+  /** Of those, the ones the I/O thread ran. */
+  threadWrites: number;
   /** Time in `write`/`writev` system calls, microseconds. */
   writeMicros: number;
   /** Time in `fdatasync`, microseconds. */
@@ -128,7 +130,7 @@ export class InlineWriteExecutor implements DurableWriteExecutor {
   }
 
   stats(): DurableWriteExecutorStats {
-    return { kind: this.kind, ...this.totals };
+    return { kind: this.kind, threadWrites: 0, ...this.totals };
   }
 
   async close(): Promise<void> {}
@@ -167,7 +169,9 @@ export const IO_THREAD_EXIT_CODE = 'ERR_IO_THREAD_EXIT';
 /**
  * Durable writes on a dedicated I/O thread, for files of the real file
  * system; a handle of any other file system goes through
- * {@link InlineWriteExecutor}. The thread starts with the first write.
+ * {@link InlineWriteExecutor}. The thread starts when the executor is made;
+ * until it runs, writes go inline (one at a time, so a write never overlaps
+ * a write of the other path).
  *
  * Protocol (one `SharedArrayBuffer` of control words, two message ports):
  * the owner posts the job on the request port, THEN bumps `requested` and
@@ -184,6 +188,11 @@ export const IO_THREAD_EXIT_CODE = 'ERR_IO_THREAD_EXIT';
  * open, idle log does not keep the process alive, as before).
  */
 export class IoThreadExecutor implements DurableWriteExecutor {
+  /** Starts the thread now, so that it is running by the first writes. */
+  constructor() {
+    this.start();
+  }
+
   readonly kind = 'ioThread' as const;
   private readonly inline = new InlineWriteExecutor();
   private readonly control = new Int32Array(new SharedArrayBuffer(IoControlWord.Count * 4));
@@ -193,9 +202,14 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   private seq = 0;
   private readonly outstanding = new Map<number, Outstanding>();
   private waiting = false;
+  /** The thread runs JavaScript (its `online` event fired). */
+  private online = false;
+  /** Writes that went inline while the thread was starting, not finished yet. */
+  private inlineInFlight = 0;
   private failure: Error | null = null;
   private closed = false;
   private exited: Promise<void> | null = null;
+  private started: Promise<void> | null = null;
   private readonly totals = { writes: 0, writeMicros: 0, syncMicros: 0 };
 
   writeAt(
@@ -206,6 +220,15 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   ): Promise<DurableWriteTiming> {
     const fd = nodeFileDescriptor(handle);
     if (fd === null) return this.inline.writeAt(handle, chunks, position, datasync);
+    if (!this.online || this.inlineInFlight > 0) {
+      // Until the thread runs (start-up takes tens of ms), writes go inline, so
+      // the first commits never wait for it; the thread takes over between writes.
+      this.start();
+      this.inlineInFlight++;
+      return this.inline
+        .writeAt(handle, chunks, position, datasync)
+        .finally(() => this.inlineInFlight--);
+    }
     if (this.failure !== null) {
       return Promise.reject(new DurableWriteFailure('write', this.failure));
     }
@@ -241,11 +264,17 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     return done;
   }
 
+  /** Resolves once the thread runs (or is gone): from then on writes go to it. */
+  async running(): Promise<void> {
+    await this.started;
+  }
+
   stats(): DurableWriteExecutorStats {
     const inline = this.inline.stats();
     return {
       kind: this.kind,
       writes: this.totals.writes + inline.writes,
+      threadWrites: this.totals.writes,
       writeMicros: this.totals.writeMicros + inline.writeMicros,
       syncMicros: this.totals.syncMicros + inline.syncMicros,
     };
@@ -282,6 +311,13 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       stderr: false,
     });
     worker.unref();
+    this.started = new Promise<void>((resolve) => {
+      worker.once('online', () => {
+        this.online = true;
+        resolve();
+      });
+      worker.once('exit', () => resolve());
+    });
     this.exited = new Promise<void>((resolve) => {
       worker.once('exit', (code) => {
         this.failAll(ioThreadError(`the I/O thread exited (code ${code})`));

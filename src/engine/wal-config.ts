@@ -96,6 +96,14 @@ export interface ParallelWalConfig {
    */
   segmentSink?: SegmentSinkKind;
   /**
+   * Run each epoch's write + fdatasync on a dedicated I/O thread with
+   * synchronous calls (default true; see `io-executor.ts`). Applies only to
+   * the real file system (a custom `fs` always goes through its own
+   * handles) and to the `earlyAck` and `precreate` sinks. `false`: the
+   * promise API on the event loop, as before.
+   */
+  ioThread?: boolean;
+  /**
    * The control plane (modes, fallback, shadow compare, commit certificates,
    * sealing controller, traces): any {@link EngineControl}, such as
    * `control/plane.ts`'s `ControlPlane`. Default none: the engine alone.
@@ -134,6 +142,8 @@ export interface ResolvedParallelWalConfig {
   precreateSegmentFiles: boolean;
   /** See {@link ParallelWalConfig.segmentSink}. */
   segmentSink: SegmentSinkKind;
+  /** See {@link ParallelWalConfig.ioThread}. */
+  ioThread: boolean;
   /** See {@link ParallelWalConfig.firstEpoch} (default 0n). */
   firstEpoch: bigint;
   /** See {@link ParallelWalConfig.firstCommitSeq} (default 1n). */
@@ -233,6 +243,7 @@ export function resolveParallelWalConfig(
       config.precreateSegmentFiles ?? false,
     ),
     segmentSink: resolveSegmentSink(config, formatVersion),
+    ioThread: checkBoolean('ioThread', config.ioThread ?? true),
     firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, U64_MAX),
     // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).
     firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, I64_MAX),

@@ -4,6 +4,7 @@
  */
 
 import * as hdr from 'hdr-histogram-js';
+import type { DurableWriteExecutorStats } from './io-executor.js';
 import { InProcessLane } from './lane.js';
 import type { EngineLane } from './lane-types.js';
 import type { WorkerLaneStats } from './shared-lane.js';
@@ -39,6 +40,12 @@ export interface ParallelWalStats {
   segmentsWritten: number;
   /** fdatasync + directory fsync calls issued by segment writes. */
   fsyncs: number;
+  /**
+   * The critical-path writes (write + fdatasync of each epoch's segment,
+   * `earlyAck` and `precreate` sinks): where they ran (`ioThread` or
+   * `inline`), how many, and the time spent in the system calls.
+   */
+  durableWrites: DurableWriteExecutorStats;
   bytesWritten: number;
   /** Commits acknowledged durable. */
   commits: number;

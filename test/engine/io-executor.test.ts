@@ -32,9 +32,11 @@ function tempDir(): string {
   return dir;
 }
 
-function threadExecutor(): IoThreadExecutor {
+/** An I/O thread executor whose thread already runs (before that, writes go inline). */
+async function threadExecutor(): Promise<IoThreadExecutor> {
   const executor = new IoThreadExecutor();
   executors.push(executor);
+  await executor.running();
   return executor;
 }
 
@@ -52,7 +54,7 @@ describe('the I/O thread executor', () => {
     const file = path.join(tempDir(), 'pool-file');
     nodeFs.writeFileSync(file, new Uint8Array(64 * 1024));
     const handle = await nodeFileSystem.open(file, 'readWrite');
-    const executor = threadExecutor();
+    const executor = await threadExecutor();
     const shared = new Uint8Array(new SharedArrayBuffer(5000));
     shared.set(randomBytes(5000));
     const privateChunk = randomBytes(3000);
@@ -72,13 +74,13 @@ describe('the I/O thread executor', () => {
     );
     expect(bytes.subarray(8192 + 4000, 8192 + 7000).equals(privateChunk)).toBe(true);
     expect(bytes.subarray(0, 8192).every((b) => b === 0)).toBe(true);
-    expect(executor.stats()).toMatchObject({ kind: 'ioThread', writes: 1 });
+    expect(executor.stats()).toMatchObject({ kind: 'ioThread', writes: 1, threadWrites: 1 });
   });
 
   it('runs many writes in submission order', async () => {
     const file = path.join(tempDir(), 'ordered');
     const handle = await nodeFileSystem.open(file, 'createExclusive');
-    const executor = threadExecutor();
+    const executor = await threadExecutor();
     const writes = [];
     for (let i = 0; i < 50; i++) {
       writes.push(executor.writeAt(handle, [new Uint8Array(100).fill(i)], 0, i % 2 === 0));
@@ -93,7 +95,9 @@ describe('the I/O thread executor', () => {
     const file = path.join(tempDir(), 'read-only');
     nodeFs.writeFileSync(file, 'x');
     const handle = await nodeFileSystem.open(file, 'read');
-    const failure = await failureOf(threadExecutor().writeAt(handle, [randomBytes(10)], 0, true));
+    const failure = await failureOf(
+      (await threadExecutor()).writeAt(handle, [randomBytes(10)], 0, true),
+    );
     await handle.close();
     expect(failure.step).toBe('write');
     expect((failure.cause as { code?: string }).code).toBe('EBADF');
@@ -102,7 +106,7 @@ describe('the I/O thread executor', () => {
   it('reports a failed fdatasync with the OS error and the datasync step, never as done', async () => {
     // /dev/null takes the write but cannot be synced (EINVAL): the fdatasync fails on the thread.
     const handle = await nodeFileSystem.open('/dev/null', 'readWrite');
-    const executor = threadExecutor();
+    const executor = await threadExecutor();
     const failure = await failureOf(executor.writeAt(handle, [randomBytes(10)], 0, true));
     await handle.close();
     expect(failure.step).toBe('datasync');
@@ -110,10 +114,25 @@ describe('the I/O thread executor', () => {
     expect(executor.stats().writes).toBe(0);
   });
 
+  it('writes inline until the thread runs, so the first write never waits for it', async () => {
+    const file = path.join(tempDir(), 'early');
+    const handle = await nodeFileSystem.open(file, 'createExclusive');
+    const executor = new IoThreadExecutor();
+    executors.push(executor);
+    await executor.writeAt(handle, [new Uint8Array(8).fill(1)], 0, true);
+    await executor.running();
+    await executor.writeAt(handle, [new Uint8Array(8).fill(2)], 8, true);
+    await handle.close();
+    expect(executor.stats()).toMatchObject({ writes: 2, threadWrites: 1 });
+    expect([...nodeFs.readFileSync(file)]).toEqual([
+      1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
+    ]);
+  });
+
   it('refuses work once stopped, with a typed cause', async () => {
     const file = path.join(tempDir(), 'stopped');
     const handle = await nodeFileSystem.open(file, 'createExclusive');
-    const executor = threadExecutor();
+    const executor = await threadExecutor();
     await executor.writeAt(handle, [randomBytes(10)], 0, false);
     await executor.close();
     const failure = await failureOf(executor.writeAt(handle, [randomBytes(10)], 0, true));
@@ -132,7 +151,12 @@ describe('the I/O thread executor', () => {
         calls.push('datasync');
       },
     } as unknown as WalFileHandle;
-    await threadExecutor().writeAt(handle, [new Uint8Array(4), new Uint8Array(4)], 512, true);
+    await (await threadExecutor()).writeAt(
+      handle,
+      [new Uint8Array(4), new Uint8Array(4)],
+      512,
+      true,
+    );
     expect(calls).toEqual(['writev 2 @512', 'datasync']);
   });
 });
