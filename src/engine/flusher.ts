@@ -29,6 +29,10 @@ import { type ResolvedParallelWalConfig, SERIALIZED_LANE_ID } from './wal-config
 import type { WalCounters } from './wal-stats.js';
 import type { DurableEpochInfo } from './wal-types.js';
 
+function micros(fromMs: number, toMs: number): number {
+  return Math.round((toMs - fromMs) * 1000);
+}
+
 /** Most epochs sealed ahead of the one being written (early seals), per flusher. */
 const MAX_SEALED_AHEAD = 1;
 
@@ -278,7 +282,9 @@ export class Flusher {
     if (failed !== null) return { ok: false, error: failed };
     this.cycleActive = true;
     try {
+      const sealStartedMs = performance.now();
       const advanced = this.coordinator.advanceNow();
+      this.counters.flushPhases.sealMicros += micros(sealStartedMs, performance.now());
       this.openCommits = 0;
       this.counters.epochsSealed++;
       this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
@@ -306,6 +312,8 @@ export class Flusher {
    * ones. Returns the failure, or null.
    */
   private async flushOne(epoch: bigint): Promise<Error | null> {
+    const phases = this.counters.flushPhases;
+    const startedMs = performance.now();
     const segment = this.coordinator.flushEpoch(epoch);
     // Control plane: header, records and certificate trailer to write, after
     // shadow compare (a diverged epoch is replaced by the conservative result,
@@ -327,6 +335,7 @@ export class Flusher {
         recordCount: segment.recordCount,
       });
       this.writeStartedMs = performance.now();
+      phases.prepareMicros += micros(startedMs, this.writeStartedMs);
       try {
         const written = await this.sink.write(
           epoch,
@@ -346,15 +355,18 @@ export class Flusher {
       // refuses; this epoch's data may be on disk but it is not acknowledged.
       const failed = this.host.failure();
       if (failed !== null) return failed;
+      phases.epochs++;
+      phases.writeMicros += micros(this.writeStartedMs, performance.now());
       this.counters.segmentsWritten++;
       this.counters.bytesWritten += bytes;
     } else {
       this.counters.emptyEpochs++;
     }
     this.counters.droppedAbortedRecords += segment.droppedAborted;
+    const writtenMs = performance.now();
     if (prepared !== null) {
-      const startedMs = this.writeStartedMs ?? performance.now();
-      this.control?.epochDurable(prepared, Math.round((performance.now() - startedMs) * 1000));
+      const writeStartedMs = this.writeStartedMs ?? writtenMs;
+      this.control?.epochDurable(prepared, micros(writeStartedMs, writtenMs));
     }
     this.writeStartedMs = null;
     this.coordinator.completeFlush(epoch, segment.laneIds);
@@ -375,6 +387,7 @@ export class Flusher {
     // Acknowledge: the epoch's data is durable and recovery finds it.
     this.acks.advance(epoch);
     this.host.acknowledged(epoch, info);
+    if (segment.recordCount > 0) phases.acknowledgeMicros += micros(writtenMs, performance.now());
     const publish = (): void => {
       this.coordinator.markEpochDurable(epoch);
       this.host.published(info);

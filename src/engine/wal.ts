@@ -74,7 +74,7 @@ export {
   resolveParallelWalConfig,
   SERIALIZED_LANE_ID,
 } from './wal-config.js';
-export type { LatencySummary, ParallelWalStats } from './wal-stats.js';
+export type { FlushPhases, LatencySummary, ParallelWalStats } from './wal-stats.js';
 export type {
   CommitResult,
   DurableEpochInfo,
@@ -503,6 +503,7 @@ export class ParallelWal implements AsyncDisposable {
       segmentsWritten: this.counters.segmentsWritten,
       fsyncs: this.sink.syncCalls(),
       durableWrites: this.executor.stats(),
+      flushPhases: { ...this.counters.flushPhases },
       bytesWritten: this.counters.bytesWritten,
       commits: this.counters.commits,
       commitsRejected: this.counters.commitsRejected,
