@@ -171,8 +171,12 @@ export class Flusher {
    * Adaptive sealing. Idle disk: seal after one event-loop turn so commits of
    * the same turn share the epoch. Busy disk: let the open epoch fill; seal it
    * early only when it passes `maxEpochBytes`.
+   *
+   * `immediate`: the appends came from another thread (a worker lane's
+   * doorbell), so there is no turn of this event loop to wait for: an idle
+   * disk starts the cycle now instead of after a `setImmediate` hop.
    */
-  kick(): void {
+  kick(immediate = false): void {
     if (this.host.failure() !== null || this.host.isClosed()) return;
     if (this.cycleActive) {
       if (
@@ -187,6 +191,10 @@ export class Flusher {
       return;
     }
     if (!this.config.autoFlush && !this.host.isClosing()) return;
+    if (immediate) {
+      this.track(this.enqueueCycle());
+      return;
+    }
     if (this.cycleScheduled) return;
     this.cycleScheduled = true;
     setImmediate(() => {

@@ -396,9 +396,9 @@ export class ParallelWal implements AsyncDisposable {
     return pending;
   }
 
-  /** Tells the flusher that an external lane received records. */
+  /** Tells the flusher that an external lane received records (from another thread). */
   notifyAppend(): void {
-    this.flusher.kick();
+    this.flusher.kick(true);
   }
 
   /**
