@@ -266,7 +266,13 @@ export class IoThreadExecutor implements DurableWriteExecutor {
 
   /** Resolves once the thread runs (or is gone): from then on writes go to it. */
   async running(): Promise<void> {
-    await this.started;
+    // An unref'd thread would not keep the process alive while we wait for it.
+    this.worker?.ref();
+    try {
+      await this.started;
+    } finally {
+      if (this.outstanding.size === 0) this.worker?.unref();
+    }
   }
 
   stats(): DurableWriteExecutorStats {
