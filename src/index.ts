@@ -51,6 +51,8 @@ export {
   type StageBatchInput,
   type StageRecordInput,
 } from './control/plane.js';
+// Types that appear in the signatures above, so that callers can name them.
+export type { SegmentFileBytes } from './control/segment-v3.js';
 export {
   appendCertificateTrailer,
   CERTIFIED_SEGMENT_VERSION,
@@ -87,6 +89,12 @@ export {
   shouldShadowCompare,
   validateControlSurface,
 } from './control/surface.js';
+export type {
+  FileTraceSinkOptions,
+  MemoryTraceSink,
+  TraceFields,
+  TraceSummary,
+} from './control/trace.js';
 export {
   type DecisionRecord,
   fileTraceSink,
@@ -99,6 +107,7 @@ export {
   traceSinkFromEnv,
 } from './control/trace.js';
 export type { EngineControl, SealPointInfo } from './engine/control-hooks.js';
+export type { EpochCoordinatorOptions } from './engine/epochs.js';
 export {
   type AdvanceOptions,
   type AdvanceResult,
@@ -107,6 +116,7 @@ export {
   type FenceableLane,
 } from './engine/epochs.js';
 export * from './engine/errors.js';
+export type { DrainedLaneData, LaneCounters } from './engine/lane.js';
 export {
   type AppendOutcome,
   type BlockedReason,
@@ -123,6 +133,8 @@ export type {
   SealedLaneData,
 } from './engine/lane-types.js';
 export { parallelWalForPath, removeParallelWal } from './engine/registry.js';
+export type { SegmentSinkKind } from './engine/segment-writer.js';
+export type { WorkerLaneStats } from './engine/shared-lane.js';
 export {
   type CommitResult,
   DEFAULT_EPOCH_INTERVAL_MS,
@@ -136,6 +148,8 @@ export {
   resolveParallelWalConfig,
   type WalWriter,
 } from './engine/wal.js';
+export type { ResolvedParallelWalConfig } from './engine/wal-config.js';
+export type { LatencySummary } from './engine/wal-stats.js';
 export {
   attachWriter,
   DURABLE_WAIT_SLICE_MS,
@@ -170,61 +184,16 @@ export {
   encodeSegmentHeader,
 } from './format/segment.js';
 export * from './format/types.js';
-export {
-  ReplicaErrorCode,
-  ReplicationError,
-  ReplicationErrorCode,
-  ReplicationTimeoutError,
-  ReplicaVerificationError,
-} from './replication/errors.js';
-export { Follower, type FollowerOptions, type FollowerStats } from './replication/follower.js';
-export {
-  type CommitDurability,
-  type ReplicatedCommitOptions,
-  type ReplicatedCommitResult,
-  ReplicatedWal,
-  type ReplicatedWalConfig,
-  type ReplicatedWalStats,
-} from './replication/replicated-wal.js';
-export {
-  Replicator,
-  type ReplicatorOptions,
-  type ReplicatorStats,
-  savedReplicatedEpoch,
-} from './replication/replicator.js';
-export {
-  type RestoreOptions,
-  type RestoreResult,
-  restoreFromStream,
-} from './replication/restore.js';
-export {
-  type DownloadSnapshotOptions,
-  downloadSnapshot,
-  type LatestSnapshotOptions,
-  type ListSnapshotsOptions,
-  latestSnapshot,
-  listSnapshots,
-  type PruneSnapshotsOptions,
-  type PublishSnapshotOptions,
-  pruneSnapshots,
-  publishSnapshot,
-  type SkippedSnapshot,
-  type SnapshotImage,
-  type SnapshotMeta,
-  snapshotBucketName,
-  snapshotObjectName,
-} from './replication/snapshot.js';
-export {
-  type FollowPosition,
-  type ReplicationState,
-  readFollowPosition,
-  readReplicationState,
-} from './replication/state-file.js';
+export { type JsonSafe, jsonSafe, type LoggableStats } from './stats-json.js';
 export {
   IO_ERROR_CODE,
+  RECOVERY_GAP_CODE,
+  RecoveryGapError,
   SEGMENT_CORRUPT_CODE,
   SegmentCorruptError,
   SegmentFileErrorReason,
+  SKIPPED_EPOCHS_CORRUPT_CODE,
+  SkippedEpochsCorruptError,
   WalIoError,
 } from './storage/errors.js';
 export {
@@ -272,6 +241,11 @@ export {
   writeSegment,
   writeSegmentFile,
 } from './storage/segment-files.js';
+export {
+  readSkippedEpochs,
+  type SkippedEpochRange,
+  skippedEpochsPath,
+} from './storage/skipped-epochs.js';
 export type { PageWrites } from './store/commit-batch.js';
 export { describeStore, formatStoreDescription, type StoreDescription } from './store/describe.js';
 export { StoreError, StoreErrorCode, type StoreErrorCodeValue } from './store/errors.js';
@@ -303,13 +277,4 @@ export {
   type ReplicaStoreOptions,
   type ReplicaStoreStats,
 } from './store/replica-store.js';
-export {
-  DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS,
-  openReplicatedStore,
-  type ReplicatedStore,
-  type ReplicatedStoreOptions,
-  type SnapshotOptions,
-  type StreamTrim,
-  trimStreamBelow,
-} from './store/replicated-store.js';
 export { attachStoreWriter, type StoreWorkerWriter } from './store/worker.js';

@@ -1,14 +1,17 @@
 /**
- * `pwal recover <db-path> [--skip-corrupt] [--page-size N] [--json]`: replays
- * the log's durable epochs into the database file (fsync, store header, then
- * the applied segments are deleted). Fails closed on a corrupt segment; with
- * `--skip-corrupt` it applies the segments before the first unusable one and
- * sets that one and every later one aside (`<db>-wal-corrupt-…`), so they are
- * kept for inspection but never replayed after newer epochs.
+ * `pwal recover <db-path> [--skip-corrupt] [--allow-epoch-gaps] [--page-size N] [--json]`:
+ * replays the log's durable epochs into the database file (fsync, store
+ * header, then the applied segments are deleted). Fails closed on a corrupt
+ * segment and on a missing epoch (`ERR_RECOVERY_GAP`, unless
+ * `--allow-epoch-gaps` for a log from a writer that leaves numbers unused);
+ * with `--skip-corrupt` it applies the segments before the first unusable or
+ * missing one, records the rest as given up (`<db>-wal-skipped`) and sets
+ * them aside (`<db>-wal-corrupt-…`), so they are kept for inspection but
+ * never replayed or numbered again.
  * `--page-size` is only for a log that has no store header yet. A replicated
  * database keeps its segments above the saved replicated epoch (`retention.ts`).
  * Exit 0: recovered (also with segments set aside, which are listed);
- * 1: failed (locked, corrupt segment without `--skip-corrupt`, I/O).
+ * 1: failed (locked, corrupt or missing segment without `--skip-corrupt`, I/O).
  */
 import type { Command } from 'commander';
 import { WalArgumentError } from '../errors.js';
@@ -24,13 +27,25 @@ export function registerRecover(program: Command, ctx: CliContext): void {
     .command('recover')
     .description('replay the log into the database file')
     .argument('<db-path>', 'path of the database file')
-    .option('--skip-corrupt', 'apply the segments before the first corrupt one, set the rest aside')
+    .option(
+      '--skip-corrupt',
+      'apply the segments before the first corrupt or missing one, give up and set aside the rest',
+    )
+    .option(
+      '--allow-epoch-gaps',
+      'the log was written by a writer that leaves epoch numbers unused: a missing epoch is not a lost segment',
+    )
     .option('--page-size <bytes>', 'page size of a database that has no store header yet')
     .option('--json', 'print one JSON document')
     .action(
       async (
         dbPath: string,
-        options: { skipCorrupt?: boolean; pageSize?: string; json?: boolean },
+        options: {
+          skipCorrupt?: boolean;
+          allowEpochGaps?: boolean;
+          pageSize?: string;
+          json?: boolean;
+        },
       ) => {
         const header = await readStoreHeader(dbPath, ctx.fs);
         if (header === null && (await listSegments(dbPath, { fs: ctx.fs })).length === 0) {
@@ -40,6 +55,7 @@ export function registerRecover(program: Command, ctx: CliContext): void {
         const store = await PageStore.open(dbPath, {
           fs: ctx.fs,
           skipCorrupt: options.skipCorrupt ?? false,
+          allowEpochGaps: options.allowEpochGaps ?? false,
           autoCheckpoint: false,
           ...(pageSize === undefined ? {} : { pageSize }),
           ...(await retentionOptions(dbPath, ctx.fs)),
@@ -54,7 +70,9 @@ export function registerRecover(program: Command, ctx: CliContext): void {
           `recovered ${dbPath}: ${report.segmentsApplied} segment(s) applied, ${report.pagesWritten} page(s) written, ${report.segmentsDeleted} segment(s) deleted; ${report.dbSizePages} pages of ${store.pageSize} bytes, last checkpointed epoch ${report.checkpointEpoch ?? 'none'}\n`,
         );
         for (const path of report.quarantinedSegments) {
-          ctx.io.stdout(`set aside (corrupt or after a corrupt segment): ${path}\n`);
+          ctx.io.stdout(
+            `set aside (given up: corrupt, or after a corrupt or missing one): ${path}\n`,
+          );
         }
       },
     );

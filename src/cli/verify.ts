@@ -5,9 +5,19 @@
  * therefore not replay). When segments carry commit certificates (format
  * version 3), a second line reports their chain, checked by the control
  * plane's verifier (`verifyCertificateChainOnDisk`); a broken chain is exit 1.
+ * A missing epoch inside the log (a lost segment) is exit 1 with recovery's
+ * own `recovery_gap` message, unless `--allow-epoch-gaps`; segments in ranges
+ * recorded as given up (`<db>-wal-skipped`) are not checked.
  */
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
+import { findEpochGap } from '../storage/recovery.js';
+import {
+  readSkippedEpochs,
+  type SkippedEpochRange,
+  skippedRangeOf,
+} from '../storage/skipped-epochs.js';
+import { readStoreHeader } from '../store/header.js';
 import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context.js';
 import { checkDatabase, isHealthy } from './segment-check.js';
 
@@ -15,8 +25,13 @@ import { checkDatabase, isHealthy } from './segment-check.js';
 async function certificateChain(
   dbPath: string,
   ctx: CliContext,
+  ranges: readonly SkippedEpochRange[],
 ): Promise<{ line: string; ok: boolean } | null> {
-  const report = await verifyCertificateChainOnDisk(dbPath, { fs: ctx.fs, skipCorrupt: true });
+  const report = await verifyCertificateChainOnDisk(dbPath, {
+    fs: ctx.fs,
+    skipCorrupt: true,
+    ignoreEpoch: (epoch) => skippedRangeOf(ranges, epoch) !== undefined,
+  });
   if (report.failure !== null) {
     return {
       ok: false,
@@ -42,8 +57,18 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       'check that every segment of a database reads cleanly (exit 0) or name the first bad one (exit 1)',
     )
     .argument('<db-path>', 'path of the database file (segments live beside it)')
-    .action(async (dbPath: string) => {
-      const { segments, temporaryFiles } = await checkDatabase(dbPath, ctx.fs);
+    .option(
+      '--allow-epoch-gaps',
+      'the log was written by a writer that leaves epoch numbers unused: a missing epoch is not a lost segment',
+    )
+    .action(async (dbPath: string, options: { allowEpochGaps?: boolean }) => {
+      const checked = await checkDatabase(dbPath, ctx.fs);
+      const { temporaryFiles } = checked;
+      // Epochs given up with skipCorrupt are neither replayed nor a gap.
+      const ranges = await readSkippedEpochs(dbPath, { fs: ctx.fs });
+      const segments = checked.segments.filter(
+        (s) => skippedRangeOf(ranges, s.epoch) === undefined,
+      );
       const badIndex = segments.findIndex((s) => !isHealthy(s));
       if (badIndex >= 0) {
         const bad = segments[badIndex]!;
@@ -59,8 +84,25 @@ export function registerVerify(program: Command, ctx: CliContext): void {
         ctx.setExitCode(EXIT_FAILURE);
         return;
       }
+      if (options.allowEpochGaps !== true) {
+        // A page store's header says which epochs are folded (their segments may be gone).
+        const header = await readStoreHeader(dbPath, ctx.fs);
+        const gap = findEpochGap(
+          dbPath,
+          segments.map((s) => s.epoch),
+          ranges,
+          header === null ? undefined : header.nextEpoch,
+        );
+        if (gap !== null) {
+          ctx.io.stdout(`FAIL ${gap.message}\n`);
+          ctx.setExitCode(EXIT_FAILURE);
+          return;
+        }
+      }
+      const skipped = checked.segments.length - segments.length;
       const tmp =
-        temporaryFiles.length > 0 ? `, ${temporaryFiles.length} leftover temporary file(s)` : '';
+        (skipped > 0 ? `, ${skipped} segment(s) in recorded skipped ranges` : '') +
+        (temporaryFiles.length > 0 ? `, ${temporaryFiles.length} leftover temporary file(s)` : '');
       if (segments.length === 0) {
         ctx.io.stdout(`ok: no segments${tmp}\n`);
       } else {
@@ -71,7 +113,7 @@ export function registerVerify(program: Command, ctx: CliContext): void {
         ctx.io.stdout(
           `ok: ${segments.length} segment(s), ${records} record(s), ${bytes} bytes, epochs ${first}..${last}${tmp}\n`,
         );
-        const chain = await certificateChain(dbPath, ctx);
+        const chain = await certificateChain(dbPath, ctx, ranges);
         if (chain !== null) {
           ctx.io.stdout(chain.line);
           if (!chain.ok) {

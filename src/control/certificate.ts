@@ -1,11 +1,12 @@
 /**
- * Commit certificates (SYSTEM.md §6): one per durable epoch, binding the
+ * Commit certificates (docs/design.md#commit-certificates): one per durable epoch, binding the
  * segment's bytes by digest and chaining to the previous certificate, so that
  * recovery can tell a missing middle segment (`recovery_gap`) from a broken
  * chain (`certificate_gap`) and from altered bytes (`certificate_checksum_mismatch`).
  *
  * Encoded certificate, little-endian (format version 1). The canonical bytes of
- * §6 come first; `certificateCrc32c = crc32c(canonical bytes)` exactly as §6 says.
+ * docs/format.md#72-certificate come first; `certificateCrc32c = crc32c(canonical bytes)` exactly
+ * as docs/format.md#72-certificate says.
  * The chain extension follows, with its own CRC over everything before it:
  *
  * ```text
@@ -130,7 +131,7 @@ export class CommitCertificate implements CertificateFields {
   readonly payloadDigest: Uint8Array;
   readonly fallbackActive: boolean;
   readonly predecessor: { epoch: bigint; certificateCrc32c: number } | null;
-  /** crc32c of the canonical bytes (SYSTEM.md §6). */
+  /** crc32c of the canonical bytes (docs/format.md#72-certificate). */
   readonly certificateCrc32c: number;
   /** crc32c of the whole encoding before it (covers the chain link). */
   readonly linkCrc32c: number;
@@ -167,7 +168,7 @@ export class CommitCertificate implements CertificateFields {
     return new CommitCertificate(fields, certificateCrc, linkCrc);
   }
 
-  /** The canonical bytes of SYSTEM.md §6 (what `certificateCrc32c` covers). */
+  /** The canonical bytes of docs/format.md#72-certificate (what `certificateCrc32c` covers). */
   canonicalBytes(): Uint8Array {
     return encodeFields(this).subarray(0, canonicalBytesLength(this.laneRecordCounts.length));
   }

@@ -15,6 +15,8 @@ export interface ChainOnDiskOptions {
   anchor?: CertificateLink | null;
   /** Report the first failure instead of throwing it. */
   skipCorrupt?: boolean;
+  /** Segments to leave out (epochs recorded as given up, which recovery never reads). */
+  ignoreEpoch?: (epoch: bigint) => boolean;
 }
 
 /** {@link SegmentChainReport} plus how many segment files were listed. */
@@ -34,7 +36,9 @@ export async function verifyCertificateChainOnDisk(
   options: ChainOnDiskOptions = {},
 ): Promise<ChainOnDiskReport> {
   const fs = options.fs ?? nodeFileSystem;
-  const files = await listSegments(dbPath, { fs });
+  const files = (await listSegments(dbPath, { fs })).filter(
+    (file) => options.ignoreEpoch?.(file.epoch) !== true,
+  );
   const verifier = new SegmentChainVerifier(options.anchor ?? null);
   for (const file of files) {
     const bytes = await fs.readFile(file.path);

@@ -1,5 +1,5 @@
 /**
- * The sealing controller (SYSTEM.md §3 "group commit that adapts", §6
+ * The sealing controller (docs/design.md#group-commit, docs/design.md#sealing-controller
  * decision records): at each seal decision point it scores every action by
  * expected loss — the commit latency (µs, summed over affected commits) the
  * action is expected to add — from measured evidence, and picks the cheapest.
@@ -35,7 +35,7 @@
 import type { FallbackReason } from './surface.js';
 import type { DecisionRecord } from './trace.js';
 
-/** The controller's actions (SYSTEM.md §6). */
+/** The controller's actions (docs/design.md#sealing-controller). */
 export type DecisionAction =
   | 'keepCurrent'
   | 'sealEpochNow'

@@ -1,5 +1,5 @@
 /**
- * The fallback latch of the control plane (SYSTEM.md §6): once any reason
+ * The fallback latch of the control plane (docs/design.md#fallback): once any reason
  * fires, the log takes the conservative (single-lane, serialized) path, and it
  * returns to the parallel path only through {@link FallbackState.clearAfterCleanState}.
  */

@@ -1,5 +1,5 @@
 /**
- * The lane stager (SYSTEM.md §6): per-lane FIFO queues of staged commit batches
+ * The lane stager (docs/design.md#shadow-compare): per-lane FIFO queues of staged commit batches
  * with their frame backlogs, and the leases that give each writer context a
  * stable lane.
  *

@@ -1,5 +1,5 @@
 /**
- * Shadow compare (SYSTEM.md §6): for a sampled epoch, build the result the
+ * Shadow compare (docs/design.md#shadow-compare): for a sampled epoch, build the result the
  * conservative path (one lane, serialized) would have produced from the same
  * commit batches, and compare it with what the parallel path produced — the
  * segment bytes and the certificate. A divergence latches the fallback with

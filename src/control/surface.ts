@@ -1,5 +1,5 @@
 /**
- * The control surface of the parallel log (SYSTEM.md §6): operating mode, lane
+ * The control surface of the parallel log (docs/design.md#control-surface): operating mode, lane
  * count, budgets, and the shadow-compare sampling gate, resolved from code and
  * from the seed's environment variables.
  *
@@ -11,7 +11,7 @@ import { WalArgumentError } from '../errors.js';
 /** `auto` (many lanes), `conservative` (one lane, serialized), `shadowCompare` (both, compared). */
 export type OperatingMode = 'auto' | 'conservative' | 'shadowCompare';
 
-/** Why the log left the parallel path (SYSTEM.md §6). */
+/** Why the log left the parallel path (docs/design.md#fallback). */
 export type FallbackReason =
   | 'operatorForced'
   | 'laneOverflow'

@@ -1,11 +1,11 @@
 /**
- * Trace and decision records (SYSTEM.md §6) written as JSON lines through a
+ * Trace and decision records (docs/design.md#traces) written as JSON lines through a
  * pluggable sink. Off by default: with no sink, {@link Tracer.enabled} is
  * false and call sites guard with it, so no record object is ever built.
  *
  * JSON form: u64 fields as decimal strings, `mode` and `fallbackReason` by
  * their seed names (`shadow_compare`, `lane_overflow`, `none`), decision
- * actions as in §6 (`sealEpochNow`, …), plus `kind` and `atMs`.
+ * actions as in docs/design.md#sealing-controller (`sealEpochNow`, …), plus `kind` and `atMs`.
  */
 import fs from 'node:fs';
 import type { DecisionAction } from './controller.js';
@@ -49,7 +49,7 @@ export interface TraceRecord {
   detail?: string;
 }
 
-/** One controller decision (SYSTEM.md §6). */
+/** One controller decision (docs/design.md#traces). */
 export interface DecisionRecord {
   policyId: string;
   policyVersion: string;
@@ -70,6 +70,7 @@ export type TraceEvent =
 
 /** Where trace events go. `write` must not throw for ordinary I/O trouble it can defer. */
 export interface TraceSink {
+  /** Takes one event (buffered or written at once, as the sink chooses). */
   write(event: TraceEvent): void;
   /** Pushes buffered events out (synchronously). */
   flush(): void;
@@ -236,10 +237,12 @@ export class Tracer {
     this.#sink?.write({ kind: 'decision', atMs: this.#now(), ...record });
   }
 
+  /** Pushes the sink's buffered events out (synchronously). */
   flush(): void {
     this.#sink?.flush();
   }
 
+  /** Flushes and closes the sink; later events are dropped. */
   close(): void {
     this.#sink?.close();
   }

@@ -1,5 +1,5 @@
 /**
- * What the engine's write path asks the control plane (SYSTEM.md §6), declared
+ * What the engine's write path asks the control plane (docs/design.md#control-plane), declared
  * in the engine's own layer so that the engine never imports `control/`:
  * `control/plane.ts`'s `ControlPlane` satisfies this interface structurally,
  * and whoever opens the log (store, CLI, application) passes one in

@@ -1,5 +1,5 @@
 /**
- * The epoch coordinator (SYSTEM.md §3, "Epochs").
+ * The epoch coordinator (docs/design.md#epochs).
  *
  * Two counters: `currentEpoch`, published first when advancing, and
  * `appendEpoch`, the tag writers use, which moves only after every lane has
@@ -34,6 +34,7 @@ export const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 /** A lane whose writer reports which `currentEpoch` it has seen (for advance fences). */
 export interface FenceableLane {
   readonly laneId: number;
+  /** The newest `currentEpoch` the lane's writer has seen. */
   observedEpoch(): bigint;
 }
 

@@ -11,8 +11,9 @@
  *   the flusher seals it the moment the disk is free again;
  * - an open epoch past `maxEpochBytes` while the disk is busy is sealed early,
  *   so one segment never grows without bound;
- * - the ticker additionally advances the epoch every `epochIntervalMs`, also
- *   when idle (empty epochs write nothing).
+ * - the ticker additionally advances the epoch every `epochIntervalMs` while
+ *   appends are waiting; an idle tick seals nothing, because every sealed
+ *   epoch gets a segment (so a missing epoch number is a lost segment).
  *
  * The log itself (failure state, listeners, lanes) stays in `wal.ts`; the
  * flusher reaches it through {@link FlusherHost}.
@@ -290,19 +291,24 @@ export class Flusher {
     if (failed !== null) return { ok: false, error: failed };
     this.cycleActive = true;
     try {
-      const sealStartedMs = performance.now();
-      const advanced = this.coordinator.advanceNow();
-      this.counters.flushPhases.sealMicros += micros(sealStartedMs, performance.now());
-      this.openCommits = 0;
-      this.counters.epochsSealed++;
-      this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
+      // Every sealed epoch gets a segment, so recovery can tell a lost
+      // segment from an unused number: with nothing appended the open epoch
+      // stays open (an idle ticker, close, or advanceAndFlush seal nothing).
+      if (this.openEpochBytes() > 0) {
+        const sealStartedMs = performance.now();
+        const advanced = this.coordinator.advanceNow();
+        this.counters.flushPhases.sealMicros += micros(sealStartedMs, performance.now());
+        this.openCommits = 0;
+        this.counters.epochsSealed++;
+        this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
+      }
       while (this.sealedQueue.length > 0) {
         const next = this.sealedQueue[0]!;
         const error = await this.flushOne(next.epoch);
         if (error !== null) return { ok: false, error };
         this.sealedQueue.shift();
       }
-      return { ok: true, newEpoch: advanced.newEpoch };
+      return { ok: true, newEpoch: this.coordinator.appendEpoch };
     } catch (error) {
       // Only an engine invariant breach gets here (flushOne handles I/O).
       const failure = this.host.enterFailed(error, this.sealedQueue[0]?.epoch ?? null);
@@ -335,46 +341,42 @@ export class Flusher {
     }
     let bytes = 0;
     let published: Promise<void> | null = null;
-    if (segment.recordCount > 0) {
-      this.inFlight = segment;
-      const header = encodeSegmentHeader({
-        version: this.config.formatVersion,
-        epoch,
-        recordCount: segment.recordCount,
-      });
-      this.writeStartedMs = performance.now();
-      phases.prepareMicros += micros(startedMs, this.writeStartedMs);
-      try {
-        const written = await this.sink.write(
-          epoch,
-          prepared?.chunks ?? [header, ...segment.chunks],
-        );
-        bytes = written.bytes;
-        published = written.published;
-      } catch (cause) {
-        // Not durable; the epoch stays first (its lanes keep it Flushing) and
-        // the log refuses everything from here on.
-        this.control?.epochFailed(epoch, cause);
-        return this.host.enterFailed(cause, epoch);
-      } finally {
-        this.inFlight = null;
-      }
-      // An earlier epoch's background publication failed meanwhile: the log
-      // refuses; this epoch's data may be on disk but it is not acknowledged.
-      const failed = this.host.failure();
-      if (failed !== null) return failed;
-      phases.epochs++;
-      phases.writeMicros += micros(this.writeStartedMs, performance.now());
-      this.counters.segmentsWritten++;
-      this.counters.bytesWritten += bytes;
-    } else {
-      this.counters.emptyEpochs++;
+    // An epoch whose records were all aborted still gets its (header-only)
+    // segment: the log never leaves an epoch number without one.
+    this.inFlight = segment;
+    const header = encodeSegmentHeader({
+      version: this.config.formatVersion,
+      epoch,
+      recordCount: segment.recordCount,
+    });
+    this.writeStartedMs = performance.now();
+    phases.prepareMicros += micros(startedMs, this.writeStartedMs);
+    try {
+      const chunks = prepared?.chunks ?? [header, ...segment.chunks];
+      const written = await this.sink.write(epoch, chunks.length > 0 ? chunks : [header]);
+      bytes = written.bytes;
+      published = written.published;
+    } catch (cause) {
+      // Not durable; the epoch stays first (its lanes keep it Flushing) and
+      // the log refuses everything from here on.
+      this.control?.epochFailed(epoch, cause);
+      return this.host.enterFailed(cause, epoch);
+    } finally {
+      this.inFlight = null;
     }
-    this.counters.droppedAbortedRecords += segment.droppedAborted;
+    // An earlier epoch's background publication failed meanwhile: the log
+    // refuses; this epoch's data may be on disk but it is not acknowledged.
+    const failed = this.host.failure();
+    if (failed !== null) return failed;
     const writtenMs = performance.now();
+    phases.epochs++;
+    phases.writeMicros += micros(this.writeStartedMs, writtenMs);
+    this.counters.segmentsWritten++;
+    this.counters.bytesWritten += bytes;
+    if (segment.recordCount === 0) this.counters.emptyEpochs++;
+    this.counters.droppedAbortedRecords += segment.droppedAborted;
     if (prepared !== null) {
-      const writeStartedMs = this.writeStartedMs ?? writtenMs;
-      this.control?.epochDurable(prepared, micros(writeStartedMs, writtenMs));
+      this.control?.epochDurable(prepared, micros(this.writeStartedMs ?? writtenMs, writtenMs));
     }
     this.writeStartedMs = null;
     this.coordinator.completeFlush(epoch, segment.laneIds);
@@ -383,7 +385,7 @@ export class Flusher {
     if (dbSize !== undefined) this.lastDbSize = dbSize.dbSize;
     const info: DurableEpochInfo = {
       epoch,
-      segmentWritten: segment.recordCount > 0,
+      segmentWritten: true,
       recordCount: segment.recordCount,
       bytes,
       laneIds: segment.laneIds,
@@ -395,7 +397,7 @@ export class Flusher {
     // Acknowledge: the epoch's data is durable and recovery finds it.
     this.acks.advance(epoch);
     this.host.acknowledged(epoch, info);
-    if (segment.recordCount > 0) phases.acknowledgeMicros += micros(writtenMs, performance.now());
+    phases.acknowledgeMicros += micros(writtenMs, performance.now());
     const publish = (): void => {
       this.coordinator.markEpochDurable(epoch);
       this.host.published(info);

@@ -1,5 +1,5 @@
 /**
- * The contract between the epoch engine and a lane (SYSTEM.md §3).
+ * The contract between the epoch engine and a lane (docs/design.md#lanes).
  *
  * A lane belongs to one writer context (an async writer on the owner thread, or
  * a worker thread writing into a SharedArrayBuffer). It holds records already

@@ -1,6 +1,6 @@
 /**
  * The in-process lane: one writer context's buffers on the owner thread
- * (SYSTEM.md §3, "Lanes").
+ * (docs/design.md#lanes).
  *
  * Two buffers, *active* and *flush*, each `Writable | Sealed{E} | Flushing{E}`,
  * plus an overflow list. Records are stored already encoded in segment wire

@@ -2,66 +2,98 @@
  * What `ParallelWal.open` needs to know about an existing log, read one
  * segment at a time (memory bounded by the largest segment, not the log):
  * every segment is fully decoded and checked (the storage layer's reader
- * checks, plus header epoch = file-name epoch and one file per epoch), the
- * newest epoch with a file (numbering continues after it, so no name is ever
- * reused), and the highest commit sequence (numbering continues after it).
+ * checks, plus header epoch = file-name epoch and one file per epoch), no
+ * epoch missing inside the log, the newest epoch with a file or given up
+ * (numbering continues after it, so no name is ever reused), and the highest
+ * commit sequence (numbering continues after it).
  */
-import type { WalError } from '../errors.js';
 import type { WalFileSystem } from '../storage/fs.js';
 import {
   adoptOrRemoveTemporaryFiles,
   inspectTemporaryFiles,
-  recoverSegmentEntry,
-  segmentEntryError,
+  type RecoveryStop,
+  skippedRangeAfter,
+  walkSegments,
 } from '../storage/recovery.js';
-import { duplicateEpochError, groupByEpoch, scanSegments } from '../storage/segment-files.js';
+import { type SegmentFileEntry, scanSegments } from '../storage/segment-files.js';
+import { recordSkippedEpochs, type SkippedEpochRange } from '../storage/skipped-epochs.js';
 
 /** The existing log, as {@link scanExistingLog} found it. */
 export interface ExistingLog {
-  /** Newest epoch with a segment file (readable or not), or `null`. */
+  /** Newest epoch with a segment file (readable or not) or in a recorded skipped range, or `null`. */
   newestEpoch: bigint | null;
-  /** Highest commit sequence in the readable prefix, or `null`. */
+  /**
+   * Highest commit sequence on disk: in the readable segments, and in the
+   * ceilings of the recorded skipped ranges; `null` when none.
+   */
   lastCommitSeq: bigint | null;
   /** Segments read completely. */
   segmentsRead: number;
-  /** The first unusable segment (only with `skipCorrupt`), or `null`. */
-  stoppedAt: WalError | null;
+  /** The first unusable segment or missing epoch (only with `skipCorrupt`), or `null`. */
+  stoppedAt: RecoveryStop | null;
+  /** With a stop: what opening for writing gives up (see `skippedRangeAfter`). */
+  rangeToSkip: SkippedEpochRange | null;
+}
+
+function maxOf(a: bigint | null, b: bigint | null): bigint | null {
+  if (a === null) return b;
+  return b !== null && b > a ? b : a;
 }
 
 /**
- * Reads every segment of `dbPath` in epoch order. Fails closed on the first
- * unusable one unless `skipCorrupt` (then it stops there: prefix semantics).
- * @throws {SegmentCorruptError} / {@link WalIoError} as the storage layer's recovery does.
+ * Reads every segment of `dbPath` in epoch order, one at a time. Fails closed
+ * on the first unusable segment or missing epoch unless `skipCorrupt` (then
+ * it stops there: prefix semantics). Segments in recorded skipped ranges are
+ * not read; the ranges still count for numbering.
+ * @throws {SegmentCorruptError} / {@link RecoveryGapError} / {@link WalIoError}
+ * as the storage layer's recovery does.
  */
 export async function scanExistingLog(
   dbPath: string,
-  options: { fs: WalFileSystem; skipCorrupt: boolean },
+  options: {
+    fs: WalFileSystem;
+    skipCorrupt: boolean;
+    allowEpochGaps: boolean;
+    /** Epochs below it are held elsewhere (folded, replicated): holes there are not losses. */
+    ignoreHolesBelow?: bigint;
+    /** Adoptable temporary files read in place (an open without the lock may not adopt them). */
+    pending?: readonly SegmentFileEntry[];
+  },
 ): Promise<ExistingLog> {
-  const entries = await scanSegments(dbPath, { fs: options.fs });
-  const result: ExistingLog = {
-    newestEpoch: entries.length === 0 ? null : entries[entries.length - 1]!.epoch,
-    lastCommitSeq: null,
-    segmentsRead: 0,
-    stoppedAt: null,
-  };
-  for (const group of groupByEpoch(entries)) {
-    const entry = group[0]!;
-    try {
-      if (group.length > 1) throw duplicateEpochError(group);
-      const { records } = await recoverSegmentEntry(entry, { fs: options.fs });
-      for (const record of records) {
-        const seq = record.endSeq ?? record.beginSeq;
-        if (result.lastCommitSeq === null || seq > result.lastCommitSeq) result.lastCommitSeq = seq;
-      }
-      result.segmentsRead++;
-    } catch (raw) {
-      const error = segmentEntryError(entry, raw);
-      if (!options.skipCorrupt) throw error;
-      result.stoppedAt = error;
-      break;
-    }
+  const { fs } = options;
+  const entries = await scanSegments(dbPath, { fs });
+  if (options.pending !== undefined && options.pending.length > 0) {
+    entries.push(...options.pending);
+    entries.sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
   }
-  return result;
+  let lastCommitSeq: bigint | null = null;
+  let segmentsRead = 0;
+  const walk = await walkSegments(
+    dbPath,
+    entries,
+    {
+      fs,
+      skipCorrupt: options.skipCorrupt,
+      allowEpochGaps: options.allowEpochGaps,
+      ...(options.ignoreHolesBelow === undefined
+        ? {}
+        : { ignoreHolesBelow: options.ignoreHolesBelow }),
+    },
+    (_entry, records) => {
+      for (const record of records)
+        lastCommitSeq = maxOf(lastCommitSeq, record.endSeq ?? record.beginSeq);
+      segmentsRead++;
+    },
+  );
+  const rangeToSkip = await skippedRangeAfter(walk.stoppedAt, walk.partial, lastCommitSeq, { fs });
+  let newestEpoch = walk.newestEpoch;
+  for (const range of rangeToSkip === null
+    ? walk.skippedRanges
+    : [...walk.skippedRanges, rangeToSkip]) {
+    newestEpoch = maxOf(newestEpoch, range.lastEpoch);
+    lastCommitSeq = maxOf(lastCommitSeq, range.commitSeqCeiling);
+  }
+  return { newestEpoch, lastCommitSeq, segmentsRead, stoppedAt: walk.stoppedAt, rangeToSkip };
 }
 
 /** Where a log being opened starts numbering; see {@link planOpen}. */
@@ -88,6 +120,7 @@ export async function planOpen(
   options: {
     fs: WalFileSystem;
     skipCorrupt: boolean;
+    allowEpochGaps: boolean;
     locked: boolean;
     firstEpoch: bigint;
     firstCommitSeq: bigint;
@@ -98,14 +131,29 @@ export async function planOpen(
   const adopted = options.locked
     ? (await adoptOrRemoveTemporaryFiles(dbPath, { fs })).adopted.length
     : 0;
-  const existing = await scanExistingLog(dbPath, { fs, skipCorrupt: options.skipCorrupt });
-  let newest = existing.newestEpoch;
-  if (!options.locked) {
-    // Not ours to adopt, but never reuse the epoch of an adoptable file.
-    for (const v of await inspectTemporaryFiles(dbPath, { fs })) {
-      if (v.verdict === 'adoptable' && (newest === null || v.epoch! > newest)) newest = v.epoch;
-    }
+  // Without the lock, acknowledged epochs still under their temporary names
+  // are not ours to adopt, but they are part of the log (and fill its numbers).
+  const pending = options.locked
+    ? []
+    : (await inspectTemporaryFiles(dbPath, { fs }))
+        .filter((v) => v.verdict === 'adoptable')
+        .map((v) => ({ epoch: v.epoch!, path: v.path }));
+  const existing = await scanExistingLog(dbPath, {
+    fs,
+    skipCorrupt: options.skipCorrupt,
+    allowEpochGaps: options.allowEpochGaps,
+    // The floor: every epoch below it is durable elsewhere (a store's file,
+    // the cluster), so only holes from it up count.
+    ...(options.firstEpoch > 0n ? { ignoreHolesBelow: options.firstEpoch } : {}),
+    pending,
+  });
+  if (existing.rangeToSkip !== null) {
+    // Given up for good, durably, before any epoch above it is written:
+    // later recoveries skip it instead of stopping there (which would hide
+    // every commit acknowledged from now on), and its numbers stay used.
+    await recordSkippedEpochs(dbPath, existing.rangeToSkip, { fs });
   }
+  const newest = existing.newestEpoch;
   const afterNewest = newest === null ? 0n : newest + 1n;
   // A floor keeps numbering above epochs (and sequences) that were used
   // but whose segments are gone (folded by a checkpoint, replicated).

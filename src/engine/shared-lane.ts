@@ -1,6 +1,6 @@
 /**
  * Worker lanes, owner side: lanes that live in `SharedArrayBuffer`s so a
- * writer in a `worker_thread` appends on its own core (SYSTEM.md §3).
+ * writer in a `worker_thread` appends on its own core (docs/design.md#worker-lanes).
  *
  * A {@link SharedLane} is an {@link EngineLane}: the engine seals, swaps and
  * clears it exactly like an in-process lane. The worker side (`worker.ts`)

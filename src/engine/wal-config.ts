@@ -59,8 +59,24 @@ export interface ParallelWalConfig {
   formatVersion?: FormatVersion;
   /** File system (default the real one). */
   fs?: WalFileSystem;
-  /** Open a log with a corrupt segment anyway (default false: fail closed). */
+  /**
+   * Open a log with a corrupt or missing segment anyway (default false: fail
+   * closed). The unusable epoch and every later one are given up: recorded
+   * durably in `<db>-wal-skipped` before anything is written, never replayed
+   * and never numbered again (new epochs and commit sequences start above
+   * everything on disk, the given-up segments included).
+   */
   skipCorrupt?: boolean;
+  /**
+   * The log was written by a writer that leaves epoch numbers unused (an
+   * older version of this library wrote no segment for empty epochs), so a
+   * missing epoch is not evidence of a lost segment. Default false: a
+   * missing epoch between the first segment and a later one fails opening
+   * with `ERR_RECOVERY_GAP` (`RecoveryGapError`), because this log never
+   * leaves a number unused; epochs below `firstEpoch` are durable elsewhere,
+   * so a hole made only of them is not a loss. Turn it on only for such logs.
+   */
+  allowEpochGaps?: boolean;
   /**
    * Seal and write as soon as commits arrive (default true). `false` leaves
    * flushing to the ticker and {@link ParallelWal.advanceAndFlush}.
@@ -137,6 +153,8 @@ export interface ResolvedParallelWalConfig {
   fsync: FsyncPolicy;
   formatVersion: FormatVersion;
   skipCorrupt: boolean;
+  /** See {@link ParallelWalConfig.allowEpochGaps}. */
+  allowEpochGaps: boolean;
   autoFlush: boolean;
   lock: boolean;
   precreateSegmentFiles: boolean;
@@ -236,6 +254,7 @@ export function resolveParallelWalConfig(
     fsync,
     formatVersion,
     skipCorrupt: checkBoolean('skipCorrupt', config.skipCorrupt ?? false),
+    allowEpochGaps: checkBoolean('allowEpochGaps', config.allowEpochGaps ?? false),
     autoFlush: checkBoolean('autoFlush', config.autoFlush ?? true),
     lock: checkBoolean('lock', config.lock ?? true),
     precreateSegmentFiles: checkBoolean(

@@ -36,6 +36,7 @@ export interface ParallelWalStats {
   /** Epoch being written now, if any. */
   inFlightEpoch: bigint | null;
   epochsSealed: number;
+  /** Sealed epochs whose records were all aborted: written as header-only segments. */
   emptyEpochs: number;
   segmentsWritten: number;
   /** fdatasync + directory fsync calls issued by segment writes. */
@@ -118,7 +119,7 @@ export interface WalCounters {
 export interface FlushPhases {
   /** Epochs that wrote a segment (the ones the figures below cover, except `sealMicros`). */
   epochs: number;
-  /** Sealing (advancing every lane to the next epoch), summed over every cycle. */
+  /** Sealing (advancing every lane to the next epoch) at the start of a flush cycle, summed. */
   sealMicros: number;
   /** Collecting the sealed buffers and encoding the header, up to the sink's write. */
   prepareMicros: number;
@@ -170,16 +171,22 @@ export class CommitLatencyHistogram {
     this.histogram.reset();
   }
 
-  /** Percentiles of the values recorded so far (all 0 when none). */
+  /**
+   * Percentiles of the values recorded so far (all 0 when none). A percentile
+   * is the top of its histogram bucket (up to 0.1% above the values in it),
+   * while `max` is the largest value recorded, exactly: percentiles are
+   * clamped to `max`, so that p50 <= p90 <= p99 <= max always holds.
+   */
   summary(): LatencySummary {
     const h = this.histogram;
-    const empty = h.totalCount === 0;
+    if (h.totalCount === 0) return { count: 0, p50: 0, p90: 0, p99: 0, max: 0 };
+    const max = h.maxValue;
     return {
       count: h.totalCount,
-      p50: empty ? 0 : h.getValueAtPercentile(50),
-      p90: empty ? 0 : h.getValueAtPercentile(90),
-      p99: empty ? 0 : h.getValueAtPercentile(99),
-      max: empty ? 0 : h.maxValue,
+      p50: Math.min(h.getValueAtPercentile(50), max),
+      p90: Math.min(h.getValueAtPercentile(90), max),
+      p99: Math.min(h.getValueAtPercentile(99), max),
+      max,
     };
   }
 }

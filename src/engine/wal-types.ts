@@ -56,7 +56,11 @@ export interface CommitResult {
 /** Announced to {@link ParallelWal.onDurable} listeners, in epoch order. */
 export interface DurableEpochInfo {
   epoch: bigint;
-  /** `false` for an epoch with no committed records (no file written). */
+  /**
+   * Always `true` now: every sealed epoch gets a segment file, header-only
+   * when all its records were aborted (`recordCount` 0). Kept for listeners
+   * written when empty epochs wrote nothing.
+   */
   segmentWritten: boolean;
   recordCount: number;
   /** Bytes written (header included); 0 when no segment was written. */

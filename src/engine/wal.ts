@@ -1,5 +1,6 @@
 /**
- * `ParallelWal`: the coordinator of the parallel write-ahead log. Writers
+ * `ParallelWal`: the coordinator of the parallel write-ahead log
+ * (docs/design.md#write-path). Writers
  * append page batches into lanes; the flusher (`flusher.ts`) seals an epoch
  * and writes it as one segment. With the `earlyAck` sink (the default for
  * format version 2) the segment goes into a pre-created temporary file whose
@@ -23,6 +24,7 @@
 
 import { threadId } from 'node:worker_threads';
 import { WalArgumentError } from '../errors.js';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import { AckWatermark } from './ack-watermark.js';
@@ -46,7 +48,6 @@ import { BatchPlacer, batchRouteBytes, type Placement } from './placement.js';
 import { createSegmentSink, type SegmentSink } from './segment-writer.js';
 import { WorkerLanePool } from './shared-lane.js';
 import {
-  MAX_LANE_ID,
   type ParallelWalConfig,
   type ResolvedParallelWalConfig,
   resolveParallelWalConfig,
@@ -202,6 +203,7 @@ export class ParallelWal implements AsyncDisposable {
       const plan = await planOpen(dbPath, {
         fs,
         skipCorrupt: resolved.skipCorrupt,
+        allowEpochGaps: resolved.allowEpochGaps,
         locked: lock !== null,
         firstEpoch: resolved.firstEpoch,
         firstCommitSeq: resolved.firstCommitSeq,
@@ -376,7 +378,7 @@ export class ParallelWal implements AsyncDisposable {
    * receives the lane id to use and the epoch appends must be tagged with
    * until the engine calls `advance`. The lane is flushed like every other.
    * @returns the lane `create` built.
-   * @throws {NoFreeLaneError} when every id up to {@link MAX_LANE_ID} is taken.
+   * @throws {NoFreeLaneError} when every id up to `MAX_LANE_ID` is taken.
    */
   registerLane<L extends EngineLane>(create: (laneId: number, startEpoch: bigint) => L): L {
     this.ensureOpen();
@@ -432,7 +434,8 @@ export class ParallelWal implements AsyncDisposable {
 
   /**
    * Starts the ticker: every `epochIntervalMs` it advances the epoch and
-   * flushes (also when idle). Aborting `signal` stops it like {@link ParallelWal.stop}.
+   * flushes whatever was appended (an idle tick seals nothing: epoch numbers
+   * are never left without a segment). Aborting `signal` stops it like {@link ParallelWal.stop}.
    * @throws {AlreadyRunningError} (`coordinator already running`) if it runs.
    */
   start(signal?: AbortSignal): void {
@@ -453,7 +456,9 @@ export class ParallelWal implements AsyncDisposable {
 
   /**
    * Advances the epoch and writes everything sealed, now. Resolves with the
-   * new epoch once the sealed epoch is durable.
+   * new epoch once the sealed epoch is durable. With nothing appended the
+   * epoch does not move (it would be an epoch without a segment): it
+   * resolves with the open epoch once everything before it is durable.
    * @throws {WalFailedError} (message `write_segment(E) failed: …`) when a
    * segment write fails; {@link DurableTimeoutError} after `timeoutMs`.
    */
@@ -462,7 +467,8 @@ export class ParallelWal implements AsyncDisposable {
     this.ensureOpen();
     // Resolves once the sealed epoch is published (segment under its name).
     const cycle = this.flusher.enqueueCycle().then(async (outcome) => {
-      if (outcome.ok) {
+      // Nothing sealed ever (a fresh, idle log): nothing to wait for.
+      if (outcome.ok && outcome.newEpoch > 0n) {
         this.sink.publishNow?.();
         await this.coordinator.whenDurable(outcome.newEpoch - 1n);
       }
@@ -484,13 +490,16 @@ export class ParallelWal implements AsyncDisposable {
     }
   }
 
-  /** A snapshot of the counters. */
-  stats(): ParallelWalStats {
+  /**
+   * A snapshot of the counters. `JSON.stringify(wal.stats())` works: its
+   * `toJSON` writes bigints as decimal strings.
+   */
+  stats(): LoggableStats<ParallelWalStats> {
     // Worker lanes count in the pool's figures (which keep released lanes' counts too).
     const workers = this.workerLanes?.stats() ?? null;
     const workerLanes = new Set<EngineLane>(this.workerLanes?.lanes() ?? []);
     const lanes = laneFigures(this.coordinator.laneList(), workerLanes);
-    return {
+    return loggableStats({
       currentEpoch: this.coordinator.currentEpoch,
       appendEpoch: this.coordinator.appendEpoch,
       durableEpoch: this.coordinator.durableEpoch,
@@ -527,7 +536,7 @@ export class ParallelWal implements AsyncDisposable {
       failed: this.failure !== null,
       running: this.flusher.running,
       closed: this.closed,
-    };
+    });
   }
 
   /** Clears the commit-latency histogram (benchmarks measure phases separately). */

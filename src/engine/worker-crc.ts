@@ -4,7 +4,7 @@
  *
  * Why: a worker encodes and checksums its records on its own core BEFORE it
  * takes its lane lock, with a guessed epoch and a placeholder commit sequence;
- * the real values are only known under the lock (SYSTEM.md §3, defect 1). A
+ * the real values are only known under the lock (docs/design.md#lanes). A
  * full CRC-32C over a 4 KiB record under the lock would make the lock hold
  * proportional to page size; this patch costs the same for any record size.
  *

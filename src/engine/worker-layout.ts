@@ -212,7 +212,7 @@ export interface WorkerLaneHandle {
   readonly control: SharedArrayBuffer;
   readonly buffers: readonly [SharedArrayBuffer, SharedArrayBuffer];
   readonly log: SharedArrayBuffer;
-  /** The log's commit-sequence counter (one `BigInt64` word, see {@link takeCommitSeq}). */
+  /** The log's commit-sequence counter (one `BigInt64` word, see `takeCommitSeq`). */
   readonly commitSeq: SharedArrayBuffer;
   /** The lane's channel to the owner: serialized-path commits and release. Transfer it. */
   readonly port: MessagePort;

@@ -1,5 +1,5 @@
 /**
- * Recovery order (SYSTEM.md §2): records sort by (epoch, beginSeq, txnId,
+ * Recovery order (docs/design.md#recovery-order): records sort by (epoch, beginSeq, txnId,
  * pageId); applying them in that order, the last write to a page wins.
  */
 import type { WalRecord } from './types.js';

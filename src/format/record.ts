@@ -1,5 +1,5 @@
 /**
- * Encoding and decoding of one WAL record (SYSTEM.md §4).
+ * Encoding and decoding of one WAL record (docs/format.md#32-record).
  *
  * Wire form inside a segment: `u32 len` followed by `len` bytes of body:
  *
@@ -224,7 +224,8 @@ function takeImage(bytes: Uint8Array, at: number, length: number, copy: boolean)
 /**
  * Decodes the record body `bytes[start, end)`. With `copyImages` false the
  * images are views into `bytes` (only safe if `bytes` is never reused).
- * Checks in SYSTEM.md §4 order; throws {@link SegmentFormatError}.
+ * Checks in the order of docs/format.md#4-reading-validation-order-and-error-codes; throws
+ * {@link SegmentFormatError}.
  */
 export function decodeRecordRange(
   bytes: Uint8Array,

@@ -1,5 +1,5 @@
 /**
- * Segment encode/decode (SYSTEM.md §4): a 24-byte header followed by
+ * Segment encode/decode (docs/format.md#3-segment-layout): a 24-byte header followed by
  * `recordCount` length-prefixed records. Pure bytes, no I/O.
  *
  * ```text
@@ -226,11 +226,12 @@ export function encodeSegment(
 }
 
 /**
- * Decodes a whole segment, applying every reader check of SYSTEM.md §4 in
+ * Decodes a whole segment, applying every reader check of
+ * docs/format.md#4-reading-validation-order-and-error-codes in
  * order: header (length, magic, version, checksum); record count against
  * what the length can hold (before allocating); per record: length prefix
  * present, length within the maximum (before allocating), body present, then
- * the record checks of {@link decodeRecordRange}; no trailing bytes; every
+ * the record checks of `decodeRecordRange`; no trailing bytes; every
  * record from the header's epoch. Records are returned in recovery order.
  * Never allocates more than the input's size justifies.
  * @throws {SegmentFormatError}

@@ -1,5 +1,6 @@
 /**
- * Shapes and limits of the on-disk format (SYSTEM.md §2, §4). Pure data: no I/O.
+ * Shapes and limits of the on-disk format (docs/design.md#data-model,
+ * docs/format.md#3-segment-layout). Pure data: no I/O.
  */
 
 /** A transaction's identity: id in 1 ..= 2^62-1 and its incarnation (u32). */

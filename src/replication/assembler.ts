@@ -7,7 +7,8 @@
  * epoch arrive complete and in order, that each epoch names as predecessor the
  * last verified epoch (a missing epoch is a gap even though empty epochs have
  * no segment), the reassembled length and SHA-256 digest, that the segment
- * decodes (every reader check of SYSTEM.md §4) with the announced epoch, and —
+ * decodes (every reader check of docs/format.md#4-reading-validation-order-and-error-codes) with
+ * the announced epoch, and —
  * through an injected verifier — the commit certificate chain.
  *
  * Exact copies of messages already verified (a publisher retry that landed
@@ -330,7 +331,8 @@ export class EpochAssembler {
 }
 
 /**
- * The segment must decode (all reader checks of SYSTEM.md §4) and be of the
+ * The segment must decode (all reader checks of
+ * docs/format.md#4-reading-validation-order-and-error-codes) and be of the
  * announced epoch. A version-3 segment (control plane: version-2 records plus
  * a certificate trailer) is split first; its records are checked in their
  * version-2 form and its trailer certificate is returned.

@@ -21,6 +21,8 @@ export const ReplicationErrorCode = {
   stream: 'ERR_REPLICATION_STREAM',
   /** The follower's durable position file is unreadable or belongs to another stream. */
   position: 'ERR_REPLICATION_POSITION',
+  /** An optional peer dependency replication needs (a `@nats-io/*` package) is not installed. */
+  peerMissing: 'ERR_REPLICATION_PEER_MISSING',
 } as const;
 
 /** One of the {@link ReplicationErrorCode} values. */
@@ -55,6 +57,26 @@ export class ReplicationTimeoutError extends ReplicationError {
     );
     this.epoch = epoch;
     this.replicatedEpoch = replicatedEpoch;
+  }
+}
+
+/**
+ * Replication was used but the NATS client packages it needs are not
+ * installed: they are optional peer dependencies, so that an application that
+ * never replicates installs nothing from NATS. The message names each missing
+ * package and the install command.
+ */
+export class ReplicationPeerMissingError extends ReplicationError {
+  /** The missing package names, e.g. `['@nats-io/transport-node']`. */
+  readonly missing: readonly string[];
+
+  constructor(missing: readonly string[], installCommand: string, cause?: unknown) {
+    super(
+      ReplicationErrorCode.peerMissing,
+      `replication needs the optional peer dependenc${missing.length === 1 ? 'y' : 'ies'} ${missing.join(', ')}, not installed here; install with: ${installCommand}`,
+      cause === undefined ? undefined : { cause },
+    );
+    this.missing = [...missing];
   }
 }
 

@@ -28,8 +28,10 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, writeSegmentFile } from '../storage/segment-files.js';
+import { recordShippedJump } from '../storage/skipped-epochs.js';
 import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, EpochAssembler, type VerifiedEpoch } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
@@ -47,6 +49,7 @@ import {
   streamInfoOrNull,
   toStreamMessage,
 } from './nats.js';
+import { loadNats } from './nats-peer.js';
 import { downloadSnapshot, latestSnapshot, type SnapshotMeta } from './snapshot.js';
 import { type FollowPosition, readFollowPosition, writeFollowPosition } from './state-file.js';
 import { readStreamRange } from './stream-reader.js';
@@ -187,6 +190,8 @@ export class Follower {
    * (`ERR_LOCKED` when a primary or another follower holds the database, …).
    */
   static async start(options: FollowerOptions): Promise<Follower> {
+    // A missing NATS package fails before anything is opened.
+    await loadNats();
     if (options.connection === undefined && options.servers === undefined) {
       throw new ReplicationError(
         ReplicationErrorCode.stream,
@@ -290,8 +295,8 @@ export class Follower {
   }
 
   /** Snapshot of the follower's state. */
-  stats(): FollowerStats {
-    return {
+  stats(): LoggableStats<FollowerStats> {
+    return loggableStats({
       state: this.state,
       epoch: this.applied.epoch,
       durableEpoch: this.position.epoch,
@@ -300,7 +305,7 @@ export class Follower {
       snapshot: this.snapshot,
       failure:
         this.failure === null ? null : { code: this.failure.code, message: this.failure.message },
-    };
+    });
   }
 
   /** The error that stopped the follower, or null. */
@@ -575,6 +580,10 @@ export class Follower {
       const fresh = await this.store.applyEpoch(epoch.epoch, epoch.segment);
       if (!fresh) this.counters.epochsAlreadyHeld += 1;
     } else {
+      // Epochs the stream jumps over never arrive: not a gap in the copy.
+      await recordShippedJump(this.options.dbPath, epoch.prevEpoch, epoch.epoch, epoch.segment, {
+        fs: this.fs,
+      });
       await writeSegmentFile(this.options.dbPath, epoch.epoch, [epoch.segment], {
         fsync: this.options.fsync ?? 'full',
         fs: this.fs,

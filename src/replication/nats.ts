@@ -3,19 +3,11 @@
  * bounded timeouts, creating or checking a database's stream, and turning
  * stored messages into the assembler's {@link StreamMessage}.
  */
-import {
-  JetStreamApiCodes,
-  JetStreamApiError,
-  type JetStreamManager,
-  jetstreamManager,
-  RetentionPolicy,
-  StorageType,
-  type StoredMsg,
-  type StreamInfo,
-} from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamManager, StoredMsg, StreamInfo } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { StreamMessage } from './assembler.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
+import { loadedNats, loadNats } from './nats-peer.js';
 import { CHUNK_HEADER_RESERVE_BYTES, CHUNK_PAYLOAD_MIN_BYTES } from './wire.js';
 
 /** How long one connection attempt may take before it counts as failed. */
@@ -57,8 +49,9 @@ export async function connectBounded(
   servers: string | readonly string[],
   options: { connectTimeoutMs?: number; name?: string } = {},
 ): Promise<NatsConnection> {
+  const { transport } = await loadNats();
   try {
-    return await connect({
+    return await transport.connect({
       servers: typeof servers === 'string' ? servers : [...servers],
       name: options.name,
       timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -76,7 +69,10 @@ export async function connectBounded(
 
 /** True when `error` is a JetStream API error with the given code. */
 export function isApiError(error: unknown, code: number): boolean {
-  return error instanceof JetStreamApiError && error.code === code;
+  const jetstream = loadedNats()?.jetstream;
+  return (
+    jetstream !== undefined && error instanceof jetstream.JetStreamApiError && error.code === code
+  );
 }
 
 /** Stream info, or `null` when the stream does not exist. */
@@ -84,10 +80,11 @@ export async function streamInfoOrNull(
   jsm: JetStreamManager,
   stream: string,
 ): Promise<StreamInfo | null> {
+  const { jetstream } = await loadNats();
   try {
     return await jsm.streams.info(stream);
   } catch (error) {
-    if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return null;
+    if (isApiError(error, jetstream.JetStreamApiCodes.StreamNotFound)) return null;
     throw error;
   }
 }
@@ -125,12 +122,13 @@ export async function ensureStream(
       `stream ${target.stream} does not exist`,
     );
   }
+  const { jetstream } = await loadNats();
   return jsm.streams.add({
     name: target.stream,
     subjects: [target.subject],
     num_replicas: options.replicas,
-    storage: StorageType.File,
-    retention: RetentionPolicy.Limits,
+    storage: jetstream.StorageType.File,
+    retention: jetstream.RetentionPolicy.Limits,
     max_msg_size: options.maxMessageBytes,
     // nanoseconds
     duplicate_window: options.duplicateWindowMs * 1_000_000,
@@ -166,11 +164,12 @@ export function toStreamMessage(stored: StoredMsg): StreamMessage {
 }
 
 /** A JetStream manager with a bounded API timeout. */
-export function managerFor(
+export async function managerFor(
   nc: NatsConnection,
   apiTimeoutMs = DEFAULT_API_TIMEOUT_MS,
 ): Promise<JetStreamManager> {
-  return jetstreamManager(nc, { timeout: apiTimeoutMs });
+  const { jetstream } = await loadNats();
+  return jetstream.jetstreamManager(nc, { timeout: apiTimeoutMs });
 }
 
 /** Attempts of a JetStream API call made once per run (manager setup, stream info). */

@@ -20,7 +20,9 @@ import type {
   ParallelWalStats,
 } from '../engine/wal.js';
 import { ParallelWal } from '../engine/wal.js';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
+import { loadNats } from './nats-peer.js';
 import {
   DEFAULT_REPLICATION_TIMEOUT_MS,
   Replicator,
@@ -94,6 +96,8 @@ export class ReplicatedWal implements AsyncDisposable {
    * after they were replicated (a checkpoint) never make it reuse an epoch.
    */
   static async open(dbPath: string, config: ReplicatedWalConfig): Promise<ReplicatedWal> {
+    // A missing NATS package fails before the log is opened.
+    await loadNats();
     const replicatedAtOpen = await savedReplicatedEpoch({
       ...config.replication,
       dbPath,
@@ -173,8 +177,8 @@ export class ReplicatedWal implements AsyncDisposable {
   }
 
   /** Both halves' statistics. */
-  stats(): ReplicatedWalStats {
-    return { wal: this.wal.stats(), replication: this.replicator.stats() };
+  stats(): LoggableStats<ReplicatedWalStats> {
+    return loggableStats({ wal: this.wal.stats(), replication: this.replicator.stats() });
   }
 
   /**

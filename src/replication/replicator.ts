@@ -26,13 +26,9 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import {
-  JetStreamApiCodes,
-  type JetStreamClient,
-  type JetStreamManager,
-  jetstream,
-} from '@nats-io/jetstream';
-import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { listSegments, segmentPath } from '../storage/segment-files.js';
 import { type Deferred, deferred, sleepUnless } from './deferred.js';
@@ -51,6 +47,7 @@ import {
   isApiError,
   managerFor,
 } from './nats.js';
+import { loadedNats, loadNats } from './nats-peer.js';
 import {
   type ReplicationState,
   readReplicationState,
@@ -265,6 +262,8 @@ export class Replicator {
    * The database id is created once and stored durably next to the database.
    */
   static async open(options: ReplicatorOptions): Promise<Replicator> {
+    // A missing NATS package fails here, typed, not later in the background.
+    await loadNats();
     if (options.connection === undefined && options.servers === undefined) {
       throw new ReplicationError(
         ReplicationErrorCode.stream,
@@ -325,8 +324,8 @@ export class Replicator {
   }
 
   /** Snapshot of watermarks and counters. */
-  stats(): ReplicatorStats {
-    return {
+  stats(): LoggableStats<ReplicatorStats> {
+    return loggableStats({
       state: this.state,
       databaseId: this.databaseId,
       stream: this.stream,
@@ -338,7 +337,7 @@ export class Replicator {
       ...this.counters,
       waiters: this.waiters.size,
       lastError: this.lastError,
-    };
+    });
   }
 
   /**
@@ -468,8 +467,9 @@ export class Replicator {
     }
     const nc = this.nc;
     if (this.jsm === null || this.js === null) {
+      const { jetstream } = await loadNats();
       this.jsm = await managerFor(nc, this.options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
-      this.js = jetstream(nc, { timeout: this.publishTimeoutMs });
+      this.js = jetstream.jetstream(nc, { timeout: this.publishTimeoutMs });
       this.position = null;
     }
     if (this.position === null) {
@@ -660,7 +660,8 @@ export class Replicator {
     epoch: bigint,
     lastOfEpoch: boolean,
   ): InFlight {
-    const hdrs = natsHeaders();
+    // Loaded: `this.js` exists only after loadNats().
+    const hdrs = loadedNats()!.transport.headers();
     for (const [name, value] of message.headers) hdrs.set(name, value);
     const ack = this.js!.publish(this.subject, message.data, {
       msgID: message.msgId,
@@ -678,7 +679,8 @@ export class Replicator {
     const oldest = inFlight[0]!;
     const result = await oldest.ack;
     if (!result.ok) {
-      if (isApiError(result.error, JetStreamApiCodes.StreamWrongLastSequence)) {
+      const codes = loadedNats()!.jetstream.JetStreamApiCodes;
+      if (isApiError(result.error, codes.StreamWrongLastSequence)) {
         throw new ReplicationError(
           ReplicationErrorCode.unavailable,
           `stream ${this.stream} moved on under a pipelined publish; resyncing`,

@@ -23,6 +23,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { decodeSegment } from '../format/segment.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, listSegments, writeSegmentFile } from '../storage/segment-files.js';
+import { recordShippedJump } from '../storage/skipped-epochs.js';
 import { STORE_META_PAGE_ID } from '../store/commit-meta.js';
 import { storeHeaderPath, validatePageSize } from '../store/header.js';
 import { fileSize } from '../store/page-store.js';
@@ -252,6 +253,16 @@ async function restoreWith(
       } else if (event.kind === 'epoch') {
         const verified = event.epoch;
         if (until !== undefined && verified.epoch > until) break;
+        // Epochs the stream jumps over never arrive: not a gap in the copy.
+        await recordShippedJump(
+          options.dbPath,
+          verified.prevEpoch,
+          verified.epoch,
+          verified.segment,
+          {
+            fs,
+          },
+        );
         await writeSegmentFile(options.dbPath, verified.epoch, [verified.segment], {
           fsync: options.fsync ?? 'full',
           fs,

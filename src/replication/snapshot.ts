@@ -26,19 +26,15 @@
  * {@link ReplicaVerificationError} `ERR_REPLICA_SNAPSHOT`.
  */
 import { createHash } from 'node:crypto';
-import {
-  JetStreamApiCodes,
-  JetStreamApiError,
-  type JetStreamClient,
-  type JetStreamManager,
-  jetstream,
-  type MsgRequest,
-  type NextMsgRequest,
-  StorageType,
-  type StoredMsg,
-  type StreamInfo,
+import type {
+  JetStreamClient,
+  JetStreamManager,
+  MsgRequest,
+  NextMsgRequest,
+  StoredMsg,
+  StreamInfo,
 } from '@nats-io/jetstream';
-import { type ObjectStore, Objm } from '@nats-io/obj';
+import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { WalArgumentError, WalError } from '../errors.js';
 import { U32_MAX, U64_MAX } from '../format/types.js';
@@ -54,6 +50,7 @@ import {
   isApiError,
   withApiRetries,
 } from './nats.js';
+import { loadedNats, loadNats } from './nats-peer.js';
 
 /** Appended to the stream name to name its snapshot bucket. */
 export const SNAPSHOT_BUCKET_SUFFIX = '_snapshots';
@@ -507,7 +504,8 @@ async function clientsFor(
 ): Promise<{ js: JetStreamClient; jsm: JetStreamManager }> {
   // checkAPI false: no account-info round trip; a JetStream that is down
   // shows up in the first real request (bounded like every other).
-  const js = jetstream(nc, { timeout: apiTimeoutMs, checkAPI: false });
+  const { jetstream } = await loadNats();
+  const js = jetstream.jetstream(nc, { timeout: apiTimeoutMs, checkAPI: false });
   return { js, jsm: await js.jetstreamManager(false) };
 }
 
@@ -524,12 +522,15 @@ async function openBucket(
       await jsm.streams.info(bucketStreamName(bucket));
       return true;
     } catch (error) {
-      if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return false;
+      if (isApiError(error, loadedNats()!.jetstream.JetStreamApiCodes.StreamNotFound)) {
+        return false;
+      }
       throw error;
     }
   });
   if (!exists) return null;
-  return { os: await nats(what, () => new Objm(js).open(bucket, false)), jsm };
+  const { obj } = await loadNats();
+  return { os: await nats(what, () => new obj.Objm(js).open(bucket, false)), jsm };
 }
 
 /**
@@ -546,10 +547,11 @@ async function ensureBucket(
   const existing = await openBucket(nc, bucket, apiTimeoutMs);
   if (existing !== null) return existing;
   const { js, jsm } = await clientsFor(nc, apiTimeoutMs);
+  const { obj, jetstream } = await loadNats();
   const os = await nats(`creating snapshot bucket ${bucket}`, () =>
-    new Objm(js).create(bucket, {
+    new obj.Objm(js).create(bucket, {
       replicas,
-      storage: StorageType.File,
+      storage: jetstream.StorageType.File,
       description: 'pwal base snapshots of the databases of one stream',
     }),
   );
@@ -565,7 +567,7 @@ async function metaSubjectsOrNull(
   try {
     return await jsm.streams.info(streamName, { subjects_filter: filter });
   } catch (error) {
-    if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return null;
+    if (isApiError(error, loadedNats()!.jetstream.JetStreamApiCodes.StreamNotFound)) return null;
     throw error;
   }
 }
@@ -586,8 +588,9 @@ async function nats<T>(what: string, call: () => Promise<T>): Promise<T> {
 function asReplicationError(error: unknown, what: string): Error {
   if (error instanceof WalError) return error;
   const message = error instanceof Error ? error.message : String(error);
+  const jetstream = loadedNats()?.jetstream;
   const code =
-    error instanceof JetStreamApiError
+    jetstream !== undefined && error instanceof jetstream.JetStreamApiError
       ? ReplicationErrorCode.stream
       : ReplicationErrorCode.unavailable;
   return new ReplicationError(code, `${what}: ${message}`, { cause: error });

@@ -20,16 +20,11 @@
  * bound, it discards the consumer and creates a new one at the next expected
  * sequence.
  */
-import {
-  JetStreamApiCodes,
-  JetStreamApiError,
-  type JetStreamManager,
-  type JsMsg,
-} from '@nats-io/jetstream';
-import { errors } from '@nats-io/transport-node';
+import type { JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import type { StreamMessage } from './assembler.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
 import { DEFAULT_API_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, toStreamMessage } from './nats.js';
+import { loadedNats, loadNats } from './nats-peer.js';
 
 /** Message requests in flight at once in the per-message fallback. */
 export const STREAM_READ_WINDOW = 32;
@@ -82,8 +77,11 @@ function retryDelayMs(attempt: number): number {
 
 /** The typed error a read ends with after its last attempt failed. */
 function readFailure(stream: string, seq: number, cause: unknown): ReplicationError {
+  const jetstream = loadedNats()?.jetstream;
   const missing =
-    cause instanceof JetStreamApiError && cause.code === JetStreamApiCodes.StreamNotFound;
+    jetstream !== undefined &&
+    cause instanceof jetstream.JetStreamApiError &&
+    cause.code === jetstream.JetStreamApiCodes.StreamNotFound;
   return new ReplicationError(
     missing ? ReplicationErrorCode.stream : ReplicationErrorCode.unavailable,
     `cannot read stream ${stream} at sequence ${seq}: ${(cause as Error)?.message ?? String(cause)}`,
@@ -201,6 +199,7 @@ export async function* readOrdered(
   toSeq: number,
   plan: OrderedReadPlan,
 ): AsyncGenerator<StreamMessage> {
+  const { transport } = await loadNats();
   let next = fromSeq;
   let failures = 0;
   const failed = async (cause: unknown): Promise<void> => {
@@ -213,7 +212,7 @@ export async function* readOrdered(
     try {
       session = await open(next);
     } catch (error) {
-      if (error instanceof errors.ClosedConnectionError)
+      if (error instanceof transport.errors.ClosedConnectionError)
         throw readFailure(plan.stream, next, error);
       if (consumersRefused(error)) {
         yield* plan.fallback(next);
@@ -278,9 +277,10 @@ export async function* readOrdered(
  * unavailable cluster, which are retried.
  */
 function consumersRefused(error: unknown): boolean {
-  if (error instanceof errors.PermissionViolationError) return true;
-  if (error instanceof JetStreamApiError) {
-    return error.status < 500 && error.code !== JetStreamApiCodes.StreamNotFound;
+  const { transport, jetstream } = loadedNats()!;
+  if (error instanceof transport.errors.PermissionViolationError) return true;
+  if (error instanceof jetstream.JetStreamApiError) {
+    return error.status < 500 && error.code !== jetstream.JetStreamApiCodes.StreamNotFound;
   }
   // The client's own check of the server version throws a plain Error.
   return error instanceof Error && error.constructor === Error && /consumers/i.test(error.message);

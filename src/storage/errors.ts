@@ -8,6 +8,13 @@ import { WalError } from '../errors.js';
 export const IO_ERROR_CODE = 'ERR_IO';
 /** Code of {@link SegmentCorruptError}. */
 export const SEGMENT_CORRUPT_CODE = 'ERR_SEGMENT_CORRUPT';
+/**
+ * Code of {@link RecoveryGapError}; the same code the certificate chain uses
+ * for a missing middle segment, so callers branch on one code for both.
+ */
+export const RECOVERY_GAP_CODE = 'ERR_RECOVERY_GAP';
+/** Code of {@link SkippedEpochsCorruptError}. */
+export const SKIPPED_EPOCHS_CORRUPT_CODE = 'ERR_SKIPPED_EPOCHS_CORRUPT';
 
 /** Why a segment file is unusable, beyond the format layer's codes. */
 export const SegmentFileErrorReason = {
@@ -112,5 +119,55 @@ export class SegmentCorruptError extends WalError {
     this.path = path;
     this.epoch = epoch;
     this.reason = reason;
+  }
+}
+
+/**
+ * An epoch inside the log has no segment file: the log never leaves an epoch
+ * number unused, so a missing epoch between the first segment (or the first
+ * epoch not yet applied to the database) and the newest one is a lost
+ * segment. `reason` is the control plane's fallback reason of the same name.
+ */
+export class RecoveryGapError extends WalError {
+  /** The fallback reason (`recovery_gap` in traces). */
+  readonly reason = 'recoveryGap' as const;
+  /** The first missing epoch. */
+  readonly missingEpoch: bigint;
+  /** The last missing epoch of this hole (`>= missingEpoch`). */
+  readonly missingThroughEpoch: bigint;
+  /** The segment file the first missing epoch would have. */
+  readonly path: string;
+  /** The next epoch that has a segment file. */
+  readonly nextPresentEpoch: bigint;
+
+  constructor(
+    path: string,
+    missingEpoch: bigint,
+    missingThroughEpoch: bigint,
+    nextPresentEpoch: bigint,
+  ) {
+    const range =
+      missingThroughEpoch === missingEpoch
+        ? `segment of epoch ${missingEpoch} is missing`
+        : `segments of epochs ${missingEpoch}..${missingThroughEpoch} are missing`;
+    super(
+      RECOVERY_GAP_CODE,
+      `recovery_gap: ${range} (${path}), but epoch ${nextPresentEpoch} has a segment: recovery would skip acknowledged commits`,
+    );
+    this.path = path;
+    this.missingEpoch = missingEpoch;
+    this.missingThroughEpoch = missingThroughEpoch;
+    this.nextPresentEpoch = nextPresentEpoch;
+  }
+}
+
+/** The record of skipped epochs (`<db>-wal-skipped`) is unreadable or malformed. */
+export class SkippedEpochsCorruptError extends WalError {
+  /** The record file. */
+  readonly path: string;
+
+  constructor(path: string, message: string) {
+    super(SKIPPED_EPOCHS_CORRUPT_CODE, `skipped-epochs record ${path} is corrupt: ${message}`);
+    this.path = path;
   }
 }

@@ -36,8 +36,11 @@ export interface WalFileHandle {
   datasync(): Promise<void>;
   /** fsync: data and all metadata reach stable storage. */
   sync(): Promise<void>;
+  /** Sets the file's length to `length` bytes (cuts or zero-extends). */
   truncate(length: number): Promise<void>;
+  /** The file's current length in bytes. */
   size(): Promise<number>;
+  /** Closes the handle (no sync: call `datasync`/`sync` first where it matters). */
   close(): Promise<void>;
 }
 
@@ -49,6 +52,7 @@ export interface WalStat {
 
 /** Every file-system operation the log performs. */
 export interface WalFileSystem {
+  /** Opens `path` as {@link OpenMode} says (creating or truncating it for writes). */
   open(path: string, mode: OpenMode): Promise<WalFileHandle>;
   /** Reads a whole file. */
   readFile(path: string): Promise<Uint8Array>;
@@ -56,8 +60,11 @@ export interface WalFileSystem {
   stat(path: string): Promise<WalStat>;
   /** Entry names (not paths) of a directory. */
   readdir(dir: string): Promise<string[]>;
+  /** Renames atomically (replacing `to`); durable only after the directory's fsync. */
   rename(from: string, to: string): Promise<void>;
+  /** Removes a file; durable only after the directory's fsync. */
   unlink(path: string): Promise<void>;
+  /** Creates a directory (and its parents with `recursive`). */
   mkdir(path: string, options?: { recursive?: boolean }): Promise<void>;
   /** fsync of a directory: makes creations, renames and unlinks in it durable. */
   syncDirectory(dir: string): Promise<void>;

@@ -1,16 +1,27 @@
 /**
- * Recovery from segment files (SYSTEM.md §5): read the segments in epoch
- * order, fail closed on the first unusable one (or, with `skipCorrupt`, stop
- * there and replay only the prefix before it), hand back the records in
- * recovery order. Deleting segments is a separate, explicit step taken only
+ * Recovery from segment files (docs/design.md#recovery): read the segments
+ * in epoch order, fail closed on the first unusable one or the first missing
+ * epoch (or, with `skipCorrupt`, stop there and replay only the prefix before
+ * it), skip the ranges recorded as given up (`skipped-epochs.ts`), hand back
+ * the records in recovery order. Deleting segments is a separate, explicit step taken only
  * after the caller has made the applied pages durable.
  */
 import * as nodePath from 'node:path';
-import { WalError } from '../errors.js';
+import { WalArgumentError, WalError } from '../errors.js';
 import { SegmentFormatError } from '../format/errors.js';
 import { isInRecoveryOrder, recoveryOrder } from '../format/order.js';
-import type { WalRecord } from '../format/types.js';
-import { SegmentCorruptError, SegmentFileErrorReason, toIoError } from './errors.js';
+import {
+  RECORD_MIN_BYTES_V1,
+  SEGMENT_HEADER_BYTES,
+  U64_MAX,
+  type WalRecord,
+} from '../format/types.js';
+import {
+  RecoveryGapError,
+  SegmentCorruptError,
+  SegmentFileErrorReason,
+  toIoError,
+} from './errors.js';
 import { nodeFileSystem, type WalFileHandle } from './fs.js';
 import {
   databaseDirectory,
@@ -30,6 +41,7 @@ import {
   syncSegmentDirectory,
   TEMP_NAME_INFIX,
 } from './segment-files.js';
+import { readSkippedEpochs, type SkippedEpochRange, skippedRangeOf } from './skipped-epochs.js';
 
 /** Options of {@link recoverSegments}. */
 export interface SegmentRecoveryOptions extends FsOptions {
@@ -45,7 +57,7 @@ export interface SegmentRecoveryOptions extends FsOptions {
    */
   deleteAfterRecovery?: boolean;
   /**
-   * First adopt or remove the log's temporary files ({@link adoptOrRemoveTemporaryFiles}):
+   * First adopt or remove the log's temporary files (`adoptOrRemoveTemporaryFiles`):
    * complete version-2 segments are renamed to their segment names, the rest
    * unlinked. Default false: nothing is modified, but adoptable temporary
    * files (epochs the `earlyAck` sink may have acknowledged before their
@@ -53,15 +65,35 @@ export interface SegmentRecoveryOptions extends FsOptions {
    * and listed in `pendingAdoption`.
    */
   cleanupTemporaryFiles?: boolean;
+  /**
+   * `false` (default): an epoch with no segment between the first segment
+   * and a later one is a lost segment ({@link RecoveryGapError}, or with
+   * `skipCorrupt` the stop), because this log never leaves an epoch number
+   * unused. `true`: the log was written by a writer that does leave numbers
+   * unused (one that wrote nothing for empty epochs), so a missing epoch is
+   * not evidence of a loss; use it only for such logs.
+   */
+  allowEpochGaps?: boolean;
+  /**
+   * The first epoch the destination does not hold yet (a page store's header
+   * `nextEpoch`). Segments below it may be missing (folded and deleted);
+   * from it up to the newest segment, every epoch must have one, so a lost
+   * first segment after a checkpoint is caught too. Default: none, the first
+   * segment on disk starts the log.
+   */
+  firstUnappliedEpoch?: bigint;
 }
 
 /** Why recovery stopped early (with `skipCorrupt`). */
 export interface RecoveryStop {
-  /** The first unusable segment. */
+  /** The first unusable segment (for a hole: the name the missing segment would have). */
   path: string;
-  /** Its epoch, from its file name. */
+  /** Its epoch, from its file name (for a hole: the first missing epoch). */
   epoch: bigint;
-  /** The specific code (`ERR_SEGMENT_HEADER_CHECKSUM`, `ERR_SEGMENT_NAME_MISMATCH`, `ERR_IO`, …). */
+  /**
+   * The specific code (`ERR_SEGMENT_HEADER_CHECKSUM`, `ERR_SEGMENT_NAME_MISMATCH`,
+   * `ERR_IO`, `ERR_RECOVERY_GAP` for a hole, …).
+   */
   code: string;
   /** What was wrong. */
   message: string;
@@ -77,8 +109,18 @@ export interface SegmentRecoveryResult {
   bytesRead: number;
   /** Their epochs, ascending. */
   epochs: bigint[];
-  /** The unusable segment and every later one (only with `skipCorrupt`). */
+  /** The unusable segment (or the first after a hole) and every later one (only with `skipCorrupt`). */
   partialSegments: string[];
+  /** Segments inside a recorded skipped range (`<db>-wal-skipped`), not replayed. */
+  skippedSegments: string[];
+  /** The recorded skipped ranges of this log, oldest first. */
+  skippedRanges: SkippedEpochRange[];
+  /**
+   * When recovery stopped early: the range a writer gives up by writing
+   * after it (see {@link skippedRangeAfter}); it must record it first
+   * ({@link recordSkippedEpochs}). `null` when nothing was given up.
+   */
+  rangeToSkip: SkippedEpochRange | null;
   /** Segments safe to delete once the applied pages are durable (only with `deleteAfterRecovery`). */
   deletableSegments: string[];
   /** All recovered records in recovery order. */
@@ -137,11 +179,198 @@ export async function recoverSegmentEntry(
   return { records, bytes: bytes.length };
 }
 
+/** Options of {@link walkSegments}: what a damaged or holed log does to the walk. */
+export interface SegmentWalkOptions extends FsOptions {
+  /** See {@link SegmentRecoveryOptions.skipCorrupt}. */
+  skipCorrupt?: boolean;
+  /** See {@link SegmentRecoveryOptions.allowEpochGaps}. */
+  allowEpochGaps?: boolean;
+  /** See {@link SegmentRecoveryOptions.firstUnappliedEpoch}. */
+  firstUnappliedEpoch?: bigint;
+  /**
+   * Epochs below it are durable elsewhere (a log's `firstEpoch` floor): a
+   * hole made only of them is not a loss. Unlike `firstUnappliedEpoch` it
+   * does not require a segment at the floor itself (the floor may be stale).
+   */
+  ignoreHolesBelow?: bigint;
+}
+
+/** What {@link walkSegments} found besides the segments it visited. */
+export interface SegmentWalk {
+  /** Why the walk stopped early (only with `skipCorrupt`), or `null`. */
+  stoppedAt: RecoveryStop | null;
+  /** The unusable (or first after a hole) segment and every later one (only with `skipCorrupt`). */
+  partial: SegmentFileEntry[];
+  /** Segments inside a recorded skipped range: neither replayed nor a reason to stop. */
+  skipped: SegmentFileEntry[];
+  /** The skipped ranges recorded for this log (`<db>-wal-skipped`). */
+  skippedRanges: SkippedEpochRange[];
+  /** Newest epoch with a file (segment, pending temporary file, readable or not), or `null`. */
+  newestEpoch: bigint | null;
+}
+
+function checkWalkOptions(options: SegmentWalkOptions): void {
+  if (options.allowEpochGaps !== undefined && typeof options.allowEpochGaps !== 'boolean') {
+    throw new WalArgumentError(
+      `allowEpochGaps must be a boolean, got ${String(options.allowEpochGaps)}`,
+    );
+  }
+  for (const name of ['firstUnappliedEpoch', 'ignoreHolesBelow'] as const) {
+    const floor = options[name];
+    if (floor !== undefined && (typeof floor !== 'bigint' || floor < 0n || floor > U64_MAX)) {
+      throw new WalArgumentError(`${name} must be a u64 bigint, got ${String(floor)}`);
+    }
+  }
+}
+
+/**
+ * The first epoch of `from ..= to` that neither has a segment (the caller
+ * checked there is none in between) nor lies in a recorded skipped range,
+ * with the last epoch of that hole; `null` when every one is accounted for.
+ */
+function firstHole(
+  ranges: readonly SkippedEpochRange[],
+  from: bigint,
+  to: bigint,
+): { first: bigint; last: bigint } | null {
+  let at = from;
+  while (at <= to) {
+    const range = skippedRangeOf(ranges, at);
+    if (range === undefined) {
+      let last = to;
+      for (const r of ranges) {
+        if (r.firstEpoch > at && r.firstEpoch - 1n < last) last = r.firstEpoch - 1n;
+      }
+      return { first: at, last };
+    }
+    at = range.lastEpoch + 1n;
+  }
+  return null;
+}
+
+/**
+ * The first lost segment among `epochs` (the epochs with a usable segment,
+ * ascending) as recovery would find it: an epoch missing between the first
+ * of them (or `firstUnappliedEpoch`) and a later one, outside every recorded
+ * skipped range. `null` when there is none.
+ */
+export function findEpochGap(
+  dbPath: string,
+  epochs: readonly bigint[],
+  ranges: readonly SkippedEpochRange[],
+  firstUnappliedEpoch?: bigint,
+): RecoveryGapError | null {
+  let expected: bigint | null = firstUnappliedEpoch ?? null;
+  for (const epoch of epochs) {
+    if (firstUnappliedEpoch !== undefined && epoch < firstUnappliedEpoch) continue;
+    if (expected !== null && epoch > expected) {
+      const hole = firstHole(ranges, expected, epoch - 1n);
+      if (hole !== null) {
+        return new RecoveryGapError(segmentPath(dbPath, hole.first), hole.first, hole.last, epoch);
+      }
+    }
+    expected = epoch + 1n;
+  }
+  return null;
+}
+
+/**
+ * Walks the segments `entries` (sorted by epoch, duplicates included) in
+ * epoch order and hands each usable one to `visit`, failing closed on:
+ * - a segment that cannot be used (unreadable, corrupt, header epoch other
+ *   than its name, two files for one epoch): {@link SegmentCorruptError} /
+ *   {@link WalIoError};
+ * - a hole: the log never leaves an epoch number unused, so an epoch with no
+ *   segment between the first segment (or `firstUnappliedEpoch`) and a later
+ *   segment is a lost segment: {@link RecoveryGapError} naming it. Epochs in
+ *   a recorded skipped range are not holes, and their segments are not visited.
+ *
+ * With `skipCorrupt` it stops there instead (prefix semantics: never E+1
+ * without E) and reports the rest in `partial`.
+ */
+export async function walkSegments(
+  dbPath: string,
+  entries: readonly SegmentFileEntry[],
+  options: SegmentWalkOptions,
+  visit: (entry: SegmentFileEntry, records: WalRecord[], bytes: number) => void,
+): Promise<SegmentWalk> {
+  checkWalkOptions(options);
+  const walk: SegmentWalk = {
+    stoppedAt: null,
+    partial: [],
+    skipped: [],
+    skippedRanges: await readSkippedEpochs(dbPath, options),
+    newestEpoch: entries.length === 0 ? null : entries[entries.length - 1]!.epoch,
+  };
+  const floor = options.firstUnappliedEpoch;
+  // The next epoch that must have a segment (null: whichever comes first).
+  let expected: bigint | null = floor ?? null;
+  const groups = groupByEpoch(entries);
+  for (let index = 0; index < groups.length; index++) {
+    const group = groups[index]!;
+    const entry = group[0]!;
+    const checked = floor === undefined || entry.epoch >= floor;
+    try {
+      const ignoredBelow = options.ignoreHolesBelow ?? 0n;
+      if (
+        checked &&
+        expected !== null &&
+        entry.epoch > expected &&
+        entry.epoch > ignoredBelow &&
+        !options.allowEpochGaps
+      ) {
+        const from = expected > ignoredBelow ? expected : ignoredBelow;
+        const hole = firstHole(walk.skippedRanges, from, entry.epoch - 1n);
+        if (hole !== null) {
+          throw new RecoveryGapError(
+            segmentPath(dbPath, hole.first),
+            hole.first,
+            hole.last,
+            entry.epoch,
+          );
+        }
+      }
+      if (checked) expected = entry.epoch + 1n;
+      if (skippedRangeOf(walk.skippedRanges, entry.epoch) !== undefined) {
+        walk.skipped.push(...group);
+        continue;
+      }
+      if (group.length > 1) throw duplicateEpochError(group);
+      const { records, bytes } = await recoverSegmentEntry(entry, options);
+      visit(entry, records, bytes);
+    } catch (raw) {
+      const error = raw instanceof RecoveryGapError ? raw : segmentEntryError(entry, raw);
+      if (!options.skipCorrupt) throw error;
+      walk.partial = groups.slice(index).flat();
+      walk.stoppedAt =
+        error instanceof RecoveryGapError
+          ? {
+              path: error.path,
+              epoch: error.missingEpoch,
+              code: error.code,
+              message: error.message,
+            }
+          : {
+              path: entry.path,
+              epoch: entry.epoch,
+              code: error instanceof SegmentCorruptError ? error.reason : error.code,
+              message: error.message,
+            };
+      break;
+    }
+  }
+  return walk;
+}
+
 /**
  * Reads every segment of `dbPath` in epoch order and returns its records in
- * recovery order. Fails closed by default; see {@link SegmentRecoveryOptions}.
+ * recovery order. Fails closed by default, on an unusable segment and on a
+ * missing one (see {@link walkSegments}); see {@link SegmentRecoveryOptions}.
  * @throws {SegmentCorruptError} naming the first unusable segment and why
  * (unless `skipCorrupt`).
+ * @throws {RecoveryGapError} naming the first missing epoch (unless
+ * `skipCorrupt` or `allowEpochGaps`).
+ * @throws {SkippedEpochsCorruptError} when the record of skipped epochs is malformed.
  * @throws {WalIoError} when the directory cannot be listed, or (unless
  * `skipCorrupt`) a segment cannot be read.
  */
@@ -149,6 +378,7 @@ export async function recoverSegments(
   dbPath: string,
   options: SegmentRecoveryOptions = {},
 ): Promise<SegmentRecoveryResult> {
+  checkWalkOptions(options);
   let temporaryFilesRemoved = 0;
   let temporaryFilesAdopted = 0;
   let pending: SegmentFileEntry[] = [];
@@ -167,13 +397,15 @@ export async function recoverSegments(
     entries.push(...pending);
     entries.sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
   }
-  const groups = groupByEpoch(entries);
   const result: SegmentRecoveryResult = {
     segmentsRecovered: 0,
     recordsApplied: 0,
     bytesRead: 0,
     epochs: [],
     partialSegments: [],
+    skippedSegments: [],
+    skippedRanges: [],
+    rangeToSkip: null,
     deletableSegments: [],
     records: [],
     stoppedAt: null,
@@ -183,37 +415,74 @@ export async function recoverSegments(
   };
   const recovered: string[] = [];
   const chunks: WalRecord[][] = [];
-  for (let index = 0; index < groups.length; index++) {
-    const group = groups[index]!;
-    const entry = group[0]!;
-    try {
-      if (group.length > 1) throw duplicateEpochError(group);
-      const { records, bytes } = await recoverSegmentEntry(entry, options);
-      result.segmentsRecovered += 1;
-      result.recordsApplied += records.length;
-      result.bytesRead += bytes;
-      result.epochs.push(entry.epoch);
-      recovered.push(entry.path);
-      chunks.push(records);
-    } catch (raw) {
-      const error = segmentEntryError(entry, raw);
-      if (!options.skipCorrupt) throw error;
-      // Prefix semantics: never replay E+1 without E.
-      result.partialSegments = groups.slice(index).flatMap((g) => g.map((e) => e.path));
-      result.stoppedAt = {
-        path: entry.path,
-        epoch: entry.epoch,
-        code: error instanceof SegmentCorruptError ? error.reason : error.code,
-        message: error.message,
-      };
-      break;
-    }
-  }
+  const walk = await walkSegments(dbPath, entries, options, (entry, records, bytes) => {
+    result.segmentsRecovered += 1;
+    result.recordsApplied += records.length;
+    result.bytesRead += bytes;
+    result.epochs.push(entry.epoch);
+    recovered.push(entry.path);
+    chunks.push(records);
+  });
+  result.partialSegments = walk.partial.map((e) => e.path);
+  result.skippedSegments = walk.skipped.map((e) => e.path);
+  result.skippedRanges = walk.skippedRanges;
+  result.stoppedAt = walk.stoppedAt;
   const all = chunks.flat();
   // Segments are sorted and each is canonical, so this is normally a no-op check.
   result.records = isInRecoveryOrder(all) ? all : recoveryOrder(all);
+  if (walk.stoppedAt !== null) {
+    let highest: bigint | null = null;
+    for (const record of all) {
+      const seq = record.endSeq ?? record.beginSeq;
+      if (highest === null || seq > highest) highest = seq;
+    }
+    result.rangeToSkip = await skippedRangeAfter(walk.stoppedAt, walk.partial, highest, options);
+  }
   if (options.deleteAfterRecovery) result.deletableSegments = recovered;
   return result;
+}
+
+/**
+ * The range a writer gives up after a recovery stopped early: from the
+ * unusable (or missing) epoch through the newest epoch on disk, with a
+ * commit-sequence ceiling above every sequence those epochs may hold — the
+ * highest one decodable anywhere in them, and for each segment that cannot be
+ * decoded the highest sequence before it plus the most records its size can
+ * hold (exact for the log's own contiguous sequences; a caller-chosen
+ * sequence inside an undecodable segment cannot be known). `null` when the
+ * recovery did not stop.
+ * @throws {WalIoError} when a partial segment cannot be read at all.
+ */
+export async function skippedRangeAfter(
+  stoppedAt: RecoveryStop | null,
+  partial: readonly SegmentFileEntry[],
+  highestSeqBefore: bigint | null,
+  options?: FsOptions,
+): Promise<SkippedEpochRange | null> {
+  if (stoppedAt === null) return null;
+  const fs = options?.fs ?? nodeFileSystem;
+  let ceiling = highestSeqBefore ?? 0n;
+  let lastEpoch = stoppedAt.epoch;
+  for (const entry of partial) {
+    if (entry.epoch > lastEpoch) lastEpoch = entry.epoch;
+    let bytes: Uint8Array;
+    try {
+      bytes = await readWholeFile(entry.path, fs);
+    } catch (error) {
+      if (isNotFound(error)) continue;
+      throw error;
+    }
+    try {
+      for (const record of decodeFile(entry.path, bytes).records) {
+        const seq = record.endSeq ?? record.beginSeq;
+        if (seq > ceiling) ceiling = seq;
+      }
+    } catch {
+      const capacity = Math.max(0, bytes.length - SEGMENT_HEADER_BYTES) / (4 + RECORD_MIN_BYTES_V1);
+      ceiling += BigInt(Math.floor(capacity));
+    }
+  }
+  return { firstEpoch: stoppedAt.epoch, lastEpoch, commitSeqCeiling: ceiling };
 }
 
 /**
@@ -411,7 +680,8 @@ function judgeTemporaryBytes(
   if (bytes.length === 0) return remove(null, 'empty');
   let header: { epoch: bigint; version: number };
   try {
-    // Every reader check of SYSTEM.md §4, including exact length.
+    // Every reader check of docs/format.md#4-reading-validation-order-and-error-codes, including
+    // exact length.
     header = decodeFile(path, bytes).header;
   } catch (error) {
     return remove(null, error instanceof Error ? error.message : String(error));
@@ -476,7 +746,7 @@ export async function adoptOrRemoveTemporaryFiles(
 }
 
 /**
- * {@link adoptOrRemoveTemporaryFiles}, returning only how many files were
+ * `adoptOrRemoveTemporaryFiles`, returning only how many files were
  * removed (adopted files become segments and are counted by recovery).
  * Only safe while no writer is running.
  */

@@ -1,6 +1,6 @@
 /**
  * Segment files next to the database: naming, listing, the durable write
- * protocol, reading and deleting (SYSTEM.md §4).
+ * protocol, reading and deleting (docs/design.md#segment-files).
  *
  * Every file operation goes through a {@link WalFileSystem} (`options.fs`,
  * default {@link nodeFileSystem}) so tests can put a simulated disk or a
@@ -406,7 +406,7 @@ export function decodeFile(path: string, bytes: Uint8Array): DecodedSegment {
 
 /**
  * Deletes one segment file. Not durable on its own: callers that need the
- * deletion to survive power loss sync the directory (see {@link syncSegmentDirectory}).
+ * deletion to survive power loss sync the directory (see `syncSegmentDirectory`).
  * @throws {WalIoError} (including `ENOENT` when it does not exist).
  */
 export async function deleteSegment(path: string, options?: FsOptions): Promise<void> {

@@ -14,7 +14,7 @@
  * that cut it off — whatever order the acknowledgements arrived in.
  */
 
-/** The order of commits: epoch first, then commit sequence (SYSTEM.md §2 recovery order). */
+/** The order of commits: epoch first, then commit sequence (docs/design.md#recovery-order). */
 export interface Stamp {
   epoch: bigint;
   commitSeq: bigint;

@@ -12,7 +12,7 @@
  * the store header past them, and only then deletes their segments — so at
  * every instant the database equals the file plus the segments the header
  * has not passed, plus acknowledged temporary files recovery adopts
- * (SYSTEM.md §5).
+ * (docs/design.md#recovery).
  *
  * Files: `<db>` (pages, page 1 at offset 0), `<db>-pwal-store` (header, see
  * `header.ts`), `<db>.lock` (one writer process), `<db>-wal-seg-…` (the log).
@@ -30,6 +30,7 @@ import {
 import type { WorkerLaneHandle } from '../engine/worker-layout.js';
 import { WalArgumentError } from '../errors.js';
 import { U64_MAX, type WalRecord } from '../format/types.js';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import { recoverSegments } from '../storage/recovery.js';
@@ -42,6 +43,11 @@ import {
   segmentPath,
   syncSegmentDirectory,
 } from '../storage/segment-files.js';
+import {
+  floorsAfterSkipped,
+  recordSkippedEpochs,
+  type SkippedEpochRange,
+} from '../storage/skipped-epochs.js';
 import { checkPageNumber, type PageWrites, prepareCommit } from './commit-batch.js';
 import { DatabaseFile } from './db-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
@@ -364,6 +370,7 @@ export class PageStore implements AsyncDisposable {
       file = opened.file;
       const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {
         skipCorrupt: options.skipCorrupt ?? false,
+        allowEpochGaps: options.allowEpochGaps ?? false,
         ...(options.retainSegmentsAbove === undefined
           ? {}
           : { retainSegmentsAbove: options.retainSegmentsAbove }),
@@ -373,12 +380,18 @@ export class PageStore implements AsyncDisposable {
       // The header's floors keep the log's numbering increasing for the
       // database's whole life: a checkpoint deletes the segments it folded,
       // and new epochs (and commit sequences) must never look already folded.
+      // Epochs given up with skipCorrupt (set aside, possibly on replicas)
+      // are never numbered again either.
+      const skipped = floorsAfterSkipped(recovered.skippedRanges);
       wal = await ParallelWal.open(path, {
         ...walConfig,
         fs,
         lock: false,
-        firstEpoch: floorOf(walConfig.firstEpoch, header.nextEpoch),
-        firstCommitSeq: floorOf(walConfig.firstCommitSeq, header.checkpointCommitSeq + 1n),
+        firstEpoch: floorOf(walConfig.firstEpoch, maxOf(header.nextEpoch, skipped.epoch)),
+        firstCommitSeq: floorOf(
+          walConfig.firstCommitSeq,
+          maxOf(header.checkpointCommitSeq + 1n, skipped.commitSeq),
+        ),
       });
       return new PageStore(
         path,
@@ -477,7 +490,7 @@ export class PageStore implements AsyncDisposable {
    * @throws {StoreError} `ERR_STORE_PAGE_OUT_OF_RANGE` above the database size;
    * `ERR_INVALID_ARGUMENT` for a page number < 1; `ERR_STORE_NOT_PUBLISHED`
    * when such an acknowledged epoch is not published within
-   * {@link PUBLISH_WAIT_TIMEOUT_MS} or the log failed before publishing it.
+   * `PUBLISH_WAIT_TIMEOUT_MS` or the log failed before publishing it.
    */
   async read(pageNumber: number): Promise<Uint8Array> {
     this.ensureOpen();
@@ -512,7 +525,7 @@ export class PageStore implements AsyncDisposable {
    * Folds every durable epoch into the database file: newest image of every
    * page, fsync, header moved past them (durably), then their segments
    * deleted. Every epoch acknowledged before the call is folded: the run
-   * first waits (at most {@link PUBLISH_WAIT_TIMEOUT_MS}) until the epoch
+   * first waits (at most `PUBLISH_WAIT_TIMEOUT_MS`) until the epoch
    * acknowledged as it starts is published; it never folds or deletes an
    * unpublished epoch. Commits keep flowing meanwhile (into newer epochs); a
    * checkpoint never waits for a commit. Concurrent calls share one run.
@@ -838,8 +851,8 @@ export class PageStore implements AsyncDisposable {
   }
 
   /** A snapshot of the store's counters (and the log's). */
-  stats(): PageStoreStats {
-    return {
+  stats(): LoggableStats<PageStoreStats> {
+    return loggableStats({
       pageSize: this.pageSize,
       dbSizePages: this.index.dbSizePages,
       checkpointEpoch: this.checkpointEpoch,
@@ -849,7 +862,7 @@ export class PageStore implements AsyncDisposable {
       indexBytes: this.index.byteCount,
       lastCheckpointError: this.lastCheckpointError,
       wal: this.wal.stats(),
-    };
+    });
   }
 
   /**
@@ -1009,6 +1022,10 @@ async function refuseUnfinishedReseed(path: string, fs: WalFileSystem): Promise<
   );
 }
 
+function maxOf(a: bigint, b: bigint | null): bigint {
+  return b !== null && b > a ? b : a;
+}
+
 /** The higher of a caller's floor and the store's own (a non-bigint is passed on for the log to reject). */
 function floorOf(given: bigint | undefined, own: bigint): bigint {
   if (typeof given !== 'bigint') return given ?? own;
@@ -1088,21 +1105,35 @@ export async function fileSize(path: string, fs: WalFileSystem): Promise<number 
 /**
  * Recovery on open (and `pwal recover`): fold every durable epoch the header
  * has not passed into the file, fsync, move the header, then delete the
- * applied segments. With `skipCorrupt`, the unusable segment and every later
- * one are renamed aside (`…-wal-corrupt-…`), so they are kept for inspection
- * but never replayed after newer epochs.
+ * applied segments. Segments from the header's next epoch on must be
+ * contiguous: a missing one fails closed (`ERR_RECOVERY_GAP`) unless
+ * `allowEpochGaps`. With `skipCorrupt`, the unusable (or missing) epoch
+ * through the newest one on disk are first recorded as given up
+ * (`<db>-wal-skipped`, durably), then the segments among them are renamed
+ * aside (`…-wal-corrupt-…`): kept for inspection, never replayed, never
+ * numbered again, and not a gap for later recoveries.
  */
 export async function recoverIntoFile(
   path: string,
   file: DatabaseFile,
   header: StoreHeader,
   fs: WalFileSystem,
-  options: { skipCorrupt: boolean; retainSegmentsAbove?: () => bigint | null },
-): Promise<{ header: StoreHeader; report: StoreRecoveryReport }> {
+  options: {
+    skipCorrupt: boolean;
+    allowEpochGaps?: boolean;
+    retainSegmentsAbove?: () => bigint | null;
+  },
+): Promise<{
+  header: StoreHeader;
+  report: StoreRecoveryReport;
+  skippedRanges: SkippedEpochRange[];
+}> {
   const started = performance.now();
   const recovered = await recoverSegments(path, {
     fs,
     skipCorrupt: options.skipCorrupt,
+    allowEpochGaps: options.allowEpochGaps ?? false,
+    firstUnappliedEpoch: header.nextEpoch,
     cleanupTemporaryFiles: true,
   });
   const state = startReplay(header.dbSizePages);
@@ -1138,20 +1169,32 @@ export async function recoverIntoFile(
     report.checkpointEpoch = newest;
     report.dbSizePages = state.sizePages;
   }
-  for (const partial of recovered.partialSegments) {
+  let skippedRanges = recovered.skippedRanges;
+  if (recovered.rangeToSkip !== null) {
+    // Durable before anything is renamed aside or written above it: from now
+    // on these epochs (and their commit sequences) are never used again.
+    const range = recovered.rangeToSkip;
+    if (range.commitSeqCeiling < header.checkpointCommitSeq)
+      range.commitSeqCeiling = header.checkpointCommitSeq;
+    skippedRanges = await recordSkippedEpochs(path, range, { fs });
+  }
+  // Given-up segments (this run's and earlier recorded ones still under
+  // their names) go aside: never replayed, never folded by a checkpoint.
+  const givenUp = [...recovered.partialSegments, ...recovered.skippedSegments];
+  for (const partial of givenUp) {
     const aside = partial.replace('-wal-seg-', '-wal-corrupt-');
     const target = `${aside}-${randomBytes(4).toString('hex')}`;
     await fs.rename(partial, target);
     report.quarantinedSegments.push(target);
   }
-  if (recovered.partialSegments.length > 0) await syncSegmentDirectory(path, { fs });
+  if (givenUp.length > 0) await syncSegmentDirectory(path, { fs });
   report.segmentsDeleted = await deleteFolded(
     path,
     fs,
     deletableThrough(next.nextEpoch - 1n, options.retainSegmentsAbove),
   );
   report.durationMs = performance.now() - started;
-  return { header: next, report };
+  return { header: next, report, skippedRanges };
 }
 
 /**

@@ -2,7 +2,7 @@
  * Folding log records into the database file: the one code path shared by
  * recovery on open, `checkpoint()` and `pwal recover`.
  *
- * Records are taken in recovery order (SYSTEM.md §2: epoch, beginSeq, txnId,
+ * Records are taken in recovery order (docs/design.md#recovery-order: epoch, beginSeq, txnId,
  * pageId); those of epochs already in the file (`< nextEpoch`) and those that
  * never committed are skipped. Per page the last image wins; a commit with an
  * explicit size (its size record, see `commit-meta.ts`) cuts off every page

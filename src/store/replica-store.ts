@@ -35,6 +35,7 @@ import * as nodePath from 'node:path';
 import { WalArgumentError } from '../errors.js';
 import { decodeSegment, encodeSegment } from '../format/segment.js';
 import type { WalRecord } from '../format/types.js';
+import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import {
@@ -180,6 +181,9 @@ export class ReplicaStore implements AsyncDisposable {
       file = opened.file;
       const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {
         skipCorrupt: false,
+        // A flush journal is one segment named after the last epoch it folds:
+        // the epochs below it are inside it, not missing.
+        allowEpochGaps: true,
       });
       return new ReplicaStore(
         path,
@@ -603,8 +607,8 @@ export class ReplicaStore implements AsyncDisposable {
   }
 
   /** A snapshot of the counters. */
-  stats(): ReplicaStoreStats {
-    return {
+  stats(): LoggableStats<ReplicaStoreStats> {
+    return loggableStats({
       pageSize: this.pageSize,
       dbSizePages: this.index.dbSizePages,
       appliedEpoch: this.applied,
@@ -612,7 +616,7 @@ export class ReplicaStore implements AsyncDisposable {
       ...this.counters,
       pendingPages: this.index.pageCount,
       pendingBytes: this.index.byteCount,
-    };
+    });
   }
 
   /**
@@ -633,6 +637,7 @@ export class ReplicaStore implements AsyncDisposable {
     return this.closePromise;
   }
 
+  /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -20,6 +20,7 @@
 
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBounded, DEFAULT_API_TIMEOUT_MS, managerFor } from '../replication/nats.js';
+import { loadNats } from '../replication/nats-peer.js';
 import type { ReplicatorOptions } from '../replication/replicator.js';
 import { Replicator, savedReplicatedEpoch } from '../replication/replicator.js';
 import {
@@ -99,6 +100,8 @@ export async function openReplicatedStore(
   path: string,
   options: ReplicatedStoreOptions,
 ): Promise<ReplicatedStore> {
+  // A missing NATS package fails before the store is opened.
+  await loadNats();
   const fs = options.fs ?? nodeFileSystem;
   const saved = await savedReplicatedEpoch({ ...options.replication, dbPath: path, fs });
   let replicator: Replicator | null = null;

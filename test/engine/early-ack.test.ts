@@ -162,8 +162,9 @@ describe('ParallelWal with the earlyAck sink', () => {
     expect(wal.durableEpoch()).toBeNull();
     expect(await listSegments(db)).toEqual([]);
     fs.releaseRenames();
+    // Nothing new to seal: it only waits for the acknowledged epoch's publication.
     await wal.advanceAndFlush(5_000);
-    expect(wal.durableEpoch()).toBe(result.epoch + 1n);
+    expect(wal.durableEpoch()).toBe(result.epoch);
     await wal.close();
 
     const log = fs.log;

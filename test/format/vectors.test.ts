@@ -6,7 +6,7 @@ import { decodeSegment, encodeSegment } from '../../src/format/segment.js';
 import type { FormatVersion, WalRecord } from '../../src/format/types.js';
 import { hexToBytes } from './helpers.js';
 
-const VECTORS_DIR = path.resolve(import.meta.dirname, '../../../shared/vectors');
+const VECTORS_DIR = path.resolve(import.meta.dirname, '../fixtures/vectors');
 
 interface ManifestRecord {
   txnId: number;

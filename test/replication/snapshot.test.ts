@@ -32,9 +32,10 @@ import { nodeFileSystem } from '../../src/storage/fs.js';
 import { listSegments, segmentPath } from '../../src/storage/segment-files.js';
 import { writeStoreHeader } from '../../src/store/header.js';
 import { PageStore } from '../../src/store/page-store.js';
-import { NatsCluster, requireNatsServer } from '../support/nats-cluster.js';
+import { NatsCluster, natsServerAvailable } from '../support/nats-cluster.js';
+import { requireNatsServer } from '../support/nats-skip.js';
 
-const available = requireNatsServer('snapshot tests');
+const available = natsServerAvailable();
 let cluster: NatsCluster | null = null;
 let nc: NatsConnection;
 const dirs: string[] = [];
@@ -122,6 +123,8 @@ describe('snapshot names', () => {
 });
 
 describe('base snapshots in a 3-node object store', () => {
+  requireNatsServer('snapshot tests');
+
   it('round-trips a multi-MiB image byte for byte in bounded pieces, with its metadata', async () => {
     if (cluster === null) return;
     const bytes = randomBytes(1000 * 4096);

@@ -22,9 +22,10 @@ import {
   STREAM_READ_BATCH_MESSAGES_MAX,
   STREAM_READ_BATCH_MESSAGES_MIN,
 } from '../../src/replication/stream-reader.js';
-import { NatsCluster, requireNatsServer } from '../support/nats-cluster.js';
+import { NatsCluster, natsServerAvailable } from '../support/nats-cluster.js';
+import { requireNatsServer } from '../support/nats-skip.js';
 
-const available = requireNatsServer('stream reader tests');
+const available = natsServerAvailable();
 let cluster: NatsCluster | null = null;
 let nc: NatsConnection | null = null;
 let jsm: JetStreamManager | null = null;
@@ -123,6 +124,8 @@ function urlsWithout(node: string): string[] {
 }
 
 describe('readStreamRange against a 3-node cluster', () => {
+  requireNatsServer('stream reader tests');
+
   it('yields exactly fromSeq ..= toSeq, in order, from a middle start to before the last message', async () => {
     if (cluster === null) return;
     await makeStream('RANGE', 200);

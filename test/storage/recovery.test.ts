@@ -102,17 +102,17 @@ describe('recoverSegments', () => {
   });
 
   it('treats two files for one epoch as corruption: fatal, or the end of the prefix', async () => {
-    await writeEpochs([1n, 0xabn, 0xacn]);
-    const upper = path.join(tmp.dir, 'test.db-wal-seg-00000000000000AB');
-    fs.copyFileSync(segmentPath(dbPath, 0xabn), upper);
+    await writeEpochs([9n, 0xan, 0xbn]);
+    const upper = path.join(tmp.dir, 'test.db-wal-seg-000000000000000A');
+    fs.copyFileSync(segmentPath(dbPath, 0xan), upper);
     const error = await rejection(recoverSegments(dbPath));
     expect((error as SegmentCorruptError).reason).toBe('ERR_SEGMENT_DUPLICATE_EPOCH');
     const result = await recoverSegments(dbPath, { skipCorrupt: true });
-    expect(result.epochs).toEqual([1n]);
+    expect(result.epochs).toEqual([9n]);
     expect(result.partialSegments).toEqual([
       upper,
-      segmentPath(dbPath, 0xabn),
-      segmentPath(dbPath, 0xacn),
+      segmentPath(dbPath, 0xan),
+      segmentPath(dbPath, 0xbn),
     ]);
   });
 

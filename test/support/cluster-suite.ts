@@ -1,16 +1,17 @@
 /**
  * The shared set-up of a test file that runs against a real 3-node
  * JetStream cluster: starts it before the file's tests (when `nats-server`
- * is installed; otherwise logs why and leaves `cluster` null, so each test
- * returns early), hands out temporary database paths, and removes both
- * afterwards.
+ * is installed; otherwise every test of the file is reported as skipped, see
+ * {@link requireNatsServer}), hands out temporary database paths, and removes
+ * both afterwards.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import type { ReplicatedStoreOptions } from '../../src/store/replicated-store.js';
-import { NatsCluster, requireNatsServer } from './nats-cluster.js';
+import { NatsCluster } from './nats-cluster.js';
+import { requireNatsServer } from './nats-skip.js';
 
 /** How long the cluster may take to start. */
 export const CLUSTER_SUITE_START_TIMEOUT_MS = 30_000;

@@ -36,27 +36,16 @@ export function natsServerAvailable(): boolean {
  */
 export async function startBenchCluster(): Promise<NatsCluster | null> {
   if (!natsServerAvailable()) {
-    console.log(
-      'nats-server is not on PATH: install it (apt-get install -y nats-server) to run this benchmark',
-    );
+    console.log(`nats-server is not on PATH: ${NATS_SERVER_INSTALL_HINT} to run this benchmark`);
     return null;
   }
   return NatsCluster.start();
 }
 
-/**
- * Call at the top of a replication test file: returns true when the tests can
- * run, otherwise logs why they do nothing (no `.skip`: the file stays green on
- * a dev machine without the server).
- */
-export function requireNatsServer(suite: string): boolean {
-  if (natsServerAvailable()) return true;
-  console.warn(
-    `[${suite}] nats-server is not on PATH: replication tests against a real cluster ` +
-      'are not run here (install it with `apt-get install -y nats-server`).',
-  );
-  return false;
-}
+/** How to get `nats-server`, printed wherever tests that need it are skipped. */
+export const NATS_SERVER_INSTALL_HINT =
+  'install nats-server (Debian/Ubuntu: `apt-get install -y nats-server`; elsewhere a release ' +
+  'binary from https://github.com/nats-io/nats-server/releases on PATH)';
 
 interface NodeSpec {
   name: string;
