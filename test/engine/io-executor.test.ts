@@ -17,7 +17,9 @@ import {
   IO_THREAD_EXIT_CODE,
   IoThreadExecutor,
 } from '../../src/engine/io-executor.js';
+import { ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
 import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from '../../src/storage/fs.js';
+import { recoverSegments } from '../../src/storage/recovery.js';
 
 const dirs: string[] = [];
 const executors: { close(): Promise<void> }[] = [];
@@ -182,5 +184,46 @@ describe('choosing an executor', () => {
     );
     expect(failure.step).toBe('datasync');
     expect((failure.cause as { code?: string }).code).toBe('EIO');
+  });
+});
+
+describe('the log and its I/O thread', () => {
+  const page = (txn: number): ParallelWalBatch => ({
+    txnToken: { id: BigInt(txn), epoch: 0 },
+    frames: [{ pageNumber: 1 + (txn % 50), pageData: randomBytes(4096), dbSizeIfCommit: 50 }],
+  });
+
+  it('writes segments on the I/O thread for the real file system, and recovers them', async () => {
+    const db = path.join(tempDir(), 'thread.db');
+    const wal = await ParallelWal.open(db);
+    let txn = 0;
+    // The first writes go inline while the thread starts; it takes over after that.
+    while (wal.stats().durableWrites.threadWrites === 0 && txn < 5000)
+      await wal.commit(page(++txn));
+    for (let i = 0; i < 20; i++) await wal.commit(page(++txn));
+    const stats = wal.stats();
+    await wal.close();
+    expect(stats.durableWrites.kind).toBe('ioThread');
+    expect(stats.durableWrites.threadWrites).toBeGreaterThanOrEqual(20);
+    expect(stats.flushPhases.epochs).toBe(stats.segmentsWritten);
+    const reopened = await ParallelWal.open(db);
+    await reopened.close();
+    const { records } = await recoverSegments(db);
+    expect(records.length).toBe(txn);
+  });
+
+  it('keeps a custom file system, and ioThread: false, on the handles themselves', async () => {
+    const custom = { ...nodeFileSystem } as WalFileSystem;
+    const a = await ParallelWal.open(path.join(tempDir(), 'custom.db'), { fs: custom });
+    const b = await ParallelWal.open(path.join(tempDir(), 'off.db'), { ioThread: false });
+    for (let i = 1; i <= 5; i++) {
+      await a.commit(page(i));
+      await b.commit(page(i));
+    }
+    for (const wal of [a, b]) {
+      expect(wal.stats().durableWrites).toMatchObject({ kind: 'inline', threadWrites: 0 });
+      expect(wal.stats().durableWrites.writes).toBeGreaterThan(0);
+      await wal.close();
+    }
   });
 });
