@@ -117,8 +117,8 @@ export interface SegmentRecoveryResult {
   skippedRanges: SkippedEpochRange[];
   /**
    * When recovery stopped early: the range a writer gives up by writing
-   * after it (see {@link skippedRangeAfter}); it must record it first
-   * ({@link recordSkippedEpochs}). `null` when nothing was given up.
+   * after it (see `skippedRangeAfter`); it must record it first
+   * (`recordSkippedEpochs`). `null` when nothing was given up.
    */
   rangeToSkip: SkippedEpochRange | null;
   /** Segments safe to delete once the applied pages are durable (only with `deleteAfterRecovery`). */
@@ -365,7 +365,7 @@ export async function walkSegments(
 /**
  * Reads every segment of `dbPath` in epoch order and returns its records in
  * recovery order. Fails closed by default, on an unusable segment and on a
- * missing one (see {@link walkSegments}); see {@link SegmentRecoveryOptions}.
+ * missing one (see `walkSegments`); see {@link SegmentRecoveryOptions}.
  * @throws {SegmentCorruptError} naming the first unusable segment and why
  * (unless `skipCorrupt`).
  * @throws {RecoveryGapError} naming the first missing epoch (unless
