@@ -204,6 +204,8 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   private waiting = false;
   /** The thread runs JavaScript (its `online` event fired). */
   private online = false;
+  /** The thread exited while idle: writes go inline from then on. */
+  private gone = false;
   /** Writes that went inline while the thread was starting, not finished yet. */
   private inlineInFlight = 0;
   private failure: Error | null = null;
@@ -220,15 +222,6 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   ): Promise<DurableWriteTiming> {
     const fd = nodeFileDescriptor(handle);
     if (fd === null) return this.inline.writeAt(handle, chunks, position, datasync);
-    if (!this.online || this.inlineInFlight > 0) {
-      // Until the thread runs (start-up takes tens of ms), writes go inline, so
-      // the first commits never wait for it; the thread takes over between writes.
-      this.start();
-      this.inlineInFlight++;
-      return this.inline
-        .writeAt(handle, chunks, position, datasync)
-        .finally(() => this.inlineInFlight--);
-    }
     if (this.failure !== null) {
       return Promise.reject(new DurableWriteFailure('write', this.failure));
     }
@@ -236,6 +229,15 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       return Promise.reject(
         new DurableWriteFailure('write', ioThreadError('the I/O thread was stopped')),
       );
+    }
+    if (this.gone) return this.inline.writeAt(handle, chunks, position, datasync);
+    if (!this.online || this.inlineInFlight > 0) {
+      // Until the thread runs (start-up takes tens of ms), writes go inline, so
+      // the first commits never wait for it; the thread takes over between writes.
+      this.inlineInFlight++;
+      return this.inline
+        .writeAt(handle, chunks, position, datasync)
+        .finally(() => this.inlineInFlight--);
     }
     const { requests, transfer } = this.start();
     this.seq = (this.seq + 1) | 0;
@@ -311,6 +313,9 @@ export class IoThreadExecutor implements DurableWriteExecutor {
         replies: fromThread.port2,
       },
       transferList: [toThread.port2, fromThread.port2],
+      // Node's builtins are all the program needs: no loader (tsx, test runners) and no
+      // `--input-type=module` of the parent, which would make the CommonJS program fail.
+      execArgv: [],
       // The thread runs no JavaScript of the application: keep it small.
       resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
       stdout: false,
@@ -326,7 +331,14 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     });
     this.exited = new Promise<void>((resolve) => {
       worker.once('exit', (code) => {
-        this.failAll(ioThreadError(`the I/O thread exited (code ${code})`));
+        this.online = false;
+        if (this.outstanding.size === 0 && !this.closed) {
+          // Gone while idle (it could not start, or was terminated): nothing it
+          // held is in doubt, so later writes go inline instead.
+          this.gone = true;
+        } else {
+          this.failAll(ioThreadError(`the I/O thread exited (code ${code})`));
+        }
         toThread.port1.close();
         fromThread.port1.close();
         resolve();
@@ -387,10 +399,15 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     }
   }
 
-  /** The thread is gone: every outstanding and later job fails (none is reported durable). */
+  /**
+   * The thread failed or is gone with jobs outstanding: every outstanding and
+   * later job fails (none is reported durable; whether its bytes reached the
+   * disk is unknown). Gone while idle: nothing is in doubt (see the exit handler).
+   */
   private failAll(error: Error): void {
     // Answers posted before the thread died still count.
     this.drain();
+    if (this.outstanding.size === 0) return;
     this.failure ??= error;
     for (const job of this.outstanding.values()) {
       job.reject(new DurableWriteFailure('write', this.failure));

@@ -5,6 +5,7 @@
  * the thread is reported with the OS error and the failed step (never as
  * done); a stopped thread refuses further work.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as nodeFs from 'node:fs';
 import * as os from 'node:os';
@@ -224,6 +225,57 @@ describe('the log and its I/O thread', () => {
       expect(wal.stats().durableWrites).toMatchObject({ kind: 'inline', threadWrites: 0 });
       expect(wal.stats().durableWrites.writes).toBeGreaterThan(0);
       await wal.close();
+    }
+  });
+});
+
+describe('the I/O thread under the built package', () => {
+  const repo = path.resolve(import.meta.dirname, '../..');
+  // Commits until a segment was written on the thread, then prints the executor's figures.
+  const program = (load: string): string => `
+    ${load}
+    const fs = require('node:fs');
+    (async () => {
+      const dir = fs.mkdtempSync(${JSON.stringify(path.join(os.tmpdir(), 'pwal-io-built-'))});
+      const wal = await ParallelWal.open(dir + '/db');
+      let i = 0;
+      while (wal.stats().durableWrites.threadWrites === 0 && i < 5000) {
+        await wal.commit({ txnToken: { id: BigInt(++i), epoch: 0 },
+          frames: [{ pageNumber: 1, pageData: new Uint8Array(4096).fill(i & 255), dbSizeIfCommit: 1 }] });
+      }
+      console.log(JSON.stringify({ threadWrites: wal.stats().durableWrites.threadWrites }));
+      await wal.close();
+      fs.rmSync(dir, { recursive: true });
+    })();`;
+
+  it('runs from the CommonJS build and from ESM code run with --input-type=module', () => {
+    const cjs = path.join(repo, 'dist/cjs/index.cjs');
+    const esm = path.join(repo, 'dist/esm/index.js');
+    expect(nodeFs.existsSync(cjs) && nodeFs.existsSync(esm), 'run npm run build first').toBe(true);
+    const runs = [
+      spawnSync(
+        process.execPath,
+        ['-e', program(`const { ParallelWal } = require(${JSON.stringify(cjs)});`)],
+        {
+          encoding: 'utf8',
+        },
+      ),
+      spawnSync(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          program(
+            `import { createRequire } from 'node:module'; const require = createRequire(${JSON.stringify(esm)}); const { ParallelWal } = await import(${JSON.stringify(esm)});`,
+          ),
+        ],
+        { encoding: 'utf8' },
+      ),
+    ];
+    for (const run of runs) {
+      expect(run.stderr).toBe('');
+      expect(JSON.parse(run.stdout.trim()).threadWrites).toBeGreaterThan(0);
+      expect(run.status).toBe(0);
     }
   });
 });
