@@ -8,6 +8,8 @@
  * A missing epoch inside the log (a lost segment) is exit 1 with recovery's
  * own `recovery_gap` message, unless `--allow-epoch-gaps`; segments in ranges
  * recorded as given up (`<db>-wal-skipped`) are not checked.
+ * A page store database whose file is shorter than its store header and log
+ * allow (pages missing, `ERR_STORE_FILE_TRUNCATED`) is exit 1 too.
  */
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
@@ -17,6 +19,7 @@ import {
   type SkippedEpochRange,
   skippedRangeOf,
 } from '../storage/skipped-epochs.js';
+import { findFileTruncation } from '../store/file-length.js';
 import { readStoreHeader } from '../store/header.js';
 import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context.js';
 import { checkDatabase, isHealthy } from './segment-check.js';
@@ -35,7 +38,7 @@ async function certificateChain(
   if (report.failure !== null) {
     return {
       ok: false,
-      line: `FAIL certificate chain: ${report.failure.reason} at epoch ${report.failure.epoch}: ${report.failure.message} (verified through ${report.lastGoodEpoch ?? 'none'})\n`,
+      line: `FAIL certificate chain: ${report.failure.code} ${report.failure.reason} at epoch ${report.failure.epoch}: ${report.failure.message} (verified through ${report.lastGoodEpoch ?? 'none'})\n`,
     };
   }
   if (report.certifiedSegments === 0) return null;
@@ -98,6 +101,13 @@ export function registerVerify(program: Command, ctx: CliContext): void {
           ctx.setExitCode(EXIT_FAILURE);
           return;
         }
+      }
+      // A page store's file shorter than its header and log allow: pages lost.
+      const truncated = await findFileTruncation(dbPath, ctx.fs);
+      if (truncated !== null) {
+        ctx.io.stdout(`FAIL ${truncated.code}: ${truncated.message}\n`);
+        ctx.setExitCode(EXIT_FAILURE);
+        return;
       }
       const skipped = checked.segments.length - segments.length;
       const tmp =

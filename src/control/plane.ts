@@ -51,6 +51,8 @@ import {
   laneBudgetMax,
   laneCount,
   modeName,
+  parallelWalFlushScenarioId,
+  parallelWalStageScenarioId,
   resolveControlSurface,
   shouldShadowCompare,
 } from './surface.js';
@@ -78,6 +80,18 @@ export interface ControlPlaneOptions {
   anchor?: CertificateLink | null;
   /** Record form of the lanes (default 2). Certificates need 2. */
   formatVersion?: FormatVersion;
+  /**
+   * What opening a log (`ParallelWal.open`, `PageStore.open`) does when,
+   * with `certificates` on, the chain on disk does not hold (a missing middle
+   * segment, a broken link, altered bytes): `fail` (default) — the open fails
+   * closed with the reason's typed error (`ERR_RECOVERY_GAP`,
+   * `ERR_CERTIFICATE_GAP`, `ERR_CERTIFICATE_CHECKSUM_MISMATCH`), as
+   * `pwal verify` exits 1 on it; `fallback` — the open succeeds, the
+   * reason is latched and the log runs on the conservative path, except for
+   * `recoveryGap` (a missing middle segment: acknowledged commits are gone),
+   * which always fails the open.
+   */
+  onChainFailure?: 'fail' | 'fallback';
   /** Millisecond clock (default `performance.now`-based wall time `Date.now`). */
   now?: () => number;
 }
@@ -189,6 +203,9 @@ export class ControlPlane {
   readonly certificates: boolean;
   readonly formatVersion: FormatVersion;
   readonly #now: () => number;
+  readonly #onChainFailure: 'fail' | 'fallback';
+  /** Database whose chain {@link ControlPlane.verifyAtOpen} checked (once per open). */
+  #verifiedAtOpen: string | null = null;
   #predecessor: CertificateLink | null;
   readonly #epochContexts = new Map<bigint, BatchContext[]>();
   readonly #sampledEpochs = new Set<bigint>();
@@ -214,6 +231,13 @@ export class ControlPlane {
       throw new WalArgumentError('commit certificates need records in the version-2 form');
     }
     this.#now = options.now ?? Date.now;
+    const onChainFailure = options.onChainFailure ?? 'fail';
+    if (onChainFailure !== 'fail' && onChainFailure !== 'fallback') {
+      throw new WalArgumentError(
+        `onChainFailure must be fail or fallback, got ${String(onChainFailure)}`,
+      );
+    }
+    this.#onChainFailure = onChainFailure;
     this.tracer = new Tracer(
       options.trace === undefined ? traceSinkFromEnv(env) : options.trace,
       this.surface.mode,
@@ -243,6 +267,15 @@ export class ControlPlane {
   /** In-process lanes to run: 1 in `conservative`, else the override or the machine's parallelism. */
   laneCount(): number {
     return laneCount(this.surface);
+  }
+
+  /**
+   * The lane budget the engine spreads writers over (`EngineControl.laneBudget`):
+   * the controller's, moved by its `increaseLaneBudget` / `decreaseLaneBudget`
+   * decisions, else the surface's maximum (`helperLaneBudget`).
+   */
+  laneBudget(): number {
+    return this.controller?.laneBudget ?? this.stager.laneBudget;
   }
 
   /** True while batches must take the serialized (conservative) path. */
@@ -294,19 +327,76 @@ export class ControlPlane {
     this.fallback.enter('laneOverflow');
   }
 
-  /** True when placed batches should be staged (shadow compare may run for their epoch). */
+  /**
+   * True when placed batches should be handed to {@link ControlPlane.stageBatch}:
+   * shadow compare may run for their epoch, or tracing is on (every staged
+   * batch is traced with the stage scenario id).
+   */
   get stagingBatches(): boolean {
+    return this.#shadowStaging || this.tracer.enabled;
+  }
+
+  /** True when shadow compare may run: placed batches are kept for it. */
+  get #shadowStaging(): boolean {
     const { mode, shadowCompareSamplingPerMille: perMille } = this.surface;
     return mode === 'shadowCompare' || (mode === 'auto' && (perMille ?? 0) > 0);
+  }
+
+  /**
+   * A store checkpoint ran (the store's `CheckpointControl.checkpointed`):
+   * traced with the epoch the database file now holds (`checkpointEpoch`).
+   */
+  checkpointed(outcome: {
+    checkpointEpoch: bigint | null;
+    conflict: boolean;
+    bytesWritten: number;
+    durationMs: number;
+    error: Error | null;
+  }): void {
+    if (!this.tracer.enabled) return;
+    this.tracer.trace({
+      component: 'checkpoint',
+      event: outcome.error === null ? 'checkpoint_done' : 'checkpoint_failed',
+      checkpointEpoch: outcome.checkpointEpoch,
+      fallbackActive: this.fallback.active,
+      fallbackReason: this.fallback.reason,
+      bytes: outcome.bytesWritten,
+      latencyMicros: Math.round(outcome.durationMs * 1000),
+      ...(outcome.error !== null
+        ? { detail: outcome.error.message }
+        : outcome.conflict
+          ? { detail: 'ran while the serialized path was required (checkpoint_conflict)' }
+          : {}),
+    });
   }
 
   /**
    * Stages a placed batch for shadow compare: snapshots its records (images
    * copied) and queues them on the stager; a compared epoch encodes them afresh
    * (the conservative path's own encoding, independent of the lane's bytes).
-   * Returns the batch id.
+   * With tracing on, emits a stage trace record (scenario
+   * `parallel_wal_lane_stage`). Returns the batch id (`0n` when the batch
+   * was only traced: no shadow compare can run in this mode).
    */
   stageBatch(input: StageBatchInput): bigint {
+    if (this.tracer.enabled) {
+      let bytes = 0;
+      for (const r of input.records) bytes += r.afterImage.length + r.beforeImage.length;
+      this.tracer.trace({
+        component: 'stager',
+        event: 'staged',
+        scenarioId: parallelWalStageScenarioId,
+        laneId: input.laneId,
+        epoch: input.epoch,
+        commitSeqLo: input.commitSeq,
+        commitSeqHi: input.commitSeq,
+        bytes,
+        fallbackActive: this.fallback.active,
+        fallbackReason: this.fallback.reason,
+      });
+    }
+    // Traced only (no shadow compare can run): nothing to keep.
+    if (!this.#shadowStaging) return 0n;
     // Snapshot now (images copied: memcpy speed), encode later and only for
     // epochs that are compared. Measured: encoding at staging cost ≈ 6.7 µs per
     // 4 KiB record, most of the cost of 1 % sampling.
@@ -473,7 +563,7 @@ export class ControlPlane {
       this.tracer.trace({
         component: 'flush',
         event: 'epoch_durable',
-        scenarioId: 'parallel_wal_lane_flush',
+        scenarioId: parallelWalFlushScenarioId,
         epoch: prepared.epoch,
         commitSeqLo: cert?.commitSeqLo ?? null,
         commitSeqHi: cert?.commitSeqHi ?? null,
@@ -514,21 +604,46 @@ export class ControlPlane {
       anchor: this.#predecessor,
       skipCorrupt: true,
     });
-    if (report.lastGood !== null) this.#predecessor = report.lastGood;
-    if (this.tracer.enabled) {
-      this.tracer.trace({
-        component: 'recovery',
-        event: report.failure === null ? 'chain_ok' : 'chain_broken',
-        recoveryEpoch: report.lastGoodEpoch,
-        fallbackReason: report.failure?.reason ?? null,
-        fallbackActive: report.failure !== null || this.fallback.active,
-      });
-    }
+    this.#traceChain(report);
     if (report.failure !== null) {
       this.fallback.enter(report.failure.reason);
+      // Failing closed: nothing changes, a later check reports the same.
       if (options.skipCorrupt !== true) throw report.failure;
     }
+    if (report.lastGood !== null) this.#predecessor = report.lastGood;
+    // Checked: the open-time check must not verify again against this anchor.
+    this.#verifiedAtOpen = dbPath;
     return report;
+  }
+
+  /**
+   * The open-time check (`EngineControl.verifyAtOpen`): with certificates
+   * on, verifies the chain on disk once per database (the page store checks
+   * before folding, the log's open then skips it). A failure latches its
+   * reason and is thrown — unless `onChainFailure` is `fallback` and the
+   * reason is `certificateGap` or `certificateChecksumMismatch` (the records
+   * themselves passed their checksums; only the chain's evidence is broken).
+   * `recoveryGap` always fails the open: a segment in the middle is gone,
+   * with acknowledged commits in it, and no path can bring them back.
+   * Without certificates it does nothing.
+   * @throws {CertificateChainError} `ERR_RECOVERY_GAP`, `ERR_CERTIFICATE_GAP`,
+   * `ERR_CERTIFICATE_CHECKSUM_MISMATCH`.
+   */
+  async verifyAtOpen(dbPath: string, options: { fs?: WalFileSystem } = {}): Promise<void> {
+    if (!this.certificates || this.#verifiedAtOpen === dbPath) return;
+    const report = await verifyCertificateChainOnDisk(dbPath, {
+      ...(options.fs === undefined ? {} : { fs: options.fs }),
+      anchor: this.#predecessor,
+      skipCorrupt: true,
+    });
+    this.#traceChain(report);
+    const failure = report.failure;
+    if (failure !== null) {
+      this.fallback.enter(failure.reason);
+      if (this.#onChainFailure === 'fail' || failure.reason === 'recoveryGap') throw failure;
+    }
+    if (report.lastGood !== null) this.#predecessor = report.lastGood;
+    this.#verifiedAtOpen = dbPath;
   }
 
   /**
@@ -638,6 +753,17 @@ export class ControlPlane {
       if (error instanceof CertificateChainError || error instanceof WalArgumentError) return null;
       throw error;
     }
+  }
+
+  #traceChain(report: ChainOnDiskReport): void {
+    if (!this.tracer.enabled) return;
+    this.tracer.trace({
+      component: 'recovery',
+      event: report.failure === null ? 'chain_ok' : 'chain_broken',
+      recoveryEpoch: report.lastGoodEpoch,
+      fallbackReason: report.failure?.reason ?? null,
+      fallbackActive: report.failure !== null || this.fallback.active,
+    });
   }
 
   #traceShadow(epoch: bigint, shadow: ShadowOutcome, event: string): void {

@@ -6,6 +6,7 @@
  * Pure: no I/O except reading `os.availableParallelism()` for the default lane count.
  */
 import os from 'node:os';
+import { LANE_COUNT_MAX } from '../engine/limits.js';
 import { WalArgumentError } from '../errors.js';
 
 /** `auto` (many lanes), `conservative` (one lane, serialized), `shadowCompare` (both, compared). */
@@ -55,16 +56,30 @@ export interface ControlSurface {
   shadowCompareSamplingPerMille?: number | undefined;
 }
 
-/** Lane ids are u16: at most 65535 lanes. */
-export const LANE_COUNT_MAX = 65_535;
-/** Lane policy identifier written into trace records (explicit leases, not thread slots). */
-export const LANE_POLICY_VERSION = 'lane_lease_v1';
-/** The seed's compatibility selector, kept for trace consumers. */
-export const COMPATIBILITY_SELECTOR = 'wal_invariant,integrity_check,row_level';
-/** Trace scenario id for staging a batch into a lane. */
-export const STAGE_SCENARIO_ID = 'parallel_wal_lane_stage';
-/** Trace scenario id for flushing lanes into a segment. */
-export const FLUSH_SCENARIO_ID = 'parallel_wal_lane_flush';
+export { LANE_COUNT_MAX } from '../engine/limits.js';
+/**
+ * The seed's lane policy version (`PARALLEL_WAL_LANE_POLICY_VERSION`):
+ * `thread_slot_v1` — a commit goes to the lane of its thread's slot
+ * (`threadId % laneCount`), as `ParallelWal.commit` places it. Writers
+ * that open their own lane (`openWriter`, worker lanes) lease one instead.
+ */
+export const parallelWalLanePolicyVersion = 'thread_slot_v1';
+/**
+ * The seed's compatibility selector (`PARALLEL_WAL_COMPATIBILITY_SELECTOR`):
+ * the checks a consumer of traces should run against a database the parallel
+ * log wrote — WAL invariants, `PRAGMA integrity_check`, row-level compare.
+ */
+export const parallelWalCompatibilitySelector = 'wal_invariant,integrity_check,row_level';
+/**
+ * The seed's trace scenario id for staging a batch into a lane
+ * (`PARALLEL_WAL_STAGE_SCENARIO_ID`): the `scenarioId` of stage trace records.
+ */
+export const parallelWalStageScenarioId = 'parallel_wal_lane_stage';
+/**
+ * The seed's trace scenario id for flushing lanes into a segment
+ * (`PARALLEL_WAL_FLUSH_SCENARIO_ID`): the `scenarioId` of flush trace records.
+ */
+export const parallelWalFlushScenarioId = 'parallel_wal_lane_flush';
 
 /** Environment variable names (the seed's, kept for compatibility). */
 export const ENV_MODE = 'FSQLITE_PARALLEL_WAL_MODE';
@@ -226,7 +241,7 @@ function checkOptionalInteger(name: string, value: unknown, min: number, max: nu
 /**
  * Throws {@link WalArgumentError} unless `control` is a well-formed surface:
  * a known mode; integers; `shadowCompareSamplingPerMille` a u16;
- * `maxParallelCommitBytes` at least 1. `laneCountOverride` may exceed 65535 (it is clamped).
+ * `maxParallelCommitBytes` at least 1. `laneCountOverride` may exceed {@link LANE_COUNT_MAX} (it is clamped).
  */
 export function validateControlSurface(control: Partial<ControlSurface>): void {
   if (
@@ -269,18 +284,23 @@ export function resolveControlSurface(
   return resolved;
 }
 
-/** The machine's parallelism (at least 1): the default lane count in `auto`. */
-export function defaultLaneCount(): number {
+/**
+ * The seed's `default_parallel_wal_lane_count()`: the machine's parallelism
+ * (at least 1), the lane count in `auto` without an override (then clamped
+ * to {@link LANE_COUNT_MAX} by {@link laneCount}).
+ */
+export function defaultParallelWalLaneCount(): number {
   return Math.max(1, os.availableParallelism());
 }
 
 /**
  * Lanes the log runs with: 1 in `conservative` (the serialized path); otherwise
- * `laneCountOverride` or the machine's parallelism, clamped to 1 ..= 65535.
+ * `laneCountOverride` or the machine's parallelism, clamped to 1 ..=
+ * {@link LANE_COUNT_MAX} (the engine's `slotCount` maximum: the result always opens).
  */
 export function laneCount(control: ControlSurface): number {
   if (control.mode === 'conservative') return 1;
-  const wanted = control.laneCountOverride ?? defaultLaneCount();
+  const wanted = control.laneCountOverride ?? defaultParallelWalLaneCount();
   return Math.min(LANE_COUNT_MAX, Math.max(1, Math.floor(wanted)));
 }
 

@@ -13,6 +13,7 @@
  *   {@link EngineControl.epochDurable} after it and before the epoch is
  *   acknowledged, {@link EngineControl.epochFailed} when it fails.
  */
+import type { WalFileSystem } from '../storage/fs.js';
 import type { LaneRecordInput } from './lane.js';
 
 /** The open epoch at a seal decision point. */
@@ -70,6 +71,27 @@ export interface EngineControl {
   ): void;
   /** The epoch's write failed. */
   epochFailed(epoch: bigint, cause: unknown): void;
+  /**
+   * In-process lanes writers are spread over now (the controller's lane
+   * budget, `increaseLaneBudget` / `decreaseLaneBudget`): commits of the
+   * calling thread and new writers (`openWriter`) use only the first
+   * `min(laneBudget, slotCount)` lanes. Absent: all lanes.
+   */
+  laneBudget?(): number;
+  /**
+   * A fallback reason the engine detected itself: `recoveryGap` when the
+   * open finds an epoch missing inside the log (the open then fails closed:
+   * acknowledged commits are gone). Latched, counted and traced.
+   */
+  reportFallback?(reason: 'recoveryGap', detail: string): void;
+  /**
+   * Called by `ParallelWal.open` (and by the page store before it folds the
+   * log) before the log takes writes: checks what the control plane vouches
+   * for on disk — the certificate chain, when certificates are on. Rejects
+   * to fail the open closed (the reason's typed error); resolves after
+   * latching the fallback reason when configured to fall back instead.
+   */
+  verifyAtOpen?(dbPath: string, options: { fs: WalFileSystem }): Promise<unknown>;
   /**
    * The control plane's own figures (mode, active fallback reason, counts per
    * reason, shadow verdicts, certificates, decisions), shown as

@@ -74,6 +74,12 @@ export interface EpochSegment {
   /** Smallest and largest `beginSeq` in the segment; `null` when empty. */
   commitSeqLo: bigint | null;
   commitSeqHi: bigint | null;
+  /**
+   * Each taking-part lane's own bytes as it sealed them (aborted records
+   * included), in lane order; valid until the flush completes. Shadow compare
+   * rebuilds the conservative result of worker lanes from these.
+   */
+  laneShares: ReadonlyArray<{ laneId: number; chunks: readonly Uint8Array[] }>;
 }
 
 /** Options of {@link EpochCoordinator}. */
@@ -437,6 +443,7 @@ export class EpochCoordinator {
       ...coalesce(slices),
       laneIds,
       recordsPerCore,
+      laneShares: shares.map((share) => ({ laneId: share.laneId, chunks: share.chunks })),
       droppedAborted,
       commitSeqLo: slices.length === 0 ? null : toU64(slices[0]!.seqHi, slices[0]!.seqLo),
       commitSeqHi:

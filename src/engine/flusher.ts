@@ -452,11 +452,15 @@ export class Flusher {
     segment: EpochSegment,
   ): { chunks: Uint8Array[]; acknowledge: boolean } | null {
     if (this.control === null) return null;
-    // Worker lanes encode on their own threads: the control plane has no copy of
-    // their batches, so it compares only the staged ones when they took part.
-    const onlyInProcess = segment.laneIds.every(
-      (id) => id < this.config.slotCount || id === SERIALIZED_LANE_ID,
-    );
+    // Worker lanes encode on their own threads and are never staged: their
+    // sealed bytes complete the conservative result, so the whole epoch is
+    // compared and a divergence is repaired (fallback), never a failure.
+    const externalChunks: Uint8Array[] = [];
+    for (const share of segment.laneShares) {
+      if (share.laneId >= this.config.slotCount && share.laneId !== SERIALIZED_LANE_ID) {
+        externalChunks.push(...share.chunks);
+      }
+    }
     const dbSize = this.epochDbSize.get(segment.epoch);
     return this.control.prepareEpoch({
       epoch: segment.epoch,
@@ -465,7 +469,7 @@ export class Flusher {
       laneIds: segment.laneIds,
       recordsPerCore: segment.recordsPerCore,
       dbSizePages: dbSize?.dbSize ?? 0,
-      ...(onlyInProcess ? { externalChunks: [] } : {}),
+      externalChunks,
     });
   }
 

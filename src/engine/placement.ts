@@ -12,7 +12,13 @@ import type { InProcessLane, LaneRecordInput } from './lane.js';
 import { checkBatch } from './wal-config.js';
 import type { WalCounters } from './wal-stats.js';
 import type { ParallelWalBatch } from './wal-types.js';
-import { raiseCommitSeq, returnCommitSeq, takeCommitSeq } from './worker-layout.js';
+import {
+  claimCommitSeq,
+  commitSeqNotIncreasing,
+  releaseCommitSeqClaim,
+  returnCommitSeq,
+  takeCommitSeq,
+} from './worker-layout.js';
 
 const EMPTY_IMAGE = new Uint8Array(0);
 /** Per-frame overhead counted by the control plane's routing (record header, roughly). */
@@ -59,8 +65,18 @@ export class BatchPlacer {
     // The number is drawn from the counter shared with worker lanes. A batch
     // that is not placed (invalid, or the serialized path is full) gives it
     // back unless another thread drew a later one meanwhile (then: a gap).
-    const assigned = batch.commitSeq === undefined;
-    const commitSeq = batch.commitSeq ?? takeCommitSeq(commitSeqCounter);
+    // A caller-given number is claimed here, atomically with every other
+    // draw and claim (worker lanes included): it must be above all of them,
+    // or recovery (which orders by it) would disagree with the order the
+    // batches were acknowledged in.
+    const given = batch.commitSeq;
+    const assigned = given === undefined;
+    let claimedFrom: bigint | null = null;
+    if (given !== undefined) {
+      claimedFrom = claimCommitSeq(commitSeqCounter, given);
+      if (claimedFrom === null) throw commitSeqNotIncreasing(given, commitSeqCounter);
+    }
+    const commitSeq = given ?? takeCommitSeq(commitSeqCounter);
     let placed = false;
     try {
       const records: LaneRecordInput[] = batch.frames.map((frame) => ({
@@ -95,7 +111,6 @@ export class BatchPlacer {
           return null;
         }
       }
-      raiseCommitSeq(commitSeqCounter, commitSeq);
       const dbSizePages = batch.frames[batch.frames.length - 1]!.dbSizeIfCommit;
       if (control !== null) {
         flusher.notePlacement(target, serialized, outcome.epoch, commitSeq, dbSizePages, records);
@@ -106,6 +121,9 @@ export class BatchPlacer {
       return { epoch: outcome.epoch, commitSeq, dbSizePages, serialized };
     } finally {
       if (!placed && assigned) returnCommitSeq(commitSeqCounter, commitSeq);
+      if (!placed && claimedFrom !== null) {
+        releaseCommitSeqClaim(commitSeqCounter, commitSeq, claimedFrom);
+      }
     }
   }
 }

@@ -16,6 +16,7 @@ import {
   MIN_BUFFER_CAPACITY_BYTES,
   type OverflowPolicy,
 } from './lane.js';
+import { LANE_COUNT_MAX } from './limits.js';
 import type { SegmentSinkKind } from './segment-writer.js';
 import type { ParallelWal } from './wal.js';
 import type { ParallelWalBatch } from './wal-types.js';
@@ -26,8 +27,8 @@ export const DEFAULT_EPOCH_INTERVAL_MS = 10;
 export const MAX_EPOCH_INTERVAL_MS = 60_000;
 /** Largest commit sequence the shared counter can hold (2^63 - 1). */
 const I64_MAX = (1n << 63n) - 1n;
-/** Most in-process lanes (`slotCount`). */
-export const MAX_SLOT_COUNT = 1024;
+/** Most in-process lanes (`slotCount`): the shared {@link LANE_COUNT_MAX}. */
+export const MAX_SLOT_COUNT = LANE_COUNT_MAX;
 /** Highest lane id (ids are u16; one id is kept for the serialized path). */
 export const MAX_LANE_ID = 0xfffe;
 /** Lane id of the engine's serialized path (flushed after every other lane). */

@@ -62,9 +62,14 @@ export class LaneTable {
   }
 
   /** Takes the least used in-process lane for a writer context; `release` gives it back. */
-  takeWriterLane(): { lane: InProcessLane; release: () => void } {
+  takeWriterLane(activeLanes: number = this.writers.length): {
+    lane: InProcessLane;
+    release: () => void;
+  } {
+    // Only the first `activeLanes` (the control plane's lane budget) are handed out.
+    const usable = Math.min(this.writers.length, Math.max(1, activeLanes));
     let laneId = 0;
-    for (let i = 1; i < this.writers.length; i++) {
+    for (let i = 1; i < usable; i++) {
       if (this.writers[i]! < this.writers[laneId]!) laneId = i;
     }
     this.writers[laneId]! += 1;

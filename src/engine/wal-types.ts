@@ -15,10 +15,12 @@ export interface ParallelWalFrame {
   pageData: Uint8Array;
   /**
    * Database size in pages after the commit (as SQLite's WAL frame header
-   * carries it on the commit frame; 0 on other frames). The segment format
-   * has no field for it: the log keeps it in memory and reports it in the
-   * commit result and in {@link DurableEpochInfo}; a store must persist the
-   * database size itself (e.g. in its page 1 header).
+   * carries it on the commit frame; 0 on other frames). **Not persisted:**
+   * the segment format has no field for it, so the log keeps it in memory
+   * only and reports it in the commit result and in {@link DurableEpochInfo};
+   * recovered records carry none. The layer above owns it and must write it
+   * into its own commits (the page store's size record, docs/format.md
+   * section 5.2), or in its page 1 header as SQLite does.
    */
   dbSizeIfCommit: number;
 }
@@ -27,8 +29,12 @@ export interface ParallelWalFrame {
 export interface ParallelWalBatch {
   txnToken: TxnToken;
   /**
-   * Commit sequence (u64). Omit it to let the log assign the next one;
-   * caller-given sequences must increase in the order batches are submitted.
+   * Commit sequence (u64, below 2^64 - 1). Omit it to let the log assign
+   * the next one. A caller-given sequence must be above every sequence placed
+   * so far, by any writer (worker lanes included); one that is not is
+   * rejected with `ERR_INVALID_ARGUMENT` and nothing is written, because
+   * recovery replays an epoch in sequence order and must agree with the
+   * order commits were acknowledged in. The check is atomic with placement.
    */
   commitSeq?: bigint;
   frames: readonly ParallelWalFrame[];
@@ -47,7 +53,7 @@ export interface CommitResult {
    * failure, survives a process crash).
    */
   durability: FsyncPolicy;
-  /** The last frame's `dbSizeIfCommit`. */
+  /** The last frame's `dbSizeIfCommit` (from memory: the log does not persist it). */
   dbSizePages: number;
   /** True when the batch took the serialized path (its lane refused it). */
   serialized: boolean;
@@ -69,7 +75,7 @@ export interface DurableEpochInfo {
   recordsPerCore: readonly number[];
   commitSeqLo: bigint | null;
   commitSeqHi: bigint | null;
-  /** dbSizeIfCommit of the epoch's highest in-process commit, if known. */
+  /** dbSizeIfCommit of the epoch's highest in-process commit, if known (memory only, never recovered). */
   dbSizePages: number | null;
 }
 

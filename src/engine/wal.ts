@@ -25,6 +25,7 @@
 import { threadId } from 'node:worker_threads';
 import { WalArgumentError } from '../errors.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
+import { RecoveryGapError } from '../storage/errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import { AckWatermark } from './ack-watermark.js';
@@ -208,6 +209,9 @@ export class ParallelWal implements AsyncDisposable {
         firstEpoch: resolved.firstEpoch,
         firstCommitSeq: resolved.firstCommitSeq,
       });
+      // Certificates on: the chain on disk holds, or the open fails closed
+      // (or falls back, if the control plane is told to) before any write.
+      await config.controlPlane?.verifyAtOpen?.(dbPath, { fs });
       const wal = new ParallelWal(
         dbPath,
         resolved,
@@ -221,6 +225,11 @@ export class ParallelWal implements AsyncDisposable {
       wal.adoptedAtOpen = plan.adopted;
       return wal;
     } catch (error) {
+      // A missing epoch: the control plane latches recovery_gap (the open
+      // still fails closed).
+      if (error instanceof RecoveryGapError) {
+        config.controlPlane?.reportFallback?.('recoveryGap', error.message);
+      }
       await lock?.release().catch(() => {});
       throw error;
     }
@@ -261,7 +270,14 @@ export class ParallelWal implements AsyncDisposable {
 
   /** The lane of the calling thread: `threadId % slotCount`, stable per thread. */
   threadSlot(): number {
-    return threadId % this.config.slotCount;
+    return threadId % this.activeLanes();
+  }
+
+  /** Lanes writers are spread over: the control plane's lane budget, within 1 ..= slotCount. */
+  private activeLanes(): number {
+    const budget = this.control?.laneBudget?.();
+    if (budget === undefined || !Number.isInteger(budget)) return this.config.slotCount;
+    return Math.min(this.config.slotCount, Math.max(1, budget));
   }
 
   /**
@@ -357,7 +373,7 @@ export class ParallelWal implements AsyncDisposable {
   /** Gives a writer context its own lane (the least used in-process lane). */
   openWriter(): WalWriter {
     this.ensureOpen();
-    const { lane, release } = this.lanes.takeWriterLane();
+    const { lane, release } = this.lanes.takeWriterLane(this.activeLanes());
     let open = true;
     const close = async (): Promise<void> => {
       if (!open) return;

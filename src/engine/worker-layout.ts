@@ -11,7 +11,7 @@
  * lock), which orders the plain bytes before it.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { WalError } from '../errors.js';
+import { WalArgumentError, WalError } from '../errors.js';
 
 // ---------------------------------------------------------------- lane block
 
@@ -104,14 +104,49 @@ export function returnCommitSeq(counter: BigInt64Array, seq: bigint): void {
   Atomics.compareExchange(counter, 0, seq + 1n, seq);
 }
 
-/** Makes sure the counter hands out numbers above `seq` (a caller-given sequence). */
-export function raiseCommitSeq(counter: BigInt64Array, seq: bigint): void {
-  let current = Atomics.load(counter, 0);
+/**
+ * Claims a caller-given sequence `seq`, atomically with every other thread's
+ * draws and claims: it succeeds only when `seq` is above every number drawn
+ * or claimed so far (the counter's next number is `<= seq`), and the counter
+ * then hands out numbers above it. Returns the counter's previous value (for
+ * {@link releaseCommitSeqClaim}), or `null` when `seq` is not above them — a
+ * sequence that would sort before a batch already placed, so recovery would
+ * order the two differently from the order they were acknowledged in. The
+ * largest u64 is never claimable (nothing could follow it).
+ */
+export function claimCommitSeq(counter: BigInt64Array, seq: bigint): bigint | null {
+  if (seq >= COMMIT_SEQ_CLAIM_MAX) return null;
+  // The counter holds u64 values in a signed array: compare them unsigned.
+  let current = BigInt.asUintN(64, Atomics.load(counter, 0));
   while (current <= seq) {
-    const seen = Atomics.compareExchange(counter, 0, current, seq + 1n);
-    if (seen === current) return;
+    const seen = BigInt.asUintN(64, Atomics.compareExchange(counter, 0, current, seq + 1n));
+    if (seen === current) return current;
     current = seen;
   }
+  return null;
+}
+
+/** The largest u64: one above the largest claimable commit sequence. */
+const COMMIT_SEQ_CLAIM_MAX = (1n << 64n) - 1n;
+
+/**
+ * Gives back a claim of `seq` that was not placed, if no thread drew or
+ * claimed a number since; otherwise its number stays a gap.
+ */
+export function releaseCommitSeqClaim(counter: BigInt64Array, seq: bigint, previous: bigint): void {
+  Atomics.compareExchange(counter, 0, seq + 1n, previous);
+}
+
+/** The counter's next number (every sequence drawn or claimed so far is below it). */
+export function nextCommitSeq(counter: BigInt64Array): bigint {
+  return BigInt.asUintN(64, Atomics.load(counter, 0));
+}
+
+/** `ERR_INVALID_ARGUMENT` for a caller-given commit sequence that does not increase. */
+export function commitSeqNotIncreasing(given: bigint, counter: BigInt64Array): WalArgumentError {
+  return new WalArgumentError(
+    `batch.commitSeq ${given} is not above every commit sequence placed so far (next free: ${nextCommitSeq(counter)}): caller-given sequences must increase in the order batches are placed, which is the order recovery replays them in`,
+  );
 }
 
 /** Creates a shared commit-sequence counter whose next number is `next`. */

@@ -31,6 +31,8 @@ import { WalClosedError, WalFailedError } from './errors.js';
 import { applyRecordPatch, prepareRecordPatch } from './worker-crc.js';
 import {
   BufferState,
+  claimCommitSeq,
+  commitSeqNotIncreasing,
   LaneWord,
   LaneWord64,
   LOG_MESSAGE_OFFSET,
@@ -39,7 +41,6 @@ import {
   lockLane,
   type OwnerToWorkerMessage,
   type PortBatch,
-  raiseCommitSeq,
   takeCommitSeq,
   unlockLane,
   type WorkerLaneHandle,
@@ -287,8 +288,12 @@ class SharedLaneWriter implements WorkerWriter {
       if (givenSeq === null) {
         commitSeq = takeCommitSeq(this.seqCounter);
       } else {
+        // Claimed under the lane lock, atomically with every other lane's
+        // draws and claims: a number not above them all is refused.
+        if (claimCommitSeq(this.seqCounter, givenSeq) === null) {
+          throw commitSeqNotIncreasing(givenSeq, this.seqCounter);
+        }
         commitSeq = givenSeq;
-        raiseCommitSeq(this.seqCounter, givenSeq);
       }
       if (epoch !== this.scratchEpoch || givenSeq === null) {
         const patch = prepareRecordPatch(

@@ -123,7 +123,12 @@ export interface SegmentRecoveryResult {
   rangeToSkip: SkippedEpochRange | null;
   /** Segments safe to delete once the applied pages are durable (only with `deleteAfterRecovery`). */
   deletableSegments: string[];
-  /** All recovered records in recovery order. */
+  /**
+   * All recovered records in recovery order. They carry no database size:
+   * the log never persists a commit's `dbSizeIfCommit` (see
+   * docs/format.md, section 5.2). A layer that needs it writes it as a record
+   * of its own, as the page store's size record (page id 4294967295) does.
+   */
   records: WalRecord[];
   /** Why recovery stopped early, or `null` when every segment was recovered. */
   stoppedAt: RecoveryStop | null;

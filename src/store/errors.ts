@@ -19,6 +19,12 @@ export const StoreErrorCode = {
   checkpointFailed: 'ERR_STORE_CHECKPOINT_FAILED',
   /** Recovery into the database file failed (I/O); the log was left untouched. */
   recoveryFailed: 'ERR_STORE_RECOVERY_FAILED',
+  /**
+   * The database file is shorter than its store header and the log allow:
+   * pages are missing that no crash can remove (the header moves only after
+   * the file's fsync). Opening fails closed rather than read them as zeros.
+   */
+  fileTruncated: 'ERR_STORE_FILE_TRUNCATED',
   /** A store I/O operation (open, read, truncate) failed. */
   io: 'ERR_STORE_IO',
   /**

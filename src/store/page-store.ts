@@ -31,6 +31,7 @@ import type { WorkerLaneHandle } from '../engine/worker-layout.js';
 import { WalArgumentError } from '../errors.js';
 import { U64_MAX, type WalRecord } from '../format/types.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
+import { RecoveryGapError } from '../storage/errors.js';
 import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import { recoverSegments } from '../storage/recovery.js';
@@ -51,6 +52,7 @@ import {
 import { checkPageNumber, type PageWrites, prepareCommit } from './commit-batch.js';
 import { DatabaseFile } from './db-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
+import { truncationError } from './file-length.js';
 import {
   DEFAULT_PAGE_SIZE_BYTES,
   readStoreHeader,
@@ -106,13 +108,51 @@ export interface StoreCommitResult {
 /**
  * The part of the control plane a checkpoint talks to. `checkpoint_conflict`
  * is reported when a checkpoint runs while the control plane needs the
- * serialized path; the checkpoint still runs (it never blocks writers).
+ * serialized path, and (as the root reason) when a checkpoint finds that it
+ * cannot fold from its page index because of what the parallel path did (a
+ * worker's durable segment could not be read back, or a commit landed in an
+ * epoch older than announced): it then folds from the log. The checkpoint
+ * still runs either way (it never blocks writers).
  */
 export interface CheckpointControl {
   /** True while the control plane runs (or needs) the serialized, one-lane path. */
   serializedPathRequired(): boolean;
   /** Records a fallback with its reason (`checkpointConflict` here). */
   reportFallback(reason: 'checkpointConflict', detail: string): void;
+  /**
+   * A checkpoint finished (`error` null) or failed: the epoch the file holds
+   * now, for the control plane's checkpoint trace record.
+   */
+  checkpointed?(outcome: CheckpointOutcome): void;
+}
+
+/** What {@link CheckpointControl.checkpointed} hears about one checkpoint run. */
+export interface CheckpointOutcome {
+  /** Last epoch folded into the database file after the run (`null`: none ever). */
+  checkpointEpoch: bigint | null;
+  /** True when the run conflicted with the serialized path (`checkpoint_conflict`). */
+  conflict: boolean;
+  pagesWritten: number;
+  bytesWritten: number;
+  durationMs: number;
+  /** Why the run failed; `null` when it succeeded. */
+  error: Error | null;
+}
+
+/**
+ * The checkpoint control of a store: `control` when given, else the log's
+ * control plane when it offers the checkpoint calls (a `ControlPlane` does).
+ */
+function checkpointControlOf(options: PageStoreOptions): CheckpointControl | undefined {
+  if (options.control !== undefined) return options.control;
+  const plane = options.controlPlane as Partial<CheckpointControl> | undefined;
+  if (
+    typeof plane?.serializedPathRequired === 'function' &&
+    typeof plane.reportFallback === 'function'
+  ) {
+    return plane as CheckpointControl;
+  }
+  return undefined;
 }
 
 /**
@@ -145,7 +185,10 @@ export interface PageStoreOptions extends Omit<ParallelWalConfig, 'lock'> {
    * commit in an epoch older than announced).
    */
   checkpointSource?: 'memory' | 'log';
-  /** Control-plane hook for `checkpoint_conflict`. */
+  /**
+   * Control-plane hook for `checkpoint_conflict` and checkpoint traces.
+   * Default: the log's `controlPlane` when it offers these calls.
+   */
   control?: CheckpointControl;
   /**
    * Segment retention for a replicated store, asked before every deletion
@@ -263,6 +306,76 @@ export interface CheckpointImage {
   read(offset: number, length: number): Promise<Uint8Array>;
 }
 
+/**
+ * What {@link PageStore.log} exposes of the log under a store: everything
+ * that reads its state or waits for it, nothing that writes records or
+ * closes it (the store owns both).
+ */
+export type StoreLogView = Pick<
+  ParallelWal,
+  | 'dbPath'
+  | 'config'
+  | 'currentEpoch'
+  | 'appendEpoch'
+  | 'durableEpoch'
+  | 'acknowledgedEpoch'
+  | 'isFailed'
+  | 'isRunning'
+  | 'waitForEpochDurable'
+  | 'advanceAndFlush'
+  | 'onDurable'
+  | 'onAcknowledged'
+  | 'onFailed'
+  | 'stats'
+  | 'resetLatencyHistogram'
+>;
+
+/** A frozen object forwarding the {@link StoreLogView} members to `wal`, and nothing else. */
+function readOnlyLog(wal: ParallelWal): StoreLogView {
+  return Object.freeze({
+    get dbPath() {
+      return wal.dbPath;
+    },
+    get config() {
+      return wal.config;
+    },
+    get currentEpoch() {
+      return wal.currentEpoch;
+    },
+    get appendEpoch() {
+      return wal.appendEpoch;
+    },
+    get isFailed() {
+      return wal.isFailed;
+    },
+    durableEpoch: () => wal.durableEpoch(),
+    acknowledgedEpoch: () => wal.acknowledgedEpoch(),
+    isRunning: () => wal.isRunning(),
+    waitForEpochDurable: (epoch: bigint, timeoutMs: number) =>
+      wal.waitForEpochDurable(epoch, timeoutMs),
+    advanceAndFlush: (timeoutMs: number) => wal.advanceAndFlush(timeoutMs),
+    onDurable: (listener: (info: DurableEpochInfo) => void) => wal.onDurable(listener),
+    onAcknowledged: (listener: (epoch: bigint, info: DurableEpochInfo) => void) =>
+      wal.onAcknowledged(listener),
+    onFailed: (listener: Parameters<ParallelWal['onFailed']>[0]) => wal.onFailed(listener),
+    stats: () => wal.stats(),
+    resetLatencyHistogram: () => wal.resetLatencyHistogram(),
+  });
+}
+
+/** The full log of every open store, for {@link storeLogForTests} only. */
+const storeLogs = new WeakMap<PageStore, ParallelWal>();
+
+/**
+ * The writable log under `store`. Not exported from the package root: tests
+ * use it to put a batch on the log's serialized path exactly as a worker's
+ * fallback does, which no public call can do from the owner thread.
+ * @internal
+ */
+export function storeLogForTests(store: PageStore): ParallelWal {
+  return storeLogs.get(store)!;
+}
+
 /** Options of {@link PageStore.close}. */
 export interface StoreCloseOptions {
   /** Fold the whole log into the database file before closing (default false). */
@@ -294,6 +407,8 @@ export class PageStore implements AsyncDisposable {
   private readonly pendingFloors = new Map<bigint, number>();
   /** False once the index cannot be trusted as a checkpoint source. */
   private memorySourceOk = true;
+  /** True once a checkpoint reported that it could not trust the index (`checkpoint_conflict`). */
+  private conflictReported = false;
   /** Lane ids below this are the log's in-process lanes, used by commit(). */
   private readonly inProcessLanes: number;
   private ingestChain: Promise<void> = Promise.resolve();
@@ -318,6 +433,8 @@ export class PageStore implements AsyncDisposable {
    */
   private fileNewestEpoch: bigint | null = null;
 
+  private readonly logView: StoreLogView;
+
   private constructor(
     /** Path of the database file. */
     readonly path: string,
@@ -333,6 +450,8 @@ export class PageStore implements AsyncDisposable {
     readonly recovery: StoreRecoveryReport,
   ) {
     this.index = new PageIndex(header.dbSizePages, header.nextEpoch - 1n);
+    this.logView = readOnlyLog(wal);
+    storeLogs.set(this, wal);
     this.inProcessLanes = resolveParallelWalConfig(options).slotCount;
     this.removeListener = wal.onDurable((info) => this.onDurable(info));
     this.removeAckListener = wal.onAcknowledged((epoch, info) => {
@@ -347,7 +466,8 @@ export class PageStore implements AsyncDisposable {
    * @throws {LockError} `ERR_LOCKED` naming the holder; {@link StoreError}
    * (`ERR_STORE_PAGE_SIZE_MISMATCH`, `ERR_STORE_HEADER_CORRUPT`, …); the
    * storage layer's `SegmentCorruptError` when a segment is unusable (unless
-   * `skipCorrupt`).
+   * `skipCorrupt`); `ERR_STORE_FILE_TRUNCATED` when the database file is
+   * shorter than its header and the log allow (pages missing).
    */
   static async open(path: string, options: PageStoreOptions = {}): Promise<PageStore> {
     if (typeof path !== 'string' || path.length === 0) {
@@ -366,6 +486,9 @@ export class PageStore implements AsyncDisposable {
     let wal: ParallelWal | null = null;
     try {
       await refuseUnfinishedReseed(path, fs);
+      // Certificates on: check the chain before folding (and deleting) any
+      // segment; the log's own open then finds it verified.
+      await options.controlPlane?.verifyAtOpen?.(path, { fs });
       const opened = await openDatabaseFile(path, options.pageSize, fs);
       file = opened.file;
       const recovered = await recoverIntoFile(path, opened.file, opened.header, fs, {
@@ -405,6 +528,11 @@ export class PageStore implements AsyncDisposable {
         recovered.report,
       );
     } catch (error) {
+      // A missing epoch: the control plane latches recovery_gap (the open
+      // still fails closed).
+      if (error instanceof RecoveryGapError) {
+        options.controlPlane?.reportFallback?.('recoveryGap', error.message);
+      }
       await wal?.close().catch(() => undefined);
       await file?.close().catch(() => undefined);
       await lock.release().catch(() => undefined);
@@ -422,9 +550,16 @@ export class PageStore implements AsyncDisposable {
     return this.header.nextEpoch === 0n ? null : this.header.nextEpoch - 1n;
   }
 
-  /** The log under the store (for stats, `onDurable`, advanced control). */
-  get log(): ParallelWal {
-    return this.wal;
+  /**
+   * A read-only view of the log under the store: its epochs, stats, durable
+   * and acknowledgement hooks, and {@link ParallelWal.advanceAndFlush}. It has
+   * no way to write: the store's log holds records only the store may
+   * write (page-sized images, its size records, its transaction ids), and
+   * every write must reach the page index. Commit through
+   * {@link PageStore.commit}, or from a worker through {@link PageStore.workerHandle}.
+   */
+  get log(): StoreLogView {
+    return this.logView;
   }
 
   /**
@@ -677,15 +812,37 @@ export class PageStore implements AsyncDisposable {
   }
 
   private async runCheckpoint(): Promise<CheckpointResult> {
+    const control = checkpointControlOf(this.options);
     const started = performance.now();
+    try {
+      const result = await this.runCheckpointOnce(control, started);
+      control?.checkpointed?.({ ...result, error: null });
+      return result;
+    } catch (error) {
+      control?.checkpointed?.({
+        checkpointEpoch: this.checkpointEpoch,
+        conflict: false,
+        pagesWritten: 0,
+        bytesWritten: 0,
+        durationMs: performance.now() - started,
+        error: error instanceof Error ? error : new Error(String(error)),
+      });
+      throw error;
+    }
+  }
+
+  private async runCheckpointOnce(
+    control: CheckpointControl | undefined,
+    started: number,
+  ): Promise<CheckpointResult> {
     // Conflict when the serialized path is needed as the checkpoint starts,
     // or became needed while it ran (checked again at the end).
     let conflict = false;
     const checkConflict = (): void => {
-      if (conflict || !(this.options.control?.serializedPathRequired() ?? false)) return;
+      if (conflict || !(control?.serializedPathRequired() ?? false)) return;
       conflict = true;
       this.counters.checkpointConflicts++;
-      this.options.control?.reportFallback(
+      control?.reportFallback(
         'checkpointConflict',
         `checkpoint of ${this.path} ran while the serialized path was required`,
       );
@@ -706,10 +863,21 @@ export class PageStore implements AsyncDisposable {
     // its read-back (if any) scheduled already, so draining the chain covers it.
     const durable = this.wal.durableEpoch();
     await this.ingestChain;
-    const fromMemory =
-      (this.options.checkpointSource ?? 'memory') === 'memory' &&
-      this.memorySourceOk &&
-      this.ingestError === null;
+    const memoryWanted = (this.options.checkpointSource ?? 'memory') === 'memory';
+    const fromMemory = memoryWanted && this.memorySourceOk && this.ingestError === null;
+    if (memoryWanted && !fromMemory && !this.conflictReported) {
+      // The parallel path did something the checkpoint's index cannot vouch
+      // for (a worker's segment not read back, a commit placed in an epoch
+      // older than announced): fold from the log, and ask the control plane
+      // for the serialized path, where every commit passes through commit().
+      this.conflictReported = true;
+      conflict = true;
+      this.counters.checkpointConflicts++;
+      control?.reportFallback(
+        'checkpointConflict',
+        `checkpoint of ${this.path} cannot fold from its page index (${describeError(this.ingestError ?? 'a commit landed in an epoch older than announced')}): folding from the log`,
+      );
+    }
     let through = durable;
     if (fromMemory && through !== null) {
       // Commits still on their way into the index constrain the fold: each
@@ -1151,7 +1319,10 @@ export async function recoverIntoFile(
     durationMs: 0,
     quarantinedSegments: [],
   };
-  const lengthOk = (await file.size()) === header.dbSizePages * header.pageSize;
+  const fileBytes = await file.size();
+  const truncated = truncationError(path, header, fileBytes, state.minSizePages);
+  if (truncated !== null) throw truncated;
+  const lengthOk = fileBytes === header.dbSizePages * header.pageSize;
   if (state.commits > 0 || !lengthOk) {
     report.pagesWritten = await applyReplay(file, state);
     report.bytesWritten = report.pagesWritten * header.pageSize;

@@ -154,7 +154,7 @@ export class ReplicaStore implements AsyncDisposable {
    * A new replica's files are created once its page size is known.
    * @throws {LockError} `ERR_LOCKED` (a primary or another follower holds it);
    * {@link StoreError} `ERR_STORE_PAGE_SIZE_MISMATCH`, `ERR_STORE_HEADER_CORRUPT`,
-   * `ERR_STORE_HEADER_MISSING`, `ERR_STORE_RECOVERY_FAILED`.
+   * `ERR_STORE_HEADER_MISSING`, `ERR_STORE_RECOVERY_FAILED`, `ERR_STORE_FILE_TRUNCATED`.
    */
   static async open(path: string, options: ReplicaStoreOptions = {}): Promise<ReplicaStore> {
     if (typeof path !== 'string' || path.length === 0) {

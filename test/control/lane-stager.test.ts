@@ -74,7 +74,8 @@ describe('LaneStager', () => {
   it('laneStagerClampsLaneCountToLaneIdRange', () => {
     const stager = autoStager(LANE_COUNT_MAX + 1);
     expect(stager.laneCount()).toBe(LANE_COUNT_MAX);
-    expect(stager.laneCount()).toBe(0xffff);
+    // The shared maximum (the engine's slotCount limit) is inside the u16 lane-id range.
+    expect(stager.laneCount()).toBeLessThanOrEqual(0xffff);
     expect(stager.currentLaneId()).toBeLessThan(stager.laneCount());
   });
 

@@ -165,7 +165,7 @@ describe('ControlPlane', () => {
       sink.events
         .filter((e) => e.kind === 'trace')
         .map((e) => (e as { component: string }).component),
-    ).toEqual(['shadow', 'flush']);
+    ).toEqual([...Array<string>(plane.stats().batchesStaged).fill('stager'), 'shadow', 'flush']);
   });
 
   it('replaces a diverged epoch by the conservative result and latches publication_mismatch', () => {

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { createDeferred } from '../../src/engine/deferred.js';
 import type { WalFileHandle, WalFileSystem } from '../../src/storage/fs.js';
 import { lockPath } from '../../src/storage/lockfile.js';
-import { PageStore } from '../../src/store/page-store.js';
+import { PageStore, storeLogForTests } from '../../src/store/page-store.js';
 import { seededRng } from '../support/rng.js';
 import { SimulatedFileSystem } from '../support/simulated-fs.js';
 
@@ -127,7 +127,7 @@ describe('PageStore with the earlyAck sink', () => {
     await store.log.waitForEpochDurable(store.log.acknowledgedEpoch()!, 5_000);
     gated.hold();
     // What a worker's fallback does: straight into the log, read back on publication.
-    const direct = await store.log.commitSerialized({
+    const direct = await storeLogForTests(store).commitSerialized({
       txnToken: { id: 1n << 50n, epoch: 0 },
       frames: [{ pageNumber: 2, pageData: page(2), dbSizeIfCommit: 2 }],
     });
@@ -144,7 +144,7 @@ describe('PageStore with the earlyAck sink', () => {
 
     // A publication that fails: the read cannot see the commit, and says so.
     gated.failRenames();
-    const lost = await store.log.commitSerialized({
+    const lost = await storeLogForTests(store).commitSerialized({
       txnToken: { id: (1n << 50n) + 1n, epoch: 0 },
       frames: [{ pageNumber: 2, pageData: page(3), dbSizeIfCommit: 2 }],
     });

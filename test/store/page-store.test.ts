@@ -5,7 +5,11 @@ import { isWalError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/storage/fs.js';
 import { listSegments } from '../../src/storage/segment-files.js';
 import { readStoreHeader, storeHeaderPath } from '../../src/store/header.js';
-import { checkpointControlFromFallback, PageStore } from '../../src/store/page-store.js';
+import {
+  checkpointControlFromFallback,
+  PageStore,
+  storeLogForTests,
+} from '../../src/store/page-store.js';
 import { awaitPublished } from '../support/published.js';
 import { SimulatedFileSystem } from '../support/simulated-fs.js';
 import { useTempDb } from '../support/temp-db.js';
@@ -376,7 +380,7 @@ describe('PageStore commits that bypass commit() (worker lanes, serialized path)
     const store = await PageStore.open(db, { pageSize: PAGE, autoCheckpoint: false });
     await store.commit([{ pageNumber: 1, data: page(1, 1) }]);
     // What a worker's fallback does: a batch straight into the log's serialized path.
-    const direct = await store.log.commitSerialized({
+    const direct = await storeLogForTests(store).commitSerialized({
       txnToken: { id: 1n << 50n, epoch: 0 },
       frames: [
         { pageNumber: 1, pageData: page(1, 40), dbSizeIfCommit: 0 },
@@ -458,6 +462,54 @@ describe('PageStore memory checkpoints racing acknowledgements', () => {
     for (const [pageNumber, fill] of latest) {
       expect(await again.read(pageNumber), `page ${pageNumber}`).toEqual(page(pageNumber, fill));
     }
+    await again.close();
+  });
+});
+
+describe('PageStore.log is a read-only view of the log', () => {
+  it('offers no way to write records or close the log, so no acknowledged commit can bypass the page index', async () => {
+    const store = await PageStore.open(db, { pageSize: PAGE, autoCheckpoint: false });
+    const view = store.log as unknown as Record<string, unknown>;
+    for (const writer of [
+      'commit',
+      'commitSerialized',
+      'submitBatch',
+      'openWriter',
+      'workerHandle',
+      'registerLane',
+      'releaseLane',
+      'notifyAppend',
+      'start',
+      'stop',
+      'close',
+    ]) {
+      expect(view[writer], writer).toBeUndefined();
+    }
+    expect(Object.isFrozen(store.log)).toBe(true);
+    // @ts-expect-error the view has no commit(): writes go through PageStore.commit
+    expect(store.log.commit).toBeUndefined();
+    await store.close();
+  });
+
+  it('still reports the epochs, stats and durable announcements of commits made through the store', async () => {
+    const store = await PageStore.open(db, { pageSize: PAGE, autoCheckpoint: false });
+    const durable: bigint[] = [];
+    const stop = store.log.onDurable((info) => {
+      if (info.segmentWritten) durable.push(info.epoch);
+    });
+    const result = await store.commit([{ pageNumber: 1, data: page(1, 9) }]);
+    expect(store.log.acknowledgedEpoch()).toBe(result.epoch);
+    await store.log.waitForEpochDurable(result.epoch, 5000);
+    expect(durable).toContain(result.epoch);
+    expect(store.log.stats().commits).toBe(1);
+    expect(store.log.dbPath).toBe(db);
+    expect(store.log.isFailed).toBe(false);
+    stop();
+    // The commit survives a checkpoint and a reopen.
+    await store.checkpoint();
+    await store.close();
+    const again = await PageStore.open(db, { pageSize: PAGE });
+    expect(await again.read(1)).toEqual(page(1, 9));
     await again.close();
   });
 });

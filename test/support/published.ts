@@ -6,7 +6,10 @@ import type { ParallelWal } from '../../src/engine/wal.js';
  * resolves at its acknowledgement and the rename follows in the background:
  * await this before listing or reading segment files.
  */
-export async function awaitPublished(wal: ParallelWal, timeoutMs = 10_000): Promise<void> {
+export async function awaitPublished(
+  wal: Pick<ParallelWal, 'acknowledgedEpoch' | 'waitForEpochDurable'>,
+  timeoutMs = 10_000,
+): Promise<void> {
   const acknowledged = wal.acknowledgedEpoch();
   if (acknowledged !== null) await wal.waitForEpochDurable(acknowledged, timeoutMs);
 }
