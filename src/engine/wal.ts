@@ -143,7 +143,11 @@ export class ParallelWal implements AsyncDisposable {
     this.control = control;
     this.config = config;
     this.lock = lock;
-    this.executor = createDurableWriteExecutor(fs, config.ioThread);
+    // The storage sink writes through the storage layer's own calls: no thread for it.
+    this.executor = createDurableWriteExecutor(
+      fs,
+      config.ioThread && config.segmentSink !== 'storage',
+    );
     this.sink = createSegmentSink(config.segmentSink, dbPath, fs, config.fsync, this.executor);
     this.acks = new AckWatermark(durableEpoch);
     this.commitSeqCounter = createCommitSeqCounter(nextCommitSeq);
