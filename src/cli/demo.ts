@@ -6,21 +6,27 @@
  * reopened (which validates every segment, fail closed) and every
  * acknowledged commit is checked on disk: present exactly once, with its
  * exact page bytes, in its acknowledged epoch, in commit order.
- * Exit 0 when everything checks out, 1 otherwise.
+ * It says where it writes, and at the end what it removed: a temporary
+ * directory of its own is deleted (with its file count and bytes) unless
+ * `--keep`; a directory you name is never deleted. `--json` prints one JSON
+ * report instead of the lines; a progress line shows on a terminal.
+ * Exit 0 when everything checks out, 1 otherwise, 2 for bad options.
  */
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import * as hdr from 'hdr-histogram-js';
 import { ParallelWal } from '../engine/wal.js';
 import { WalArgumentError } from '../errors.js';
 import type { FsyncPolicy } from '../storage/segment-files.js';
 import { listSegments, readSegment } from '../storage/segment-files.js';
-import { type CliContext, type CliIo, EXIT_FAILURE } from './context.js';
+import { type CliContext, type CliIo, EXIT_OK, jsonLine } from './context.js';
 import { demoPage } from './demo-pages.js';
 import type { DemoWorkerPlan, DemoWorkerReport } from './demo-worker.js';
+import { CliErrorCode, CliUsageError } from './errors.js';
+import { NO_PROGRESS, type Progress } from './progress.js';
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -63,9 +69,33 @@ const LIMITS = {
   pagesPerCommit: [1, 64],
 } as const;
 
+/** How a demo run reports while it runs. */
+export interface DemoOutput {
+  /** Progress of the timed phase (seconds elapsed of `seconds`). */
+  progress?: Progress;
+  /** Print no lines (the caller prints the report, e.g. as JSON). */
+  quiet?: boolean;
+}
+
+/** What happened to the demo's directory at the end. */
+export interface DemoCleanup {
+  /** The directory the demo wrote into. */
+  dir: string;
+  /** True when the demo created the directory (a temporary one). */
+  temporary: boolean;
+  /** True when the directory and everything in it was deleted. */
+  removed: boolean;
+  /** Files in the directory at the end (deleted ones included). */
+  files: number;
+  /** Their total size. */
+  bytes: number;
+}
+
 /** What a demo run found. */
 export interface DemoReport {
   dbPath: string;
+  /** Where it wrote, and what it deleted. */
+  cleanup: DemoCleanup;
   acknowledged: number;
   asyncAcknowledged: number;
   workerAcknowledged: number;
@@ -84,7 +114,10 @@ interface Ack {
 
 /** Most problems listed in the report (the count is always exact). */
 const PROBLEMS_LISTED_MAX = 10;
-const PROGRESS_INTERVAL_MS = 1000;
+/** How often a line of figures is printed, ms. */
+const REPORT_INTERVAL_MS = 1000;
+/** How often the progress line is updated, ms. */
+const PROGRESS_TICK_MS = 100;
 /** Txn ids of worker `w` start at `(w + 1) * WORKER_TXN_STRIDE`. */
 const WORKER_TXN_STRIDE = 1_000_000_000;
 
@@ -103,8 +136,30 @@ function ms(us: number): string {
   return (us / 1000).toFixed(2);
 }
 
-/** Runs the demo, printing progress through `io`. */
-export async function runDemo(options: DemoOptions, io: CliIo): Promise<DemoReport> {
+/** Files directly in `dir` and their total size. */
+async function contentsOf(dir: string): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  for (const entry of await fsp.readdir(dir, { withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    files++;
+    bytes += (await fsp.stat(nodePath.join(dir, entry.name))).size;
+  }
+  return { files, bytes };
+}
+
+function cleanupLine(c: DemoCleanup): string {
+  const contents = `${c.files} file(s), ${c.bytes} bytes`;
+  if (c.removed) return `deleted ${c.dir} (${contents}); pass --keep to keep it\n`;
+  if (c.temporary) return `kept ${c.dir} (${contents})\n`;
+  return `deleted nothing: the demo database stays in ${c.dir} (${contents})\n`;
+}
+
+/**
+ * Checks the demo's options against their limits.
+ * @throws {WalArgumentError} naming the option out of range.
+ */
+export function validateDemoOptions(options: DemoOptions): void {
   for (const [name, [lo, hi]] of Object.entries(LIMITS)) {
     const value = options[name as keyof typeof LIMITS];
     if (!Number.isInteger(value) || value < lo || value > hi) {
@@ -114,18 +169,47 @@ export async function runDemo(options: DemoOptions, io: CliIo): Promise<DemoRepo
   if (options.committers + options.workers === 0) {
     throw new WalArgumentError('need at least one committer or worker');
   }
+}
+
+/** Runs the demo, printing progress through `io`. */
+export async function runDemo(
+  options: DemoOptions,
+  io: CliIo,
+  output: DemoOutput = {},
+): Promise<DemoReport> {
+  validateDemoOptions(options);
   const temporary = options.dir === undefined;
   const dir = options.dir ?? (await fsp.mkdtemp(nodePath.join(os.tmpdir(), 'pwal-demo-')));
   await fsp.mkdir(dir, { recursive: true });
   const dbPath = nodePath.join(dir, 'demo.db');
+  const lines: CliIo = output.quiet === true ? { stdout: () => {}, stderr: io.stderr } : io;
+  const finish = async (): Promise<DemoCleanup> => {
+    const cleanup: DemoCleanup = {
+      dir,
+      temporary,
+      removed: temporary && !options.keep,
+      ...(await contentsOf(dir)),
+    };
+    if (cleanup.removed) await fsp.rm(dir, { recursive: true, force: true });
+    lines.stdout(cleanupLine(cleanup));
+    return cleanup;
+  };
+  let report: Omit<DemoReport, 'cleanup'>;
   try {
-    return await demo(dbPath, options, io);
-  } finally {
-    if (temporary && !options.keep) await fsp.rm(dir, { recursive: true, force: true });
+    report = await demo(dbPath, options, lines, output.progress ?? NO_PROGRESS);
+  } catch (error) {
+    await finish();
+    throw error;
   }
+  return { ...report, cleanup: await finish() };
 }
 
-async function demo(dbPath: string, options: DemoOptions, io: CliIo): Promise<DemoReport> {
+async function demo(
+  dbPath: string,
+  options: DemoOptions,
+  io: CliIo,
+  progress: Progress,
+): Promise<Omit<DemoReport, 'cleanup'>> {
   io.stdout(
     `pwal demo: ${options.committers} async committers + ${options.workers} worker threads (${options.workerConcurrency} in flight each), ${options.pagesPerCommit} x ${options.pageBytes}-byte page(s) per commit, fsync ${options.fsync}, ${options.seconds} s, into ${dbPath}\n`,
   );
@@ -217,7 +301,7 @@ async function demo(dbPath: string, options: DemoOptions, io: CliIo): Promise<De
   const committers = Array.from({ length: options.committers }, committer);
   const started = performance.now();
   let last = { at: started, acks: 0, fsyncs: 0, segments: 0 };
-  const progress = setInterval(() => {
+  const reporter = setInterval(() => {
     const now = performance.now();
     const stats = wal.stats();
     const total = asyncAcks + workerAcks;
@@ -229,14 +313,21 @@ async function demo(dbPath: string, options: DemoOptions, io: CliIo): Promise<De
     );
     interval.reset();
     last = { at: now, acks: total, fsyncs: stats.fsyncs, segments: stats.segmentsWritten };
-  }, PROGRESS_INTERVAL_MS);
+  }, REPORT_INTERVAL_MS);
 
+  const tick = setInterval(() => {
+    const elapsed = Math.min(options.seconds, (performance.now() - started) / 1000);
+    progress.update(Math.floor(elapsed * 10) / 10, options.seconds, 's');
+  }, PROGRESS_TICK_MS);
+  progress.update(0, options.seconds, 's');
   await new Promise((resolve) => setTimeout(resolve, options.seconds * 1000));
+  clearInterval(tick);
+  progress.end();
   stopping = true;
   for (const { worker } of workers) worker.postMessage('stop');
   await Promise.all(committers);
   await Promise.all(workers.map((w) => w.done));
-  clearInterval(progress);
+  clearInterval(reporter);
   const elapsed = (performance.now() - started) / 1000;
   const stats = wal.stats();
   await wal.close();
@@ -317,8 +408,9 @@ async function demo(dbPath: string, options: DemoOptions, io: CliIo): Promise<De
 function integer(name: string): (value: string) => number {
   return (value) => {
     const parsed = Number(value);
+    // Commander reports this as a usage error (exit 2), naming the option.
     if (!Number.isInteger(parsed))
-      throw new WalArgumentError(`--${name} must be an integer, got ${value}`);
+      throw new InvalidArgumentError(`--${name} must be an integer, got ${value}`);
     return parsed;
   };
 }
@@ -348,7 +440,8 @@ export function registerDemo(program: Command, ctx: CliContext): void {
     .option('--page-bytes <n>', 'bytes per page', integer('page-bytes'), DEMO_DEFAULTS.pageBytes)
     .option('--pages <n>', 'pages per commit', integer('pages'), DEMO_DEFAULTS.pagesPerCommit)
     .option('--fsync <policy>', 'full, normal or off', DEMO_DEFAULTS.fsync)
-    .option('--keep', 'keep the temporary directory')
+    .option('--keep', 'keep the temporary directory (a directory you name is always kept)')
+    .option('--json', 'print one JSON report instead of the progress lines')
     .action(
       async (
         dir: string | undefined,
@@ -361,26 +454,41 @@ export function registerDemo(program: Command, ctx: CliContext): void {
           pages: number;
           fsync: string;
           keep?: boolean;
+          json?: boolean;
         },
       ) => {
         if (flags.fsync !== 'full' && flags.fsync !== 'normal' && flags.fsync !== 'off') {
-          throw new WalArgumentError(`--fsync must be full, normal or off, got ${flags.fsync}`);
+          throw new CliUsageError(`--fsync must be full, normal or off, got ${flags.fsync}`);
         }
-        const report = await runDemo(
-          {
-            ...(dir === undefined ? {} : { dir }),
-            committers: flags.committers,
-            workers: flags.workers,
-            workerConcurrency: flags.workerConcurrency,
-            seconds: flags.seconds,
-            pageBytes: flags.pageBytes,
-            pagesPerCommit: flags.pages,
-            fsync: flags.fsync,
-            keep: flags.keep ?? false,
-          },
-          ctx.io,
-        );
-        if (!report.verified) ctx.setExitCode(EXIT_FAILURE);
+        const json = flags.json === true;
+        const progress = ctx.progress('demo');
+        const demoOptions: DemoOptions = {
+          ...(dir === undefined ? {} : { dir }),
+          committers: flags.committers,
+          workers: flags.workers,
+          workerConcurrency: flags.workerConcurrency,
+          seconds: flags.seconds,
+          pageBytes: flags.pageBytes,
+          pagesPerCommit: flags.pages,
+          fsync: flags.fsync,
+          keep: flags.keep ?? false,
+        };
+        try {
+          validateDemoOptions(demoOptions);
+        } catch (error) {
+          throw new CliUsageError((error as Error).message);
+        }
+        const report = await runDemo(demoOptions, ctx.io, { progress, quiet: json });
+        if (json) ctx.io.stdout(jsonLine(report));
+        if (!report.verified) {
+          const first = report.problems[0] ?? `${report.rejected} commit(s) rejected`;
+          ctx.problem(
+            { code: CliErrorCode.demoVerification, message: `demo check failed: ${first}` },
+            !json,
+          );
+          return;
+        }
+        ctx.setExitCode(EXIT_OK);
       },
     );
 }

@@ -2,7 +2,8 @@
  * `pwal dump <segment-file> [--json] [--images length|hex]`: the header, then
  * one line per record (JSON lines with `--json`; u64 fields as decimal
  * strings). Exits 1 if the file is not a valid segment, after printing as
- * much as could be decoded (the header, when it is sound).
+ * much as could be decoded (the header, when it is sound). A reader that
+ * stops early (`| head`) ends the dump quietly.
  */
 import { type Command, Option } from 'commander';
 import { decodeSegmentHeader } from '../format/segment.js';
@@ -78,13 +79,15 @@ export function registerDump(program: Command, ctx: CliContext): void {
         // decodeFile reports it.
       }
       const { records } = decodeFile(file, bytes);
-      records.forEach((r, i) => {
+      for (const [i, r] of records.entries()) {
+        // Nobody reads any more (`| head`): stop quietly.
+        if (ctx.io.stdoutClosed?.() === true) break;
         ctx.io.stdout(
           options.json
             ? jsonLine(recordJson(i, r, options.images))
             : recordText(i, r, options.images),
         );
-      });
+      }
       ctx.setExitCode(EXIT_OK);
     });
 }

@@ -8,16 +8,74 @@
  * keeps the segment files instead. Runs until SIGINT/SIGTERM (or
  * `--until-epoch`, or `--once` to stop when caught up).
  *
- * Exit 0: stopped on request or target reached; 1: the stream failed
- * verification (the replica stays at the last good epoch) or is unreadable.
+ * It connects before it opens anything, with the same bounded attempt as
+ * `pwal restore`: an unreachable server fails at once with
+ * `ERR_REPLICATION_UNAVAILABLE`, and creates no replica. With `--once`, a
+ * stream that does not exist fails too (`ERR_REPLICATION_STREAM`) instead of
+ * waiting for it to be created.
+ *
+ * Text output is one status line per applied epoch change (at most one a
+ * second); `--json` prints the same as JSON lines (`type: "status"`), then
+ * one `type: "stopped"` line.
+ *
+ * Exit 0: stopped on request or target reached; 1: the server or stream is
+ * unreachable, or the stream failed verification (the replica stays at the
+ * last good epoch); 2: usage.
  */
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Command } from 'commander';
-import { Follower } from '../replication/follower.js';
-import { type CliContext, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.js';
+import { ReplicationError, ReplicationErrorCode } from '../replication/errors.js';
+import { Follower, type FollowerStats } from '../replication/follower.js';
+import {
+  connectBounded,
+  DEFAULT_API_TIMEOUT_MS,
+  managerFor,
+  streamInfoOrNull,
+} from '../replication/nats.js';
+import { type CliContext, EXIT_OK, jsonLine } from './context.js';
+import { CliUsageError } from './errors.js';
+import { parsePageSizeOption, parsePositiveIntegerOption } from './options.js';
 import { CLI_CONNECT_TIMEOUT_MS, parseEpochOption } from './restore.js';
 
 /** How often `pwal follow` prints progress and checks for its stop conditions, ms. */
 export const FOLLOW_REPORT_INTERVAL_MS = 1_000;
+
+interface FollowFlags {
+  from: string;
+  stream: string;
+  untilEpoch?: string;
+  once?: boolean;
+  mode: string;
+  pageSize?: string;
+  snapshot?: boolean;
+  flushEvery?: string;
+  json?: boolean;
+}
+
+/** Last sequence of `stream` (`null`: no such stream). */
+async function streamLastSeq(nc: NatsConnection, stream: string): Promise<number | null> {
+  const info = await streamInfoOrNull(await managerFor(nc, DEFAULT_API_TIMEOUT_MS), stream);
+  return info === null ? null : info.state.last_seq;
+}
+
+function statusLine(stats: FollowerStats, follower: Follower, json: boolean): string {
+  const pages = follower.replica === null ? null : follower.replica.dbSizePages;
+  if (json) {
+    return jsonLine({
+      type: 'status',
+      epoch: stats.epoch,
+      streamSeq: stats.streamSeq,
+      epochsApplied: stats.epochsApplied,
+      duplicatesSkipped: stats.duplicatesSkipped,
+      dbSizePages: pages,
+      snapshotEpoch: stats.snapshot?.epoch ?? null,
+    });
+  }
+  const base =
+    stats.snapshot === null ? '' : `, from the snapshot of epoch ${stats.snapshot.epoch}`;
+  const size = pages === null ? '' : `, ${pages} pages`;
+  return `follow: applied up to epoch ${stats.epoch ?? 'none'} (stream sequence ${stats.streamSeq}, ${stats.epochsApplied} applied, ${stats.duplicatesSkipped} duplicates skipped${size}${base})\n`;
+}
 
 /** Adds the `follow` subcommand. */
 export function registerFollow(program: Command, ctx: CliContext): void {
@@ -37,102 +95,127 @@ export function registerFollow(program: Command, ctx: CliContext): void {
     .option('--page-size <bytes>', 'store mode: the primary page size (default: learned)')
     .option('--no-snapshot', 'store mode: do not start an empty replica from a base snapshot')
     .option('--flush-every <epochs>', 'store mode: fold into the file at least every N epochs')
-    .action(
-      async (
-        dbPath: string,
-        options: {
-          from: string;
-          stream: string;
-          untilEpoch?: string;
-          once?: boolean;
-          mode: string;
-          pageSize?: string;
-          snapshot?: boolean;
-          flushEvery?: string;
-        },
-      ) => {
-        if (options.mode !== 'store' && options.mode !== 'log') {
-          ctx.io.stderr(`pwal: --mode must be store or log, got ${options.mode}\n`);
-          ctx.setExitCode(EXIT_USAGE);
-          return;
-        }
-        const pageSize = options.pageSize === undefined ? undefined : Number(options.pageSize);
-        const flushEvery =
-          options.flushEvery === undefined ? undefined : Number(options.flushEvery);
-        if (flushEvery !== undefined && (!Number.isSafeInteger(flushEvery) || flushEvery < 1)) {
-          ctx.io.stderr(
-            `pwal: --flush-every must be a positive integer, got ${options.flushEvery}\n`,
+    .option('--json', 'print status and the final state as JSON lines')
+    .action(async (dbPath: string, options: FollowFlags) => {
+      if (options.mode !== 'store' && options.mode !== 'log') {
+        throw new CliUsageError(`--mode must be store or log, got ${options.mode}`);
+      }
+      const pageSize = parsePageSizeOption(options.pageSize);
+      const flushEvery = parsePositiveIntegerOption('flush-every', options.flushEvery);
+      const untilEpoch = parseEpochOption(options.untilEpoch);
+      // Connect first: nothing is opened or created unless the cluster answers.
+      const nc = await connectBounded(options.from.split(','), {
+        connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
+        name: 'pwal-follow',
+      });
+      try {
+        const lastSeq = await streamLastSeq(nc, options.stream);
+        if (lastSeq === null && options.once === true) {
+          throw new ReplicationError(
+            ReplicationErrorCode.stream,
+            `stream ${options.stream} does not exist`,
           );
-          ctx.setExitCode(EXIT_USAGE);
-          return;
-        }
-        const untilEpoch = parseEpochOption(options.untilEpoch);
-        if (untilEpoch === null) {
-          ctx.io.stderr(`pwal: --until-epoch must be a decimal u64, got ${options.untilEpoch}\n`);
-          ctx.setExitCode(EXIT_USAGE);
-          return;
         }
         const follower = await Follower.start({
-          servers: options.from.split(','),
+          connection: nc,
           stream: options.stream,
           dbPath,
           mode: options.mode,
           ...(pageSize === undefined ? {} : { pageSize }),
           useSnapshot: options.snapshot !== false,
           ...(flushEvery === undefined ? {} : { flushEveryEpochs: flushEvery }),
-          connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
           fs: ctx.fs,
         });
-        const stop = new AbortController();
-        const stopped = new Promise<void>((resolve) => {
-          stop.signal.addEventListener('abort', () => resolve(), { once: true });
-        });
-        const onSignal = (): void => stop.abort();
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
-        let lastPrinted: bigint | null | undefined;
-        try {
-          while (!stop.signal.aborted) {
-            const stats = follower.stats();
-            if (stats.epoch !== lastPrinted) {
-              lastPrinted = stats.epoch;
-              const base =
-                stats.snapshot === null
-                  ? ''
-                  : `, from the snapshot of epoch ${stats.snapshot.epoch}`;
-              const size =
-                follower.replica === null ? '' : `, ${follower.replica.dbSizePages} pages`;
-              ctx.io.stdout(
-                `follow: applied up to epoch ${stats.epoch ?? 'none'} (stream sequence ${stats.streamSeq}, ${stats.epochsApplied} applied, ${stats.duplicatesSkipped} duplicates skipped${size}${base})\n`,
-              );
-            }
-            if (stats.state === 'failed') break;
-            if (untilEpoch !== undefined && stats.epoch !== null && stats.epoch >= untilEpoch)
-              break;
-            if (options.once === true && stats.state === 'current') break;
-            let timer: NodeJS.Timeout | undefined;
-            await Promise.race([
-              stopped,
-              new Promise<void>((resolve) => {
-                timer = setTimeout(resolve, FOLLOW_REPORT_INTERVAL_MS);
-              }),
-            ]);
-            clearTimeout(timer);
-          }
-        } finally {
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
-          await follower.close();
-        }
+        const reason = await followUntilDone(ctx, follower, options, untilEpoch, lastSeq);
         const failure = follower.stoppedBy;
-        if (failure !== null) {
-          ctx.io.stderr(
-            `pwal: follower stopped at epoch ${follower.appliedEpoch() ?? 'none'}: ${failure.message} (${failure.code})\n`,
+        if (options.json === true) {
+          ctx.io.stdout(
+            jsonLine({
+              type: 'stopped',
+              reason: failure === null ? reason : 'failed',
+              epoch: follower.appliedEpoch(),
+            }),
           );
-          ctx.setExitCode(EXIT_FAILURE);
+        }
+        if (failure !== null) {
+          ctx.problem({
+            code: failure.code,
+            message: `follower stopped at epoch ${follower.appliedEpoch() ?? 'none'}: ${failure.message}`,
+          });
           return;
         }
         ctx.setExitCode(EXIT_OK);
-      },
-    );
+      } finally {
+        await nc.close();
+      }
+    });
+}
+
+/** Why following ended. */
+type StopReason = 'signal' | 'until-epoch' | 'caught-up' | 'failed' | 'output-closed';
+
+/** Runs until a stop condition; closes the follower. */
+async function followUntilDone(
+  ctx: CliContext,
+  follower: Follower,
+  options: FollowFlags,
+  untilEpoch: bigint | undefined,
+  lastSeqAtStart: number | null,
+): Promise<StopReason> {
+  const stop = new AbortController();
+  const stopped = new Promise<void>((resolve) => {
+    stop.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  const onSignal = (): void => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  // The catch-up towards the stream's end as it was when we started.
+  const progress = ctx.progress(`follow ${options.stream}`);
+  let lastPrinted: bigint | null | undefined;
+  let reason: StopReason = 'signal';
+  try {
+    while (!stop.signal.aborted) {
+      const stats = follower.stats();
+      if (stats.epoch !== lastPrinted) {
+        lastPrinted = stats.epoch;
+        ctx.io.stdout(statusLine(stats, follower, options.json === true));
+      }
+      if (lastSeqAtStart !== null && lastSeqAtStart > 0 && stats.state !== 'current') {
+        progress.update(Math.min(stats.streamSeq, lastSeqAtStart), lastSeqAtStart, 'message(s)');
+      } else {
+        progress.end();
+      }
+      if (stats.state === 'failed') {
+        reason = 'failed';
+        break;
+      }
+      if (untilEpoch !== undefined && stats.epoch !== null && stats.epoch >= untilEpoch) {
+        reason = 'until-epoch';
+        break;
+      }
+      if (options.once === true && stats.state === 'current') {
+        reason = 'caught-up';
+        break;
+      }
+      // Nobody reads the output any more (`| head`): stop like a signal would.
+      if (ctx.io.stdoutClosed?.() === true) {
+        reason = 'output-closed';
+        break;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        stopped,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, FOLLOW_REPORT_INTERVAL_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+  } finally {
+    progress.end();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await follower.close();
+  }
+  return reason;
 }

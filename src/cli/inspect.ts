@@ -4,8 +4,10 @@
  * (when the database is a replica), then one row per
  * segment file — epoch, file, bytes, format version (1, 2, or 3 with a
  * certificate trailer), record count, status (`ok`, `pending-adoption` for a
- * complete early-acknowledged temporary file, or the error code and message). Exits 0 when it could look (even at bad segments: use `verify`
- * to gate on health), 1 when the directory cannot be read.
+ * complete early-acknowledged temporary file, or the error code and message).
+ * Exits 0 when it could look (even at bad segments: use `verify` to gate on
+ * health), 1 when there is no database at the path, the path is a directory,
+ * or its directory cannot be read.
  */
 import type { Command } from 'commander';
 import { WalError } from '../errors.js';
@@ -17,6 +19,7 @@ import {
 } from '../replication/state-file.js';
 import { describeStore, formatStoreDescription } from '../store/describe.js';
 import { type CliContext, EXIT_OK, jsonLine } from './context.js';
+import { requireDatabase } from './database.js';
 import { checkDatabase, isHealthy, type SegmentCheck } from './segment-check.js';
 
 type Look<T> =
@@ -89,6 +92,7 @@ export function registerInspect(program: Command, ctx: CliContext): void {
     .argument('<db-path>', 'path of the database file (segments live beside it)')
     .option('--json', 'print one JSON document instead of a table')
     .action(async (dbPath: string, options: { json?: boolean }) => {
+      await requireDatabase(dbPath, ctx.fs);
       const { segments, temporaryFiles } = await checkDatabase(dbPath, ctx.fs);
       const store = await describeStore(dbPath, { fs: ctx.fs });
       const replication = await lookAt(() => readReplicationState(dbPath, ctx.fs));

@@ -1,23 +1,28 @@
 /**
  * The `pwal` command line as a function: {@link runCli} parses `argv`, runs
  * one subcommand and returns the exit status, printing through a
- * {@link CliIo}. Errors are printed as one line (`pwal: <message>`), never a
- * stack trace. Exit statuses: 0 ok, 1 failure found, 2 usage error.
+ * {@link CliIo}. Errors are printed as one line (`pwal: <message> (<code>)`,
+ * or `{"error":{"code":…,"message":…}}` with `--json`), never a stack trace.
+ * Exit statuses: 0 ok, 1 problem found, 2 usage error.
  */
 import { Command, CommanderError } from 'commander';
 import { WalError } from '../errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { registerCheckpoint } from './checkpoint.js';
-import { type CliContext, type CliIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.js';
+import { type CliContext, type CliIo, EXIT_OK, EXIT_USAGE, errorLine } from './context.js';
 import { registerDemo } from './demo.js';
 import { registerDump } from './dump.js';
+import { CliErrorCode, exitCodeFor } from './errors.js';
 import { registerFollow } from './follow.js';
 import { registerInspect } from './inspect.js';
+import { createProcessIo } from './process-io.js';
+import { NO_PROGRESS, ProgressLine, progressWanted } from './progress.js';
 import { registerRecover } from './recover.js';
 import { registerRestore } from './restore.js';
 import { registerSnapshot } from './snapshot.js';
 import { registerTraceCommand } from './trace.js';
 import { registerVerify } from './verify.js';
+import { packageVersion } from './version.js';
 
 /** Options of {@link runCli}. */
 export interface RunCliOptions {
@@ -25,26 +30,35 @@ export interface RunCliOptions {
   fs?: WalFileSystem;
 }
 
-/** Prints to the real stdout/stderr. */
-export const processIo: CliIo = {
-  stdout: (text) => {
-    process.stdout.write(text);
-  },
-  stderr: (text) => {
-    process.stderr.write(text);
-  },
-};
+/** The part of `pwal --help` that scripts rely on. */
+export const EXIT_STATUS_HELP = `
+Exit status:
+  0  ok
+  1  a problem was found (bad or missing segment, missing database, failed
+     check, connection or I/O failure)
+  2  usage error (unknown command or option, bad option value)
+
+With --json (every command has it), results are JSON on stdout and an error
+is one line on stderr: {"error":{"code":"ERR_…","message":"…"}}.
+A progress line is drawn on stderr only when stdout and stderr are terminals
+and --json is off.
+`;
 
 function buildProgram(ctx: CliContext): Command {
   const program = new Command('pwal')
-    .description('inspect and verify parallel-wal segment files')
+    .description('inspect, verify, recover and replicate parallel-wal databases')
+    .version(packageVersion(), '-V, --version', 'print the version of pwal')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => ctx.io.stdout(text),
       writeErr: (text) => ctx.io.stderr(text),
-      outputError: (text, write) => write(text.endsWith('\n') ? text : `${text}\n`),
+      // With --json the error is printed once, as JSON, by runCli.
+      outputError: (text, write) => {
+        if (!ctx.json) write(text.endsWith('\n') ? text : `${text}\n`);
+      },
     })
-    .showSuggestionAfterError(true);
+    .showSuggestionAfterError(true)
+    .addHelpText('after', EXIT_STATUS_HELP);
   // One line per subcommand file.
   registerInspect(program, ctx);
   registerDump(program, ctx);
@@ -56,12 +70,22 @@ function buildProgram(ctx: CliContext): Command {
   registerCheckpoint(program, ctx);
   registerRecover(program, ctx);
   registerDemo(program, ctx);
-  for (const command of program.commands) command.exitOverride();
+  for (const command of program.commands) {
+    command.exitOverride();
+    command.addHelpText('after', EXIT_STATUS_HELP);
+  }
   return program;
 }
 
-function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, ' ').trim();
+/** True when `argv` asks for JSON (before a `--` that ends the options). */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/** Commander's message without its `error: ` prefix. */
+function usageMessage(error: CommanderError): string {
+  return error.message.replace(/^error: /, '');
 }
 
 /**
@@ -70,20 +94,41 @@ function oneLine(text: string): string {
  */
 export async function runCli(
   argv: readonly string[],
-  io: CliIo = processIo,
+  io: CliIo = createProcessIo(),
   options: RunCliOptions = {},
 ): Promise<number> {
   let exitCode = EXIT_OK;
+  const json = wantsJson(argv);
+  const line = progressWanted(io, json) ? new ProgressLine((t) => io.stderr(t)) : null;
+  // Any other output first clears the progress line, so the two never mix.
+  const screen: CliIo = {
+    ...io,
+    stdout: (text) => {
+      line?.clear();
+      io.stdout(text);
+    },
+    stderr: (text) => {
+      line?.clear();
+      io.stderr(text);
+    },
+  };
   const ctx: CliContext = {
-    io,
+    io: screen,
     fs: options.fs ?? nodeFileSystem,
+    json,
     setExitCode: (code) => {
       exitCode = code;
+    },
+    progress: (label) => (line === null ? NO_PROGRESS : line.start(label)),
+    problem: (error, shown = false) => {
+      if (json || !shown) screen.stderr(errorLine(json, error.code, error.message));
+      exitCode = exitCodeFor(error);
     },
   };
   const program = buildProgram(ctx);
   if (argv.length === 0) {
-    io.stderr(program.helpInformation());
+    if (json) screen.stderr(errorLine(true, CliErrorCode.usage, 'no command given'));
+    else screen.stderr(program.helpInformation());
     return EXIT_USAGE;
   }
   try {
@@ -93,14 +138,17 @@ export async function runCli(
     if (error instanceof CommanderError) {
       // Help and version are not errors; commander already printed them.
       if (error.exitCode === 0) return EXIT_OK;
+      if (json) screen.stderr(errorLine(true, CliErrorCode.usage, usageMessage(error)));
       return EXIT_USAGE;
     }
     if (error instanceof WalError) {
-      io.stderr(`pwal: ${oneLine(error.message)} (${error.code})\n`);
-      return EXIT_FAILURE;
+      screen.stderr(errorLine(json, error.code, error.message));
+      return exitCodeFor(error);
     }
     const message = error instanceof Error ? error.message : String(error);
-    io.stderr(`pwal: unexpected error: ${oneLine(message)}\n`);
-    return EXIT_FAILURE;
+    screen.stderr(errorLine(json, 'ERR_UNEXPECTED', `unexpected error: ${message}`));
+    return exitCodeFor(error);
+  } finally {
+    line?.clear();
   }
 }

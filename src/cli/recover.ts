@@ -10,16 +10,18 @@
  * never replayed or numbered again.
  * `--page-size` is only for a log that has no store header yet. A replicated
  * database keeps its segments above the saved replicated epoch (`retention.ts`).
+ * A path with no store header and no segments is refused (nothing is
+ * created), and a failed run removes the database file and header it created.
  * Exit 0: recovered (also with segments set aside, which are listed);
- * 1: failed (locked, corrupt or missing segment without `--skip-corrupt`, I/O).
+ * 1: failed (no database, locked, corrupt or missing segment without
+ * `--skip-corrupt`, I/O); 2: usage.
  */
 import type { Command } from 'commander';
-import { WalArgumentError } from '../errors.js';
-import { listSegments } from '../storage/segment-files.js';
-import { readStoreHeader } from '../store/header.js';
-import { PageStore } from '../store/page-store.js';
 import { type CliContext, jsonLine } from './context.js';
+import { requireStoreOrLog } from './database.js';
+import { parsePageSizeOption } from './options.js';
 import { retentionOptions } from './retention.js';
+import { withPageStore } from './store-session.js';
 
 /** Adds the `recover` subcommand to `program`. */
 export function registerRecover(program: Command, ctx: CliContext): void {
@@ -47,21 +49,21 @@ export function registerRecover(program: Command, ctx: CliContext): void {
           json?: boolean;
         },
       ) => {
-        const header = await readStoreHeader(dbPath, ctx.fs);
-        if (header === null && (await listSegments(dbPath, { fs: ctx.fs })).length === 0) {
-          throw new WalArgumentError(`no database at ${dbPath}: no store header and no segments`);
-        }
-        const pageSize = options.pageSize === undefined ? undefined : Number(options.pageSize);
-        const store = await PageStore.open(dbPath, {
-          fs: ctx.fs,
-          skipCorrupt: options.skipCorrupt ?? false,
-          allowEpochGaps: options.allowEpochGaps ?? false,
-          autoCheckpoint: false,
-          ...(pageSize === undefined ? {} : { pageSize }),
-          ...(await retentionOptions(dbPath, ctx.fs)),
-        });
-        const report = store.recovery;
-        await store.close();
+        const pageSize = parsePageSizeOption(options.pageSize);
+        await requireStoreOrLog(dbPath, ctx.fs);
+        const { store, result: report } = await withPageStore(
+          ctx,
+          `recover ${dbPath}`,
+          dbPath,
+          {
+            skipCorrupt: options.skipCorrupt ?? false,
+            allowEpochGaps: options.allowEpochGaps ?? false,
+            autoCheckpoint: false,
+            ...(pageSize === undefined ? {} : { pageSize }),
+            ...(await retentionOptions(dbPath, ctx.fs)),
+          },
+          async (s) => s.recovery,
+        );
         if (options.json) {
           ctx.io.stdout(jsonLine({ db: dbPath, pageSize: store.pageSize, ...report }));
           return;

@@ -12,19 +12,25 @@
 import type { Command } from 'commander';
 import type { ReplicaVerificationError } from '../replication/errors.js';
 import { type RestoreResult, restoreFromStream } from '../replication/restore.js';
-import { validatePageSize } from '../store/header.js';
 import { PageStore } from '../store/page-store.js';
-import { type CliContext, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, jsonLine } from './context.js';
+import { type CliContext, EXIT_OK, jsonLine } from './context.js';
+import { CliUsageError } from './errors.js';
+import { parsePageSizeOption } from './options.js';
 
 /** Wait for one connection attempt of the CLI, ms. */
 export const CLI_CONNECT_TIMEOUT_MS = 5_000;
 
-/** Parses `--until-epoch` (decimal u64). */
-export function parseEpochOption(text: string | undefined): bigint | undefined | null {
+/**
+ * Parses `--until-epoch` (decimal u64).
+ * @throws {CliUsageError} when it is not one.
+ */
+export function parseEpochOption(text: string | undefined): bigint | undefined {
   if (text === undefined) return undefined;
-  if (!/^[0-9]{1,20}$/.test(text)) return null;
-  const value = BigInt(text);
-  return value < 1n << 64n ? value : null;
+  const value = /^[0-9]{1,20}$/.test(text) ? BigInt(text) : null;
+  if (value === null || value >= 1n << 64n) {
+    throw new CliUsageError(`--until-epoch must be a decimal u64, got ${text}`);
+  }
+  return value;
 }
 
 function describe(result: RestoreResult, dbPath: string): string {
@@ -74,31 +80,24 @@ export function registerRestore(program: Command, ctx: CliContext): void {
         },
       ) => {
         const untilEpoch = parseEpochOption(options.untilEpoch);
-        if (untilEpoch === null) {
-          ctx.io.stderr(`pwal: --until-epoch must be a decimal u64, got ${options.untilEpoch}\n`);
-          ctx.setExitCode(EXIT_USAGE);
-          return;
+        const pageSize = parsePageSizeOption(options.pageSize);
+        const progress = ctx.progress(`restore ${dbPath}`);
+        let result: RestoreResult;
+        try {
+          result = await restoreFromStream({
+            servers: options.from.split(','),
+            stream: options.stream,
+            dbPath,
+            untilEpoch,
+            useSnapshot: options.snapshot !== false,
+            connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
+            fs: ctx.fs,
+            onProgress: ({ streamSeq, fromSeq, lastSeq }) =>
+              progress.update(streamSeq - fromSeq + 1, lastSeq - fromSeq + 1, 'message(s)'),
+          });
+        } finally {
+          progress.end();
         }
-        let pageSize: number | undefined;
-        if (options.pageSize !== undefined) {
-          pageSize = Number(options.pageSize);
-          try {
-            validatePageSize(pageSize);
-          } catch (error) {
-            ctx.io.stderr(`pwal: --page-size: ${(error as Error).message}\n`);
-            ctx.setExitCode(EXIT_USAGE);
-            return;
-          }
-        }
-        const result = await restoreFromStream({
-          servers: options.from.split(','),
-          stream: options.stream,
-          dbPath,
-          untilEpoch,
-          useSnapshot: options.snapshot !== false,
-          connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
-          fs: ctx.fs,
-        });
         let applied: { checkpointEpoch: bigint | null; pagesWritten: number } | null = null;
         if (options.apply === true && (result.epochsRestored > 0 || result.snapshot !== null)) {
           const store = await PageStore.open(dbPath, {
@@ -127,7 +126,11 @@ export function registerRestore(program: Command, ctx: CliContext): void {
             );
           }
         }
-        ctx.setExitCode(result.stoppedBy === null ? EXIT_OK : EXIT_FAILURE);
+        if (result.stoppedBy !== null) {
+          ctx.problem(result.stoppedBy, true);
+          return;
+        }
+        ctx.setExitCode(EXIT_OK);
       },
     );
 }

@@ -110,21 +110,34 @@ async function checkOne(
 }
 
 /**
- * Checks every segment file of `dbPath` in epoch order.
+ * Checks every segment file of `dbPath` in epoch order, calling `onProgress`
+ * with the files checked so far and the files to check.
  * @throws {WalIoError} when the directory cannot be listed.
  */
-export async function checkDatabase(dbPath: string, fs: WalFileSystem): Promise<DatabaseCheck> {
-  const segments: SegmentCheck[] = [];
-  for (const group of groupByEpoch(await scanSegments(dbPath, { fs }))) {
-    for (const entry of group)
-      segments.push(await checkOne(entry.epoch, entry.path, group.length, fs));
-  }
+export async function checkDatabase(
+  dbPath: string,
+  fs: WalFileSystem,
+  onProgress: (checked: number, total: number) => void = () => {},
+): Promise<DatabaseCheck> {
+  const groups = groupByEpoch(await scanSegments(dbPath, { fs }));
   // Read-only: an acknowledged epoch may still sit under its temporary name.
-  for (const v of await inspectTemporaryFiles(dbPath, { fs })) {
-    if (v.verdict !== 'adoptable') continue;
+  const adoptable = (await inspectTemporaryFiles(dbPath, { fs })).filter(
+    (v) => v.verdict === 'adoptable',
+  );
+  const total = groups.reduce((n, g) => n + g.length, 0) + adoptable.length;
+  const segments: SegmentCheck[] = [];
+  onProgress(0, total);
+  for (const group of groups) {
+    for (const entry of group) {
+      segments.push(await checkOne(entry.epoch, entry.path, group.length, fs));
+      onProgress(segments.length, total);
+    }
+  }
+  for (const v of adoptable) {
     const row = await checkOne(v.epoch!, v.path, 1, fs);
     if (row.status === 'ok') row.status = PENDING_ADOPTION;
     segments.push(row);
+    onProgress(segments.length, total);
   }
   segments.sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
   const dir = databaseDirectory(dbPath);

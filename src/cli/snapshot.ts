@@ -7,12 +7,18 @@
  * yet in the stream runs while it is open. Takes the writer lock: fails with
  * `ERR_LOCKED` while another process has the database open.
  *
- * Exit 0: published; 1: failed (locked, cluster unreachable, I/O); 2: usage.
+ * A path with no database is refused (nothing is created).
+ *
+ * Exit 0: published; 1: failed (no database, locked, cluster unreachable,
+ * nothing checkpointed, I/O); 2: usage.
  */
 import type { Command } from 'commander';
 import { readReplicationState } from '../replication/state-file.js';
 import { openReplicatedStore } from '../store/replicated-store.js';
-import { type CliContext, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, jsonLine } from './context.js';
+import { type CliContext, EXIT_OK, jsonLine } from './context.js';
+import { requireStoreOrLog } from './database.js';
+import { CliError, CliErrorCode, CliUsageError } from './errors.js';
+import { parsePositiveIntegerOption } from './options.js';
 import { CLI_CONNECT_TIMEOUT_MS } from './restore.js';
 
 /** How long `pwal snapshot` waits for shipping to catch up before closing, ms. */
@@ -34,20 +40,15 @@ export function registerSnapshot(program: Command, ctx: CliContext): void {
         dbPath: string,
         options: { to: string; stream?: string; keep?: string; trim?: boolean; json?: boolean },
       ) => {
-        const keep = options.keep === undefined ? undefined : Number(options.keep);
-        if (keep !== undefined && (!Number.isSafeInteger(keep) || keep < 1)) {
-          ctx.io.stderr(`pwal: --keep must be a positive integer, got ${options.keep}\n`);
-          ctx.setExitCode(EXIT_USAGE);
-          return;
-        }
+        const keep = parsePositiveIntegerOption('keep', options.keep);
         const stream = options.stream ?? (await readReplicationState(dbPath, ctx.fs))?.stream;
         if (stream === undefined) {
-          ctx.io.stderr(
-            `pwal: ${dbPath} has never been replicated: name its stream with --stream\n`,
+          throw new CliUsageError(
+            `${dbPath} has never been replicated: name its stream with --stream`,
           );
-          ctx.setExitCode(EXIT_USAGE);
-          return;
         }
+        // Opening the store would create a missing database: refuse a typo.
+        await requireStoreOrLog(dbPath, ctx.fs);
         const db = await openReplicatedStore(dbPath, {
           fs: ctx.fs,
           autoCheckpoint: false,
@@ -68,9 +69,10 @@ export function registerSnapshot(program: Command, ctx: CliContext): void {
           await db.close();
         }
         if (meta === null) {
-          ctx.io.stderr(`pwal: ${dbPath} holds no checkpointed data: nothing to snapshot\n`);
-          ctx.setExitCode(EXIT_FAILURE);
-          return;
+          throw new CliError(
+            CliErrorCode.nothingToSnapshot,
+            `${dbPath} holds no checkpointed data: nothing to snapshot`,
+          );
         }
         if (options.json === true) {
           ctx.io.stdout(jsonLine({ ...meta, certificate: null, trimmed: options.trim === true }));

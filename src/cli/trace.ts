@@ -4,22 +4,13 @@
  * event, fallback reason and decision action; latency percentiles (µs) per
  * component; the controller's expected loss and mean confidence.
  * Exit 0 when the file was read (malformed lines are counted, not fatal),
- * 1 when it cannot be read.
+ * 1 when it cannot be read (`ERR_IO`).
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { type LatencySummary, summarizeTrace, type TraceSummary } from '../control/trace.js';
-import { nodeFileSystem } from '../storage/fs.js';
-import { type CliContext, type CliIo, EXIT_FAILURE, EXIT_OK, jsonLine } from './context.js';
-
-const defaultIo: CliIo = {
-  stdout: (text) => {
-    process.stdout.write(text);
-  },
-  stderr: (text) => {
-    process.stderr.write(text);
-  },
-};
+import { toIoError } from '../storage/errors.js';
+import { type CliContext, EXIT_OK, jsonLine } from './context.js';
 
 function counts(title: string, table: Record<string, number>): string {
   const entries = Object.entries(table).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
@@ -54,18 +45,8 @@ export function formatTraceSummary(file: string, s: TraceSummary): string {
   return out;
 }
 
-/**
- * Adds the `trace` subcommand to `program`. `ctx` defaults to the process's
- * stdout/stderr (exit status in `process.exitCode`).
- */
-export function registerTraceCommand(program: Command, ctx?: CliContext): void {
-  const context: CliContext = ctx ?? {
-    io: defaultIo,
-    fs: nodeFileSystem,
-    setExitCode: (code) => {
-      process.exitCode = code;
-    },
-  };
+/** Adds the `trace` subcommand to `program`. */
+export function registerTraceCommand(program: Command, context: CliContext): void {
   program
     .command('trace')
     .description(
@@ -78,10 +59,7 @@ export function registerTraceCommand(program: Command, ctx?: CliContext): void {
       try {
         text = await readFile(file, 'utf8');
       } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code ?? 'EIO';
-        context.io.stderr(`pwal: cannot read trace file ${file}: ${code}\n`);
-        context.setExitCode(EXIT_FAILURE);
-        return;
+        throw toIoError(error, 'cannot read trace file', 'read', file);
       }
       const summary = summarizeTrace(text);
       context.io.stdout(options.json ? jsonLine(summary) : formatTraceSummary(file, summary));

@@ -1,15 +1,21 @@
 /**
- * `pwal verify <db-path>`: exit 0 with a one-line summary when every segment
- * reads cleanly (an empty directory is valid: "no segments"); exit 1 naming
+ * `pwal verify <db-path> [--allow-epoch-gaps] [--json]`: exit 0 with a
+ * one-line summary when every segment reads cleanly (a database with no
+ * segments, e.g. fully checkpointed, is valid: "no segments"); exit 1 naming
  * the first bad segment and why (and how many later segments recovery would
- * therefore not replay). When segments carry commit certificates (format
- * version 3), a second line reports their chain, checked by the control
- * plane's verifier (`verifyCertificateChainOnDisk`); a broken chain is exit 1.
- * A missing epoch inside the log (a lost segment) is exit 1 with recovery's
- * own `recovery_gap` message, unless `--allow-epoch-gaps`; segments in ranges
- * recorded as given up (`<db>-wal-skipped`) are not checked.
- * A page store database whose file is shorter than its store header and log
- * allow (pages missing, `ERR_STORE_FILE_TRUNCATED`) is exit 1 too.
+ * therefore not replay). A path with no database at all, or a directory, is
+ * exit 1 too. When segments carry commit certificates (format version 3), a
+ * second line reports their chain, checked by the control plane's verifier
+ * (`verifyCertificateChainOnDisk`); a broken chain is exit 1. A missing epoch
+ * inside the log (a lost segment) is exit 1 with recovery's own
+ * `recovery_gap` message, unless `--allow-epoch-gaps`; segments in ranges
+ * recorded as given up (`<db>-wal-skipped`) are not checked. A page store
+ * database whose file is shorter than its store header and log allow (pages
+ * missing, `ERR_STORE_FILE_TRUNCATED`) is exit 1 too.
+ *
+ * Every failure ends the same way: the report on stdout (text, or one JSON
+ * document with `--json`), the error's message and code on stderr (one JSON
+ * line with `--json`), exit 1.
  */
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
@@ -21,24 +27,42 @@ import {
 } from '../storage/skipped-epochs.js';
 import { findFileTruncation } from '../store/file-length.js';
 import { readStoreHeader } from '../store/header.js';
-import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context.js';
-import { checkDatabase, isHealthy } from './segment-check.js';
+import { type CliContext, EXIT_OK, jsonLine } from './context.js';
+import { requireDatabase } from './database.js';
+import { checkDatabase, isHealthy, type SegmentCheck } from './segment-check.js';
 
-/** The chain line (`null`: no certified segment), and whether the chain holds. */
+/** The certificate chain's verdict (`null`: no certified segment). */
+interface ChainVerdict {
+  ok: boolean;
+  line: string;
+  certifiedSegments: number;
+  lastGoodEpoch: bigint | null;
+  uncertifiedSegments: number;
+  failure: { code: string; reason: string; epoch: bigint; message: string } | null;
+}
+
 async function certificateChain(
   dbPath: string,
   ctx: CliContext,
   ranges: readonly SkippedEpochRange[],
-): Promise<{ line: string; ok: boolean } | null> {
+): Promise<ChainVerdict | null> {
   const report = await verifyCertificateChainOnDisk(dbPath, {
     fs: ctx.fs,
     skipCorrupt: true,
     ignoreEpoch: (epoch) => skippedRangeOf(ranges, epoch) !== undefined,
   });
+  const base = {
+    certifiedSegments: report.certifiedSegments,
+    lastGoodEpoch: report.lastGoodEpoch,
+    uncertifiedSegments: report.uncertifiedEpochs.length,
+  };
   if (report.failure !== null) {
+    const f = report.failure;
     return {
+      ...base,
       ok: false,
-      line: `FAIL certificate chain: ${report.failure.code} ${report.failure.reason} at epoch ${report.failure.epoch}: ${report.failure.message} (verified through ${report.lastGoodEpoch ?? 'none'})\n`,
+      failure: { code: f.code, reason: f.reason, epoch: f.epoch, message: f.message },
+      line: `FAIL certificate chain: ${f.code} ${f.reason} at epoch ${f.epoch}: ${f.message} (verified through ${report.lastGoodEpoch ?? 'none'})\n`,
     };
   }
   if (report.certifiedSegments === 0) return null;
@@ -47,8 +71,52 @@ async function certificateChain(
       ? `, ${report.uncertifiedEpochs.length} uncertified segment(s) restart it`
       : '';
   return {
+    ...base,
     ok: true,
+    failure: null,
     line: `certificates: ${report.certifiedSegments} certified segment(s), chain ok through epoch ${report.lastGoodEpoch}${uncertified}\n`,
+  };
+}
+
+function segmentJson(s: SegmentCheck): Record<string, unknown> {
+  return {
+    epoch: s.epoch,
+    file: s.file,
+    bytes: s.bytes,
+    version: s.version,
+    recordCount: s.recordCount,
+    status: s.status,
+    error: s.error,
+  };
+}
+
+/** The first problem found, as the report and the error line show it. */
+interface Failure {
+  /** Text-mode report lines. */
+  lines: string;
+  /** The `failure` field of the JSON document. */
+  json: Record<string, unknown>;
+  /** The error line. */
+  error: { code: string; message: string };
+}
+
+function badSegmentFailure(segments: readonly SegmentCheck[], badIndex: number): Failure {
+  const bad = segments[badIndex]!;
+  const later = segments.length - badIndex - 1;
+  return {
+    lines:
+      `FAIL ${bad.path}: ${bad.status}: ${bad.error ?? ''}\n` +
+      `${badIndex} segment(s) before it are valid; recovery fails closed here` +
+      (later > 0 ? ` (${later} later segment(s) would not be replayed with skipCorrupt)` : '') +
+      '\n',
+    json: {
+      path: bad.path,
+      code: bad.status,
+      message: bad.error ?? '',
+      validBefore: badIndex,
+      laterSegments: later,
+    },
+    error: { code: bad.status, message: `${bad.path}: ${bad.error ?? bad.status}` },
   };
 }
 
@@ -64,30 +132,33 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       '--allow-epoch-gaps',
       'the log was written by a writer that leaves epoch numbers unused: a missing epoch is not a lost segment',
     )
-    .action(async (dbPath: string, options: { allowEpochGaps?: boolean }) => {
-      const checked = await checkDatabase(dbPath, ctx.fs);
+    .option('--json', 'print one JSON document')
+    .action(async (dbPath: string, options: { allowEpochGaps?: boolean; json?: boolean }) => {
+      const json = options.json === true;
+      await requireDatabase(dbPath, ctx.fs);
+      const progress = ctx.progress(`verify ${dbPath}`);
+      let checked: Awaited<ReturnType<typeof checkDatabase>>;
+      try {
+        checked = await checkDatabase(dbPath, ctx.fs, (done, total) =>
+          progress.update(done, total, 'segment(s)'),
+        );
+      } finally {
+        progress.end();
+      }
       const { temporaryFiles } = checked;
       // Epochs given up with skipCorrupt are neither replayed nor a gap.
       const ranges = await readSkippedEpochs(dbPath, { fs: ctx.fs });
       const segments = checked.segments.filter(
         (s) => skippedRangeOf(ranges, s.epoch) === undefined,
       );
+      const skipped = checked.segments.length - segments.length;
+      const records = segments.reduce((n, s) => n + s.records, 0);
+      const bytes = segments.reduce((n, s) => n + (s.bytes ?? 0), 0);
+
+      let failure: Failure | null = null;
       const badIndex = segments.findIndex((s) => !isHealthy(s));
-      if (badIndex >= 0) {
-        const bad = segments[badIndex]!;
-        const later = segments.length - badIndex - 1;
-        ctx.io.stdout(`FAIL ${bad.path}: ${bad.status}: ${bad.error ?? ''}\n`);
-        ctx.io.stdout(
-          `${badIndex} segment(s) before it are valid; recovery fails closed here` +
-            (later > 0
-              ? ` (${later} later segment(s) would not be replayed with skipCorrupt)`
-              : '') +
-            '\n',
-        );
-        ctx.setExitCode(EXIT_FAILURE);
-        return;
-      }
-      if (options.allowEpochGaps !== true) {
+      if (badIndex >= 0) failure = badSegmentFailure(segments, badIndex);
+      if (failure === null && options.allowEpochGaps !== true) {
         // A page store's header says which epochs are folded (their segments may be gone).
         const header = await readStoreHeader(dbPath, ctx.fs);
         const gap = findEpochGap(
@@ -97,40 +168,74 @@ export function registerVerify(program: Command, ctx: CliContext): void {
           header === null ? undefined : header.nextEpoch,
         );
         if (gap !== null) {
-          ctx.io.stdout(`FAIL ${gap.message}\n`);
-          ctx.setExitCode(EXIT_FAILURE);
-          return;
+          failure = {
+            lines: `FAIL ${gap.message}\n`,
+            json: { code: gap.code, message: gap.message },
+            error: { code: gap.code, message: gap.message },
+          };
         }
       }
-      // A page store's file shorter than its header and log allow: pages lost.
-      const truncated = await findFileTruncation(dbPath, ctx.fs);
-      if (truncated !== null) {
-        ctx.io.stdout(`FAIL ${truncated.code}: ${truncated.message}\n`);
-        ctx.setExitCode(EXIT_FAILURE);
-        return;
+      if (failure === null) {
+        // A page store's file shorter than its header and log allow: pages lost.
+        const truncated = await findFileTruncation(dbPath, ctx.fs);
+        if (truncated !== null) {
+          const error = { code: truncated.code, message: truncated.message };
+          failure = { lines: `FAIL ${truncated.code}: ${truncated.message}\n`, json: error, error };
+        }
       }
-      const skipped = checked.segments.length - segments.length;
-      const tmp =
-        (skipped > 0 ? `, ${skipped} segment(s) in recorded skipped ranges` : '') +
-        (temporaryFiles.length > 0 ? `, ${temporaryFiles.length} leftover temporary file(s)` : '');
-      if (segments.length === 0) {
-        ctx.io.stdout(`ok: no segments${tmp}\n`);
-      } else {
-        const records = segments.reduce((n, s) => n + s.records, 0);
-        const bytes = segments.reduce((n, s) => n + (s.bytes ?? 0), 0);
-        const first = segments[0]!.epoch;
-        const last = segments[segments.length - 1]!.epoch;
+      const chain =
+        failure === null && segments.length > 0
+          ? await certificateChain(dbPath, ctx, ranges)
+          : null;
+      if (chain?.failure != null) {
+        const f = chain.failure;
+        // The reason's own code: the same one a certified open fails closed with.
+        const error = {
+          code: f.code,
+          message: `certificate chain: ${f.reason} at epoch ${f.epoch}: ${f.message}`,
+        };
+        failure = { lines: '', json: error, error };
+      }
+
+      if (json) {
         ctx.io.stdout(
-          `ok: ${segments.length} segment(s), ${records} record(s), ${bytes} bytes, epochs ${first}..${last}${tmp}\n`,
+          jsonLine({
+            db: dbPath,
+            ok: failure === null,
+            segmentCount: segments.length,
+            records,
+            bytes,
+            firstEpoch: segments[0]?.epoch ?? null,
+            lastEpoch: segments.at(-1)?.epoch ?? null,
+            skippedSegments: skipped,
+            failure: failure?.json ?? null,
+            certificates: chain === null ? null : { ...chain, line: undefined },
+            segments: checked.segments.map(segmentJson),
+            temporaryFiles,
+          }),
         );
-        const chain = await certificateChain(dbPath, ctx, ranges);
-        if (chain !== null) {
-          ctx.io.stdout(chain.line);
-          if (!chain.ok) {
-            ctx.setExitCode(EXIT_FAILURE);
-            return;
-          }
+      } else if (failure !== null && failure.lines !== '') {
+        ctx.io.stdout(failure.lines);
+      } else {
+        const tmp =
+          (skipped > 0 ? `, ${skipped} segment(s) in recorded skipped ranges` : '') +
+          (temporaryFiles.length > 0
+            ? `, ${temporaryFiles.length} leftover temporary file(s)`
+            : '');
+        if (segments.length === 0) {
+          ctx.io.stdout(`ok: no segments${tmp}\n`);
+        } else {
+          const first = segments[0]!.epoch;
+          const last = segments[segments.length - 1]!.epoch;
+          ctx.io.stdout(
+            `ok: ${segments.length} segment(s), ${records} record(s), ${bytes} bytes, epochs ${first}..${last}${tmp}\n`,
+          );
+          if (chain !== null) ctx.io.stdout(chain.line);
         }
+      }
+      if (failure !== null) {
+        ctx.problem(failure.error, true);
+        return;
       }
       ctx.setExitCode(EXIT_OK);
     });

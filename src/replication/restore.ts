@@ -71,6 +71,8 @@ export interface RestoreOptions {
   verifyCertificate?: CertificateVerifier | null;
   /** Wait for one connection attempt, ms. */
   connectTimeoutMs?: number;
+  /** Called after each stream message read: its sequence and the range being read. */
+  onProgress?: (progress: { streamSeq: number; fromSeq: number; lastSeq: number }) => void;
   /** Wait for one JetStream API request, ms (default 5 s). */
   apiTimeoutMs?: number;
   fs?: WalFileSystem;
@@ -243,6 +245,7 @@ async function restoreWith(
   try {
     for await (const message of readStreamRange(jsm, options.stream, from, lastSeq)) {
       result.lastStreamSeq = message.seq;
+      options.onProgress?.({ streamSeq: message.seq, fromSeq: from, lastSeq });
       const event = assembler.push(message);
       if (event.kind === 'beforeBase') {
         result.messagesBeforeSnapshot += 1;

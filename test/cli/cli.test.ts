@@ -37,7 +37,8 @@ describe('pwal verify', () => {
     expect(out).toMatch(/^ok: 3 segment\(s\), 6 record\(s\), \d+ bytes, epochs 1\.\.3\n$/);
   });
 
-  it('treats an empty directory as valid', async () => {
+  it('treats a database without segments (all checkpointed) as valid', async () => {
+    fs.writeFileSync(dbPath, '');
     expect(await run('verify', dbPath)).toEqual({ code: 0, out: 'ok: no segments\n', err: '' });
   });
 
@@ -102,7 +103,7 @@ describe('pwal verify', () => {
     expect(missing.code).toBe(1);
     expect(missing.out).toBe('');
     expect(missing.err).toBe(
-      `pwal: cannot list segment directory ${path.join(tmp.dir, 'nope')}: does not exist (ENOENT, readdir) (ERR_IO)\n`,
+      `pwal: no database at ${path.join(tmp.dir, 'nope', 'x.db')}: no database file, store header or segment files (ERR_DATABASE_NOT_FOUND)\n`,
     );
     fs.writeFileSync(path.join(tmp.dir, 'file'), 'x');
     const notDir = await run('verify', path.join(tmp.dir, 'file', 'x.db'));

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ControlPlane } from '../../src/control/plane.js';
 import { ParallelWal } from '../../src/engine/wal.js';
 import { writeReplicationState } from '../../src/replication/state-file.js';
-import { listSegments, readSegment } from '../../src/storage/segment-files.js';
+import { listSegments, readSegment, writeSegment } from '../../src/storage/segment-files.js';
 import { PageStore } from '../../src/store/page-store.js';
 import { runCliCaptured as run } from '../support/cli.js';
 import { useTempDb } from '../support/temp-db.js';
@@ -74,7 +74,9 @@ describe('pwal inspect of a page store', () => {
   });
 
   it('says when a database is neither a store nor replicated, and reports an unreadable state file', async () => {
+    await writeSegment(db, { epoch: 1n, records: [] }, { fsync: 'off' });
     const none = await run('inspect', db);
+    expect(none.code).toBe(0);
     expect(none.out).toContain('store header: none (not a page store database)');
     expect(none.out).toContain('replication: none');
     fs.writeFileSync(`${db}-pwal-replication.json`, '{ not json');

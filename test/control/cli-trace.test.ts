@@ -1,40 +1,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { CliContext } from '../../src/cli/context.js';
-import { registerTraceCommand } from '../../src/cli/trace.js';
 import { fileTraceSink, Tracer } from '../../src/control/trace.js';
-import { nodeFileSystem } from '../../src/storage/fs.js';
+import { runCliCaptured } from '../support/cli.js';
 
 const dirs: string[] = [];
 afterEach(() => {
   for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function run(argv: string[]): Promise<{ out: string; err: string; code: number | null }> {
-  let out = '';
-  let err = '';
-  let code: number | null = null;
-  const ctx: CliContext = {
-    io: {
-      stdout: (t) => {
-        out += t;
-      },
-      stderr: (t) => {
-        err += t;
-      },
-    },
-    fs: nodeFileSystem,
-    setExitCode: (c) => {
-      code = c;
-    },
-  };
-  const program = new Command('pwal').exitOverride();
-  registerTraceCommand(program, ctx);
-  await program.parseAsync(argv, { from: 'user' });
-  return { out, err, code };
+async function run(argv: string[]): Promise<{ out: string; err: string; code: number }> {
+  return runCliCaptured(...argv);
 }
 
 function writeTrace(): string {
@@ -86,10 +63,20 @@ describe('pwal trace', () => {
   });
 
   it('fails with exit 1 and one line when the file cannot be read', async () => {
-    const { err, code } = await run(['trace', path.join(os.tmpdir(), 'pwal-no-such-trace.jsonl')]);
+    const missing = path.join(os.tmpdir(), 'pwal-no-such-trace.jsonl');
+    const { err, code } = await run(['trace', missing]);
     expect(code).toBe(1);
     expect(err).toBe(
-      `pwal: cannot read trace file ${path.join(os.tmpdir(), 'pwal-no-such-trace.jsonl')}: ENOENT\n`,
+      `pwal: cannot read trace file ${missing}: does not exist (ENOENT, read) (ERR_IO)\n`,
     );
+    const json = await run(['trace', missing, '--json']);
+    expect(json.code).toBe(1);
+    expect(json.out).toBe('');
+    expect(JSON.parse(json.err)).toEqual({
+      error: {
+        code: 'ERR_IO',
+        message: `cannot read trace file ${missing}: does not exist (ENOENT, read)`,
+      },
+    });
   });
 });

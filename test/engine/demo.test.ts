@@ -23,7 +23,15 @@ describe('pwal demo', () => {
     expect(report.asyncAcknowledged).toBeGreaterThan(0);
     expect(report.workerAcknowledged).toBeGreaterThan(0);
     expect(lines.some((l) => l.includes('commits/s'))).toBe(true);
-    expect(lines.at(-1)).toContain('present exactly once');
+    expect(lines.some((l) => l.includes('present exactly once'))).toBe(true);
+    // A directory the caller named is never deleted, and the demo says so.
+    expect(lines.at(-1)).toMatch(
+      new RegExp(
+        `^deleted nothing: the demo database stays in ${dir} \\(\\d+ file\\(s\\), \\d+ bytes\\)\n$`,
+      ),
+    );
+    expect(report.cleanup).toMatchObject({ dir, temporary: false, removed: false });
+    expect(nodeFs.readdirSync(dir).length).toBe(report.cleanup.files);
   });
 
   it('rejects options out of range with a typed error', async () => {

@@ -1,5 +1,5 @@
 /**
- * `pwal restore … --apply` end to end against a real 3-node JetStream
+ * `pwal restore … --apply` (and `pwal follow --once`) end to end against a real 3-node JetStream
  * suite.cluster (see test/support/nats-suite.cluster.ts; without `nats-server` the file
  * logs a note and checks nothing): a replicated page store commits pages,
  * the CLI rebuilds a fresh database from its stream and folds it into the
@@ -241,3 +241,47 @@ async function readFirstPage(dbPath: string): Promise<Uint8Array> {
     await store.close();
   }
 }
+
+describe('pwal follow --once', () => {
+  function followArgs(stream: string, target: string, ...extra: string[]): string[] {
+    return [
+      'follow',
+      '--from',
+      suite.cluster!.urls.join(','),
+      '--stream',
+      stream,
+      target,
+      '--once',
+      ...extra,
+    ];
+  }
+
+  it('prints JSON status lines and a final "stopped" line with --json', async () => {
+    if (suite.cluster === null) return;
+    const source = suite.tempDb();
+    const history = await commitHistory(source, 'RCLIFOLLOW', 1024, 8, 17);
+    const last = history.byEpoch.at(-1)!.epoch;
+    const replica = suite.tempDb();
+    const run = await cli(...followArgs('RCLIFOLLOW', replica, '--json'));
+    expect(run.code, run.err).toBe(0);
+    expect(run.err).toBe('');
+    const lines = run.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.at(-1)).toEqual({ type: 'stopped', reason: 'caught-up', epoch: String(last) });
+    for (const line of lines.slice(0, -1)) expect(line.type).toBe('status');
+    expect(lines.at(-2)).toMatchObject({ epoch: String(last) });
+  }, 120_000);
+
+  it('fails with the typed error, creating nothing, when the stream does not exist', async () => {
+    if (suite.cluster === null) return;
+    const replica = suite.tempDb();
+    const run = await cli(...followArgs('RCLIFOLLOWNONE', replica));
+    expect(run.code).toBe(1);
+    expect(run.err).toBe('pwal: stream RCLIFOLLOWNONE does not exist (ERR_REPLICATION_STREAM)\n');
+    expect(
+      fs.existsSync(path.dirname(replica)) ? fs.readdirSync(path.dirname(replica)) : [],
+    ).toEqual([]);
+  }, 120_000);
+});
