@@ -14,11 +14,14 @@
  * sidecar certificate file (a second durable create: write, fdatasync, rename,
  * directory fsync).
  *
- * Last, the real engine with and without the control plane (1 and 64
- * committers; skip with --no-engine).
+ * Then the real engine with and without the control plane (1 and 64
+ * committers), and last the lane budget: the controller's budget acting on
+ * the engine against the same controller with its budget pinned (skip both
+ * with --no-engine).
  *
  * Medians of RUNS runs, each repeating for at least RUN_MIN_MS.
  *   npx tsx bench/control.ts [--no-engine]       (or: npm run bench:control)
+ *   npx tsx bench/control.ts --lane-budget       (the lane-budget part alone)
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -28,6 +31,7 @@ import { buildCommitCertificate, certificatePayloadDigest } from '../src/control
 import { ControlPlane } from '../src/control/plane.js';
 import { encodeCertificateTrailer } from '../src/control/segment-v3.js';
 import { conservativeSegment, type ShadowBatch, shadowCompare } from '../src/control/shadow.js';
+import type { DecisionRecord, TraceSink } from '../src/control/trace.js';
 import { ParallelWal } from '../src/engine/wal.js';
 import { encodedRecordBytes, encodeRecordInto } from '../src/format/record.js';
 import { encodeSegment } from '../src/format/segment.js';
@@ -407,7 +411,212 @@ async function engineOverhead(): Promise<void> {
   }
 }
 
-cpuCosts();
-pipelineCosts();
-await storageChoice();
-if (!process.argv.includes('--no-engine')) await engineOverhead();
+/**
+ * The lane budget on a workload where it matters. Writer contexts are opened
+ * per transaction (`openWriter`, one 4 KiB page, `close`, as a request
+ * handler would), so every new transaction takes a lane of the current
+ * budget. Arrivals are open-loop (they keep coming while a segment write is
+ * in flight, which is when the controller decides). A quiet phase (two
+ * writers at a time: lanes 0 and 1 carry every commit) is followed by the
+ * measured burst of up to BUDGET_WRITERS writers over BUDGET_LANES lanes of
+ * BUDGET_LANE_BYTES (16 pages each): a budget of b lanes puts the burst's
+ * bytes into b buffers, and a full buffer sends an append to the lane's
+ * overflow list (a contention event: the controller's evidence for more lanes).
+ *
+ * Every variant runs the same controller (same sealing decisions); only who
+ * sets the budget the engine sees differs: the controller's own decisions,
+ * or the budget pinned at the lane count or at 1 (a plane whose
+ * `laneBudget()` returns a constant). Rounds go round-robin; medians; ratios
+ * are per round against the pinned lane count. Latencies are the burst's
+ * transactions, open to close.
+ */
+const BUDGET_LANES = 8;
+const BUDGET_LANE_BYTES = 64 * 1024;
+const BUDGET_WRITERS = 256;
+const BUDGET_ARRIVALS_PER_TURN = 4;
+const BUDGET_QUIET_SECONDS = 0.5;
+
+/** A control plane whose budget the engine sees pinned at `pinned`, whatever the controller decides. */
+class PinnedBudgetPlane extends ControlPlane {
+  pinned = 1;
+  override laneBudget(): number {
+    return this.pinned;
+  }
+}
+
+interface BudgetFigures {
+  commitsPerSec: number;
+  p50: number;
+  p99: number;
+  contention: number;
+  decisions: number;
+  budgetDecisions: DecisionRecord[];
+  budgetAtBurst: number;
+  budgetEnd: number;
+}
+
+async function budgetRun(dir: string, pinned: number | null): Promise<BudgetFigures> {
+  const runDir = fs.mkdtempSync(path.join(dir, 'run-'));
+  const budgetDecisions: DecisionRecord[] = [];
+  // Keeps only the decision records that moved the budget.
+  const sink: TraceSink = {
+    write(event) {
+      if (
+        event.kind === 'decision' &&
+        (event.action === 'increaseLaneBudget' || event.action === 'decreaseLaneBudget')
+      ) {
+        budgetDecisions.push(event);
+      }
+    },
+    flush() {},
+    close() {},
+  };
+  const options = {
+    env: {},
+    trace: sink,
+    control: { mode: 'auto' as const, laneCountOverride: BUDGET_LANES },
+  };
+  const plane =
+    pinned === null
+      ? new ControlPlane(options)
+      : Object.assign(new PinnedBudgetPlane(options), { pinned });
+  const wal = await ParallelWal.open(path.join(runDir, 'db'), {
+    fsync: 'full',
+    precreateSegmentFiles: true,
+    controlPlane: plane,
+    slotCount: BUDGET_LANES,
+    bufferCapacityBytes: BUDGET_LANE_BYTES,
+  });
+  const image = new Uint8Array(randomBytes(PAGE_BYTES));
+  let issued = 0;
+  /** One transaction: a writer context for one commit; its latency (µs) goes into `latencies`. */
+  const transaction = async (latencies: number[] | null): Promise<void> => {
+    const id = ++issued;
+    const begun = performance.now();
+    const writer = wal.openWriter();
+    await writer.commit({
+      txnToken: { id: BigInt(id), epoch: 0 },
+      frames: [{ pageNumber: 1 + (id % 10_000), pageData: image, dbSizeIfCommit: 0 }],
+    });
+    await writer.close();
+    latencies?.push((performance.now() - begun) * 1000);
+  };
+  /**
+   * Open loop: every event-loop turn `perTurn` transactions arrive (also
+   * while a segment write is in flight: the controller's decision point), at
+   * most `maxOpen` open at once.
+   */
+  const phase = async (
+    seconds: number,
+    perTurn: number,
+    maxOpen: number,
+    latencies: number[] | null,
+  ): Promise<void> => {
+    const end = performance.now() + seconds * 1000;
+    const running = new Set<Promise<void>>();
+    while (performance.now() < end) {
+      for (let i = 0; i < perTurn && running.size < maxOpen; i++) {
+        const t: Promise<void> = transaction(latencies).finally(() => running.delete(t));
+        running.add(t);
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    await Promise.all([...running]);
+  };
+  // Quiet: two writers at a time (lanes 0 and 1 carry every commit), then the
+  // measured burst of up to BUDGET_WRITERS.
+  await phase(BUDGET_QUIET_SECONDS, 1, 2, null);
+  const budgetAtBurst = plane.laneBudget();
+  const contentionBefore = wal.stats().contention;
+  const latencies: number[] = [];
+  const started = performance.now();
+  await phase(ENGINE_SECONDS, BUDGET_ARRIVALS_PER_TURN, BUDGET_WRITERS, latencies);
+  const seconds = (performance.now() - started) / 1000;
+  const stats = wal.stats();
+  latencies.sort((a, b) => a - b);
+  const budgetEnd = plane.laneBudget();
+  const decisions = plane.stats().decisions.total;
+  await wal.close();
+  plane.close();
+  fs.rmSync(runDir, { recursive: true, force: true });
+  return {
+    commitsPerSec: latencies.length / seconds,
+    p50: pct(latencies, 50),
+    p99: pct(latencies, 99),
+    contention: stats.contention - contentionBefore,
+    budgetAtBurst,
+    decisions,
+    budgetDecisions,
+    budgetEnd,
+  };
+}
+
+async function laneBudget(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-bench-control-budget-'));
+  const variants: [string, number | null][] = [
+    [`budget pinned at ${BUDGET_LANES} (lane count)`, BUDGET_LANES],
+    ['controller sets the budget', null],
+    ['budget pinned at 1', 1],
+  ];
+  try {
+    const figures = variants.map(() => [] as BudgetFigures[]);
+    for (let round = 0; round < ENGINE_ROUNDS; round++) {
+      for (let v = 0; v < variants.length; v++) {
+        figures[v]!.push(await budgetRun(dir, variants[v]![1]));
+      }
+    }
+    const med = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+    console.log('');
+    console.log(
+      `lane budget: ${BUDGET_QUIET_SECONDS}s quiet (2 writers), then a burst of up to ${BUDGET_WRITERS} writer contexts opened per transaction, ${BUDGET_LANES} lanes of ${BUDGET_LANE_BYTES / 1024} KiB, 4 KiB page per commit, fsync full, same controller in every row (burst figures, medians of ${ENGINE_ROUNDS} x ${ENGINE_SECONDS}s; ratio = median of per-round ratios to the first row)`,
+    );
+    variants.forEach(([name], v) => {
+      const f = figures[v]!;
+      const ratio = med(f.map((x, round) => x.commitsPerSec / figures[0]![round]!.commitsPerSec));
+      const p99Ratio = med(f.map((x, round) => x.p99 / figures[0]![round]!.p99));
+      const budgetMoves = f.reduce((n, x) => n + x.budgetDecisions.length, 0);
+      console.log(
+        `  ${name.padEnd(30)} ${med(f.map((x) => x.commitsPerSec))
+          .toFixed(0)
+          .padStart(6)} commits/s  ${ratio.toFixed(2)}x  p50 ${med(f.map((x) => x.p50))
+          .toFixed(0)
+          .padStart(6)} µs  p99 ${med(f.map((x) => x.p99))
+          .toFixed(0)
+          .padStart(6)} µs (${p99Ratio.toFixed(2)}x)  contention ${med(f.map((x) => x.contention))
+          .toFixed(0)
+          .padStart(5)}  decisions ${med(f.map((x) => x.decisions))
+          .toFixed(0)
+          .padStart(
+            5,
+          )}  ${variants[v]![1] === null ? `budget moves ${budgetMoves} (all rounds); budget at burst ${f.map((x) => x.budgetAtBurst).join('/')}, at end ${f.map((x) => x.budgetEnd).join('/')}` : `(${budgetMoves} budget decisions, not acting)`}`,
+      );
+    });
+    const moved = figures[1]!.flatMap((f) => f.budgetDecisions);
+    if (moved.length === 0) {
+      console.log(
+        '  the controller changed the budget in no round: no budget decision record (see the closing note)',
+      );
+    } else {
+      console.log(`  decision records that moved the budget (first 8 of ${moved.length}):`);
+      for (const d of moved.slice(0, 8)) {
+        console.log(
+          `    #${d.decisionId} ${d.action} (over ${d.counterfactualAction}, regret ${d.counterfactualRegretMicros} µs, expected loss ${d.expectedLossMicros} µs) evidence: ${d.topEvidenceTerms.join(' ')}`,
+        );
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv.includes('--lane-budget')) {
+  await laneBudget();
+} else {
+  cpuCosts();
+  pipelineCosts();
+  await storageChoice();
+  if (!process.argv.includes('--no-engine')) {
+    await engineOverhead();
+    await laneBudget();
+  }
+}

@@ -4,7 +4,8 @@
  * Options: --kills N (default 1000), --parallel P (default 3), --seed S,
  * --writers W (default 3), --workers K (default 2; used when the engine has
  * worker lanes), --max-life-ms M (default 250), --fresh-every F (default 20),
- * --fsync full|normal|off (default full), --quiet.
+ * --fsync full|normal|off (default full), --sink pool|earlyAck|precreate|storage
+ * (the children's segment sink; default: the engine's default), --quiet.
  *
  * Prints kills, commits acknowledged, lost (must be 0), partial (must be 0);
  * exits 1 on any violation.
@@ -22,6 +23,7 @@ const { values } = parseArgs({
     'max-life-ms': { type: 'string', default: '250' },
     'fresh-every': { type: 'string', default: '20' },
     fsync: { type: 'string', default: 'full' },
+    sink: { type: 'string', default: 'default' },
     quiet: { type: 'boolean', default: false },
   },
 });
@@ -31,7 +33,7 @@ if (!['full', 'normal', 'off'].includes(fsync)) throw new Error(`bad --fsync ${v
 const seed = Number(values.seed);
 const started = Date.now();
 console.log(
-  `crash campaign: ${values.kills} SIGKILLs, seed ${seed}, fsync ${fsync}, ${values.parallel} loops in parallel`,
+  `crash campaign: ${values.kills} SIGKILLs, seed ${seed}, fsync ${fsync}, sink ${values.sink}, ${values.parallel} loops in parallel`,
 );
 const stats = await runKillLoops({
   kills: Number(values.kills),
@@ -42,6 +44,7 @@ const stats = await runKillLoops({
   maxLifeMs: Number(values['max-life-ms']),
   freshDbEvery: Number(values['fresh-every']),
   fsync,
+  segmentSink: values.sink,
   ...(values.quiet ? {} : { log: (line: string) => console.log(line) }),
 });
 const seconds = ((Date.now() - started) / 1000).toFixed(0);

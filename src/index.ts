@@ -141,6 +141,7 @@ export type {
   LaneBufferState,
   SealedLaneData,
 } from './engine/lane-types.js';
+export type { SegmentPoolStats } from './engine/pool-sink.js';
 export { parallelWalForPath, removeParallelWal } from './engine/registry.js';
 export type { SegmentSinkKind } from './engine/segment-writer.js';
 export type { WorkerLaneStats } from './engine/shared-lane.js';
@@ -226,6 +227,7 @@ export {
   readLock,
 } from './storage/lockfile.js';
 export {
+  type AdoptionOptions,
   cleanupSegments,
   cleanupTemporaryFiles,
   deleteRecoveredSegments,

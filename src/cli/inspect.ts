@@ -93,7 +93,7 @@ export function registerInspect(program: Command, ctx: CliContext): void {
     .option('--json', 'print one JSON document instead of a table')
     .action(async (dbPath: string, options: { json?: boolean }) => {
       await requireDatabase(dbPath, ctx.fs);
-      const { segments, temporaryFiles } = await checkDatabase(dbPath, ctx.fs);
+      const { segments, temporaryFiles, pool } = await checkDatabase(dbPath, ctx.fs);
       const store = await describeStore(dbPath, { fs: ctx.fs });
       const replication = await lookAt(() => readReplicationState(dbPath, ctx.fs));
       const follow = await lookAt(() => readFollowPosition(dbPath, ctx.fs));
@@ -116,6 +116,7 @@ export function registerInspect(program: Command, ctx: CliContext): void {
               error: s.error,
             })),
             temporaryFiles,
+            segmentPool: pool,
           }),
         );
       } else {
@@ -123,6 +124,8 @@ export function registerInspect(program: Command, ctx: CliContext): void {
         ctx.io.stdout(replicationLine(replication));
         ctx.io.stdout(followLine(follow));
         ctx.io.stdout(segments.length === 0 ? `no segments for ${dbPath}\n` : table(segments));
+        // Reusable segment files of the pool sink (bounded by segmentPoolSize while a log is open).
+        ctx.io.stdout(`segment pool: ${pool.files} file(s), ${pool.bytes} bytes\n`);
       }
       if (!options.json && temporaryFiles.length > 0) {
         ctx.io.stdout(

@@ -9,7 +9,7 @@ import { decodeSegmentHeader } from '../format/segment.js';
 import type { SegmentHeader } from '../format/types.js';
 import { SegmentCorruptError, SegmentFileErrorReason, toIoError } from '../storage/errors.js';
 import type { WalFileSystem } from '../storage/fs.js';
-import { inspectTemporaryFiles } from '../storage/recovery.js';
+import { inspectTemporaryFiles, POOL_TEMP_TAG } from '../storage/recovery.js';
 import {
   databaseDirectory,
   databaseName,
@@ -55,6 +55,8 @@ export interface DatabaseCheck {
   segments: SegmentCheck[];
   /** Leftover temporary files of interrupted writes (harmless; recovery can remove them). */
   temporaryFiles: string[];
+  /** The `pool` sink's reusable segment files (while a log is open, or left by a crash). */
+  pool: { files: number; bytes: number };
 }
 
 function codeOf(error: unknown): string {
@@ -68,6 +70,8 @@ async function checkOne(
   path: string,
   duplicates: number,
   fs: WalFileSystem,
+  /** A pool file's segment length (stale bytes follow it). */
+  prefixBytes?: number,
 ): Promise<SegmentCheck> {
   const row: SegmentCheck = {
     epoch,
@@ -81,7 +85,8 @@ async function checkOne(
     error: null,
   };
   try {
-    const bytes = await readWholeFile(path, fs);
+    const whole = await readWholeFile(path, fs);
+    const bytes = prefixBytes === undefined ? whole : whole.subarray(0, prefixBytes);
     row.bytes = bytes.length;
     let header: SegmentHeader | null = null;
     try {
@@ -134,7 +139,7 @@ export async function checkDatabase(
     }
   }
   for (const v of adoptable) {
-    const row = await checkOne(v.epoch!, v.path, 1, fs);
+    const row = await checkOne(v.epoch!, v.path, 1, fs, v.segmentBytes);
     if (row.status === 'ok') row.status = PENDING_ADOPTION;
     segments.push(row);
     onProgress(segments.length, total);
@@ -152,5 +157,15 @@ export async function checkDatabase(
     .filter((n) => n.startsWith(prefix))
     .sort()
     .map((n) => nodePath.join(dir, n));
-  return { segments, temporaryFiles };
+  const pool = { files: 0, bytes: 0 };
+  for (const path of temporaryFiles) {
+    if (!nodePath.basename(path).startsWith(`${prefix}${POOL_TEMP_TAG}-`)) continue;
+    try {
+      pool.bytes += (await fs.stat(path)).size;
+      pool.files += 1;
+    } catch {
+      // Renamed (published) or removed by a running log meanwhile.
+    }
+  }
+  return { segments, temporaryFiles, pool };
 }

@@ -87,7 +87,12 @@ export interface ControllerEvidence {
   contentionEvents: number;
   /** Time since the previous decision (≥ 0). */
   intervalMs: number;
-  /** Lanes that received appends since the previous decision. */
+  /**
+   * Lanes that received appends within the averaging window (and since the
+   * previous decision): decisions come every fraction of a millisecond, far
+   * too often for every lane of a busy log to see a commit in between. The
+   * whole budget until the controller has watched for one window.
+   */
   activeLanes: number;
   laneBudget: number;
   laneBudgetMax: number;
@@ -442,7 +447,10 @@ export class SealController {
   #overflowSinceDecision = 0;
   #contentionSinceDecision = 0;
   readonly #activeLanes = new Set<number>();
+  /** When each lane last carried a commit (as of a decision), for `activeLanes`. */
+  readonly #laneSeenAtMs = new Map<number, number>();
   #lastDecisionAtMs: number | null = null;
+  #firstDecisionAtMs: number | null = null;
   #nextDecisionId = 1n;
   readonly #minIntervalMs: number;
   #standing: ControllerDecision | null = null;
@@ -502,6 +510,23 @@ export class SealController {
     this.#contentionSinceDecision += count;
   }
 
+  /**
+   * Lanes with a commit since the previous decision or within the averaging
+   * window before `nowMs`. Until the controller has watched for one whole
+   * window, no lane is known idle: every lane of the budget counts.
+   */
+  #activeLaneCount(nowMs: number): number {
+    const since = this.#firstDecisionAtMs;
+    if (since === null || nowMs - since < this.#windowMs) {
+      return Math.max(this.#laneBudget, this.#activeLanes.size);
+    }
+    let count = this.#activeLanes.size;
+    for (const [laneId, seenAtMs] of this.#laneSeenAtMs) {
+      if (seenAtMs >= nowMs - this.#windowMs && !this.#activeLanes.has(laneId)) count++;
+    }
+    return count;
+  }
+
   /** The evidence {@link decide} would see at `state` (counters since the last decision). */
   evidence(state: SealPointState): ControllerEvidence {
     const intervalMs =
@@ -525,7 +550,7 @@ export class SealController {
       overflowEvents: this.#overflowSinceDecision,
       contentionEvents: this.#contentionSinceDecision,
       intervalMs,
-      activeLanes: this.#activeLanes.size,
+      activeLanes: this.#activeLaneCount(state.nowMs),
       laneBudget: this.#laneBudget,
       laneBudgetMax: this.#laneBudgetMax,
       fallbackActive: state.fallbackActive,
@@ -552,6 +577,7 @@ export class SealController {
       this.#reused++;
       return standing;
     }
+    this.#firstDecisionAtMs ??= state.nowMs;
     const evidence = this.evidence(state);
     const decision = decide(evidence, this.policy, this.#nextDecisionId++);
     if (evidence.intervalMs > 0 || this.#lastDecisionAtMs === null) {
@@ -559,7 +585,11 @@ export class SealController {
       this.#commitsSinceDecision = 0;
       this.#overflowSinceDecision = 0;
       this.#contentionSinceDecision = 0;
+      for (const laneId of this.#activeLanes) this.#laneSeenAtMs.set(laneId, state.nowMs);
       this.#activeLanes.clear();
+      for (const [laneId, seenAtMs] of this.#laneSeenAtMs) {
+        if (seenAtMs < state.nowMs - this.#windowMs) this.#laneSeenAtMs.delete(laneId);
+      }
       this.#lastDecisionAtMs = state.nowMs;
     }
     if (decision.action === 'increaseLaneBudget') {

@@ -48,6 +48,20 @@ export class DurableWriteFailure extends Error {
   }
 }
 
+/**
+ * The OS error and step of a failed durable write (an executor reports them
+ * in a {@link DurableWriteFailure}); anything else is returned as it is, with
+ * `step` as the step.
+ */
+export function unwrapWriteFailure(
+  raw: unknown,
+  step: string,
+): { error: unknown; failedStep: string } {
+  return raw instanceof DurableWriteFailure
+    ? { error: raw.cause, failedStep: raw.step }
+    : { error: raw, failedStep: step };
+}
+
 /** Time spent in one durable write's system calls, in microseconds. */
 export interface DurableWriteTiming {
   writeMicros: number;

@@ -124,20 +124,33 @@ export async function planOpen(
     locked: boolean;
     firstEpoch: bigint;
     firstCommitSeq: bigint;
+    /** The floor the caller knows (an explicit `firstEpoch`): no older epoch is adopted. */
+    floorEpoch?: bigint;
+    /** With `floorEpoch`: the commit sequence below the floor (explicit `firstCommitSeq` - 1). */
+    floorCommitSeq?: bigint;
   },
 ): Promise<OpenPlan> {
   const { fs } = options;
+  const floor =
+    options.floorEpoch === undefined
+      ? {}
+      : {
+          floorEpoch: options.floorEpoch,
+          ...(options.floorCommitSeq === undefined
+            ? {}
+            : { floorCommitSeq: options.floorCommitSeq }),
+        };
   // Adoption renames complete temporary segments before the scan validates them.
   const adopted = options.locked
-    ? (await adoptOrRemoveTemporaryFiles(dbPath, { fs })).adopted.length
+    ? (await adoptOrRemoveTemporaryFiles(dbPath, { fs, ...floor })).adopted.length
     : 0;
   // Without the lock, acknowledged epochs still under their temporary names
   // are not ours to adopt, but they are part of the log (and fill its numbers).
   const pending = options.locked
     ? []
-    : (await inspectTemporaryFiles(dbPath, { fs }))
+    : (await inspectTemporaryFiles(dbPath, { fs, ...floor }))
         .filter((v) => v.verdict === 'adoptable')
-        .map((v) => ({ epoch: v.epoch!, path: v.path }));
+        .map((v) => ({ epoch: v.epoch!, path: v.path, prefixBytes: v.segmentBytes }));
   const existing = await scanExistingLog(dbPath, {
     fs,
     skipCorrupt: options.skipCorrupt,

@@ -3,6 +3,9 @@
  *
  * `earlyAck` (default for format version 2): see {@link EarlyAckSegmentSink}.
  *
+ * `pool`: epochs written in place into pre-written, reusable files; see
+ * `pool-sink.ts` (`PoolSegmentSink`).
+ *
  * `storage` (default for format version 1): the storage layer's `writeSegmentFile` — create a
  * temporary file, write, fdatasync, close, rename to the segment name, fsync
  * the directory.
@@ -41,9 +44,10 @@ import { createDeferred, type Deferred } from './deferred.js';
 import { WalClosedError } from './errors.js';
 import {
   type DurableWriteExecutor,
-  DurableWriteFailure,
   InlineWriteExecutor,
+  unwrapWriteFailure,
 } from './io-executor.js';
+import { PoolSegmentSink, type PoolSinkOptions } from './pool-sink.js';
 
 /** What a sink's write reports once the epoch may be acknowledged. */
 export interface SegmentWrite {
@@ -74,7 +78,7 @@ export interface SegmentSink {
 }
 
 /** Which sink the engine uses; see {@link ParallelWalConfig.segmentSink} in `wal-config.ts`. */
-export type SegmentSinkKind = 'earlyAck' | 'precreate' | 'storage';
+export type SegmentSinkKind = 'pool' | 'earlyAck' | 'precreate' | 'storage';
 
 /** The storage layer's protocol, unchanged. */
 export function storageSegmentSink(
@@ -211,7 +215,7 @@ const EARLY_ACK_READY_LOW = 4;
 export const EARLY_ACK_PUBLISH_IDLE_TURNS = 2;
 
 /** The segment format version in the first bytes of `chunks` (a header), or `null`. */
-function headerVersion(chunks: readonly Uint8Array[]): number | null {
+export function headerVersion(chunks: readonly Uint8Array[]): number | null {
   const lead: number[] = [];
   for (const chunk of chunks) {
     for (let i = 0; i < chunk.length && lead.length < 6; i++) lead.push(chunk[i]!);
@@ -525,16 +529,6 @@ export class EarlyAckSegmentSink implements SegmentSink {
 }
 
 /**
- * The OS error and step of a failed durable write (an executor reports them
- * in a {@link DurableWriteFailure}); anything else is returned as it is.
- */
-function unwrapWriteFailure(raw: unknown, step: string): { error: unknown; failedStep: string } {
-  return raw instanceof DurableWriteFailure
-    ? { error: raw.cause, failedStep: raw.step }
-    : { error: raw, failedStep: step };
-}
-
-/**
  * The sink of `kind` for the log of `dbPath`; its critical-path writes run
  * on `executor` (the `storage` sink keeps the storage layer's own calls).
  */
@@ -544,7 +538,9 @@ export function createSegmentSink(
   fs: WalFileSystem,
   fsync: FsyncPolicy,
   executor: DurableWriteExecutor,
+  pool: PoolSinkOptions,
 ): SegmentSink {
+  if (kind === 'pool') return new PoolSegmentSink(dbPath, fs, fsync, { ...pool, executor });
   if (kind === 'earlyAck') return new EarlyAckSegmentSink(dbPath, fs, fsync, executor);
   if (kind === 'precreate') return new PrecreatingSegmentSink(dbPath, fs, fsync, executor);
   return storageSegmentSink(dbPath, fs, fsync);

@@ -17,6 +17,7 @@ import {
   type OverflowPolicy,
 } from './lane.js';
 import { LANE_COUNT_MAX } from './limits.js';
+import { checkSegmentPoolSize, DEFAULT_SEGMENT_POOL_SIZE } from './pool-sink.js';
 import type { SegmentSinkKind } from './segment-writer.js';
 import type { ParallelWal } from './wal.js';
 import type { ParallelWalBatch } from './wal-types.js';
@@ -98,6 +99,14 @@ export interface ParallelWalConfig {
   /**
    * How an epoch's segment is made durable (see `segment-writer.ts`,
    * docs/durability.md):
+   * - `pool`: write IN PLACE into a
+   *   pre-written, reusable segment file (`<db>-wal-tmp-pool-…`; zeros or an
+   *   older segment, name and bytes durable), one fdatasync that changes no
+   *   size or allocation, acknowledge; publication (cut to the segment's
+   *   length, rename, directory fsync) runs in the background, in epoch
+   *   order, as with `earlyAck`. Folded segments go back into the pool
+   *   ({@link ParallelWal.recycleSegments}). See `pool-sink.ts`. Not allowed
+   *   with version 1.
    * - `earlyAck` (default for format version 2): write into a pre-created
    *   temporary file (`<db>-wal-tmp-ack-…`) whose name is already durable,
    *   fdatasync, acknowledge (`acknowledgedEpoch()`); rename + directory
@@ -116,10 +125,17 @@ export interface ParallelWalConfig {
    * Run each epoch's write + fdatasync on a dedicated I/O thread with
    * synchronous calls (default true; see `io-executor.ts`). Applies only to
    * the real file system (a custom `fs` always goes through its own
-   * handles) and to the `earlyAck` and `precreate` sinks. `false`: the
+   * handles) and to the `earlyAck`, `pool` and `precreate` sinks. `false`: the
    * promise API on the event loop, as before.
    */
   ioThread?: boolean;
+  /**
+   * Most reusable segment files the `pool` sink keeps ready
+   * (1 ..= 256, default 8).
+   * Disk space held by the pool is at most this many files of about the
+   * largest recent segment each.
+   */
+  segmentPoolSize?: number;
   /**
    * The control plane (modes, fallback, shadow compare, commit certificates,
    * sealing controller, traces): any {@link EngineControl}, such as
@@ -163,6 +179,8 @@ export interface ResolvedParallelWalConfig {
   segmentSink: SegmentSinkKind;
   /** See {@link ParallelWalConfig.ioThread}. */
   ioThread: boolean;
+  /** See {@link ParallelWalConfig.segmentPoolSize}. */
+  segmentPoolSize: number;
   /** See {@link ParallelWalConfig.firstEpoch} (default 0n). */
   firstEpoch: bigint;
   /** See {@link ParallelWalConfig.firstCommitSeq} (default 1n). */
@@ -264,6 +282,7 @@ export function resolveParallelWalConfig(
     ),
     segmentSink: resolveSegmentSink(config, formatVersion),
     ioThread: checkBoolean('ioThread', config.ioThread ?? true),
+    segmentPoolSize: checkSegmentPoolSize(config.segmentPoolSize ?? DEFAULT_SEGMENT_POOL_SIZE),
     firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, U64_MAX),
     // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).
     firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, I64_MAX),
@@ -281,20 +300,22 @@ function resolveSegmentSink(
     }
     // Acknowledge at data durability, publish (rename + directory fsync) in
     // the background: measured 1.4x the commits/s of `storage` at 1 committer
-    // and 1.6-2.6x at 64 (bench/engine.ts). v1 has no record CRCs, so a torn
-    // temporary file could not be told from a complete one: it keeps the
-    // rename-before-ack protocol.
+    // and 1.6-2.6x at 64 (bench/engine.ts). The `pool` sink measured slower
+    // for a log whose segments are never recycled (docs/benchmarks.md,
+    // "Reused segment files"), so it stays an option. v1 has no record
+    // CRCs, so a torn temporary file could not be told from a complete one:
+    // it keeps the rename-before-ack protocol.
     return formatVersion === 1 ? 'storage' : 'earlyAck';
   }
-  if (given !== 'earlyAck' && given !== 'precreate' && given !== 'storage') {
+  if (given !== 'pool' && given !== 'earlyAck' && given !== 'precreate' && given !== 'storage') {
     throw new WalArgumentError(
-      `segmentSink must be earlyAck, precreate or storage, got ${String(given)}`,
+      `segmentSink must be pool, earlyAck, precreate or storage, got ${String(given)}`,
     );
   }
-  if (given === 'earlyAck' && formatVersion === 1) {
+  if ((given === 'earlyAck' || given === 'pool') && formatVersion === 1) {
     // v1 records carry no CRC: a torn temporary file could not be told from a
     // complete one, so recovery could not adopt it safely.
-    throw new WalArgumentError('segmentSink earlyAck needs formatVersion 2');
+    throw new WalArgumentError(`segmentSink ${given} needs formatVersion 2`);
   }
   return given;
 }

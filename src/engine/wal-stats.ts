@@ -7,6 +7,7 @@ import * as hdr from 'hdr-histogram-js';
 import type { DurableWriteExecutorStats } from './io-executor.js';
 import { InProcessLane } from './lane.js';
 import type { EngineLane } from './lane-types.js';
+import type { SegmentPoolStats } from './pool-sink.js';
 import type { WorkerLaneStats } from './shared-lane.js';
 
 /** Largest commit latency the histogram tracks, in microseconds (1 hour). */
@@ -33,6 +34,8 @@ export interface ParallelWalStats {
   publishingEpochs: number;
   /** Temporary files adopted as segments when the log opened (acknowledged epochs whose rename was lost). */
   adoptedTemporaryFiles: number;
+  /** The `pool` sink's reusable segment files (`null` with another sink). */
+  segmentPool: SegmentPoolStats | null;
   /** Epoch being written now, if any. */
   inFlightEpoch: bigint | null;
   epochsSealed: number;

@@ -28,6 +28,11 @@ import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { RecoveryGapError } from '../storage/errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
+import {
+  deleteSegment,
+  type SegmentFileEntry,
+  syncSegmentDirectory,
+} from '../storage/segment-files.js';
 import { AckWatermark } from './ack-watermark.js';
 import type { EngineControl } from './control-hooks.js';
 import { createDeferred, type Deferred } from './deferred.js';
@@ -46,6 +51,7 @@ import type { EngineLane } from './lane-types.js';
 import { WalListeners } from './listeners.js';
 import { planOpen } from './open-scan.js';
 import { BatchPlacer, batchRouteBytes, type Placement } from './placement.js';
+import { PoolSegmentSink } from './pool-sink.js';
 import { createSegmentSink, type SegmentSink } from './segment-writer.js';
 import { WorkerLanePool } from './shared-lane.js';
 import {
@@ -99,6 +105,7 @@ export class ParallelWal implements AsyncDisposable {
   private readonly sink: SegmentSink;
   /** Where the sink's write + fdatasync run (the I/O thread for the real file system). */
   private readonly executor: DurableWriteExecutor;
+  private readonly fs: WalFileSystem;
   private readonly coordinator: EpochCoordinator;
   private readonly lanes: LaneTable;
   /**
@@ -140,6 +147,7 @@ export class ParallelWal implements AsyncDisposable {
     control: EngineControl | null,
   ) {
     this.dbPath = dbPath;
+    this.fs = fs;
     this.control = control;
     this.config = config;
     this.lock = lock;
@@ -148,7 +156,10 @@ export class ParallelWal implements AsyncDisposable {
       fs,
       config.ioThread && config.segmentSink !== 'storage',
     );
-    this.sink = createSegmentSink(config.segmentSink, dbPath, fs, config.fsync, this.executor);
+    this.sink = createSegmentSink(config.segmentSink, dbPath, fs, config.fsync, this.executor, {
+      poolSize: config.segmentPoolSize,
+      startEpoch,
+    });
     this.acks = new AckWatermark(durableEpoch);
     this.commitSeqCounter = createCommitSeqCounter(nextCommitSeq);
     this.coordinator = new EpochCoordinator({
@@ -212,6 +223,10 @@ export class ParallelWal implements AsyncDisposable {
         locked: lock !== null,
         firstEpoch: resolved.firstEpoch,
         firstCommitSeq: resolved.firstCommitSeq,
+        ...(config.firstEpoch === undefined ? {} : { floorEpoch: resolved.firstEpoch }),
+        ...(config.firstCommitSeq === undefined || resolved.firstCommitSeq === 0n
+          ? {}
+          : { floorCommitSeq: resolved.firstCommitSeq - 1n }),
       });
       // Certificates on: the chain on disk holds, or the open fails closed
       // (or falls back, if the control plane is told to) before any write.
@@ -511,6 +526,29 @@ export class ParallelWal implements AsyncDisposable {
   }
 
   /**
+   * Gives folded segment files back to the log: with the `pool` sink they
+   * are renamed into the pool (up to its bound) to be written over in
+   * place, otherwise unlinked; one directory fsync makes it durable. Call
+   * only for segments whose pages are durable elsewhere (a checkpoint), and
+   * with `floor` = the first epoch not folded: every entry must be below it.
+   * @returns the number of files taken or unlinked.
+   * @throws {WalArgumentError} for an entry at or above `floor`; {@link WalIoError}.
+   */
+  async recycleSegments(entries: readonly SegmentFileEntry[], floor: bigint): Promise<number> {
+    if (this.sink instanceof PoolSegmentSink && !this.closing && this.failure === null) {
+      return this.sink.recycle(entries, floor);
+    }
+    for (const entry of entries) {
+      if (entry.epoch >= floor) {
+        throw new WalArgumentError(`segment ${entry.epoch} is not below the floor ${floor}`);
+      }
+    }
+    for (const entry of entries) await deleteSegment(entry.path, { fs: this.fs });
+    if (entries.length > 0) await syncSegmentDirectory(this.dbPath, { fs: this.fs });
+    return entries.length;
+  }
+
+  /**
    * A snapshot of the counters. `JSON.stringify(wal.stats())` works: its
    * `toJSON` writes bigints as decimal strings.
    */
@@ -526,6 +564,7 @@ export class ParallelWal implements AsyncDisposable {
       acknowledgedEpoch: this.acks.epoch,
       publishingEpochs: this.flusher.publishingEpochs,
       adoptedTemporaryFiles: this.adoptedAtOpen,
+      segmentPool: this.sink instanceof PoolSegmentSink ? this.sink.poolStats() : null,
       inFlightEpoch: this.flusher.inFlightEpoch,
       epochsSealed: this.counters.epochsSealed,
       emptyEpochs: this.counters.emptyEpochs,

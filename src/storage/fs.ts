@@ -34,6 +34,11 @@ export interface WalFileHandle {
   read(into: Uint8Array, position: number, length?: number): Promise<number>;
   /** fdatasync: file data (and the size) reach stable storage. */
   datasync(): Promise<void>;
+  /**
+   * Optional: `writev(chunks, position)` then `datasync()` as ONE call, so an
+   * implementation can run both on one thread hop (see `writeAndDatasync`).
+   */
+  writevDatasync?(chunks: readonly Uint8Array[], position: number): Promise<void>;
   /** fsync: data and all metadata reach stable storage. */
   sync(): Promise<void>;
   /** Sets the file's length to `length` bytes (cuts or zero-extends). */
@@ -195,3 +200,22 @@ export const nodeFileSystem: WalFileSystem = {
     }
   },
 };
+
+/**
+ * Writes `chunks` at `position` and, when `sync`, fdatasyncs: the one call
+ * over the seam on a segment's critical path. Uses the handle's
+ * `writevDatasync` when it has one, else `writev` then `datasync`.
+ */
+export async function writeAndDatasync(
+  handle: WalFileHandle,
+  chunks: readonly Uint8Array[],
+  position: number,
+  sync: boolean,
+): Promise<void> {
+  if (sync && handle.writevDatasync !== undefined) {
+    await handle.writevDatasync(chunks, position);
+    return;
+  }
+  await handle.writev(chunks, position);
+  if (sync) await handle.datasync();
+}

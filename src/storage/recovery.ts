@@ -8,10 +8,13 @@
  */
 import * as nodePath from 'node:path';
 import { WalArgumentError, WalError } from '../errors.js';
+import { readU32 } from '../format/bytes.js';
 import { SegmentFormatError } from '../format/errors.js';
 import { isInRecoveryOrder, recoveryOrder } from '../format/order.js';
+import { decodeSegmentHeader } from '../format/segment.js';
 import {
   RECORD_MIN_BYTES_V1,
+  recordMaxBytes,
   SEGMENT_HEADER_BYTES,
   U64_MAX,
   type WalRecord,
@@ -22,7 +25,7 @@ import {
   SegmentFileErrorReason,
   toIoError,
 } from './errors.js';
-import { nodeFileSystem, type WalFileHandle } from './fs.js';
+import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from './fs.js';
 import {
   databaseDirectory,
   databaseName,
@@ -44,7 +47,7 @@ import {
 import { readSkippedEpochs, type SkippedEpochRange, skippedRangeOf } from './skipped-epochs.js';
 
 /** Options of {@link recoverSegments}. */
-export interface SegmentRecoveryOptions extends FsOptions {
+export interface SegmentRecoveryOptions extends AdoptionOptions {
   /**
    * `false` (default): the first unusable segment fails recovery.
    * `true`: recovery stops there; that segment and every later one are
@@ -169,9 +172,14 @@ export function segmentEntryError(
 /** Reads one segment and checks its header epoch against its name. */
 export async function recoverSegmentEntry(
   entry: SegmentFileEntry,
-  options: FsOptions,
+  options: FsOptions & {
+    /** Decode only this many leading bytes (an unadopted pool file's segment; stale bytes follow). */
+    prefixBytes?: number;
+  },
 ): Promise<{ records: WalRecord[]; bytes: number }> {
-  const bytes = await readWholeFile(entry.path, options.fs ?? nodeFileSystem);
+  const whole = await readWholeFile(entry.path, options.fs ?? nodeFileSystem);
+  const prefix = entry.prefixBytes ?? options.prefixBytes;
+  const bytes = prefix === undefined ? whole : whole.subarray(0, prefix);
   const { header, records } = decodeFile(entry.path, bytes);
   if (header.epoch !== entry.epoch) {
     throw new SegmentCorruptError(
@@ -393,9 +401,14 @@ export async function recoverSegments(
     temporaryFilesAdopted = cleanup.adopted.length;
   } else {
     // Read-only: an acknowledged epoch may still sit under its temporary name.
-    pending = (await inspectTemporaryFiles(dbPath, options))
-      .filter((v) => v.verdict === 'adoptable')
-      .map((v) => ({ epoch: v.epoch!, path: v.path }));
+    const adoptable = (await inspectTemporaryFiles(dbPath, options)).filter(
+      (v) => v.verdict === 'adoptable',
+    );
+    pending = adoptable.map((v) => ({
+      epoch: v.epoch!,
+      path: v.path,
+      prefixBytes: v.segmentBytes,
+    }));
   }
   const entries = await scanSegments(dbPath, options);
   if (pending.length > 0) {
@@ -562,23 +575,36 @@ export async function cleanupSegments(dbPath: string, options?: FsOptions): Prom
 /**
  * The exact shapes of the temporary names the log itself creates:
  * `<db>-wal-tmp-<16 hex epoch>-<12 hex random>` (segment-files.ts),
- * `<db>-wal-tmp-next-<12 hex random>` (the precreate sink's next file) and
+ * `<db>-wal-tmp-next-<12 hex random>` (the precreate sink's next file),
  * `<db>-wal-tmp-ack-<12 hex random>` (the early-acknowledgement sink's
- * pre-created files). Anything else that merely starts with the infix
- * belongs to someone else.
+ * pre-created files) and `<db>-wal-tmp-pool-<16 hex floor epoch>-<12 hex
+ * random>` (the pool sink's reusable files). Anything else that merely
+ * starts with the infix belongs to someone else.
  */
-const OWNED_TEMP_SUFFIX = /^(?:[0-9a-f]{16}|next|ack)-[0-9a-f]{12}$/;
+const OWNED_TEMP_SUFFIX = /^(?:[0-9a-f]{16}|next|ack|pool-[0-9a-f]{16})-[0-9a-f]{12}$/;
 
 /**
  * The tag of temporary files written by a protocol that may acknowledge an
- * epoch before its rename (the engine's `earlyAck` sink). Only these are
- * ever adopted: the other shapes are renamed before anything is acknowledged,
- * so a leftover one holds an epoch nobody was told is durable (possibly one
- * whose commits were rejected), and it is removed as before.
+ * epoch before its rename (the engine's `earlyAck` sink). These and pool
+ * files ({@link POOL_TEMP_TAG}) are the only ones ever adopted: the other
+ * shapes are renamed before anything is acknowledged, so a leftover one
+ * holds an epoch nobody was told is durable (possibly one whose commits
+ * were rejected), and it is removed as before.
  */
 export const EARLY_ACK_TEMP_TAG = 'ack';
 
-const ADOPTABLE_TEMP_SUFFIX = new RegExp(`^${EARLY_ACK_TEMP_TAG}-[0-9a-f]{12}$`);
+/**
+ * The tag of the pool sink's reusable segment files. The name carries a
+ * floor epoch: the file entered the pool when every epoch below the floor
+ * was already written elsewhere (or folded), so any segment below it that
+ * the file still holds is a stale leftover of an earlier life, never a
+ * candidate.
+ */
+export const POOL_TEMP_TAG = 'pool';
+
+const ADOPTABLE_TEMP_SUFFIX = new RegExp(
+  `^(?:${EARLY_ACK_TEMP_TAG}|${POOL_TEMP_TAG}-([0-9a-f]{16}))-[0-9a-f]{12}$`,
+);
 
 /** True when `name` is a temporary file the log created for `dbPath` (and may delete). */
 export function isOwnedTemporaryName(dbPath: string, name: string): boolean {
@@ -586,23 +612,49 @@ export function isOwnedTemporaryName(dbPath: string, name: string): boolean {
   return name.startsWith(prefix) && OWNED_TEMP_SUFFIX.test(name.slice(prefix.length));
 }
 
+/** The pool file name for `dbPath` with floor epoch `floor` and random part `random` (12 hex digits). */
+export function poolFileName(dbPath: string, floor: bigint, random: string): string {
+  return `${databaseName(dbPath)}${TEMP_NAME_INFIX}${POOL_TEMP_TAG}-${floor.toString(16).padStart(16, '0')}-${random}`;
+}
+
+/** Options of `inspectTemporaryFiles` and `adoptOrRemoveTemporaryFiles` (temporary-file adoption). */
+export interface AdoptionOptions extends FsOptions {
+  /**
+   * The lowest epoch the log may still need: every epoch below it is known
+   * to be folded or superseded (a page store's header `nextEpoch`, a log's
+   * explicit `firstEpoch`). A candidate below it is stale; with no segment
+   * file at or above it, the chain of adoptable epochs starts exactly here.
+   * Unset: the log knows no floor beyond its segment files.
+   */
+  floorEpoch?: bigint;
+  /**
+   * The highest commit sequence folded below `floorEpoch` (a store header's
+   * checkpoint sequence): a candidate whose first commit sequence follows it
+   * is next in line even when empty epochs (which write no file) lie between.
+   */
+  floorCommitSeq?: bigint;
+}
+
 /** What {@link inspectTemporaryFiles} decided about one temporary file of the log. */
 export interface TemporaryFileVerdict {
   /** Full path. */
   path: string;
   /**
-   * `adoptable`: a complete, valid version-2 segment (every CRC, exact
-   * length) whose epoch has no segment file — an epoch whose data was made
-   * durable (and possibly acknowledged) before its rename. `remove`: anything
-   * else (empty pre-created file, torn or partial write, version 1, duplicate
-   * of an existing segment or of another adoptable file).
+   * `adoptable`: the file starts with a complete, valid version-2 segment
+   * (header CRC, every record CRC, every record of the header's epoch) whose
+   * epoch is the next one after the segments (see {@link inspectTemporaryFiles}).
+   * `remove`: anything else (empty or zero-filled pool file, torn or partial
+   * write, version 1 or 3, an epoch below the floor or not next in line, a
+   * duplicate of an existing segment).
    */
   verdict: 'adoptable' | 'remove';
-  /** The header's epoch when the file decodes as a segment, else `null`. */
+  /** The header's epoch when the file starts with a whole segment, else `null`. */
   epoch: bigint | null;
   /** File size in bytes. */
   bytes: number;
-  /** Why it is removed (`empty`, `version 1`, `duplicate`, or the decoder's message); `null` when adoptable. */
+  /** Length of the segment at the start of the file (the rest is stale and ignored); 0 when none. */
+  segmentBytes: number;
+  /** Why it is removed; `null` when adoptable. */
   reason: string | null;
 }
 
@@ -615,20 +667,67 @@ export interface TemporaryFileCleanup {
 }
 
 /**
+ * The length of the segment at the start of `bytes`, found by walking the
+ * header's record count over the length prefixes (a pool file holds stale
+ * bytes after it), or `null` when the walk leaves the file or meets a length
+ * no record can have. Checks nothing else: the caller decodes that prefix.
+ */
+export function segmentPrefixLength(bytes: Uint8Array): number | null {
+  let header: { version: number; recordCount: number };
+  try {
+    header = decodeSegmentHeader(bytes);
+  } catch {
+    return null;
+  }
+  const maxBody = recordMaxBytes(header.version === 1 ? 1 : 2);
+  let at = SEGMENT_HEADER_BYTES;
+  for (let i = 0; i < header.recordCount; i++) {
+    if (at + 4 > bytes.length) return null;
+    const length = readU32(bytes, at);
+    if (length > maxBody) return null;
+    at += 4 + length;
+    if (at > bytes.length) return null;
+  }
+  return at;
+}
+
+/**
  * Classifies the log's own temporary files ({@link isOwnedTemporaryName})
- * without changing anything. A file is adoptable only when it carries the
- * early-acknowledgement tag ({@link EARLY_ACK_TEMP_TAG}), decodes
- * completely as a version-2 segment (header CRC, every record CRC, exact
- * length, no trailing bytes) and no segment file (nor an earlier-named
- * adoptable file) holds its epoch. Version 1 is never adoptable: its records
- * carry no CRC, so a torn version-1 file cannot be told from a complete one.
+ * without changing anything. The rule (docs/durability.md, "Which temporary
+ * files recovery adopts"):
+ *
+ * 1. only early-acknowledgement (`ack-`) and pool (`pool-`) files are
+ *    candidates; every other shape is renamed before acknowledgement;
+ * 2. the file must START with a complete version-2 segment: header CRC,
+ *    every record's CRC, every record carrying the header's epoch (exactly
+ *    the reader checks of docs/format.md section 4 over that prefix).
+ *    Whatever follows it is stale and ignored. Version 1 (no record CRCs)
+ *    and version 3 (acknowledged only once published) are never adopted;
+ * 3. a pool file's segment below the floor in its name is stale; so is any
+ *    segment below `options.floorEpoch`;
+ * 4. two candidates for one epoch with different segment bytes fail closed
+ *    (`ERR_SEGMENT_CORRUPT`, reason `ERR_SEGMENT_DUPLICATE_EPOCH`), as two
+ *    segment files for one epoch do; identical ones are one candidate;
+ * 5. a candidate is adoptable only as the next epoch in line after its
+ *    predecessor (the nearest lower epoch with a segment file or an
+ *    adoptable candidate): it is the predecessor's epoch + 1, or its first
+ *    commit sequence is the predecessor's last + 1 (the epochs between were
+ *    empty: they write no file). The last epoch of a recorded skipped range
+ *    (`skipped-epochs.ts`) is a predecessor too, its ceiling the last
+ *    sequence. Without such a predecessor it must be
+ *    `floorEpoch` or follow `floorCommitSeq`; with no floor known and no
+ *    segment file below it, only the lowest candidate starts the chain. So a
+ *    temporary file for epoch 6 with only epoch 0 on disk (and a commit
+ *    sequence that does not follow epoch 0's) is removed.
+ *
  * Files that vanish while being read (a running writer renamed them) are skipped.
+ * @throws {SegmentCorruptError} on two different candidates for one epoch.
  * @throws {WalIoError} when the directory or a temporary file cannot be read:
  * a file that cannot be judged is neither adopted nor removed.
  */
 export async function inspectTemporaryFiles(
   dbPath: string,
-  options?: FsOptions,
+  options?: AdoptionOptions,
 ): Promise<TemporaryFileVerdict[]> {
   const fs = options?.fs ?? nodeFileSystem;
   const dir = databaseDirectory(dbPath);
@@ -641,7 +740,13 @@ export async function inspectTemporaryFiles(
   const owned = names.filter((name) => isOwnedTemporaryName(dbPath, name)).sort();
   if (owned.length === 0) return [];
   const segmentEpochs = new Set((await scanSegments(dbPath, options)).map((e) => e.epoch));
+  const floor = options?.floorEpoch;
   const verdicts: TemporaryFileVerdict[] = [];
+  /** Candidates by epoch: the first file's verdict and its segment bytes. */
+  const candidates = new Map<
+    bigint,
+    { verdict: TemporaryFileVerdict; segment: Uint8Array; seqs: CommitSeqRange | null }
+  >();
   for (const name of owned) {
     const path = nodePath.join(dir, name);
     let bytes: Uint8Array;
@@ -651,64 +756,200 @@ export async function inspectTemporaryFiles(
       if (isNotFound(error)) continue;
       throw toIoError(error, 'cannot read temporary file', 'read', path);
     }
-    const adoptableName = ADOPTABLE_TEMP_SUFFIX.test(
+    const suffix = ADOPTABLE_TEMP_SUFFIX.exec(
       name.slice(databaseName(dbPath).length + TEMP_NAME_INFIX.length),
     );
-    const verdict = adoptableName
-      ? judgeTemporaryBytes(path, bytes, segmentEpochs)
-      : {
-          path,
-          verdict: 'remove' as const,
-          epoch: null,
-          bytes: bytes.length,
-          reason: 'never acknowledged before its rename',
-        };
-    // One epoch, one file: a later-named duplicate is removed.
-    if (verdict.verdict === 'adoptable') segmentEpochs.add(verdict.epoch!);
-    verdicts.push(verdict);
+    if (suffix === null) {
+      verdicts.push(removal(path, bytes, null, 'never acknowledged before its rename'));
+      continue;
+    }
+    const nameFloor = suffix[1] === undefined ? null : BigInt(`0x${suffix[1]}`);
+    const judged = judgeTemporaryBytes(path, bytes);
+    if (!('segment' in judged)) {
+      verdicts.push(judged);
+      continue;
+    }
+    const { verdict, segment, seqs } = judged;
+    const epoch = verdict.epoch!;
+    if (nameFloor !== null && epoch < nameFloor) {
+      verdicts.push(removal(path, bytes, epoch, 'stale: below the pool file floor'));
+    } else if (floor !== undefined && epoch < floor) {
+      verdicts.push(removal(path, bytes, epoch, 'stale: below the floor epoch'));
+    } else if (segmentEpochs.has(epoch)) {
+      verdicts.push(removal(path, bytes, epoch, 'duplicate of a segment file'));
+    } else {
+      const first = candidates.get(epoch);
+      if (first === undefined) {
+        candidates.set(epoch, { verdict, segment, seqs });
+        verdicts.push(verdict);
+      } else if (sameBytes(first.segment, segment)) {
+        verdicts.push(removal(path, bytes, epoch, 'duplicate'));
+      } else {
+        throw new SegmentCorruptError(
+          first.verdict.path,
+          epoch,
+          SegmentFileErrorReason.duplicateEpoch,
+          `segment epoch ${epoch} has 2 different candidate temporary files: ${first.verdict.path}, ${path}`,
+        );
+      }
+    }
+  }
+  // Only the next epoch in line is adopted (rule 5), then the one after it.
+  const ascending = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+  const sorted = [...candidates.keys()].sort(ascending);
+  const segmentsSorted = [...segmentEpochs].sort(ascending);
+  /** Adoptable epochs and their last commit sequence. */
+  const chained = new Map<bigint, bigint | null>();
+  const segmentLastSeq = new Map<bigint, bigint | null>();
+  // A recorded skipped range (given up after corruption) counts as present:
+  // its last epoch is a predecessor whose last sequence is the range's ceiling.
+  const skippedLast = new Map<bigint, bigint>();
+  for (const range of await readSkippedEpochs(dbPath, { fs })) {
+    skippedLast.set(range.lastEpoch, range.commitSeqCeiling);
+  }
+  const lastSeqBefore = async (epoch: bigint): Promise<bigint | null> => {
+    if (chained.has(epoch)) return chained.get(epoch)!;
+    if (skippedLast.has(epoch) && !segmentEpochs.has(epoch)) return skippedLast.get(epoch)!;
+    if (!segmentLastSeq.has(epoch)) {
+      segmentLastSeq.set(epoch, await lastCommitSeqOf(segmentPath(dbPath, epoch), fs));
+    }
+    return segmentLastSeq.get(epoch)!;
+  };
+  for (const epoch of sorted) {
+    const { seqs } = candidates.get(epoch)!;
+    let predecessor: bigint | null = null;
+    for (const e of [...segmentsSorted, ...chained.keys(), ...skippedLast.keys()]) {
+      if (e < epoch && (predecessor === null || e > predecessor)) predecessor = e;
+    }
+    let next = false;
+    if (predecessor !== null) {
+      if (predecessor === epoch - 1n) next = true;
+      else if (seqs !== null) {
+        const last = await lastSeqBefore(predecessor);
+        next = last !== null && seqs.lo === last + 1n;
+      }
+    }
+    if (!next && floor !== undefined) {
+      const afterFloorSeq = options?.floorCommitSeq;
+      next =
+        epoch === floor ||
+        (afterFloorSeq !== undefined && seqs !== null && seqs.lo === afterFloorSeq + 1n);
+    }
+    if (!next && floor === undefined && predecessor === null) next = chained.size === 0;
+    if (next) {
+      const carried = predecessor === null ? null : await lastSeqBefore(predecessor);
+      chained.set(epoch, seqs?.hi ?? carried);
+    }
+  }
+  for (const [epoch, { verdict }] of candidates) {
+    if (chained.has(epoch)) continue;
+    verdict.verdict = 'remove';
+    verdict.reason = 'not the next epoch after the segments';
   }
   return verdicts;
 }
 
+function removal(
+  path: string,
+  bytes: Uint8Array,
+  epoch: bigint | null,
+  reason: string,
+): TemporaryFileVerdict {
+  return { path, verdict: 'remove', epoch, bytes: bytes.length, segmentBytes: 0, reason };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The commit sequences of a segment's committed records. */
+interface CommitSeqRange {
+  lo: bigint;
+  hi: bigint;
+}
+
+function commitSeqRange(records: readonly WalRecord[]): CommitSeqRange | null {
+  let range: CommitSeqRange | null = null;
+  for (const r of records) {
+    if (r.endSeq === null) continue;
+    if (range === null) range = { lo: r.endSeq, hi: r.endSeq };
+    else {
+      if (r.endSeq < range.lo) range.lo = r.endSeq;
+      if (r.endSeq > range.hi) range.hi = r.endSeq;
+    }
+  }
+  return range;
+}
+
+/** The last commit sequence in the segment file at `path`, `null` when none or unreadable. */
+async function lastCommitSeqOf(path: string, fs: WalFileSystem): Promise<bigint | null> {
+  try {
+    return commitSeqRange(decodeFile(path, await fs.readFile(path)).records)?.hi ?? null;
+  } catch {
+    // Not judged here (recovery reports a bad segment itself); it shows no continuity.
+    return null;
+  }
+}
+
+/** Rule 2 of {@link inspectTemporaryFiles}: a whole version-2 segment at the start, or a removal. */
 function judgeTemporaryBytes(
   path: string,
   bytes: Uint8Array,
-  taken: ReadonlySet<bigint>,
-): TemporaryFileVerdict {
-  const remove = (epoch: bigint | null, reason: string): TemporaryFileVerdict => ({
-    path,
-    verdict: 'remove',
-    epoch,
-    bytes: bytes.length,
-    reason,
-  });
-  if (bytes.length === 0) return remove(null, 'empty');
+):
+  | TemporaryFileVerdict
+  | { verdict: TemporaryFileVerdict; segment: Uint8Array; seqs: CommitSeqRange | null } {
+  if (bytes.length === 0) return removal(path, bytes, null, 'empty');
+  const length = segmentPrefixLength(bytes);
+  if (length === null) return removal(path, bytes, null, 'no whole segment at the start');
+  const segment = bytes.subarray(0, length);
   let header: { epoch: bigint; version: number };
+  let records: WalRecord[];
   try {
-    // Every reader check of docs/format.md#4-reading-validation-order-and-error-codes, including
-    // exact length.
-    header = decodeFile(path, bytes).header;
+    // Every reader check of docs/format.md#4-reading-validation-order-and-error-codes
+    // over the prefix: header, every record CRC, every record of the header's epoch.
+    ({ header, records } = decodeFile(path, segment));
   } catch (error) {
-    return remove(null, error instanceof Error ? error.message : String(error));
+    return removal(path, bytes, null, error instanceof Error ? error.message : String(error));
   }
-  if (header.version === 1) return remove(header.epoch, 'version 1 (no record CRCs)');
-  if (taken.has(header.epoch)) return remove(header.epoch, 'duplicate');
-  return { path, verdict: 'adoptable', epoch: header.epoch, bytes: bytes.length, reason: null };
+  if (header.version === 1) return removal(path, bytes, header.epoch, 'version 1 (no record CRCs)');
+  if (header.version !== 2) {
+    return removal(
+      path,
+      bytes,
+      header.epoch,
+      `version ${header.version} (acknowledged only once published)`,
+    );
+  }
+  return {
+    verdict: {
+      path,
+      verdict: 'adoptable',
+      epoch: header.epoch,
+      bytes: bytes.length,
+      segmentBytes: length,
+      reason: null,
+    },
+    segment,
+    seqs: commitSeqRange(records),
+  };
 }
 
 /**
  * Adopt-or-remove for the log's temporary files, run before any recovery
  * that replays segments (only while no writer is running: hold the lock).
- * Each adoptable file ({@link inspectTemporaryFiles}) is fsynced (its bytes
- * reach stable storage before a segment name points at them) and renamed to
- * its segment name; every other owned temporary file is unlinked; then one
+ * Each adoptable file ({@link inspectTemporaryFiles}) is cut to its
+ * segment's length (a pool file's stale tail), fsynced (its bytes reach
+ * stable storage before a segment name points at them) and renamed to its
+ * segment name; every other owned temporary file is unlinked; then one
  * directory fsync makes the renames and unlinks durable. Foreign files that
  * merely start with the infix are never touched.
  * @throws {WalIoError}
  */
 export async function adoptOrRemoveTemporaryFiles(
   dbPath: string,
-  options?: FsOptions,
+  options?: AdoptionOptions,
 ): Promise<TemporaryFileCleanup> {
   const fs = options?.fs ?? nodeFileSystem;
   const result: TemporaryFileCleanup = { adopted: [], removed: [] };
@@ -720,7 +961,14 @@ export async function adoptOrRemoveTemporaryFiles(
     try {
       // The writer may have died before its fdatasync (a process crash keeps
       // the page cache): make the bytes durable before a name points at them.
-      handle = await fs.open(v.path, 'read');
+      // A pool file holds stale bytes after the segment: cut them first, so
+      // the segment name points at exactly one segment (docs/format.md).
+      const cut = v.segmentBytes < v.bytes;
+      handle = await fs.open(v.path, cut ? 'readWrite' : 'read');
+      if (cut) {
+        step = 'truncate';
+        await handle.truncate(v.segmentBytes);
+      }
       step = 'fsync';
       await handle.sync();
       step = 'close';
@@ -755,6 +1003,9 @@ export async function adoptOrRemoveTemporaryFiles(
  * removed (adopted files become segments and are counted by recovery).
  * Only safe while no writer is running.
  */
-export async function cleanupTemporaryFiles(dbPath: string, options?: FsOptions): Promise<number> {
+export async function cleanupTemporaryFiles(
+  dbPath: string,
+  options?: AdoptionOptions,
+): Promise<number> {
   return (await adoptOrRemoveTemporaryFiles(dbPath, options)).removed.length;
 }

@@ -73,6 +73,11 @@ export interface SegmentFileEntry {
   epoch: bigint;
   /** Full path of the file. */
   path: string;
+  /**
+   * Only for an adoptable temporary (pool) file read in place: the length of
+   * the segment at its start (stale bytes follow it and are not read).
+   */
+  prefixBytes?: number;
 }
 
 /** The infix between the database file name and the epoch of a segment name. */

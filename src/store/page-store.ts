@@ -938,10 +938,12 @@ export class PageStore implements AsyncDisposable {
       this.header = header;
       this.index.pruneThrough(last, state.sizePages);
       result.phasesMs.header = lap();
+      // Folded segments go back into the log's pool of reusable files (or are unlinked).
       result.segmentsDeleted = await deleteFolded(
         this.path,
         this.fs,
         deletableThrough(last, this.options.retainSegmentsAbove),
+        (doomed) => this.wal.recycleSegments(doomed, header.nextEpoch),
       );
       result.phasesMs.delete = lap();
       for (const epoch of [...this.segmentBytes.keys()]) {
@@ -1303,6 +1305,10 @@ export async function recoverIntoFile(
     allowEpochGaps: options.allowEpochGaps ?? false,
     firstUnappliedEpoch: header.nextEpoch,
     cleanupTemporaryFiles: true,
+    // Epochs below the header's are folded (their segments may all be gone):
+    // a temporary or pool file still holding one is stale, never adopted.
+    floorEpoch: header.nextEpoch,
+    floorCommitSeq: header.checkpointCommitSeq,
   });
   const state = startReplay(header.dbSizePages);
   foldRecords(state, recovered.records, header.nextEpoch, header.pageSize, path);
@@ -1385,10 +1391,16 @@ function deletableThrough(folded: bigint, retainSegmentsAbove?: () => bigint | n
  * (`firstEpoch` / `firstCommitSeq`), so no segment needs to stay behind to
  * keep it from reusing an epoch. Fsyncs the directory. @returns files deleted.
  */
-async function deleteFolded(path: string, fs: WalFileSystem, through: bigint): Promise<number> {
+async function deleteFolded(
+  path: string,
+  fs: WalFileSystem,
+  through: bigint,
+  recycle?: (doomed: SegmentFileEntry[]) => Promise<number>,
+): Promise<number> {
   if (through < 0n) return 0;
   const all = await listSegments(path, { fs });
   const doomed = all.filter((entry) => entry.epoch <= through);
+  if (recycle !== undefined) return recycle(doomed);
   // Unlinks in parallel (freeing a large file's extents takes a while on
   // ext4); one directory fsync then makes them all durable.
   for (let i = 0; i < doomed.length; i += DELETE_PARALLELISM) {

@@ -252,6 +252,41 @@ describe('SealController', () => {
     );
   });
 
+  it('counts a lane as active for the averaging window: decisions closer together than every lane commits do not shrink the budget', () => {
+    const decisions: ControllerDecision[] = [];
+    const controller = new SealController({
+      laneBudgetMax: 4,
+      averagingWindowMs: 100,
+      minDecisionIntervalMs: 0,
+      onDecision: (d) => decisions.push(d),
+    });
+    const state = {
+      pendingCommits: 0,
+      epochBytes: 0,
+      oldestPendingAgeMs: 0,
+      syncInFlightSinceMs: null,
+      backlogFrames: 0,
+      fallbackActive: false,
+    };
+    // All four lanes carry commits, round-robin, one lane between two
+    // decisions 0.5 ms apart: every lane is busy within any 2 ms.
+    for (let i = 0; i < 40; i++) {
+      controller.observeCommits(1, i % 4);
+      controller.decideAt({ ...state, nowMs: 10 + i * 0.5 });
+    }
+    expect(controller.evidence({ ...state, nowMs: 30 }).activeLanes).toBe(4);
+    expect(decisions.filter((d) => d.action === 'decreaseLaneBudget')).toEqual([]);
+    expect(controller.laneBudget).toBe(4);
+    // Lanes 1-3 go quiet: once they have been idle for a whole window the
+    // budget shrinks towards the one lane still in use.
+    for (let i = 0; i < 40; i++) {
+      controller.observeCommits(1, 0);
+      controller.decideAt({ ...state, nowMs: 40 + i * 10 });
+    }
+    expect(controller.evidence({ ...state, nowMs: 440 }).activeLanes).toBe(1);
+    expect(controller.laneBudget).toBe(1);
+  });
+
   it('lets a keepCurrent decision stand briefly, but never past a guard', () => {
     const decisions: ControllerDecision[] = [];
     const controller = new SealController({
@@ -290,8 +325,9 @@ describe('SealController', () => {
     };
     controller.observeFsync(500, 0);
     controller.decideAt({ ...state, nowMs: 0, syncInFlightSinceMs: null });
-    // One lane active for a while, disk busy: the budget shrinks to 1, never below.
-    for (let t = 1; t <= 5; t++) {
+    // One lane active for a while (past one averaging window, 100 ms), disk
+    // busy: the budget shrinks to 1, never below.
+    for (let t = 101; t <= 105; t++) {
       controller.observeFsync(500, t);
       controller.observeCommits(100, 0);
       const decision = controller.decideAt({ ...state, nowMs: t, syncInFlightSinceMs: t - 0.1 });

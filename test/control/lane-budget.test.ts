@@ -53,10 +53,11 @@ describe('lane budget', () => {
     const wal = await ParallelWal.open(tempDb(), { controlPlane: plane, slotCount: 4 });
     try {
       expect(new Set(await writerLanes(wal, 4))).toEqual(new Set([0, 1, 2, 3]));
-      // A seal point where only lane 0 carried commits and nothing waits: the
+      // Seal points where only lane 0 carried commits and nothing waits: once
+      // lanes 1-3 sat idle for a whole averaging window (100 ms), the
       // controller's least-loss action is to drop an idle lane.
       let now = performance.now();
-      for (let i = 0; i < 8 && plane.laneBudget() === 4; i++) {
+      for (let i = 0; i < 20 && plane.laneBudget() === 4; i++) {
         plane.route(64, 0);
         now += 10;
         plane.onSealPoint({

@@ -1,7 +1,7 @@
 /**
  * The child process of the SIGKILL tests (run with tsx):
  *
- *   node --import tsx test/crash/child-writer.ts <db> <runSeed> <txnBase> <writers> <workers> [fsync]
+ *   node --import tsx test/crash/child-writer.ts <db> <runSeed> <txnBase> <writers> <workers> [fsync] [segmentSink]
  *
  * Opens a ParallelWal on `db`, prints `READY`, then commits forever from
  * `writers` async writers (own lanes, bursts of concurrent commits) and, when
@@ -18,13 +18,14 @@
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { SegmentSinkKind } from '../../src/engine/segment-writer.js';
 import { ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
 import { WalError } from '../../src/errors.js';
 import type { FsyncPolicy } from '../../src/storage/segment-files.js';
 import { commitPages, pagesDigest } from '../support/commit-oracle.js';
 import { randInt, seededRng } from '../support/rng.js';
 
-const [db, seedArg, baseArg, writersArg, workersArg, fsyncArg] = process.argv.slice(2);
+const [db, seedArg, baseArg, writersArg, workersArg, fsyncArg, sinkArg] = process.argv.slice(2);
 if (db === undefined || seedArg === undefined || baseArg === undefined) {
   process.stderr.write(
     'usage: child-writer.ts <db> <runSeed> <txnBase> <writers> <workers> [fsync]\n',
@@ -65,7 +66,13 @@ function reject(txnId: bigint, error: unknown): void {
   else line(`UNTYPED ${txnId} ${String(error).replace(/\s+/g, ' ')}`);
 }
 
-const wal = await ParallelWal.open(db, { fsync, slotCount: Math.max(1, writers) });
+const wal = await ParallelWal.open(db, {
+  fsync,
+  slotCount: Math.max(1, writers),
+  ...(sinkArg === undefined || sinkArg === 'default'
+    ? {}
+    : { segmentSink: sinkArg as SegmentSinkKind }),
+});
 line('READY');
 
 async function asyncWriter(w: number): Promise<void> {

@@ -47,6 +47,8 @@ export interface KillLoopOptions {
   /** Start a new database every this many kills. */
   freshDbEvery: number;
   fsync?: 'full' | 'normal' | 'off';
+  /** The children's `segmentSink` (default: the engine's default). */
+  segmentSink?: string;
   /** Progress lines (campaign); silent when absent. */
   log?: (line: string) => void;
 }
@@ -106,6 +108,7 @@ async function runChild(
       String(opts.writers),
       String(opts.workers),
       opts.fsync ?? 'full',
+      opts.segmentSink ?? 'default',
     ],
     { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );

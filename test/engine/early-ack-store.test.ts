@@ -120,6 +120,7 @@ describe('PageStore with the earlyAck sink', () => {
       fs: gated.fs,
       pageSize: PAGE,
       autoCheckpoint: false,
+      segmentSink: 'earlyAck',
     });
     expect(store.log.config.segmentSink).toBe('earlyAck');
     await store.commit([{ pageNumber: 1, data: page(1) }]);

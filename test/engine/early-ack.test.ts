@@ -135,6 +135,14 @@ describe('earlyAck configuration', () => {
   it('is the default for format version 2, and refused for format version 1 (no record CRCs to tell torn from complete)', () => {
     expect(resolveParallelWalConfig({}).segmentSink).toBe('earlyAck');
     expect(resolveParallelWalConfig({ formatVersion: 2 }).segmentSink).toBe('earlyAck');
+    expect(resolveParallelWalConfig({ segmentSink: 'pool' }).segmentSink).toBe('pool');
+    expect(() => resolveParallelWalConfig({ segmentSink: 'pool', formatVersion: 1 })).toThrow(
+      WalArgumentError,
+    );
+    for (const segmentPoolSize of [0, 257, 1.5, '8' as unknown as number]) {
+      expect(() => resolveParallelWalConfig({ segmentPoolSize })).toThrow(WalArgumentError);
+    }
+    expect(resolveParallelWalConfig({ segmentPoolSize: 3 }).segmentPoolSize).toBe(3);
     // Version 1 keeps the rename-before-ack protocol by default.
     expect(resolveParallelWalConfig({ formatVersion: 1 }).segmentSink).toBe('storage');
     expect(resolveParallelWalConfig({ segmentSink: 'storage' }).segmentSink).toBe('storage');

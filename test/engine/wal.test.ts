@@ -214,6 +214,7 @@ describe('ParallelWal commits', () => {
     // earlyAck: the directory fsync that made the pre-created files' names
     // durable, the data's fdatasync (the ack), the publication's directory fsync.
     expect(wal.stats()).toMatchObject({ commits: 1, segmentsWritten: 1, fsyncs: 3 });
+    expect(wal.stats().segmentPool).toBeNull();
     expect(wal.stats().commitLatencyMicros.count).toBe(1);
   });
 
@@ -488,35 +489,36 @@ describe('ParallelWal failure and close', () => {
     }
   });
 
-  it('with the default earlyAck sink, a failed rename or directory fsync after the ack keeps the ack, fails the log, and the epoch is recovered on reopen', async () => {
-    for (const kind of ['rename', 'syncDirectory'] as const) {
-      const db = tempDb();
-      const faulty = new FaultyFileSystem(nodeFileSystem);
-      const wal = await open(db, { fs: faulty });
-      expect(wal.config.segmentSink).toBe('earlyAck');
-      const first = await wal.commit(pageBatch(1, 1, 1));
-      await wal.waitForEpochDurable(first.epoch, 10_000);
-      // The next publication (rename, then one directory fsync) fails.
-      faulty.inject({ kind });
-      const acked = await wal.commit(pageBatch(2, 1, 2));
-      expect(wal.acknowledgedEpoch()).toBe(acked.epoch);
-      // Its publication fails: the log fails, the acknowledgement stands.
-      await expect(wal.waitForEpochDurable(acked.epoch, 10_000)).rejects.toMatchObject({
-        code: 'ERR_WAL_FAILED',
-      });
-      const later = await wal.commit(pageBatch(3, 1, 3)).catch((e: unknown) => e);
-      expect(isWalError(later, 'ERR_WAL_FAILED'), kind).toBe(true);
-      expect(wal.acknowledgedEpoch()).toBe(acked.epoch);
-      expect(wal.durableEpoch()).toBe(first.epoch);
-      await wal.close();
-      faulty.heal();
-      const reopened = await open(db);
-      expect(reopened.durableEpoch()).toBe(acked.epoch);
-      const { records } = await recoverSegments(db);
-      expect(records.map((r) => r.beginSeq)).toEqual([first.commitSeq, acked.commitSeq]);
-      await reopened.close();
-    }
-  });
+  for (const sink of ['earlyAck', 'pool'] as const)
+    it(`with the ${sink} sink, a failed rename or directory fsync after the ack keeps the ack, fails the log, and the epoch is recovered on reopen`, async () => {
+      for (const kind of ['rename', 'syncDirectory'] as const) {
+        const db = tempDb();
+        const faulty = new FaultyFileSystem(nodeFileSystem);
+        const wal = await open(db, { fs: faulty, segmentSink: sink });
+        expect(wal.config.segmentSink).toBe(sink);
+        const first = await wal.commit(pageBatch(1, 1, 1));
+        await wal.waitForEpochDurable(first.epoch, 10_000);
+        // The next publication (rename, then one directory fsync) fails.
+        faulty.inject({ kind });
+        const acked = await wal.commit(pageBatch(2, 1, 2));
+        expect(wal.acknowledgedEpoch()).toBe(acked.epoch);
+        // Its publication fails: the log fails, the acknowledgement stands.
+        await expect(wal.waitForEpochDurable(acked.epoch, 10_000)).rejects.toMatchObject({
+          code: 'ERR_WAL_FAILED',
+        });
+        const later = await wal.commit(pageBatch(3, 1, 3)).catch((e: unknown) => e);
+        expect(isWalError(later, 'ERR_WAL_FAILED'), kind).toBe(true);
+        expect(wal.acknowledgedEpoch()).toBe(acked.epoch);
+        expect(wal.durableEpoch()).toBe(first.epoch);
+        await wal.close();
+        faulty.heal();
+        const reopened = await open(db);
+        expect(reopened.durableEpoch()).toBe(acked.epoch);
+        const { records } = await recoverSegments(db);
+        expect(records.map((r) => r.beginSeq)).toEqual([first.commitSeq, acked.commitSeq]);
+        await reopened.close();
+      }
+    });
 
   it('settles every commit racing with close: acknowledged and durable, or rejected as closed', async () => {
     const db = tempDb();

@@ -80,7 +80,12 @@ function recordingFs(failDatasyncAfter = Number.POSITIVE_INFINITY): {
           const head = c[0];
           written = null;
           if (at === 0 && head !== undefined && head.length >= SEGMENT_HEADER_BYTES) {
-            written = decodeSegmentHeader(head).epoch;
+            // A segment's header; a pool file's zero fill is not one.
+            try {
+              written = decodeSegmentHeader(head).epoch;
+            } catch {
+              written = null;
+            }
           }
           return handle.writev(c, at);
         },
@@ -90,6 +95,8 @@ function recordingFs(failDatasyncAfter = Number.POSITIVE_INFINITY): {
         close: () => handle.close(),
         sync: () => handle.sync(),
         async datasync() {
+          // Only a segment's fdatasync counts (not a pool file's fill or cut).
+          if (written === null) return handle.datasync();
           datasyncs++;
           if (datasyncs > failDatasyncAfter) {
             throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });

@@ -5,7 +5,9 @@
  * `ACK <i>` right after commit i resolved (stdout to a pipe is synchronous
  * on Linux, so a printed ack was acknowledged), while checkpoints run
  * concurrently (a loop every few ms, plus automatic ones at 16 KiB of log).
+ * `PWAL_SEGMENT_SINK` (e.g. `pool`) picks the log's segment sink.
  */
+import type { SegmentSinkKind } from '../../../src/engine/segment-writer.js';
 import { PageStore } from '../../../src/store/page-store.js';
 import { WORKLOAD_PAGE_BYTES, workloadCommit } from './store-workload.js';
 
@@ -16,6 +18,9 @@ const store = await PageStore.open(dbPath, {
   pageSize: WORKLOAD_PAGE_BYTES,
   checkpointThresholdBytes: 16 * 1024,
   checkpointSource: source === 'log' ? 'log' : 'memory',
+  ...(process.env.PWAL_SEGMENT_SINK === undefined
+    ? {}
+    : { segmentSink: process.env.PWAL_SEGMENT_SINK as SegmentSinkKind }),
 });
 process.stdout.write('READY\n');
 let stop = false;

@@ -1,0 +1,605 @@
+/**
+ * The `pool` segment sink: epochs are written IN PLACE into segment files
+ * that were written (and fdatasynced) before, so the fdatasync that
+ * acknowledges an epoch changes no size and no allocation — no journal
+ * commit on the critical path. The idea of SQLite's WAL reset and RocksDB's
+ * recycled log files (`recycle_log_file_num`), for one-file-per-epoch
+ * segments.
+ *
+ * ## The pool
+ *
+ * At most {@link PoolSegmentSink.poolSize} files
+ * `<db>-wal-tmp-pool-<16 hex floor>-<12 hex>` whose names are durable and
+ * whose bytes are durable: zeros (new files, filled in the background and
+ * fdatasynced) or an older segment (a file recycled after a checkpoint, see
+ * {@link PoolSegmentSink.recycle}). The floor in the name is an epoch below
+ * which nothing will ever be written into the file again: any segment below
+ * it that recovery finds there is stale (docs/durability.md).
+ *
+ * ## One epoch
+ *
+ * 1. take a ready file (preferably one at least as long as the segment);
+ * 2. write header + records at offset 0 and fdatasync — one call over the
+ *    file-system seam ({@link writeAndDatasync}). The epoch is now
+ *    ACKNOWLEDGED: its bytes are durable under a durable name, and recovery
+ *    adopts the segment at the start of the file (every record CRC-checked
+ *    and of the header's epoch; the stale bytes after it ignored);
+ * 3. in the background, batched and strictly in epoch order, PUBLISH it:
+ *    cut the file to the segment's exact length and fdatasync (so a segment
+ *    name never points at stale bytes), close, rename to
+ *    `<db>-wal-seg-<epoch>`; create and fill replacement pool files; ONE
+ *    directory fsync covers the renames and the creations. Batches start
+ *    as in the early-acknowledgement sink: after
+ *    {@link EARLY_ACK_PUBLISH_IDLE_TURNS} idle event-loop turns, at
+ *    {@link EARLY_ACK_PUBLISH_BATCH_MAX} queued epochs, when the pool runs
+ *    low, or on `publishNow`/`dispose`.
+ *
+ * Why cut at publication instead of keeping the stale tail (measured, see
+ * docs/benchmarks.md "Reused segment files"): published segments stay
+ * exactly the format of docs/format.md for every reader, replication and
+ * `pwal` tool; the cut's fdatasync is off the critical path.
+ *
+ * Crash reasoning: before the fdatasync of step 2 returns, nothing is
+ * acknowledged, and the file holds at worst a torn mix of the new segment and
+ * its older content; the new header cannot front a whole segment unless
+ * every record carries its epoch and passes its CRC, and the older content
+ * is below the file's floor, so recovery never adopts a mix. Epoch E+1 is
+ * written only after E was acknowledged. Version-3 (certified) segments are
+ * acknowledged only once published (recovery never adopts them); version 1
+ * never uses this sink (no record CRCs).
+ *
+ * Failure: a failed write or fdatasync unlinks the file and fails the log
+ * (nothing acknowledged). A failed publication step rejects `published`
+ * for that epoch and every later one; acknowledged epochs stay in their pool
+ * files for recovery to adopt.
+ */
+import { randomBytes } from 'node:crypto';
+import * as nodePath from 'node:path';
+import { WalArgumentError } from '../errors.js';
+import { toIoError } from '../storage/errors.js';
+import { type WalFileHandle, type WalFileSystem, writeAndDatasync } from '../storage/fs.js';
+import { poolFileName } from '../storage/recovery.js';
+import {
+  databaseDirectory,
+  type FsyncPolicy,
+  type SegmentFileEntry,
+  segmentPath,
+} from '../storage/segment-files.js';
+import { createDeferred, type Deferred } from './deferred.js';
+import { WalClosedError } from './errors.js';
+import {
+  type DurableWriteExecutor,
+  InlineWriteExecutor,
+  unwrapWriteFailure,
+} from './io-executor.js';
+import {
+  EARLY_ACK_PUBLISH_BATCH_MAX,
+  EARLY_ACK_PUBLISH_IDLE_TURNS,
+  headerVersion,
+  type SegmentSink,
+  type SegmentWrite,
+} from './segment-writer.js';
+
+/** Default number of pool files. */
+export const DEFAULT_SEGMENT_POOL_SIZE = 8;
+/** Largest pool accepted (files kept open and durable ahead of time). */
+export const MAX_SEGMENT_POOL_SIZE = 256;
+/** Smallest length a new pool file is filled to, in bytes. */
+export const POOL_FILE_BYTES_MIN = 16 * 1024;
+/** Largest length a new pool file is filled to, in bytes (bigger epochs extend the file). */
+export const POOL_FILE_BYTES_MAX = 8 * 1024 * 1024;
+/** Pool files are filled in multiples of this, in bytes. */
+const POOL_FILE_BYTES_ROUND = 4096;
+/** Recent segments whose largest size sets the length of new pool files. */
+const RECENT_SEGMENTS = 32;
+
+/** Validates the pool size option. @throws {WalArgumentError} */
+export function checkSegmentPoolSize(value: unknown): number {
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < 1 ||
+    value > MAX_SEGMENT_POOL_SIZE
+  ) {
+    throw new WalArgumentError(
+      `segmentPoolSize must be an integer in 1..=${MAX_SEGMENT_POOL_SIZE}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/** A pool file: durable name, durable content, open for writing. */
+interface PoolFile {
+  path: string;
+  handle: WalFileHandle;
+  /** Its length (durable). */
+  length: number;
+}
+
+/** An acknowledged epoch waiting for its publication. */
+interface Acknowledged {
+  epoch: bigint;
+  file: PoolFile;
+  /** The segment's length (the file may be longer: stale bytes). */
+  bytes: number;
+  published: Deferred<void>;
+}
+
+/** Figures of the pool, for `stats()`. */
+export interface SegmentPoolStats {
+  /** The configured bound. */
+  size: number;
+  /** Files ready now. */
+  ready: number;
+  /** Epochs written into a ready pool file. */
+  reused: number;
+  /** Epochs that found no ready file and created one inline. */
+  createdInline: number;
+  /** Segment files taken back after a checkpoint. */
+  recycled: number;
+  /** Bytes of zeros written to fill new pool files. */
+  fillBytes: number;
+}
+
+/** Construction options of {@link PoolSegmentSink}. */
+export interface PoolSinkOptions {
+  /** Most pool files (1 ..= {@link MAX_SEGMENT_POOL_SIZE}). */
+  poolSize: number;
+  /** The first epoch the log will write (floor of the first pool files' names). */
+  startEpoch: bigint;
+  /**
+   * Create and fill the whole pool at once (default true). `false`: the pool
+   * starts empty and is filled by {@link PoolSegmentSink.recycle} or, when
+   * it runs low, by publication.
+   */
+  prefill?: boolean;
+  /**
+   * Where the critical-path write + fdatasync run (default: through the
+   * file handle, inline). The log passes its executor: the I/O thread for the
+   * real file system.
+   */
+  executor?: DurableWriteExecutor;
+}
+
+/** See the file comment. */
+export class PoolSegmentSink implements SegmentSink {
+  private syncs = 0;
+  private readonly ready: PoolFile[] = [];
+  /** Creations/recycling whose directory fsync is in flight. */
+  private readonly creating = new Set<Promise<void>>();
+  private creatingCount = 0;
+  private queue: Acknowledged[] = [];
+  /** Publication batches chained and not finished. */
+  private publishing = 0;
+  /** Acknowledged epochs in those batches (each still holds its pool file). */
+  private inPublication = 0;
+  private publishTail: Promise<void> = Promise.resolve();
+  private idleTimer: NodeJS.Immediate | null = null;
+  private failure: Error | null = null;
+  private publishFailure: Error | null = null;
+  private disposed = false;
+  /** Nothing below this epoch is ever written again (floor of new pool file names). */
+  private floor: bigint;
+  private readonly recent: number[] = [];
+  /** A checkpoint has offered folded segments back (see publishBatch's refill). */
+  private recycling = false;
+  private zeros: Uint8Array = new Uint8Array(0);
+  private readonly counters = { reused: 0, createdInline: 0, recycled: 0, fillBytes: 0 };
+
+  /** The bound on pool files. */
+  readonly poolSize: number;
+  /** Runs the critical-path write + fdatasync (see `io-executor.ts`). */
+  private readonly executor: DurableWriteExecutor;
+  /** At or below this many ready (or coming) files, publication refills the pool. */
+  private readonly lowWater: number;
+
+  constructor(
+    private readonly dbPath: string,
+    private readonly fs: WalFileSystem,
+    private readonly fsync: FsyncPolicy,
+    options: PoolSinkOptions,
+  ) {
+    this.poolSize = checkSegmentPoolSize(options.poolSize);
+    this.executor = options.executor ?? new InlineWriteExecutor();
+    this.lowWater = Math.max(1, Math.floor(this.poolSize / 2));
+    this.floor = options.startEpoch;
+    // Fill the pool at once, off the first epoch's path; a failure here
+    // fails the first write that needs a file.
+    if (options.prefill ?? true) void this.startCreation(this.poolSize, false).catch(() => {});
+  }
+
+  syncCalls(): number {
+    return this.syncs;
+  }
+
+  /** The pool's figures. */
+  poolStats(): SegmentPoolStats {
+    return { size: this.poolSize, ready: this.ready.length, ...this.counters };
+  }
+
+  async write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
+    if (this.disposed) throw new WalClosedError('segment sink is disposed');
+    this.cancelIdleTimer();
+    try {
+      return await this.writeAndQueue(epoch, chunks);
+    } finally {
+      this.schedulePublication();
+    }
+  }
+
+  /** Starts publishing every acknowledged epoch queued so far. */
+  publishNow(): void {
+    this.cancelIdleTimer();
+    if (this.queue.length === 0) return;
+    const batch = this.queue;
+    this.queue = [];
+    this.publishing++;
+    this.inPublication += batch.length;
+    this.publishTail = this.publishTail
+      .then(() => this.publishBatch(batch))
+      .catch((error: unknown) => {
+        const cause = error instanceof Error ? error : new Error(String(error));
+        this.failure ??= cause;
+        this.publishFailure ??= cause;
+        for (const item of batch) item.published.reject(cause);
+      })
+      .finally(() => {
+        this.publishing--;
+        this.inPublication -= batch.length;
+      });
+  }
+
+  /**
+   * Takes folded segment files back into the pool instead of unlinking them
+   * (a page store's checkpoint): each is renamed to a pool name whose floor
+   * is `floor` (every epoch below it is folded: the file's old segment is
+   * stale from now on), up to the pool's bound; the rest are unlinked. One
+   * directory fsync covers all of it. @returns files taken or unlinked.
+   * @throws {WalIoError}
+   */
+  async recycle(entries: readonly SegmentFileEntry[], floor: bigint): Promise<number> {
+    if (entries.length === 0) return 0;
+    for (const entry of entries) {
+      if (entry.epoch >= floor) {
+        throw new WalArgumentError(`segment ${entry.epoch} is not below the floor ${floor}`);
+      }
+    }
+    if (floor > this.floor) this.floor = floor;
+    this.recycling = true;
+    const room = this.disposed || this.failure !== null ? 0 : Math.min(this.room(), entries.length);
+    // Counted as coming, so publications do not create files for the same room.
+    this.creatingCount += room;
+    const taken: PoolFile[] = [];
+    const run = async (): Promise<void> => {
+      for (const entry of entries) {
+        if (taken.length < room) {
+          const path = this.newPoolPath(floor);
+          try {
+            await this.fs.rename(entry.path, path); // atomic: old segment name or pool name
+          } catch (error) {
+            throw toIoError(error, 'cannot recycle segment file', 'rename', entry.path);
+          }
+          let handle: WalFileHandle;
+          try {
+            handle = await this.fs.open(path, 'readWrite');
+          } catch (error) {
+            throw toIoError(error, 'cannot open pool file', 'open', path);
+          }
+          taken.push({ path, handle, length: await handle.size() });
+        } else {
+          try {
+            await this.fs.unlink(entry.path);
+          } catch (error) {
+            throw toIoError(error, 'cannot delete segment file', 'unlink', entry.path);
+          }
+        }
+      }
+      // The renames and unlinks are durable before any recycled file is written into.
+      if (this.fsync !== 'off') await this.syncDirectory();
+    };
+    const running = run();
+    const settled = running.catch(() => {});
+    this.creating.add(settled);
+    try {
+      await running;
+    } catch (error) {
+      for (const file of taken) await file.handle.close().catch(() => {});
+      throw error;
+    } finally {
+      this.creatingCount -= room;
+      this.creating.delete(settled);
+    }
+    this.counters.recycled += taken.length;
+    if (this.disposed) {
+      for (const file of taken) {
+        await file.handle.close().catch(() => {});
+        await this.fs.unlink(file.path).catch(() => {});
+      }
+    } else {
+      this.ready.push(...taken);
+    }
+    return entries.length;
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    this.publishNow();
+    await this.publishTail;
+    await Promise.all(this.creating);
+    // Pool files stay on disk only as long as the log is open: the next
+    // open's recovery removes whatever it does not adopt.
+    for (const file of this.ready.splice(0)) {
+      await file.handle.close().catch(() => {});
+      await this.fs.unlink(file.path).catch(() => {});
+    }
+  }
+
+  /**
+   * Files the bound still allows: ready ones, ones being created or
+   * recycled, and ones holding an acknowledged epoch not yet published all
+   * count, so a publication that lags makes writes wait instead of growing
+   * the directory.
+   */
+  private room(): number {
+    const held = this.ready.length + this.creatingCount + this.queue.length + this.inPublication;
+    return Math.max(0, this.poolSize - held);
+  }
+
+  private async writeAndQueue(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
+    let total = 0;
+    for (const chunk of chunks) total += chunk.length;
+    const file = await this.take(total);
+    if (epoch + 1n > this.floor) this.floor = epoch + 1n;
+    this.noteSize(total);
+    try {
+      // The critical path: one write at offset 0 and one fdatasync, one job for
+      // the log's executor (the I/O thread for the real file system).
+      await this.executor.writeAt(file.handle, chunks, 0, this.fsync !== 'off');
+      if (this.fsync !== 'off') this.syncs++;
+    } catch (raw) {
+      await file.handle.close().catch(() => {});
+      await this.fs.unlink(file.path).catch(() => {});
+      const { error, failedStep } = unwrapWriteFailure(raw, 'writev+fdatasync');
+      const failure = toIoError(error, 'cannot write segment file', failedStep, file.path);
+      this.failure ??= failure;
+      throw failure;
+    }
+    if (total > file.length) file.length = total;
+    if (this.failure !== null) {
+      // A publication failed meanwhile: not acknowledged; never leave it for recovery.
+      await file.handle.close().catch(() => {});
+      await this.fs.unlink(file.path).catch(() => {});
+      throw this.failure;
+    }
+    const published = createDeferred<void>();
+    this.queue.push({ epoch, file, bytes: total, published });
+    if (headerVersion(chunks) !== 2) {
+      // Recovery adopts only version 2: acknowledge once published, which starts now.
+      this.publishNow();
+      await published.promise;
+      return { bytes: total, published: null };
+    }
+    return { bytes: total, published: published.promise };
+  }
+
+  /** A ready file, preferably one at least `bytes` long; creates one inline when none is ready or coming. */
+  private async take(bytes: number): Promise<PoolFile> {
+    for (;;) {
+      if (this.failure !== null) throw this.failure;
+      if (this.ready.length > 0) {
+        let best = 0;
+        for (let i = 1; i < this.ready.length; i++) {
+          const fits = this.ready[i]!.length >= bytes;
+          const bestFits = this.ready[best]!.length >= bytes;
+          // The shortest that fits, else the longest.
+          if (
+            fits
+              ? !bestFits || this.ready[i]!.length < this.ready[best]!.length
+              : !bestFits && this.ready[i]!.length > this.ready[best]!.length
+          ) {
+            best = i;
+          }
+        }
+        this.counters.reused++;
+        return this.ready.splice(best, 1)[0]!;
+      }
+      // Publishing the queue refills the pool; create inline only when no
+      // publication or creation is coming. This bounds the acknowledged,
+      // unpublished epochs (each holds a pool file) by the pool size.
+      this.publishNow();
+      if (this.creatingCount === 0 && this.publishing === 0) {
+        this.counters.createdInline++;
+        void this.startCreation(Math.min(this.poolSize, 2), false).catch(() => {});
+      }
+      // Wait for a creation, or a publication (which refills), to finish.
+      const coming: Promise<void>[] = [...this.creating];
+      if (this.publishing > 0) coming.push(this.publishTail);
+      await Promise.race(coming);
+    }
+  }
+
+  private schedulePublication(): void {
+    if (this.queue.length === 0) return;
+    if (
+      this.disposed ||
+      this.failure !== null ||
+      this.queue.length >= EARLY_ACK_PUBLISH_BATCH_MAX ||
+      this.ready.length + this.creatingCount <= this.lowWater
+    ) {
+      this.publishNow();
+      return;
+    }
+    if (this.idleTimer !== null) return;
+    let turns = EARLY_ACK_PUBLISH_IDLE_TURNS;
+    const hop = (): void => {
+      turns--;
+      if (turns > 0) {
+        this.idleTimer = setImmediate(hop);
+        return;
+      }
+      this.idleTimer = null;
+      this.publishNow();
+    };
+    this.idleTimer = setImmediate(hop);
+  }
+
+  private cancelIdleTimer(): void {
+    if (this.idleTimer === null) return;
+    clearImmediate(this.idleTimer);
+    this.idleTimer = null;
+  }
+
+  /**
+   * Publishes `batch` in epoch order: cut each file to its segment (and
+   * fdatasync the cut), close, rename; create the replacement pool files;
+   * ONE directory fsync; then resolve each `published` in order.
+   */
+  private async publishBatch(batch: readonly Acknowledged[]): Promise<void> {
+    if (this.publishFailure !== null) {
+      for (const item of batch) item.published.reject(this.publishFailure);
+      return;
+    }
+    let renamed = 0;
+    let failure: Error | null = null;
+    for (const { epoch, file, bytes } of batch) {
+      const finalPath = segmentPath(this.dbPath, epoch);
+      let step = 'ftruncate';
+      try {
+        if (file.length > bytes) {
+          // The name must never point at stale bytes: the cut is durable first.
+          await file.handle.truncate(bytes);
+          if (this.fsync !== 'off') {
+            step = 'fdatasync';
+            await file.handle.datasync();
+            this.syncs++;
+          }
+          file.length = bytes;
+        }
+        step = 'close';
+        await file.handle.close();
+        step = 'rename';
+        await this.fs.rename(file.path, finalPath);
+      } catch (error) {
+        failure = toIoError(error, `cannot publish segment ${finalPath}`, step, file.path);
+        this.failure ??= failure;
+        this.publishFailure ??= failure;
+        break;
+      }
+      renamed++;
+    }
+    // Refill only when low. Until a checkpoint first offers files back,
+    // refill the whole pool in one go; from then on only just above the
+    // low-water mark, leaving the rest of the bound to recycled files (no
+    // new fill, no unlink).
+    const have = this.ready.length + this.creatingCount;
+    const target = this.recycling ? this.lowWater + 1 : this.poolSize;
+    // This batch's renamed files are segments now, no longer pool files.
+    const room = Math.min(this.room() + renamed, this.poolSize);
+    const wanted =
+      this.disposed || failure !== null || have > this.lowWater
+        ? 0
+        : Math.max(0, Math.min(target - have, room));
+    try {
+      if (renamed > 0 || wanted > 0) await this.startCreation(wanted, true);
+    } catch (error) {
+      const cause = error instanceof Error ? error : new Error(String(error));
+      this.publishFailure ??= cause;
+      for (const item of batch) item.published.reject(cause);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      if (i < renamed) batch[i]!.published.resolve();
+      else batch[i]!.published.reject(failure!);
+    }
+  }
+
+  /**
+   * Creates `count` pool files, fills each with zeros to the recent segment
+   * size and fdatasyncs it, then fsyncs the directory once (also when
+   * `count` is 0 and `always`: the fsync then covers renames). The files join
+   * `ready` only after that fsync.
+   */
+  private startCreation(count: number, always: boolean): Promise<void> {
+    if (count === 0 && !always) return Promise.resolve();
+    this.creatingCount += count;
+    const run = (async () => {
+      const created: PoolFile[] = [];
+      try {
+        const length = this.fillLength();
+        for (let i = 0; i < count; i++) created.push(await this.createFilled(length));
+        if (this.fsync !== 'off') await this.syncDirectory();
+      } catch (error) {
+        for (const file of created) await file.handle.close().catch(() => {});
+        const failure = error instanceof Error ? error : new Error(String(error));
+        this.failure ??= failure;
+        throw failure;
+      } finally {
+        this.creatingCount -= count;
+      }
+      if (this.disposed) {
+        for (const file of created) await file.handle.close().catch(() => {});
+        for (const file of created) await this.fs.unlink(file.path).catch(() => {});
+        return;
+      }
+      this.ready.push(...created);
+    })();
+    const settled = run.catch(() => {});
+    this.creating.add(settled);
+    void settled.finally(() => this.creating.delete(settled));
+    return run;
+  }
+
+  private async createFilled(length: number): Promise<PoolFile> {
+    const path = this.newPoolPath(this.floor);
+    let handle: WalFileHandle;
+    try {
+      handle = await this.fs.open(path, 'createExclusive');
+    } catch (error) {
+      throw toIoError(error, 'cannot create pool file', 'open', path);
+    }
+    try {
+      if (this.zeros.length !== length) this.zeros = new Uint8Array(length);
+      // Written blocks, not a hole or a size change: later overwrites need no journal commit.
+      // Off the critical path, through the handle: a large fill must not queue
+      // ahead of an epoch's write on the I/O thread.
+      await writeAndDatasync(handle, [this.zeros], 0, this.fsync !== 'off');
+      if (this.fsync !== 'off') this.syncs++;
+    } catch (error) {
+      await handle.close().catch(() => {});
+      await this.fs.unlink(path).catch(() => {});
+      throw toIoError(error, 'cannot fill pool file', 'writev+fdatasync', path);
+    }
+    this.counters.fillBytes += length;
+    return { path, handle, length };
+  }
+
+  private async syncDirectory(): Promise<void> {
+    const dir = databaseDirectory(this.dbPath);
+    try {
+      await this.fs.syncDirectory(dir);
+      this.syncs++;
+    } catch (error) {
+      throw toIoError(error, 'cannot sync segment directory', 'fsync', dir);
+    }
+  }
+
+  private newPoolPath(floor: bigint): string {
+    return nodePath.join(
+      databaseDirectory(this.dbPath),
+      poolFileName(this.dbPath, floor, randomBytes(6).toString('hex')),
+    );
+  }
+
+  private noteSize(bytes: number): void {
+    this.recent.push(bytes);
+    if (this.recent.length > RECENT_SEGMENTS) this.recent.shift();
+  }
+
+  /** New pool files are as long as the largest recent segment (rounded up, bounded). */
+  private fillLength(): number {
+    let largest = 0;
+    for (const bytes of this.recent) if (bytes > largest) largest = bytes;
+    const rounded = Math.ceil(largest / POOL_FILE_BYTES_ROUND) * POOL_FILE_BYTES_ROUND;
+    return Math.min(POOL_FILE_BYTES_MAX, Math.max(POOL_FILE_BYTES_MIN, rounded));
+  }
+}
