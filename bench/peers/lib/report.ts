@@ -46,6 +46,12 @@ export const SYSTEMS: { name: string; label: string; settings: string; color: st
     color: '#ff9896',
   },
   {
+    name: 'pwalpool',
+    label: 'parallel-wal + pool',
+    settings: "fsync: 'full', segmentSink: 'pool'",
+    color: '#bcbd22',
+  },
+  {
     name: 'sqlite',
     label: 'better-sqlite3',
     settings: 'WAL, synchronous=FULL, 1 txn/commit',
@@ -371,7 +377,7 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
   lines.push('');
   lines.push('| target | measured | met |');
   lines.push('|---|---:|:---:|');
-  for (const variant of ['pwal', 'pwalinline']) {
+  for (const variant of ['pwal', 'pwalinline', 'pwalpool']) {
     if (all.some((a) => a.system === variant)) lines.push(...targetRows(targets(aggs, variant)));
   }
   lines.push('');

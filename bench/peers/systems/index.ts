@@ -6,6 +6,7 @@ export const SYSTEM_NAMES = [
   'pwalpre',
   'pwalearly',
   'pwalinline',
+  'pwalpool',
   'sqlite',
   'lmdb',
   'level',
@@ -26,6 +27,8 @@ export async function loadSystem(name: string): Promise<SystemDef> {
       return (await import('./pwal.js')).pwalEarlyAck;
     case 'pwalinline':
       return (await import('./pwal.js')).pwalInline;
+    case 'pwalpool':
+      return (await import('./pwal.js')).pwalPool;
     case 'sqlite':
       return (await import('./sqlite.js')).sqlite;
     case 'lmdb':

@@ -43,7 +43,7 @@ interface SegmentRecord {
 interface WalConfig {
   fsync: 'full';
   precreateSegmentFiles?: boolean;
-  segmentSink?: 'storage' | 'precreate' | 'earlyAck';
+  segmentSink?: 'storage' | 'precreate' | 'earlyAck' | 'pool';
   ioThread?: boolean;
 }
 interface PwalModule {
@@ -245,4 +245,15 @@ export const pwalInline = pwalSystem(
   'parallel-wal, write on the event loop',
   "fsync: 'full', ioThread: false",
   { fsync: 'full', ioThread: false },
+);
+
+/**
+ * The recycled-file pool sink (`segmentSink: 'pool'`): each epoch is written in place into a
+ * pre-written pool file (one write + fdatasync, no allocation), on the I/O thread.
+ */
+export const pwalPool = pwalSystem(
+  'pwalpool',
+  'parallel-wal + pool',
+  "fsync: 'full', segmentSink: 'pool'",
+  { fsync: 'full', segmentSink: 'pool' },
 );
