@@ -13,6 +13,7 @@
  *
  * Run: `npm run bench:engine -- [--seconds 2] [--runs 3] [--dir DIR] [--precreate]`.
  */
+import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -70,7 +71,8 @@ export function asyncCommittersCase(
         precreateSegmentFiles: variant.precreate ?? options.precreate,
         ...(variant.earlyAck === true ? { segmentSink: 'earlyAck' as const } : {}),
       });
-      const page = new Uint8Array(PAGE_BYTES).fill(0x42);
+      // Random bytes: incompressible, as real pages are for a disk that compresses.
+      const page = new Uint8Array(randomBytes(PAGE_BYTES));
       let txn = 0n;
       let stop = false;
       let measuring = false;

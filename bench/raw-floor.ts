@@ -10,6 +10,7 @@
  *
  * Run alone: `npx tsx bench/raw-floor.ts [--dir DIR] [--runs N]`.
  */
+import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -75,7 +76,7 @@ export async function measureAppendFsync(
   const iterations = options.iterations ?? 500;
   const file = path.join(dir, `append-${process.pid}-${Date.now()}.bin`);
   const handle = await fsp.open(file, 'w');
-  const data = new Uint8Array(recordBytes).fill(0x5a);
+  const data = new Uint8Array(randomBytes(recordBytes));
   const samples: number[] = [];
   try {
     let position = 0;
@@ -109,7 +110,7 @@ export async function measureBandwidth(
   const totalBytes = options.totalBytes ?? 128 * 1024 * 1024;
   const file = path.join(dir, `bandwidth-${process.pid}-${Date.now()}.bin`);
   const handle = await fsp.open(file, 'w');
-  const data = new Uint8Array(chunkBytes).fill(0xa5);
+  const data = new Uint8Array(randomBytes(chunkBytes));
   try {
     let position = 0;
     const started = performance.now();
@@ -174,7 +175,7 @@ async function protocolRunner(
         beginSeq: epoch + 1n,
         endSeq: epoch + 1n,
         beforeImage: new Uint8Array(0),
-        afterImage: new Uint8Array(recordBytes).fill(7),
+        afterImage: new Uint8Array(randomBytes(recordBytes)),
       },
     ]);
   const syncDir = async (): Promise<void> => {
@@ -185,7 +186,7 @@ async function protocolRunner(
   const cleanup = () => fsp.rm(sub, { recursive: true, force: true });
   if (protocol === 'rawAppend') {
     const handle = await fsp.open(path.join(sub, 'append.bin'), 'w');
-    const data = new Uint8Array(recordBytes).fill(7);
+    const data = new Uint8Array(randomBytes(recordBytes));
     let position = 0;
     return {
       async step() {

@@ -3,6 +3,7 @@
 // word. Latencies (µs) of commits that finish while the measure word is 1
 // are posted back at the end. Plain .mjs: Node 20 cannot start a worker on a
 // .ts file, so tsx's loader is registered before the library is imported.
+import { randomBytes } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 
@@ -12,7 +13,8 @@ const { attachWriter } = await import('../src/engine/worker.ts');
 const { handle, flags, pageBytes, inFlight, txnBase } = workerData;
 const control = new Int32Array(flags); // [0] measure, [1] stop
 const writer = attachWriter(handle);
-const page = new Uint8Array(pageBytes).fill(0x42);
+// Random bytes: incompressible.
+const page = new Uint8Array(randomBytes(pageBytes));
 let latencies = new Float64Array(1 << 16);
 let measured = 0;
 let txn = BigInt(txnBase);

@@ -121,6 +121,10 @@ export {
   type FenceableLane,
 } from './engine/epochs.js';
 export * from './engine/errors.js';
+export type {
+  DurableWriteExecutorKind,
+  DurableWriteExecutorStats,
+} from './engine/io-executor.js';
 export type { DrainedLaneData, LaneCounters } from './engine/lane.js';
 export {
   type AppendOutcome,
@@ -146,6 +150,7 @@ export {
   DEFAULT_EPOCH_INTERVAL_MS,
   DEFAULT_MAX_EPOCH_BYTES,
   type DurableEpochInfo,
+  type FlushPhases,
   ParallelWal,
   type ParallelWalBatch,
   type ParallelWalConfig,

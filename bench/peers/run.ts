@@ -24,10 +24,10 @@ const repoRoot = path.resolve(here, '../..');
 export const BANDWIDTH_PAGES = 256;
 /** Slack a child gets beyond its cell's own time before it is killed, ms. */
 const CHILD_TIMEOUT_SLACK_MS = 90_000;
-/** parallel-wal's optional segment sinks: measured only at the target cells. */
-const PWAL_VARIANTS = ['pwalpre', 'pwalearly'];
+/** parallel-wal's optional sinks and paths: measured only at the target cells. */
+const PWAL_VARIANTS = ['pwalpre', 'pwalearly', 'pwalinline', 'pwalpool'];
 /** Committer counts the targets are stated at. */
-const TARGET_CONCURRENCY = [1, 64];
+const TARGET_CONCURRENCY = [1, 16, 64, 256];
 /** Worker threads in the multi-thread cells. */
 const WORKER_THREADS = 2;
 /** Syscalls strace counts: everything that can force data to stable storage. */
@@ -46,6 +46,8 @@ interface Options {
   outDir: string;
   dryRun: boolean;
   quick: boolean;
+  /** Also run parallel-wal with one worker thread (beside the two-worker cells). */
+  singleWorker: boolean;
 }
 
 function parseList(v: string | undefined, fallback: number[]): number[] {
@@ -71,6 +73,7 @@ function parseOptions(argv: string[]): Options {
       'pwal-src': { type: 'string' },
       out: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
+      'no-single-worker': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -90,6 +93,7 @@ function parseOptions(argv: string[]): Options {
                              working tree as it is (uncommitted edits included)
   --out DIR                  results directory (default results/; --quick and filtered runs
                              default to results/tmp/ so the committed table stays whole)
+  --no-single-worker         skip parallel-wal's 1-worker cells (run beside the ${WORKER_THREADS}-worker ones)
   --dry-run                  print the plan and exit
 `,
     );
@@ -121,6 +125,7 @@ function parseOptions(argv: string[]): Options {
     ),
     dryRun: values['dry-run'] ?? false,
     quick,
+    singleWorker: !(values['no-single-worker'] ?? false),
   };
 }
 
@@ -135,9 +140,11 @@ function planRepetition(o: Options, rep: number): Workload[] {
     const k = rep % xs.length;
     return [...xs.slice(k), ...xs.slice(0, k)];
   };
-  const floors = ['floor', 'floorseg'];
+  const floors = ['floor', 'floorseg', 'flooro'];
   const peers = o.systems.filter((s) => !floors.includes(s));
-  const threaded = peers.filter((s) => s === 'pwal' || s === 'sqlite' || s === 'lmdb');
+  const threaded = peers.filter(
+    (s) => s === 'pwal' || s === 'pwalinline' || s === 'pwalpool' || s === 'sqlite' || s === 'lmdb',
+  );
   for (const pages of o.pages) {
     for (const committers of o.concurrency) {
       // The sink variants run only where the targets are measured (1 page; 1 and 64).
@@ -156,13 +163,26 @@ function planRepetition(o: Options, rep: number): Workload[] {
     }
     for (const total of o.workerConcurrency) {
       const committers = Math.max(1, Math.floor(total / WORKER_THREADS));
-      groups.push(
-        rotate(threaded.map((system) => ({ system, pages, committers, workers: WORKER_THREADS }))),
-      );
+      const group = threaded.map((system) => ({
+        system,
+        pages,
+        committers,
+        workers: WORKER_THREADS,
+      }));
+      // One worker with as many committers as each of the two: what the second worker adds.
+      if (o.singleWorker && threaded.includes('pwal')) {
+        group.push({ system: 'pwal', pages, committers, workers: 1 });
+      }
+      groups.push(rotate(group));
     }
   }
-  if (o.systems.includes('floor')) {
-    groups.push([{ system: 'floor', pages: BANDWIDTH_PAGES, committers: 1, workers: 0 }]);
+  const bandwidth = ['floor', 'flooro'].filter((f) => o.systems.includes(f));
+  if (bandwidth.length > 0) {
+    groups.push(
+      rotate(
+        bandwidth.map((system) => ({ system, pages: BANDWIDTH_PAGES, committers: 1, workers: 0 })),
+      ),
+    );
   }
   return groups.flat();
 }

@@ -30,6 +30,10 @@ import { type ResolvedParallelWalConfig, SERIALIZED_LANE_ID } from './wal-config
 import type { WalCounters } from './wal-stats.js';
 import type { DurableEpochInfo } from './wal-types.js';
 
+function micros(fromMs: number, toMs: number): number {
+  return Math.round((toMs - fromMs) * 1000);
+}
+
 /** Most epochs sealed ahead of the one being written (early seals), per flusher. */
 const MAX_SEALED_AHEAD = 1;
 
@@ -168,8 +172,12 @@ export class Flusher {
    * Adaptive sealing. Idle disk: seal after one event-loop turn so commits of
    * the same turn share the epoch. Busy disk: let the open epoch fill; seal it
    * early only when it passes `maxEpochBytes`.
+   *
+   * `immediate`: the appends came from another thread (a worker lane's
+   * doorbell), so there is no turn of this event loop to wait for: an idle
+   * disk starts the cycle now instead of after a `setImmediate` hop.
    */
-  kick(): void {
+  kick(immediate = false): void {
     if (this.host.failure() !== null || this.host.isClosed()) return;
     if (this.cycleActive) {
       if (
@@ -184,6 +192,10 @@ export class Flusher {
       return;
     }
     if (!this.config.autoFlush && !this.host.isClosing()) return;
+    if (immediate) {
+      this.track(this.enqueueCycle());
+      return;
+    }
     if (this.cycleScheduled) return;
     this.cycleScheduled = true;
     setImmediate(() => {
@@ -283,7 +295,9 @@ export class Flusher {
       // segment from an unused number: with nothing appended the open epoch
       // stays open (an idle ticker, close, or advanceAndFlush seal nothing).
       if (this.openEpochBytes() > 0) {
+        const sealStartedMs = performance.now();
         const advanced = this.coordinator.advanceNow();
+        this.counters.flushPhases.sealMicros += micros(sealStartedMs, performance.now());
         this.openCommits = 0;
         this.counters.epochsSealed++;
         this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
@@ -312,6 +326,8 @@ export class Flusher {
    * ones. Returns the failure, or null.
    */
   private async flushOne(epoch: bigint): Promise<Error | null> {
+    const phases = this.counters.flushPhases;
+    const startedMs = performance.now();
     const segment = this.coordinator.flushEpoch(epoch);
     // Control plane: header, records and certificate trailer to write, after
     // shadow compare (a diverged epoch is replaced by the conservative result,
@@ -334,6 +350,7 @@ export class Flusher {
       recordCount: segment.recordCount,
     });
     this.writeStartedMs = performance.now();
+    phases.prepareMicros += micros(startedMs, this.writeStartedMs);
     try {
       const chunks = prepared?.chunks ?? [header, ...segment.chunks];
       const written = await this.sink.write(epoch, chunks.length > 0 ? chunks : [header]);
@@ -351,13 +368,15 @@ export class Flusher {
     // refuses; this epoch's data may be on disk but it is not acknowledged.
     const failed = this.host.failure();
     if (failed !== null) return failed;
+    const writtenMs = performance.now();
+    phases.epochs++;
+    phases.writeMicros += micros(this.writeStartedMs, writtenMs);
     this.counters.segmentsWritten++;
     this.counters.bytesWritten += bytes;
     if (segment.recordCount === 0) this.counters.emptyEpochs++;
     this.counters.droppedAbortedRecords += segment.droppedAborted;
     if (prepared !== null) {
-      const startedMs = this.writeStartedMs ?? performance.now();
-      this.control?.epochDurable(prepared, Math.round((performance.now() - startedMs) * 1000));
+      this.control?.epochDurable(prepared, micros(this.writeStartedMs ?? writtenMs, writtenMs));
     }
     this.writeStartedMs = null;
     this.coordinator.completeFlush(epoch, segment.laneIds);
@@ -378,6 +397,7 @@ export class Flusher {
     // Acknowledge: the epoch's data is durable and recovery finds it.
     this.acks.advance(epoch);
     this.host.acknowledged(epoch, info);
+    phases.acknowledgeMicros += micros(writtenMs, performance.now());
     const publish = (): void => {
       this.coordinator.markEpochDurable(epoch);
       this.host.published(info);

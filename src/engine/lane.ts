@@ -146,7 +146,8 @@ class LaneBuffer {
     let size = Math.max(this.arena.length * 2, Math.min(INITIAL_ARENA_BYTES, limit));
     while (size < needed) size *= 2;
     size = Math.max(Math.min(size, limit), needed);
-    const grown = new Uint8Array(size);
+    // Shared memory: the engine's I/O thread writes sealed buffers in place (no copy).
+    const grown = new Uint8Array(new SharedArrayBuffer(size));
     grown.set(this.arena.subarray(0, this.bytes));
     this.arena = grown;
   }

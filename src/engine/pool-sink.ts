@@ -68,6 +68,11 @@ import {
 import { createDeferred, type Deferred } from './deferred.js';
 import { WalClosedError } from './errors.js';
 import {
+  type DurableWriteExecutor,
+  InlineWriteExecutor,
+  unwrapWriteFailure,
+} from './io-executor.js';
+import {
   EARLY_ACK_PUBLISH_BATCH_MAX,
   EARLY_ACK_PUBLISH_IDLE_TURNS,
   headerVersion,
@@ -148,6 +153,12 @@ export interface PoolSinkOptions {
    * it runs low, by publication.
    */
   prefill?: boolean;
+  /**
+   * Where the critical-path write + fdatasync run (default: through the
+   * file handle, inline). The log passes its executor: the I/O thread for the
+   * real file system.
+   */
+  executor?: DurableWriteExecutor;
 }
 
 /** See the file comment. */
@@ -177,6 +188,8 @@ export class PoolSegmentSink implements SegmentSink {
 
   /** The bound on pool files. */
   readonly poolSize: number;
+  /** Runs the critical-path write + fdatasync (see `io-executor.ts`). */
+  private readonly executor: DurableWriteExecutor;
   /** At or below this many ready (or coming) files, publication refills the pool. */
   private readonly lowWater: number;
 
@@ -187,6 +200,7 @@ export class PoolSegmentSink implements SegmentSink {
     options: PoolSinkOptions,
   ) {
     this.poolSize = checkSegmentPoolSize(options.poolSize);
+    this.executor = options.executor ?? new InlineWriteExecutor();
     this.lowWater = Math.max(1, Math.floor(this.poolSize / 2));
     this.floor = options.startEpoch;
     // Fill the pool at once, off the first epoch's path; a failure here
@@ -338,13 +352,15 @@ export class PoolSegmentSink implements SegmentSink {
     if (epoch + 1n > this.floor) this.floor = epoch + 1n;
     this.noteSize(total);
     try {
-      // The critical path: one write at offset 0 and one fdatasync, over one seam call.
-      await writeAndDatasync(file.handle, chunks, 0, this.fsync !== 'off');
+      // The critical path: one write at offset 0 and one fdatasync, one job for
+      // the log's executor (the I/O thread for the real file system).
+      await this.executor.writeAt(file.handle, chunks, 0, this.fsync !== 'off');
       if (this.fsync !== 'off') this.syncs++;
-    } catch (error) {
+    } catch (raw) {
       await file.handle.close().catch(() => {});
       await this.fs.unlink(file.path).catch(() => {});
-      const failure = toIoError(error, 'cannot write segment file', 'writev+fdatasync', file.path);
+      const { error, failedStep } = unwrapWriteFailure(raw, 'writev+fdatasync');
+      const failure = toIoError(error, 'cannot write segment file', failedStep, file.path);
       this.failure ??= failure;
       throw failure;
     }
@@ -544,6 +560,8 @@ export class PoolSegmentSink implements SegmentSink {
     try {
       if (this.zeros.length !== length) this.zeros = new Uint8Array(length);
       // Written blocks, not a hole or a size change: later overwrites need no journal commit.
+      // Off the critical path, through the handle: a large fill must not queue
+      // ahead of an epoch's write on the I/O thread.
       await writeAndDatasync(handle, [this.zeros], 0, this.fsync !== 'off');
       if (this.fsync !== 'off') this.syncs++;
     } catch (error) {

@@ -129,6 +129,14 @@ export interface ParallelWalConfig {
    */
   segmentSink?: SegmentSinkKind;
   /**
+   * Run each epoch's write + fdatasync on a dedicated I/O thread with
+   * synchronous calls (default true; see `io-executor.ts`). Applies only to
+   * the real file system (a custom `fs` always goes through its own
+   * handles) and to the `earlyAck`, `pool` and `precreate` sinks. `false`: the
+   * promise API on the event loop, as before.
+   */
+  ioThread?: boolean;
+  /**
    * Most reusable segment files the `pool` sink keeps ready
    * (1 ..= 256, default 8).
    * Disk space held by the pool is at most this many files of about the
@@ -177,6 +185,8 @@ export interface ResolvedParallelWalConfig {
   precreateSegmentFiles: boolean;
   /** See {@link ParallelWalConfig.segmentSink}. */
   segmentSink: SegmentSinkKind;
+  /** See {@link ParallelWalConfig.ioThread}. */
+  ioThread: boolean;
   /** See {@link ParallelWalConfig.segmentPoolSize}. */
   segmentPoolSize: number;
   /** See {@link ParallelWalConfig.firstEpoch} (default 0n). */
@@ -280,6 +290,7 @@ export function resolveParallelWalConfig(
       config.precreateSegmentFiles ?? false,
     ),
     segmentSink: resolveSegmentSink(config, formatVersion),
+    ioThread: checkBoolean('ioThread', config.ioThread ?? true),
     segmentPoolSize: checkSegmentPoolSize(config.segmentPoolSize ?? DEFAULT_SEGMENT_POOL_SIZE),
     firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, U64_MAX),
     // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).

@@ -4,6 +4,7 @@
  */
 
 import * as hdr from 'hdr-histogram-js';
+import type { DurableWriteExecutorStats } from './io-executor.js';
 import { InProcessLane } from './lane.js';
 import type { EngineLane } from './lane-types.js';
 import type { SegmentPoolStats } from './pool-sink.js';
@@ -43,6 +44,14 @@ export interface ParallelWalStats {
   segmentsWritten: number;
   /** fdatasync + directory fsync calls issued by segment writes. */
   fsyncs: number;
+  /**
+   * The critical-path writes (write + fdatasync of each epoch's segment,
+   * `earlyAck` and `precreate` sinks): where they ran (`ioThread` or
+   * `inline`), how many, and the time spent in the system calls.
+   */
+  durableWrites: DurableWriteExecutorStats;
+  /** Where the flusher's time goes (see {@link FlushPhases}). */
+  flushPhases: FlushPhases;
   bytesWritten: number;
   /** Commits acknowledged durable. */
   commits: number;
@@ -103,6 +112,24 @@ export interface WalCounters {
   earlySeals: number;
   backpressureWaiters: number;
   droppedAbortedRecords: number;
+  flushPhases: FlushPhases;
+}
+
+/**
+ * Where the flusher's time goes, summed over every epoch that wrote a
+ * segment (microseconds; divide by `epochs` for one flush).
+ */
+export interface FlushPhases {
+  /** Epochs that wrote a segment (the ones the figures below cover, except `sealMicros`). */
+  epochs: number;
+  /** Sealing (advancing every lane to the next epoch) at the start of a flush cycle, summed. */
+  sealMicros: number;
+  /** Collecting the sealed buffers and encoding the header, up to the sink's write. */
+  prepareMicros: number;
+  /** The sink's write, as the event loop waits for it (write + fdatasync + the hops to reach them). */
+  writeMicros: number;
+  /** Marking the epoch flushed and acknowledged (commits resolved, listeners called). */
+  acknowledgeMicros: number;
 }
 
 /** Fresh counters, all zero. */
@@ -118,6 +145,13 @@ export function createWalCounters(): WalCounters {
     earlySeals: 0,
     backpressureWaiters: 0,
     droppedAbortedRecords: 0,
+    flushPhases: {
+      epochs: 0,
+      sealMicros: 0,
+      prepareMicros: 0,
+      writeMicros: 0,
+      acknowledgeMicros: 0,
+    },
   };
 }
 

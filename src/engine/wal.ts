@@ -45,6 +45,7 @@ import {
   WalFailedError,
 } from './errors.js';
 import { Flusher } from './flusher.js';
+import { createDurableWriteExecutor, type DurableWriteExecutor } from './io-executor.js';
 import type { InProcessLane } from './lane.js';
 import type { EngineLane } from './lane-types.js';
 import { WalListeners } from './listeners.js';
@@ -81,7 +82,7 @@ export {
   resolveParallelWalConfig,
   SERIALIZED_LANE_ID,
 } from './wal-config.js';
-export type { LatencySummary, ParallelWalStats } from './wal-stats.js';
+export type { FlushPhases, LatencySummary, ParallelWalStats } from './wal-stats.js';
 export type {
   CommitResult,
   DurableEpochInfo,
@@ -102,6 +103,8 @@ export class ParallelWal implements AsyncDisposable {
 
   private readonly lock: LockHandle | null;
   private readonly sink: SegmentSink;
+  /** Where the sink's write + fdatasync run (the I/O thread for the real file system). */
+  private readonly executor: DurableWriteExecutor;
   private readonly fs: WalFileSystem;
   private readonly coordinator: EpochCoordinator;
   private readonly lanes: LaneTable;
@@ -148,7 +151,12 @@ export class ParallelWal implements AsyncDisposable {
     this.control = control;
     this.config = config;
     this.lock = lock;
-    this.sink = createSegmentSink(config.segmentSink, dbPath, fs, config.fsync, {
+    // The storage sink writes through the storage layer's own calls: no thread for it.
+    this.executor = createDurableWriteExecutor(
+      fs,
+      config.ioThread && config.segmentSink !== 'storage',
+    );
+    this.sink = createSegmentSink(config.segmentSink, dbPath, fs, config.fsync, this.executor, {
       poolSize: config.segmentPoolSize,
       startEpoch,
     });
@@ -427,9 +435,9 @@ export class ParallelWal implements AsyncDisposable {
     return pending;
   }
 
-  /** Tells the flusher that an external lane received records. */
+  /** Tells the flusher that an external lane received records (from another thread). */
   notifyAppend(): void {
-    this.flusher.kick();
+    this.flusher.kick(true);
   }
 
   /**
@@ -564,6 +572,8 @@ export class ParallelWal implements AsyncDisposable {
       emptyEpochs: this.counters.emptyEpochs,
       segmentsWritten: this.counters.segmentsWritten,
       fsyncs: this.sink.syncCalls(),
+      durableWrites: this.executor.stats(),
+      flushPhases: { ...this.counters.flushPhases },
       bytesWritten: this.counters.bytesWritten,
       commits: this.counters.commits,
       commitsRejected: this.counters.commitsRejected,
@@ -705,6 +715,7 @@ export class ParallelWal implements AsyncDisposable {
     this.signalProgress();
     this.lanes.closeAll();
     await this.sink.dispose();
+    await this.executor.close();
     if (this.lock !== null && !this.lock.released) await this.lock.release();
   }
 }

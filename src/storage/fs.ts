@@ -262,6 +262,11 @@ class NodeFileHandle implements WalFileHandle {
     }
   }
 
+  /** The OS file descriptor (the engine's I/O thread writes through it with synchronous calls). */
+  get fd(): number {
+    return this.handle.fd;
+  }
+
   async read(into: Uint8Array, position: number, length = into.length): Promise<number> {
     const { bytesRead } = await this.handle.read(into, 0, length, position);
     return bytesRead;
@@ -391,6 +396,16 @@ async function tryLockNode(path: string, kind: LockKind): Promise<WalFileLock | 
     }
   }
   throw Object.assign(new Error(`lock file ${path} keeps being replaced`), { code: 'EAGAIN' });
+}
+
+/**
+ * The OS file descriptor behind `handle` when it is a file opened by
+ * {@link nodeFileSystem}; `null` for any other implementation (simulated or
+ * fault-injecting file systems), whose operations must keep going through
+ * the handle.
+ */
+export function nodeFileDescriptor(handle: WalFileHandle): number | null {
+  return handle instanceof NodeFileHandle ? handle.fd : null;
 }
 
 /** The real file system, through `node:fs/promises`. */

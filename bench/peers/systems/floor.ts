@@ -124,3 +124,91 @@ export const floorSegment: SystemDef = {
     return tally;
   },
 };
+
+/** Size of the overwrite floor's file, written once before the window: 64 MiB. */
+const OVERWRITE_RING_BYTES = 64 * 1024 * 1024;
+
+const ringFile = (dir: string): string => path.join(dir, 'floor-ring.log');
+
+/**
+ * The overwrite floor: what the disk gives one synchronous writer that writes into space already
+ * written and synced (no allocation, no size change, so fdatasync forces no journal commit) — what
+ * a log of recycled, pre-written files sees. The file (64 MiB of random bytes) is written and
+ * fsynced when the store opens, before the warm-up; each commit then writes its pages at the next
+ * position (wrapping around) with one `write` and calls `fdatasync`, one commit at a time. With
+ * pages=1 it is the "4 KiB overwrite + fdatasync" floor, with pages=256 the 1 MiB overwrite
+ * bandwidth floor.
+ */
+export const floorOverwrite: SystemDef = {
+  name: 'flooro',
+  label: 'raw overwrite+fdatasync',
+  settings: 'write into pre-written space + fdatasync, one at a time',
+  supportsWorkers: false,
+  async versions() {
+    return { node: process.version };
+  },
+  effectiveConcurrency(committers) {
+    if (committers <= 1) return { n: 1 };
+    return { n: 1, note: 'one synchronous loop' };
+  },
+  async open(dir) {
+    const fd = fs.openSync(ringFile(dir), 'w+');
+    // Incompressible filler, written and synced once: every later write overwrites it.
+    const filler = Buffer.allocUnsafe(1024 * 1024);
+    for (let at = 0; at < OVERWRITE_RING_BYTES; at += filler.length) {
+      for (let i = 0; i < filler.length; i += PAGE_BYTES) {
+        pageImage(at + i, 7).copy(filler, i);
+      }
+      fs.writeSync(fd, filler, 0, filler.length, at);
+    }
+    fs.fsyncSync(fd);
+    let position = 0;
+    let syncs = 1;
+    return {
+      commit: (_id, pages) => {
+        const buf = pages.length === 1 ? pages[0]! : Buffer.concat(pages);
+        if (position + buf.length > OVERWRITE_RING_BYTES) position = 0;
+        fs.writeSync(fd, buf, 0, buf.length, position);
+        fs.fdatasyncSync(fd);
+        position += buf.length;
+        syncs += 1;
+      },
+      close: async () => fs.closeSync(fd),
+      libraryFsyncs: () => syncs,
+    };
+  },
+  async verify(dir, acked, pages) {
+    // Commits were written back to back, wrapping at the ring's end: replay the positions and
+    // check the commits that no later one overwrote (the last ring's worth).
+    const bytes = pages * PAGE_BYTES;
+    const positions: number[] = [];
+    let position = 0;
+    for (let i = 0; i < acked.length; i++) {
+      if (position + bytes > OVERWRITE_RING_BYTES) position = 0;
+      positions.push(position);
+      position += bytes;
+    }
+    const fd = fs.openSync(ringFile(dir), 'r');
+    const size = fs.fstatSync(fd).size;
+    const tally = new VerifyTally();
+    const survivors = Math.floor(OVERWRITE_RING_BYTES / bytes);
+    const sizeOk = size === OVERWRITE_RING_BYTES;
+    const got = Buffer.allocUnsafe(PAGE_BYTES);
+    for (let i = 0; i < acked.length; i++) {
+      if (i < acked.length - survivors) {
+        // Overwritten by a later commit by design; only the file's size can be checked.
+        tally.check(sizeOk, () => `ring file grew to ${size} bytes`);
+        continue;
+      }
+      const id = acked[i]!;
+      let ok = sizeOk;
+      for (let p = 0; p < pages && ok; p++) {
+        const n = fs.readSync(fd, got, 0, PAGE_BYTES, positions[i]! + p * PAGE_BYTES);
+        ok = n === PAGE_BYTES && Buffer.compare(got, pageImage(id, p)) === 0;
+      }
+      tally.check(ok, () => `commit ${id} missing or different at offset ${positions[i]}`);
+    }
+    fs.closeSync(fd);
+    return tally;
+  },
+};

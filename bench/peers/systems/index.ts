@@ -5,12 +5,15 @@ export const SYSTEM_NAMES = [
   'pwal',
   'pwalpre',
   'pwalearly',
+  'pwalinline',
+  'pwalpool',
   'sqlite',
   'lmdb',
   'level',
   'rocksdb',
   'floor',
   'floorseg',
+  'flooro',
 ] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
 
@@ -22,6 +25,10 @@ export async function loadSystem(name: string): Promise<SystemDef> {
       return (await import('./pwal.js')).pwalPrecreate;
     case 'pwalearly':
       return (await import('./pwal.js')).pwalEarlyAck;
+    case 'pwalinline':
+      return (await import('./pwal.js')).pwalInline;
+    case 'pwalpool':
+      return (await import('./pwal.js')).pwalPool;
     case 'sqlite':
       return (await import('./sqlite.js')).sqlite;
     case 'lmdb':
@@ -34,6 +41,8 @@ export async function loadSystem(name: string): Promise<SystemDef> {
       return (await import('./floor.js')).floor;
     case 'floorseg':
       return (await import('./floor.js')).floorSegment;
+    case 'flooro':
+      return (await import('./floor.js')).floorOverwrite;
     default:
       throw new Error(`unknown system ${name}; known: ${SYSTEM_NAMES.join(', ')}`);
   }

@@ -1,0 +1,446 @@
+/**
+ * Where a segment's durable write runs: "write these bytes at this position
+ * of this open file, then fdatasync it". Every sink (the early-ack sink, the
+ * recycled-file pool) hands its critical-path write to a
+ * {@link DurableWriteExecutor}:
+ *
+ * - {@link InlineWriteExecutor}: through the file handle's promise API, as
+ *   before (each `writev` and `fdatasync` is a round trip through libuv's
+ *   thread pool). Used for every file system that is not the real one, so
+ *   simulated and fault-injecting file systems keep seeing every operation.
+ * - {@link IoThreadExecutor}: a dedicated I/O thread (`worker_threads`) does
+ *   the write and the fdatasync with synchronous calls. The event loop posts
+ *   one job and wakes the thread (one futex), and is woken once when the job
+ *   is done: one cross-thread hop per epoch, and nothing of the write runs on
+ *   the event loop.
+ *
+ * Failure is reported exactly as the inline path reports it: the OS error
+ * (with its string `code`) and the step that failed (`write` or `datasync`),
+ * so the sink turns it into the same typed error and the log fails the same
+ * way. A job whose fdatasync failed is never reported as done.
+ */
+
+import {
+  MessageChannel,
+  type MessagePort,
+  receiveMessageOnPort,
+  Worker,
+} from 'node:worker_threads';
+import {
+  nodeFileDescriptor,
+  nodeFileSystem,
+  type WalFileHandle,
+  type WalFileSystem,
+} from '../storage/fs.js';
+import { IO_THREAD_SOURCE, IoControlWord } from './io-thread-source.js';
+
+/** The step of a durable write that failed. */
+export type DurableWriteStep = 'write' | 'datasync';
+
+/** A failed durable write: the OS error (`cause`) and the step it failed in. */
+export class DurableWriteFailure extends Error {
+  constructor(
+    readonly step: DurableWriteStep,
+    override readonly cause: unknown,
+  ) {
+    super(`${step} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'DurableWriteFailure';
+  }
+}
+
+/**
+ * The OS error and step of a failed durable write (an executor reports them
+ * in a {@link DurableWriteFailure}); anything else is returned as it is, with
+ * `step` as the step.
+ */
+export function unwrapWriteFailure(
+  raw: unknown,
+  step: string,
+): { error: unknown; failedStep: string } {
+  return raw instanceof DurableWriteFailure
+    ? { error: raw.cause, failedStep: raw.step }
+    : { error: raw, failedStep: step };
+}
+
+/** Time spent in one durable write's system calls, in microseconds. */
+export interface DurableWriteTiming {
+  writeMicros: number;
+  syncMicros: number;
+}
+
+/** Cumulative figures of an executor. */
+export interface DurableWriteExecutorStats {
+  kind: DurableWriteExecutorKind;
+  /** Durable writes completed. */
+  writes: number;
+  /** Of those, the ones the I/O thread ran. */
+  threadWrites: number;
+  /** Time in `write`/`writev` system calls, microseconds. */
+  writeMicros: number;
+  /** Time in `fdatasync`, microseconds. */
+  syncMicros: number;
+}
+
+/** Which executor runs durable writes. */
+export type DurableWriteExecutorKind = 'ioThread' | 'inline';
+
+/** Runs durable writes; see the module comment. */
+export interface DurableWriteExecutor {
+  readonly kind: DurableWriteExecutorKind;
+  /**
+   * Writes all of `chunks` back to back at `position` of `handle`, then, if
+   * `datasync`, fdatasyncs the file. Resolves once that returned.
+   * @throws {DurableWriteFailure} with the OS error and the failed step.
+   */
+  writeAt(
+    handle: WalFileHandle,
+    chunks: readonly Uint8Array[],
+    position: number,
+    datasync: boolean,
+  ): Promise<DurableWriteTiming>;
+  /** Cumulative figures. */
+  stats(): DurableWriteExecutorStats;
+  /** Stops the I/O thread (after the writes in flight). Idempotent. */
+  close(): Promise<void>;
+}
+
+function micros(fromMs: number, toMs: number): number {
+  return Math.round((toMs - fromMs) * 1000);
+}
+
+/** Durable writes through the file handle's own (promise) operations. */
+export class InlineWriteExecutor implements DurableWriteExecutor {
+  readonly kind = 'inline' as const;
+  private readonly totals = { writes: 0, writeMicros: 0, syncMicros: 0 };
+
+  async writeAt(
+    handle: WalFileHandle,
+    chunks: readonly Uint8Array[],
+    position: number,
+    datasync: boolean,
+  ): Promise<DurableWriteTiming> {
+    const started = performance.now();
+    try {
+      await handle.writev(chunks, position);
+    } catch (cause) {
+      throw new DurableWriteFailure('write', cause);
+    }
+    const written = performance.now();
+    if (datasync) {
+      try {
+        await handle.datasync();
+      } catch (cause) {
+        throw new DurableWriteFailure('datasync', cause);
+      }
+    }
+    const timing = {
+      writeMicros: micros(started, written),
+      syncMicros: micros(written, performance.now()),
+    };
+    this.totals.writes++;
+    this.totals.writeMicros += timing.writeMicros;
+    this.totals.syncMicros += timing.syncMicros;
+    return timing;
+  }
+
+  stats(): DurableWriteExecutorStats {
+    return { kind: this.kind, threadWrites: 0, ...this.totals };
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** A job as the I/O thread receives it. */
+interface IoJob {
+  seq: number;
+  fd: number;
+  chunks: Uint8Array[];
+  position: number;
+  datasync: boolean;
+}
+
+/** The I/O thread's answer to one job. */
+type IoReply =
+  | { seq: number; ok: true; writeMicros: number; syncMicros: number }
+  | {
+      seq: number;
+      ok: false;
+      step: DurableWriteStep;
+      code: string | undefined;
+      errno: number | undefined;
+      syscall: string | undefined;
+      message: string;
+    };
+
+interface Outstanding {
+  resolve: (timing: DurableWriteTiming) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Code of the error a job gets when the I/O thread is gone (it exited or could not start). */
+export const IO_THREAD_EXIT_CODE = 'ERR_IO_THREAD_EXIT';
+
+/**
+ * Durable writes on a dedicated I/O thread, for files of the real file
+ * system; a handle of any other file system goes through
+ * {@link InlineWriteExecutor}. The thread starts when the executor is made;
+ * until it runs, writes go inline (one at a time, so a write never overlaps
+ * a write of the other path).
+ *
+ * Protocol (one `SharedArrayBuffer` of control words, two message ports):
+ * the owner posts the job on the request port, THEN bumps `requested` and
+ * wakes the thread (`Atomics.notify`); the thread, blocked in `Atomics.wait`
+ * while idle, takes jobs with `receiveMessageOnPort` (synchronous), runs
+ * `writev` + `fdatasync`, posts the reply on the reply port, THEN bumps
+ * `done` and wakes the owner, who waits with `Atomics.waitAsync` and reads
+ * the replies with `receiveMessageOnPort`. Because every message is posted
+ * before its counter moves, a woken side always finds it. Neither port is
+ * ever started, so nothing else runs on either event loop.
+ *
+ * A pending `Atomics.waitAsync` does not keep the process alive, so the
+ * thread is `ref`ed while a job is outstanding and `unref`ed when idle (an
+ * open, idle log does not keep the process alive, as before).
+ */
+export class IoThreadExecutor implements DurableWriteExecutor {
+  /** Starts the thread now, so that it is running by the first writes. */
+  constructor() {
+    this.start();
+  }
+
+  readonly kind = 'ioThread' as const;
+  private readonly inline = new InlineWriteExecutor();
+  private readonly control = new Int32Array(new SharedArrayBuffer(IoControlWord.Count * 4));
+  private worker: Worker | null = null;
+  private requests: MessagePort | null = null;
+  private replies: MessagePort | null = null;
+  private seq = 0;
+  private readonly outstanding = new Map<number, Outstanding>();
+  private waiting = false;
+  /** The thread runs JavaScript (its `online` event fired). */
+  private online = false;
+  /** The thread exited while idle: writes go inline from then on. */
+  private gone = false;
+  /** Writes that went inline while the thread was starting, not finished yet. */
+  private inlineInFlight = 0;
+  private failure: Error | null = null;
+  private closed = false;
+  private exited: Promise<void> | null = null;
+  private started: Promise<void> | null = null;
+  private readonly totals = { writes: 0, writeMicros: 0, syncMicros: 0 };
+
+  writeAt(
+    handle: WalFileHandle,
+    chunks: readonly Uint8Array[],
+    position: number,
+    datasync: boolean,
+  ): Promise<DurableWriteTiming> {
+    const fd = nodeFileDescriptor(handle);
+    if (fd === null) return this.inline.writeAt(handle, chunks, position, datasync);
+    if (this.failure !== null) {
+      return Promise.reject(new DurableWriteFailure('write', this.failure));
+    }
+    if (this.closed) {
+      return Promise.reject(
+        new DurableWriteFailure('write', ioThreadError('the I/O thread was stopped')),
+      );
+    }
+    if (this.gone) return this.inline.writeAt(handle, chunks, position, datasync);
+    if (!this.online || this.inlineInFlight > 0) {
+      // Until the thread runs (start-up takes tens of ms), writes go inline, so
+      // the first commits never wait for it; the thread takes over between writes.
+      this.inlineInFlight++;
+      return this.inline
+        .writeAt(handle, chunks, position, datasync)
+        .finally(() => this.inlineInFlight--);
+    }
+    const { requests, transfer } = this.start();
+    this.seq = (this.seq + 1) | 0;
+    const job: IoJob = { seq: this.seq, fd, chunks: [], position, datasync };
+    const transferList: ArrayBuffer[] = [];
+    for (const chunk of chunks) {
+      if (chunk.length === 0) continue;
+      if (chunk.buffer instanceof SharedArrayBuffer) {
+        // Lane buffers are shared memory: the thread reads them in place.
+        job.chunks.push(chunk);
+      } else {
+        // Private memory: one exact copy, moved (not copied again) to the thread.
+        const copy = new Uint8Array(chunk);
+        job.chunks.push(copy);
+        transferList.push(copy.buffer);
+      }
+    }
+    const done = new Promise<DurableWriteTiming>((resolve, reject) => {
+      this.outstanding.set(job.seq, { resolve, reject });
+    });
+    if (this.outstanding.size === 1) transfer.ref();
+    requests.postMessage(job, transferList);
+    Atomics.store(this.control, IoControlWord.Requested, job.seq);
+    Atomics.notify(this.control, IoControlWord.Requested);
+    this.watch();
+    return done;
+  }
+
+  /** Resolves once the thread runs (or is gone): from then on writes go to it. */
+  async running(): Promise<void> {
+    // An unref'd thread would not keep the process alive while we wait for it.
+    this.worker?.ref();
+    try {
+      await this.started;
+    } finally {
+      if (this.outstanding.size === 0) this.worker?.unref();
+    }
+  }
+
+  stats(): DurableWriteExecutorStats {
+    const inline = this.inline.stats();
+    return {
+      kind: this.kind,
+      writes: this.totals.writes + inline.writes,
+      threadWrites: this.totals.writes,
+      writeMicros: this.totals.writeMicros + inline.writeMicros,
+      syncMicros: this.totals.syncMicros + inline.syncMicros,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.worker === null) return;
+    // Held alive until the thread is gone (an unref'd worker would not keep the wait going).
+    this.worker.ref();
+    Atomics.store(this.control, IoControlWord.Stop, 1);
+    Atomics.notify(this.control, IoControlWord.Requested);
+    await this.exited;
+  }
+
+  /** The running thread (started on first use). */
+  private start(): { requests: MessagePort; transfer: Worker } {
+    if (this.worker !== null && this.requests !== null) {
+      return { requests: this.requests, transfer: this.worker };
+    }
+    const toThread = new MessageChannel();
+    const fromThread = new MessageChannel();
+    const worker = new Worker(IO_THREAD_SOURCE, {
+      eval: true,
+      workerData: {
+        control: this.control.buffer,
+        requests: toThread.port2,
+        replies: fromThread.port2,
+      },
+      transferList: [toThread.port2, fromThread.port2],
+      // Node's builtins are all the program needs: no loader (tsx, test runners) and no
+      // `--input-type=module` of the parent, which would make the CommonJS program fail.
+      execArgv: [],
+      // The thread runs no JavaScript of the application: keep it small.
+      resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
+      stdout: false,
+      stderr: false,
+    });
+    worker.unref();
+    this.started = new Promise<void>((resolve) => {
+      worker.once('online', () => {
+        this.online = true;
+        resolve();
+      });
+      worker.once('exit', () => resolve());
+    });
+    this.exited = new Promise<void>((resolve) => {
+      worker.once('exit', (code) => {
+        this.online = false;
+        if (this.outstanding.size === 0 && !this.closed) {
+          // Gone while idle (it could not start, or was terminated): nothing it
+          // held is in doubt, so later writes go inline instead.
+          this.gone = true;
+        } else {
+          this.failAll(ioThreadError(`the I/O thread exited (code ${code})`));
+        }
+        toThread.port1.close();
+        fromThread.port1.close();
+        resolve();
+      });
+    });
+    worker.on('error', (error) => this.failAll(error));
+    this.worker = worker;
+    this.requests = toThread.port1;
+    this.replies = fromThread.port1;
+    return { requests: toThread.port1, transfer: worker };
+  }
+
+  /** Settles every job the thread has answered; waits (asynchronously) for the rest. */
+  private watch(): void {
+    if (this.waiting) return;
+    for (;;) {
+      const seen = Atomics.load(this.control, IoControlWord.Done);
+      this.drain();
+      if (this.outstanding.size === 0) {
+        this.worker?.unref();
+        return;
+      }
+      const wait = Atomics.waitAsync(this.control, IoControlWord.Done, seen);
+      if (wait.async) {
+        this.waiting = true;
+        void wait.value.then(() => {
+          this.waiting = false;
+          this.watch();
+        });
+        return;
+      }
+    }
+  }
+
+  private drain(): void {
+    const port = this.replies;
+    if (port === null) return;
+    for (;;) {
+      const received = receiveMessageOnPort(port);
+      if (received === undefined) return;
+      const reply = received.message as IoReply;
+      const job = this.outstanding.get(reply.seq);
+      if (job === undefined) continue;
+      this.outstanding.delete(reply.seq);
+      if (reply.ok) {
+        this.totals.writes++;
+        this.totals.writeMicros += reply.writeMicros;
+        this.totals.syncMicros += reply.syncMicros;
+        job.resolve({ writeMicros: reply.writeMicros, syncMicros: reply.syncMicros });
+      } else {
+        const cause = Object.assign(new Error(reply.message), {
+          code: reply.code,
+          errno: reply.errno,
+          syscall: reply.syscall,
+        });
+        job.reject(new DurableWriteFailure(reply.step, cause));
+      }
+    }
+  }
+
+  /**
+   * The thread failed or is gone with jobs outstanding: every outstanding and
+   * later job fails (none is reported durable; whether its bytes reached the
+   * disk is unknown). Gone while idle: nothing is in doubt (see the exit handler).
+   */
+  private failAll(error: Error): void {
+    // Answers posted before the thread died still count.
+    this.drain();
+    if (this.outstanding.size === 0) return;
+    this.failure ??= error;
+    for (const job of this.outstanding.values()) {
+      job.reject(new DurableWriteFailure('write', this.failure));
+    }
+    this.outstanding.clear();
+  }
+}
+
+function ioThreadError(message: string): Error {
+  return Object.assign(new Error(message), { code: IO_THREAD_EXIT_CODE });
+}
+
+/**
+ * The executor for a log on `fs`: the I/O thread for the real file system
+ * (unless `ioThread` is false), inline for any other.
+ */
+export function createDurableWriteExecutor(
+  fs: WalFileSystem,
+  ioThread: boolean,
+): DurableWriteExecutor {
+  return ioThread && fs === nodeFileSystem ? new IoThreadExecutor() : new InlineWriteExecutor();
+}

@@ -1,0 +1,115 @@
+/**
+ * The I/O thread's program (see `io-executor.ts` for the protocol).
+ *
+ * It is kept as source text and started with `new Worker(source, { eval:
+ * true })` rather than from a module file: a worker cannot load a `.ts`
+ * module on Node 20, and a file beside the compiled module would have to be
+ * found at run time (source runs, `dist/`, bundlers). The program only needs
+ * `node:fs` and `node:worker_threads`, and the tests run it for real (every
+ * test that writes through the real file system, plus `io-executor.test.ts`
+ * for its failure paths).
+ */
+
+/** Indices of the control words (an `Int32Array` over a `SharedArrayBuffer`). */
+export const IoControlWord = {
+  /** Sequence number of the last job posted (owner writes, thread waits on it). */
+  Requested: 0,
+  /** Sequence number of the last job answered (thread writes, owner waits on it). */
+  Done: 1,
+  /** Non-zero: the thread exits once no job is left. */
+  Stop: 2,
+  /** Words in the control block. */
+  Count: 4,
+} as const;
+
+/** The thread's program: CommonJS, run by `new Worker(IO_THREAD_SOURCE, { eval: true })`. */
+export const IO_THREAD_SOURCE = `
+'use strict';
+const { workerData, receiveMessageOnPort } = require('node:worker_threads');
+const fs = require('node:fs');
+const control = new Int32Array(workerData.control);
+const requests = workerData.requests;
+const replies = workerData.replies;
+const REQUESTED = ${IoControlWord.Requested};
+const DONE = ${IoControlWord.Done};
+const STOP = ${IoControlWord.Stop};
+
+// Writes every chunk back to back at position (a short write is legal: go on with the rest).
+function writeAll(fd, chunks, position) {
+  let pending = chunks;
+  let at = position;
+  while (pending.length > 0) {
+    const written =
+      pending.length === 1
+        ? fs.writeSync(fd, pending[0], 0, pending[0].length, at)
+        : fs.writevSync(fd, pending, at);
+    if (written <= 0) {
+      const error = new Error('short write');
+      error.code = 'EIO';
+      throw error;
+    }
+    at += written;
+    let skip = written;
+    const rest = [];
+    for (const chunk of pending) {
+      if (skip >= chunk.length) {
+        skip -= chunk.length;
+      } else {
+        rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
+        skip = 0;
+      }
+    }
+    pending = rest;
+  }
+}
+
+function run(job) {
+  const started = performance.now();
+  let step = 'write';
+  try {
+    writeAll(job.fd, job.chunks, job.position);
+    const written = performance.now();
+    if (job.datasync) {
+      step = 'datasync';
+      fs.fdatasyncSync(job.fd);
+    }
+    const synced = performance.now();
+    return {
+      seq: job.seq,
+      ok: true,
+      writeMicros: Math.round((written - started) * 1000),
+      syncMicros: Math.round((synced - written) * 1000),
+    };
+  } catch (error) {
+    return {
+      seq: job.seq,
+      ok: false,
+      step,
+      code: typeof error.code === 'string' ? error.code : undefined,
+      errno: typeof error.errno === 'number' ? error.errno : undefined,
+      syscall: typeof error.syscall === 'string' ? error.syscall : undefined,
+      message: String(error.message),
+    };
+  }
+}
+
+let handled = 0;
+for (;;) {
+  const received = receiveMessageOnPort(requests);
+  if (received !== undefined) {
+    const reply = run(received.message);
+    handled = received.message.seq;
+    replies.postMessage(reply);
+    Atomics.store(control, DONE, handled);
+    Atomics.notify(control, DONE);
+    continue;
+  }
+  const requested = Atomics.load(control, REQUESTED);
+  // Posted before the counter moved: it is in the port already.
+  if (requested !== handled) continue;
+  if (Atomics.load(control, STOP) !== 0) break;
+  Atomics.wait(control, REQUESTED, requested);
+}
+requests.close();
+replies.close();
+`;

@@ -1,0 +1,280 @@
+/**
+ * The durable-write executors: the I/O thread writes at a position of an
+ * open file of the real file system and fdatasyncs it; a handle of any other
+ * file system goes through the handle itself; a failed write or fdatasync on
+ * the thread is reported with the OS error and the failed step (never as
+ * done); a stopped thread refuses further work.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as nodeFs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  createDurableWriteExecutor,
+  DurableWriteFailure,
+  InlineWriteExecutor,
+  IO_THREAD_EXIT_CODE,
+  IoThreadExecutor,
+} from '../../src/engine/io-executor.js';
+import { ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
+import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from '../../src/storage/fs.js';
+import { recoverSegments } from '../../src/storage/recovery.js';
+
+const dirs: string[] = [];
+const executors: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  for (const executor of executors.splice(0)) await executor.close();
+  for (const dir of dirs.splice(0)) nodeFs.rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = nodeFs.mkdtempSync(path.join(os.tmpdir(), 'pwal-io-'));
+  dirs.push(dir);
+  return dir;
+}
+
+/** An I/O thread executor whose thread already runs (before that, writes go inline). */
+async function threadExecutor(): Promise<IoThreadExecutor> {
+  const executor = new IoThreadExecutor();
+  executors.push(executor);
+  await executor.running();
+  return executor;
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<DurableWriteFailure> {
+  const outcome = await promise.then(
+    () => null,
+    (error: unknown) => error,
+  );
+  expect(outcome).toBeInstanceOf(DurableWriteFailure);
+  return outcome as DurableWriteFailure;
+}
+
+describe('the I/O thread executor', () => {
+  it('writes every chunk at the position and reports the write as done', async () => {
+    const file = path.join(tempDir(), 'pool-file');
+    nodeFs.writeFileSync(file, new Uint8Array(64 * 1024));
+    const handle = await nodeFileSystem.open(file, 'readWrite');
+    const executor = await threadExecutor();
+    const shared = new Uint8Array(new SharedArrayBuffer(5000));
+    shared.set(randomBytes(5000));
+    const privateChunk = randomBytes(3000);
+    const empty = new Uint8Array(0);
+    const timing = await executor.writeAt(
+      handle,
+      [shared.subarray(10, 4010), empty, privateChunk],
+      8192,
+      true,
+    );
+    expect(timing.writeMicros).toBeGreaterThanOrEqual(0);
+    await handle.close();
+    const bytes = nodeFs.readFileSync(file);
+    expect(bytes.length).toBe(64 * 1024); // overwritten in place, not grown
+    expect(bytes.subarray(8192, 8192 + 4000).equals(Buffer.from(shared.subarray(10, 4010)))).toBe(
+      true,
+    );
+    expect(bytes.subarray(8192 + 4000, 8192 + 7000).equals(privateChunk)).toBe(true);
+    expect(bytes.subarray(0, 8192).every((b) => b === 0)).toBe(true);
+    expect(executor.stats()).toMatchObject({ kind: 'ioThread', writes: 1, threadWrites: 1 });
+  });
+
+  it('runs many writes in submission order', async () => {
+    const file = path.join(tempDir(), 'ordered');
+    const handle = await nodeFileSystem.open(file, 'createExclusive');
+    const executor = await threadExecutor();
+    const writes = [];
+    for (let i = 0; i < 50; i++) {
+      writes.push(executor.writeAt(handle, [new Uint8Array(100).fill(i)], 0, i % 2 === 0));
+    }
+    await Promise.all(writes);
+    await handle.close();
+    // The last write wins only if the thread ran them in order.
+    expect(nodeFs.readFileSync(file).every((b) => b === 49)).toBe(true);
+  });
+
+  it('reports a failed write with the OS error and the write step', async () => {
+    const file = path.join(tempDir(), 'read-only');
+    nodeFs.writeFileSync(file, 'x');
+    const handle = await nodeFileSystem.open(file, 'read');
+    const failure = await failureOf(
+      (await threadExecutor()).writeAt(handle, [randomBytes(10)], 0, true),
+    );
+    await handle.close();
+    expect(failure.step).toBe('write');
+    expect((failure.cause as { code?: string }).code).toBe('EBADF');
+  });
+
+  it('reports a failed fdatasync with the OS error and the datasync step, never as done', async () => {
+    // /dev/null takes the write but cannot be synced (EINVAL): the fdatasync fails on the thread.
+    const handle = await nodeFileSystem.open('/dev/null', 'readWrite');
+    const executor = await threadExecutor();
+    const failure = await failureOf(executor.writeAt(handle, [randomBytes(10)], 0, true));
+    await handle.close();
+    expect(failure.step).toBe('datasync');
+    expect((failure.cause as { code?: string }).code).toBe('EINVAL');
+    expect(executor.stats().writes).toBe(0);
+  });
+
+  it('writes inline until the thread runs, so the first write never waits for it', async () => {
+    const file = path.join(tempDir(), 'early');
+    const handle = await nodeFileSystem.open(file, 'createExclusive');
+    const executor = new IoThreadExecutor();
+    executors.push(executor);
+    await executor.writeAt(handle, [new Uint8Array(8).fill(1)], 0, true);
+    await executor.running();
+    await executor.writeAt(handle, [new Uint8Array(8).fill(2)], 8, true);
+    await handle.close();
+    expect(executor.stats()).toMatchObject({ writes: 2, threadWrites: 1 });
+    expect([...nodeFs.readFileSync(file)]).toEqual([
+      1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
+    ]);
+  });
+
+  it('refuses work once stopped, with a typed cause', async () => {
+    const file = path.join(tempDir(), 'stopped');
+    const handle = await nodeFileSystem.open(file, 'createExclusive');
+    const executor = await threadExecutor();
+    await executor.writeAt(handle, [randomBytes(10)], 0, false);
+    await executor.close();
+    const failure = await failureOf(executor.writeAt(handle, [randomBytes(10)], 0, true));
+    await handle.close();
+    expect((failure.cause as { code?: string }).code).toBe(IO_THREAD_EXIT_CODE);
+  });
+
+  it('sends a handle of another file system through the handle itself', async () => {
+    const calls: string[] = [];
+    const handle = {
+      path: 'simulated',
+      writev: async (chunks: readonly Uint8Array[], position: number) => {
+        calls.push(`writev ${chunks.length} @${position}`);
+      },
+      datasync: async () => {
+        calls.push('datasync');
+      },
+    } as unknown as WalFileHandle;
+    await (await threadExecutor()).writeAt(
+      handle,
+      [new Uint8Array(4), new Uint8Array(4)],
+      512,
+      true,
+    );
+    expect(calls).toEqual(['writev 2 @512', 'datasync']);
+  });
+});
+
+describe('choosing an executor', () => {
+  it('uses the I/O thread only for the real file system', () => {
+    const other = { ...nodeFileSystem } as WalFileSystem;
+    expect(createDurableWriteExecutor(nodeFileSystem, true)).toBeInstanceOf(IoThreadExecutor);
+    expect(createDurableWriteExecutor(nodeFileSystem, false)).toBeInstanceOf(InlineWriteExecutor);
+    expect(createDurableWriteExecutor(other, true)).toBeInstanceOf(InlineWriteExecutor);
+  });
+
+  it('inline: reports the failed step with the cause', async () => {
+    const handle = {
+      path: 'faulty',
+      writev: async () => {},
+      datasync: async () => {
+        throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+      },
+    } as unknown as WalFileHandle;
+    const failure = await failureOf(
+      new InlineWriteExecutor().writeAt(handle, [new Uint8Array(1)], 0, true),
+    );
+    expect(failure.step).toBe('datasync');
+    expect((failure.cause as { code?: string }).code).toBe('EIO');
+  });
+});
+
+describe('the log and its I/O thread', () => {
+  const page = (txn: number): ParallelWalBatch => ({
+    txnToken: { id: BigInt(txn), epoch: 0 },
+    frames: [{ pageNumber: 1 + (txn % 50), pageData: randomBytes(4096), dbSizeIfCommit: 50 }],
+  });
+
+  it('writes segments on the I/O thread for the real file system, and recovers them', async () => {
+    const db = path.join(tempDir(), 'thread.db');
+    const wal = await ParallelWal.open(db);
+    let txn = 0;
+    // The first writes go inline while the thread starts; it takes over after that.
+    while (wal.stats().durableWrites.threadWrites === 0 && txn < 5000)
+      await wal.commit(page(++txn));
+    for (let i = 0; i < 20; i++) await wal.commit(page(++txn));
+    const stats = wal.stats();
+    await wal.close();
+    expect(stats.durableWrites.kind).toBe('ioThread');
+    expect(stats.durableWrites.threadWrites).toBeGreaterThanOrEqual(20);
+    expect(stats.flushPhases.epochs).toBe(stats.segmentsWritten);
+    const reopened = await ParallelWal.open(db);
+    await reopened.close();
+    const { records } = await recoverSegments(db);
+    expect(records.length).toBe(txn);
+  });
+
+  it('keeps a custom file system, and ioThread: false, on the handles themselves', async () => {
+    const custom = { ...nodeFileSystem } as WalFileSystem;
+    const a = await ParallelWal.open(path.join(tempDir(), 'custom.db'), { fs: custom });
+    const b = await ParallelWal.open(path.join(tempDir(), 'off.db'), { ioThread: false });
+    for (let i = 1; i <= 5; i++) {
+      await a.commit(page(i));
+      await b.commit(page(i));
+    }
+    for (const wal of [a, b]) {
+      expect(wal.stats().durableWrites).toMatchObject({ kind: 'inline', threadWrites: 0 });
+      expect(wal.stats().durableWrites.writes).toBeGreaterThan(0);
+      await wal.close();
+    }
+  });
+});
+
+describe('the I/O thread under the built package', () => {
+  const repo = path.resolve(import.meta.dirname, '../..');
+  // Commits until a segment was written on the thread, then prints the executor's figures.
+  const program = (load: string): string => `
+    ${load}
+    const fs = require('node:fs');
+    (async () => {
+      const dir = fs.mkdtempSync(${JSON.stringify(path.join(os.tmpdir(), 'pwal-io-built-'))});
+      const wal = await ParallelWal.open(dir + '/db');
+      let i = 0;
+      while (wal.stats().durableWrites.threadWrites === 0 && i < 5000) {
+        await wal.commit({ txnToken: { id: BigInt(++i), epoch: 0 },
+          frames: [{ pageNumber: 1, pageData: new Uint8Array(4096).fill(i & 255), dbSizeIfCommit: 1 }] });
+      }
+      console.log(JSON.stringify({ threadWrites: wal.stats().durableWrites.threadWrites }));
+      await wal.close();
+      fs.rmSync(dir, { recursive: true });
+    })();`;
+
+  it('runs from the CommonJS build and from ESM code run with --input-type=module', () => {
+    const cjs = path.join(repo, 'dist/cjs/index.cjs');
+    const esm = path.join(repo, 'dist/esm/index.js');
+    expect(nodeFs.existsSync(cjs) && nodeFs.existsSync(esm), 'run npm run build first').toBe(true);
+    const runs = [
+      spawnSync(
+        process.execPath,
+        ['-e', program(`const { ParallelWal } = require(${JSON.stringify(cjs)});`)],
+        {
+          encoding: 'utf8',
+        },
+      ),
+      spawnSync(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          program(
+            `import { createRequire } from 'node:module'; const require = createRequire(${JSON.stringify(esm)}); const { ParallelWal } = await import(${JSON.stringify(esm)});`,
+          ),
+        ],
+        { encoding: 'utf8' },
+      ),
+    ];
+    for (const run of runs) {
+      expect(run.status, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout.trim()).threadWrites, run.stderr).toBeGreaterThan(0);
+    }
+  });
+});
