@@ -64,7 +64,7 @@ function chainError(run: () => unknown): CertificateChainError {
 }
 
 describe('commit certificate bytes', () => {
-  it('lays the canonical bytes out exactly as SYSTEM.md §6 lists them', () => {
+  it('lays the canonical bytes out exactly as docs/format.md section 7 lists them', () => {
     const digest = new Uint8Array(32).map((_, i) => i + 1);
     const cert = CommitCertificate.create({
       formatVersion: 1,

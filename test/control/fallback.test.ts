@@ -24,7 +24,7 @@ describe('FallbackState', () => {
     expect(state.counts().publicationMismatch).toBe(1);
   });
 
-  it('accepts every reason of SYSTEM.md §6', () => {
+  it('accepts every reason listed in docs/design.md#fallback', () => {
     const state = new FallbackState();
     for (const reason of FALLBACK_REASONS) state.enter(reason);
     expect(Object.values(state.counts())).toEqual(FALLBACK_REASONS.map(() => 1));
