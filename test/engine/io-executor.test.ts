@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as nodeFs from 'node:fs';
+import * as nodeFsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -108,7 +109,8 @@ describe('the I/O thread executor', () => {
 
   it('reports a failed fdatasync with the OS error and the datasync step, never as done', async () => {
     // /dev/null takes the write but cannot be synced (EINVAL): the fdatasync fails on the thread.
-    const handle = await nodeFileSystem.open('/dev/null', 'readWrite');
+    // The seam refuses to open a device, so a real-file handle is pointed at /dev/null instead.
+    const handle = await nodeHandleOnDevNull();
     const executor = await threadExecutor();
     const failure = await failureOf(executor.writeAt(handle, [randomBytes(10)], 0, true));
     await handle.close();
@@ -278,3 +280,18 @@ describe('the I/O thread under the built package', () => {
     }
   });
 });
+
+/**
+ * A handle of the real file system whose descriptor is /dev/null (writes succeed, fdatasync
+ * fails with EINVAL): built from a regular file's handle, since opening a device through the
+ * seam is refused.
+ */
+async function nodeHandleOnDevNull(): Promise<WalFileHandle> {
+  const regular = await nodeFileSystem.open(path.join(tempDir(), 'regular'), 'createExclusive');
+  await regular.close();
+  const device = await nodeFsp.open('/dev/null', 'r+');
+  return Object.assign(Object.create(Object.getPrototypeOf(regular)), {
+    path: '/dev/null',
+    handle: device,
+  }) as WalFileHandle;
+}
