@@ -29,10 +29,10 @@
  *    name never points at stale bytes), close, rename to
  *    `<db>-wal-seg-<epoch>`; create and fill replacement pool files; ONE
  *    directory fsync covers the renames and the creations. Batches start
- *    as in the early-acknowledgement sink: after
- *    {@link EARLY_ACK_PUBLISH_IDLE_TURNS} idle event-loop turns, at
- *    {@link EARLY_ACK_PUBLISH_BATCH_MAX} queued epochs, when the pool runs
- *    low, or on `publishNow`/`dispose`.
+ *    as in the early-acknowledgement sink (both use one
+ *    {@link PublicationQueue}): after `EARLY_ACK_PUBLISH_IDLE_TURNS` idle
+ *    event-loop turns, at `EARLY_ACK_PUBLISH_BATCH_MAX` queued epochs, when
+ *    the pool runs low, or on `publishNow`/`dispose`.
  *
  * Why cut at publication instead of keeping the stale tail (measured, see
  * docs/benchmarks.md "Reused segment files"): published segments stay
@@ -72,13 +72,8 @@ import {
   InlineWriteExecutor,
   unwrapWriteFailure,
 } from './io-executor.js';
-import {
-  EARLY_ACK_PUBLISH_BATCH_MAX,
-  EARLY_ACK_PUBLISH_IDLE_TURNS,
-  headerVersion,
-  type SegmentSink,
-  type SegmentWrite,
-} from './segment-writer.js';
+import { PublicationQueue } from './publication-queue.js';
+import { headerVersion, type SegmentSink, type SegmentWrite } from './segment-writer.js';
 
 /** Default number of pool files. */
 export const DEFAULT_SEGMENT_POOL_SIZE = 8;
@@ -168,13 +163,17 @@ export class PoolSegmentSink implements SegmentSink {
   /** Creations/recycling whose directory fsync is in flight. */
   private readonly creating = new Set<Promise<void>>();
   private creatingCount = 0;
-  private queue: Acknowledged[] = [];
-  /** Publication batches chained and not finished. */
-  private publishing = 0;
-  /** Acknowledged epochs in those batches (each still holds its pool file). */
-  private inPublication = 0;
-  private publishTail: Promise<void> = Promise.resolve();
-  private idleTimer: NodeJS.Immediate | null = null;
+  /**
+   * Acknowledged epochs waiting for publication, and the chain of their
+   * batches (an epoch in a batch still holds its pool file).
+   */
+  private readonly publication = new PublicationQueue<Acknowledged>(
+    (batch) => this.publishBatch(batch),
+    (cause) => {
+      this.failure ??= cause;
+      this.publishFailure ??= cause;
+    },
+  );
   private failure: Error | null = null;
   private publishFailure: Error | null = null;
   private disposed = false;
@@ -219,7 +218,7 @@ export class PoolSegmentSink implements SegmentSink {
 
   async write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
     if (this.disposed) throw new WalClosedError('segment sink is disposed');
-    this.cancelIdleTimer();
+    this.publication.cancelIdle();
     try {
       return await this.writeAndQueue(epoch, chunks);
     } finally {
@@ -229,24 +228,7 @@ export class PoolSegmentSink implements SegmentSink {
 
   /** Starts publishing every acknowledged epoch queued so far. */
   publishNow(): void {
-    this.cancelIdleTimer();
-    if (this.queue.length === 0) return;
-    const batch = this.queue;
-    this.queue = [];
-    this.publishing++;
-    this.inPublication += batch.length;
-    this.publishTail = this.publishTail
-      .then(() => this.publishBatch(batch))
-      .catch((error: unknown) => {
-        const cause = error instanceof Error ? error : new Error(String(error));
-        this.failure ??= cause;
-        this.publishFailure ??= cause;
-        for (const item of batch) item.published.reject(cause);
-      })
-      .finally(() => {
-        this.publishing--;
-        this.inPublication -= batch.length;
-      });
+    this.publication.publishNow();
   }
 
   /**
@@ -324,7 +306,7 @@ export class PoolSegmentSink implements SegmentSink {
   async dispose(): Promise<void> {
     this.disposed = true;
     this.publishNow();
-    await this.publishTail;
+    await this.publication.settled;
     await Promise.all(this.creating);
     // Pool files stay on disk only as long as the log is open: the next
     // open's recovery removes whatever it does not adopt.
@@ -341,7 +323,11 @@ export class PoolSegmentSink implements SegmentSink {
    * the directory.
    */
   private room(): number {
-    const held = this.ready.length + this.creatingCount + this.queue.length + this.inPublication;
+    const held =
+      this.ready.length +
+      this.creatingCount +
+      this.publication.waiting +
+      this.publication.epochsInFlight;
     return Math.max(0, this.poolSize - held);
   }
 
@@ -372,7 +358,7 @@ export class PoolSegmentSink implements SegmentSink {
       throw this.failure;
     }
     const published = createDeferred<void>();
-    this.queue.push({ epoch, file, bytes: total, published });
+    this.publication.push({ epoch, file, bytes: total, published });
     if (headerVersion(chunks) !== 2) {
       // Recovery adopts only version 2: acknowledge once published, which starts now.
       this.publishNow();
@@ -407,46 +393,23 @@ export class PoolSegmentSink implements SegmentSink {
       // publication or creation is coming. This bounds the acknowledged,
       // unpublished epochs (each holds a pool file) by the pool size.
       this.publishNow();
-      if (this.creatingCount === 0 && this.publishing === 0) {
+      if (this.creatingCount === 0 && this.publication.batchesInFlight === 0) {
         this.counters.createdInline++;
         void this.startCreation(Math.min(this.poolSize, 2), false).catch(() => {});
       }
       // Wait for a creation, or a publication (which refills), to finish.
       const coming: Promise<void>[] = [...this.creating];
-      if (this.publishing > 0) coming.push(this.publishTail);
+      if (this.publication.batchesInFlight > 0) coming.push(this.publication.settled);
       await Promise.race(coming);
     }
   }
 
   private schedulePublication(): void {
-    if (this.queue.length === 0) return;
-    if (
+    this.publication.schedule(
       this.disposed ||
-      this.failure !== null ||
-      this.queue.length >= EARLY_ACK_PUBLISH_BATCH_MAX ||
-      this.ready.length + this.creatingCount <= this.lowWater
-    ) {
-      this.publishNow();
-      return;
-    }
-    if (this.idleTimer !== null) return;
-    let turns = EARLY_ACK_PUBLISH_IDLE_TURNS;
-    const hop = (): void => {
-      turns--;
-      if (turns > 0) {
-        this.idleTimer = setImmediate(hop);
-        return;
-      }
-      this.idleTimer = null;
-      this.publishNow();
-    };
-    this.idleTimer = setImmediate(hop);
-  }
-
-  private cancelIdleTimer(): void {
-    if (this.idleTimer === null) return;
-    clearImmediate(this.idleTimer);
-    this.idleTimer = null;
+        this.failure !== null ||
+        this.ready.length + this.creatingCount <= this.lowWater,
+    );
   }
 
   /**

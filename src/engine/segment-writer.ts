@@ -48,6 +48,11 @@ import {
   unwrapWriteFailure,
 } from './io-executor.js';
 import { PoolSegmentSink, type PoolSinkOptions } from './pool-sink.js';
+import {
+  EARLY_ACK_PUBLISH_BATCH_MAX,
+  EARLY_ACK_PUBLISH_IDLE_TURNS,
+  PublicationQueue,
+} from './publication-queue.js';
 
 /** What a sink's write reports once the epoch may be acknowledged. */
 export interface SegmentWrite {
@@ -198,21 +203,10 @@ export const EARLY_ACK_FILES_AHEAD = 16;
 /** Files created inline (one directory fsync) when a write finds none ready and none coming. */
 const EARLY_ACK_FILES_INLINE = 4;
 
-/** Acknowledged epochs queued for publication that start a publication batch at once. */
-export const EARLY_ACK_PUBLISH_BATCH_MAX = 8;
-
 /** Ready files at or below which a write starts publishing the queue (which refills them). */
 const EARLY_ACK_READY_LOW = 4;
 
-/**
- * Publish the queue once no write has started for this many event-loop turns
- * (`setImmediate` hops, microseconds when idle). Counted in turns rather than
- * milliseconds so that the order of file operations depends only on the order
- * of events, never on the clock (the crash harness replays it step by step);
- * two turns let a closed-loop committer's next epoch (sealed one turn after
- * the commit resolves) start first.
- */
-export const EARLY_ACK_PUBLISH_IDLE_TURNS = 2;
+export { EARLY_ACK_PUBLISH_BATCH_MAX, EARLY_ACK_PUBLISH_IDLE_TURNS };
 
 /** The segment format version in the first bytes of `chunks` (a header), or `null`. */
 export function headerVersion(chunks: readonly Uint8Array[]): number | null {
@@ -277,11 +271,14 @@ export class EarlyAckSegmentSink implements SegmentSink {
   /** Creations (or publications) whose directory fsync is in flight; their files join `ready` after it. */
   private readonly creating = new Set<Promise<void>>();
   private creatingCount = 0;
-  /** Acknowledged epochs not yet handed to a publication batch, in epoch order. */
-  private queue: Acknowledged[] = [];
-  /** Publication batches, chained in epoch order. Never rejects. */
-  private publishTail: Promise<void> = Promise.resolve();
-  private idleTimer: NodeJS.Immediate | null = null;
+  /** Acknowledged epochs waiting for publication, and the chain of their batches. */
+  private readonly publication = new PublicationQueue<Acknowledged>(
+    (batch) => this.publishBatch(batch),
+    (cause) => {
+      this.failure ??= cause;
+      this.publishFailure ??= cause;
+    },
+  );
   /** The first failure: no write starts after it. */
   private failure: Error | null = null;
   /**
@@ -308,7 +305,7 @@ export class EarlyAckSegmentSink implements SegmentSink {
   async write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
     if (this.disposed) throw new WalClosedError('segment sink is disposed');
     // A write starts: the queue is not idle.
-    this.cancelIdleTimer();
+    this.publication.cancelIdle();
     try {
       return await this.writeAndQueue(epoch, chunks);
     } finally {
@@ -318,25 +315,13 @@ export class EarlyAckSegmentSink implements SegmentSink {
 
   /** Starts publishing every acknowledged epoch queued so far (no idle wait). */
   publishNow(): void {
-    this.cancelIdleTimer();
-    if (this.queue.length === 0) return;
-    const batch = this.queue;
-    this.queue = [];
-    this.publishTail = this.publishTail
-      .then(() => this.publishBatch(batch))
-      .catch((error: unknown) => {
-        // Not expected (publishBatch settles every epoch itself); never leave one hanging.
-        const cause = error instanceof Error ? error : new Error(String(error));
-        this.failure ??= cause;
-        this.publishFailure ??= cause;
-        for (const item of batch) item.published.reject(cause);
-      });
+    this.publication.publishNow();
   }
 
   async dispose(): Promise<void> {
     this.disposed = true;
     this.publishNow();
-    await this.publishTail;
+    await this.publication.settled;
     await Promise.all(this.creating);
     for (const file of this.ready.splice(0)) {
       await file.handle.close().catch(() => {});
@@ -370,7 +355,7 @@ export class EarlyAckSegmentSink implements SegmentSink {
     }
     // Marked handled: a caller that drops `published` (a failing log) leaves no unhandled rejection.
     const published = createDeferred<void>();
-    this.queue.push({ epoch, file, published });
+    this.publication.push({ epoch, file, published });
     if (headerVersion(chunks) !== 2) {
       // Not adoptable by recovery (see above): acknowledge only once published, which starts now.
       this.publishNow();
@@ -382,34 +367,9 @@ export class EarlyAckSegmentSink implements SegmentSink {
 
   /** After a write: publish now if the queue is full, the pool low or the sink stopping; else once idle. */
   private schedulePublication(): void {
-    if (this.queue.length === 0) return;
-    if (
-      this.disposed ||
-      this.failure !== null ||
-      this.queue.length >= EARLY_ACK_PUBLISH_BATCH_MAX ||
-      this.ready.length <= EARLY_ACK_READY_LOW
-    ) {
-      this.publishNow();
-      return;
-    }
-    if (this.idleTimer !== null) return;
-    let turns = EARLY_ACK_PUBLISH_IDLE_TURNS;
-    const hop = (): void => {
-      turns--;
-      if (turns > 0) {
-        this.idleTimer = setImmediate(hop);
-        return;
-      }
-      this.idleTimer = null;
-      this.publishNow();
-    };
-    this.idleTimer = setImmediate(hop);
-  }
-
-  private cancelIdleTimer(): void {
-    if (this.idleTimer === null) return;
-    clearImmediate(this.idleTimer);
-    this.idleTimer = null;
+    this.publication.schedule(
+      this.disposed || this.failure !== null || this.ready.length <= EARLY_ACK_READY_LOW,
+    );
   }
 
   /** A pre-created file whose directory entry is durable; creates some inline if none is coming. */

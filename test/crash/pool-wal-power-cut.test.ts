@@ -12,8 +12,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { FsyncPolicy } from '../../src/storage/segment-files.js';
-import { checkReboot, MODELS, runWithCut } from '../support/power-cut.js';
-import type { CrashModel } from '../support/simulated-fs.js';
+import {
+  checkRandomCut,
+  cutAtEveryStep,
+  MODELS,
+  processCrashAtEveryStep,
+  runWithCut,
+} from '../support/power-cut.js';
 import type { WorkloadPlan } from '../support/wal-workload.js';
 
 const SINK = 'pool';
@@ -29,19 +34,16 @@ describe('ParallelWal with the pool sink under power cuts (simulated disk)', () 
     };
     const dry = await runWithCut(plan, null, 0, {}, 'full', SINK);
     expect(dry.outcome.acks.length).toBe(18);
-    let runs = 0;
-    let withAcks = 0;
-    let acksBeforePublish = 0;
-    for (let cut = 1; cut <= dry.steps + 1; cut++) {
-      for (let m = 0; m < MODELS.length; m++) {
-        const seed = cut * 10 + m;
-        const run = await runWithCut(plan, cut, seed, MODELS[m]!, 'full', SINK);
-        await checkReboot(run, plan, `pool: cut at step ${cut}, crash seed ${seed}, model ${m}`);
-        runs += 1;
-        if (run.outcome.acks.length > 0) withAcks += 1;
-        if (run.pendingAdoption > 0) acksBeforePublish += 1;
-      }
-    }
+    const {
+      runs,
+      withAcks,
+      pendingAdoption: acksBeforePublish,
+    } = await cutAtEveryStep(
+      plan,
+      dry.steps,
+      SINK,
+      (cut, seed, m) => `pool: cut at step ${cut}, crash seed ${seed}, model ${m}`,
+    );
     expect(runs).toBe((dry.steps + 1) * MODELS.length);
     expect(withAcks).toBeGreaterThan(runs / 3);
     // The sweep really cut between an acknowledgement and its publication.
@@ -56,24 +58,16 @@ describe('ParallelWal with the pool sink under power cuts (simulated disk)', () 
         fc.integer(),
         fc.constantFrom(0, 1, 2),
         fc.constantFrom<FsyncPolicy>('full', 'normal'),
-        async (seed, cutAt, crashSeed, m, fsync) => {
-          const plan: WorkloadPlan = {
+        (seed, cutAt, crashSeed, m, fsync) =>
+          checkRandomCut(
             seed,
-            writers: 1 + (seed % 4),
-            commitsPerWriter: 12,
-            burstChance: 0.4,
-            maxPageBytes: 1500,
-          };
-          const dry = await runWithCut(plan, null, 0, {}, fsync, SINK);
-          const cut = 1 + Math.floor(cutAt * dry.steps);
-          const run = await runWithCut(plan, cut, crashSeed, MODELS[m]!, fsync, SINK);
-          await checkReboot(
-            run,
-            plan,
-            `pool: seed ${seed}, cut ${cut}/${dry.steps}, crash seed ${crashSeed}`,
+            cutAt,
+            crashSeed,
+            m,
+            fsync,
             SINK,
-          );
-        },
+            (cut, steps) => `pool: seed ${seed}, cut ${cut}/${steps}, crash seed ${crashSeed}`,
+          ),
       ),
       { numRuns: 20 },
     );
@@ -87,11 +81,10 @@ describe('ParallelWal with the pool sink under power cuts (simulated disk)', () 
       burstChance: 0.5,
       maxPageBytes: 300,
     };
-    const processCrash: CrashModel = { data: 'keepAll', dirOps: 'keepAll' };
-    const dry = await runWithCut(plan, null, 0, processCrash, 'off', SINK);
-    for (let cut = 1; cut <= dry.steps + 1; cut++) {
-      const run = await runWithCut(plan, cut, cut, processCrash, 'off', SINK);
-      await checkReboot(run, plan, `earlyAck, fsync off, process crash at step ${cut}`, SINK);
-    }
+    await processCrashAtEveryStep(
+      plan,
+      SINK,
+      (cut) => `earlyAck, fsync off, process crash at step ${cut}`,
+    );
   });
 });

@@ -18,8 +18,14 @@ import { lockPath } from '../../src/storage/lockfile.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
 import type { FsyncPolicy } from '../../src/storage/segment-files.js';
 import { checkRecovered } from '../support/commit-oracle.js';
-import { checkReboot, DB, MODELS, runWithCut } from '../support/power-cut.js';
-import type { CrashModel } from '../support/simulated-fs.js';
+import {
+  checkRandomCut,
+  cutAtEveryStep,
+  DB,
+  MODELS,
+  processCrashAtEveryStep,
+  runWithCut,
+} from '../support/power-cut.js';
 import type { WorkloadPlan } from '../support/wal-workload.js';
 
 describe('ParallelWal under power cuts (simulated disk)', () => {
@@ -35,22 +41,13 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
       const dry = await runWithCut(plan, null, 0, {}, 'full', sink);
       expect(dry.outcome.acks.length).toBe(18);
       expect(dry.steps).toBeGreaterThan(20);
-      let runs = 0;
-      let withAcks = 0;
-      for (let cut = 1; cut <= dry.steps + 1; cut++) {
-        for (let m = 0; m < MODELS.length; m++) {
-          const seed = cut * 10 + m;
-          const run = await runWithCut(plan, cut, seed, MODELS[m]!, 'full', sink);
-          await checkReboot(
-            run,
-            plan,
-            `cut at step ${cut}, crash seed ${seed}, model ${m}, sink ${sink}`,
-            sink,
-          );
-          runs += 1;
-          if (run.outcome.acks.length > 0) withAcks += 1;
-        }
-      }
+      const { runs, withAcks } = await cutAtEveryStep(
+        plan,
+        dry.steps,
+        sink,
+        (cut, seed, m) => `cut at step ${cut}, crash seed ${seed}, model ${m}, sink ${sink}`,
+        sink,
+      );
       expect(runs).toBe((dry.steps + 1) * MODELS.length);
 
       expect(withAcks).toBeGreaterThan(runs / 3);
@@ -67,24 +64,17 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
         fc.constantFrom(0, 1, 2),
         fc.constantFrom<FsyncPolicy>('full', 'normal'),
         fc.constantFrom<SegmentSinkKind>('storage', 'precreate'),
-        async (seed, cutAt, crashSeed, m, fsync, sink) => {
-          const plan: WorkloadPlan = {
+        (seed, cutAt, crashSeed, m, fsync, sink) =>
+          checkRandomCut(
             seed,
-            writers: 1 + (seed % 4),
-            commitsPerWriter: 12,
-            burstChance: 0.4,
-            maxPageBytes: 1500,
-          };
-          const dry = await runWithCut(plan, null, 0, {}, fsync, sink);
-          const cut = 1 + Math.floor(cutAt * dry.steps);
-          const run = await runWithCut(plan, cut, crashSeed, MODELS[m]!, fsync, sink);
-          await checkReboot(
-            run,
-            plan,
-            `seed ${seed}, cut ${cut}/${dry.steps}, crash seed ${crashSeed}, sink ${sink}`,
+            cutAt,
+            crashSeed,
+            m,
+            fsync,
             sink,
-          );
-        },
+            (cut, steps) =>
+              `seed ${seed}, cut ${cut}/${steps}, crash seed ${crashSeed}, sink ${sink}`,
+          ),
       ),
       { numRuns: 25 },
     );
@@ -98,12 +88,11 @@ describe('ParallelWal under power cuts (simulated disk)', () => {
       burstChance: 0.5,
       maxPageBytes: 300,
     };
-    const processCrash: CrashModel = { data: 'keepAll', dirOps: 'keepAll' };
-    const dry = await runWithCut(plan, null, 0, processCrash, 'off', 'storage');
-    for (let cut = 1; cut <= dry.steps + 1; cut++) {
-      const run = await runWithCut(plan, cut, cut, processCrash, 'off', 'storage');
-      await checkReboot(run, plan, `fsync off, process crash at step ${cut}`, 'storage');
-    }
+    await processCrashAtEveryStep(
+      plan,
+      'storage',
+      (cut) => `fsync off, process crash at step ${cut}`,
+    );
   });
 
   it('with fsync off, power loss can lose acknowledged commits (the ack says durability "off")', async () => {

@@ -1,6 +1,7 @@
 /**
  * The shared harness of the engine power-cut sweeps
- * (test/crash/wal-power-cut.test.ts, test/crash/early-ack-power-cut.test.ts):
+ * (test/crash/wal-power-cut.test.ts, test/crash/early-ack-power-cut.test.ts,
+ * test/crash/pool-wal-power-cut.test.ts):
  * run a workload on a simulated disk with a power cut at a chosen step, then
  * reboot, recover, check the commit oracle, reopen and commit once more.
  */
@@ -153,3 +154,82 @@ export const MODELS: CrashModel[] = [
   { dirOps: 'prefix' },
   { data: 'dropAll', dirOps: 'dropAll' },
 ];
+
+/** What {@link cutAtEveryStep} counted. */
+export interface SweepCounts {
+  runs: number;
+  /** Runs in which some commit was acknowledged before the cut. */
+  withAcks: number;
+  /** Runs whose reboot found adoptable temporary or pool files. */
+  pendingAdoption: number;
+}
+
+/**
+ * Cuts the power at every step 1..`steps + 1` of `plan` (written with
+ * `sink`, fsync `full`) under each of {@link MODELS}, and checks each
+ * reboot (reopened with `reopenSink`).
+ */
+export async function cutAtEveryStep(
+  plan: WorkloadPlan,
+  steps: number,
+  sink: SegmentSinkKind,
+  context: (cut: number, seed: number, model: number) => string,
+  reopenSink?: SegmentSinkKind,
+): Promise<SweepCounts> {
+  const counts: SweepCounts = { runs: 0, withAcks: 0, pendingAdoption: 0 };
+  for (let cut = 1; cut <= steps + 1; cut++) {
+    for (let m = 0; m < MODELS.length; m++) {
+      const seed = cut * 10 + m;
+      const run = await runWithCut(plan, cut, seed, MODELS[m]!, 'full', sink);
+      await checkReboot(run, plan, context(cut, seed, m), reopenSink);
+      counts.runs += 1;
+      if (run.outcome.acks.length > 0) counts.withAcks += 1;
+      if (run.pendingAdoption > 0) counts.pendingAdoption += 1;
+    }
+  }
+  return counts;
+}
+
+/**
+ * One case of the random-cut property: a long workload from `seed`, a dry
+ * run to count its steps, a cut at fraction `cutAt` of them under
+ * `MODELS[model]`, and the reboot check (reopened with `sink`).
+ */
+export async function checkRandomCut(
+  seed: number,
+  cutAt: number,
+  crashSeed: number,
+  model: number,
+  fsync: FsyncPolicy,
+  sink: SegmentSinkKind,
+  context: (cut: number, steps: number) => string,
+): Promise<void> {
+  const plan: WorkloadPlan = {
+    seed,
+    writers: 1 + (seed % 4),
+    commitsPerWriter: 12,
+    burstChance: 0.4,
+    maxPageBytes: 1500,
+  };
+  const dry = await runWithCut(plan, null, 0, {}, fsync, sink);
+  const cut = 1 + Math.floor(cutAt * dry.steps);
+  const run = await runWithCut(plan, cut, crashSeed, MODELS[model]!, fsync, sink);
+  await checkReboot(run, plan, context(cut, dry.steps), sink);
+}
+
+/**
+ * With fsync `off`, a process crash (page cache kept) at every step of
+ * `plan` written with `sink`; each reboot checked (reopened with `sink`).
+ */
+export async function processCrashAtEveryStep(
+  plan: WorkloadPlan,
+  sink: SegmentSinkKind,
+  context: (cut: number) => string,
+): Promise<void> {
+  const processCrash: CrashModel = { data: 'keepAll', dirOps: 'keepAll' };
+  const dry = await runWithCut(plan, null, 0, processCrash, 'off', sink);
+  for (let cut = 1; cut <= dry.steps + 1; cut++) {
+    const run = await runWithCut(plan, cut, cut, processCrash, 'off', sink);
+    await checkReboot(run, plan, context(cut), sink);
+  }
+}
