@@ -1,7 +1,7 @@
 /**
  * Power loss under the whole engine with the rename-before-ack segment sinks
  * (`storage`, the protocol of format version 1, and `precreate`; the default
- * `earlyAck` sink has its own sweep in early-ack-power-cut.test.ts):
+ * `earlyAck` sink has its own sweep in sink-power-cut.test.ts):
  * ParallelWal workloads (several writers, bursts) on the simulated disk, power cut at every step of a short workload
  * and at random steps of longer ones; then reboot (the recovered disk),
  * recover, reopen, and check with the oracle:

@@ -1,7 +1,6 @@
 /**
  * The shared harness of the engine power-cut sweeps
- * (test/crash/wal-power-cut.test.ts, test/crash/early-ack-power-cut.test.ts,
- * test/crash/pool-wal-power-cut.test.ts):
+ * (test/crash/wal-power-cut.test.ts, test/crash/sink-power-cut.test.ts):
  * run a workload on a simulated disk with a power cut at a chosen step, then
  * reboot, recover, check the commit oracle, reopen and commit once more.
  */
