@@ -161,6 +161,8 @@ export interface ControlPlaneStats {
   mode: string;
   laneCount: number;
   laneBudget: number;
+  /** The controller's lane byte budget; `null` without a controller. */
+  laneByteBudget: number | null;
   fallbackActive: boolean;
   /** Seed name of the active reason (`none` when inactive). */
   fallbackReason: string;
@@ -252,6 +254,7 @@ export class ControlPlane {
         ? null
         : new SealController({
             laneBudgetMax: laneBudgetMax(this.surface),
+            laneByteBudget: true,
             policy: {
               ...(this.surface.maxFlushDelayMs === undefined
                 ? {}
@@ -276,6 +279,17 @@ export class ControlPlane {
    */
   laneBudget(): number {
     return this.controller?.laneBudget ?? this.stager.laneBudget;
+  }
+
+  /**
+   * Bytes an in-process lane may hold before appends overflow
+   * (`EngineControl.laneByteBudget`): the controller's lane byte budget,
+   * moved by its `increaseLaneBudget` / `decreaseLaneBudget` decisions once
+   * every lane of the budget is in use; without a controller, unlimited
+   * (the engine clamps it to its lane capacity).
+   */
+  laneByteBudget(): number {
+    return this.controller?.laneByteBudget ?? Number.POSITIVE_INFINITY;
   }
 
   /** True while batches must take the serialized (conservative) path. */
@@ -679,6 +693,7 @@ export class ControlPlane {
       mode: modeName(this.surface.mode),
       laneCount: this.laneCount(),
       laneBudget: this.controller?.laneBudget ?? this.stager.laneBudget,
+      laneByteBudget: this.controller?.laneByteBudget ?? null,
       fallbackActive: this.fallback.active,
       fallbackReason: fallbackReasonName(this.fallback.reason),
       fallbackCounts: counts,

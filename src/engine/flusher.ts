@@ -442,6 +442,8 @@ export class Flusher {
       syncInFlightSinceMs: this.writeStartedMs,
       backlogFrames: this.sealedQueue.length,
       contentionTotal: contention,
+      openEpoch: this.coordinator.appendEpoch,
+      laneCapacityBytes: this.config.bufferCapacityBytes,
     });
     if (decision === null) return this.openEpochBytes() >= this.config.maxEpochBytes;
     return decision.action === 'sealEpochNow' || decision.action === 'forceConservative';
