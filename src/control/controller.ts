@@ -105,11 +105,26 @@ export interface ControllerEvidence {
   laneByteBudgetMin?: number;
   /** Most lane byte budget: the engine's lane capacity (`bufferCapacityBytes`). */
   laneByteBudgetMax?: number;
+  /** Open-epoch bytes per active lane at this decision point. */
+  laneFillBytes?: number;
   /**
-   * Largest open-epoch bytes per active lane seen at decision points within
-   * the averaging window; absent until the controller has watched one whole window.
+   * Largest open-epoch bytes per active lane seen at decision points over
+   * the last one to two `laneFillWindowMs` (the current point included).
    */
   laneFillPeakBytes?: number;
+  /**
+   * False within one averaging window of the last lane added to the budget:
+   * the new lane has not had time to carry commits, so it must not count as
+   * idle (no lane is removed then). Absent: true.
+   */
+  laneCountSettled?: boolean;
+  /**
+   * The engine seals the open epoch at this point whatever the decision
+   * (its own seal on an idle disk): `keepCurrent` is not offered, the seal
+   * guards are moot, and the lane-budget actions are scored as sealing plus
+   * their effect. Absent: false.
+   */
+  sealingAnyway?: boolean;
   /** The log is on the conservative path already. */
   fallbackActive: boolean;
 }
@@ -142,6 +157,12 @@ export interface ControllerPolicy {
   laneFullCostMicros: number;
   /** Lane byte budget the controller starts from and never goes below (clamped to the lane capacity). */
   laneByteBudgetStartBytes: number;
+  /**
+   * The fullest lane's peak is kept over one to two of these windows: the
+   * byte budget grows at the first full lane but shrinks only after this
+   * long of small epochs (memory can wait; a regrowth costs overflow copies).
+   */
+  laneFillWindowMs: number;
   /** Extra cost per commit of encoding on the owner thread in `conservative`. */
   serializationCostMicros: number;
   /**
@@ -166,6 +187,7 @@ export const DEFAULT_CONTROLLER_POLICY: Readonly<ControllerPolicy> = Object.free
   // 1 MiB lanes than with 4 MiB lanes, ≈ 50 µs per overflowed 64 KiB commit.
   laneFullCostMicros: 50,
   laneByteBudgetStartBytes: 4 * 1024 * 1024,
+  laneFillWindowMs: 500,
   serializationCostMicros: 3,
   conservativeSwitchCostMicros: 5_000,
 });
@@ -359,9 +381,11 @@ export function decide(
     };
   }
 
-  // Guard 2 and 3: latency and size bounds force a seal.
+  // Guard 2 and 3: latency and size bounds force a seal (moot where the
+  // engine seals anyway).
   if (
     n > 0 &&
+    e.sealingAnyway !== true &&
     (e.oldestPendingAgeMs >= policy.maxFlushDelayMs || e.epochBytes >= policy.epochByteCap)
   ) {
     const byDelay = e.oldestPendingAgeMs >= policy.maxFlushDelayMs;
@@ -399,8 +423,12 @@ export function decide(
 
   const keepAt = D > 0 ? D : policy.idleTickMicros;
   const schedules = scheduleLosses(n, keepAt, D, lambda, F, Wc);
-  const keep = schedules.keep + overflowLoss;
-  losses.keepCurrent = keep;
+  // At the engine's own seal the epoch is sealed whatever is decided: the
+  // choice is only what comes with it (a budget change, the conservative
+  // path), so every action is scored on the sealing schedule.
+  const sealing = e.sealingAnyway === true && n > 0;
+  const keep = (sealing ? schedules.seal : schedules.keep) + overflowLoss;
+  if (!sealing) losses.keepCurrent = keep;
   if (n > 0) losses.sealEpochNow = schedules.seal + overflowLoss;
   // More lanes only help against contention; fewer only when some lanes sat idle.
   // With every lane of the budget in use, contention (appends that found
@@ -413,7 +441,10 @@ export function decide(
     const saved = contentionLoss / (e.laneBudget + 1);
     losses.increaseLaneBudget = keep - saved + policy.laneCostMicros;
   } else if (increase === 'bytes') {
-    const saved = contentionRate * horizonMicros * policy.laneFullCostMicros;
+    // A budget change lasts beyond one epoch: at least the overflow seen
+    // since the last decision (one epoch, at the engine's own seal) recurs.
+    const expected = Math.max(contentionRate * horizonMicros, e.contentionEvents);
+    const saved = expected * policy.laneFullCostMicros;
     losses.increaseLaneBudget = keep - saved + policy.laneCostMicros;
   }
   if (decrease === 'lanes') {
@@ -456,6 +487,7 @@ export function decide(
     { name: 'activeLanes', value: e.activeLanes, weightMicros: 0 },
     { name: 'laneByteBudget', value: e.laneByteBudget ?? 0, weightMicros: 0 },
     { name: 'laneFillPeakBytes', value: e.laneFillPeakBytes ?? 0, weightMicros: 0 },
+    { name: 'laneFillBytes', value: e.laneFillBytes ?? 0, weightMicros: 0 },
   ];
   const dimension =
     best === 'increaseLaneBudget' ? increase : best === 'decreaseLaneBudget' ? decrease : null;
@@ -465,7 +497,11 @@ export function decide(
       : PRIMARY_TERM[best];
   const shown = topTerms(terms, best, primary);
   // A byte-budget record names the budget it moved from.
-  if (dimension === 'bytes') shown.splice(1, 0, `laneByteBudget=${e.laneByteBudget}`);
+  if (dimension === 'bytes') {
+    const fill =
+      best === 'increaseLaneBudget' ? [`laneFillBytes=${round(e.laneFillBytes ?? 0)}`] : [];
+    shown.splice(1, 0, `laneByteBudget=${e.laneByteBudget}`, ...fill);
+  }
   return {
     action: best,
     record: record(
@@ -485,20 +521,41 @@ export function decide(
   };
 }
 
-/** What `increaseLaneBudget` would move: lanes while some are held back, else bytes; `null`: not applicable. */
+/**
+ * True when the contention seen asks for more lane room: with the byte
+ * budget managed, only while the lanes hold at least half their budget now
+ * (an append that found its buffer sealed, not full, does not count).
+ */
+function contentionFromFullLanes(e: ControllerEvidence): boolean {
+  if (e.contentionEvents <= 0) return false;
+  if (e.laneByteBudget === undefined) return true;
+  return (e.laneFillBytes ?? 0) * LANE_BYTE_BUDGET_STEP >= e.laneByteBudget;
+}
+
+/**
+ * What `increaseLaneBudget` would move; `null`: not applicable. Contention
+ * with every lane of the budget in use asks for another lane; contention
+ * with lanes of the budget idle (writers do not spread, e.g. one thread's
+ * commits all go to one lane) asks for more bytes per lane.
+ */
 function increaseDimension(e: ControllerEvidence, parallel: boolean): LaneBudgetDimension | null {
-  if (!parallel || e.contentionEvents <= 0) return null;
-  if (e.laneBudget < e.laneBudgetMax) return 'lanes';
-  if (e.laneByteBudget !== undefined && e.laneByteBudget < (e.laneByteBudgetMax ?? 0)) {
-    return 'bytes';
-  }
+  if (!parallel || !contentionFromFullLanes(e)) return null;
+  if (e.laneBudget < e.laneBudgetMax && e.activeLanes >= e.laneBudget) return 'lanes';
+  const bytes = e.laneByteBudget;
+  if (bytes !== undefined && bytes < (e.laneByteBudgetMax ?? 0)) return 'bytes';
   return null;
 }
 
-/** What `decreaseLaneBudget` would move: idle lanes first, then unused bytes; `null`: not applicable. */
+/**
+ * What `decreaseLaneBudget` would move; `null`: not applicable. Lanes of the
+ * budget that sat idle for a window go first; bytes go back once the fullest
+ * lane used under a quarter of them for a whole fill window.
+ */
 function decreaseDimension(e: ControllerEvidence, parallel: boolean): LaneBudgetDimension | null {
   if (!parallel) return null;
-  if (e.laneBudget > 1 && e.activeLanes < e.laneBudget) return 'lanes';
+  if (e.laneBudget > 1 && e.activeLanes < e.laneBudget && (e.laneCountSettled ?? true)) {
+    return 'lanes';
+  }
   const bytes = e.laneByteBudget;
   const peak = e.laneFillPeakBytes;
   if (
@@ -548,6 +605,8 @@ export interface SealPointState {
   fallbackActive: boolean;
   /** The open epoch, for the budget-change log. */
   openEpoch?: bigint;
+  /** The engine seals the open epoch here whatever the decision (see {@link ControllerEvidence.sealingAnyway}). */
+  sealing?: boolean;
   /** The engine's lane capacity (`bufferCapacityBytes`): the most the lane byte budget can grow to. */
   laneCapacityBytes?: number;
 }
@@ -585,8 +644,11 @@ export class SealController {
   #laneByteBudget: number | null;
   #laneByteBudgetMin = 0;
   #laneByteBudgetMax = 0;
+  /** The fullest lane's peak in the current fill window and in the one before. */
   #fillPeakBytes = 0;
-  #fillPeakAtMs = Number.NEGATIVE_INFINITY;
+  #fillPeakPreviousBytes = 0;
+  #fillWindowStartMs: number | null = null;
+  #laneAddedAtMs = Number.NEGATIVE_INFINITY;
   readonly #budgetChanges: LaneBudgetChange[] = [];
   #budgetChangeCount = 0;
 
@@ -638,14 +700,23 @@ export class SealController {
     );
   }
 
-  /** Tracks the largest open-epoch bytes per lane over about one averaging window. */
+  /** Tracks the fullest lane's open-epoch bytes over the last one to two fill windows. */
   #noteFill(state: SealPointState): void {
-    const lanes = Math.max(1, this.#activeLanes.size);
-    const perLane = state.epochBytes / lanes;
-    if (perLane >= this.#fillPeakBytes || state.nowMs - this.#fillPeakAtMs > this.#windowMs) {
-      this.#fillPeakBytes = perLane;
-      this.#fillPeakAtMs = state.nowMs;
+    const windowMs = this.policy.laneFillWindowMs;
+    this.#fillWindowStartMs ??= state.nowMs;
+    const elapsed = state.nowMs - this.#fillWindowStartMs;
+    if (elapsed >= windowMs) {
+      // A window with no decision point at all counts as an empty one.
+      this.#fillPeakPreviousBytes = elapsed >= 2 * windowMs ? 0 : this.#fillPeakBytes;
+      this.#fillPeakBytes = 0;
+      this.#fillWindowStartMs = state.nowMs;
     }
+    this.#fillPeakBytes = Math.max(this.#fillPeakBytes, this.#laneFill(state));
+  }
+
+  /** Open-epoch bytes per lane that carried commits since the previous decision. */
+  #laneFill(state: SealPointState): number {
+    return state.epochBytes / Math.max(1, this.#activeLanes.size);
   }
 
   /** Decision points answered by a standing `keepCurrent` decision. */
@@ -732,20 +803,21 @@ export class SealController {
       activeLanes: this.#activeLaneCount(state.nowMs),
       laneBudget: this.#laneBudget,
       laneBudgetMax: this.#laneBudgetMax,
-      ...this.#byteEvidence(state.nowMs),
+      laneCountSettled: state.nowMs - this.#laneAddedAtMs >= this.#windowMs,
+      ...(state.sealing === true ? { sealingAnyway: true } : {}),
+      ...this.#byteEvidence(state),
       fallbackActive: state.fallbackActive,
     };
   }
 
-  #byteEvidence(nowMs: number): Partial<ControllerEvidence> {
+  #byteEvidence(state: SealPointState): Partial<ControllerEvidence> {
     if (this.#laneByteBudget === null) return {};
-    const since = this.#firstDecisionAtMs;
-    const watched = since !== null && nowMs - since >= this.#windowMs;
     return {
       laneByteBudget: this.#laneByteBudget,
       laneByteBudgetMin: this.#laneByteBudgetMin,
       laneByteBudgetMax: this.#laneByteBudgetMax,
-      ...(watched ? { laneFillPeakBytes: this.#fillPeakBytes } : {}),
+      laneFillBytes: this.#laneFill(state),
+      laneFillPeakBytes: Math.max(this.#fillPeakBytes, this.#fillPeakPreviousBytes),
     };
   }
 
@@ -762,6 +834,7 @@ export class SealController {
       state.nowMs - this.#standingSinceMs < this.#minIntervalMs &&
       state.oldestPendingAgeMs < this.policy.maxFlushDelayMs &&
       state.epochBytes < this.policy.epochByteCap &&
+      state.sealing !== true &&
       state.fallbackActive === standing.record.fallbackActive
     ) {
       // Measured: a full decision costs ≈ 4 µs; at tens of thousands of commits/s
@@ -798,6 +871,7 @@ export class SealController {
     const lanesBefore = this.#laneBudget;
     const bytesBefore = this.#laneByteBudget;
     if (decision.budgetDimension === 'lanes') {
+      if (up) this.#laneAddedAtMs = state.nowMs;
       this.#laneBudget = up
         ? Math.min(this.#laneBudgetMax, this.#laneBudget + 1)
         : Math.max(1, this.#laneBudget - 1);

@@ -33,6 +33,8 @@ export interface SealPointInfo {
   contentionTotal?: number;
   /** The open epoch (the one new appends are tagged with). */
   openEpoch?: bigint;
+  /** True at the flusher's own seal (idle disk): the epoch is sealed whatever the decision. */
+  sealing?: boolean;
   /** Capacity of an in-process lane buffer (`bufferCapacityBytes`): the most a lane byte budget can give. */
   laneCapacityBytes?: number;
 }
