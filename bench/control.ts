@@ -440,7 +440,7 @@ const BURST_PAGES = 24;
 const BURST_SECONDS = 1.5;
 const TRICKLE_PER_SEC = 1000;
 const TRICKLE_SECONDS = 1.5;
-const BUDGET_ROUNDS = Number(process.env.PWAL_BENCH_ROUNDS ?? 5);
+const BUDGET_ROUNDS = Number(process.env.PWAL_BENCH_ROUNDS ?? 7);
 const MiB = 1024 * 1024;
 
 /** A control plane whose lane byte budget the engine sees pinned at `pinned`, whatever the controller decides. */
@@ -625,11 +625,6 @@ async function laneBudget(): Promise<void> {
       );
     });
     const controlled = figures[1]!;
-    if (process.env.DBG)
-      for (const f of controlled) {
-        console.log('ROUND', f.overflowAppends, f.burst.commitsPerSec.toFixed(0));
-        for (const c of f.changes) printChange(c, f.burstStartMs);
-      }
     console.log(
       `  controller's budget at the end of the burst: ${controlled.map((f) => mib(f.budgetBurst)).join(' / ')}; at the end: ${controlled.map((f) => mib(f.budgetEnd)).join(' / ')} (per round)`,
     );
