@@ -356,8 +356,11 @@ export function decide(
   };
 
   // Guard 1: stale evidence. Work has waited for an fsync sample too long.
+  // At the engine's own seal the disk is idle and about to write: work that
+  // waited for that seal (`autoFlush: false`) is not a stuck disk.
   const age = evidenceAgeMs(e);
-  if (age > policy.staleEvidenceMs) {
+  const idleSeal = e.sealingAnyway === true && e.syncInFlightSinceMs === null;
+  if (!idleSeal && age > policy.staleEvidenceMs) {
     return {
       action: 'forceConservative',
       record: record(

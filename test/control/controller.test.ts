@@ -434,6 +434,19 @@ describe('lane byte budget rule', () => {
     expect(atStart.lossesMicros.decreaseLaneBudget).toBeNull();
   });
 
+  it("does not take work that waited for the engine's own seal on an idle disk for stale evidence", () => {
+    const waited = {
+      ...bytes,
+      syncInFlightSinceMs: null,
+      lastFsyncAtMs: NOW - 60_000,
+      oldestPendingAgeMs: 5_000,
+    };
+    expect(decide(evidence(waited)).fallbackReason).toBe('controllerEvidenceLost');
+    const atSeal = decide(evidence({ ...waited, sealingAnyway: true }));
+    expect(atSeal.guard).toBeNull();
+    expect(atSeal.fallbackReason).toBeNull();
+  });
+
   it("at the engine's own seal scores the budget change with the seal and offers no keepCurrent", () => {
     const decision = decide(
       evidence({
