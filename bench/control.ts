@@ -605,7 +605,7 @@ async function laneBudget(): Promise<void> {
       `lane byte budget: ${BURST_SECONDS}s burst (${BURST_COMMITTERS} committers x ${BURST_PAGES}-page commits, all on lane 0), then ${TRICKLE_SECONDS}s trickle (open loop, ${TRICKLE_PER_SEC}/s single-page commits); lanes of ${mib(BUDGET_CAPACITY_BYTES)} capacity, fsync full, same controller sealing in every row`,
     );
     console.log(
-      `medians of ${BUDGET_ROUNDS} interleaved rounds; (x) = median of per-round ratios to the first row; latencies in ms; memory = lane buffers held at the end of the phase`,
+      `medians of ${BUDGET_ROUNDS} interleaved rounds; (x) = median of per-round ratios to the first row (commits/s: higher is better; latencies, ms: lower is better); overflows = appends the lane sent to its overflow list in the burst; memory = lane buffers held at the end of the phase`,
     );
     console.log(
       `  ${'budget'.padEnd(31)} ${'burst commits/s'.padStart(17)} ${'burst p50'.padStart(15)} ${'burst p99'.padStart(16)} ${'overflows'.padStart(9)} ${'memory'.padStart(8)} | ${'trickle p50'.padStart(15)} ${'trickle p99'.padStart(15)} ${'memory'.padStart(8)}`,
