@@ -124,6 +124,11 @@ export interface SegmentWalk {
   newestEpoch: bigint | null;
 }
 
+/**
+ * Checks the walk's options as given by a caller (they reach public calls).
+ * @throws {WalArgumentError} for a non-boolean `allowEpochGaps` or a floor
+ * that is not a u64 bigint.
+ */
 export function checkWalkOptions(options: SegmentWalkOptions): void {
   if (options.allowEpochGaps !== undefined && typeof options.allowEpochGaps !== 'boolean') {
     throw new WalArgumentError(
