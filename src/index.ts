@@ -1,18 +1,22 @@
 export {
-  buildCommitCertificate,
   CERTIFICATE_FORMAT_VERSION,
   type CertificateFields,
   type CertificateLink,
-  type CertifyEpochInput,
-  type ChainReport,
   CommitCertificate,
-  certificatePayloadDigest,
   decodeCertificate,
   encodeCertificate,
-  type SegmentBytes,
+} from './control/certificate.js';
+export {
+  type ChainReport,
   type VerifyChainOptions,
   verifyCertificateChain,
-} from './control/certificate.js';
+} from './control/certificate-chain.js';
+export {
+  buildCommitCertificate,
+  type CertifyEpochInput,
+  certificatePayloadDigest,
+  type SegmentBytes,
+} from './control/certify.js';
 export {
   type ChainOnDiskOptions,
   type ChainOnDiskReport,

@@ -20,17 +20,12 @@
  * `reportFallback`).
  */
 import { WalArgumentError } from '../errors.js';
-import { writeU16, writeU32, writeU64 } from '../format/bytes.js';
-import { crc32c } from '../format/crc32c.js';
-import { encodedRecordBytes, writeRecordUnchecked } from '../format/record.js';
+import { encodeRecordFrames } from '../format/frames.js';
+import { encodeSegmentHeader } from '../format/segment.js';
 import type { FormatVersion, TxnToken, WalRecord } from '../format/types.js';
-import { SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
-import {
-  buildCommitCertificate,
-  type CertificateLink,
-  type CommitCertificate,
-} from './certificate.js';
+import type { CertificateLink, CommitCertificate } from './certificate.js';
+import { buildCommitCertificate } from './certify.js';
 import { type ChainOnDiskReport, verifyCertificateChainOnDisk } from './chain-files.js';
 import {
   type ControllerDecision,
@@ -178,19 +173,6 @@ interface StagedBatch {
   dbSizePages: number;
   /** The records as placed, images copied (the caller may reuse its buffers). */
   records: WalRecord[];
-}
-
-/** Wire form of `records` in `version`: the conservative path's own encoding. */
-function encodeStaged(records: readonly WalRecord[], version: FormatVersion): Uint8Array {
-  const sizes = records.map((r) => encodedRecordBytes(r, version));
-  let total = 0;
-  for (const size of sizes) total += 4 + size;
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (let i = 0; i < records.length; i++) {
-    at = writeRecordUnchecked(records[i]!, version, bytes, at, sizes[i]!);
-  }
-  return bytes;
 }
 
 /** The control plane of one log. See the module comment for the calls. */
@@ -483,7 +465,11 @@ export class ControlPlane {
       };
     }
     const version = this.certificates ? CERTIFIED_SEGMENT_VERSION : this.formatVersion;
-    const header = segmentHeader(version, input.epoch, input.recordCount);
+    const header = encodeSegmentHeader({
+      version,
+      epoch: input.epoch,
+      recordCount: input.recordCount,
+    });
     let chunks = [header, ...input.chunks];
     const laneRecordCounts = input.recordsPerCore;
     const dbSizePages =
@@ -497,7 +483,7 @@ export class ControlPlane {
       const batches: ShadowBatch[] = staged.map((b) => ({
         laneId: 0,
         commitSeq: b.commitSeq,
-        records: encodeStaged(b.records, this.formatVersion),
+        records: encodeRecordFrames(b.records, this.formatVersion),
         dbSizePages: b.dbSizePages,
       }));
       for (const chunk of input.externalChunks ?? []) {
@@ -803,15 +789,4 @@ export class ControlPlane {
       fallbackReason: this.fallback.reason,
     });
   }
-}
-
-/** A 24-byte segment header of any version (same layout and CRC for 1, 2 and 3). */
-function segmentHeader(version: number, epoch: bigint, recordCount: number): Uint8Array {
-  const header = new Uint8Array(SEGMENT_HEADER_BYTES);
-  writeU32(header, 0, SEGMENT_MAGIC);
-  writeU16(header, 4, version);
-  writeU64(header, 8, epoch);
-  writeU32(header, 16, recordCount);
-  writeU32(header, 20, crc32c(header.subarray(0, 20)));
-  return header;
 }
