@@ -1,7 +1,54 @@
+/**
+ * Commit certificates (docs/design.md#commit-certificates): one per durable epoch, binding the
+ * segment's bytes by digest and chaining to the previous certificate, so that
+ * recovery can tell a missing middle segment (`recovery_gap`) from a broken
+ * chain (`certificate_gap`) and from altered bytes (`certificate_checksum_mismatch`).
+ *
+ * Encoded certificate, little-endian (format version 1). The canonical bytes of
+ * docs/format.md#72-certificate come first; `certificateCrc32c = crc32c(canonical bytes)` exactly
+ * as docs/format.md#72-certificate says.
+ * The chain extension follows, with its own CRC over everything before it:
+ *
+ * ```text
+ * off        size  field
+ * 0          2     formatVersion (1)
+ * 2          1     residue (1 = commit certificate, then publish)
+ * 3          8     certificateEpoch
+ * 11         8     commitSeqLo
+ * 19         8     commitSeqHi
+ * 27         8     durableSegmentEpoch
+ * 35         2     laneCount
+ * 37         4     count (entries of laneRecordCounts)
+ * 41         4×n   laneRecordCounts
+ * 41+4n      4     dbSizePages
+ * 45+4n      4     pageSetSize
+ * 49+4n      32    payload digest = SHA-256(segment header + records)
+ * 81+4n      1     fallbackActive (0/1)
+ * ---------- end of canonical bytes (82 + 4n) ----------
+ * 82+4n      4     certificateCrc32c = crc32c(bytes 0 .. 82+4n)
+ * 86+4n      1     hasPredecessor (0/1)
+ * 87+4n      8     predecessorEpoch (0 without predecessor)
+ * 95+4n      4     predecessorCertificateCrc32c (0 without predecessor)
+ * 99+4n      4     linkCrc32c = crc32c(bytes 0 .. 99+4n)
+ * total      103 + 4n
+ * ```
+ *
+ * Chain rules: `commitSeqLo = predecessor.commitSeqHi + 1` (the interval covers
+ * every sequence since the predecessor, so caller-chosen sequences with holes
+ * still chain), `commitSeqHi` = the largest commit sequence in the segment
+ * (or the predecessor's when the segment commits nothing). Without a
+ * predecessor (a fresh log), `commitSeqLo` is the smallest sequence present.
+ *
+ * This module is the certificate's codec only: issuing a certificate from a
+ * segment is `certify.ts`, verifying a chain `certificate-chain.ts`, and the
+ * trailer that carries it in a version-3 segment `segment-v3.ts`. Only
+ * `format/` helpers are used, so the codec could move to the format layer
+ * unchanged.
+ */
 import { WalArgumentError } from '../errors.js';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
-import { U32_MAX, U64_MAX } from '../format/types.js';
+import { isU64, U32_MAX } from '../format/types.js';
 import { CertificateErrorCode, CertificateFormatError } from './errors.js';
 
 /** The certificate layout this module writes and reads. */
@@ -152,10 +199,6 @@ function canonicalBytesLength(laneCounts: number): number {
 /** Encoded size of a certificate with `laneCounts` lane record counts. */
 export function encodedCertificateBytes(laneCounts: number): number {
   return CERTIFICATE_BASE_BYTES + 4 * laneCounts;
-}
-
-function isU64(value: bigint): boolean {
-  return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
 }
 
 function isUint(value: number, max: number): boolean {

@@ -15,11 +15,11 @@ import { crc32c } from './crc32c.js';
 import { InvalidRecordError, SegmentErrorCode, SegmentFormatError } from './errors.js';
 import {
   type FormatVersion,
+  isU64,
   MAX_IMAGE_BYTES,
   recordMinBytes,
   TXN_ID_MAX,
   U32_MAX,
-  U64_MAX,
   type WalRecord,
 } from './types.js';
 
@@ -41,10 +41,6 @@ export const RECORD_END_SEQ_OFFSET = 33;
 export const RECORD_LENGTH_PREFIX_BYTES = 4;
 /** Size of the version-2 trailing CRC-32C. */
 export const RECORD_CHECKSUM_BYTES = 4;
-
-function isU64(value: unknown): value is bigint {
-  return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
-}
 
 function isU32(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= U32_MAX;

@@ -38,6 +38,7 @@ import {
   CERTIFIED_FORMAT_VERSION,
   DEFAULT_FORMAT_VERSION,
   type FormatVersion,
+  isU64,
   recordMinBytes,
   recordVersionOf,
   SEGMENT_HEADER_BYTES,
@@ -45,7 +46,6 @@ import {
   type SegmentHeader,
   type SegmentVersion,
   U32_MAX,
-  U64_MAX,
   type WalRecord,
 } from './types.js';
 
@@ -74,7 +74,7 @@ export interface DecodeSegmentOptions {
 
 function checkHeaderFields(header: SegmentHeader): void {
   if (header.version !== CERTIFIED_FORMAT_VERSION) assertFormatVersion(header.version);
-  if (typeof header.epoch !== 'bigint' || header.epoch < 0n || header.epoch > U64_MAX) {
+  if (!isU64(header.epoch)) {
     throw new InvalidRecordError(`segment epoch ${String(header.epoch)} is not a u64`);
   }
   const count = header.recordCount;
@@ -193,7 +193,7 @@ export function maxPossibleRecords(fileBytes: number, version: SegmentVersion): 
  * or the first field limit a record breaks; nothing is encoded.
  */
 export function canonicalSegmentRecords(epoch: bigint, records: readonly WalRecord[]): WalRecord[] {
-  if (typeof epoch !== 'bigint' || epoch < 0n || epoch > U64_MAX) {
+  if (!isU64(epoch)) {
     throw new InvalidRecordError(`segment epoch ${String(epoch)} is not a u64`);
   }
   if (!Array.isArray(records)) throw new WalArgumentError('records must be an array');
