@@ -17,15 +17,6 @@ import {
 } from './surface.js';
 import type { Tracer } from './trace.js';
 
-/** What a store checkpoint reports (the store's `CheckpointControl.checkpointed`). */
-export interface CheckpointOutcome {
-  checkpointEpoch: bigint | null;
-  conflict: boolean;
-  bytesWritten: number;
-  durationMs: number;
-  error: Error | null;
-}
-
 /** Emits the control plane's trace records through `tracer`, with the fallback state of the moment. */
 export class PlaneTrace {
   readonly #tracer: Tracer;
@@ -62,24 +53,6 @@ export class PlaneTrace {
       event: 'refused',
       laneId,
       fallbackReason: 'laneOverflow',
-    });
-  }
-
-  /** A store checkpoint ran, with the epoch the database file now holds. */
-  checkpointed(outcome: CheckpointOutcome): void {
-    if (!this.#tracer.enabled) return;
-    this.#tracer.trace({
-      component: 'checkpoint',
-      event: outcome.error === null ? 'checkpoint_done' : 'checkpoint_failed',
-      checkpointEpoch: outcome.checkpointEpoch,
-      ...this.#state,
-      bytes: outcome.bytesWritten,
-      latencyMicros: Math.round(outcome.durationMs * 1000),
-      ...(outcome.error !== null
-        ? { detail: outcome.error.message }
-        : outcome.conflict
-          ? { detail: 'ran while the serialized path was required (checkpoint_conflict)' }
-          : {}),
     });
   }
 

@@ -33,7 +33,7 @@ import { CertificateChainError } from './errors.js';
 import { type ClearOutcome, FallbackState } from './fallback.js';
 import { LaneStager } from './lane-stager.js';
 import { EpochStaging, type StagedBatch } from './plane-staging.js';
-import { type CheckpointOutcome, PlaneTrace } from './plane-trace.js';
+import { PlaneTrace } from './plane-trace.js';
 import type { ControlPlaneStats, PreparedEpoch } from './plane-types.js';
 import { CERTIFIED_SEGMENT_VERSION, encodeCertificateTrailer } from './segment-v3.js';
 import { type ShadowBatch, shadowCompare } from './shadow.js';
@@ -227,8 +227,28 @@ export class ControlPlane {
    * A store checkpoint ran (the store's `CheckpointControl.checkpointed`):
    * traced with the epoch the database file now holds (`checkpointEpoch`).
    */
-  checkpointed(outcome: CheckpointOutcome): void {
-    this.#trace.checkpointed(outcome);
+  checkpointed(outcome: {
+    checkpointEpoch: bigint | null;
+    conflict: boolean;
+    bytesWritten: number;
+    durationMs: number;
+    error: Error | null;
+  }): void {
+    if (!this.tracer.enabled) return;
+    this.tracer.trace({
+      component: 'checkpoint',
+      event: outcome.error === null ? 'checkpoint_done' : 'checkpoint_failed',
+      checkpointEpoch: outcome.checkpointEpoch,
+      fallbackActive: this.fallback.active,
+      fallbackReason: this.fallback.reason,
+      bytes: outcome.bytesWritten,
+      latencyMicros: Math.round(outcome.durationMs * 1000),
+      ...(outcome.error !== null
+        ? { detail: outcome.error.message }
+        : outcome.conflict
+          ? { detail: 'ran while the serialized path was required (checkpoint_conflict)' }
+          : {}),
+    });
   }
 
   /**
