@@ -23,12 +23,15 @@ export {
   verifyCertificateChainOnDisk,
 } from './control/chain-files.js';
 export {
+  BUDGET_CHANGES_KEPT_MAX,
   type ControllerDecision,
   type ControllerEvidence,
   type ControllerPolicy,
   DEFAULT_CONTROLLER_POLICY,
   type DecisionAction,
   decide,
+  type LaneBudgetChange,
+  type LaneBudgetDimension,
   SealController,
   type SealControllerOptions,
   type SealPointState,
