@@ -26,8 +26,6 @@
  * {@link FOLLOW_POLL_INTERVAL_MS}. A verification failure stops the follower
  * at the last good epoch (state `failed`): it never applies E+1 without E.
  */
-import type { JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, writeSegmentFile } from '../storage/segment-files.js';
@@ -35,6 +33,7 @@ import { recordShippedJump } from '../storage/skipped-epochs.js';
 import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, EpochAssembler, type VerifiedEpoch } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
+import { DEFAULT_API_TIMEOUT_MS, type ReplicaClient } from './client.js';
 import { type Deferred, deferred, sleepUnless } from './deferred.js';
 import {
   ReplicaErrorCode,
@@ -42,17 +41,10 @@ import {
   ReplicationErrorCode,
   ReplicaVerificationError,
 } from './errors.js';
-import {
-  connectBounded,
-  DEFAULT_API_TIMEOUT_MS,
-  managerFor,
-  streamInfoOrNull,
-  toStreamMessage,
-} from './nats.js';
-import { loadNats } from './nats-peer.js';
-import { downloadSnapshot, latestSnapshot, type SnapshotMeta } from './snapshot.js';
+import { type NatsConnection, NatsReplicaClient, requireNatsPeers } from './nats/client.js';
+import { downloadSnapshotFrom, latestSnapshotIn } from './snapshot.js';
+import type { SnapshotMeta } from './snapshot-meta.js';
 import { type FollowPosition, readFollowPosition, writeFollowPosition } from './state-file.js';
-import { readStreamRange } from './stream-reader.js';
 import { firstSeqAboveEpoch } from './stream-seek.js';
 import { parseChunkHeader } from './wire.js';
 
@@ -134,9 +126,8 @@ export interface FollowerStats {
 /** Keeps a replica current; see the module comment. */
 export class Follower {
   private readonly fs: WalFileSystem;
-  private nc: NatsConnection | null;
-  private jsm: JetStreamManager | null = null;
-  private doorbell: Subscription | null = null;
+  private client: ReplicaClient | null = null;
+  private doorbell: { stop(): void } | null = null;
   /** The durable position (what the files hold). */
   private position: FollowPosition;
   /** The last applied epoch and where it ended (ahead of `position` in store mode). */
@@ -174,7 +165,6 @@ export class Follower {
     private readonly store: ReplicaStore | null,
   ) {
     this.fs = options.fs ?? nodeFileSystem;
-    this.nc = options.connection ?? null;
     this.position = position;
     this.applied = position;
     this.needsBootstrap =
@@ -191,7 +181,7 @@ export class Follower {
    */
   static async start(options: FollowerOptions): Promise<Follower> {
     // A missing NATS package fails before anything is opened.
-    await loadNats();
+    await requireNatsPeers();
     if (options.connection === undefined && options.servers === undefined) {
       throw new ReplicationError(
         ReplicationErrorCode.stream,
@@ -351,14 +341,12 @@ export class Follower {
     await this.loop;
     this.state = 'closed';
     this.rejectWaiters(new ReplicationError(ReplicationErrorCode.closed, 'follower closed'));
-    this.doorbell?.unsubscribe();
+    this.doorbell?.stop();
     try {
       await this.makeDurable();
     } finally {
       await this.store?.close();
-      if (this.options.connection === undefined && this.nc !== null && !this.nc.isClosed()) {
-        await this.nc.close();
-      }
+      await this.client?.close();
     }
   }
 
@@ -424,23 +412,25 @@ export class Follower {
   }
 
   private async ensureSession(): Promise<void> {
-    if (this.nc === null || this.nc.isClosed()) {
+    if (this.client === null || this.client.isClosed()) {
       this.state = 'connecting';
-      if (this.options.connection !== undefined) {
+      if (this.options.connection?.isClosed() === true) {
         throw new ReplicationError(
           ReplicationErrorCode.unavailable,
           'the given NATS connection is closed',
         );
       }
-      this.nc = await connectBounded(this.options.servers ?? [], {
-        connectTimeoutMs: this.options.connectTimeoutMs,
+      this.client = await NatsReplicaClient.connect({
+        ...(this.options.connection === undefined
+          ? { servers: this.options.servers ?? [] }
+          : { connection: this.options.connection }),
+        ...(this.options.connectTimeoutMs === undefined
+          ? {}
+          : { connectTimeoutMs: this.options.connectTimeoutMs }),
+        apiTimeoutMs: this.options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS,
         name: 'pwal-follower',
       });
-      this.jsm = null;
       this.doorbell = null;
-    }
-    if (this.jsm === null) {
-      this.jsm = await managerFor(this.nc, this.options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
     }
   }
 
@@ -448,7 +438,7 @@ export class Follower {
   private async bootstrap(): Promise<void> {
     const store = this.store!;
     const databaseId = this.applied.databaseId === '' ? undefined : this.applied.databaseId;
-    const meta = await latestSnapshot(this.nc!, this.options.stream, { databaseId });
+    const meta = await latestSnapshotIn(this.client!, this.options.stream, { databaseId });
     if (meta !== null) {
       this.state = 'catchingUp';
       await store.installSnapshot(
@@ -459,7 +449,7 @@ export class Follower {
           commitSeq: meta.commitSeq,
           consistentEpoch: meta.consistentEpoch,
         },
-        (write) => downloadSnapshot(this.nc!, this.options.stream, meta, write),
+        (write) => downloadSnapshotFrom(this.client!, this.options.stream, meta, write),
       );
       this.adoptSnapshot(meta);
       await this.makeDurable();
@@ -470,8 +460,8 @@ export class Follower {
 
   /** Reads and applies everything in the stream after the position; true when caught up. */
   private async readNew(): Promise<boolean> {
-    const jsm = this.jsm!;
-    const info = await streamInfoOrNull(jsm, this.options.stream);
+    const client = this.client!;
+    const info = await client.streamState(this.options.stream);
     if (info === null) {
       throw new ReplicationError(
         ReplicationErrorCode.stream,
@@ -479,28 +469,28 @@ export class Follower {
       );
     }
     if (this.doorbell === null) {
-      const subject = info.config.subjects?.[0];
+      const subject = info.subjects[0];
       if (subject !== undefined) {
-        this.doorbell = this.nc!.subscribe(subject, { callback: () => this.wake.resolve() });
+        this.doorbell = client.watch(subject, () => this.wake.resolve());
       }
     }
-    if (await this.trimmedPast(jsm, info.state.first_seq)) {
+    if (await this.trimmedPast(client, info.firstSeq)) {
       if (await this.reseedFromSnapshot()) return false;
       throw new ReplicaVerificationError(
         ReplicaErrorCode.gap,
-        `stream ${this.options.stream} no longer holds the epochs after ${this.applied.epoch} (trimmed to sequence ${info.state.first_seq}) and no newer snapshot can re-seed the replica${this.options.reseed === false ? ' (re-seeding is off)' : ''}: rebuild the replica in a fresh location`,
-        { epoch: this.applied.epoch ?? 0n, streamSeq: info.state.first_seq },
+        `stream ${this.options.stream} no longer holds the epochs after ${this.applied.epoch} (trimmed to sequence ${info.firstSeq}) and no newer snapshot can re-seed the replica${this.options.reseed === false ? ' (re-seeding is off)' : ''}: rebuild the replica in a fresh location`,
+        { epoch: this.applied.epoch ?? 0n, streamSeq: info.firstSeq },
       );
     }
-    let from = Math.max(this.applied.streamSeq + 1, info.state.first_seq);
-    const to = info.state.last_seq;
+    let from = Math.max(this.applied.streamSeq + 1, info.firstSeq);
+    const to = info.lastSeq;
     if (this.applied.base === true && this.applied.epoch !== null && this.applied.streamSeq === 0) {
       // Starting from a snapshot: skip straight to the first epoch above it.
-      from = await firstSeqAboveEpoch(jsm, this.options.stream, this.applied.epoch, from, to);
+      from = await firstSeqAboveEpoch(client, this.options.stream, this.applied.epoch, from, to);
     }
     if (from > to) return true;
     this.state = 'catchingUp';
-    for await (const message of readStreamRange(jsm, this.options.stream, from, to)) {
+    for await (const message of client.readRange(this.options.stream, from, to)) {
       if (this.closing) return false;
       const event = this.assembler.push(message);
       if (event.kind === 'duplicate') this.counters.duplicatesSkipped += 1;
@@ -515,12 +505,12 @@ export class Follower {
    * `ReplicatedStore.snapshot({ trimStream })`): its first message is of an
    * epoch above ours that follows another epoch above ours.
    */
-  private async trimmedPast(jsm: JetStreamManager, firstSeq: number): Promise<boolean> {
+  private async trimmedPast(client: ReplicaClient, firstSeq: number): Promise<boolean> {
     const at = this.applied;
     if (at.epoch === null || at.streamSeq + 1 >= firstSeq) return false;
-    const head = await jsm.streams.getMessage(this.options.stream, { seq: firstSeq });
+    const head = await client.message(this.options.stream, firstSeq);
     if (head === null) return false;
-    const header = parseChunkHeader(toStreamMessage(head).header, firstSeq);
+    const header = parseChunkHeader(head.header, firstSeq);
     return header.epoch > at.epoch && header.prevEpoch !== null && header.prevEpoch > at.epoch;
   }
 
@@ -535,7 +525,7 @@ export class Follower {
     }
     const at = this.applied;
     const databaseId = at.databaseId === '' ? undefined : at.databaseId;
-    const meta = await latestSnapshot(this.nc!, this.options.stream, { databaseId });
+    const meta = await latestSnapshotIn(this.client!, this.options.stream, { databaseId });
     if (meta === null || (at.epoch !== null && meta.epoch <= at.epoch)) return false;
     this.state = 'catchingUp';
     await this.makeDurable();
@@ -547,7 +537,7 @@ export class Follower {
         commitSeq: meta.commitSeq,
         consistentEpoch: meta.consistentEpoch,
       },
-      (write) => downloadSnapshot(this.nc!, this.options.stream, meta, write),
+      (write) => downloadSnapshotFrom(this.client!, this.options.stream, meta, write),
     );
     this.adoptSnapshot(meta);
     this.counters.reseeds += 1;

@@ -12,20 +12,12 @@
  * @packageDocumentation
  */
 
-export {
-  DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS,
-  openReplicatedStore,
-  type ReplicatedStore,
-  type ReplicatedStoreOptions,
-  type SnapshotOptions,
-  type StreamTrim,
-  trimStreamBelow,
-} from '../store/replicated-store.js';
 export type {
   CertificateVerifier,
   DuplicateMessage,
 } from './assembler.js';
 export { verifyShippedCertificate } from './certificates.js';
+export { DEFAULT_STREAM_REPLICAS } from './client.js';
 export {
   ReplicaErrorCode,
   type ReplicaErrorCodeValue,
@@ -42,8 +34,16 @@ export {
   type FollowerState,
   type FollowerStats,
 } from './follower.js';
-export { DEFAULT_STREAM_REPLICAS } from './nats.js';
-export { NATS_PEER_PACKAGES } from './nats-peer.js';
+export { NATS_PEER_PACKAGES } from './nats/peer.js';
+export {
+  DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS,
+  openReplicatedStore,
+  type ReplicatedStore,
+  type ReplicatedStoreOptions,
+  type SnapshotOptions,
+  type StreamTrim,
+  trimStreamBelow,
+} from './replicated-store.js';
 export {
   type CommitDurability,
   type ReplicatedCommitOptions,
@@ -79,10 +79,8 @@ export {
   type SkippedSnapshot,
   SNAPSHOT_READ_BYTES,
   type SnapshotImage,
-  type SnapshotMeta,
-  snapshotBucketName,
-  snapshotObjectName,
 } from './snapshot.js';
+export { type SnapshotMeta, snapshotBucketName, snapshotObjectName } from './snapshot-meta.js';
 export {
   type FollowPosition,
   followPositionPath,

@@ -22,7 +22,7 @@ import type {
 import { ParallelWal } from '../engine/wal.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
-import { loadNats } from './nats-peer.js';
+import { requireNatsPeers } from './nats/client.js';
 import {
   DEFAULT_REPLICATION_TIMEOUT_MS,
   Replicator,
@@ -97,7 +97,7 @@ export class ReplicatedWal implements AsyncDisposable {
    */
   static async open(dbPath: string, config: ReplicatedWalConfig): Promise<ReplicatedWal> {
     // A missing NATS package fails before the log is opened.
-    await loadNats();
+    await requireNatsPeers();
     const replicatedAtOpen = await savedReplicatedEpoch({
       ...config.replication,
       dbPath,

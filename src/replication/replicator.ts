@@ -26,16 +26,10 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { listSegments, segmentPath } from '../storage/segment-files.js';
-import { type Deferred, deferred, sleepUnless } from './deferred.js';
-import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from './errors.js';
 import {
-  chunkPayloadBytesFor,
-  connectBounded,
   DEFAULT_API_TIMEOUT_MS,
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_DUPLICATE_WINDOW_MS,
@@ -43,11 +37,12 @@ import {
   DEFAULT_STREAM_REPLICAS,
   defaultStreamName,
   defaultSubject,
-  ensureStream,
-  isApiError,
-  managerFor,
-} from './nats.js';
-import { loadedNats, loadNats } from './nats-peer.js';
+  type PublishedChunk,
+  type ReplicaClient,
+} from './client.js';
+import { type Deferred, deferred, sleepUnless } from './deferred.js';
+import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from './errors.js';
+import { type NatsConnection, NatsReplicaClient, requireNatsPeers } from './nats/client.js';
 import {
   type ReplicationState,
   readReplicationState,
@@ -171,7 +166,7 @@ interface Waiter {
 }
 
 interface InFlight {
-  ack: Promise<{ ok: true; seq: number; duplicate: boolean } | { ok: false; error: unknown }>;
+  ack: Promise<({ ok: true } & PublishedChunk) | { ok: false; error: unknown }>;
   expectedSeq: number;
   epoch: bigint;
   lastOfEpoch: boolean;
@@ -210,10 +205,9 @@ export class Replicator {
   private durable: bigint | null;
   private replicated: bigint | null;
   private position: StreamPosition | null = null;
-  private nc: NatsConnection | null;
-  private readonly ownsConnection: boolean;
-  private js: JetStreamClient | null = null;
-  private jsm: JetStreamManager | null = null;
+  private client: ReplicaClient | null = null;
+  /** The client's connection, handed to {@link ReplicatorOptions.ensureBase}. */
+  private connection: NatsConnection | null = null;
   private chunkPayloadBytes = 0;
   private state: ReplicatorState = 'connecting';
   private failure: ReplicationError | null = null;
@@ -252,8 +246,6 @@ export class Replicator {
     this.maxInFlight = Math.max(1, options.maxInFlightMessages ?? DEFAULT_MAX_IN_FLIGHT_MESSAGES);
     this.durable = initialDurable;
     this.replicated = initialReplicated;
-    this.nc = options.connection ?? null;
-    this.ownsConnection = options.connection === undefined;
   }
 
   /**
@@ -263,7 +255,7 @@ export class Replicator {
    */
   static async open(options: ReplicatorOptions): Promise<Replicator> {
     // A missing NATS package fails here, typed, not later in the background.
-    await loadNats();
+    await requireNatsPeers();
     if (options.connection === undefined && options.servers === undefined) {
       throw new ReplicationError(
         ReplicationErrorCode.stream,
@@ -385,7 +377,7 @@ export class Replicator {
     this.settleWaiters(this.closedError());
     this.queueStateWrite();
     await this.stateWrites;
-    if (this.ownsConnection && this.nc !== null && !this.nc.isClosed()) await this.nc.close();
+    await this.client?.close();
   }
 
   /** `await using` support. */
@@ -450,31 +442,28 @@ export class Replicator {
   }
 
   private async ensureSession(): Promise<void> {
-    if (this.nc === null || this.nc.isClosed()) {
+    if (this.client === null || this.client.isClosed()) {
       this.state = 'connecting';
-      if (!this.ownsConnection) {
+      if (this.options.connection?.isClosed() === true) {
         throw new ReplicationError(
           ReplicationErrorCode.unavailable,
           'the given NATS connection is closed',
         );
       }
-      this.nc = await connectBounded(this.options.servers ?? [], {
+      const client = await NatsReplicaClient.connect({
+        ...(this.options.connection === undefined
+          ? { servers: this.options.servers ?? [] }
+          : { connection: this.options.connection }),
         connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        apiTimeoutMs: this.options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS,
         name: `pwal-replicator-${this.databaseId}`,
       });
-      this.js = null;
-      this.jsm = null;
-    }
-    const nc = this.nc;
-    if (this.jsm === null || this.js === null) {
-      const { jetstream } = await loadNats();
-      this.jsm = await managerFor(nc, this.options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
-      this.js = jetstream.jetstream(nc, { timeout: this.publishTimeoutMs });
+      this.client = client;
+      this.connection = client.connection;
       this.position = null;
     }
     if (this.position === null) {
-      const info = await ensureStream(
-        this.jsm,
+      const stream = await this.client.ensureStream(
         { stream: this.stream, subject: this.subject },
         {
           create: this.options.createStream ?? true,
@@ -483,21 +472,20 @@ export class Replicator {
           duplicateWindowMs: this.options.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS,
         },
       );
-      this.chunkPayloadBytes = chunkPayloadBytesFor(info, nc);
-      await this.resync(info.state.last_seq);
+      this.chunkPayloadBytes = stream.chunkPayloadBytes;
+      await this.resync(stream.state.lastSeq);
     }
   }
 
   /** Reads the stream's tail and sets where shipping continues. */
   private async resync(streamLastSeq: number): Promise<void> {
     this.counters.resyncs += 1;
-    const jsm = this.jsm!;
-    const tail = await jsm.streams.getMessage(this.stream, { last_by_subj: this.subject });
+    const tail = await this.client!.lastMessage(this.stream, this.subject);
     if (tail === null) {
       const base = this.options.baseEpoch ?? null;
       if (base !== null && this.options.ensureBase !== undefined) {
         await this.options.ensureBase({
-          connection: this.nc!,
+          connection: this.connection!,
           baseEpoch: base,
           databaseId: this.databaseId,
           stream: this.stream,
@@ -513,10 +501,7 @@ export class Replicator {
         `stream ${this.stream} has messages after this database's last one (sequence ${tail.seq} < ${streamLastSeq}): one subject per stream is required`,
       );
     }
-    const header = parseChunkHeader(
-      (name) => (tail.header?.has(name) ? tail.header.get(name) : undefined),
-      tail.seq,
-    );
+    const header = parseChunkHeader(tail.header, tail.seq);
     if (header.databaseId !== this.databaseId) {
       throw new ReplicationError(
         ReplicationErrorCode.conflict,
@@ -660,16 +645,14 @@ export class Replicator {
     epoch: bigint,
     lastOfEpoch: boolean,
   ): InFlight {
-    // Loaded: `this.js` exists only after loadNats().
-    const hdrs = loadedNats()!.transport.headers();
-    for (const [name, value] of message.headers) hdrs.set(name, value);
-    const ack = this.js!.publish(this.subject, message.data, {
-      msgID: message.msgId,
-      headers: hdrs,
-      timeout: this.publishTimeoutMs,
-      expect: { lastSequence: expectedSeq - 1 },
+    const ack = this.client!.publish({
+      stream: this.stream,
+      subject: this.subject,
+      message,
+      expectedLastSeq: expectedSeq - 1,
+      timeoutMs: this.publishTimeoutMs,
     }).then(
-      (pubAck) => ({ ok: true as const, seq: pubAck.seq, duplicate: pubAck.duplicate }),
+      (published) => ({ ok: true as const, ...published }),
       (error: unknown) => ({ ok: false as const, error }),
     );
     return { ack, expectedSeq, epoch, lastOfEpoch, bytes: message.data.length };
@@ -678,17 +661,9 @@ export class Replicator {
   private async settleOldest(inFlight: InFlight[]): Promise<void> {
     const oldest = inFlight[0]!;
     const result = await oldest.ack;
-    if (!result.ok) {
-      const codes = loadedNats()!.jetstream.JetStreamApiCodes;
-      if (isApiError(result.error, codes.StreamWrongLastSequence)) {
-        throw new ReplicationError(
-          ReplicationErrorCode.unavailable,
-          `stream ${this.stream} moved on under a pipelined publish; resyncing`,
-          { cause: result.error },
-        );
-      }
-      throw result.error;
-    }
+    // A publish the stream refused for its expected last sequence is a
+    // ReplicationError `unavailable`: resync from the tail.
+    if (!result.ok) throw result.error;
     if (result.seq !== oldest.expectedSeq) {
       // A duplicate acknowledged at another position, or a foreign writer.
       throw new ReplicationError(
