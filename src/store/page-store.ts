@@ -69,6 +69,7 @@ import {
   type ReplayState,
   startReplay,
 } from './replay.js';
+import { reseedMarkerPath } from './reseed-files.js';
 
 /** Segment files unlinked at once after a checkpoint. */
 const DELETE_PARALLELISM = 8;
@@ -1177,7 +1178,7 @@ export class PageStore implements AsyncDisposable {
  * replica open finishes the switch: never open it as a database before that.
  */
 async function refuseUnfinishedReseed(path: string, fs: WalFileSystem): Promise<void> {
-  const marker = `${path}-pwal-reseed`;
+  const marker = reseedMarkerPath(path);
   try {
     await fs.stat(marker);
   } catch (error) {

@@ -61,6 +61,7 @@ import {
 import { PageIndex } from './page-index.js';
 import { fileSize, openDatabaseFile, recoverIntoFile } from './page-store.js';
 import { applyReplay, foldFromIndex, forEachCommit, type LoggedCommit } from './replay.js';
+import { reseedImagePath, reseedMarkerPath } from './reseed-files.js';
 
 /** Page size of a replica created before any page image told it the primary's, in bytes. */
 export const REPLICA_FALLBACK_PAGE_SIZE_BYTES = 4096;
@@ -726,16 +727,6 @@ export function encodeFoldSegment(
 
 function closedError(path: string): StoreError {
   return new StoreError(StoreErrorCode.closed, `replica ${path} is closed`);
-}
-
-/** `<db>-pwal-reseed-image`: a snapshot being written for {@link ReplicaStore.reseed}. */
-export function reseedImagePath(dbPath: string): string {
-  return `${dbPath}-pwal-reseed-image`;
-}
-
-/** `<db>-pwal-reseed`: the new store header, durable once the image is; removed when the switch is done. */
-export function reseedMarkerPath(dbPath: string): string {
-  return `${dbPath}-pwal-reseed`;
 }
 
 /**
