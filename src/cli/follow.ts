@@ -24,7 +24,8 @@
  */
 import type { Command } from 'commander';
 import { ReplicationError, ReplicationErrorCode } from '../replication/errors.js';
-import { Follower, type FollowerStats } from '../replication/follower.js';
+import { Follower } from '../replication/follower.js';
+import type { FollowerStats } from '../replication/follower-options.js';
 import { NatsReplicaClient } from '../replication/nats/client.js';
 import { type CliContext, EXIT_OK, jsonLine } from './context.js';
 import { CliUsageError } from './errors.js';

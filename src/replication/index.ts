@@ -28,12 +28,12 @@ export {
   ReplicationTimeoutError,
   ReplicaVerificationError,
 } from './errors.js';
-export {
-  Follower,
-  type FollowerOptions,
-  type FollowerState,
-  type FollowerStats,
-} from './follower.js';
+export { Follower } from './follower.js';
+export type {
+  FollowerOptions,
+  FollowerState,
+  FollowerStats,
+} from './follower-options.js';
 export { NATS_PEER_PACKAGES } from './nats/peer.js';
 export {
   DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS,
@@ -52,13 +52,13 @@ export {
   type ReplicatedWalConfig,
   type ReplicatedWalStats,
 } from './replicated-wal.js';
+export { Replicator } from './replicator.js';
 export {
-  Replicator,
   type ReplicatorOptions,
   type ReplicatorState,
   type ReplicatorStats,
   savedReplicatedEpoch,
-} from './replicator.js';
+} from './replicator-options.js';
 export {
   DUPLICATES_LISTED_MAX,
   type RestoreOptions,

@@ -23,8 +23,8 @@ import { PageStore, type PageStoreOptions, type StoreCloseOptions } from '../sto
 import { DEFAULT_API_TIMEOUT_MS, type ReplicaClient } from './client.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
 import { type NatsConnection, NatsReplicaClient, requireNatsPeers } from './nats/client.js';
-import type { ReplicatorOptions } from './replicator.js';
-import { Replicator, savedReplicatedEpoch } from './replicator.js';
+import { Replicator } from './replicator.js';
+import { type ReplicatorOptions, savedReplicatedEpoch } from './replicator-options.js';
 import { listSnapshotsIn, pruneSnapshotsIn, publishSnapshotTo } from './snapshot.js';
 import type { SnapshotMeta } from './snapshot-meta.js';
 import { firstSeqAboveEpoch } from './stream-seek.js';

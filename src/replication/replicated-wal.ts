@@ -23,13 +23,13 @@ import { ParallelWal } from '../engine/wal.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
 import { requireNatsPeers } from './nats/client.js';
+import { Replicator } from './replicator.js';
 import {
   DEFAULT_REPLICATION_TIMEOUT_MS,
-  Replicator,
   type ReplicatorOptions,
   type ReplicatorStats,
   savedReplicatedEpoch,
-} from './replicator.js';
+} from './replicator-options.js';
 
 /** How far a commit must get before it resolves. */
 export type CommitDurability = 'local' | 'replicated';
