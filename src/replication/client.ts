@@ -8,10 +8,14 @@
  * implementation, over NATS JetStream and its object store, is in `nats/`,
  * the only code that imports the NATS client packages.
  *
- * Every method's wait is bounded by the client's API timeout; failures are
- * {@link ReplicationError}s (`ERR_REPLICATION_UNAVAILABLE` when the service
- * cannot be reached, `ERR_REPLICATION_STREAM` when it refuses), apart from
- * where a method says otherwise.
+ * Every request is bounded by the client's API timeout. The object calls
+ * retry a failed request a few times ({@link withApiRetries}) and then fail
+ * with a {@link ReplicationError} (`ERR_REPLICATION_STREAM` when the service
+ * refused, `ERR_REPLICATION_UNAVAILABLE` otherwise). The stream calls are
+ * not retried and may reject with the service's own error: the replicator
+ * and the follower retry a failed round as a whole (after reading the
+ * stream's tail again), restore wraps its one-off calls in
+ * {@link withApiRetries}.
  */
 import type { StreamMessage } from './assembler.js';
 import { ReplicationError } from './errors.js';

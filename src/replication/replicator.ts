@@ -1,6 +1,7 @@
 /**
- * Ships every sealed, durable epoch of one database to a NATS JetStream
- * stream, in epoch order, without gaps or duplicates.
+ * Ships every sealed, durable epoch of one database to its stream (through
+ * the {@link ReplicaClient}: NATS JetStream), in epoch order, without gaps or
+ * duplicates.
  *
  * The log tells the replicator how far it is durable ({@link Replicator.notifyDurable},
  * wired to the engine's durable hook). One background loop lists the segment
