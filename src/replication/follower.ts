@@ -26,6 +26,7 @@
  * {@link FOLLOW_POLL_INTERVAL_MS}. A verification failure stops the follower
  * at the last good epoch (state `failed`): it never applies E+1 without E.
  */
+import { type Deferred, createDeferred as deferred } from '../engine/deferred.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { writeSegmentFile } from '../storage/segment-files.js';
@@ -34,7 +35,6 @@ import { ReplicaStore } from '../store/replica-store.js';
 import { EpochAssembler, type VerifiedEpoch } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
 import { DEFAULT_API_TIMEOUT_MS, type ReplicaClient } from './client.js';
-import { type Deferred, deferred, sleepUnless } from './deferred.js';
 import {
   ReplicaErrorCode,
   ReplicationError,
@@ -54,6 +54,7 @@ import {
   type FollowerStats,
 } from './follower-options.js';
 import { NatsReplicaClient, requireNatsPeers } from './nats/client.js';
+import { sleepUnless } from './sleep.js';
 import { downloadSnapshotFrom, latestSnapshotIn } from './snapshot.js';
 import type { SnapshotMeta } from './snapshot-meta.js';
 import { type FollowPosition, readFollowPosition, writeFollowPosition } from './state-file.js';

@@ -27,6 +27,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import { type Deferred, createDeferred as deferred } from '../engine/deferred.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { listSegments, segmentPath } from '../storage/segment-files.js';
@@ -41,7 +42,6 @@ import {
   type PublishedChunk,
   type ReplicaClient,
 } from './client.js';
-import { type Deferred, deferred, sleepUnless } from './deferred.js';
 import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from './errors.js';
 import { type NatsConnection, NatsReplicaClient, requireNatsPeers } from './nats/client.js';
 import {
@@ -56,6 +56,7 @@ import {
   STATE_WRITE_INTERVAL_MS,
   savedWatermark,
 } from './replicator-options.js';
+import { sleepUnless } from './sleep.js';
 import {
   type ReplicationState,
   readReplicationState,

@@ -19,12 +19,12 @@
  */
 import * as nodePath from 'node:path';
 import { decodeSegment } from '../format/segment.js';
+import { fileSize } from '../storage/file-size.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, listSegments, writeSegmentFile } from '../storage/segment-files.js';
 import { recordShippedJump } from '../storage/skipped-epochs.js';
 import { STORE_META_PAGE_ID } from '../store/commit-meta.js';
 import { storeHeaderPath, validatePageSize } from '../store/header.js';
-import { fileSize } from '../store/page-store.js';
 import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, type DuplicateMessage, EpochAssembler } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';

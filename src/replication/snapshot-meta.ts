@@ -115,10 +115,6 @@ export function checkDatabaseId(databaseId: string): void {
   }
 }
 
-export function isU64(value: unknown): value is bigint {
-  return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
-}
-
 export function isPageSize(value: unknown): value is number {
   return (
     typeof value === 'number' &&

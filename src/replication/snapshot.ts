@@ -22,6 +22,7 @@
  */
 import { createHash } from 'node:crypto';
 import { WalArgumentError } from '../errors.js';
+import { isU64 } from '../format/types.js';
 import { PAGE_SIZE_MAX_BYTES, PAGE_SIZE_MIN_BYTES } from '../store/header.js';
 import { DEFAULT_API_TIMEOUT_MS, DEFAULT_STREAM_REPLICAS, type ReplicaClient } from './client.js';
 import type { ReplicationError, ReplicaVerificationError } from './errors.js';
@@ -33,7 +34,6 @@ import {
   encodeMeta,
   isPageCount,
   isPageSize,
-  isU64,
   parseSnapshotObject,
   SNAPSHOT_CERTIFICATE_MAX_BYTES,
   type SnapshotMeta,

@@ -34,6 +34,7 @@
 import { WalArgumentError } from '../errors.js';
 import { decodeSegment } from '../format/segment.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
+import { fileSize } from '../storage/file-size.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import {
@@ -48,7 +49,6 @@ import { DatabaseFile } from './db-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
 import { readStoreHeader, type StoreHeader, validatePageSize, writeStoreHeader } from './header.js';
 import { PageIndex } from './page-index.js';
-import { fileSize, openDatabaseFile, recoverIntoFile } from './page-store.js';
 import { applyReplay, foldFromIndex, forEachCommit, type LoggedCommit } from './replay.js';
 import { encodeFoldSegment, firstPageImageBytes } from './replica-segments.js';
 import {
@@ -59,6 +59,8 @@ import {
   type ReplicaStoreStats,
 } from './replica-store-options.js';
 import { finishReseed, imageWriter, writeReseedImage, writeReseedMarker } from './reseed-files.js';
+import { openDatabaseFile } from './store-open.js';
+import { recoverIntoFile } from './store-recovery.js';
 
 export {
   REPLICA_CONSISTENT_WAIT_MS,
