@@ -28,14 +28,16 @@ import { AckPolicy, type JetStreamManager, StorageType } from '@nats-io/jetstrea
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ParallelWalBatch } from '../src/engine/wal.js';
 import {
-  connectBounded,
   DEFAULT_DUPLICATE_WINDOW_MS,
   DEFAULT_MAX_MESSAGE_BYTES,
-  managerFor,
-} from '../src/replication/nats.js';
+} from '../src/replication/client.js';
+import { connectBounded, managerFor } from '../src/replication/nats/jetstream.js';
+import {
+  readStreamRange,
+  readStreamRangeByRequest,
+} from '../src/replication/nats/stream-reader.js';
 import { ReplicatedWal } from '../src/replication/replicated-wal.js';
 import { restoreFromStream } from '../src/replication/restore.js';
-import { readStreamRange, readStreamRangeByRequest } from '../src/replication/stream-reader.js';
 import type { FsyncPolicy } from '../src/storage/segment-files.js';
 import { type NatsCluster, startBenchCluster } from '../test/support/nats-cluster.js';
 
