@@ -366,7 +366,7 @@ function startDemoWorker(run: DemoRun, w: number): DemoWorker {
   return { worker, ready, done };
 }
 
-/** The timed phase: committers and workers commit for `options.seconds` with a line of figures each second, then stop. */
+/** The timed phase: commit for `options.seconds`, a line of figures each second, then stop all. */
 async function commitForSeconds(
   run: DemoRun,
   workers: DemoWorker[],

@@ -133,7 +133,7 @@ export async function openReplicatedStore(
 /** Where and how a replicated store ships its epochs. */
 type StoreReplication = ReplicatedStoreOptions['replication'];
 
-/** Opens the replicator of `store`, starting above its durable epoch and publishing a base snapshot when the stream needs one. */
+/** Opens the replicator of `store` above its durable epoch, with a base snapshot when needed. */
 async function openStoreReplicator(
   store: PageStore,
   path: string,
@@ -165,7 +165,7 @@ async function openStoreReplicator(
   });
 }
 
-/** The store's `close`: runs once (later calls share it), closing the store, then waiting up to `flushMs` for shipping, then closing the replicator. */
+/** The store's `close`, run once: store, then up to `flushMs` of shipping, then the replicator. */
 function closeOnce(
   store: PageStore,
   replicator: Replicator,

@@ -258,10 +258,10 @@ interface ReadPosition {
   failures: number;
 }
 
-/** How one delivery session ended: the range is done, the consumer ran dry, or it broke (stall, early end, out of order). */
+/** How a delivery session ended: range done, consumer dry, or broken (stall, early end, out of order). */
 type SessionEnd = { kind: 'done' } | { kind: 'dry' } | { kind: 'broken'; cause: unknown };
 
-/** Yields one session's deliveries above `position.next`, advancing it, until the session runs dry, breaks, or passes `toSeq`. */
+/** Yields one session's deliveries in order, advancing `position`, until it ends (see {@link SessionEnd}). */
 async function* drainSession(
   session: DeliverySession,
   position: ReadPosition,
