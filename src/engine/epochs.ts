@@ -26,6 +26,7 @@ import {
   FenceTimeoutError,
   LaneStateError,
 } from './errors.js';
+import { invariant } from './invariant.js';
 import type { EngineLane, SealedLaneData } from './lane-types.js';
 
 /** Largest timeout any engine wait accepts: 24 hours, in milliseconds. */
@@ -131,6 +132,26 @@ export function assertTimeoutMs(timeoutMs: number): void {
   }
 }
 
+/**
+ * Settles like `promise`, or rejects with `onTimeout()` once `timeoutMs`
+ * passed first; the timer is cleared either way.
+ */
+export async function withTimeout<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  onTimeout: () => Error,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Epoch counters, lane sealing, segment assembly and durable-epoch waits. */
 export class EpochCoordinator {
   private current: bigint;
@@ -142,6 +163,12 @@ export class EpochCoordinator {
   private readonly waiters = new Map<bigint, Deferred<void>>();
   private advancing = false;
   private fenceWake: Deferred<void> | null = null;
+  /** Lanes that sealed records at each advance, by sealed epoch, until that epoch is flushed. */
+  private readonly sealedLanes = new Map<bigint, readonly number[]>();
+  /** The last epoch flushed (`null`: none yet); flushes only move forward. */
+  private lastFlushedEpoch: bigint | null = null;
+  /** Highest commit sequence of the segments flushed so far (`null`: none yet). */
+  private lastCommitSeqHi: bigint | null = null;
 
   constructor(options: EpochCoordinatorOptions = {}) {
     this.current = options.startEpoch ?? 0n;
@@ -242,12 +269,27 @@ export class EpochCoordinator {
     if (epoch >= this.append) {
       throw new LaneStateError(`cannot flush epoch ${epoch}: it is still open`);
     }
+    const last = this.lastFlushedEpoch;
+    invariant(last === null || epoch > last, () => `flush of epoch ${epoch} after epoch ${last}`);
+    this.lastFlushedEpoch = epoch;
+    const sealed = this.sealedLanes.get(epoch) ?? [];
+    this.sealedLanes.delete(epoch);
     const shares: SealedLaneData[] = [];
+    let s = 0;
     for (const lane of this.lanes) {
       const share = lane.beginFlush(epoch);
-      if (share !== null) shares.push(share);
+      if (share === null) continue;
+      // A lane is sealed before it is flushed: both lists are in lane-id order.
+      while (s < sealed.length && sealed[s]! < lane.laneId) s++;
+      invariant(
+        sealed[s] === lane.laneId,
+        () => `lane ${lane.laneId} handed over epoch ${epoch} without sealing it`,
+      );
+      shares.push(share);
     }
-    return this.buildSegment(epoch, shares);
+    const segment = this.buildSegment(epoch, shares);
+    this.checkCommitSeqsFollow(segment);
+    return segment;
   }
 
   /** Tells every lane that the flush of `epoch` is over (durable or abandoned). */
@@ -297,15 +339,7 @@ export class EpochCoordinator {
     assertTimeoutMs(timeoutMs);
     const durable = this.whenDurable(epoch);
     if (this.isDurable(epoch)) return durable;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DurableTimeoutError(epoch, timeoutMs)), timeoutMs);
-    });
-    try {
-      await Promise.race([durable, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withTimeout(durable, timeoutMs, () => new DurableTimeoutError(epoch, timeoutMs));
   }
 
   /** Puts the coordinator in the failed state: every current and future wait rejects with `error`. */
@@ -343,7 +377,27 @@ export class EpochCoordinator {
     } finally {
       this.advancing = false;
     }
+    if (sealedLaneIds.length > 0) this.sealedLanes.set(sealedEpoch, sealedLaneIds);
     return { sealedEpoch, newEpoch: next, sealedLaneIds };
+  }
+
+  /**
+   * Commit sequences grow with epochs: every committed record of a segment
+   * has a larger sequence than every one of the segments flushed before it
+   * (the placement draws the sequence and tags the epoch in one step, and
+   * worker lanes are fenced). Inside a segment they are sorted, not
+   * contiguous: a sequence drawn for a batch that was then refused, a
+   * caller-chosen one, or a dead worker's unfinished append leaves a gap.
+   */
+  private checkCommitSeqsFollow(segment: EpochSegment): void {
+    const lo = segment.commitSeqLo;
+    if (lo === null) return;
+    const before = this.lastCommitSeqHi;
+    invariant(
+      before === null || lo > before,
+      () => `epoch ${segment.epoch} starts at commit sequence ${lo}, not above ${before}`,
+    );
+    this.lastCommitSeqHi = segment.commitSeqHi;
   }
 
   private async waitForFence(

@@ -354,6 +354,7 @@ export class Flusher {
     try {
       const chunks = prepared?.chunks ?? [header, ...segment.chunks];
       const written = await this.sink.write(epoch, chunks.length > 0 ? chunks : [header]);
+      this.acks.noteSynced(epoch);
       bytes = written.bytes;
       published = written.published;
     } catch (cause) {

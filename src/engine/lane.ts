@@ -31,6 +31,7 @@ import { WalArgumentError } from '../errors.js';
 import { encodedRecordBytes, validateRecord, writeRecordUnchecked } from '../format/record.js';
 import type { FormatVersion, TxnToken, WalRecord } from '../format/types.js';
 import { LaneStateError } from './errors.js';
+import { invariant } from './invariant.js';
 import type { EngineLane, LaneBufferState, SealedLaneData } from './lane-types.js';
 
 /** Default capacity of one lane buffer: 4 MiB. */
@@ -354,6 +355,11 @@ export class InProcessLane implements EngineLane {
 
   /** {@inheritDoc EngineLane.beginFlush} */
   beginFlush(epoch: bigint): SealedLaneData | null {
+    // Sealed before flushed: appends are tagged past `epoch` already.
+    invariant(
+      epoch < this.tagEpoch,
+      () => `lane ${this.laneId}: flush of epoch ${epoch} before it was sealed`,
+    );
     const chunks: Uint8Array[] = [];
     let recordCount = 0;
     let byteCount = 0;

@@ -29,14 +29,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as nodePath from 'node:path';
+import { WalArgumentError } from '../errors.js';
 import { toIoError } from '../storage/errors.js';
 import type { WalFileHandle, WalFileSystem } from '../storage/fs.js';
 import { EARLY_ACK_TEMP_TAG } from '../storage/recovery.js';
 import {
   databaseDirectory,
   databaseName,
+  deleteSegment,
   type FsyncPolicy,
+  type SegmentFileEntry,
   segmentPath,
+  syncSegmentDirectory,
   TEMP_NAME_INFIX,
   writeSegmentFile,
 } from '../storage/segment-files.js';
@@ -504,4 +508,30 @@ export function createSegmentSink(
   if (kind === 'earlyAck') return new EarlyAckSegmentSink(dbPath, fs, fsync, executor);
   if (kind === 'precreate') return new PrecreatingSegmentSink(dbPath, fs, fsync, executor);
   return storageSegmentSink(dbPath, fs, fsync);
+}
+
+/**
+ * Gives folded segment files (`entries`, every one below `floor`, the first
+ * epoch not folded) back to the log: a `pool` sink that is still `open`
+ * takes them into its pool (up to its bound) to be written over in place;
+ * otherwise they are unlinked, and one directory fsync makes that durable.
+ * @returns the number of files taken or unlinked.
+ * @throws {WalArgumentError} for an entry at or above `floor`; {@link WalIoError}.
+ */
+export async function recycleFoldedSegments(
+  sink: SegmentSink,
+  entries: readonly SegmentFileEntry[],
+  floor: bigint,
+  options: { dbPath: string; fs: WalFileSystem; open: boolean },
+): Promise<number> {
+  if (sink instanceof PoolSegmentSink && options.open) return sink.recycle(entries, floor);
+  for (const entry of entries) {
+    if (entry.epoch >= floor) {
+      throw new WalArgumentError(`segment ${entry.epoch} is not below the floor ${floor}`);
+    }
+  }
+  const { dbPath, fs } = options;
+  for (const entry of entries) await deleteSegment(entry.path, { fs });
+  if (entries.length > 0) await syncSegmentDirectory(dbPath, { fs });
+  return entries.length;
 }

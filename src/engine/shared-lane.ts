@@ -20,6 +20,7 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { WalClosedError, WalFailedError } from './errors.js';
+import { invariant } from './invariant.js';
 import type { EngineLane, SealedLaneData } from './lane-types.js';
 import {
   BufferState,
@@ -175,19 +176,25 @@ export class SharedLane implements EngineLane {
     const w = this.words;
     const laneEpoch = Atomics.load(this.words64, LaneWord64.laneEpoch);
     if (next <= laneEpoch) return;
-    Atomics.store(this.words64, LaneWord64.laneEpoch, next);
     const a = Atomics.load(w, LaneWord.active);
-    let sealed = false;
-    if (Atomics.load(w, LaneWord.state + a) === BufferState.writable) {
-      if (Atomics.load(w, LaneWord.used + a) > 0) {
-        // Records in it carry the buffer's tag, which is the lane epoch the
-        // fence set last time; the engine advances one epoch at a time.
-        Atomics.store(w, LaneWord.state + a, BufferState.sealed);
-        sealed = true;
-      } else {
-        // Re-tag an empty Writable buffer: the next append gets `next`.
-        Atomics.store(this.words64, LaneWord64.tag + a, next);
-      }
+    const writable = Atomics.load(w, LaneWord.state + a) === BufferState.writable;
+    const sealed = writable && Atomics.load(w, LaneWord.used + a) > 0;
+    if (sealed) {
+      // Records in it carry the buffer's tag, which is the lane epoch the
+      // fence set last time; the engine advances one epoch at a time.
+      const tag = Atomics.load(this.words64, LaneWord64.tag + a);
+      invariant(
+        tag === next - 1n && laneEpoch === next - 1n,
+        () =>
+          `lane ${this.id}: sealing epoch ${next - 1n}, buffer tagged ${tag} (lane at ${laneEpoch})`,
+      );
+    }
+    Atomics.store(this.words64, LaneWord64.laneEpoch, next);
+    if (sealed) {
+      Atomics.store(w, LaneWord.state + a, BufferState.sealed);
+    } else if (writable) {
+      // Re-tag an empty Writable buffer: the next append gets `next`.
+      Atomics.store(this.words64, LaneWord64.tag + a, next);
     }
     this.lastAdvance = { next, sealed };
   }
@@ -198,6 +205,8 @@ export class SharedLane implements EngineLane {
       const w = this.words;
       const b = this.findBuffer(BufferState.sealed, epoch);
       if (b === -1) return null;
+      const laneEpoch = Atomics.load(this.words64, LaneWord64.laneEpoch);
+      invariant(epoch < laneEpoch, () => `lane ${this.id}: epoch ${epoch} sealed but still open`);
       const other = 1 - b;
       if (
         Atomics.load(w, LaneWord.active) === b &&
