@@ -144,7 +144,6 @@ export type {
 export type { SegmentPoolStats } from './engine/pool-sink.js';
 export { parallelWalForPath, removeParallelWal } from './engine/registry.js';
 export type { SegmentSinkKind } from './engine/segment-writer.js';
-export type { WorkerLaneStats } from './engine/shared-lane.js';
 export {
   type CommitResult,
   DEFAULT_EPOCH_INTERVAL_MS,
@@ -169,6 +168,7 @@ export {
   type WorkerFrame,
   type WorkerWriter,
 } from './engine/worker.js';
+export type { WorkerLaneStats } from './engine/worker-lane-pool.js';
 export {
   LANE_LOCK_TIMEOUT_CODE,
   LaneLockTimeoutError,

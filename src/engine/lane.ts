@@ -28,7 +28,12 @@
  */
 
 import { WalArgumentError } from '../errors.js';
-import { encodedRecordBytes, validateRecord, writeRecordUnchecked } from '../format/record.js';
+import {
+  encodedRecordBytes,
+  RECORD_LENGTH_PREFIX_BYTES,
+  validateRecord,
+  writeRecordUnchecked,
+} from '../format/record.js';
 import type { FormatVersion, TxnToken, WalRecord } from '../format/types.js';
 import { LaneStateError } from './errors.js';
 import { invariant } from './invariant.js';
@@ -44,8 +49,6 @@ export const MIN_BUFFER_CAPACITY_BYTES = 4096;
 export const MAX_BUFFER_CAPACITY_BYTES = 1024 * 1024 * 1024;
 /** First allocation of a buffer's arena; it doubles up to the capacity. */
 const INITIAL_ARENA_BYTES = 64 * 1024;
-/** Size of the u32 length prefix in front of every record body. */
-const LENGTH_PREFIX_BYTES = 4;
 
 /** What a lane does with an append that does not fit its active buffer. */
 export type OverflowPolicy =
@@ -284,7 +287,7 @@ export class InProcessLane implements EngineLane {
     for (const input of records) {
       const record = this.fill(input);
       validateRecord(record);
-      total += LENGTH_PREFIX_BYTES + encodedRecordBytes(record, this.formatVersion);
+      total += RECORD_LENGTH_PREFIX_BYTES + encodedRecordBytes(record, this.formatVersion);
     }
     return total;
   }

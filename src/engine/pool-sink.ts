@@ -64,6 +64,7 @@ import {
   type FsyncPolicy,
   type SegmentFileEntry,
   segmentPath,
+  tempNameNonceBytes,
 } from '../storage/segment-files.js';
 import { createDeferred, type Deferred } from './deferred.js';
 import { WalClosedError } from './errors.js';
@@ -549,7 +550,7 @@ export class PoolSegmentSink implements SegmentSink {
   private newPoolPath(floor: bigint): string {
     return nodePath.join(
       databaseDirectory(this.dbPath),
-      poolFileName(this.dbPath, floor, randomBytes(6).toString('hex')),
+      poolFileName(this.dbPath, floor, randomBytes(tempNameNonceBytes).toString('hex')),
     );
   }
 

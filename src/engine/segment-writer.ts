@@ -42,6 +42,7 @@ import {
   segmentPath,
   syncSegmentDirectory,
   TEMP_NAME_INFIX,
+  tempNameNonceBytes,
   writeSegmentFile,
 } from '../storage/segment-files.js';
 import { createDeferred, type Deferred } from './deferred.js';
@@ -191,7 +192,7 @@ export class PrecreatingSegmentSink implements SegmentSink {
   }
 
   private async create(): Promise<Prepared> {
-    const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}next-${randomBytes(6).toString('hex')}`;
+    const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}next-${randomBytes(tempNameNonceBytes).toString('hex')}`;
     const path = nodePath.join(databaseDirectory(this.dbPath), name);
     try {
       return { path, handle: await this.fs.open(path, 'createExclusive') };
@@ -212,12 +213,21 @@ const EARLY_ACK_READY_LOW = 4;
 
 export { EARLY_ACK_PUBLISH_BATCH_MAX, EARLY_ACK_PUBLISH_IDLE_TURNS };
 
+/** Where a segment header keeps its version: a little-endian u16 after the u32 magic (docs/format.md, section 3). */
+const headerVersionOffsetBytes = 4;
+/** Header bytes up to the end of the version field. */
+const headerVersionEndBytes = headerVersionOffsetBytes + 2;
+
 /** The segment format version in the first bytes of `chunks` (a header), or `null`. */
 export function headerVersion(chunks: readonly Uint8Array[]): number | null {
   const lead: number[] = [];
   for (const chunk of chunks) {
-    for (let i = 0; i < chunk.length && lead.length < 6; i++) lead.push(chunk[i]!);
-    if (lead.length === 6) return lead[4]! | (lead[5]! << 8);
+    for (let i = 0; i < chunk.length && lead.length < headerVersionEndBytes; i++) {
+      lead.push(chunk[i]!);
+    }
+    if (lead.length === headerVersionEndBytes) {
+      return lead[headerVersionOffsetBytes]! | (lead[headerVersionOffsetBytes + 1]! << 8);
+    }
   }
   return null;
 }
@@ -482,7 +492,7 @@ export class EarlyAckSegmentSink implements SegmentSink {
   }
 
   private async create(): Promise<Prepared> {
-    const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}${EARLY_ACK_TEMP_TAG}-${randomBytes(6).toString('hex')}`;
+    const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}${EARLY_ACK_TEMP_TAG}-${randomBytes(tempNameNonceBytes).toString('hex')}`;
     const path = nodePath.join(databaseDirectory(this.dbPath), name);
     try {
       return { path, handle: await this.fs.open(path, 'createExclusive') };

@@ -13,7 +13,15 @@ import { InProcessLane } from './lane.js';
 import type { EngineLane } from './lane-types.js';
 import type { SegmentPoolStats } from './pool-sink.js';
 import type { SegmentSink } from './segment-writer.js';
-import type { WorkerLanePool, WorkerLaneStats } from './shared-lane.js';
+import type { WorkerLanePool, WorkerLaneStats } from './worker-lane-pool.js';
+
+/** Microseconds in a millisecond (`performance.now()` counts milliseconds). */
+export const microsPerMs = 1000;
+
+/** Microseconds from `fromMs` to `toMs` (both `performance.now()` readings), rounded. */
+export function elapsedMicros(fromMs: number, toMs: number): number {
+  return Math.round((toMs - fromMs) * microsPerMs);
+}
 
 /** Largest commit latency the histogram tracks, in microseconds (1 hour). */
 export const LATENCY_HISTOGRAM_MAX_MICROS = 3_600_000_000;
@@ -170,7 +178,7 @@ export class CommitLatencyHistogram {
 
   /** Records one commit that took `elapsedMs` milliseconds. */
   record(elapsedMs: number): void {
-    const micros = Math.round(elapsedMs * 1000);
+    const micros = Math.round(elapsedMs * microsPerMs);
     this.histogram.recordValue(Math.min(LATENCY_HISTOGRAM_MAX_MICROS, Math.max(1, micros)));
   }
 

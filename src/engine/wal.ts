@@ -45,7 +45,6 @@ import { WalListeners } from './listeners.js';
 import { BatchPlacer, batchRouteBytes } from './placement.js';
 import { PoolSegmentSink } from './pool-sink.js';
 import { createSegmentSink, recycleFoldedSegments, type SegmentSink } from './segment-writer.js';
-import { WorkerLanePool } from './shared-lane.js';
 import type { ParallelWalConfig, ResolvedParallelWalConfig } from './wal-config.js';
 import { LaneTable } from './wal-lanes.js';
 import { type OpenedLog, openLog } from './wal-open.js';
@@ -56,6 +55,7 @@ import {
   walStats,
 } from './wal-stats.js';
 import type { CommitResult, DurableEpochInfo, ParallelWalBatch, WalWriter } from './wal-types.js';
+import { WorkerLanePool } from './worker-lane-pool.js';
 import { createCommitSeqCounter, type WorkerLaneHandle } from './worker-layout.js';
 
 export {

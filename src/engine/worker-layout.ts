@@ -1,7 +1,8 @@
 /**
  * Shared-memory layout of worker lanes and the per-log shared block, and the
- * lane lock. Both sides (the owner thread in `shared-lane.ts`, the worker in
- * `worker.ts`) read the words through these names only.
+ * lane lock. Both sides (the owner thread in `shared-lane.ts` and
+ * `worker-lane-pool.ts`, the worker in `worker.ts`) read the words through
+ * these names only.
  *
  * Memory ordering: every word that two threads touch is read and written
  * with `Atomics` (sequentially consistent). Record bytes in a lane buffer are
@@ -151,7 +152,7 @@ export function commitSeqNotIncreasing(given: bigint, counter: BigInt64Array): W
 
 /** Creates a shared commit-sequence counter whose next number is `next`. */
 export function createCommitSeqCounter(next: bigint): BigInt64Array {
-  const counter = new BigInt64Array(new SharedArrayBuffer(8));
+  const counter = new BigInt64Array(new SharedArrayBuffer(BigInt64Array.BYTES_PER_ELEMENT));
   Atomics.store(counter, 0, next);
   return counter;
 }
