@@ -90,6 +90,9 @@ export interface SegmentSink {
 /** Which sink the engine uses; see {@link ParallelWalConfig.segmentSink} in `wal-config.ts`. */
 export type SegmentSinkKind = 'pool' | 'earlyAck' | 'precreate' | 'storage';
 
+/** Syncs `writeSegmentFile` issues per segment: one fdatasync of the file, one fsync of its directory. */
+const storageSyncsPerSegment = 2;
+
 /** The storage layer's protocol, unchanged. */
 export function storageSegmentSink(
   dbPath: string,
@@ -100,8 +103,7 @@ export function storageSegmentSink(
   return {
     write: async (epoch, chunks) => {
       const bytes = await writeSegmentFile(dbPath, epoch, chunks, { fsync, fs });
-      // writeSegmentFile: one fdatasync of the file, one fsync of the directory.
-      if (fsync !== 'off') syncs += 2;
+      if (fsync !== 'off') syncs += storageSyncsPerSegment;
       return { bytes, published: null };
     },
     dispose: async () => {},
