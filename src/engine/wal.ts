@@ -19,7 +19,9 @@
  * with `ERR_WAL_FAILED` (carrying the cause). Reopening recovers from disk.
  *
  * Configuration lives in `wal-config.ts`, the public commit types in
- * `wal-types.ts`, the figures in `wal-stats.ts`.
+ * `wal-types.ts`, the figures in `wal-stats.ts`; opening in `wal-open.ts`,
+ * the commit path (placement, waiting for room and for the acknowledgement)
+ * in `placement.ts`, the lanes in `wal-lanes.ts`.
  */
 
 import { threadId } from 'node:worker_threads';

@@ -92,13 +92,6 @@ export interface WorkerWriter {
  */
 export const DURABLE_WAIT_SLICE_MS = 1_000;
 
-/**
- * First size of a writer's encoding scratch buffer, in bytes: a few 4 KiB
- * pages per commit without growing; a larger batch doubles it (up to the
- * lane buffer's capacity, past which a batch takes the serialized path).
- */
-const workerScratchBytesInitial = 64 * 1024;
-
 interface Deferred<T> {
   resolve(value: T): void;
   reject(error: unknown): void;
@@ -127,6 +120,13 @@ interface PendingDurable extends Deferred<WorkerCommitAck> {
 export function attachWriter(handle: WorkerLaneHandle): WorkerWriter {
   return new SharedLaneWriter(handle);
 }
+
+/**
+ * First size of a writer's encoding scratch buffer, in bytes: a few 4 KiB
+ * pages per commit without growing; a larger batch doubles it (up to the
+ * lane buffer's capacity, past which a batch takes the serialized path).
+ */
+const workerScratchBytesInitial = 64 * 1024;
 
 class SharedLaneWriter implements WorkerWriter {
   readonly laneId: number;
