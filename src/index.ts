@@ -1,18 +1,22 @@
 export {
-  buildCommitCertificate,
   CERTIFICATE_FORMAT_VERSION,
   type CertificateFields,
   type CertificateLink,
-  type CertifyEpochInput,
-  type ChainReport,
   CommitCertificate,
-  certificatePayloadDigest,
   decodeCertificate,
   encodeCertificate,
-  type SegmentBytes,
+} from './control/certificate.js';
+export {
+  type ChainReport,
   type VerifyChainOptions,
   verifyCertificateChain,
-} from './control/certificate.js';
+} from './control/certificate-chain.js';
+export {
+  buildCommitCertificate,
+  type CertifyEpochInput,
+  certificatePayloadDigest,
+  type SegmentBytes,
+} from './control/certify.js';
 export {
   type ChainOnDiskOptions,
   type ChainOnDiskReport,
@@ -42,15 +46,8 @@ export {
   LaneStager,
   type WriterContext,
 } from './control/lane-stager.js';
-export {
-  ControlPlane,
-  type ControlPlaneOptions,
-  type ControlPlaneStats,
-  type PreparedEpoch,
-  type PrepareEpochInput,
-  type StageBatchInput,
-  type StageRecordInput,
-} from './control/plane.js';
+export { ControlPlane, type ControlPlaneOptions } from './control/plane.js';
+export type { ControlPlaneStats, PreparedEpoch } from './control/plane-types.js';
 // Types that appear in the signatures above, so that callers can name them.
 export type { SegmentFileBytes } from './control/segment-v3.js';
 export {
@@ -111,7 +108,14 @@ export {
   type TraceSink,
   traceSinkFromEnv,
 } from './control/trace.js';
-export type { EngineControl, SealPointInfo } from './engine/control-hooks.js';
+export type {
+  EngineControl,
+  PreparedEpochWrite,
+  PrepareEpochInput,
+  SealPointInfo,
+  StageBatchInput,
+  StageRecordInput,
+} from './engine/control-hooks.js';
 export type { EpochCoordinatorOptions } from './engine/epochs.js';
 export {
   type AdvanceOptions,

@@ -32,7 +32,6 @@ import * as nodePath from 'node:path';
 import { WalArgumentError } from '../errors.js';
 import { toIoError } from '../storage/errors.js';
 import type { WalFileHandle, WalFileSystem } from '../storage/fs.js';
-import { EARLY_ACK_TEMP_TAG } from '../storage/recovery.js';
 import {
   databaseDirectory,
   databaseName,
@@ -45,6 +44,7 @@ import {
   tempNameNonceBytes,
   writeSegmentFile,
 } from '../storage/segment-files.js';
+import { EARLY_ACK_TEMP_TAG } from '../storage/temp-names.js';
 import { createDeferred, type Deferred } from './deferred.js';
 import { WalClosedError } from './errors.js';
 import {
