@@ -21,7 +21,7 @@
 
 import { encodeSegmentHeader } from '../format/segment.js';
 import type { AckWatermark } from './ack-watermark.js';
-import type { EngineControl } from './control-hooks.js';
+import type { EngineControl, PreparedEpochWrite } from './control-hooks.js';
 import type { EpochCoordinator, EpochSegment } from './epochs.js';
 import { EngineInvariantError, type WalFailedError } from './errors.js';
 import type { InProcessLane, LaneRecordInput } from './lane.js';
@@ -29,9 +29,6 @@ import type { SegmentSink, SegmentWrite } from './segment-writer.js';
 import { type ResolvedParallelWalConfig, SERIALIZED_LANE_ID } from './wal-config.js';
 import { elapsedMicros as micros, type WalCounters } from './wal-stats.js';
 import type { DurableEpochInfo } from './wal-types.js';
-
-/** What the control plane prepared for an epoch: the bytes to write, and whether to acknowledge. */
-type PreparedEpoch = ReturnType<EngineControl['prepareEpoch']>;
 
 /** Most epochs sealed ahead of the one being written (early seals), per flusher. */
 const MAX_SEALED_AHEAD = 1;
@@ -391,7 +388,7 @@ export class Flusher {
   /** Counts a written epoch, frees its lanes' buffers, and describes it for the listeners. */
   private noteWritten(
     segment: EpochSegment,
-    prepared: PreparedEpoch | null,
+    prepared: PreparedEpochWrite | null,
     bytes: number,
     writtenMs: number,
   ): DurableEpochInfo {
@@ -476,7 +473,7 @@ export class Flusher {
   }
 
   /** The control plane's version of an epoch's bytes; `null` without a control plane. */
-  private prepareWithControl(segment: EpochSegment): PreparedEpoch | null {
+  private prepareWithControl(segment: EpochSegment): PreparedEpochWrite | null {
     if (this.control === null) return null;
     // Worker lanes encode on their own threads and are never staged: their
     // sealed bytes complete the conservative result, so the whole epoch is
