@@ -151,7 +151,6 @@ export type {
 export type { SegmentPoolStats } from './engine/pool-sink.js';
 export { parallelWalForPath, removeParallelWal } from './engine/registry.js';
 export type { SegmentSinkKind } from './engine/segment-writer.js';
-export type { WorkerLaneStats } from './engine/shared-lane.js';
 export {
   type CommitResult,
   DEFAULT_EPOCH_INTERVAL_MS,
@@ -176,6 +175,7 @@ export {
   type WorkerFrame,
   type WorkerWriter,
 } from './engine/worker.js';
+export type { WorkerLaneStats } from './engine/worker-lane-pool.js';
 export {
   LANE_LOCK_TIMEOUT_CODE,
   LaneLockTimeoutError,

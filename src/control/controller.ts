@@ -6,6 +6,7 @@
  * a lane-budget change itself.
  */
 
+import type { SealPointInfo } from '../engine/control-hooks.js';
 import {
   BUDGET_CHANGES_KEPT_MAX,
   type ControllerDecision,
@@ -44,22 +45,15 @@ export interface SealControllerOptions {
   minDecisionIntervalMs?: number;
 }
 
-/** What the engine knows about its open epoch at a decision point. */
-export interface SealPointState {
-  nowMs: number;
-  pendingCommits: number;
-  epochBytes: number;
-  oldestPendingAgeMs: number;
-  syncInFlightSinceMs: number | null;
-  backlogFrames: number;
+/**
+ * What the engine knows about its open epoch at a decision point: the
+ * engine's {@link SealPointInfo} (its contention total is counted through
+ * {@link SealController.observeContention} instead), plus whether the log is
+ * on the conservative path already.
+ */
+export type SealPointState = Omit<SealPointInfo, 'contentionTotal'> & {
   fallbackActive: boolean;
-  /** The open epoch, for the budget-change log. */
-  openEpoch?: bigint;
-  /** The engine seals the open epoch here whatever the decision (see {@link ControllerEvidence.sealingAnyway}). */
-  sealing?: boolean;
-  /** The engine's lane capacity (`bufferCapacityBytes`): the most the lane byte budget can grow to. */
-  laneCapacityBytes?: number;
-}
+};
 
 /**
  * Keeps the evidence between decisions — fsync latency and arrival-rate
