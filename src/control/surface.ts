@@ -41,7 +41,7 @@ export type ShadowVerdict = 'notRun' | 'clean' | 'diverged';
 /** The operator's knobs. Every field but `mode` is optional; absent means "default". */
 export interface ControlSurface {
   mode: OperatingMode;
-  /** Lanes to use in `auto`/`shadowCompare`; clamped to 1 ..= {@link LANE_COUNT_MAX}. */
+  /** Lanes to use in `auto`/`shadowCompare`; clamped to 1 ..= `LANE_COUNT_MAX`. */
   laneCountOverride?: number | undefined;
   /**
    * Lanes beyond the first that the controller may keep active
@@ -287,7 +287,7 @@ export function resolveControlSurface(
 /**
  * The seed's `default_parallel_wal_lane_count()`: the machine's parallelism
  * (at least 1), the lane count in `auto` without an override (then clamped
- * to {@link LANE_COUNT_MAX} by {@link laneCount}).
+ * to `LANE_COUNT_MAX` by `laneCount`).
  */
 export function defaultParallelWalLaneCount(): number {
   return Math.max(1, os.availableParallelism());
@@ -296,7 +296,7 @@ export function defaultParallelWalLaneCount(): number {
 /**
  * Lanes the log runs with: 1 in `conservative` (the serialized path); otherwise
  * `laneCountOverride` or the machine's parallelism, clamped to 1 ..=
- * {@link LANE_COUNT_MAX} (the engine's `slotCount` maximum: the result always opens).
+ * `LANE_COUNT_MAX` (the engine's `slotCount` maximum: the result always opens).
  */
 export function laneCount(control: ControlSurface): number {
   if (control.mode === 'conservative') return 1;

@@ -362,7 +362,7 @@ export async function writeSegmentFile(
 
 /**
  * Validates and encodes `batch` (records in canonical order, format version
- * `formatVersion`, default 2) and writes it with {@link writeSegmentFile}.
+ * `formatVersion`, default 2) and writes it with `writeSegmentFile`.
  * Every check — record epochs, image sizes, field ranges, count — happens
  * before any file is created or truncated.
  * @returns bytes written.
