@@ -7,11 +7,14 @@
  * that file (`npm run build && npm run api:report`) and shows in review.
  * Needs `npm run build` first (`npm test` does it).
  */
+import * as fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   type ApiSurface,
   builtSurface,
   diffSurface,
+  REPO,
   readReport,
   runtimeMismatches,
   UPDATE_COMMAND,
@@ -24,6 +27,37 @@ function surfaceMessage(changes: string[]): string {
     ...changes.map((line) => `  ${line}`),
     `If the change is deliberate, update the report: ${UPDATE_COMMAND}`,
   ].join('\n');
+}
+
+/**
+ * The names each example file takes from a package entry: `import { a, type B } from 'x'`
+ * and `const { a, b } = require('x')`, keyed by entry.
+ */
+function namesImportedByExamples(): Map<string, Set<string>> {
+  const byEntry = new Map<string, Set<string>>();
+  const dir = path.join(REPO, 'examples');
+  const forms = [
+    /import\s*(?:type\s*)?\{([^}]*)\}\s*from\s*'(parallel-wal[^']*)'/g,
+    /const\s*\{([^}]*)\}\s*=\s*require\('(parallel-wal[^']*)'\)/g,
+  ];
+  for (const file of fs.readdirSync(dir).filter((f) => /\.(mjs|cjs|ts)$/.test(f))) {
+    const text = fs.readFileSync(path.join(dir, file), 'utf8');
+    for (const form of forms) {
+      for (const [, list, entry] of text.matchAll(form)) {
+        const names = byEntry.get(entry as string) ?? new Set<string>();
+        for (const item of (list as string).split(',')) {
+          const name = item
+            .trim()
+            .replace(/^type\s+/, '')
+            .split(/\s+as\s+|:/)[0]
+            ?.trim();
+          if (name) names.add(name);
+        }
+        byEntry.set(entry as string, names);
+      }
+    }
+  }
+  return byEntry;
 }
 
 /** A copy of a surface with one entry's names changed. */
@@ -72,6 +106,18 @@ describe('the public API surface', () => {
     expect(root.ControlPlane).toBe('class');
     expect(root.WalFileSystem).toBe('interface');
     expect(report['parallel-wal/replication']?.ReplicatedWal).toBe('class');
+  });
+
+  it('is all the examples use: each name they import is a public export', () => {
+    const imported = namesImportedByExamples();
+    expect([...(imported.get('parallel-wal') ?? [])]).toEqual(
+      expect.arrayContaining(['ParallelWal', 'PageStore', 'attachWriter', 'isWalError']),
+    );
+    for (const [entry, names] of imported) {
+      const exported = report[entry];
+      expect(exported, `examples import from ${entry}, which is no entry`).toBeDefined();
+      for (const name of names) expect(exported?.[name], `${entry}: ${name}`).toBeDefined();
+    }
   });
 
   it('reports an added export, a removed one and a changed kind, with the command that updates the report', () => {
