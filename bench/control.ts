@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildCommitCertificate, certificatePayloadDigest } from '../src/control/certificate.js';
+import { buildCommitCertificate, certificatePayloadDigest } from '../src/control/certify.js';
 import { ControlPlane } from '../src/control/plane.js';
 import { encodeCertificateTrailer } from '../src/control/segment-v3.js';
 import { conservativeSegment, type ShadowBatch, shadowCompare } from '../src/control/shadow.js';

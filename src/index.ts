@@ -33,11 +33,8 @@ export {
   ShadowDivergenceError,
 } from './control/errors.js';
 export type { ClearOutcome } from './control/fallback.js';
-export {
-  ControlPlane,
-  type ControlPlaneOptions,
-  type ControlPlaneStats,
-} from './control/plane.js';
+export { ControlPlane, type ControlPlaneOptions } from './control/plane.js';
+export type { ControlPlaneStats } from './control/plane-types.js';
 export {
   type ControlSurface,
   defaultParallelWalLaneCount,

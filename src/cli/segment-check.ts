@@ -7,9 +7,9 @@ import * as nodePath from 'node:path';
 import { WalError } from '../errors.js';
 import { decodeSegmentHeader } from '../format/segment.js';
 import type { SegmentHeader } from '../format/types.js';
+import { inspectTemporaryFiles } from '../storage/adoption.js';
 import { SegmentCorruptError, SegmentFileErrorReason, toIoError } from '../storage/errors.js';
 import type { WalFileSystem } from '../storage/fs.js';
-import { inspectTemporaryFiles, POOL_TEMP_TAG } from '../storage/recovery.js';
 import {
   databaseDirectory,
   databaseName,
@@ -19,6 +19,7 @@ import {
   scanSegments,
   TEMP_NAME_INFIX,
 } from '../storage/segment-files.js';
+import { POOL_TEMP_TAG } from '../storage/temp-names.js';
 
 /** The verdict on one segment file. */
 export interface SegmentCheck {

@@ -20,7 +20,7 @@
 import type { Command } from 'commander';
 import { verifyCertificateChainOnDisk } from '../control/chain-files.js';
 import { withLock } from '../storage/lockfile.js';
-import { findEpochGap } from '../storage/recovery.js';
+import { findEpochGap } from '../storage/segment-walk.js';
 import {
   readSkippedEpochs,
   type SkippedEpochRange,

@@ -39,33 +39,17 @@
  * (or the predecessor's when the segment commits nothing). Without a
  * predecessor (a fresh log), `commitSeqLo` is the smallest sequence present.
  *
- * Only `format/` helpers and `node:crypto` are used, so this codec can move to
- * the format layer unchanged (which already reads version-3 segments and hands
- * the certificate bytes back undecoded).
+ * This module is the certificate's codec only: issuing a certificate from a
+ * segment is `certify.ts`, verifying a chain `certificate-chain.ts`, and the
+ * trailer that carries it in a version-3 segment `segment-v3.ts`. Only
+ * `format/` helpers are used, so the codec could move to the format layer
+ * unchanged.
  */
-import { createHash } from 'node:crypto';
 import { WalArgumentError } from '../errors.js';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
-import {
-  RECORD_END_SEQ_OFFSET,
-  RECORD_HAS_END_SEQ_OFFSET,
-  RECORD_PAGE_ID_OFFSET,
-} from '../format/record.js';
-import {
-  RECORD_MIN_BYTES_V1,
-  RECORD_MIN_BYTES_V2,
-  SEGMENT_HEADER_BYTES,
-  SEGMENT_MAGIC,
-  U32_MAX,
-  U64_MAX,
-} from '../format/types.js';
-import {
-  CertificateChainError,
-  CertificateErrorCode,
-  CertificateFormatError,
-  type ChainFailureReason,
-} from './errors.js';
+import { isU64, U32_MAX } from '../format/types.js';
+import { CertificateErrorCode, CertificateFormatError } from './errors.js';
 
 /** The certificate layout this module writes and reads. */
 export const CERTIFICATE_FORMAT_VERSION = 1;
@@ -217,10 +201,6 @@ export function encodedCertificateBytes(laneCounts: number): number {
   return CERTIFICATE_BASE_BYTES + 4 * laneCounts;
 }
 
-function isU64(value: bigint): boolean {
-  return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
-}
-
 function isUint(value: number, max: number): boolean {
   return Number.isInteger(value) && value >= 0 && value <= max;
 }
@@ -311,6 +291,40 @@ function formatError(
  * @throws {CertificateFormatError}
  */
 export function decodeCertificate(bytes: Uint8Array): CommitCertificate {
+  const n = checkCertificateFraming(bytes);
+  const laneRecordCounts = new Array<number>(n);
+  let at = CERTIFICATE_FIXED_PREFIX_BYTES;
+  for (let i = 0; i < n; i++, at += 4) laneRecordCounts[i] = readU32(bytes, at);
+  const fallbackAt = at + 8 + CERTIFICATE_DIGEST_BYTES;
+  const hasPredAt = fallbackAt + 5;
+  const predecessor = readPredecessor(bytes, fallbackAt, hasPredAt);
+  const fields: CertificateFields = {
+    formatVersion: readU16(bytes, 0),
+    residue: 'commitCertificateThenPublish',
+    certificateEpoch: readU64(bytes, 3),
+    commitSeqLo: readU64(bytes, 11),
+    commitSeqHi: readU64(bytes, 19),
+    durableSegmentEpoch: readU64(bytes, 27),
+    laneCount: readU16(bytes, 35),
+    laneRecordCounts,
+    dbSizePages: readU32(bytes, at),
+    pageSetSize: readU32(bytes, at + 4),
+    payloadDigest: bytes.slice(at + 8, at + 8 + CERTIFICATE_DIGEST_BYTES),
+    fallbackActive: bytes[fallbackAt] === 1,
+    predecessor,
+  };
+  return new CommitCertificate(
+    fields,
+    readU32(bytes, fallbackAt + 1),
+    readU32(bytes, bytes.length - 4),
+  );
+}
+
+/**
+ * Checks the fixed prefix, version, residue and the lane-count array against
+ * the length, in that order; returns the number of lane counts.
+ */
+function checkCertificateFraming(bytes: Uint8Array): number {
   const length = bytes.length;
   if (length < CERTIFICATE_FIXED_PREFIX_BYTES) {
     throw formatError(
@@ -358,16 +372,16 @@ export function decodeCertificate(bytes: Uint8Array): CommitCertificate {
       expected,
     );
   }
-  const laneRecordCounts = new Array<number>(n);
-  let at = CERTIFICATE_FIXED_PREFIX_BYTES;
-  for (let i = 0; i < n; i++, at += 4) laneRecordCounts[i] = readU32(bytes, at);
-  const dbSizePages = readU32(bytes, at);
-  const pageSetSize = readU32(bytes, at + 4);
-  const payloadDigest = bytes.slice(at + 8, at + 8 + CERTIFICATE_DIGEST_BYTES);
-  const fallbackAt = at + 8 + CERTIFICATE_DIGEST_BYTES;
+  return n;
+}
+
+/** Checks the two flags (0 or 1) and reads the predecessor link they announce. */
+function readPredecessor(
+  bytes: Uint8Array,
+  fallbackAt: number,
+  hasPredAt: number,
+): CertificateFields['predecessor'] {
   const fallbackFlag = bytes[fallbackAt]!;
-  const certificateCrc = readU32(bytes, fallbackAt + 1);
-  const hasPredAt = fallbackAt + 5;
   const hasPred = bytes[hasPredAt]!;
   if (fallbackFlag > 1 || hasPred > 1) {
     const offset = fallbackFlag > 1 ? fallbackAt : hasPredAt;
@@ -386,332 +400,5 @@ export function decodeCertificate(bytes: Uint8Array): CommitCertificate {
       hasPredAt,
     );
   }
-  const fields: CertificateFields = {
-    formatVersion,
-    residue: 'commitCertificateThenPublish',
-    certificateEpoch: readU64(bytes, 3),
-    commitSeqLo: readU64(bytes, 11),
-    commitSeqHi: readU64(bytes, 19),
-    durableSegmentEpoch: readU64(bytes, 27),
-    laneCount: readU16(bytes, 35),
-    laneRecordCounts,
-    dbSizePages,
-    pageSetSize,
-    payloadDigest,
-    fallbackActive: fallbackFlag === 1,
-    predecessor: hasPred === 1 ? { epoch: predEpoch, certificateCrc32c: predCrc } : null,
-  };
-  return new CommitCertificate(fields, certificateCrc, readU32(bytes, length - 4));
-}
-
-// ---------------------------------------------------------------------------
-// Segment summaries and digests
-
-/** Bytes of a segment (header + records) as one buffer or as chunks of whole records. */
-export type SegmentBytes = Uint8Array | readonly Uint8Array[];
-
-function chunksOf(segment: SegmentBytes): readonly Uint8Array[] {
-  return segment instanceof Uint8Array ? [segment] : segment;
-}
-
-/** SHA-256 of the segment's header and records: the certificate's payload digest. */
-export function certificatePayloadDigest(segment: SegmentBytes): Uint8Array {
-  const hash = createHash('sha256');
-  for (const chunk of chunksOf(segment)) hash.update(chunk);
-  return new Uint8Array(hash.digest());
-}
-
-/** What a certificate states about its segment, read from the segment's bytes. */
-export interface SegmentSummary {
-  version: number;
-  epoch: bigint;
-  /** Record count from the header. */
-  recordCount: number;
-  /** Records actually found (must equal `recordCount`). */
-  scannedRecords: number;
-  /** Smallest and largest `endSeq` of committed records; `null` when none committed. */
-  commitSeqMin: bigint | null;
-  commitSeqMax: bigint | null;
-  /** Distinct page ids. */
-  pageSetSize: number;
-}
-
-function segmentError(message: string, offset?: number): CertificateFormatError {
-  return formatError(CertificateErrorCode.segment, message, offset);
-}
-
-/**
- * Reads the header and walks the records of a segment (version 1, 2 or 3;
- * records in version 3 have the version-2 form) without decoding images or
- * checking record CRCs — the payload digest covers the bytes. Records must not
- * span chunks. Bounds-checked throughout: hostile bytes give a typed error.
- * @throws {CertificateFormatError} with code `ERR_CERTIFICATE_SEGMENT`.
- */
-export function summarizeSegment(segment: SegmentBytes): SegmentSummary {
-  const chunks = chunksOf(segment);
-  const first = chunks[0];
-  if (first === undefined || first.length < SEGMENT_HEADER_BYTES) {
-    throw segmentError('segment header truncated', 0);
-  }
-  if (readU32(first, 0) !== SEGMENT_MAGIC) throw segmentError('invalid segment magic', 0);
-  const version = readU16(first, 4);
-  if (version < 1 || version > 3) throw segmentError(`unsupported segment version: ${version}`, 4);
-  const minRecord = version === 1 ? RECORD_MIN_BYTES_V1 : RECORD_MIN_BYTES_V2;
-  const summary: SegmentSummary = {
-    version,
-    epoch: readU64(first, 8),
-    recordCount: readU32(first, 16),
-    scannedRecords: 0,
-    commitSeqMin: null,
-    commitSeqMax: null,
-    pageSetSize: 0,
-  };
-  const pages = new Set<number>();
-  let base = 0;
-  for (let c = 0; c < chunks.length; c++) {
-    const chunk = chunks[c]!;
-    let at = c === 0 ? SEGMENT_HEADER_BYTES : 0;
-    while (at < chunk.length) {
-      if (at + 4 > chunk.length) throw segmentError('record length prefix truncated', base + at);
-      const length = readU32(chunk, at);
-      const body = at + 4;
-      if (length < minRecord || body + length > chunk.length) {
-        throw segmentError(`record of ${length} bytes does not fit`, base + at);
-      }
-      pages.add(readU32(chunk, body + RECORD_PAGE_ID_OFFSET));
-      if (chunk[body + RECORD_HAS_END_SEQ_OFFSET] === 1) {
-        const seq = readU64(chunk, body + RECORD_END_SEQ_OFFSET);
-        if (summary.commitSeqMin === null || seq < summary.commitSeqMin) summary.commitSeqMin = seq;
-        if (summary.commitSeqMax === null || seq > summary.commitSeqMax) summary.commitSeqMax = seq;
-      }
-      summary.scannedRecords++;
-      at = body + length;
-    }
-    base += chunk.length;
-  }
-  summary.pageSetSize = pages.size;
-  return summary;
-}
-
-/** What the engine knows about an epoch beyond its bytes. */
-export interface CertifyEpochInput {
-  /** Header + records exactly as written (the digest covers these bytes). */
-  segment: SegmentBytes;
-  /** Lanes the log ran with. */
-  laneCount: number;
-  /** Records each lane contributed, in lane order (sum = the header's record count). */
-  laneRecordCounts: readonly number[];
-  /** Database size after the epoch's last commit (0 = unknown/unchanged). */
-  dbSizePages: number;
-  fallbackActive: boolean;
-  /** The previous durable epoch's certificate link; `null` for the first of a chain. */
-  predecessor: CertificateLink | null;
-  /** A digest already computed over `segment` (skips hashing). */
-  payloadDigest?: Uint8Array;
-}
-
-/**
- * Builds the certificate of one epoch from its segment bytes: epoch from the
- * header, commit-sequence interval and page-set size from the records, digest
- * over header + records.
- * @throws {WalArgumentError} if the lane counts do not add up to the header's count.
- * @throws {CertificateChainError} (`certificateGap`) if a record's commit
- *   sequence is not after the predecessor's interval (commit order violated).
- * @throws {CertificateFormatError} if the segment bytes are malformed.
- */
-export function buildCommitCertificate(input: CertifyEpochInput): CommitCertificate {
-  const summary = summarizeSegment(input.segment);
-  const laneTotal = input.laneRecordCounts.reduce((sum, count) => sum + count, 0);
-  if (laneTotal !== summary.recordCount || summary.scannedRecords !== summary.recordCount) {
-    throw new WalArgumentError(
-      `lane record counts add up to ${laneTotal}, header says ${summary.recordCount}, segment holds ${summary.scannedRecords}`,
-    );
-  }
-  const pred = input.predecessor;
-  const lo = pred !== null ? pred.commitSeqHi + 1n : (summary.commitSeqMin ?? 1n);
-  const hi = summary.commitSeqMax ?? lo - 1n;
-  if (summary.commitSeqMin !== null && summary.commitSeqMin < lo) {
-    throw new CertificateChainError(
-      'certificateGap',
-      `epoch ${summary.epoch} commits sequence ${summary.commitSeqMin}, not after its predecessor's ${lo - 1n}`,
-      summary.epoch,
-      pred?.epoch ?? null,
-    );
-  }
-  return CommitCertificate.create({
-    formatVersion: CERTIFICATE_FORMAT_VERSION,
-    residue: 'commitCertificateThenPublish',
-    certificateEpoch: summary.epoch,
-    commitSeqLo: lo,
-    commitSeqHi: hi,
-    durableSegmentEpoch: summary.epoch,
-    laneCount: input.laneCount,
-    laneRecordCounts: input.laneRecordCounts,
-    dbSizePages: input.dbSizePages,
-    pageSetSize: summary.pageSetSize,
-    payloadDigest: input.payloadDigest ?? certificatePayloadDigest(input.segment),
-    fallbackActive: input.fallbackActive,
-    predecessor:
-      pred === null ? null : { epoch: pred.epoch, certificateCrc32c: pred.certificateCrc32c },
-  });
-}
-
-// ---------------------------------------------------------------------------
-// Chain verification
-
-/** Options of {@link verifyCertificateChain}. */
-export interface VerifyChainOptions {
-  /**
-   * The link the first certificate must chain to (for example the last
-   * certificate of an applied and deleted prefix). Without it the first
-   * certificate may name any earlier predecessor.
-   */
-  anchor?: CertificateLink | null;
-  /** Return the failure in the report instead of throwing it (prefix semantics). */
-  skipCorrupt?: boolean;
-}
-
-/** Outcome of a chain verification. */
-export interface ChainReport {
-  /** Certificates verified, from the first: the good prefix. */
-  verified: number;
-  /** Epoch of the last certificate of the good prefix; `null` if none. */
-  lastGoodEpoch: bigint | null;
-  /** Link of the last good certificate (or the anchor) — what a next certificate chains to. */
-  lastGood: CertificateLink | null;
-  /** The first failure, when `skipCorrupt` kept it from being thrown; `null` when the chain holds. */
-  failure: CertificateChainError | null;
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** The failure of one certificate against its segment and predecessor, or `null`. */
-function checkOne(
-  cert: CommitCertificate,
-  segment: SegmentBytes,
-  prior: CertificateLink | null,
-): [ChainFailureReason, string] | null {
-  const epoch = cert.certificateEpoch;
-  if (!cert.checksumIsValid()) {
-    return ['certificateChecksumMismatch', `certificate of epoch ${epoch} fails its checksum`];
-  }
-  if (!equalBytes(certificatePayloadDigest(segment), cert.payloadDigest)) {
-    return ['certificateChecksumMismatch', `segment of epoch ${epoch} does not match its digest`];
-  }
-  let summary: SegmentSummary;
-  try {
-    summary = summarizeSegment(segment);
-  } catch (error) {
-    return [
-      'certificateChecksumMismatch',
-      `segment of epoch ${epoch}: ${(error as Error).message}`,
-    ];
-  }
-  if (
-    summary.epoch !== epoch ||
-    cert.durableSegmentEpoch !== epoch ||
-    summary.recordCount !== cert.recordCount() ||
-    summary.scannedRecords !== summary.recordCount ||
-    summary.pageSetSize !== cert.pageSetSize
-  ) {
-    return [
-      'certificateChecksumMismatch',
-      `certificate of epoch ${epoch} does not describe its segment`,
-    ];
-  }
-  const pred = cert.predecessor;
-  if (pred !== null && pred.epoch >= epoch) {
-    return [
-      'certificateGap',
-      `certificate of epoch ${epoch} names a later predecessor ${pred.epoch}`,
-    ];
-  }
-  if (prior !== null) {
-    if (epoch <= prior.epoch) {
-      return ['certificateGap', `epoch ${epoch} does not follow epoch ${prior.epoch}`];
-    }
-    if (pred === null) {
-      return [
-        'certificateGap',
-        `certificate of epoch ${epoch} restarts the chain after ${prior.epoch}`,
-      ];
-    }
-    if (pred.epoch > prior.epoch) {
-      return ['recoveryGap', `segment of epoch ${pred.epoch} (predecessor of ${epoch}) is missing`];
-    }
-    if (pred.epoch < prior.epoch || pred.certificateCrc32c !== prior.certificateCrc32c) {
-      return [
-        'certificateGap',
-        `certificate of epoch ${epoch} does not chain to epoch ${prior.epoch}`,
-      ];
-    }
-    if (cert.commitSeqLo !== prior.commitSeqHi + 1n) {
-      return [
-        'certificateGap',
-        `epoch ${epoch} starts at commit ${cert.commitSeqLo}, expected ${prior.commitSeqHi + 1n}`,
-      ];
-    }
-  }
-  if (cert.commitSeqLo > cert.commitSeqHi + 1n) {
-    return ['certificateGap', `epoch ${epoch} has an inverted commit interval`];
-  }
-  const { commitSeqMin: min, commitSeqMax: max } = summary;
-  if (min !== null && max !== null && (min < cert.commitSeqLo || max !== cert.commitSeqHi)) {
-    return [
-      'certificateGap',
-      `epoch ${epoch} commits ${min}..=${max} outside its interval ${cert.commitSeqLo}..=${cert.commitSeqHi}`,
-    ];
-  }
-  return null;
-}
-
-/**
- * Verifies a chain of certificates in epoch order against their segments
- * (`segmentsBytes[i]` = header + records of the segment `certs[i]` certifies):
- * checksums, digests, what each certificate states about its segment, the
- * predecessor links and contiguous commit intervals. The first failure is a
- * {@link CertificateChainError}: `recoveryGap` when a certificate names a
- * predecessor epoch that is absent, `certificateGap` for a broken link or
- * interval, `certificateChecksumMismatch` for altered bytes.
- * @throws {CertificateChainError} unless `options.skipCorrupt` (then it is in the report).
- * @throws {WalArgumentError} if the two arrays differ in length.
- */
-export function verifyCertificateChain(
-  certs: readonly CommitCertificate[],
-  segmentsBytes: readonly SegmentBytes[],
-  options: VerifyChainOptions = {},
-): ChainReport {
-  if (certs.length !== segmentsBytes.length) {
-    throw new WalArgumentError(
-      `${certs.length} certificates but ${segmentsBytes.length} segments to verify`,
-    );
-  }
-  let prior = options.anchor ?? null;
-  for (let i = 0; i < certs.length; i++) {
-    const cert = certs[i]!;
-    const failed = checkOne(cert, segmentsBytes[i]!, prior);
-    if (failed !== null) {
-      const lastGoodEpoch = i > 0 ? certs[i - 1]!.certificateEpoch : null;
-      const failure = new CertificateChainError(
-        failed[0],
-        failed[1],
-        cert.certificateEpoch,
-        lastGoodEpoch,
-      );
-      if (options.skipCorrupt !== true) throw failure;
-      return { verified: i, lastGoodEpoch, lastGood: prior, failure };
-    }
-    prior = cert.link();
-  }
-  const last = certs[certs.length - 1];
-  return {
-    verified: certs.length,
-    lastGoodEpoch: last?.certificateEpoch ?? null,
-    lastGood: prior,
-    failure: null,
-  };
+  return hasPred === 1 ? { epoch: predEpoch, certificateCrc32c: predCrc } : null;
 }

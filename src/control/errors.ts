@@ -3,6 +3,7 @@
  * also carry the {@link FallbackReason} of the same name.
  */
 import { WalError } from '../errors.js';
+import { SegmentFormatError } from '../format/errors.js';
 import type { FallbackReason } from './surface.js';
 
 /** Stable codes of {@link CertificateFormatError}. */
@@ -41,6 +42,21 @@ export class CertificateFormatError extends WalError {
     super(code, message);
     this.offset = offset;
   }
+}
+
+/**
+ * A segment-format failure met while reading the segment bytes in front of
+ * (or under) a certificate, as `ERR_CERTIFICATE_SEGMENT` with the format
+ * layer's message and offset (`base` added to it: the offset of the bytes
+ * read within the whole segment). Anything else is returned unchanged.
+ */
+export function segmentErrorAsCertificateError(error: unknown, base = 0): unknown {
+  if (!(error instanceof SegmentFormatError)) return error;
+  return new CertificateFormatError(
+    CertificateErrorCode.segment,
+    error.message,
+    base + (error.offset ?? 0),
+  );
 }
 
 /** Stable codes of {@link CertificateChainError}, one per chain failure reason. */

@@ -19,30 +19,24 @@
  * It also implements the store's `CheckpointControl` (`serializedPathRequired`,
  * `reportFallback`).
  */
+import type { PrepareEpochInput, SealPointInfo, StageBatchInput } from '../engine/control-hooks.js';
 import { WalArgumentError } from '../errors.js';
-import { writeU16, writeU32, writeU64 } from '../format/bytes.js';
-import { crc32c } from '../format/crc32c.js';
-import { encodedRecordBytes, writeRecordUnchecked } from '../format/record.js';
-import type { FormatVersion, TxnToken, WalRecord } from '../format/types.js';
-import { SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from '../format/types.js';
+import { encodeRecordFrames } from '../format/frames.js';
+import { encodeSegmentHeader } from '../format/segment.js';
+import type { FormatVersion } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
-import {
-  buildCommitCertificate,
-  type CertificateLink,
-  type CommitCertificate,
-} from './certificate.js';
+import type { CertificateLink, CommitCertificate } from './certificate.js';
+import { buildCommitCertificate } from './certify.js';
 import { type ChainOnDiskReport, verifyCertificateChainOnDisk } from './chain-files.js';
-import {
-  type ControllerDecision,
-  type ControllerPolicy,
-  SealController,
-  type SealPointState,
-} from './controller.js';
+import { type ControllerDecision, type ControllerPolicy, SealController } from './controller.js';
 import { CertificateChainError } from './errors.js';
-import { type ClearOutcome, FallbackState, type FallbackTransition } from './fallback.js';
-import { type BatchContext, LaneStager } from './lane-stager.js';
+import { type ClearOutcome, FallbackState } from './fallback.js';
+import { LaneStager } from './lane-stager.js';
+import { EpochStaging, type StagedBatch } from './plane-staging.js';
+import { PlaneTrace } from './plane-trace.js';
+import type { ControlPlaneStats, PreparedEpoch } from './plane-types.js';
 import { CERTIFIED_SEGMENT_VERSION, encodeCertificateTrailer } from './segment-v3.js';
-import { type ShadowBatch, type ShadowOutcome, shadowCompare } from './shadow.js';
+import { type ShadowBatch, shadowCompare } from './shadow.js';
 import {
   type ControlSurface,
   FALLBACK_REASONS,
@@ -51,10 +45,7 @@ import {
   laneBudgetMax,
   laneCount,
   modeName,
-  parallelWalFlushScenarioId,
-  parallelWalStageScenarioId,
   resolveControlSurface,
-  shouldShadowCompare,
 } from './surface.js';
 import { Tracer, type TraceSink, traceSinkFromEnv } from './trace.js';
 
@@ -96,103 +87,6 @@ export interface ControlPlaneOptions {
   now?: () => number;
 }
 
-/** A record as the engine encodes it into a lane (the engine's `LaneRecordInput`). */
-export interface StageRecordInput {
-  txnToken: TxnToken;
-  pageId: number;
-  beginSeq: bigint;
-  endSeq: bigint | null;
-  beforeImage: Uint8Array;
-  afterImage: Uint8Array;
-}
-
-/** One placed batch, staged for shadow compare. */
-export interface StageBatchInput {
-  /** Engine lane id the batch went to (any id; the serialized lane included). */
-  laneId: number;
-  /** Epoch the lane tagged the batch with. */
-  epoch: bigint;
-  commitSeq: bigint;
-  /** The commit's database size (0 = unchanged). */
-  dbSizePages: number;
-  records: readonly StageRecordInput[];
-}
-
-/** What the engine knows about an epoch it is about to write. */
-export interface PrepareEpochInput {
-  epoch: bigint;
-  /** Committed records in canonical order, wire form (the engine's `EpochSegment.chunks`). */
-  chunks: readonly Uint8Array[];
-  recordCount: number;
-  /** Lanes that took part and what each contributed (parallel arrays). */
-  laneIds: readonly number[];
-  recordsPerCore: readonly number[];
-  /** Database size after the epoch's last in-process commit; 0 when unknown. */
-  dbSizePages: number;
-  /**
-   * Raw records of every lane the stager never saw (worker lanes), for shadow
-   * compare; pass `[]` when there are none. Giving it declares the staged
-   * batches plus these chunks complete: the whole epoch is compared and a
-   * diverged epoch can be replaced by the conservative result. Without it only
-   * the staged commits are compared (partial), and a divergence cannot be
-   * repaired: the epoch must not be acknowledged.
-   */
-  externalChunks?: readonly Uint8Array[];
-}
-
-/** What to write for an epoch, and whether it may be acknowledged. */
-export interface PreparedEpoch {
-  epoch: bigint;
-  /** Header + records (+ certificate trailer): exactly what to write. Empty for an empty epoch. */
-  chunks: Uint8Array[];
-  certificate: CommitCertificate | null;
-  shadow: ShadowOutcome | null;
-  /**
-   * True when the parallel result diverged and `chunks` are the conservative
-   * result instead (the diverged bytes are never written or acknowledged).
-   */
-  substituted: boolean;
-  /** False only if the epoch must not be acknowledged at all (the engine fails it). */
-  acknowledge: boolean;
-}
-
-/** Counters and state for `stats()`. */
-export interface ControlPlaneStats {
-  mode: string;
-  laneCount: number;
-  laneBudget: number;
-  fallbackActive: boolean;
-  /** Seed name of the active reason (`none` when inactive). */
-  fallbackReason: string;
-  fallbackCounts: Record<string, number>;
-  fallbackClears: number;
-  batchesStaged: number;
-  shadow: { compared: number; clean: number; diverged: number; substituted: number };
-  certificates: { issued: number; lastEpoch: bigint | null; lastCrc32c: number | null };
-  decisions: { total: number; byAction: Record<string, number> };
-}
-
-interface StagedBatch {
-  epoch: bigint;
-  commitSeq: bigint;
-  dbSizePages: number;
-  /** The records as placed, images copied (the caller may reuse its buffers). */
-  records: WalRecord[];
-}
-
-/** Wire form of `records` in `version`: the conservative path's own encoding. */
-function encodeStaged(records: readonly WalRecord[], version: FormatVersion): Uint8Array {
-  const sizes = records.map((r) => encodedRecordBytes(r, version));
-  let total = 0;
-  for (const size of sizes) total += 4 + size;
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (let i = 0; i < records.length; i++) {
-    at = writeRecordUnchecked(records[i]!, version, bytes, at, sizes[i]!);
-  }
-  return bytes;
-}
-
 /** The control plane of one log. See the module comment for the calls. */
 export class ControlPlane {
   readonly surface: ControlSurface;
@@ -207,8 +101,8 @@ export class ControlPlane {
   /** Database whose chain {@link ControlPlane.verifyAtOpen} checked (once per open). */
   #verifiedAtOpen: string | null = null;
   #predecessor: CertificateLink | null;
-  readonly #epochContexts = new Map<bigint, BatchContext[]>();
-  readonly #sampledEpochs = new Set<bigint>();
+  readonly #staging: EpochStaging;
+  readonly #trace: PlaneTrace;
   #contentionSeen = 0;
   readonly #counters = {
     batchesStaged: 0,
@@ -243,8 +137,10 @@ export class ControlPlane {
       this.surface.mode,
       this.#now,
     );
-    this.fallback = new FallbackState((t) => this.#traceFallback(t));
+    this.#trace = new PlaneTrace(this.tracer, () => this.fallback);
+    this.fallback = new FallbackState((t) => this.#trace.fallback(t));
     this.stager = new LaneStager<StagedBatch>(this.surface);
+    this.#staging = new EpochStaging(this.stager, this.surface);
     this.#predecessor = options.anchor ?? null;
     const controllerOption = options.controller ?? true;
     this.controller =
@@ -258,7 +154,7 @@ export class ControlPlane {
                 : { maxFlushDelayMs: this.surface.maxFlushDelayMs }),
               ...(controllerOption === true ? {} : controllerOption),
             },
-            onDecision: (d) => this.#traceDecision(d),
+            onDecision: (d) => this.#countDecision(d),
           });
     if (this.controller !== null) this.stager.setLaneBudget(this.controller.laneBudget);
     if (this.surface.mode === 'conservative') this.fallback.enter('operatorForced');
@@ -285,15 +181,7 @@ export class ControlPlane {
 
   /** The store's checkpoint hook (and any other component's): latch a fallback with a reason. */
   reportFallback(reason: FallbackReason, detail: string): void {
-    if (this.tracer.enabled) {
-      this.tracer.trace({
-        component: 'fallback',
-        event: 'reported',
-        fallbackActive: true,
-        fallbackReason: reason,
-        detail,
-      });
-    }
+    this.#trace.reported(reason, detail);
     this.fallback.enter(reason);
   }
 
@@ -316,14 +204,7 @@ export class ControlPlane {
   /** A lane refused a batch (capacity, overflow latch): `laneOverflow`. */
   noteLaneRefused(laneId: number): void {
     this.controller?.observeOverflow(1);
-    if (this.tracer.enabled) {
-      this.tracer.trace({
-        component: 'lane',
-        event: 'refused',
-        laneId,
-        fallbackReason: 'laneOverflow',
-      });
-    }
+    this.#trace.laneRefused(laneId);
     this.fallback.enter('laneOverflow');
   }
 
@@ -379,61 +260,10 @@ export class ControlPlane {
    * was only traced: no shadow compare can run in this mode).
    */
   stageBatch(input: StageBatchInput): bigint {
-    if (this.tracer.enabled) {
-      let bytes = 0;
-      for (const r of input.records) bytes += r.afterImage.length + r.beforeImage.length;
-      this.tracer.trace({
-        component: 'stager',
-        event: 'staged',
-        scenarioId: parallelWalStageScenarioId,
-        laneId: input.laneId,
-        epoch: input.epoch,
-        commitSeqLo: input.commitSeq,
-        commitSeqHi: input.commitSeq,
-        bytes,
-        fallbackActive: this.fallback.active,
-        fallbackReason: this.fallback.reason,
-      });
-    }
+    this.#trace.staged(input);
     // Traced only (no shadow compare can run): nothing to keep.
     if (!this.#shadowStaging) return 0n;
-    // Snapshot now (images copied: memcpy speed), encode later and only for
-    // epochs that are compared. Measured: encoding at staging cost ≈ 6.7 µs per
-    // 4 KiB record, most of the cost of 1 % sampling.
-    const records: WalRecord[] = [];
-    for (const r of input.records) {
-      records.push({
-        txnToken: { id: r.txnToken.id, epoch: r.txnToken.epoch },
-        epoch: input.epoch,
-        pageId: r.pageId,
-        beginSeq: r.beginSeq,
-        endSeq: r.endSeq,
-        beforeImage: r.beforeImage.length === 0 ? r.beforeImage : r.beforeImage.slice(),
-        afterImage: r.afterImage.slice(),
-      });
-    }
-    const batchId = this.stager.nextBatchId();
-    const laneId = input.laneId % this.stager.laneCount();
-    this.stager.recordBatch({
-      batchId,
-      laneId,
-      stagedFrameCount: input.records.length,
-      stagingElapsedNs: 0n,
-      shadowVerdict: 'notRun',
-      payload: {
-        epoch: input.epoch,
-        commitSeq: input.commitSeq,
-        dbSizePages: input.dbSizePages,
-        records,
-      },
-    });
-    let contexts = this.#epochContexts.get(input.epoch);
-    if (contexts === undefined) {
-      contexts = [];
-      this.#epochContexts.set(input.epoch, contexts);
-    }
-    contexts.push({ batchId, laneId });
-    if (shouldShadowCompare(this.surface, batchId)) this.#sampledEpochs.add(input.epoch);
+    const batchId = this.#staging.stage(input);
     this.#counters.batchesStaged++;
     return batchId;
   }
@@ -445,9 +275,7 @@ export class ControlPlane {
    * already latched here; seal the open epoch too. Lane-budget changes are
    * applied to the stager here.
    */
-  onSealPoint(
-    state: Omit<SealPointState, 'fallbackActive'> & { contentionTotal?: number },
-  ): ControllerDecision | null {
+  onSealPoint(state: SealPointInfo): ControllerDecision | null {
     const controller = this.controller;
     if (controller === null) return null;
     if (state.contentionTotal !== undefined) {
@@ -471,7 +299,7 @@ export class ControlPlane {
    * included (they only release staged batches).
    */
   prepareEpoch(input: PrepareEpochInput): PreparedEpoch {
-    const staged = this.#takeStaged(input.epoch);
+    const staged = this.#staging.take(input.epoch, () => this.#trace.stagingMismatch(input.epoch));
     if (input.recordCount === 0) {
       return {
         epoch: input.epoch,
@@ -483,66 +311,91 @@ export class ControlPlane {
       };
     }
     const version = this.certificates ? CERTIFIED_SEGMENT_VERSION : this.formatVersion;
-    const header = segmentHeader(version, input.epoch, input.recordCount);
-    let chunks = [header, ...input.chunks];
-    const laneRecordCounts = input.recordsPerCore;
+    const header = encodeSegmentHeader({
+      version,
+      epoch: input.epoch,
+      recordCount: input.recordCount,
+    });
+    const chunks = [header, ...input.chunks];
     const dbSizePages =
       input.dbSizePages > 0 ? input.dbSizePages : (this.#predecessor?.dbSizePages ?? 0);
-    let certificate = this.certificates
-      ? this.#certify(chunks, laneRecordCounts, dbSizePages)
-      : null;
-    let shadow: ShadowOutcome | null = null;
-    let substituted = false;
+    let prepared: PreparedEpoch = {
+      epoch: input.epoch,
+      chunks,
+      certificate: this.certificates
+        ? this.#certify(chunks, input.recordsPerCore, dbSizePages)
+        : null,
+      shadow: null,
+      substituted: false,
+      acknowledge: true,
+    };
     if (staged !== null) {
-      const batches: ShadowBatch[] = staged.map((b) => ({
-        laneId: 0,
-        commitSeq: b.commitSeq,
-        records: encodeStaged(b.records, this.formatVersion),
-        dbSizePages: b.dbSizePages,
-      }));
-      for (const chunk of input.externalChunks ?? []) {
-        batches.push({ laneId: 0, commitSeq: 0n, records: chunk, dbSizePages: 0 });
-      }
-      shadow = shadowCompare({
-        epoch: input.epoch,
-        batches,
-        partial: input.externalChunks === undefined,
-        parallel: {
-          segment: chunks,
-          certificate: certificate ?? this.#certifyUnchecked(chunks, laneRecordCounts, dbSizePages),
-        },
-        predecessor: this.#predecessor,
-        fallback: this.fallback,
-      });
-      this.#counters.compared++;
-      if (shadow.verdict === 'clean') {
-        this.#counters.clean++;
-      } else {
-        this.#counters.diverged++;
-        if (input.externalChunks === undefined) {
-          // The conservative result may lack records of lanes the stager never
-          // saw: it cannot stand in. Never acknowledge the diverged epoch.
-          this.#traceShadow(input.epoch, shadow, 'diverged_unrepairable');
-          return {
-            epoch: input.epoch,
-            chunks,
-            certificate,
-            shadow,
-            substituted,
-            acknowledge: false,
-          };
-        }
-        this.#counters.substituted++;
-        substituted = true;
-        chunks = [shadow.conservative.segment];
-        certificate = this.certificates
-          ? this.#certify(chunks, [shadow.conservative.certificate.recordCount()], dbSizePages)
-          : null;
-      }
-      this.#traceShadow(input.epoch, shadow, substituted ? 'diverged_substituted' : 'clean');
+      prepared = this.#compareShadow(prepared, staged, input, dbSizePages);
+      // Unrepairable: nothing of it is written or acknowledged, no trailer.
+      if (!prepared.acknowledge) return prepared;
     }
-    if (certificate !== null) chunks.push(encodeCertificateTrailer(certificate));
-    return { epoch: input.epoch, chunks, certificate, shadow, substituted, acknowledge: true };
+    if (prepared.certificate !== null) {
+      prepared.chunks.push(encodeCertificateTrailer(prepared.certificate));
+    }
+    return prepared;
+  }
+
+  /**
+   * Shadow compare of a sampled epoch: the parallel result in `prepared`
+   * against the conservative one built from the staged batches (and the
+   * worker lanes' chunks). Clean: `prepared` with the outcome. Diverged:
+   * the conservative result in its place (`substituted`, certified anew), or
+   * — when the worker lanes' chunks were not given, so the conservative
+   * result may lack records — `acknowledge: false`.
+   */
+  #compareShadow(
+    prepared: PreparedEpoch,
+    staged: readonly StagedBatch[],
+    input: PrepareEpochInput,
+    dbSizePages: number,
+  ): PreparedEpoch {
+    const batches: ShadowBatch[] = staged.map((b) => ({
+      laneId: 0,
+      commitSeq: b.commitSeq,
+      records: encodeRecordFrames(b.records, this.formatVersion),
+      dbSizePages: b.dbSizePages,
+    }));
+    for (const chunk of input.externalChunks ?? []) {
+      batches.push({ laneId: 0, commitSeq: 0n, records: chunk, dbSizePages: 0 });
+    }
+    const { chunks, certificate } = prepared;
+    const shadow = shadowCompare({
+      epoch: input.epoch,
+      batches,
+      partial: input.externalChunks === undefined,
+      parallel: {
+        segment: chunks,
+        certificate:
+          certificate ?? this.#certifyUnchecked(chunks, input.recordsPerCore, dbSizePages),
+      },
+      predecessor: this.#predecessor,
+      fallback: this.fallback,
+    });
+    this.#counters.compared++;
+    if (shadow.verdict === 'clean') {
+      this.#counters.clean++;
+      this.#trace.shadow(input.epoch, shadow, 'clean');
+      return { ...prepared, shadow };
+    }
+    this.#counters.diverged++;
+    if (input.externalChunks === undefined) {
+      // The conservative result may lack records of lanes the stager never
+      // saw: it cannot stand in. Never acknowledge the diverged epoch.
+      this.#trace.shadow(input.epoch, shadow, 'diverged_unrepairable');
+      return { ...prepared, shadow, acknowledge: false };
+    }
+    this.#counters.substituted++;
+    const substitute = [shadow.conservative.segment];
+    const certified = this.certificates
+      ? this.#certify(substitute, [shadow.conservative.certificate.recordCount()], dbSizePages)
+      : null;
+    this.#trace.shadow(input.epoch, shadow, 'diverged_substituted');
+    return { ...prepared, chunks: substitute, certificate: certified, shadow, substituted: true };
   }
 
   /**
@@ -559,35 +412,12 @@ export class ControlPlane {
       this.#lastCertificate = cert;
       this.#counters.certificates++;
     }
-    if (this.tracer.enabled) {
-      this.tracer.trace({
-        component: 'flush',
-        event: 'epoch_durable',
-        scenarioId: parallelWalFlushScenarioId,
-        epoch: prepared.epoch,
-        commitSeqLo: cert?.commitSeqLo ?? null,
-        commitSeqHi: cert?.commitSeqHi ?? null,
-        commitCertificate: cert?.certificateCrc32c ?? null,
-        fallbackActive: this.fallback.active,
-        fallbackReason: this.fallback.reason,
-        latencyMicros,
-        ...(prepared.shadow === null ? {} : { shadowVerdict: prepared.shadow.verdict }),
-      });
-    }
+    this.#trace.durable(prepared.epoch, cert, prepared.shadow, latencyMicros);
   }
 
   /** The epoch's write failed: nothing of it becomes a predecessor. */
   epochFailed(epoch: bigint, cause: unknown): void {
-    if (this.tracer.enabled) {
-      this.tracer.trace({
-        component: 'flush',
-        event: 'epoch_failed',
-        epoch,
-        detail: cause instanceof Error ? cause.message : String(cause),
-        fallbackActive: this.fallback.active,
-        fallbackReason: this.fallback.reason,
-      });
-    }
+    this.#trace.failed(epoch, cause);
   }
 
   /**
@@ -604,7 +434,7 @@ export class ControlPlane {
       anchor: this.#predecessor,
       skipCorrupt: true,
     });
-    this.#traceChain(report);
+    this.#trace.chain(report);
     if (report.failure !== null) {
       this.fallback.enter(report.failure.reason);
       // Failing closed: nothing changes, a later check reports the same.
@@ -636,7 +466,7 @@ export class ControlPlane {
       anchor: this.#predecessor,
       skipCorrupt: true,
     });
-    this.#traceChain(report);
+    this.#trace.chain(report);
     const failure = report.failure;
     if (failure !== null) {
       this.fallback.enter(failure.reason);
@@ -704,28 +534,6 @@ export class ControlPlane {
     this.tracer.close();
   }
 
-  /** Staged batches of `epoch` when it is to be compared (else discarded); `null` when not compared. */
-  #takeStaged(epoch: bigint): StagedBatch[] | null {
-    const contexts = this.#epochContexts.get(epoch) ?? [];
-    this.#epochContexts.delete(epoch);
-    const sampled = this.#sampledEpochs.delete(epoch);
-    if (!sampled || contexts.length === 0) {
-      this.stager.discardBatchesForFlush(contexts);
-      return null;
-    }
-    const taken = this.stager.takeBatchesForFlush(contexts);
-    if (taken === null) {
-      // Staging order broke (an engine bug or an epoch flushed out of order):
-      // nothing to compare against. Drop them and say so.
-      this.stager.discardBatchesForFlush(contexts);
-      if (this.tracer.enabled) {
-        this.tracer.trace({ component: 'shadow', event: 'staging_mismatch', epoch });
-      }
-      return null;
-    }
-    return contexts.map((c) => taken.get(c.batchId)!.payload);
-  }
-
   #certify(
     chunks: readonly Uint8Array[],
     laneRecordCounts: readonly number[],
@@ -755,63 +563,10 @@ export class ControlPlane {
     }
   }
 
-  #traceChain(report: ChainOnDiskReport): void {
-    if (!this.tracer.enabled) return;
-    this.tracer.trace({
-      component: 'recovery',
-      event: report.failure === null ? 'chain_ok' : 'chain_broken',
-      recoveryEpoch: report.lastGoodEpoch,
-      fallbackReason: report.failure?.reason ?? null,
-      fallbackActive: report.failure !== null || this.fallback.active,
-    });
-  }
-
-  #traceShadow(epoch: bigint, shadow: ShadowOutcome, event: string): void {
-    if (!this.tracer.enabled) return;
-    this.tracer.trace({
-      component: 'shadow',
-      event,
-      epoch,
-      shadowVerdict: shadow.verdict,
-      fallbackActive: this.fallback.active,
-      fallbackReason: this.fallback.reason,
-    });
-  }
-
-  #traceFallback(t: FallbackTransition): void {
-    if (!this.tracer.enabled) return;
-    this.tracer.trace({
-      component: 'fallback',
-      event: t.kind === 'enter' ? (t.wasActive ? 'reason_added' : 'enter') : 'clear',
-      fallbackActive: t.kind === 'enter',
-      fallbackReason: t.reason,
-    });
-  }
-
-  #traceDecision(d: ControllerDecision): void {
+  /** Counts a controller decision (for `stats()`) and traces it. */
+  #countDecision(d: ControllerDecision): void {
     this.#counters.decisions++;
     this.#byAction[d.action] = (this.#byAction[d.action] ?? 0) + 1;
-    if (!this.tracer.enabled) return;
-    this.tracer.decision(d.record);
-    this.tracer.trace({
-      component: 'controller',
-      event: d.action,
-      decisionId: d.record.decisionId,
-      policyId: d.record.policyId,
-      policyVersion: d.record.policyVersion,
-      fallbackActive: this.fallback.active,
-      fallbackReason: this.fallback.reason,
-    });
+    this.#trace.decision(d);
   }
-}
-
-/** A 24-byte segment header of any version (same layout and CRC for 1, 2 and 3). */
-function segmentHeader(version: number, epoch: bigint, recordCount: number): Uint8Array {
-  const header = new Uint8Array(SEGMENT_HEADER_BYTES);
-  writeU32(header, 0, SEGMENT_MAGIC);
-  writeU16(header, 4, version);
-  writeU64(header, 8, epoch);
-  writeU32(header, 16, recordCount);
-  writeU32(header, 20, crc32c(header.subarray(0, 20)));
-  return header;
 }

@@ -13,30 +13,33 @@
  * byte before the trailer); its own two CRCs cover the certificate. The
  * trailer length must match the bytes left exactly.
  *
- * Pure functions over bytes. `src/format` reads version 3 too (`decodeSegment`
- * checks the trailer framing and hands the certificate bytes back undecoded);
- * this module decodes and verifies the certificates. The trailer constants
- * live in `format/types.ts`; docs/format.md (section 7) describes the bytes.
+ * Pure functions over bytes. Every byte of the header, the record framing and
+ * the trailer framing is laid out by the format layer (`format/segment.ts`,
+ * `format/frames.ts`, `format/trailer.ts`), which reads version 3 too
+ * (`decodeSegment` hands the certificate bytes back undecoded); this module
+ * puts certificates into trailers and takes them out, and verifies the chain
+ * over segment files. docs/format.md (section 7) describes the bytes.
  */
-import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
-import { crc32c } from '../format/crc32c.js';
+import { recordFrameBounds, walkRecordFrames } from '../format/frames.js';
+import { decodeSegmentHeader, encodeSegmentHeader, relabelSegment } from '../format/segment.js';
+import { frameCertificateTrailer, readCertificateTrailer } from '../format/trailer.js';
 import {
-  CERTIFICATE_TRAILER_MAGIC,
-  CERTIFICATE_TRAILER_PREFIX_BYTES,
   CERTIFIED_FORMAT_VERSION,
-  RECORD_MIN_BYTES_V2,
   SEGMENT_HEADER_BYTES,
-  SEGMENT_MAGIC,
+  type SegmentHeader,
 } from '../format/types.js';
+import { type CertificateLink, type CommitCertificate, decodeCertificate } from './certificate.js';
 import {
-  type CertificateLink,
   type ChainReport,
-  type CommitCertificate,
-  decodeCertificate,
   type VerifyChainOptions,
   verifyCertificateChain,
-} from './certificate.js';
-import { CertificateChainError, CertificateErrorCode, CertificateFormatError } from './errors.js';
+} from './certificate-chain.js';
+import {
+  CertificateChainError,
+  CertificateErrorCode,
+  CertificateFormatError,
+  segmentErrorAsCertificateError,
+} from './errors.js';
 
 /**
  * The segment format version that carries a certificate trailer: the format
@@ -44,51 +47,39 @@ import { CertificateChainError, CertificateErrorCode, CertificateFormatError } f
  */
 export const CERTIFIED_SEGMENT_VERSION = CERTIFIED_FORMAT_VERSION;
 
-/** The 24-byte header of a version-3 segment (same layout and CRC as versions 1 and 2). */
+/** The 24-byte header of a version-3 segment (the format layer's header codec, version 3). */
 export function encodeV3SegmentHeader(epoch: bigint, recordCount: number): Uint8Array {
-  const header = new Uint8Array(SEGMENT_HEADER_BYTES);
-  writeU32(header, 0, SEGMENT_MAGIC);
-  writeU16(header, 4, CERTIFIED_SEGMENT_VERSION);
-  writeU64(header, 8, epoch);
-  writeU32(header, 16, recordCount);
-  writeU32(header, 20, crc32c(header.subarray(0, 20)));
-  return header;
+  return encodeSegmentHeader({ version: CERTIFIED_SEGMENT_VERSION, epoch, recordCount });
 }
 
 /**
  * A copy of a version-2 segment (header + records) relabelled as version 3:
  * the records are identical, only the header's version and CRC change.
+ * @throws {CertificateFormatError} (`ERR_CERTIFICATE_SEGMENT`) for anything but a version-2 segment.
  */
 export function relabelAsVersion3(segmentV2: Uint8Array): Uint8Array {
-  if (segmentV2.length < SEGMENT_HEADER_BYTES || readU16(segmentV2, 4) !== 2) {
+  if (decodeHeader(segmentV2).version !== 2) {
     throw segmentError('only a version-2 segment can be relabelled as version 3', 4);
   }
-  const copy = segmentV2.slice();
-  copy.set(encodeV3SegmentHeader(readU64(segmentV2, 8), readU32(segmentV2, 16)), 0);
-  return copy;
+  return relabelSegment(segmentV2, CERTIFIED_SEGMENT_VERSION);
 }
 
 /** The trailer bytes for `certificate`: magic, length, certificate. */
 export function encodeCertificateTrailer(certificate: CommitCertificate): Uint8Array {
-  const body = certificate.encode();
-  const trailer = new Uint8Array(CERTIFICATE_TRAILER_PREFIX_BYTES + body.length);
-  writeU32(trailer, 0, CERTIFICATE_TRAILER_MAGIC);
-  writeU32(trailer, 4, body.length);
-  trailer.set(body, CERTIFICATE_TRAILER_PREFIX_BYTES);
-  return trailer;
+  return frameCertificateTrailer(certificate.encode());
 }
 
 function segmentError(message: string, offset?: number): CertificateFormatError {
   return new CertificateFormatError(CertificateErrorCode.segment, message, offset);
 }
 
-function checkHeader(bytes: Uint8Array): { version: number; epoch: bigint; recordCount: number } {
-  if (bytes.length < SEGMENT_HEADER_BYTES) throw segmentError('segment header truncated', 0);
-  if (readU32(bytes, 0) !== SEGMENT_MAGIC) throw segmentError('invalid segment magic', 0);
-  if (readU32(bytes, 20) !== crc32c(bytes.subarray(0, 20))) {
-    throw segmentError('segment header checksum mismatch', 20);
+/** The format layer's header decode, its failures as `ERR_CERTIFICATE_SEGMENT`. */
+function decodeHeader(bytes: Uint8Array): SegmentHeader {
+  try {
+    return decodeSegmentHeader(bytes);
+  } catch (error) {
+    throw segmentErrorAsCertificateError(error);
   }
-  return { version: readU16(bytes, 4), epoch: readU64(bytes, 8), recordCount: readU32(bytes, 16) };
 }
 
 /**
@@ -100,7 +91,7 @@ export function appendCertificateTrailer(
   segmentBytes: Uint8Array,
   certificate: CommitCertificate,
 ): Uint8Array {
-  const header = checkHeader(segmentBytes);
+  const header = decodeHeader(segmentBytes);
   if (header.version !== CERTIFIED_SEGMENT_VERSION) {
     throw segmentError(`a certificate trailer needs a version-3 segment, got ${header.version}`, 4);
   }
@@ -121,62 +112,54 @@ export function appendCertificateTrailer(
 export interface SplitSegment {
   version: number;
   epoch: bigint;
+  /** Record count from the header. */
+  recordCount: number;
   /** Header + records: what the payload digest covers (the whole file for versions 1 and 2). */
   segment: Uint8Array;
   /** The decoded certificate (checksums not yet checked); `null` for versions 1 and 2. */
   certificate: CommitCertificate | null;
 }
 
+/** The codes of the trailer faults the format layer reports. */
+const TRAILER_FAULT_CODES = {
+  truncated: CertificateErrorCode.truncated,
+  magic: CertificateErrorCode.trailerMagic,
+  length: CertificateErrorCode.trailerLength,
+} as const;
+
 /**
  * Splits a segment file. Versions 1 and 2 have no trailer: the whole input is
  * the segment and the certificate is `null` (their records are not walked).
- * Version 3: walks the header's record count by length prefixes (bounds
- * checked, no allocation), then requires exactly one trailer to the end.
+ * Version 3: walks the header's record count by length prefixes (the format
+ * layer's frame walk: bounds checked, no allocation), then requires exactly
+ * one trailer to the end.
  * @throws {CertificateFormatError} for a malformed header, record framing or trailer.
  */
 export function splitCertificateTrailer(bytes: Uint8Array): SplitSegment {
-  const { version, epoch, recordCount } = checkHeader(bytes);
-  if (version === 1 || version === 2) return { version, epoch, segment: bytes, certificate: null };
+  const { version, epoch, recordCount } = decodeHeader(bytes);
   if (version !== CERTIFIED_SEGMENT_VERSION) {
-    throw segmentError(`unsupported segment version: ${version}`, 4);
+    return { version, epoch, recordCount, segment: bytes, certificate: null };
   }
-  let at = SEGMENT_HEADER_BYTES;
-  for (let i = 0; i < recordCount; i++) {
-    if (at + 4 > bytes.length) throw segmentError(`record ${i} length prefix truncated`, at);
-    const length = readU32(bytes, at);
-    if (length < RECORD_MIN_BYTES_V2 || at + 4 + length > bytes.length) {
-      throw segmentError(`record ${i} of ${length} bytes does not fit`, at);
-    }
-    at += 4 + length;
+  let at: number;
+  try {
+    at = walkRecordFrames(bytes, SEGMENT_HEADER_BYTES, recordFrameBounds(version), recordCount);
+  } catch (error) {
+    throw segmentErrorAsCertificateError(error);
   }
-  const left = bytes.length - at;
-  if (left < CERTIFICATE_TRAILER_PREFIX_BYTES) {
+  const trailer = readCertificateTrailer(bytes, at);
+  if (!trailer.ok) {
     throw new CertificateFormatError(
-      CertificateErrorCode.truncated,
-      `certificate trailer truncated: ${left} bytes after the records`,
-      at,
-    );
-  }
-  if (readU32(bytes, at) !== CERTIFICATE_TRAILER_MAGIC) {
-    throw new CertificateFormatError(
-      CertificateErrorCode.trailerMagic,
-      `invalid certificate trailer magic: 0x${readU32(bytes, at).toString(16)}`,
-      at,
-    );
-  }
-  const declared = readU32(bytes, at + 4);
-  if (declared !== left - CERTIFICATE_TRAILER_PREFIX_BYTES) {
-    throw new CertificateFormatError(
-      CertificateErrorCode.trailerLength,
-      `certificate trailer declares ${declared} bytes, ${left - CERTIFICATE_TRAILER_PREFIX_BYTES} present`,
-      at + 4,
+      TRAILER_FAULT_CODES[trailer.fault],
+      trailer.message,
+      trailer.offset,
     );
   }
   return {
     version,
     epoch,
+    recordCount,
     segment: bytes.subarray(0, at),
-    certificate: decodeCertificate(bytes.subarray(at + CERTIFICATE_TRAILER_PREFIX_BYTES)),
+    certificate: decodeCertificate(trailer.certificate),
   };
 }
 

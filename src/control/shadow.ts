@@ -12,22 +12,21 @@
  */
 
 import { WalArgumentError } from '../errors.js';
-import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
-import { crc32c } from '../format/crc32c.js';
+import { readU32, readU64 } from '../format/bytes.js';
+import { SegmentFormatError } from '../format/errors.js';
+import { RECORD_FRAME_BOUNDS_ANY, walkRecordFrames } from '../format/frames.js';
 import {
   RECORD_BEGIN_SEQ_OFFSET,
   RECORD_EPOCH_OFFSET,
   RECORD_HAS_END_SEQ_OFFSET,
+  RECORD_LENGTH_PREFIX_BYTES,
   RECORD_PAGE_ID_OFFSET,
   RECORD_TXN_ID_OFFSET,
 } from '../format/record.js';
-import { SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from '../format/types.js';
-import {
-  buildCommitCertificate,
-  type CertificateLink,
-  type CommitCertificate,
-  type SegmentBytes,
-} from './certificate.js';
+import { decodeSegmentHeader, encodeSegmentHeaderInto } from '../format/segment.js';
+import { SEGMENT_HEADER_BYTES, type SegmentVersion } from '../format/types.js';
+import type { CertificateLink, CommitCertificate } from './certificate.js';
+import { buildCommitCertificate, type SegmentBytes } from './certify.js';
 import { ShadowDivergenceError } from './errors.js';
 import type { FallbackState } from './fallback.js';
 import type { ShadowVerdict } from './surface.js';
@@ -88,31 +87,35 @@ function chunksOf(records: Uint8Array | readonly Uint8Array[]): readonly Uint8Ar
   return records instanceof Uint8Array ? [records] : records;
 }
 
+/**
+ * The committed records of `batches`, walked with the format layer's frame
+ * walk (whole frames only; bodies not decoded).
+ * @throws {WalArgumentError} naming the lane whose bytes hold a frame that does not fit.
+ */
 function collectRecords(batches: readonly ShadowBatch[]): RecordRef[] {
   const refs: RecordRef[] = [];
+  const collect = (chunk: Uint8Array, body: number, end: number): void => {
+    if (chunk[body + RECORD_HAS_END_SEQ_OFFSET] !== 1) return;
+    refs.push({
+      bytes: chunk,
+      start: body - RECORD_LENGTH_PREFIX_BYTES,
+      end,
+      epoch: readU64(chunk, body + RECORD_EPOCH_OFFSET),
+      beginSeq: readU64(chunk, body + RECORD_BEGIN_SEQ_OFFSET),
+      txnId: readU64(chunk, body + RECORD_TXN_ID_OFFSET),
+      pageId: readU32(chunk, body + RECORD_PAGE_ID_OFFSET),
+      index: refs.length,
+    });
+  };
   for (const batch of batches) {
     for (const chunk of chunksOf(batch.records)) {
-      let at = 0;
-      while (at < chunk.length) {
-        if (at + 4 > chunk.length) throw new WalArgumentError('record length prefix truncated');
-        const body = at + 4;
-        const end = body + readU32(chunk, at);
-        if (end > chunk.length || end - body <= RECORD_HAS_END_SEQ_OFFSET) {
-          throw new WalArgumentError(`record at ${at} of lane ${batch.laneId} does not fit`);
-        }
-        if (chunk[body + RECORD_HAS_END_SEQ_OFFSET] === 1) {
-          refs.push({
-            bytes: chunk,
-            start: at,
-            end,
-            epoch: readU64(chunk, body + RECORD_EPOCH_OFFSET),
-            beginSeq: readU64(chunk, body + RECORD_BEGIN_SEQ_OFFSET),
-            txnId: readU64(chunk, body + RECORD_TXN_ID_OFFSET),
-            pageId: readU32(chunk, body + RECORD_PAGE_ID_OFFSET),
-            index: refs.length,
-          });
-        }
-        at = end;
+      try {
+        walkRecordFrames(chunk, 0, RECORD_FRAME_BOUNDS_ANY, undefined, (body, end) =>
+          collect(chunk, body, end),
+        );
+      } catch (error) {
+        if (!(error instanceof SegmentFormatError)) throw error;
+        throw new WalArgumentError(`lane ${batch.laneId}: ${error.message}`);
       }
     }
   }
@@ -157,7 +160,7 @@ export function epochDbSizePages(
  */
 export function conservativeSegment(
   epoch: bigint,
-  version: number,
+  version: SegmentVersion,
   batches: readonly ShadowBatch[],
 ): Uint8Array {
   return writeConservative(epoch, version, collectRecords(batches));
@@ -165,7 +168,7 @@ export function conservativeSegment(
 
 function writeConservative(
   epoch: bigint,
-  version: number,
+  version: SegmentVersion,
   collected: RecordRef[],
   sort = true,
 ): Uint8Array {
@@ -173,12 +176,7 @@ function writeConservative(
   let total = SEGMENT_HEADER_BYTES;
   for (const ref of refs) total += ref.end - ref.start;
   const out = new Uint8Array(total);
-  writeU32(out, 0, SEGMENT_MAGIC);
-  writeU16(out, 4, version);
-  writeU64(out, 8, epoch);
-  writeU32(out, 16, refs.length);
-  writeU32(out, 20, crc32c(out.subarray(0, 20)));
-  let at = SEGMENT_HEADER_BYTES;
+  let at = encodeSegmentHeaderInto({ version, epoch, recordCount: refs.length }, out, 0);
   for (const ref of refs) {
     out.set(ref.bytes.subarray(ref.start, ref.end), at);
     at += ref.end - ref.start;
@@ -256,7 +254,7 @@ function compareCertificates(
  */
 export function shadowCompare(input: ShadowCompareInput): ShadowOutcome {
   const parallelBytes = concat(input.parallel.segment);
-  const version = parallelBytes.length >= 6 ? readU16(parallelBytes, 4) : 2;
+  const version = decodeSegmentHeader(parallelBytes).version;
   const refs = collectRecords(input.batches);
   const segment = writeConservative(input.epoch, version, refs);
   const differences: string[] = [];
@@ -281,12 +279,11 @@ export function shadowCompare(input: ShadowCompareInput): ShadowOutcome {
       `segment bytes differ at offset ${at} (parallel ${compared.length} bytes, conservative ${segment.length})`,
     );
   }
-  const total = readU32(segment, 16);
   const parallelCert = input.parallel.certificate;
   const certificate = buildCommitCertificate({
     segment,
     laneCount: 1,
-    laneRecordCounts: [total],
+    laneRecordCounts: [refs.length],
     dbSizePages: epochDbSizePages(input.batches, input.predecessor),
     fallbackActive: parallelCert?.fallbackActive ?? false,
     predecessor: input.predecessor,

@@ -12,6 +12,9 @@
  * - flush: {@link EngineControl.prepareEpoch} before the write,
  *   {@link EngineControl.epochDurable} after it and before the epoch is
  *   acknowledged, {@link EngineControl.epochFailed} when it fails.
+ *
+ * The types of these calls are defined here once; the control plane, a
+ * higher layer, imports them rather than declaring its own copies.
  */
 import type { WalFileSystem } from '../storage/fs.js';
 import type { LaneRecordInput } from './lane.js';
@@ -33,6 +36,51 @@ export interface SealPointInfo {
   contentionTotal?: number;
 }
 
+/** A record as the engine placed it into a lane, as the control plane stages it. */
+export type StageRecordInput = LaneRecordInput;
+
+/** One placed batch, staged for shadow compare. */
+export interface StageBatchInput {
+  /** Engine lane id the batch went to (any id; the serialized lane included). */
+  laneId: number;
+  /** Epoch the lane tagged the batch with. */
+  epoch: bigint;
+  commitSeq: bigint;
+  /** The commit's database size (0 = unchanged). */
+  dbSizePages: number;
+  records: readonly StageRecordInput[];
+}
+
+/** What the engine knows about an epoch it is about to write. */
+export interface PrepareEpochInput {
+  epoch: bigint;
+  /** Committed records in canonical order, wire form (the engine's `EpochSegment.chunks`). */
+  chunks: readonly Uint8Array[];
+  recordCount: number;
+  /** Lanes that took part and what each contributed (parallel arrays). */
+  laneIds: readonly number[];
+  recordsPerCore: readonly number[];
+  /** Database size after the epoch's last in-process commit; 0 when unknown. */
+  dbSizePages: number;
+  /**
+   * Raw records of every lane the stager never saw (worker lanes), for shadow
+   * compare; pass `[]` when there are none. Giving it declares the staged
+   * batches plus these chunks complete: the whole epoch is compared and a
+   * diverged epoch can be replaced by the conservative result. Without it only
+   * the staged commits are compared (partial), and a divergence cannot be
+   * repaired: the epoch must not be acknowledged.
+   */
+  externalChunks?: readonly Uint8Array[];
+}
+
+/** What the engine writes for an epoch, and whether it may acknowledge it. */
+export interface PreparedEpochWrite {
+  /** Header + records (+ certificate trailer): exactly what to write. Empty for an empty epoch. */
+  chunks: Uint8Array[];
+  /** False only if the epoch must not be acknowledged at all (the engine fails it). */
+  acknowledge: boolean;
+}
+
 /** The part of the control plane the engine calls. */
 export interface EngineControl {
   /** `serialized`: put this batch on the serialized path (fallback latched, or batch too large). */
@@ -42,33 +90,16 @@ export interface EngineControl {
   /** True when placed batches must be staged for shadow compare. */
   readonly stagingBatches: boolean;
   /** A placed batch (its records, the epoch its lane tagged them with). */
-  stageBatch(input: {
-    laneId: number;
-    epoch: bigint;
-    commitSeq: bigint;
-    dbSizePages: number;
-    records: readonly LaneRecordInput[];
-  }): unknown;
+  stageBatch(input: StageBatchInput): unknown;
   /** `sealEpochNow` / `forceConservative`: seal the open epoch now; `null`: keep the engine's rule. */
   onSealPoint(state: SealPointInfo): { action: string } | null;
   /**
    * What to write for an epoch: header + records (+ certificate trailer).
    * `acknowledge: false` means the epoch must not be acknowledged.
    */
-  prepareEpoch(input: {
-    epoch: bigint;
-    chunks: readonly Uint8Array[];
-    recordCount: number;
-    laneIds: readonly number[];
-    recordsPerCore: readonly number[];
-    dbSizePages: number;
-    externalChunks?: readonly Uint8Array[];
-  }): { chunks: Uint8Array[]; acknowledge: boolean };
+  prepareEpoch(input: PrepareEpochInput): PreparedEpochWrite;
   /** The prepared epoch is durable (`latencyMicros`: its write + syncs); called before the ack. */
-  epochDurable(
-    prepared: { chunks: Uint8Array[]; acknowledge: boolean },
-    latencyMicros: number,
-  ): void;
+  epochDurable(prepared: PreparedEpochWrite, latencyMicros: number): void;
   /** The epoch's write failed. */
   epochFailed(epoch: bigint, cause: unknown): void;
   /**

@@ -7,15 +7,11 @@
  * (numbering continues after it, so no name is ever reused), and the highest
  * commit sequence (numbering continues after it).
  */
+
+import { adoptOrRemoveTemporaryFiles, inspectTemporaryFiles } from '../storage/adoption.js';
 import type { WalFileSystem } from '../storage/fs.js';
-import {
-  adoptOrRemoveTemporaryFiles,
-  inspectTemporaryFiles,
-  type RecoveryStop,
-  skippedRangeAfter,
-  walkSegments,
-} from '../storage/recovery.js';
 import { type SegmentFileEntry, scanSegments } from '../storage/segment-files.js';
+import { type RecoveryStop, skippedRangeAfter, walkSegments } from '../storage/segment-walk.js';
 import { recordSkippedEpochs, type SkippedEpochRange } from '../storage/skipped-epochs.js';
 
 /** The existing log, as {@link scanExistingLog} found it. */

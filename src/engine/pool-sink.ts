@@ -58,13 +58,13 @@ import * as nodePath from 'node:path';
 import { WalArgumentError } from '../errors.js';
 import { toIoError } from '../storage/errors.js';
 import { type WalFileHandle, type WalFileSystem, writeAndDatasync } from '../storage/fs.js';
-import { poolFileName } from '../storage/recovery.js';
 import {
   databaseDirectory,
   type FsyncPolicy,
   type SegmentFileEntry,
   segmentPath,
 } from '../storage/segment-files.js';
+import { poolFileName } from '../storage/temp-names.js';
 import { createDeferred, type Deferred } from './deferred.js';
 import { WalClosedError } from './errors.js';
 import {

@@ -31,7 +31,6 @@ import { randomBytes } from 'node:crypto';
 import * as nodePath from 'node:path';
 import { toIoError } from '../storage/errors.js';
 import type { WalFileHandle, WalFileSystem } from '../storage/fs.js';
-import { EARLY_ACK_TEMP_TAG } from '../storage/recovery.js';
 import {
   databaseDirectory,
   databaseName,
@@ -40,6 +39,7 @@ import {
   TEMP_NAME_INFIX,
   writeSegmentFile,
 } from '../storage/segment-files.js';
+import { EARLY_ACK_TEMP_TAG } from '../storage/temp-names.js';
 import { createDeferred, type Deferred } from './deferred.js';
 import { WalClosedError } from './errors.js';
 import {

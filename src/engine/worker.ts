@@ -27,6 +27,7 @@ import {
   writeRecordUnchecked,
 } from '../format/record.js';
 import type { TxnToken, WalRecord } from '../format/types.js';
+import { type Deferred, createDeferred as deferred } from './deferred.js';
 import { WalClosedError, WalFailedError } from './errors.js';
 import { applyRecordPatch, prepareRecordPatch } from './worker-crc.js';
 import {
@@ -91,21 +92,6 @@ export interface WorkerWriter {
  * in ms. Wake-ups come from `Atomics.notify`; the bound only caps a wait.
  */
 export const DURABLE_WAIT_SLICE_MS = 1_000;
-
-interface Deferred<T> {
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
-
-function deferred<T>(): { promise: Promise<T> } & Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 interface PendingDurable extends Deferred<WorkerCommitAck> {
   epoch: bigint;

@@ -15,11 +15,11 @@ import { crc32c } from './crc32c.js';
 import { InvalidRecordError, SegmentErrorCode, SegmentFormatError } from './errors.js';
 import {
   type FormatVersion,
+  isU64,
   MAX_IMAGE_BYTES,
   recordMinBytes,
   TXN_ID_MAX,
   U32_MAX,
-  U64_MAX,
   type WalRecord,
 } from './types.js';
 
@@ -41,10 +41,6 @@ export const RECORD_END_SEQ_OFFSET = 33;
 export const RECORD_LENGTH_PREFIX_BYTES = 4;
 /** Size of the version-2 trailing CRC-32C. */
 export const RECORD_CHECKSUM_BYTES = 4;
-
-function isU64(value: unknown): value is bigint {
-  return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
-}
 
 function isU32(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= U32_MAX;
@@ -222,6 +218,39 @@ function takeImage(bytes: Uint8Array, at: number, length: number, copy: boolean)
 }
 
 /**
+ * Checks the version-2 CRC-32C at the end of the body `bytes[start, end)`;
+ * returns where the fields end (the CRC's offset).
+ */
+function checkRecordChecksum(bytes: Uint8Array, start: number, end: number): number {
+  const limit = end - RECORD_CHECKSUM_BYTES;
+  const stored = readU32(bytes, limit);
+  const computed = crc32c(bytes.subarray(start, limit));
+  if (stored !== computed) {
+    throw new SegmentFormatError(
+      SegmentErrorCode.recordChecksum,
+      `record checksum mismatch: stored=${hex32(stored)}, computed=${hex32(computed)}`,
+    );
+  }
+  return limit;
+}
+
+/** The decoded txn id and page id against their ranges (checked after the layout). */
+function checkDecodedIds(txnId: bigint, pageId: number): void {
+  if (txnId === 0n) {
+    throw new SegmentFormatError(SegmentErrorCode.txnId, 'invalid txn_id (zero)');
+  }
+  if (txnId > TXN_ID_MAX) {
+    throw new SegmentFormatError(
+      SegmentErrorCode.txnId,
+      `invalid txn_id ${txnId} (exceeds maximum ${TXN_ID_MAX})`,
+    );
+  }
+  if (pageId === 0) {
+    throw new SegmentFormatError(SegmentErrorCode.pageId, 'invalid page_id (zero)');
+  }
+}
+
+/**
  * Decodes the record body `bytes[start, end)`. With `copyImages` false the
  * images are views into `bytes` (only safe if `bytes` is never reused).
  * Checks in the order of docs/format.md#4-reading-validation-order-and-error-codes; throws
@@ -237,18 +266,7 @@ export function decodeRecordRange(
   if (end - start < recordMinBytes(version)) {
     throw new SegmentFormatError(SegmentErrorCode.recordTooShort, 'record too short');
   }
-  let limit = end;
-  if (version === 2) {
-    limit = end - RECORD_CHECKSUM_BYTES;
-    const stored = readU32(bytes, limit);
-    const computed = crc32c(bytes.subarray(start, limit));
-    if (stored !== computed) {
-      throw new SegmentFormatError(
-        SegmentErrorCode.recordChecksum,
-        `record checksum mismatch: stored=${hex32(stored)}, computed=${hex32(computed)}`,
-      );
-    }
-  }
+  const limit = version === 2 ? checkRecordChecksum(bytes, start, end) : end;
   // The minimum-length check covers every fixed field up to the end-seq flag.
   const txnId = readU64(bytes, start + RECORD_TXN_ID_OFFSET);
   const txnEpoch = readU32(bytes, start + RECORD_TXN_EPOCH_OFFSET);
@@ -287,18 +305,7 @@ export function decodeRecordRange(
       `trailing bytes after WAL record: ${limit - at}`,
     );
   }
-  if (txnId === 0n) {
-    throw new SegmentFormatError(SegmentErrorCode.txnId, 'invalid txn_id (zero)');
-  }
-  if (txnId > TXN_ID_MAX) {
-    throw new SegmentFormatError(
-      SegmentErrorCode.txnId,
-      `invalid txn_id ${txnId} (exceeds maximum ${TXN_ID_MAX})`,
-    );
-  }
-  if (pageId === 0) {
-    throw new SegmentFormatError(SegmentErrorCode.pageId, 'invalid page_id (zero)');
-  }
+  checkDecodedIds(txnId, pageId);
   return {
     txnToken: { id: txnId, epoch: txnEpoch },
     epoch,

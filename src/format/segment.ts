@@ -8,15 +8,22 @@
  * 16..20 record count u32            20..24 crc32c of bytes 0..20
  * ```
  *
+ * This is the one codec of the header, for all three versions: the engine,
+ * the storage layer, the control plane and replication encode and decode
+ * headers only through it.
+ *
  * Version 3 = version-2 records followed by one certificate trailer
- * (`u32 magic 0x54435750 | u32 length L | L bytes`). This module reads it and
- * hands the certificate bytes back unchecked: the control plane decodes and
- * verifies certificates (`control/segment-v3.ts`). Writers here emit 1 and 2.
+ * (`u32 magic 0x54435750 | u32 length L | L bytes`, see `trailer.ts`). This
+ * module reads it and hands the certificate bytes back unchecked: the control
+ * plane decodes and verifies certificates (`control/segment-v3.ts`).
+ * `encodeSegment` writes versions 1 and 2; a version-3 file is a version-2
+ * segment relabelled ({@link relabelSegment}) plus its trailer.
  */
 import { WalArgumentError } from '../errors.js';
 import { hex32, readU16, readU32, readU64, writeU16, writeU32, writeU64 } from './bytes.js';
 import { crc32c } from './crc32c.js';
 import { InvalidRecordError, SegmentErrorCode, SegmentFormatError } from './errors.js';
+import { recordFrameBounds, recordFrameEnd } from './frames.js';
 import { isInRecoveryOrder, recoveryOrder } from './order.js';
 import {
   assertFormatVersion,
@@ -26,13 +33,12 @@ import {
   validateRecord,
   writeRecordUnchecked,
 } from './record.js';
+import { readCertificateTrailer } from './trailer.js';
 import {
-  CERTIFICATE_TRAILER_MAGIC,
-  CERTIFICATE_TRAILER_PREFIX_BYTES,
   CERTIFIED_FORMAT_VERSION,
   DEFAULT_FORMAT_VERSION,
   type FormatVersion,
-  recordMaxBytes,
+  isU64,
   recordMinBytes,
   recordVersionOf,
   SEGMENT_HEADER_BYTES,
@@ -40,7 +46,6 @@ import {
   type SegmentHeader,
   type SegmentVersion,
   U32_MAX,
-  U64_MAX,
   type WalRecord,
 } from './types.js';
 
@@ -69,7 +74,7 @@ export interface DecodeSegmentOptions {
 
 function checkHeaderFields(header: SegmentHeader): void {
   if (header.version !== CERTIFIED_FORMAT_VERSION) assertFormatVersion(header.version);
-  if (typeof header.epoch !== 'bigint' || header.epoch < 0n || header.epoch > U64_MAX) {
+  if (!isU64(header.epoch)) {
     throw new InvalidRecordError(`segment epoch ${String(header.epoch)} is not a u64`);
   }
   const count = header.recordCount;
@@ -149,6 +154,19 @@ export function decodeSegmentHeader(bytes: Uint8Array): SegmentHeader {
   return { version, epoch: readU64(bytes, 8), recordCount: readU32(bytes, 16) };
 }
 
+/**
+ * A copy of `segment` whose header says `version` (with its CRC recomputed);
+ * every byte after the header is copied unchanged. Versions 2 and 3 hold the
+ * same records, so this turns one into the other.
+ * @throws {SegmentFormatError} if `segment` does not start with a valid header.
+ */
+export function relabelSegment(segment: Uint8Array, version: SegmentVersion): Uint8Array {
+  const header = decodeSegmentHeader(segment);
+  const copy = new Uint8Array(segment); // a copy even of a Buffer, whose slice() is a view
+  encodeSegmentHeaderInto({ ...header, version }, copy, 0);
+  return copy;
+}
+
 /** A fresh, not zero-filled byte array of `length` bytes: callers overwrite every byte. */
 function uninitializedBytes(length: number): Uint8Array {
   const buffer = Buffer.allocUnsafeSlow(length);
@@ -175,7 +193,7 @@ export function maxPossibleRecords(fileBytes: number, version: SegmentVersion): 
  * or the first field limit a record breaks; nothing is encoded.
  */
 export function canonicalSegmentRecords(epoch: bigint, records: readonly WalRecord[]): WalRecord[] {
-  if (typeof epoch !== 'bigint' || epoch < 0n || epoch > U64_MAX) {
+  if (!isU64(epoch)) {
     throw new InvalidRecordError(`segment epoch ${String(epoch)} is not a u64`);
   }
   if (!Array.isArray(records)) throw new WalArgumentError('records must be an array');
@@ -256,46 +274,25 @@ export function decodeSegment(input: Uint8Array, options?: DecodeSegmentOptions)
     );
   }
   const recordVersion = recordVersionOf(version);
-  const maxRecord = recordMaxBytes(recordVersion);
+  const bounds = recordFrameBounds(version);
   const records: WalRecord[] = [];
   let at = SEGMENT_HEADER_BYTES;
   for (let index = 0; index < recordCount; index++) {
-    const where = { offset: at, recordIndex: index };
-    if (at + RECORD_LENGTH_PREFIX_BYTES > fileBytes) {
-      throw new SegmentFormatError(
-        SegmentErrorCode.truncated,
-        `segment record ${index} length prefix truncated at offset ${at}`,
-        where,
-      );
-    }
-    const length = readU32(bytes, at);
-    if (length > maxRecord) {
-      throw new SegmentFormatError(
-        SegmentErrorCode.recordLength,
-        `segment record length ${length} exceeds maximum ${maxRecord}`,
-        where,
-      );
-    }
-    const start = at + RECORD_LENGTH_PREFIX_BYTES;
-    if (start + length > fileBytes) {
-      throw new SegmentFormatError(
-        SegmentErrorCode.truncated,
-        `segment record ${index} truncated: length ${length}, ${fileBytes - start} bytes remain`,
-        where,
-      );
-    }
+    const end = recordFrameEnd(bytes, at, bounds, index);
     try {
-      records.push(decodeRecordRange(bytes, start, start + length, recordVersion, false));
+      records.push(
+        decodeRecordRange(bytes, at + RECORD_LENGTH_PREFIX_BYTES, end, recordVersion, false),
+      );
     } catch (error) {
       if (error instanceof SegmentFormatError) {
-        throw new SegmentFormatError(error.code, error.message, where);
+        throw new SegmentFormatError(error.code, error.message, { offset: at, recordIndex: index });
       }
       throw error;
     }
-    at = start + length;
+    at = end;
   }
   const certificate =
-    version === CERTIFIED_FORMAT_VERSION ? readCertificateTrailer(bytes, at) : undefined;
+    version === CERTIFIED_FORMAT_VERSION ? certificateOfTrailer(bytes, at) : undefined;
   if (certificate !== undefined) at = fileBytes;
   if (at !== fileBytes) {
     throw new SegmentFormatError(
@@ -320,22 +317,12 @@ export function decodeSegment(input: Uint8Array, options?: DecodeSegmentOptions)
 }
 
 /** The certificate bytes of a version-3 trailer at `at`, which must run exactly to the end. */
-function readCertificateTrailer(bytes: Uint8Array, at: number): Uint8Array {
-  const left = bytes.length - at;
-  const fail = (message: string): SegmentFormatError =>
-    new SegmentFormatError(SegmentErrorCode.certificateTrailer, message, { offset: at });
-  if (left < CERTIFICATE_TRAILER_PREFIX_BYTES) {
-    throw fail(`certificate trailer truncated: ${left} bytes after the records`);
+function certificateOfTrailer(bytes: Uint8Array, at: number): Uint8Array {
+  const trailer = readCertificateTrailer(bytes, at);
+  if (!trailer.ok) {
+    throw new SegmentFormatError(SegmentErrorCode.certificateTrailer, trailer.message, {
+      offset: at,
+    });
   }
-  const magic = readU32(bytes, at);
-  if (magic !== CERTIFICATE_TRAILER_MAGIC) {
-    throw fail(`invalid certificate trailer magic: ${hex32(magic)}`);
-  }
-  const declared = readU32(bytes, at + 4);
-  if (declared !== left - CERTIFICATE_TRAILER_PREFIX_BYTES) {
-    throw fail(
-      `certificate trailer declares ${declared} bytes, ${left - CERTIFICATE_TRAILER_PREFIX_BYTES} present`,
-    );
-  }
-  return bytes.subarray(at + CERTIFICATE_TRAILER_PREFIX_BYTES);
+  return trailer.certificate;
 }

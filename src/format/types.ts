@@ -69,6 +69,11 @@ export const U64_MAX = (1n << 64n) - 1n;
 /** Largest u32 (2^32 - 1). */
 export const U32_MAX = 0xffffffff;
 
+/** True for a `bigint` in 0 ..= 2^64-1: what every u64 field on disk holds. */
+export function isU64(value: unknown): value is bigint {
+  return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
+}
+
 /** The record format inside a segment of `version` (version 3 holds version-2 records). */
 export function recordVersionOf(version: SegmentVersion): FormatVersion {
   return version === 1 ? 1 : 2;

@@ -19,9 +19,8 @@
  */
 
 import { CERTIFIED_SEGMENT_VERSION, splitCertificateTrailer } from '../control/segment-v3.js';
-import { readU32 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
-import { decodeSegment, encodeSegmentHeader } from '../format/segment.js';
+import { decodeSegment, relabelSegment } from '../format/segment.js';
 import { ReplicaErrorCode, ReplicaVerificationError } from './errors.js';
 import {
   type ChunkHeader,
@@ -351,15 +350,7 @@ function checkSegment(
     if (split.version === CERTIFIED_SEGMENT_VERSION) {
       certified = split.segment;
       trailerCertificate = split.certificate?.encode() ?? null;
-      const asV2 = Uint8Array.from(certified);
-      asV2.set(
-        encodeSegmentHeader({
-          version: 2,
-          epoch: split.epoch,
-          recordCount: readU32(certified, 16),
-        }),
-        0,
-      );
+      const asV2 = relabelSegment(certified, 2);
       decodedEpoch = decodeSegment(asV2, { copyImages: false }).header.epoch;
     } else {
       decodedEpoch = decodeSegment(bytes, { copyImages: false }).header.epoch;

@@ -4,7 +4,8 @@
  * segment, and its link to the previous verified certificate (contiguous
  * commit sequences, predecessor epoch and CRC).
  */
-import { decodeCertificate, verifyCertificateChain } from '../control/certificate.js';
+import { decodeCertificate } from '../control/certificate.js';
+import { verifyCertificateChain } from '../control/certificate-chain.js';
 import type { CertificateVerifier } from './assembler.js';
 
 /**

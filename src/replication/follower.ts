@@ -28,6 +28,7 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { type Deferred, createDeferred as deferred } from '../engine/deferred.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { type FsyncPolicy, writeSegmentFile } from '../storage/segment-files.js';
@@ -35,7 +36,6 @@ import { recordShippedJump } from '../storage/skipped-epochs.js';
 import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, EpochAssembler, type VerifiedEpoch } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
-import { type Deferred, deferred, sleepUnless } from './deferred.js';
 import {
   ReplicaErrorCode,
   ReplicationError,
@@ -50,6 +50,7 @@ import {
   toStreamMessage,
 } from './nats.js';
 import { loadNats } from './nats-peer.js';
+import { sleepUnless } from './sleep.js';
 import { downloadSnapshot, latestSnapshot, type SnapshotMeta } from './snapshot.js';
 import { type FollowPosition, readFollowPosition, writeFollowPosition } from './state-file.js';
 import { readStreamRange } from './stream-reader.js';

@@ -28,10 +28,10 @@
 import { randomBytes } from 'node:crypto';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { type Deferred, createDeferred as deferred } from '../engine/deferred.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { listSegments, segmentPath } from '../storage/segment-files.js';
-import { type Deferred, deferred, sleepUnless } from './deferred.js';
 import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from './errors.js';
 import {
   chunkPayloadBytesFor,
@@ -48,6 +48,7 @@ import {
   managerFor,
 } from './nats.js';
 import { loadedNats, loadNats } from './nats-peer.js';
+import { sleepUnless } from './sleep.js';
 import {
   type ReplicationState,
   readReplicationState,

@@ -37,7 +37,7 @@ import type {
 import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { WalArgumentError, WalError } from '../errors.js';
-import { U32_MAX, U64_MAX } from '../format/types.js';
+import { isU64, U32_MAX, U64_MAX } from '../format/types.js';
 import {
   ReplicaErrorCode,
   ReplicationError,
@@ -606,10 +606,6 @@ function checkDatabaseId(databaseId: string): void {
       `invalid database id ${JSON.stringify(databaseId)}: expected 1..64 characters of [A-Za-z0-9_-]`,
     );
   }
-}
-
-function isU64(value: unknown): value is bigint {
-  return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
 }
 
 function isPageSize(value: unknown): value is number {

@@ -21,14 +21,13 @@ import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../form
 import { crc32c } from '../format/crc32c.js';
 import { decodeSegment } from '../format/segment.js';
 import { U64_MAX } from '../format/types.js';
-import { errnoOf, SkippedEpochsCorruptError, toIoError } from './errors.js';
+import { SkippedEpochsCorruptError, toIoError } from './errors.js';
 import { nodeFileSystem, type WalFileHandle } from './fs.js';
 import { databaseDirectory, databaseName, type FsOptions, isNotFound } from './segment-files.js';
+import { writeFileDurably } from './small-file.js';
 
 /** The suffix of the record's file name after the database file name. */
 export const SKIPPED_EPOCHS_SUFFIX = '-wal-skipped';
-/** The suffix of its temporary file (after the record's own name). */
-export const SKIPPED_EPOCHS_TEMP_SUFFIX = '.tmp';
 /** `PWSK` as the first four bytes on disk. */
 export const SKIPPED_EPOCHS_MAGIC = 0x4b535750;
 /** The only layout version written and read. */
@@ -194,40 +193,9 @@ export async function recordSkippedEpochs(
   if (ranges.length > SKIPPED_RANGES_MAX) {
     throw new SkippedEpochsCorruptError(path, `full: ${SKIPPED_RANGES_MAX} ranges recorded`);
   }
-  const bytes = encodeSkippedEpochs(ranges);
-  // One fixed temporary name (only the lock holder writes the record): a
-  // leftover of an interrupted write is removed first, never followed.
-  const temp = `${path}${SKIPPED_EPOCHS_TEMP_SUFFIX}`;
-  let handle: WalFileHandle | null = null;
-  let step = 'unlink';
-  try {
-    await fs.unlink(temp).catch((error: unknown) => {
-      if (!isNotFound(error)) throw error;
-    });
-    step = 'open';
-    handle = await fs.open(temp, 'createExclusive');
-    step = 'write';
-    await handle.write(bytes, 0);
-    step = 'datasync';
-    await handle.datasync();
-    step = 'close';
-    await handle.close();
-    handle = null;
-    step = 'rename';
-    await fs.rename(temp, path);
-    step = 'fsync';
-    await fs.syncDirectory(databaseDirectory(dbPath));
-  } catch (error) {
-    await handle?.close().catch(() => undefined);
-    if (step !== 'fsync' && errnoOf(error) !== 'EEXIST')
-      await fs.unlink(temp).catch(() => undefined);
-    throw toIoError(
-      error,
-      'cannot write skipped-epochs record',
-      step,
-      step === 'open' ? temp : path,
-    );
-  }
+  // Replaced as a whole, durably (the temporary file `<record>.tmp`, a
+  // leftover of an interrupted write removed first and never followed).
+  await writeFileDurably(path, encodeSkippedEpochs(ranges), fs);
   return ranges;
 }
 

@@ -1,6 +1,7 @@
 /**
  * Replacing a small file durably and atomically: the store header, the
- * replica's re-seed marker, the replication state and the follower position.
+ * replica's re-seed marker, the replication state, the follower position and
+ * the skipped-epochs record.
  * One function, so that every such file gets the same steps and the same
  * protection against a file planted under the temporary name.
  */
@@ -81,7 +82,9 @@ async function replace(path: string, data: Uint8Array, fs: WalFileSystem): Promi
   }
   let step = 'write';
   try {
-    // 3. Write the new contents.
+    // 3. Write the new contents into the temporary file, never into `path`
+    //    itself: a crash in the middle of this write leaves a torn temporary
+    //    file (removed by step 1 of the next write) and `path` untouched.
     await handle.write(data, 0);
     // 4. fdatasync before any name points at them: otherwise a power cut
     //    after the rename could show the new name with empty or torn content.
@@ -94,6 +97,9 @@ async function replace(path: string, data: Uint8Array, fs: WalFileSystem): Promi
     throw toIoError(error, 'cannot write temporary file', step, temp);
   }
   try {
+    // Close before the rename so that no descriptor of ours still points at
+    // the file once it carries the real name (and a failed close is reported
+    // before anything is replaced).
     await handle.close();
     // 5. Atomic replace: the name shows the old file or the new one, never a
     //    mix. rename replaces the directory entry itself — if `path` was a

@@ -14,6 +14,7 @@
  * closed instead of serving the missing pages as zeros.
  */
 
+import { fileSize } from '../storage/file-size.js';
 import type { WalFileSystem } from '../storage/fs.js';
 import { recoverSegments } from '../storage/recovery.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
@@ -60,26 +61,29 @@ export async function findFileTruncation(
 ): Promise<StoreError | null> {
   const header = await readStoreHeader(path, fs);
   if (header === null) return null;
-  let fileBytes = 0;
-  try {
-    const stat = await fs.stat(path);
-    fileBytes = stat.size;
-  } catch (error) {
-    if ((error as { code?: unknown }).code !== 'ENOENT') {
-      throw new StoreError(StoreErrorCode.io, `cannot stat ${path}: ${describeError(error)}`, {
-        cause: error,
-      });
-    }
-    if (header.dbSizePages > 0 || header.nextEpoch > 0n) {
-      return new StoreError(
-        StoreErrorCode.headerMissing,
-        `${path} is missing, but its store header says it holds ${header.dbSizePages} pages`,
-      );
-    }
+  const size = await databaseFileSize(path, fs);
+  if (size === null && (header.dbSizePages > 0 || header.nextEpoch > 0n)) {
+    return new StoreError(
+      StoreErrorCode.headerMissing,
+      `${path} is missing, but its store header says it holds ${header.dbSizePages} pages`,
+    );
   }
+  const fileBytes = size ?? 0;
   if (fileBytes >= header.dbSizePages * header.pageSize) return null;
   const recovered = await recoverSegments(path, { fs });
   const state = startReplay(header.dbSizePages);
   foldRecords(state, recovered.records, header.nextEpoch, header.pageSize, path);
   return truncationError(path, header, fileBytes, state.minSizePages);
+}
+
+/**
+ * {@link fileSize} for the store: its failures are the store's I/O errors
+ * (`ERR_STORE_IO`, caused by the storage layer's error).
+ */
+export async function databaseFileSize(path: string, fs: WalFileSystem): Promise<number | null> {
+  try {
+    return await fileSize(path, fs);
+  } catch (error) {
+    throw new StoreError(StoreErrorCode.io, describeError(error), { cause: error });
+  }
 }

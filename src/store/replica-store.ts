@@ -36,6 +36,7 @@ import { WalArgumentError } from '../errors.js';
 import { decodeSegment, encodeSegment } from '../format/segment.js';
 import type { WalRecord } from '../format/types.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
+import { fileSize } from '../storage/file-size.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { acquireLock, type LockHandle } from '../storage/lockfile.js';
 import {
@@ -59,8 +60,9 @@ import {
   writeStoreHeader,
 } from './header.js';
 import { PageIndex } from './page-index.js';
-import { fileSize, openDatabaseFile, recoverIntoFile } from './page-store.js';
 import { applyReplay, foldFromIndex, forEachCommit, type LoggedCommit } from './replay.js';
+import { openDatabaseFile } from './store-open.js';
+import { recoverIntoFile } from './store-recovery.js';
 
 /** Page size of a replica created before any page image told it the primary's, in bytes. */
 export const REPLICA_FALLBACK_PAGE_SIZE_BYTES = 4096;

@@ -1,15 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  buildCommitCertificate,
   CERTIFICATE_BASE_BYTES,
   type CertificateLink,
   CommitCertificate,
-  certificatePayloadDigest,
   decodeCertificate,
   encodeCertificate,
-  verifyCertificateChain,
 } from '../../src/control/certificate.js';
+import { verifyCertificateChain } from '../../src/control/certificate-chain.js';
+import { buildCommitCertificate, certificatePayloadDigest } from '../../src/control/certify.js';
 import { CertificateChainError, CertificateFormatError } from '../../src/control/errors.js';
 import {
   appendCertificateTrailer,

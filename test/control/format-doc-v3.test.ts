@@ -2,11 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import {
-  buildCommitCertificate,
-  certificatePayloadDigest,
-  decodeCertificate,
-} from '../../src/control/certificate.js';
+import { decodeCertificate } from '../../src/control/certificate.js';
+import { buildCommitCertificate, certificatePayloadDigest } from '../../src/control/certify.js';
 import {
   appendCertificateTrailer,
   relabelAsVersion3,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildCommitCertificate, type CertificateLink } from '../../src/control/certificate.js';
+import type { CertificateLink } from '../../src/control/certificate.js';
+import { buildCommitCertificate } from '../../src/control/certify.js';
 import { ShadowDivergenceError } from '../../src/control/errors.js';
 import { FallbackState } from '../../src/control/fallback.js';
 import { encodeV3SegmentHeader } from '../../src/control/segment-v3.js';

@@ -15,12 +15,9 @@ import { relabelAsVersion3 } from '../../src/control/segment-v3.js';
 import { ParallelWal } from '../../src/engine/wal.js';
 import { isWalError } from '../../src/errors.js';
 import { encodeSegment } from '../../src/format/segment.js';
+import { adoptOrRemoveTemporaryFiles, inspectTemporaryFiles } from '../../src/storage/adoption.js';
 import { SegmentCorruptError } from '../../src/storage/errors.js';
-import {
-  adoptOrRemoveTemporaryFiles,
-  inspectTemporaryFiles,
-  recoverSegments,
-} from '../../src/storage/recovery.js';
+import { recoverSegments } from '../../src/storage/recovery.js';
 import { listSegments, writeSegment } from '../../src/storage/segment-files.js';
 import { recordFor } from './helpers.js';
 

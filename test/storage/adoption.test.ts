@@ -14,8 +14,8 @@ import {
   adoptOrRemoveTemporaryFiles,
   cleanupTemporaryFiles,
   inspectTemporaryFiles,
-  recoverSegments,
-} from '../../src/storage/recovery.js';
+} from '../../src/storage/adoption.js';
+import { recoverSegments } from '../../src/storage/recovery.js';
 import { listSegments, writeSegment } from '../../src/storage/segment-files.js';
 import { recordFor } from './helpers.js';
 
