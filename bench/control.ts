@@ -28,10 +28,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildCommitCertificate, certificatePayloadDigest } from '../src/control/certify.js';
+import type { LaneBudgetChange } from '../src/control/controller.js';
 import { ControlPlane } from '../src/control/plane.js';
 import { encodeCertificateTrailer } from '../src/control/segment-v3.js';
 import { conservativeSegment, type ShadowBatch, shadowCompare } from '../src/control/shadow.js';
-import type { DecisionRecord, TraceSink } from '../src/control/trace.js';
 import { ParallelWal } from '../src/engine/wal.js';
 import { encodedRecordBytes, encodeRecordInto } from '../src/format/record.js';
 import { encodeSegment } from '../src/format/segment.js';
@@ -412,68 +412,84 @@ async function engineOverhead(): Promise<void> {
 }
 
 /**
- * The lane budget on a workload where it matters. Writer contexts are opened
- * per transaction (`openWriter`, one 4 KiB page, `close`, as a request
- * handler would), so every new transaction takes a lane of the current
- * budget. Arrivals are open-loop (they keep coming while a segment write is
- * in flight, which is when the controller decides). A quiet phase (two
- * writers at a time: lanes 0 and 1 carry every commit) is followed by the
- * measured burst of up to BUDGET_WRITERS writers over BUDGET_LANES lanes of
- * BUDGET_LANE_BYTES (16 pages each): a budget of b lanes puts the burst's
- * bytes into b buffers, and a full buffer sends an append to the lane's
- * overflow list (a contention event: the controller's evidence for more lanes).
+ * The lane budget on a workload where it matters: the bytes a lane may hold
+ * before appends overflow. One log, two phases, in every variant:
  *
- * Every variant runs the same controller (same sealing decisions); only who
- * sets the budget the engine sees differs: the controller's own decisions,
- * or the budget pinned at the lane count or at 1 (a plane whose
- * `laneBudget()` returns a constant). Rounds go round-robin; medians; ratios
- * are per round against the pinned lane count. Latencies are the burst's
- * transactions, open to close.
+ * - burst: BURST_COMMITTERS async committers on the main thread (so all on
+ *   lane 0, as `wal.commit` puts them) commit BURST_PAGES-page transactions
+ *   back to back for BURST_SECONDS. An epoch gathers about one transaction
+ *   per committer, ≈ 6 MiB: a lane that may hold less sends the rest of the
+ *   epoch to its overflow list (a fresh allocation per commit, one more copy
+ *   for the write, garbage).
+ * - trickle: open-loop single-page commits, TRICKLE_PER_SEC a second, for
+ *   TRICKLE_SECONDS: the lanes need a few KiB; a budget grown in the burst
+ *   is not needed any more.
+ *
+ * Every variant runs the same controller (same sealing decisions) on lanes
+ * of BUDGET_CAPACITY_BYTES; only who sets the lane byte budget the engine
+ * sees differs: the controller's own decisions (it starts at the engine's
+ * default lane capacity, 4 MiB), or the budget pinned (a plane whose
+ * `laneByteBudget()` returns a constant). Rounds go round-robin; medians;
+ * ratios are per round against the budget pinned at 4 MiB.
  */
-const BUDGET_LANES = 8;
-const BUDGET_LANE_BYTES = 64 * 1024;
-const BUDGET_WRITERS = 256;
-const BUDGET_ARRIVALS_PER_TURN = 4;
-const BUDGET_QUIET_SECONDS = 0.5;
+const BUDGET_LANES = 2;
+const BUDGET_CAPACITY_BYTES = 64 * 1024 * 1024;
+const BUDGET_DEFAULT_BYTES = 4 * 1024 * 1024;
+const BURST_COMMITTERS = 64;
+const BURST_PAGES = 24;
+const BURST_SECONDS = 1.5;
+const TRICKLE_PER_SEC = 1000;
+const TRICKLE_SECONDS = 1.5;
+const BUDGET_ROUNDS = Number(process.env.PWAL_BENCH_ROUNDS ?? 7);
+const MiB = 1024 * 1024;
 
-/** A control plane whose budget the engine sees pinned at `pinned`, whatever the controller decides. */
+/** A control plane whose lane byte budget the engine sees pinned at `pinned`, whatever the controller decides. */
 class PinnedBudgetPlane extends ControlPlane {
-  pinned = 1;
-  override laneBudget(): number {
+  pinned = BUDGET_DEFAULT_BYTES;
+  override laneByteBudget(): number {
     return this.pinned;
   }
 }
 
-interface BudgetFigures {
+interface PhaseFigures {
   commitsPerSec: number;
   p50: number;
   p99: number;
-  contention: number;
-  decisions: number;
-  budgetDecisions: DecisionRecord[];
-  budgetAtBurst: number;
+}
+
+interface BudgetFigures {
+  burst: PhaseFigures;
+  trickle: PhaseFigures;
+  overflowAppends: number;
+  /** Lane buffer memory held at the end of each phase (both arenas of every in-process lane). */
+  arenaBurst: number;
+  arenaEnd: number;
+  budgetBurst: number;
   budgetEnd: number;
+  changes: readonly LaneBudgetChange[];
+  burstStartMs: number;
+}
+
+function phaseFigures(latencies: number[], seconds: number): PhaseFigures {
+  latencies.sort((a, b) => a - b);
+  return {
+    commitsPerSec: latencies.length / seconds,
+    p50: pct(latencies, 50),
+    p99: pct(latencies, 99),
+  };
+}
+
+/** Lane buffer memory held by the log's in-process lanes (bench-only look inside). */
+function arenaBytes(wal: ParallelWal): number {
+  const lanes = (wal as unknown as { lanes: { inProcess: { arenaBytes(): number }[] } }).lanes;
+  return lanes.inProcess.reduce((n, lane) => n + lane.arenaBytes(), 0);
 }
 
 async function budgetRun(dir: string, pinned: number | null): Promise<BudgetFigures> {
   const runDir = fs.mkdtempSync(path.join(dir, 'run-'));
-  const budgetDecisions: DecisionRecord[] = [];
-  // Keeps only the decision records that moved the budget.
-  const sink: TraceSink = {
-    write(event) {
-      if (
-        event.kind === 'decision' &&
-        (event.action === 'increaseLaneBudget' || event.action === 'decreaseLaneBudget')
-      ) {
-        budgetDecisions.push(event);
-      }
-    },
-    flush() {},
-    close() {},
-  };
   const options = {
     env: {},
-    trace: sink,
+    trace: null,
     control: { mode: 'auto' as const, laneCountOverride: BUDGET_LANES },
   };
   const plane =
@@ -485,124 +501,148 @@ async function budgetRun(dir: string, pinned: number | null): Promise<BudgetFigu
     precreateSegmentFiles: true,
     controlPlane: plane,
     slotCount: BUDGET_LANES,
-    bufferCapacityBytes: BUDGET_LANE_BYTES,
+    bufferCapacityBytes: BUDGET_CAPACITY_BYTES,
   });
   const image = new Uint8Array(randomBytes(PAGE_BYTES));
   let issued = 0;
-  /** One transaction: a writer context for one commit; its latency (µs) goes into `latencies`. */
-  const transaction = async (latencies: number[] | null): Promise<void> => {
+  const commit = (pages: number): Promise<unknown> => {
     const id = ++issued;
-    const begun = performance.now();
-    const writer = wal.openWriter();
-    await writer.commit({
+    return wal.commit({
       txnToken: { id: BigInt(id), epoch: 0 },
-      frames: [{ pageNumber: 1 + (id % 10_000), pageData: image, dbSizeIfCommit: 0 }],
+      frames: Array.from({ length: pages }, (_, k) => ({
+        pageNumber: 1 + ((id * 31 + k) % 100_000),
+        pageData: image,
+        dbSizeIfCommit: 0,
+      })),
     });
-    await writer.close();
-    latencies?.push((performance.now() - begun) * 1000);
   };
-  /**
-   * Open loop: every event-loop turn `perTurn` transactions arrive (also
-   * while a segment write is in flight: the controller's decision point), at
-   * most `maxOpen` open at once.
-   */
-  const phase = async (
-    seconds: number,
-    perTurn: number,
-    maxOpen: number,
-    latencies: number[] | null,
-  ): Promise<void> => {
-    const end = performance.now() + seconds * 1000;
-    const running = new Set<Promise<void>>();
-    while (performance.now() < end) {
-      for (let i = 0; i < perTurn && running.size < maxOpen; i++) {
-        const t: Promise<void> = transaction(latencies).finally(() => running.delete(t));
-        running.add(t);
+  // Burst: closed loop, BURST_COMMITTERS at once.
+  const overflowBefore = wal.stats().overflowAppends;
+  const burstLatencies: number[] = [];
+  const burstStartMs = performance.now();
+  const burstEnd = burstStartMs + BURST_SECONDS * 1000;
+  await Promise.all(
+    Array.from({ length: BURST_COMMITTERS }, async () => {
+      while (performance.now() < burstEnd) {
+        const begun = performance.now();
+        await commit(BURST_PAGES);
+        burstLatencies.push((performance.now() - begun) * 1000);
       }
-      await new Promise<void>((resolve) => setImmediate(resolve));
+    }),
+  );
+  const burst = phaseFigures(burstLatencies, (performance.now() - burstStartMs) / 1000);
+  const overflowAppends = wal.stats().overflowAppends - overflowBefore;
+  const arenaBurst = arenaBytes(wal);
+  const budgetBurst = pinned ?? plane.laneByteBudget();
+  // Trickle: open loop, latency from each commit's scheduled arrival.
+  const trickleLatencies: number[] = [];
+  const running = new Set<Promise<unknown>>();
+  const trickleStart = performance.now();
+  let arrivals = 0;
+  while (performance.now() < trickleStart + TRICKLE_SECONDS * 1000) {
+    const due = Math.floor(((performance.now() - trickleStart) / 1000) * TRICKLE_PER_SEC);
+    for (; arrivals < due; arrivals++) {
+      const at = trickleStart + (arrivals / TRICKLE_PER_SEC) * 1000;
+      const done: Promise<unknown> = commit(1)
+        .then(() => trickleLatencies.push((performance.now() - at) * 1000))
+        .finally(() => running.delete(done));
+      running.add(done);
     }
-    await Promise.all([...running]);
-  };
-  // Quiet: two writers at a time (lanes 0 and 1 carry every commit), then the
-  // measured burst of up to BUDGET_WRITERS.
-  await phase(BUDGET_QUIET_SECONDS, 1, 2, null);
-  const budgetAtBurst = plane.laneBudget();
-  const contentionBefore = wal.stats().contention;
-  const latencies: number[] = [];
-  const started = performance.now();
-  await phase(ENGINE_SECONDS, BUDGET_ARRIVALS_PER_TURN, BUDGET_WRITERS, latencies);
-  const seconds = (performance.now() - started) / 1000;
-  const stats = wal.stats();
-  latencies.sort((a, b) => a - b);
-  const budgetEnd = plane.laneBudget();
-  const decisions = plane.stats().decisions.total;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await Promise.all([...running]);
+  const trickle = phaseFigures(trickleLatencies, (performance.now() - trickleStart) / 1000);
+  const arenaEnd = arenaBytes(wal);
+  const budgetEnd = pinned ?? plane.laneByteBudget();
+  const changes = plane.controller?.budgetChanges() ?? [];
   await wal.close();
   plane.close();
   fs.rmSync(runDir, { recursive: true, force: true });
   return {
-    commitsPerSec: latencies.length / seconds,
-    p50: pct(latencies, 50),
-    p99: pct(latencies, 99),
-    contention: stats.contention - contentionBefore,
-    budgetAtBurst,
-    decisions,
-    budgetDecisions,
+    burst,
+    trickle,
+    overflowAppends,
+    arenaBurst,
+    arenaEnd,
+    budgetBurst,
     budgetEnd,
+    changes: pinned === null ? [...changes] : [],
+    burstStartMs,
   };
+}
+
+const mib = (bytes: number): string => `${(bytes / MiB).toFixed(bytes < MiB ? 2 : 0)} MiB`;
+
+function printChange(c: LaneBudgetChange, burstStartMs: number): void {
+  const before = c.dimension === 'bytes' ? mib(c.bytesBefore ?? 0) : `${c.lanesBefore} lanes`;
+  const after = c.dimension === 'bytes' ? mib(c.bytesAfter ?? 0) : `${c.lanesAfter} lanes`;
+  const r = c.record;
+  console.log(
+    `    #${r.decisionId} t=${((c.atMs - burstStartMs) / 1000).toFixed(3)}s epoch ${c.epoch ?? '?'}: ${r.action} (${c.dimension}) ${before} -> ${after}; reason: ${r.topEvidenceTerms.join(' ')}; over ${r.counterfactualAction}, regret ${r.counterfactualRegretMicros} µs`,
+  );
 }
 
 async function laneBudget(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-bench-control-budget-'));
   const variants: [string, number | null][] = [
-    [`budget pinned at ${BUDGET_LANES} (lane count)`, BUDGET_LANES],
-    ['controller sets the budget', null],
-    ['budget pinned at 1', 1],
+    ['pinned 4 MiB (default, start)', BUDGET_DEFAULT_BYTES],
+    ['controller (4 MiB ..= 64 MiB)', null],
+    ['pinned 1 MiB', 1 * MiB],
+    ['pinned 64 MiB (capacity)', BUDGET_CAPACITY_BYTES],
   ];
   try {
     const figures = variants.map(() => [] as BudgetFigures[]);
-    for (let round = 0; round < ENGINE_ROUNDS; round++) {
+    for (let round = 0; round < BUDGET_ROUNDS; round++) {
       for (let v = 0; v < variants.length; v++) {
         figures[v]!.push(await budgetRun(dir, variants[v]![1]));
       }
     }
-    const med = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    const ratio = (v: number, pick: (f: BudgetFigures) => number) =>
+      med(figures[v]!.map((f, round) => pick(f) / pick(figures[0]![round]!)));
     console.log('');
     console.log(
-      `lane budget: ${BUDGET_QUIET_SECONDS}s quiet (2 writers), then a burst of up to ${BUDGET_WRITERS} writer contexts opened per transaction, ${BUDGET_LANES} lanes of ${BUDGET_LANE_BYTES / 1024} KiB, 4 KiB page per commit, fsync full, same controller in every row (burst figures, medians of ${ENGINE_ROUNDS} x ${ENGINE_SECONDS}s; ratio = median of per-round ratios to the first row)`,
+      `lane byte budget: ${BURST_SECONDS}s burst (${BURST_COMMITTERS} committers x ${BURST_PAGES}-page commits, all on lane 0), then ${TRICKLE_SECONDS}s trickle (open loop, ${TRICKLE_PER_SEC}/s single-page commits); lanes of ${mib(BUDGET_CAPACITY_BYTES)} capacity, fsync full, same controller sealing in every row`,
+    );
+    console.log(
+      `medians of ${BUDGET_ROUNDS} interleaved rounds; (x) = median of per-round ratios to the first row (commits/s: higher is better; latencies, ms: lower is better); overflows = appends the lane sent to its overflow list in the burst; memory = lane buffers held at the end of the phase`,
+    );
+    console.log(
+      `  ${'budget'.padEnd(31)} ${'burst commits/s'.padStart(17)} ${'burst p50'.padStart(15)} ${'burst p99'.padStart(16)} ${'overflows'.padStart(9)} ${'memory'.padStart(8)} | ${'trickle p50'.padStart(15)} ${'trickle p99'.padStart(15)} ${'memory'.padStart(8)}`,
     );
     variants.forEach(([name], v) => {
       const f = figures[v]!;
-      const ratio = med(f.map((x, round) => x.commitsPerSec / figures[0]![round]!.commitsPerSec));
-      const p99Ratio = med(f.map((x, round) => x.p99 / figures[0]![round]!.p99));
-      const budgetMoves = f.reduce((n, x) => n + x.budgetDecisions.length, 0);
+      const cell = (pick: (x: BudgetFigures) => number, scale = 1, digits = 1) =>
+        `${(med(f.map(pick)) / scale).toFixed(digits)} (${ratio(v, pick).toFixed(2)}x)`;
       console.log(
-        `  ${name.padEnd(30)} ${med(f.map((x) => x.commitsPerSec))
-          .toFixed(0)
-          .padStart(6)} commits/s  ${ratio.toFixed(2)}x  p50 ${med(f.map((x) => x.p50))
-          .toFixed(0)
-          .padStart(6)} µs  p99 ${med(f.map((x) => x.p99))
-          .toFixed(0)
-          .padStart(6)} µs (${p99Ratio.toFixed(2)}x)  contention ${med(f.map((x) => x.contention))
-          .toFixed(0)
-          .padStart(5)}  decisions ${med(f.map((x) => x.decisions))
+        `  ${name.padEnd(31)} ${cell((x) => x.burst.commitsPerSec, 1, 0).padStart(17)} ${cell((x) => x.burst.p50, 1000).padStart(15)} ${cell((x) => x.burst.p99, 1000).padStart(16)} ${med(
+          f.map((x) => x.overflowAppends),
+        )
           .toFixed(0)
           .padStart(
-            5,
-          )}  ${variants[v]![1] === null ? `budget moves ${budgetMoves} (all rounds); budget at burst ${f.map((x) => x.budgetAtBurst).join('/')}, at end ${f.map((x) => x.budgetEnd).join('/')}` : `(${budgetMoves} budget decisions, not acting)`}`,
+            9,
+          )} ${mib(med(f.map((x) => x.arenaBurst))).padStart(8)} | ${cell((x) => x.trickle.p50, 1000, 2).padStart(15)} ${cell((x) => x.trickle.p99, 1000, 2).padStart(15)} ${mib(med(f.map((x) => x.arenaEnd))).padStart(8)}`,
       );
     });
-    const moved = figures[1]!.flatMap((f) => f.budgetDecisions);
-    if (moved.length === 0) {
-      console.log(
-        '  the controller changed the budget in no round: no budget decision record (see the closing note)',
-      );
-    } else {
-      console.log(`  decision records that moved the budget (first 8 of ${moved.length}):`);
-      for (const d of moved.slice(0, 8)) {
-        console.log(
-          `    #${d.decisionId} ${d.action} (over ${d.counterfactualAction}, regret ${d.counterfactualRegretMicros} µs, expected loss ${d.expectedLossMicros} µs) evidence: ${d.topEvidenceTerms.join(' ')}`,
-        );
-      }
+    const controlled = figures[1]!;
+    console.log(
+      `  controller's budget at the end of the burst: ${controlled.map((f) => mib(f.budgetBurst)).join(' / ')}; at the end: ${controlled.map((f) => mib(f.budgetEnd)).join(' / ')} (per round)`,
+    );
+    // The decision records of the round with the median burst throughput.
+    const order = controlled
+      .map((f, round) => ({ cps: f.burst.commitsPerSec, round }))
+      .sort((a, b) => a.cps - b.cps);
+    const shown = controlled[order[order.length >> 1]!.round]!;
+    const changes = shown.changes;
+    console.log(
+      `  budget decisions of the median round (${changes.length}; t from the start of the burst, epoch = the open epoch):`,
+    );
+    if (changes.length === 0) console.log('    none');
+    const LIST_MAX = 12;
+    for (const c of changes.slice(0, LIST_MAX)) printChange(c, shown.burstStartMs);
+    if (changes.length > LIST_MAX) {
+      console.log(`    … ${changes.length - LIST_MAX} more; the last:`);
+      printChange(changes[changes.length - 1]!, shown.burstStartMs);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -96,6 +96,35 @@ export interface ControllerEvidence {
   activeLanes: number;
   laneBudget: number;
   laneBudgetMax: number;
+  /**
+   * Bytes a lane's active buffer may hold before appends overflow (the lane
+   * byte budget); absent when the controller does not manage it.
+   */
+  laneByteBudget?: number;
+  /** Least lane byte budget (the one the controller started from). */
+  laneByteBudgetMin?: number;
+  /** Most lane byte budget: the engine's lane capacity (`bufferCapacityBytes`). */
+  laneByteBudgetMax?: number;
+  /** Open-epoch bytes per active lane at this decision point. */
+  laneFillBytes?: number;
+  /**
+   * Largest open-epoch bytes per active lane seen at decision points over
+   * the last one to two `laneFillWindowMs` (the current point included).
+   */
+  laneFillPeakBytes?: number;
+  /**
+   * False within one averaging window of the last lane added to the budget:
+   * the new lane has not had time to carry commits, so it must not count as
+   * idle (no lane is removed then). Absent: true.
+   */
+  laneCountSettled?: boolean;
+  /**
+   * The engine seals the open epoch at this point whatever the decision
+   * (its own seal on an idle disk): `keepCurrent` is not offered, the seal
+   * guards are moot, and the lane-budget actions are scored as sealing plus
+   * their effect. Absent: false.
+   */
+  sealingAnyway?: boolean;
   /** The log is on the conservative path already. */
   fallbackActive: boolean;
 }
@@ -120,6 +149,20 @@ export interface ControllerPolicy {
   laneCostMicros: number;
   /** Cost of one overflow event (copy to the overflow list, latch risk). */
   overflowCostMicros: number;
+  /**
+   * Cost of one append that found its lane buffer full, for the lane byte
+   * budget: the batch is copied to a fresh allocation, copied again for the
+   * write, and garbage collected.
+   */
+  laneFullCostMicros: number;
+  /** Lane byte budget the controller starts from and never goes below (clamped to the lane capacity). */
+  laneByteBudgetStartBytes: number;
+  /**
+   * The fullest lane's peak is kept over one to two of these windows: the
+   * byte budget grows at the first full lane but shrinks only after this
+   * long of small epochs (memory can wait; a regrowth costs overflow copies).
+   */
+  laneFillWindowMs: number;
   /** Extra cost per commit of encoding on the owner thread in `conservative`. */
   serializationCostMicros: number;
   /**
@@ -140,6 +183,11 @@ export const DEFAULT_CONTROLLER_POLICY: Readonly<ControllerPolicy> = Object.free
   contentionCostMicros: 5,
   laneCostMicros: 20,
   overflowCostMicros: 2_000,
+  // Measured: 64 committers x 16-page commits ran 1.15-1.75x slower with
+  // 1 MiB lanes than with 4 MiB lanes, ≈ 50 µs per overflowed 64 KiB commit.
+  laneFullCostMicros: 50,
+  laneByteBudgetStartBytes: 4 * 1024 * 1024,
+  laneFillWindowMs: 500,
   serializationCostMicros: 3,
   conservativeSwitchCostMicros: 5_000,
 });
@@ -154,7 +202,40 @@ export interface ControllerDecision {
   fallbackReason: FallbackReason | null;
   /** A hard guard that forced the action (`maxFlushDelay`, `epochByteCap`, `staleEvidence`), else `null`. */
   guard: string | null;
+  /**
+   * What a lane-budget action moves: `lanes` (the lanes writers are spread
+   * over) or `bytes` (the lane byte budget); `null` for other actions.
+   */
+  budgetDimension: LaneBudgetDimension | null;
 }
+
+/** What a lane-budget action moves. */
+export type LaneBudgetDimension = 'lanes' | 'bytes';
+
+/** A lane-budget change the controller applied (kept by {@link SealController.budgetChanges}). */
+export interface LaneBudgetChange {
+  record: DecisionRecord;
+  dimension: LaneBudgetDimension;
+  lanesBefore: number;
+  lanesAfter: number;
+  /** `null` when the controller does not manage the lane byte budget. */
+  bytesBefore: number | null;
+  bytesAfter: number | null;
+  /** The open epoch at the decision, when the engine reported it. */
+  epoch: bigint | null;
+  atMs: number;
+}
+
+/** The lane byte budget doubles on an increase and halves on a decrease. */
+const LANE_BYTE_BUDGET_STEP = 2;
+/**
+ * The byte budget shrinks only while the fullest lane's open epoch stayed
+ * below budget / this for a whole window: a halved budget then still holds
+ * twice the peak, so a shrink never causes the contention that would regrow it.
+ */
+const LANE_FILL_SHRINK_DIVISOR = 4;
+/** Budget changes kept for inspection (oldest dropped first). */
+export const BUDGET_CHANGES_KEPT_MAX = 256;
 
 interface Term {
   name: string;
@@ -227,8 +308,12 @@ const PRIMARY_TERM: Record<DecisionAction, string> = {
   forceConservative: 'overflowEvents',
 };
 
-function topTerms(terms: Term[], action: DecisionAction, limit = 3): string[] {
-  const primary = PRIMARY_TERM[action];
+function topTerms(
+  terms: Term[],
+  action: DecisionAction,
+  primary = PRIMARY_TERM[action],
+  limit = 3,
+): string[] {
   return [...terms]
     .filter((t) => t.name === primary || t.weightMicros > 0)
     .sort(
@@ -271,8 +356,11 @@ export function decide(
   };
 
   // Guard 1: stale evidence. Work has waited for an fsync sample too long.
+  // At the engine's own seal the disk is idle and about to write: work that
+  // waited for that seal (`autoFlush: false`) is not a stuck disk.
   const age = evidenceAgeMs(e);
-  if (age > policy.staleEvidenceMs) {
+  const idleSeal = e.sealingAnyway === true && e.syncInFlightSinceMs === null;
+  if (!idleSeal && age > policy.staleEvidenceMs) {
     return {
       action: 'forceConservative',
       record: record(
@@ -292,12 +380,15 @@ export function decide(
       lossesMicros: none,
       fallbackReason: 'controllerEvidenceLost',
       guard: 'staleEvidence',
+      budgetDimension: null,
     };
   }
 
-  // Guard 2 and 3: latency and size bounds force a seal.
+  // Guard 2 and 3: latency and size bounds force a seal (moot where the
+  // engine seals anyway).
   if (
     n > 0 &&
+    e.sealingAnyway !== true &&
     (e.oldestPendingAgeMs >= policy.maxFlushDelayMs || e.epochBytes >= policy.epochByteCap)
   ) {
     const byDelay = e.oldestPendingAgeMs >= policy.maxFlushDelayMs;
@@ -322,6 +413,7 @@ export function decide(
       lossesMicros: { ...none, sealEpochNow: loss },
       fallbackReason: null,
       guard: byDelay ? 'maxFlushDelay' : 'epochByteCap',
+      budgetDimension: null,
     };
   }
 
@@ -334,17 +426,35 @@ export function decide(
 
   const keepAt = D > 0 ? D : policy.idleTickMicros;
   const schedules = scheduleLosses(n, keepAt, D, lambda, F, Wc);
-  const keep = schedules.keep + overflowLoss;
-  losses.keepCurrent = keep;
+  // At the engine's own seal the epoch is sealed whatever is decided: the
+  // choice is only what comes with it (a budget change, the conservative
+  // path), so every action is scored on the sealing schedule.
+  const sealing = e.sealingAnyway === true && n > 0;
+  const keep = (sealing ? schedules.seal : schedules.keep) + overflowLoss;
+  if (!sealing) losses.keepCurrent = keep;
   if (n > 0) losses.sealEpochNow = schedules.seal + overflowLoss;
   // More lanes only help against contention; fewer only when some lanes sat idle.
-  if (parallel && e.laneBudget < e.laneBudgetMax && e.contentionEvents > 0) {
+  // With every lane of the budget in use, contention (appends that found
+  // their buffer full) asks for more bytes per lane instead; bytes go back
+  // only once the fullest lane used under a quarter of them for a window.
+  // The byte budget matters with one lane too: only the fallback rules it out.
+  const increase = increaseDimension(e, !e.fallbackActive);
+  const decrease = decreaseDimension(e, !e.fallbackActive);
+  if (increase === 'lanes') {
     const saved = contentionLoss / (e.laneBudget + 1);
     losses.increaseLaneBudget = keep - saved + policy.laneCostMicros;
+  } else if (increase === 'bytes') {
+    // A budget change lasts beyond one epoch: at least the overflow seen
+    // since the last decision (one epoch, at the engine's own seal) recurs.
+    const expected = Math.max(contentionRate * horizonMicros, e.contentionEvents);
+    const saved = expected * policy.laneFullCostMicros;
+    losses.increaseLaneBudget = keep - saved + policy.laneCostMicros;
   }
-  if (parallel && e.laneBudget > 1 && e.activeLanes < e.laneBudget) {
+  if (decrease === 'lanes') {
     const added = contentionLoss / (e.laneBudget - 1);
     losses.decreaseLaneBudget = keep + added - policy.laneCostMicros;
+  } else if (decrease === 'bytes') {
+    losses.decreaseLaneBudget = keep - policy.laneCostMicros;
   }
   if (parallel) {
     const arrivals = lambda * horizonMicros + n;
@@ -378,7 +488,23 @@ export function decide(
     { name: 'overflowEvents', value: e.overflowEvents, weightMicros: overflowLoss },
     { name: 'contentionEvents', value: e.contentionEvents, weightMicros: contentionLoss },
     { name: 'activeLanes', value: e.activeLanes, weightMicros: 0 },
+    { name: 'laneByteBudget', value: e.laneByteBudget ?? 0, weightMicros: 0 },
+    { name: 'laneFillPeakBytes', value: e.laneFillPeakBytes ?? 0, weightMicros: 0 },
+    { name: 'laneFillBytes', value: e.laneFillBytes ?? 0, weightMicros: 0 },
   ];
+  const dimension =
+    best === 'increaseLaneBudget' ? increase : best === 'decreaseLaneBudget' ? decrease : null;
+  const primary =
+    dimension === 'bytes' && best === 'decreaseLaneBudget'
+      ? 'laneFillPeakBytes'
+      : PRIMARY_TERM[best];
+  const shown = topTerms(terms, best, primary);
+  // A byte-budget record names the budget it moved from.
+  if (dimension === 'bytes') {
+    const fill =
+      best === 'increaseLaneBudget' ? [`laneFillBytes=${round(e.laneFillBytes ?? 0)}`] : [];
+    shown.splice(1, 0, `laneByteBudget=${e.laneByteBudget}`, ...fill);
+  }
   return {
     action: best,
     record: record(
@@ -386,7 +512,7 @@ export function decide(
       best,
       Math.min(10_000, Math.max(0, confidence)),
       bestLoss,
-      topTerms(terms, best),
+      shown.slice(0, 3),
       second ?? best,
       regret,
       e.fallbackActive,
@@ -394,7 +520,57 @@ export function decide(
     lossesMicros: losses,
     fallbackReason: best === 'forceConservative' ? 'laneOverflow' : null,
     guard: null,
+    budgetDimension: dimension,
   };
+}
+
+/**
+ * True when the contention seen asks for more lane room: with the byte
+ * budget managed, only while the lanes hold at least half their budget now
+ * (an append that found its buffer sealed, not full, does not count).
+ */
+function contentionFromFullLanes(e: ControllerEvidence): boolean {
+  if (e.contentionEvents <= 0) return false;
+  if (e.laneByteBudget === undefined) return true;
+  return (e.laneFillBytes ?? 0) * LANE_BYTE_BUDGET_STEP >= e.laneByteBudget;
+}
+
+/**
+ * What `increaseLaneBudget` would move; `null`: not applicable. Contention
+ * with every lane of the budget in use asks for another lane; contention
+ * with lanes of the budget idle (writers do not spread, e.g. one thread's
+ * commits all go to one lane) asks for more bytes per lane.
+ */
+function increaseDimension(e: ControllerEvidence, parallel: boolean): LaneBudgetDimension | null {
+  if (!parallel || !contentionFromFullLanes(e)) return null;
+  if (e.laneBudget < e.laneBudgetMax && e.activeLanes >= e.laneBudget) return 'lanes';
+  const bytes = e.laneByteBudget;
+  if (bytes !== undefined && bytes < (e.laneByteBudgetMax ?? 0)) return 'bytes';
+  return null;
+}
+
+/**
+ * What `decreaseLaneBudget` would move; `null`: not applicable. Lanes of the
+ * budget that sat idle for a window go first; bytes go back once the fullest
+ * lane used under a quarter of them for a whole fill window.
+ */
+function decreaseDimension(e: ControllerEvidence, parallel: boolean): LaneBudgetDimension | null {
+  if (!parallel) return null;
+  if (e.laneBudget > 1 && e.activeLanes < e.laneBudget && (e.laneCountSettled ?? true)) {
+    return 'lanes';
+  }
+  const bytes = e.laneByteBudget;
+  const peak = e.laneFillPeakBytes;
+  if (
+    bytes !== undefined &&
+    peak !== undefined &&
+    e.contentionEvents === 0 &&
+    bytes > (e.laneByteBudgetMin ?? bytes) &&
+    peak * LANE_FILL_SHRINK_DIVISOR < bytes
+  ) {
+    return 'bytes';
+  }
+  return null;
 }
 
 /** Options of {@link SealController}. */
@@ -404,6 +580,11 @@ export interface SealControllerOptions {
   laneBudgetMax: number;
   /** Starting lane budget; default `laneBudgetMax`. */
   initialLaneBudget?: number;
+  /**
+   * Manage the lane byte budget too (`policy.laneByteBudgetStartBytes` up to
+   * the lane capacity the engine reports at seal points). Default false.
+   */
+  laneByteBudget?: boolean;
   /** Time constant of the fsync and arrival-rate averages. Default 100 ms. */
   averagingWindowMs?: number;
   /** Receives one decision record per decision. */
@@ -425,6 +606,12 @@ export interface SealPointState {
   syncInFlightSinceMs: number | null;
   backlogFrames: number;
   fallbackActive: boolean;
+  /** The open epoch, for the budget-change log. */
+  openEpoch?: bigint;
+  /** The engine seals the open epoch here whatever the decision (see {@link ControllerEvidence.sealingAnyway}). */
+  sealing?: boolean;
+  /** The engine's lane capacity (`bufferCapacityBytes`): the most the lane byte budget can grow to. */
+  laneCapacityBytes?: number;
 }
 
 /**
@@ -456,6 +643,17 @@ export class SealController {
   #standing: ControllerDecision | null = null;
   #standingSinceMs = 0;
   #reused = 0;
+  /** The lane byte budget; `null` when not managed. */
+  #laneByteBudget: number | null;
+  #laneByteBudgetMin = 0;
+  #laneByteBudgetMax = 0;
+  /** The fullest lane's peak in the current fill window and in the one before. */
+  #fillPeakBytes = 0;
+  #fillPeakPreviousBytes = 0;
+  #fillWindowStartMs: number | null = null;
+  #laneAddedAtMs = Number.NEGATIVE_INFINITY;
+  readonly #budgetChanges: LaneBudgetChange[] = [];
+  #budgetChangeCount = 0;
 
   constructor(options: SealControllerOptions) {
     this.policy = { ...DEFAULT_CONTROLLER_POLICY, ...options.policy };
@@ -467,6 +665,61 @@ export class SealController {
     this.#windowMs = options.averagingWindowMs ?? 100;
     this.#onDecision = options.onDecision;
     this.#minIntervalMs = options.minDecisionIntervalMs ?? 0.25;
+    this.#laneByteBudget =
+      options.laneByteBudget === true ? this.policy.laneByteBudgetStartBytes : null;
+    this.#laneByteBudgetMin = this.#laneByteBudget ?? 0;
+    this.#laneByteBudgetMax = this.#laneByteBudget ?? 0;
+  }
+
+  /**
+   * Bytes a lane's active buffer may hold before appends overflow; `null`
+   * when the controller does not manage it. Starts at
+   * `policy.laneByteBudgetStartBytes` (clamped to the lane capacity once the
+   * engine reports it), doubles on `increaseLaneBudget` (bytes) up to the
+   * capacity, halves on `decreaseLaneBudget` (bytes) down to the start.
+   */
+  get laneByteBudget(): number | null {
+    return this.#laneByteBudget;
+  }
+
+  /** The last lane-budget changes (at most {@link BUDGET_CHANGES_KEPT_MAX}), oldest first. */
+  budgetChanges(): readonly LaneBudgetChange[] {
+    return this.#budgetChanges;
+  }
+
+  /** Lane-budget changes applied so far (also those no longer kept). */
+  get budgetChangeCount(): number {
+    return this.#budgetChangeCount;
+  }
+
+  /** The engine reported its lane capacity: the byte budget's bounds follow it. */
+  #noteLaneCapacity(capacityBytes: number | undefined): void {
+    if (this.#laneByteBudget === null || capacityBytes === undefined) return;
+    this.#laneByteBudgetMax = capacityBytes;
+    this.#laneByteBudgetMin = Math.min(this.policy.laneByteBudgetStartBytes, capacityBytes);
+    this.#laneByteBudget = Math.min(
+      capacityBytes,
+      Math.max(this.#laneByteBudgetMin, this.#laneByteBudget),
+    );
+  }
+
+  /** Tracks the fullest lane's open-epoch bytes over the last one to two fill windows. */
+  #noteFill(state: SealPointState): void {
+    const windowMs = this.policy.laneFillWindowMs;
+    this.#fillWindowStartMs ??= state.nowMs;
+    const elapsed = state.nowMs - this.#fillWindowStartMs;
+    if (elapsed >= windowMs) {
+      // A window with no decision point at all counts as an empty one.
+      this.#fillPeakPreviousBytes = elapsed >= 2 * windowMs ? 0 : this.#fillPeakBytes;
+      this.#fillPeakBytes = 0;
+      this.#fillWindowStartMs = state.nowMs;
+    }
+    this.#fillPeakBytes = Math.max(this.#fillPeakBytes, this.#laneFill(state));
+  }
+
+  /** Open-epoch bytes per lane that carried commits since the previous decision. */
+  #laneFill(state: SealPointState): number {
+    return state.epochBytes / Math.max(1, this.#activeLanes.size);
   }
 
   /** Decision points answered by a standing `keepCurrent` decision. */
@@ -553,7 +806,21 @@ export class SealController {
       activeLanes: this.#activeLaneCount(state.nowMs),
       laneBudget: this.#laneBudget,
       laneBudgetMax: this.#laneBudgetMax,
+      laneCountSettled: state.nowMs - this.#laneAddedAtMs >= this.#windowMs,
+      ...(state.sealing === true ? { sealingAnyway: true } : {}),
+      ...this.#byteEvidence(state),
       fallbackActive: state.fallbackActive,
+    };
+  }
+
+  #byteEvidence(state: SealPointState): Partial<ControllerEvidence> {
+    if (this.#laneByteBudget === null) return {};
+    return {
+      laneByteBudget: this.#laneByteBudget,
+      laneByteBudgetMin: this.#laneByteBudgetMin,
+      laneByteBudgetMax: this.#laneByteBudgetMax,
+      laneFillBytes: this.#laneFill(state),
+      laneFillPeakBytes: Math.max(this.#fillPeakBytes, this.#fillPeakPreviousBytes),
     };
   }
 
@@ -570,6 +837,7 @@ export class SealController {
       state.nowMs - this.#standingSinceMs < this.#minIntervalMs &&
       state.oldestPendingAgeMs < this.policy.maxFlushDelayMs &&
       state.epochBytes < this.policy.epochByteCap &&
+      state.sealing !== true &&
       state.fallbackActive === standing.record.fallbackActive
     ) {
       // Measured: a full decision costs ≈ 4 µs; at tens of thousands of commits/s
@@ -578,6 +846,8 @@ export class SealController {
       return standing;
     }
     this.#firstDecisionAtMs ??= state.nowMs;
+    this.#noteLaneCapacity(state.laneCapacityBytes);
+    this.#noteFill(state);
     const evidence = this.evidence(state);
     const decision = decide(evidence, this.policy, this.#nextDecisionId++);
     if (evidence.intervalMs > 0 || this.#lastDecisionAtMs === null) {
@@ -592,14 +862,38 @@ export class SealController {
       }
       this.#lastDecisionAtMs = state.nowMs;
     }
-    if (decision.action === 'increaseLaneBudget') {
-      this.#laneBudget = Math.min(this.#laneBudgetMax, this.#laneBudget + 1);
-    } else if (decision.action === 'decreaseLaneBudget') {
-      this.#laneBudget = Math.max(1, this.#laneBudget - 1);
-    }
+    if (decision.budgetDimension !== null) this.#applyBudget(decision, state);
     this.#standing = decision.action === 'keepCurrent' ? decision : null;
     this.#standingSinceMs = state.nowMs;
     this.#onDecision?.(decision);
     return decision;
+  }
+
+  #applyBudget(decision: ControllerDecision, state: SealPointState): void {
+    const up = decision.action === 'increaseLaneBudget';
+    const lanesBefore = this.#laneBudget;
+    const bytesBefore = this.#laneByteBudget;
+    if (decision.budgetDimension === 'lanes') {
+      if (up) this.#laneAddedAtMs = state.nowMs;
+      this.#laneBudget = up
+        ? Math.min(this.#laneBudgetMax, this.#laneBudget + 1)
+        : Math.max(1, this.#laneBudget - 1);
+    } else if (bytesBefore !== null) {
+      this.#laneByteBudget = up
+        ? Math.min(this.#laneByteBudgetMax, bytesBefore * LANE_BYTE_BUDGET_STEP)
+        : Math.max(this.#laneByteBudgetMin, Math.floor(bytesBefore / LANE_BYTE_BUDGET_STEP));
+    }
+    this.#budgetChangeCount++;
+    if (this.#budgetChanges.length === BUDGET_CHANGES_KEPT_MAX) this.#budgetChanges.shift();
+    this.#budgetChanges.push({
+      record: decision.record,
+      dimension: decision.budgetDimension!,
+      lanesBefore,
+      lanesAfter: this.#laneBudget,
+      bytesBefore,
+      bytesAfter: this.#laneByteBudget,
+      epoch: state.openEpoch ?? null,
+      atMs: state.nowMs,
+    });
   }
 }

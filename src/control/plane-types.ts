@@ -25,6 +25,8 @@ export interface ControlPlaneStats {
   mode: string;
   laneCount: number;
   laneBudget: number;
+  /** The controller's lane byte budget; `null` without a controller. */
+  laneByteBudget: number | null;
   fallbackActive: boolean;
   /** Seed name of the active reason (`none` when inactive). */
   fallbackReason: string;

@@ -148,6 +148,7 @@ export class ControlPlane {
         ? null
         : new SealController({
             laneBudgetMax: laneBudgetMax(this.surface),
+            laneByteBudget: true,
             policy: {
               ...(this.surface.maxFlushDelayMs === undefined
                 ? {}
@@ -172,6 +173,17 @@ export class ControlPlane {
    */
   laneBudget(): number {
     return this.controller?.laneBudget ?? this.stager.laneBudget;
+  }
+
+  /**
+   * Bytes an in-process lane may hold before appends overflow
+   * (`EngineControl.laneByteBudget`): the controller's lane byte budget,
+   * moved by its `increaseLaneBudget` / `decreaseLaneBudget` decisions once
+   * every lane of the budget is in use; without a controller, unlimited
+   * (the engine clamps it to its lane capacity).
+   */
+  laneByteBudget(): number {
+    return this.controller?.laneByteBudget ?? Number.POSITIVE_INFINITY;
   }
 
   /** True while batches must take the serialized (conservative) path. */
@@ -509,6 +521,7 @@ export class ControlPlane {
       mode: modeName(this.surface.mode),
       laneCount: this.laneCount(),
       laneBudget: this.controller?.laneBudget ?? this.stager.laneBudget,
+      laneByteBudget: this.controller?.laneByteBudget ?? null,
       fallbackActive: this.fallback.active,
       fallbackReason: fallbackReasonName(this.fallback.reason),
       fallbackCounts: counts,

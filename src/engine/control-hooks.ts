@@ -34,6 +34,12 @@ export interface SealPointInfo {
   backlogFrames: number;
   /** Sum of the lanes' contention events so far. */
   contentionTotal?: number;
+  /** The open epoch (the one new appends are tagged with). */
+  openEpoch?: bigint;
+  /** True at the flusher's own seal (idle disk): the epoch is sealed whatever the decision. */
+  sealing?: boolean;
+  /** Capacity of an in-process lane buffer (`bufferCapacityBytes`): the most a lane byte budget can give. */
+  laneCapacityBytes?: number;
 }
 
 /** A record as the engine placed it into a lane, as the control plane stages it. */
@@ -109,6 +115,13 @@ export interface EngineControl {
    * `min(laneBudget, slotCount)` lanes. Absent: all lanes.
    */
   laneBudget?(): number;
+  /**
+   * Bytes an in-process lane's active buffer may hold before appends go to
+   * its overflow list (the controller's lane byte budget, moved by
+   * `increaseLaneBudget` / `decreaseLaneBudget`); applied to the lane at
+   * each placement, within `4 KiB ..= bufferCapacityBytes`. Absent: the whole capacity.
+   */
+  laneByteBudget?(): number;
   /**
    * A fallback reason the engine detected itself: `recoveryGap` when the
    * open finds an epoch missing inside the log (the open then fails closed:

@@ -295,6 +295,10 @@ export class Flusher {
       // segment from an unused number: with nothing appended the open epoch
       // stays open (an idle ticker, close, or advanceAndFlush seal nothing).
       if (this.openEpochBytes() > 0) {
+        // Also a decision point for the control plane's lane budget: commits
+        // that wait for their epoch (closed loop) arrive only while the disk
+        // is idle. The epoch is sealed here whatever the sealing action says.
+        if (this.control !== null) this.sealPoint(true);
         const sealStartedMs = performance.now();
         const advanced = this.coordinator.advanceNow();
         this.counters.flushPhases.sealMicros += micros(sealStartedMs, performance.now());
@@ -431,10 +435,17 @@ export class Flusher {
 
   /** A seal decision point while a write is in flight: does the controller seal now? */
   private controlSaysSeal(): boolean {
+    const decision = this.sealPoint();
+    if (decision === null) return this.openEpochBytes() >= this.config.maxEpochBytes;
+    return decision.action === 'sealEpochNow' || decision.action === 'forceConservative';
+  }
+
+  /** The control plane's decision at a seal point (it applies lane-budget changes itself). */
+  private sealPoint(sealing = false): { action: string } | null {
     const nowMs = performance.now();
     let contention = 0;
     for (const lane of this.inProcessLanes) contention += lane.laneCounters().contentionEvents;
-    const decision = this.control!.onSealPoint({
+    return this.control!.onSealPoint({
       nowMs,
       pendingCommits: this.openCommits,
       epochBytes: this.openEpochBytes(),
@@ -442,9 +453,10 @@ export class Flusher {
       syncInFlightSinceMs: this.writeStartedMs,
       backlogFrames: this.sealedQueue.length,
       contentionTotal: contention,
+      openEpoch: this.coordinator.appendEpoch,
+      laneCapacityBytes: this.config.bufferCapacityBytes,
+      ...(sealing ? { sealing } : {}),
     });
-    if (decision === null) return this.openEpochBytes() >= this.config.maxEpochBytes;
-    return decision.action === 'sealEpochNow' || decision.action === 'forceConservative';
   }
 
   /** The control plane's version of an epoch's bytes; `null` without a control plane. */

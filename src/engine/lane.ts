@@ -182,6 +182,11 @@ export class InProcessLane implements EngineLane {
   private overflow: OverflowEntry[] = [];
   private overflowBytesTotal = 0;
   private latched = false;
+  /**
+   * Bytes the active buffer may hold before appends go to the overflow list
+   * (the control plane's lane byte budget; `bufferCapacityBytes` without one).
+   */
+  private byteBudget: number;
   private tagEpoch: bigint;
   private observed: bigint;
   private readonly currentEpoch: (() => bigint) | undefined;
@@ -223,6 +228,7 @@ export class InProcessLane implements EngineLane {
     if (this.overflowPolicy !== 'allocateOverflow' && this.overflowPolicy !== 'blockWriter') {
       throw new WalArgumentError(`unknown overflowPolicy ${String(this.overflowPolicy)}`);
     }
+    this.byteBudget = this.bufferCapacityBytes;
     this.overflowFallbackBytes = options.overflowFallbackBytes ?? DEFAULT_OVERFLOW_FALLBACK_BYTES;
     assertPositiveInteger(
       'overflowFallbackBytes',
@@ -252,6 +258,31 @@ export class InProcessLane implements EngineLane {
   /** True while the fallback latch sends this lane's writers to the serialized path. */
   get fallbackLatched(): boolean {
     return this.latched;
+  }
+
+  /** Bytes the active buffer may hold before appends overflow (see {@link InProcessLane.setByteBudget}). */
+  get laneByteBudget(): number {
+    return this.byteBudget;
+  }
+
+  /**
+   * Sets the bytes the active buffer may hold before appends go to the
+   * overflow list, clamped to `MIN_BUFFER_CAPACITY_BYTES ..= bufferCapacityBytes`.
+   * A batch always fits an empty buffer (up to the capacity), so a budget
+   * below one batch never refuses it. Arenas above a lowered budget are
+   * released when their flush completes.
+   */
+  setByteBudget(bytes: number): void {
+    const whole = Number.isFinite(bytes) ? Math.floor(bytes) : this.bufferCapacityBytes;
+    this.byteBudget = Math.min(
+      this.bufferCapacityBytes,
+      Math.max(MIN_BUFFER_CAPACITY_BYTES, whole),
+    );
+  }
+
+  /** Bytes of buffer memory the lane holds now (both arenas). */
+  arenaBytes(): number {
+    return this.active.arena.length + this.flush.arena.length;
   }
 
   /** Bytes on the overflow list. */
@@ -309,8 +340,8 @@ export class InProcessLane implements EngineLane {
     }
     const active = this.active;
     const writable = active.state.kind === 'writable';
-    if (writable && active.bytes + size <= this.bufferCapacityBytes) {
-      active.reserve(size, this.bufferCapacityBytes);
+    if (writable && (active.bytes === 0 || active.bytes + size <= this.byteBudget)) {
+      active.reserve(size, this.byteBudget);
       active.bytes = this.encode(records, active.arena, active.bytes);
       active.records += records.length;
       active.epoch = this.tagEpoch;
@@ -396,6 +427,8 @@ export class InProcessLane implements EngineLane {
     const flush = this.flush;
     if (flush.state.kind === 'flushing' && flush.state.epoch === epoch) {
       flush.clear();
+      // The budget was lowered: give the larger arena back (it regrows on demand).
+      if (flush.arena.length > this.byteBudget) flush.arena = new Uint8Array(0);
     } else if (flush.state.kind !== 'writable') {
       throw new LaneStateError(
         `lane ${this.laneId}: complete flush of epoch ${epoch} while the flush buffer is ${describe(flush.state)}`,
@@ -512,9 +545,9 @@ export class InProcessLane implements EngineLane {
       const kept: OverflowEntry[] = [];
       let blocked = false;
       for (const entry of this.overflow) {
-        const fits = active.bytes + entry.bytes.length <= this.bufferCapacityBytes;
+        const fits = active.bytes === 0 || active.bytes + entry.bytes.length <= this.byteBudget;
         if (!blocked && entry.epoch === this.tagEpoch && fits) {
-          active.reserve(entry.bytes.length, this.bufferCapacityBytes);
+          active.reserve(entry.bytes.length, this.byteBudget);
           active.arena.set(entry.bytes, active.bytes);
           active.bytes += entry.bytes.length;
           active.records += entry.records;

@@ -94,6 +94,8 @@ export class BatchPlacer {
           ? null
           : lane;
       let serialized = target === null;
+      const byteBudget = control?.laneByteBudget?.();
+      if (target !== null && byteBudget !== undefined) target.setByteBudget(byteBudget);
       let outcome = target?.append(records);
       if (outcome === undefined || outcome.kind === 'blocked') {
         if (outcome !== undefined) {

@@ -338,3 +338,205 @@ describe('SealController', () => {
     expect([stager.currentLaneId({}), stager.currentLaneId({})]).toEqual([0, 0]);
   });
 });
+
+describe('lane byte budget rule', () => {
+  const MiB = 1024 * 1024;
+  /** Every lane of the budget in use, the byte budget managed (start 4 MiB, lane capacity 64 MiB). */
+  const bytes = {
+    ...busy,
+    laneBudget: 4,
+    laneBudgetMax: 4,
+    activeLanes: 4,
+    laneByteBudget: 4 * MiB,
+    laneByteBudgetMin: 4 * MiB,
+    laneByteBudgetMax: 64 * MiB,
+    laneFillBytes: 3 * MiB,
+    laneFillPeakBytes: 3 * MiB,
+  };
+
+  it('grows the byte budget when appends overflow lanes filled past half their budget', () => {
+    const decision = decide(evidence({ ...bytes, contentionEvents: 100 }));
+    expect(decision.action).toBe('increaseLaneBudget');
+    expect(decision.budgetDimension).toBe('bytes');
+    expect(decision.record.topEvidenceTerms).toEqual([
+      'contentionEvents=100',
+      `laneByteBudget=${4 * MiB}`,
+      `laneFillBytes=${3 * MiB}`,
+    ]);
+    checkRecord(decision);
+  });
+
+  it('does not grow it for appends that found a sealed buffer while the lanes are nearly empty', () => {
+    const decision = decide(
+      evidence({ ...bytes, contentionEvents: 100, laneFillBytes: 64 * 1024 }),
+    );
+    expect(decision.lossesMicros.increaseLaneBudget).toBeNull();
+    expect(decision.budgetDimension).toBeNull();
+  });
+
+  it('grows bytes, not lanes, when writers leave lanes of the budget idle (one thread, one lane)', () => {
+    const decision = decide(
+      evidence({
+        ...bytes,
+        laneBudget: 1,
+        laneBudgetMax: 4,
+        activeLanes: 1,
+        contentionEvents: 100,
+      }),
+    );
+    // Every lane of a budget of 1 is in use: another lane comes first.
+    expect(decision.budgetDimension).toBe('lanes');
+    const spreadNot = decide(
+      evidence({
+        ...bytes,
+        laneBudget: 2,
+        laneBudgetMax: 4,
+        activeLanes: 1,
+        contentionEvents: 100,
+      }),
+    );
+    expect(spreadNot.action).toBe('increaseLaneBudget');
+    expect(spreadNot.budgetDimension).toBe('bytes');
+  });
+
+  it('stops growing at the lane capacity', () => {
+    const decision = decide(
+      evidence({
+        ...bytes,
+        laneByteBudget: 64 * MiB,
+        laneFillBytes: 60 * MiB,
+        contentionEvents: 100,
+      }),
+    );
+    expect(decision.lossesMicros.increaseLaneBudget).toBeNull();
+  });
+
+  it('gives bytes back once the fullest lane used under a quarter of them, never below the start', () => {
+    const shrink = decide(
+      evidence({ ...bytes, laneByteBudget: 16 * MiB, laneFillBytes: MiB, laneFillPeakBytes: MiB }),
+    );
+    expect(shrink.action).toBe('decreaseLaneBudget');
+    expect(shrink.budgetDimension).toBe('bytes');
+    expect(shrink.record.topEvidenceTerms.slice(0, 2)).toEqual([
+      `laneFillPeakBytes=${MiB}`,
+      `laneByteBudget=${16 * MiB}`,
+    ]);
+    const stillUsed = decide(
+      evidence({
+        ...bytes,
+        laneByteBudget: 16 * MiB,
+        laneFillBytes: MiB,
+        laneFillPeakBytes: 5 * MiB,
+      }),
+    );
+    expect(stillUsed.lossesMicros.decreaseLaneBudget).toBeNull();
+    const atStart = decide(evidence({ ...bytes, laneFillBytes: 0, laneFillPeakBytes: 0 }));
+    expect(atStart.lossesMicros.decreaseLaneBudget).toBeNull();
+  });
+
+  it("does not take work that waited for the engine's own seal on an idle disk for stale evidence", () => {
+    const waited = {
+      ...bytes,
+      syncInFlightSinceMs: null,
+      lastFsyncAtMs: NOW - 60_000,
+      oldestPendingAgeMs: 5_000,
+    };
+    expect(decide(evidence(waited)).fallbackReason).toBe('controllerEvidenceLost');
+    const atSeal = decide(evidence({ ...waited, sealingAnyway: true }));
+    expect(atSeal.guard).toBeNull();
+    expect(atSeal.fallbackReason).toBeNull();
+  });
+
+  it("at the engine's own seal scores the budget change with the seal and offers no keepCurrent", () => {
+    const decision = decide(
+      evidence({
+        ...bytes,
+        syncInFlightSinceMs: null,
+        sealingAnyway: true,
+        contentionEvents: 20,
+        intervalMs: 50,
+        arrivalRatePerSec: 100_000,
+      }),
+    );
+    expect(decision.lossesMicros.keepCurrent).toBeNull();
+    expect(decision.action).toBe('increaseLaneBudget');
+    expect(decision.lossesMicros.increaseLaneBudget!).toBeLessThan(
+      decision.lossesMicros.sealEpochNow!,
+    );
+  });
+});
+
+describe('SealController lane byte budget', () => {
+  const MiB = 1024 * 1024;
+  const seal = (nowMs: number, epochBytes: number) => ({
+    nowMs,
+    pendingCommits: 64,
+    epochBytes,
+    oldestPendingAgeMs: 1,
+    syncInFlightSinceMs: null,
+    backlogFrames: 0,
+    fallbackActive: false,
+    sealing: true,
+    openEpoch: BigInt(nowMs),
+    laneCapacityBytes: 16 * MiB,
+  });
+
+  it('doubles the budget up to the lane capacity, halves it back to the start, and logs each change', () => {
+    const controller = new SealController({ laneBudgetMax: 1, laneByteBudget: true });
+    expect(controller.laneByteBudget).toBe(4 * MiB);
+    controller.observeFsync(500, 0);
+    // Epochs of 6 MiB on one lane overflow a 4 MiB, then an 8 MiB budget.
+    for (const [t, epochBytes] of [
+      [10, 6 * MiB],
+      [20, 12 * MiB],
+      [30, 20 * MiB],
+    ] as const) {
+      controller.observeCommits(64, 0);
+      controller.observeContention(10);
+      controller.decideAt(seal(t, epochBytes));
+    }
+    expect(controller.laneByteBudget).toBe(16 * MiB);
+    // Then small epochs for over two fill windows (500 ms each): back to 4 MiB, not below.
+    for (let t = 40; t <= 1_600; t += 10) {
+      controller.observeCommits(1, 0);
+      controller.decideAt(seal(t, 4096));
+    }
+    expect(controller.laneByteBudget).toBe(4 * MiB);
+    const changes = controller.budgetChanges().map((c) => ({
+      action: c.record.action,
+      dimension: c.dimension,
+      before: c.bytesBefore,
+      after: c.bytesAfter,
+      epoch: c.epoch,
+    }));
+    expect(changes).toEqual([
+      {
+        action: 'increaseLaneBudget',
+        dimension: 'bytes',
+        before: 4 * MiB,
+        after: 8 * MiB,
+        epoch: 10n,
+      },
+      {
+        action: 'increaseLaneBudget',
+        dimension: 'bytes',
+        before: 8 * MiB,
+        after: 16 * MiB,
+        epoch: 20n,
+      },
+      expect.objectContaining({ action: 'decreaseLaneBudget', before: 16 * MiB, after: 8 * MiB }),
+      expect.objectContaining({ action: 'decreaseLaneBudget', before: 8 * MiB, after: 4 * MiB }),
+    ]);
+    // Not before the 20 MiB epoch's peak left the two windows it is kept in.
+    expect(controller.budgetChanges()[2]!.atMs).toBeGreaterThanOrEqual(1_000);
+    expect(controller.budgetChangeCount).toBe(4);
+  });
+
+  it('does not manage bytes unless asked', () => {
+    const controller = new SealController({ laneBudgetMax: 1 });
+    controller.observeContention(10);
+    controller.observeCommits(64, 0);
+    expect(controller.decideAt(seal(10, 6 * MiB)).budgetDimension).toBeNull();
+    expect(controller.laneByteBudget).toBeNull();
+  });
+});

@@ -1,6 +1,7 @@
 /**
  * The controller's lane-budget decisions take effect on the engine: writers
- * are spread over only the lanes the budget allows.
+ * are spread over only the lanes the budget allows, and a lane holds only
+ * the bytes the budget allows before appends overflow.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -75,6 +76,61 @@ describe('lane budget', () => {
       expect(budget).toBeLessThan(4);
       const lanes = await writerLanes(wal, 4);
       expect(Math.max(...lanes)).toBeLessThan(budget);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('follows the controller: after an increaseLaneBudget (bytes) decision a lane holds twice the bytes before appends overflow', async () => {
+    const KiB = 1024;
+    const plane = new ControlPlane({
+      control: { mode: 'auto', laneCountOverride: 1 },
+      env: {},
+      trace: null,
+      // No time-based guard may decide instead of the budget rule, however slow the machine.
+      controller: {
+        laneByteBudgetStartBytes: 64 * KiB,
+        maxFlushDelayMs: 600_000,
+        staleEvidenceMs: 600_000,
+      },
+    });
+    expect(plane.laneByteBudget()).toBe(64 * KiB);
+    const wal = await ParallelWal.open(tempDb(), {
+      controlPlane: plane,
+      slotCount: 1,
+      bufferCapacityBytes: 1024 * KiB,
+      autoFlush: false,
+    });
+    const page = new Uint8Array(4096).fill(7);
+    let id = 0;
+    /** One epoch of 24 single-page commits on lane 0 (≈ 100 KiB), sealed by the flusher's own seal. */
+    const epoch = async (): Promise<number> => {
+      const before = wal.stats().overflowAppends;
+      for (let i = 0; i < 24; i++) {
+        id++;
+        wal.submitBatch({
+          txnToken: { id: BigInt(id), epoch: 0 },
+          frames: [{ pageNumber: id, pageData: page, dbSizeIfCommit: 0 }],
+        });
+      }
+      await wal.advanceAndFlush(60_000);
+      return wal.stats().overflowAppends - before;
+    };
+    try {
+      // 64 KiB: the epoch overflows its lane; at the seal the controller doubles the budget.
+      expect(await epoch()).toBeGreaterThan(0);
+      expect(plane.laneByteBudget()).toBe(128 * KiB);
+      const change = plane.controller!.budgetChanges().at(-1)!;
+      expect(change).toMatchObject({
+        dimension: 'bytes',
+        bytesBefore: 64 * KiB,
+        bytesAfter: 128 * KiB,
+      });
+      expect(change.record.action).toBe('increaseLaneBudget');
+      expect(change.epoch).not.toBeNull();
+      // 128 KiB: the same epoch fits the lane, nothing overflows.
+      expect(await epoch()).toBe(0);
+      expect(plane.stats().laneByteBudget).toBe(128 * KiB);
     } finally {
       await wal.close();
     }

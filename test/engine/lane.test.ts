@@ -196,3 +196,54 @@ describe('in-process lane state machine', () => {
     expect(decodeChunks(l.beginFlush(0n)!.chunks)[0]?.endSeq).toBeNull();
   });
 });
+
+describe('lane byte budget', () => {
+  const RECORD_BYTES = 8192;
+  /** Encoded size of one `input(seq, RECORD_BYTES)` batch. */
+  const batchBytes = (l: InProcessLane): number => l.measure([input(1, RECORD_BYTES)]);
+
+  it('sends appends past the byte budget to the overflow list, below the capacity', () => {
+    const l = lane({ bufferCapacityBytes: 1024 * 1024 });
+    l.setByteBudget(3 * batchBytes(l));
+    expect(l.laneByteBudget).toBe(3 * batchBytes(l));
+    for (let seq = 1; seq <= 3; seq++) {
+      expect(l.append([input(seq, RECORD_BYTES)])).toMatchObject({ overflowed: false });
+    }
+    expect(l.append([input(4, RECORD_BYTES)])).toMatchObject({ overflowed: true });
+    expect(l.laneCounters().contentionEvents).toBe(1);
+    // A larger budget takes the next append into the buffer again.
+    l.setByteBudget(5 * batchBytes(l));
+    expect(l.append([input(5, RECORD_BYTES)])).toMatchObject({ overflowed: false });
+  });
+
+  it('clamps the budget to 4 KiB ..= the capacity and still takes one batch larger than it into an empty buffer', () => {
+    const l = lane({ bufferCapacityBytes: 64 * 1024 });
+    l.setByteBudget(10 * 1024 * 1024);
+    expect(l.laneByteBudget).toBe(64 * 1024);
+    l.setByteBudget(1);
+    expect(l.laneByteBudget).toBe(4096);
+    l.setByteBudget(Number.POSITIVE_INFINITY);
+    expect(l.laneByteBudget).toBe(64 * 1024);
+    l.setByteBudget(4096);
+    expect(l.append([input(1, RECORD_BYTES)])).toEqual({
+      kind: 'appended',
+      epoch: 0n,
+      overflowed: false,
+    });
+    expect(l.append([input(2, RECORD_BYTES)])).toMatchObject({ overflowed: true });
+    expect(l.fallbackLatched).toBe(false);
+  });
+
+  it('gives an arena larger than a lowered budget back when its flush completes', () => {
+    const l = lane({ bufferCapacityBytes: 1024 * 1024 });
+    for (let seq = 1; seq <= 40; seq++) l.append([input(seq, RECORD_BYTES)]);
+    const grown = l.arenaBytes();
+    expect(grown).toBeGreaterThanOrEqual(40 * RECORD_BYTES);
+    l.advance(1n);
+    l.beginFlush(0n);
+    l.setByteBudget(64 * 1024);
+    l.completeFlush(0n);
+    expect(l.arenaBytes()).toBeLessThan(grown);
+    expect(l.arenaBytes()).toBeLessThanOrEqual(64 * 1024);
+  });
+});
