@@ -30,7 +30,7 @@ export const MAX_EPOCH_INTERVAL_MS = 60_000;
 /** Largest commit sequence the shared counter can hold (2^63 - 1). */
 const I64_MAX = (1n << 63n) - 1n;
 /** Most in-process lanes (`slotCount`): the shared {@link LANE_COUNT_MAX}. */
-export const MAX_SLOT_COUNT = LANE_COUNT_MAX;
+export const slotCountMax = LANE_COUNT_MAX;
 /** Highest lane id (ids are u16; one id is kept for the serialized path). */
 export const MAX_LANE_ID = 0xfffe;
 /** Lane id of the engine's serialized path (flushed after every other lane). */
@@ -225,9 +225,9 @@ export function resolveParallelWalConfig(
   }
   const slotCount = checkInteger(
     'slotCount',
-    config.slotCount ?? Math.min(MAX_SLOT_COUNT, Math.max(1, availableParallelism())),
+    config.slotCount ?? Math.min(slotCountMax, Math.max(1, availableParallelism())),
     1,
-    MAX_SLOT_COUNT,
+    slotCountMax,
   );
   const bufferCapacityBytes = checkInteger(
     'bufferCapacityBytes',

@@ -76,11 +76,11 @@ export {
   DEFAULT_SERIALIZED_CAPACITY_BYTES,
   MAX_EPOCH_INTERVAL_MS,
   MAX_LANE_ID,
-  MAX_SLOT_COUNT,
   type ParallelWalConfig,
   type ResolvedParallelWalConfig,
   resolveParallelWalConfig,
   SERIALIZED_LANE_ID,
+  slotCountMax,
 } from './wal-config.js';
 export type { FlushPhases, LatencySummary, ParallelWalStats } from './wal-stats.js';
 export type {

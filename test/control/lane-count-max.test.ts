@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlPlane } from '../../src/control/plane.js';
 import { LANE_COUNT_MAX, laneCount } from '../../src/control/surface.js';
-import { MAX_SLOT_COUNT, ParallelWal } from '../../src/engine/wal.js';
+import { ParallelWal, slotCountMax } from '../../src/engine/wal.js';
 import { isWalError } from '../../src/errors.js';
 
 const dirs: string[] = [];
@@ -47,8 +47,8 @@ describe('the lane-count maximum', () => {
   });
 
   it('is the same number for the surface clamp and the engine slotCount limit', async () => {
-    expect(LANE_COUNT_MAX).toBe(MAX_SLOT_COUNT);
-    expect(laneCount({ mode: 'auto', laneCountOverride: 65_535 })).toBe(MAX_SLOT_COUNT);
+    expect(LANE_COUNT_MAX).toBe(slotCountMax);
+    expect(laneCount({ mode: 'auto', laneCountOverride: 65_535 })).toBe(slotCountMax);
     const error = await ParallelWal.open(tempDb(), { slotCount: LANE_COUNT_MAX + 1 }).then(
       async (wal) => {
         await wal.close();
