@@ -17,7 +17,7 @@ import {
   MIN_BUFFER_CAPACITY_BYTES,
   type OverflowPolicy,
 } from './lane.js';
-import { LANE_COUNT_MAX } from './limits.js';
+import { laneCountMax } from './limits.js';
 import { checkSegmentPoolSize, DEFAULT_SEGMENT_POOL_SIZE } from './pool-sink.js';
 import type { SegmentSinkKind } from './segment-writer.js';
 import type { ParallelWal } from './wal.js';
@@ -29,8 +29,8 @@ export const DEFAULT_EPOCH_INTERVAL_MS = 10;
 export const MAX_EPOCH_INTERVAL_MS = 60_000;
 /** Largest commit sequence the shared counter can hold (2^63 - 1). */
 const I64_MAX = (1n << 63n) - 1n;
-/** Most in-process lanes (`slotCount`): the shared {@link LANE_COUNT_MAX}. */
-export const slotCountMax = LANE_COUNT_MAX;
+/** Most in-process lanes (`slotCount`): the shared {@link laneCountMax}. */
+export const slotCountMax = laneCountMax;
 /** Highest lane id (ids are u16; one id is kept for the serialized path). */
 export const MAX_LANE_ID = 0xfffe;
 /** Lane id of the engine's serialized path (flushed after every other lane). */
