@@ -32,7 +32,7 @@ const I64_MAX = (1n << 63n) - 1n;
 /** Most in-process lanes (`slotCount`): the shared {@link laneCountMax}. */
 export const slotCountMax = laneCountMax;
 /** Highest lane id (ids are u16; one id is kept for the serialized path). */
-export const MAX_LANE_ID = 0xfffe;
+export const laneIdMax = 0xfffe;
 /** Lane id of the engine's serialized path (flushed after every other lane). */
 export const SERIALIZED_LANE_ID = 0xffff;
 /** Default size past which an open epoch is sealed early while the disk is busy: 8 MiB. */

@@ -74,8 +74,8 @@ export {
   DEFAULT_EPOCH_INTERVAL_MS,
   DEFAULT_MAX_EPOCH_BYTES,
   DEFAULT_SERIALIZED_CAPACITY_BYTES,
+  laneIdMax,
   MAX_EPOCH_INTERVAL_MS,
-  MAX_LANE_ID,
   type ParallelWalConfig,
   type ResolvedParallelWalConfig,
   resolveParallelWalConfig,
@@ -415,7 +415,7 @@ export class ParallelWal implements AsyncDisposable {
    * receives the lane id to use and the epoch appends must be tagged with
    * until the engine calls `advance`. The lane is flushed like every other.
    * @returns the lane `create` built.
-   * @throws {NoFreeLaneError} when every id up to `MAX_LANE_ID` is taken.
+   * @throws {NoFreeLaneError} when every id up to `laneIdMax` is taken.
    */
   registerLane<L extends EngineLane>(create: (laneId: number, startEpoch: bigint) => L): L {
     this.ensureOpen();
