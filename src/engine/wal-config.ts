@@ -24,7 +24,7 @@ import type { ParallelWal } from './wal.js';
 import type { ParallelWalBatch } from './wal-types.js';
 
 /** Default epoch interval of the ticker, in milliseconds. */
-export const DEFAULT_EPOCH_INTERVAL_MS = 10;
+export const epochIntervalMsDefault = 10;
 /** Largest ticker interval accepted, in milliseconds (1 minute). */
 export const MAX_EPOCH_INTERVAL_MS = 60_000;
 /** Largest commit sequence the shared counter can hold (2^63 - 1). */
@@ -259,7 +259,7 @@ export function resolveParallelWalConfig(
     slotCount,
     epochIntervalMs: checkInteger(
       'epochIntervalMs',
-      config.epochIntervalMs ?? DEFAULT_EPOCH_INTERVAL_MS,
+      config.epochIntervalMs ?? epochIntervalMsDefault,
       1,
       MAX_EPOCH_INTERVAL_MS,
     ),

@@ -71,9 +71,9 @@ import { createCommitSeqCounter, type WorkerLaneHandle } from './worker-layout.j
 
 export {
   checkBatch,
-  DEFAULT_EPOCH_INTERVAL_MS,
   DEFAULT_MAX_EPOCH_BYTES,
   DEFAULT_SERIALIZED_CAPACITY_BYTES,
+  epochIntervalMsDefault,
   laneIdMax,
   MAX_EPOCH_INTERVAL_MS,
   type ParallelWalConfig,
