@@ -26,7 +26,7 @@ import type { ParallelWalBatch } from './wal-types.js';
 /** Default epoch interval of the ticker, in milliseconds. */
 export const epochIntervalMsDefault = 10;
 /** Largest ticker interval accepted, in milliseconds (1 minute). */
-export const MAX_EPOCH_INTERVAL_MS = 60_000;
+export const epochIntervalMsMax = 60_000;
 /** Largest commit sequence the shared counter can hold (2^63 - 1). */
 const I64_MAX = (1n << 63n) - 1n;
 /** Most in-process lanes (`slotCount`): the shared {@link laneCountMax}. */
@@ -261,7 +261,7 @@ export function resolveParallelWalConfig(
       'epochIntervalMs',
       config.epochIntervalMs ?? epochIntervalMsDefault,
       1,
-      MAX_EPOCH_INTERVAL_MS,
+      epochIntervalMsMax,
     ),
     bufferCapacityBytes,
     overflowPolicy,
