@@ -36,7 +36,7 @@ export const laneIdMax = 0xfffe;
 /** Lane id of the engine's serialized path (flushed after every other lane). */
 export const SERIALIZED_LANE_ID = 0xffff;
 /** Default size past which an open epoch is sealed early while the disk is busy: 8 MiB. */
-export const DEFAULT_MAX_EPOCH_BYTES = 8 * 1024 * 1024;
+export const epochBytesMaxDefault = 8 * 1024 * 1024;
 /** Default capacity of the serialized path (one buffer), in bytes: 64 MiB. */
 export const DEFAULT_SERIALIZED_CAPACITY_BYTES = 64 * 1024 * 1024;
 
@@ -273,7 +273,7 @@ export function resolveParallelWalConfig(
     ),
     maxEpochBytes: checkInteger(
       'maxEpochBytes',
-      config.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES,
+      config.maxEpochBytes ?? epochBytesMaxDefault,
       MIN_BUFFER_CAPACITY_BYTES,
       MAX_BUFFER_CAPACITY_BYTES,
     ),

@@ -71,8 +71,8 @@ import { createCommitSeqCounter, type WorkerLaneHandle } from './worker-layout.j
 
 export {
   checkBatch,
-  DEFAULT_MAX_EPOCH_BYTES,
   DEFAULT_SERIALIZED_CAPACITY_BYTES,
+  epochBytesMaxDefault,
   epochIntervalMsDefault,
   epochIntervalMsMax,
   laneIdMax,
