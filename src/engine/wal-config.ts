@@ -38,7 +38,7 @@ export const SERIALIZED_LANE_ID = 0xffff;
 /** Default size past which an open epoch is sealed early while the disk is busy: 8 MiB. */
 export const epochBytesMaxDefault = 8 * 1024 * 1024;
 /** Default capacity of the serialized path (one buffer), in bytes: 64 MiB. */
-export const DEFAULT_SERIALIZED_CAPACITY_BYTES = 64 * 1024 * 1024;
+export const serializedCapacityBytesDefault = 64 * 1024 * 1024;
 
 /** Configuration of {@link ParallelWal.open}. */
 export interface ParallelWalConfig {
@@ -251,7 +251,7 @@ export function resolveParallelWalConfig(
   }
   const serializedCapacityBytes = checkInteger(
     'serializedCapacityBytes',
-    config.serializedCapacityBytes ?? DEFAULT_SERIALIZED_CAPACITY_BYTES,
+    config.serializedCapacityBytes ?? serializedCapacityBytesDefault,
     MIN_BUFFER_CAPACITY_BYTES,
     MAX_BUFFER_CAPACITY_BYTES,
   );

@@ -71,7 +71,6 @@ import { createCommitSeqCounter, type WorkerLaneHandle } from './worker-layout.j
 
 export {
   checkBatch,
-  DEFAULT_SERIALIZED_CAPACITY_BYTES,
   epochBytesMaxDefault,
   epochIntervalMsDefault,
   epochIntervalMsMax,
@@ -80,6 +79,7 @@ export {
   type ResolvedParallelWalConfig,
   resolveParallelWalConfig,
   SERIALIZED_LANE_ID,
+  serializedCapacityBytesDefault,
   slotCountMax,
 } from './wal-config.js';
 export type { FlushPhases, LatencySummary, ParallelWalStats } from './wal-stats.js';
