@@ -28,7 +28,7 @@ export const epochIntervalMsDefault = 10;
 /** Largest ticker interval accepted, in milliseconds (1 minute). */
 export const epochIntervalMsMax = 60_000;
 /** Largest commit sequence the shared counter can hold (2^63 - 1). */
-const I64_MAX = (1n << 63n) - 1n;
+const i64Max = (1n << 63n) - 1n;
 /** Most in-process lanes (`slotCount`): the shared {@link laneCountMax}. */
 export const slotCountMax = laneCountMax;
 /** Highest lane id (ids are u16; one id is kept for the serialized path). */
@@ -294,7 +294,7 @@ export function resolveParallelWalConfig(
     segmentPoolSize: checkSegmentPoolSize(config.segmentPoolSize ?? DEFAULT_SEGMENT_POOL_SIZE),
     firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, U64_MAX),
     // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).
-    firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, I64_MAX),
+    firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, i64Max),
   };
 }
 
