@@ -29,7 +29,7 @@ import {
 import type { EngineLane, SealedLaneData } from './lane-types.js';
 
 /** Largest timeout any engine wait accepts: 24 hours, in milliseconds. */
-export const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+export const timeoutMsMax = 24 * 60 * 60 * 1000;
 
 /** A lane whose writer reports which `currentEpoch` it has seen (for advance fences). */
 export interface FenceableLane {
@@ -126,8 +126,8 @@ function toU64(hi: number, lo: number): bigint {
 
 /** Throws {@link WalArgumentError} unless `timeoutMs` is a usable timeout. */
 export function assertTimeoutMs(timeoutMs: number): void {
-  if (!Number.isFinite(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_TIMEOUT_MS) {
-    throw new WalArgumentError(`timeoutMs must be in 0..=${MAX_TIMEOUT_MS}, got ${timeoutMs}`);
+  if (!Number.isFinite(timeoutMs) || timeoutMs < 0 || timeoutMs > timeoutMsMax) {
+    throw new WalArgumentError(`timeoutMs must be in 0..=${timeoutMsMax}, got ${timeoutMs}`);
   }
 }
 
