@@ -102,7 +102,7 @@ interface RecordSlice {
   pageId: number;
 }
 
-const DEFAULT_FENCE_TIMEOUT_MS = 1000;
+const fenceTimeoutMsDefault = 1000;
 
 function readU32(bytes: Uint8Array, at: number): number {
   return (
@@ -207,7 +207,7 @@ export class EpochCoordinator {
    */
   async advance(options: AdvanceOptions = {}): Promise<AdvanceResult> {
     const fence = options.fenceLanes ?? [];
-    const timeoutMs = options.timeoutMs ?? DEFAULT_FENCE_TIMEOUT_MS;
+    const timeoutMs = options.timeoutMs ?? fenceTimeoutMsDefault;
     assertTimeoutMs(timeoutMs);
     if (fence.length === 0) return this.advanceNow();
     this.beginAdvance();
