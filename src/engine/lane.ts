@@ -34,7 +34,7 @@ import { LaneStateError } from './errors.js';
 import type { EngineLane, LaneBufferState, SealedLaneData } from './lane-types.js';
 
 /** Default capacity of one lane buffer: 4 MiB. */
-export const DEFAULT_BUFFER_CAPACITY_BYTES = 4 * 1024 * 1024;
+export const bufferCapacityBytesDefault = 4 * 1024 * 1024;
 /** Default overflow volume past which a lane latches fallback: 8 MiB. */
 export const DEFAULT_OVERFLOW_FALLBACK_BYTES = 8 * 1024 * 1024;
 /** Smallest lane buffer capacity accepted: 4 KiB. */
@@ -217,7 +217,7 @@ export class InProcessLane implements EngineLane {
     if (this.formatVersion !== 1 && this.formatVersion !== 2) {
       throw new WalArgumentError(`formatVersion must be 1 or 2, got ${String(this.formatVersion)}`);
     }
-    this.bufferCapacityBytes = options.bufferCapacityBytes ?? DEFAULT_BUFFER_CAPACITY_BYTES;
+    this.bufferCapacityBytes = options.bufferCapacityBytes ?? bufferCapacityBytesDefault;
     assertPositiveInteger(
       'bufferCapacityBytes',
       this.bufferCapacityBytes,

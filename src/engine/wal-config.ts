@@ -11,7 +11,7 @@ import { checkLockTimeout } from '../storage/lockfile.js';
 import type { FsyncPolicy } from '../storage/segment-files.js';
 import type { EngineControl } from './control-hooks.js';
 import {
-  DEFAULT_BUFFER_CAPACITY_BYTES,
+  bufferCapacityBytesDefault,
   DEFAULT_OVERFLOW_FALLBACK_BYTES,
   MAX_BUFFER_CAPACITY_BYTES,
   MIN_BUFFER_CAPACITY_BYTES,
@@ -231,7 +231,7 @@ export function resolveParallelWalConfig(
   );
   const bufferCapacityBytes = checkInteger(
     'bufferCapacityBytes',
-    config.bufferCapacityBytes ?? DEFAULT_BUFFER_CAPACITY_BYTES,
+    config.bufferCapacityBytes ?? bufferCapacityBytesDefault,
     MIN_BUFFER_CAPACITY_BYTES,
     MAX_BUFFER_CAPACITY_BYTES,
   );
