@@ -36,7 +36,7 @@ import type { EngineLane, LaneBufferState, SealedLaneData } from './lane-types.j
 /** Default capacity of one lane buffer: 4 MiB. */
 export const bufferCapacityBytesDefault = 4 * 1024 * 1024;
 /** Default overflow volume past which a lane latches fallback: 8 MiB. */
-export const DEFAULT_OVERFLOW_FALLBACK_BYTES = 8 * 1024 * 1024;
+export const overflowFallbackBytesDefault = 8 * 1024 * 1024;
 /** Smallest lane buffer capacity accepted: 4 KiB. */
 export const MIN_BUFFER_CAPACITY_BYTES = 4096;
 /** Largest lane buffer capacity accepted: 1 GiB. */
@@ -229,7 +229,7 @@ export class InProcessLane implements EngineLane {
       throw new WalArgumentError(`unknown overflowPolicy ${String(this.overflowPolicy)}`);
     }
     this.byteBudget = this.bufferCapacityBytes;
-    this.overflowFallbackBytes = options.overflowFallbackBytes ?? DEFAULT_OVERFLOW_FALLBACK_BYTES;
+    this.overflowFallbackBytes = options.overflowFallbackBytes ?? overflowFallbackBytesDefault;
     assertPositiveInteger(
       'overflowFallbackBytes',
       this.overflowFallbackBytes,

@@ -12,10 +12,10 @@ import type { FsyncPolicy } from '../storage/segment-files.js';
 import type { EngineControl } from './control-hooks.js';
 import {
   bufferCapacityBytesDefault,
-  DEFAULT_OVERFLOW_FALLBACK_BYTES,
   MAX_BUFFER_CAPACITY_BYTES,
   MIN_BUFFER_CAPACITY_BYTES,
   type OverflowPolicy,
+  overflowFallbackBytesDefault,
 } from './lane.js';
 import { laneCountMax } from './limits.js';
 import { checkSegmentPoolSize, DEFAULT_SEGMENT_POOL_SIZE } from './pool-sink.js';
@@ -267,7 +267,7 @@ export function resolveParallelWalConfig(
     overflowPolicy,
     overflowFallbackBytes: checkInteger(
       'overflowFallbackBytes',
-      config.overflowFallbackBytes ?? DEFAULT_OVERFLOW_FALLBACK_BYTES,
+      config.overflowFallbackBytes ?? overflowFallbackBytesDefault,
       0,
       MAX_BUFFER_CAPACITY_BYTES,
     ),
