@@ -38,7 +38,7 @@ export const bufferCapacityBytesDefault = 4 * 1024 * 1024;
 /** Default overflow volume past which a lane latches fallback: 8 MiB. */
 export const overflowFallbackBytesDefault = 8 * 1024 * 1024;
 /** Smallest lane buffer capacity accepted: 4 KiB. */
-export const MIN_BUFFER_CAPACITY_BYTES = 4096;
+export const bufferCapacityBytesMin = 4096;
 /** Largest lane buffer capacity accepted: 1 GiB. */
 export const MAX_BUFFER_CAPACITY_BYTES = 1024 * 1024 * 1024;
 /** First allocation of a buffer's arena; it doubles up to the capacity. */
@@ -221,7 +221,7 @@ export class InProcessLane implements EngineLane {
     assertPositiveInteger(
       'bufferCapacityBytes',
       this.bufferCapacityBytes,
-      MIN_BUFFER_CAPACITY_BYTES,
+      bufferCapacityBytesMin,
       MAX_BUFFER_CAPACITY_BYTES,
     );
     this.overflowPolicy = options.overflowPolicy ?? 'allocateOverflow';
@@ -267,17 +267,14 @@ export class InProcessLane implements EngineLane {
 
   /**
    * Sets the bytes the active buffer may hold before appends go to the
-   * overflow list, clamped to `MIN_BUFFER_CAPACITY_BYTES ..= bufferCapacityBytes`.
+   * overflow list, clamped to `bufferCapacityBytesMin ..= bufferCapacityBytes`.
    * A batch always fits an empty buffer (up to the capacity), so a budget
    * below one batch never refuses it. Arenas above a lowered budget are
    * released when their flush completes.
    */
   setByteBudget(bytes: number): void {
     const whole = Number.isFinite(bytes) ? Math.floor(bytes) : this.bufferCapacityBytes;
-    this.byteBudget = Math.min(
-      this.bufferCapacityBytes,
-      Math.max(MIN_BUFFER_CAPACITY_BYTES, whole),
-    );
+    this.byteBudget = Math.min(this.bufferCapacityBytes, Math.max(bufferCapacityBytesMin, whole));
   }
 
   /** Bytes of buffer memory the lane holds now (both arenas). */

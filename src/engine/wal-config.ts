@@ -12,8 +12,8 @@ import type { FsyncPolicy } from '../storage/segment-files.js';
 import type { EngineControl } from './control-hooks.js';
 import {
   bufferCapacityBytesDefault,
+  bufferCapacityBytesMin,
   MAX_BUFFER_CAPACITY_BYTES,
-  MIN_BUFFER_CAPACITY_BYTES,
   type OverflowPolicy,
   overflowFallbackBytesDefault,
 } from './lane.js';
@@ -232,7 +232,7 @@ export function resolveParallelWalConfig(
   const bufferCapacityBytes = checkInteger(
     'bufferCapacityBytes',
     config.bufferCapacityBytes ?? bufferCapacityBytesDefault,
-    MIN_BUFFER_CAPACITY_BYTES,
+    bufferCapacityBytesMin,
     MAX_BUFFER_CAPACITY_BYTES,
   );
   const overflowPolicy = config.overflowPolicy ?? 'allocateOverflow';
@@ -252,7 +252,7 @@ export function resolveParallelWalConfig(
   const serializedCapacityBytes = checkInteger(
     'serializedCapacityBytes',
     config.serializedCapacityBytes ?? serializedCapacityBytesDefault,
-    MIN_BUFFER_CAPACITY_BYTES,
+    bufferCapacityBytesMin,
     MAX_BUFFER_CAPACITY_BYTES,
   );
   return {
@@ -274,7 +274,7 @@ export function resolveParallelWalConfig(
     maxEpochBytes: checkInteger(
       'maxEpochBytes',
       config.maxEpochBytes ?? epochBytesMaxDefault,
-      MIN_BUFFER_CAPACITY_BYTES,
+      bufferCapacityBytesMin,
       MAX_BUFFER_CAPACITY_BYTES,
     ),
     serializedCapacityBytes,
