@@ -40,7 +40,7 @@ export const overflowFallbackBytesDefault = 8 * 1024 * 1024;
 /** Smallest lane buffer capacity accepted: 4 KiB. */
 export const bufferCapacityBytesMin = 4096;
 /** Largest lane buffer capacity accepted: 1 GiB. */
-export const MAX_BUFFER_CAPACITY_BYTES = 1024 * 1024 * 1024;
+export const bufferCapacityBytesMax = 1024 * 1024 * 1024;
 /** First allocation of a buffer's arena; it doubles up to the capacity. */
 const INITIAL_ARENA_BYTES = 64 * 1024;
 /** Size of the u32 length prefix in front of every record body. */
@@ -222,7 +222,7 @@ export class InProcessLane implements EngineLane {
       'bufferCapacityBytes',
       this.bufferCapacityBytes,
       bufferCapacityBytesMin,
-      MAX_BUFFER_CAPACITY_BYTES,
+      bufferCapacityBytesMax,
     );
     this.overflowPolicy = options.overflowPolicy ?? 'allocateOverflow';
     if (this.overflowPolicy !== 'allocateOverflow' && this.overflowPolicy !== 'blockWriter') {

@@ -12,8 +12,8 @@ import type { FsyncPolicy } from '../storage/segment-files.js';
 import type { EngineControl } from './control-hooks.js';
 import {
   bufferCapacityBytesDefault,
+  bufferCapacityBytesMax,
   bufferCapacityBytesMin,
-  MAX_BUFFER_CAPACITY_BYTES,
   type OverflowPolicy,
   overflowFallbackBytesDefault,
 } from './lane.js';
@@ -233,7 +233,7 @@ export function resolveParallelWalConfig(
     'bufferCapacityBytes',
     config.bufferCapacityBytes ?? bufferCapacityBytesDefault,
     bufferCapacityBytesMin,
-    MAX_BUFFER_CAPACITY_BYTES,
+    bufferCapacityBytesMax,
   );
   const overflowPolicy = config.overflowPolicy ?? 'allocateOverflow';
   if (overflowPolicy !== 'allocateOverflow' && overflowPolicy !== 'blockWriter') {
@@ -253,7 +253,7 @@ export function resolveParallelWalConfig(
     'serializedCapacityBytes',
     config.serializedCapacityBytes ?? serializedCapacityBytesDefault,
     bufferCapacityBytesMin,
-    MAX_BUFFER_CAPACITY_BYTES,
+    bufferCapacityBytesMax,
   );
   return {
     slotCount,
@@ -269,13 +269,13 @@ export function resolveParallelWalConfig(
       'overflowFallbackBytes',
       config.overflowFallbackBytes ?? overflowFallbackBytesDefault,
       0,
-      MAX_BUFFER_CAPACITY_BYTES,
+      bufferCapacityBytesMax,
     ),
     maxEpochBytes: checkInteger(
       'maxEpochBytes',
       config.maxEpochBytes ?? epochBytesMaxDefault,
       bufferCapacityBytesMin,
-      MAX_BUFFER_CAPACITY_BYTES,
+      bufferCapacityBytesMax,
     ),
     serializedCapacityBytes,
     fsync,
