@@ -76,7 +76,7 @@ import { PublicationQueue } from './publication-queue.js';
 import { headerVersion, type SegmentSink, type SegmentWrite } from './segment-writer.js';
 
 /** Default number of pool files. */
-export const DEFAULT_SEGMENT_POOL_SIZE = 8;
+export const segmentPoolSizeDefault = 8;
 /** Largest pool accepted (files kept open and durable ahead of time). */
 export const MAX_SEGMENT_POOL_SIZE = 256;
 /** Smallest length a new pool file is filled to, in bytes. */

@@ -18,7 +18,7 @@ import {
   overflowFallbackBytesDefault,
 } from './lane.js';
 import { laneCountMax } from './limits.js';
-import { checkSegmentPoolSize, DEFAULT_SEGMENT_POOL_SIZE } from './pool-sink.js';
+import { checkSegmentPoolSize, segmentPoolSizeDefault } from './pool-sink.js';
 import type { SegmentSinkKind } from './segment-writer.js';
 import type { ParallelWal } from './wal.js';
 import type { ParallelWalBatch } from './wal-types.js';
@@ -291,7 +291,7 @@ export function resolveParallelWalConfig(
     ),
     segmentSink: resolveSegmentSink(config, formatVersion),
     ioThread: checkBoolean('ioThread', config.ioThread ?? true),
-    segmentPoolSize: checkSegmentPoolSize(config.segmentPoolSize ?? DEFAULT_SEGMENT_POOL_SIZE),
+    segmentPoolSize: checkSegmentPoolSize(config.segmentPoolSize ?? segmentPoolSizeDefault),
     firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, U64_MAX),
     // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).
     firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, i64Max),
