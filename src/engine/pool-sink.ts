@@ -78,7 +78,7 @@ import { headerVersion, type SegmentSink, type SegmentWrite } from './segment-wr
 /** Default number of pool files. */
 export const segmentPoolSizeDefault = 8;
 /** Largest pool accepted (files kept open and durable ahead of time). */
-export const MAX_SEGMENT_POOL_SIZE = 256;
+export const segmentPoolSizeMax = 256;
 /** Smallest length a new pool file is filled to, in bytes. */
 export const POOL_FILE_BYTES_MIN = 16 * 1024;
 /** Largest length a new pool file is filled to, in bytes (bigger epochs extend the file). */
@@ -94,10 +94,10 @@ export function checkSegmentPoolSize(value: unknown): number {
     typeof value !== 'number' ||
     !Number.isInteger(value) ||
     value < 1 ||
-    value > MAX_SEGMENT_POOL_SIZE
+    value > segmentPoolSizeMax
   ) {
     throw new WalArgumentError(
-      `segmentPoolSize must be an integer in 1..=${MAX_SEGMENT_POOL_SIZE}, got ${String(value)}`,
+      `segmentPoolSize must be an integer in 1..=${segmentPoolSizeMax}, got ${String(value)}`,
     );
   }
   return value;
@@ -138,7 +138,7 @@ export interface SegmentPoolStats {
 
 /** Construction options of {@link PoolSegmentSink}. */
 export interface PoolSinkOptions {
-  /** Most pool files (1 ..= {@link MAX_SEGMENT_POOL_SIZE}). */
+  /** Most pool files (1 ..= {@link segmentPoolSizeMax}). */
   poolSize: number;
   /** The first epoch the log will write (floor of the first pool files' names). */
   startEpoch: bigint;
