@@ -82,7 +82,7 @@ export const segmentPoolSizeMax = 256;
 /** Smallest length a new pool file is filled to, in bytes. */
 export const poolFileBytesMin = 16 * 1024;
 /** Largest length a new pool file is filled to, in bytes (bigger epochs extend the file). */
-export const POOL_FILE_BYTES_MAX = 8 * 1024 * 1024;
+export const poolFileBytesMax = 8 * 1024 * 1024;
 /** Pool files are filled in multiples of this, in bytes. */
 const POOL_FILE_BYTES_ROUND = 4096;
 /** Recent segments whose largest size sets the length of new pool files. */
@@ -563,6 +563,6 @@ export class PoolSegmentSink implements SegmentSink {
     let largest = 0;
     for (const bytes of this.recent) if (bytes > largest) largest = bytes;
     const rounded = Math.ceil(largest / POOL_FILE_BYTES_ROUND) * POOL_FILE_BYTES_ROUND;
-    return Math.min(POOL_FILE_BYTES_MAX, Math.max(poolFileBytesMin, rounded));
+    return Math.min(poolFileBytesMax, Math.max(poolFileBytesMin, rounded));
   }
 }
