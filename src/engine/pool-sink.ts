@@ -31,7 +31,7 @@
  *    directory fsync covers the renames and the creations. Batches start
  *    as in the early-acknowledgement sink (both use one
  *    {@link PublicationQueue}): after `EARLY_ACK_PUBLISH_IDLE_TURNS` idle
- *    event-loop turns, at `EARLY_ACK_PUBLISH_BATCH_MAX` queued epochs, when
+ *    event-loop turns, at `earlyAckPublishBatchMax` queued epochs, when
  *    the pool runs low, or on `publishNow`/`dispose`.
  *
  * Why cut at publication instead of keeping the stale tail (measured, see
