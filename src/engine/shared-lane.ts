@@ -43,7 +43,7 @@ import {
 } from './worker-layout.js';
 
 /** Default capacity of each of a worker lane's two buffers: 4 MiB. */
-export const WORKER_BUFFER_CAPACITY_BYTES_DEFAULT = 4 * 1024 * 1024;
+export const workerBufferCapacityBytesDefault = 4 * 1024 * 1024;
 /** Longest the owner waits for a lane lock before it gives up, in ms. */
 export const OWNER_LOCK_WAIT_MAX_MS_DEFAULT = 250;
 /** Longest a worker waits for its lane lock before its commit fails, in ms. */
@@ -387,7 +387,7 @@ export class WorkerLanePool {
 
   constructor(owner: WorkerLaneOwner, options: WorkerLanePoolOptions = {}) {
     this.owner = owner;
-    this.capacityBytes = options.bufferCapacityBytes ?? WORKER_BUFFER_CAPACITY_BYTES_DEFAULT;
+    this.capacityBytes = options.bufferCapacityBytes ?? workerBufferCapacityBytesDefault;
     if (!Number.isInteger(this.capacityBytes) || this.capacityBytes < 64) {
       throw new RangeError(`bufferCapacityBytes ${this.capacityBytes} must be an integer >= 64`);
     }
