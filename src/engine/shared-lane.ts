@@ -45,7 +45,7 @@ import {
 /** Default capacity of each of a worker lane's two buffers: 4 MiB. */
 export const workerBufferCapacityBytesDefault = 4 * 1024 * 1024;
 /** Longest the owner waits for a lane lock before it gives up, in ms. */
-export const OWNER_LOCK_WAIT_MAX_MS_DEFAULT = 250;
+export const ownerLockWaitMsMaxDefault = 250;
 /** Longest a worker waits for its lane lock before its commit fails, in ms. */
 export const WORKER_LOCK_WAIT_MAX_MS_DEFAULT = 5_000;
 /** Most worker lanes one log hands out at once. */
@@ -89,7 +89,7 @@ export interface WorkerLanePoolOptions {
   commitSeqCounter?: BigInt64Array;
   /** Durable epoch at open, `null` for none. */
   durableEpoch?: bigint | null;
-  /** See {@link OWNER_LOCK_WAIT_MAX_MS_DEFAULT}. */
+  /** See {@link ownerLockWaitMsMaxDefault}. */
   ownerLockWaitMaxMs?: number;
   /** See {@link WORKER_LOCK_WAIT_MAX_MS_DEFAULT}. */
   workerLockWaitMaxMs?: number;
@@ -393,7 +393,7 @@ export class WorkerLanePool {
     }
     this.formatVersion = options.formatVersion ?? 2;
     this.durability = options.durability ?? 'full';
-    this.ownerLockWaitMaxMs = options.ownerLockWaitMaxMs ?? OWNER_LOCK_WAIT_MAX_MS_DEFAULT;
+    this.ownerLockWaitMaxMs = options.ownerLockWaitMaxMs ?? ownerLockWaitMsMaxDefault;
     this.workerLockWaitMaxMs = options.workerLockWaitMaxMs ?? WORKER_LOCK_WAIT_MAX_MS_DEFAULT;
     this.lanesMax = options.lanesMax ?? WORKER_LANES_MAX_DEFAULT;
     this.log = new SharedArrayBuffer(LOG_BLOCK_BYTES);
