@@ -47,7 +47,7 @@ export const workerBufferCapacityBytesDefault = 4 * 1024 * 1024;
 /** Longest the owner waits for a lane lock before it gives up, in ms. */
 export const ownerLockWaitMsMaxDefault = 250;
 /** Longest a worker waits for its lane lock before its commit fails, in ms. */
-export const WORKER_LOCK_WAIT_MAX_MS_DEFAULT = 5_000;
+export const workerLockWaitMsMaxDefault = 5_000;
 /** Most worker lanes one log hands out at once. */
 export const WORKER_LANES_MAX_DEFAULT = 64;
 
@@ -91,7 +91,7 @@ export interface WorkerLanePoolOptions {
   durableEpoch?: bigint | null;
   /** See {@link ownerLockWaitMsMaxDefault}. */
   ownerLockWaitMaxMs?: number;
-  /** See {@link WORKER_LOCK_WAIT_MAX_MS_DEFAULT}. */
+  /** See {@link workerLockWaitMsMaxDefault}. */
   workerLockWaitMaxMs?: number;
   /** See {@link WORKER_LANES_MAX_DEFAULT}. */
   lanesMax?: number;
@@ -394,7 +394,7 @@ export class WorkerLanePool {
     this.formatVersion = options.formatVersion ?? 2;
     this.durability = options.durability ?? 'full';
     this.ownerLockWaitMaxMs = options.ownerLockWaitMaxMs ?? ownerLockWaitMsMaxDefault;
-    this.workerLockWaitMaxMs = options.workerLockWaitMaxMs ?? WORKER_LOCK_WAIT_MAX_MS_DEFAULT;
+    this.workerLockWaitMaxMs = options.workerLockWaitMaxMs ?? workerLockWaitMsMaxDefault;
     this.lanesMax = options.lanesMax ?? WORKER_LANES_MAX_DEFAULT;
     this.log = new SharedArrayBuffer(LOG_BLOCK_BYTES);
     this.logWords = new Int32Array(this.log);
