@@ -49,7 +49,7 @@ export const ownerLockWaitMsMaxDefault = 250;
 /** Longest a worker waits for its lane lock before its commit fails, in ms. */
 export const workerLockWaitMsMaxDefault = 5_000;
 /** Most worker lanes one log hands out at once. */
-export const WORKER_LANES_MAX_DEFAULT = 64;
+export const workerLanesMaxDefault = 64;
 
 /**
  * What the pool needs from the log that owns it (`ParallelWal` provides
@@ -93,7 +93,7 @@ export interface WorkerLanePoolOptions {
   ownerLockWaitMaxMs?: number;
   /** See {@link workerLockWaitMsMaxDefault}. */
   workerLockWaitMaxMs?: number;
-  /** See {@link WORKER_LANES_MAX_DEFAULT}. */
+  /** See {@link workerLanesMaxDefault}. */
   lanesMax?: number;
 }
 
@@ -395,7 +395,7 @@ export class WorkerLanePool {
     this.durability = options.durability ?? 'full';
     this.ownerLockWaitMaxMs = options.ownerLockWaitMaxMs ?? ownerLockWaitMsMaxDefault;
     this.workerLockWaitMaxMs = options.workerLockWaitMaxMs ?? workerLockWaitMsMaxDefault;
-    this.lanesMax = options.lanesMax ?? WORKER_LANES_MAX_DEFAULT;
+    this.lanesMax = options.lanesMax ?? workerLanesMaxDefault;
     this.log = new SharedArrayBuffer(LOG_BLOCK_BYTES);
     this.logWords = new Int32Array(this.log);
     this.logWords64 = new BigInt64Array(this.log);
