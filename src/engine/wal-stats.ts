@@ -11,7 +11,7 @@ import type { SegmentPoolStats } from './pool-sink.js';
 import type { WorkerLaneStats } from './shared-lane.js';
 
 /** Largest commit latency the histogram tracks, in microseconds (1 hour). */
-export const LATENCY_HISTOGRAM_MAX_MICROS = 3_600_000_000;
+export const latencyHistogramMicrosMax = 3_600_000_000;
 
 /** Commit latency percentiles, in microseconds. */
 export interface LatencySummary {
@@ -159,14 +159,14 @@ export function createWalCounters(): WalCounters {
 export class CommitLatencyHistogram {
   private readonly histogram = hdr.build({
     lowestDiscernibleValue: 1,
-    highestTrackableValue: LATENCY_HISTOGRAM_MAX_MICROS,
+    highestTrackableValue: latencyHistogramMicrosMax,
     numberOfSignificantValueDigits: 3,
   });
 
   /** Records one commit that took `elapsedMs` milliseconds. */
   record(elapsedMs: number): void {
     const micros = Math.round(elapsedMs * 1000);
-    this.histogram.recordValue(Math.min(LATENCY_HISTOGRAM_MAX_MICROS, Math.max(1, micros)));
+    this.histogram.recordValue(Math.min(latencyHistogramMicrosMax, Math.max(1, micros)));
   }
 
   /** Forgets every recorded value. */
