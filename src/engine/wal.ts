@@ -92,7 +92,7 @@ export type {
 } from './wal-types.js';
 
 /** Most flush cycles `close()` runs to drain writers that keep appending. */
-const CLOSE_FLUSH_CYCLES_MAX = 64;
+const closeFlushCyclesMax = 64;
 
 /** A coordinator of the parallel WAL of one database. Create with {@link ParallelWal.open}. */
 export class ParallelWal implements AsyncDisposable {
@@ -700,7 +700,7 @@ export class ParallelWal implements AsyncDisposable {
   private async closeOnce(): Promise<void> {
     this.closing = true;
     await this.stop();
-    for (let i = 0; i < CLOSE_FLUSH_CYCLES_MAX && this.failure === null; i++) {
+    for (let i = 0; i < closeFlushCyclesMax && this.failure === null; i++) {
       await this.flusher.enqueueCycle();
       if (this.flusher.isIdle()) break;
     }
