@@ -28,11 +28,11 @@ import {
   LaneWord,
   LaneWord64,
   LOG_BLOCK_BYTES,
-  LOG_MESSAGE_BYTES_MAX,
   LOG_MESSAGE_OFFSET,
   LogWord,
   LogWord64,
   lockLane,
+  logMessageBytesMax,
   type OwnerToWorkerMessage,
   type PortBatch,
   takeCommitSeq,
@@ -495,7 +495,7 @@ export class WorkerLanePool {
   fail(error: unknown): void {
     if (Atomics.load(this.logWords, LogWord.failed) === 1) return;
     const encoded = new TextEncoder().encode(describeFailure(error));
-    const length = Math.min(encoded.length, LOG_MESSAGE_BYTES_MAX);
+    const length = Math.min(encoded.length, logMessageBytesMax);
     new Uint8Array(this.log, LOG_MESSAGE_OFFSET, length).set(encoded.subarray(0, length));
     Atomics.store(this.logWords, LogWord.messageBytes, length);
     Atomics.store(this.logWords, LogWord.failed, 1);

@@ -159,9 +159,9 @@ export function createCommitSeqCounter(next: bigint): BigInt64Array {
 /** Byte offset of the failure message in the log block. */
 export const LOG_MESSAGE_OFFSET = 64;
 /** Longest failure message kept in shared memory, in bytes (longer ones are cut). */
-export const LOG_MESSAGE_BYTES_MAX = 1024;
+export const logMessageBytesMax = 1024;
 /** Size of the per-log shared block in bytes. */
-export const LOG_BLOCK_BYTES = LOG_MESSAGE_OFFSET + LOG_MESSAGE_BYTES_MAX;
+export const LOG_BLOCK_BYTES = LOG_MESSAGE_OFFSET + logMessageBytesMax;
 
 // ---------------------------------------------------------------- the lock
 
