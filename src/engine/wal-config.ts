@@ -5,7 +5,7 @@
 
 import { availableParallelism } from 'node:os';
 import { WalArgumentError } from '../errors.js';
-import { DEFAULT_FORMAT_VERSION, type FormatVersion, U32_MAX, U64_MAX } from '../format/types.js';
+import { type FormatVersion, formatVersionDefault, U32_MAX, U64_MAX } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
 import { checkLockTimeout } from '../storage/lockfile.js';
 import type { FsyncPolicy } from '../storage/segment-files.js';
@@ -245,7 +245,7 @@ export function resolveParallelWalConfig(
   if (fsync !== 'full' && fsync !== 'normal' && fsync !== 'off') {
     throw new WalArgumentError(`fsync must be full, normal or off, got ${String(fsync)}`);
   }
-  const formatVersion = config.formatVersion ?? DEFAULT_FORMAT_VERSION;
+  const formatVersion = config.formatVersion ?? formatVersionDefault;
   if (formatVersion !== 1 && formatVersion !== 2) {
     throw new WalArgumentError(`formatVersion must be 1 or 2, got ${String(formatVersion)}`);
   }

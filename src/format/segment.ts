@@ -36,8 +36,8 @@ import {
 import { readCertificateTrailer } from './trailer.js';
 import {
   CERTIFIED_FORMAT_VERSION,
-  DEFAULT_FORMAT_VERSION,
   type FormatVersion,
+  formatVersionDefault,
   isU64,
   recordMinBytes,
   recordVersionOf,
@@ -222,7 +222,7 @@ export function canonicalSegmentRecords(epoch: bigint, records: readonly WalReco
 export function encodeSegment(
   epoch: bigint,
   records: readonly WalRecord[],
-  version: FormatVersion = DEFAULT_FORMAT_VERSION,
+  version: FormatVersion = formatVersionDefault,
 ): Uint8Array {
   assertFormatVersion(version);
   const ordered = canonicalSegmentRecords(epoch, records);

@@ -55,7 +55,7 @@ export const SEGMENT_MAGIC = 0x5057414c;
 /** Size of the segment header in bytes. */
 export const SEGMENT_HEADER_BYTES = 24;
 /** The version written unless a caller asks for another. */
-export const DEFAULT_FORMAT_VERSION: FormatVersion = 2;
+export const formatVersionDefault: FormatVersion = 2;
 /** Largest before- or after-image, in bytes (64 KiB pages). */
 export const MAX_IMAGE_BYTES = 65536;
 /** Smallest encoded record (no end-seq, empty images), version 1. */

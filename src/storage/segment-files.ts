@@ -17,8 +17,8 @@ import {
   encodeSegment,
 } from '../format/segment.js';
 import {
-  DEFAULT_FORMAT_VERSION,
   type FormatVersion,
+  formatVersionDefault,
   SEGMENT_HEADER_BYTES,
   U64_MAX,
   type WalRecord,
@@ -376,7 +376,7 @@ export async function writeSegment(
 ): Promise<number> {
   checkDbPath(dbPath);
   checkEpoch(batch?.epoch);
-  const version = options?.formatVersion ?? DEFAULT_FORMAT_VERSION;
+  const version = options?.formatVersion ?? formatVersionDefault;
   checkFsync(options?.fsync ?? DEFAULT_FSYNC_POLICY);
   const bytes = encodeSegment(batch.epoch, batch.records, version);
   return writeSegmentFile(dbPath, batch.epoch, [bytes], options);
