@@ -15,8 +15,8 @@ import { crc32c } from './crc32c.js';
 import { InvalidRecordError, SegmentErrorCode, SegmentFormatError } from './errors.js';
 import {
   type FormatVersion,
+  imageBytesMax,
   isU64,
-  MAX_IMAGE_BYTES,
   recordMinBytes,
   TXN_ID_MAX,
   U32_MAX,
@@ -57,9 +57,9 @@ function checkImage(field: 'before_image' | 'after_image', image: unknown): void
   if (!(image instanceof Uint8Array)) {
     throw new InvalidRecordError(`${field} must be a Uint8Array`);
   }
-  if (image.length > MAX_IMAGE_BYTES) {
+  if (image.length > imageBytesMax) {
     throw new InvalidRecordError(
-      `${field} length ${image.length} exceeds maximum ${MAX_IMAGE_BYTES}`,
+      `${field} length ${image.length} exceeds maximum ${imageBytesMax}`,
     );
   }
 }
@@ -197,10 +197,10 @@ function truncated(field: string): SegmentFormatError {
 }
 
 function checkImageLength(field: 'before_image' | 'after_image', length: number): void {
-  if (length > MAX_IMAGE_BYTES) {
+  if (length > imageBytesMax) {
     throw new SegmentFormatError(
       SegmentErrorCode.imageTooLarge,
-      `${field} length ${length} exceeds maximum ${MAX_IMAGE_BYTES}`,
+      `${field} length ${length} exceeds maximum ${imageBytesMax}`,
     );
   }
 }

@@ -57,7 +57,7 @@ export const SEGMENT_HEADER_BYTES = 24;
 /** The version written unless a caller asks for another. */
 export const formatVersionDefault: FormatVersion = 2;
 /** Largest before- or after-image, in bytes (64 KiB pages). */
-export const MAX_IMAGE_BYTES = 65536;
+export const imageBytesMax = 65536;
 /** Smallest encoded record (no end-seq, empty images), version 1. */
 export const RECORD_MIN_BYTES_V1 = 8 + 4 + 8 + 4 + 8 + 1 + 4 + 4;
 /** Smallest encoded record, version 2 (adds a u32 CRC-32C). */
@@ -86,5 +86,5 @@ export function recordMinBytes(version: FormatVersion): number {
 
 /** Largest encoded record of a format version (end-seq present, both images full). */
 export function recordMaxBytes(version: FormatVersion): number {
-  return recordMinBytes(version) + 8 + 2 * MAX_IMAGE_BYTES;
+  return recordMinBytes(version) + 8 + 2 * imageBytesMax;
 }

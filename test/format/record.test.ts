@@ -19,7 +19,7 @@ import {
 } from '../../src/format/record.js';
 import {
   type FormatVersion,
-  MAX_IMAGE_BYTES,
+  imageBytesMax,
   RECORD_MIN_BYTES_V1,
   RECORD_MIN_BYTES_V2,
   TXN_ID_MAX,
@@ -123,8 +123,8 @@ describe('record round trip', () => {
           pageId: 0xffffffff,
           beginSeq: U64_MAX,
           endSeq: (1n << 53n) + 1n,
-          beforeImage: new Uint8Array(MAX_IMAGE_BYTES).fill(7),
-          afterImage: new Uint8Array(MAX_IMAGE_BYTES).fill(9),
+          beforeImage: new Uint8Array(imageBytesMax).fill(7),
+          afterImage: new Uint8Array(imageBytesMax).fill(9),
         }),
       ]) {
         expect(decodeRecord(encodeRecord(record, version), version)).toEqual(record);
@@ -293,12 +293,12 @@ describe('record validation before encoding', () => {
     ['negative end seq', { endSeq: -1n }, /end_seq/],
     [
       'oversized after image',
-      { afterImage: new Uint8Array(MAX_IMAGE_BYTES + 1) },
+      { afterImage: new Uint8Array(imageBytesMax + 1) },
       /^after_image length 65537 exceeds maximum 65536$/,
     ],
     [
       'oversized before image',
-      { beforeImage: new Uint8Array(MAX_IMAGE_BYTES + 1) },
+      { beforeImage: new Uint8Array(imageBytesMax + 1) },
       /^before_image length 65537 exceeds maximum 65536$/,
     ],
   ];

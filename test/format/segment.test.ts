@@ -11,7 +11,7 @@ import {
 } from '../../src/format/segment.js';
 import {
   type FormatVersion,
-  MAX_IMAGE_BYTES,
+  imageBytesMax,
   SEGMENT_HEADER_BYTES,
   U64_MAX,
 } from '../../src/format/types.js';
@@ -158,7 +158,7 @@ describe('segment encode and decode', () => {
 
   it('rejects an oversized image', () => {
     expect(() =>
-      encodeSegment(5n, [sampleRecord({ afterImage: new Uint8Array(MAX_IMAGE_BYTES + 1) })]),
+      encodeSegment(5n, [sampleRecord({ afterImage: new Uint8Array(imageBytesMax + 1) })]),
     ).toThrow('after_image length 65537 exceeds maximum 65536');
   });
 
