@@ -9,7 +9,7 @@ import { strict as assert } from 'node:assert';
 import { WalArgumentError, WalError } from '../errors.js';
 import { SegmentFormatError } from '../format/errors.js';
 import {
-  RECORD_MIN_BYTES_V1,
+  recordBytesMinV1,
   SEGMENT_HEADER_BYTES,
   U64_MAX,
   type WalRecord,
@@ -354,7 +354,7 @@ export async function skippedRangeAfter(
         if (seq > ceiling) ceiling = seq;
       }
     } catch {
-      const capacity = Math.max(0, bytes.length - SEGMENT_HEADER_BYTES) / (4 + RECORD_MIN_BYTES_V1);
+      const capacity = Math.max(0, bytes.length - SEGMENT_HEADER_BYTES) / (4 + recordBytesMinV1);
       ceiling += BigInt(Math.floor(capacity));
     }
   }
