@@ -61,7 +61,7 @@ export const imageBytesMax = 65536;
 /** Smallest encoded record (no end-seq, empty images), version 1. */
 export const recordBytesMinV1 = 8 + 4 + 8 + 4 + 8 + 1 + 4 + 4;
 /** Smallest encoded record, version 2 (adds a u32 CRC-32C). */
-export const RECORD_MIN_BYTES_V2 = recordBytesMinV1 + 4;
+export const recordBytesMinV2 = recordBytesMinV1 + 4;
 /** Largest txn id (2^62 - 1); 0 is invalid. */
 export const TXN_ID_MAX = (1n << 62n) - 1n;
 /** Largest u64 (2^64 - 1). */
@@ -81,7 +81,7 @@ export function recordVersionOf(version: SegmentVersion): FormatVersion {
 
 /** Smallest encoded record of a format version. */
 export function recordMinBytes(version: FormatVersion): number {
-  return version === 1 ? recordBytesMinV1 : RECORD_MIN_BYTES_V2;
+  return version === 1 ? recordBytesMinV1 : recordBytesMinV2;
 }
 
 /** Largest encoded record of a format version (end-seq present, both images full). */

@@ -20,8 +20,8 @@ import {
 import {
   type FormatVersion,
   imageBytesMax,
-  RECORD_MIN_BYTES_V2,
   recordBytesMinV1,
+  recordBytesMinV2,
   TXN_ID_MAX,
   U64_MAX,
   type WalRecord,
@@ -88,8 +88,8 @@ describe('record layout', () => {
     expect(encodeRecord(record, 1).length).toBe(recordBytesMinV1);
     expect(recordBytesMinV1).toBe(41);
     const v2 = encodeRecord(record, 2);
-    expect(v2.length).toBe(RECORD_MIN_BYTES_V2);
-    expect(RECORD_MIN_BYTES_V2).toBe(45);
+    expect(v2.length).toBe(recordBytesMinV2);
+    expect(recordBytesMinV2).toBe(45);
     const view = new DataView(v2.buffer, v2.byteOffset, v2.byteLength);
     expect(view.getUint32(41, true)).toBe(crc32c(v2.subarray(0, 41)));
     expect([...v2.subarray(0, 41)]).toEqual([...encodeRecord(record, 1)]);
