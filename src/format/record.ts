@@ -18,7 +18,7 @@ import {
   imageBytesMax,
   isU64,
   recordMinBytes,
-  TXN_ID_MAX,
+  txnIdMax,
   U32_MAX,
   type WalRecord,
 } from './types.js';
@@ -74,8 +74,8 @@ export function validateRecord(record: WalRecord): void {
   const id = record.txnToken?.id;
   if (typeof id !== 'bigint') throw new InvalidRecordError('txn_id must be a bigint');
   if (id === 0n) throw new InvalidRecordError('invalid txn_id (zero)');
-  if (id < 0n || id > TXN_ID_MAX) {
-    throw new InvalidRecordError(`txn_id ${id} out of range 1..=${TXN_ID_MAX}`);
+  if (id < 0n || id > txnIdMax) {
+    throw new InvalidRecordError(`txn_id ${id} out of range 1..=${txnIdMax}`);
   }
   if (!isU32(record.txnToken.epoch)) {
     throw new InvalidRecordError(`txn_epoch ${String(record.txnToken.epoch)} is not a u32`);
@@ -239,10 +239,10 @@ function checkDecodedIds(txnId: bigint, pageId: number): void {
   if (txnId === 0n) {
     throw new SegmentFormatError(SegmentErrorCode.txnId, 'invalid txn_id (zero)');
   }
-  if (txnId > TXN_ID_MAX) {
+  if (txnId > txnIdMax) {
     throw new SegmentFormatError(
       SegmentErrorCode.txnId,
-      `invalid txn_id ${txnId} (exceeds maximum ${TXN_ID_MAX})`,
+      `invalid txn_id ${txnId} (exceeds maximum ${txnIdMax})`,
     );
   }
   if (pageId === 0) {

@@ -63,7 +63,7 @@ export const recordBytesMinV1 = 8 + 4 + 8 + 4 + 8 + 1 + 4 + 4;
 /** Smallest encoded record, version 2 (adds a u32 CRC-32C). */
 export const recordBytesMinV2 = recordBytesMinV1 + 4;
 /** Largest txn id (2^62 - 1); 0 is invalid. */
-export const TXN_ID_MAX = (1n << 62n) - 1n;
+export const txnIdMax = (1n << 62n) - 1n;
 /** Largest u64 (2^64 - 1). */
 export const U64_MAX = (1n << 64n) - 1n;
 /** Largest u32 (2^32 - 1). */

@@ -6,7 +6,7 @@ import { decodeRecord, encodeRecord } from '../../src/format/record.js';
 import { decodeSegment, encodeSegment, encodeSegmentHeader } from '../../src/format/segment.js';
 import {
   type FormatVersion,
-  TXN_ID_MAX,
+  txnIdMax,
   U32_MAX,
   U64_MAX,
   type WalRecord,
@@ -23,7 +23,7 @@ const image = fc.oneof(
 function recordArb(epoch: fc.Arbitrary<bigint>): fc.Arbitrary<WalRecord> {
   return fc.record({
     txnToken: fc.record({
-      id: fc.bigInt({ min: 1n, max: TXN_ID_MAX }),
+      id: fc.bigInt({ min: 1n, max: txnIdMax }),
       epoch: fc.integer({ min: 0, max: U32_MAX }),
     }),
     epoch,

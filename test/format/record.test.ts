@@ -22,7 +22,7 @@ import {
   imageBytesMax,
   recordBytesMinV1,
   recordBytesMinV2,
-  TXN_ID_MAX,
+  txnIdMax,
   U64_MAX,
   type WalRecord,
 } from '../../src/format/types.js';
@@ -118,7 +118,7 @@ describe('record round trip', () => {
         sampleRecord(),
         sampleRecord({ endSeq: null, beforeImage: Uint8Array.of(1, 2, 3) }),
         sampleRecord({
-          txnToken: { id: TXN_ID_MAX, epoch: 0xffffffff },
+          txnToken: { id: txnIdMax, epoch: 0xffffffff },
           epoch: U64_MAX,
           pageId: 0xffffffff,
           beginSeq: U64_MAX,
@@ -283,7 +283,7 @@ describe('record decoding rejects', () => {
 describe('record validation before encoding', () => {
   const cases: [string, Partial<WalRecord>, RegExp][] = [
     ['zero txn id', { txnToken: { id: 0n, epoch: 0 } }, /^invalid txn_id \(zero\)$/],
-    ['txn id above 2^62-1', { txnToken: { id: TXN_ID_MAX + 1n, epoch: 0 } }, /txn_id/],
+    ['txn id above 2^62-1', { txnToken: { id: txnIdMax + 1n, epoch: 0 } }, /txn_id/],
     ['txn epoch above u32', { txnToken: { id: 1n, epoch: 2 ** 32 } }, /txn_epoch/],
     ['negative epoch', { epoch: -1n }, /epoch/],
     ['epoch above u64', { epoch: U64_MAX + 1n }, /epoch/],
