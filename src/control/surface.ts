@@ -89,9 +89,9 @@ export const ENV_MAX_FLUSH_DELAY_MS = 'FSQLITE_PARALLEL_WAL_MAX_FLUSH_DELAY_MS';
 export const ENV_SHADOW_COMPARE_PER_MILLE = 'FSQLITE_PARALLEL_WAL_SHADOW_COMPARE_PER_MILLE';
 
 const U16_MAX = 0xffffn;
-const U64_MAX = (1n << 64n) - 1n;
+const u64Max = (1n << 64n) - 1n;
 /** `usize` on the 64-bit targets the seed runs on. */
-const USIZE_MAX = U64_MAX;
+const USIZE_MAX = u64Max;
 
 /** The default control surface of code (`auto`, everything else default), as in the seed. */
 export function defaultControlSurface(): ControlSurface {
@@ -214,11 +214,11 @@ export function controlSurfaceFromEnv(env: Env = process.env): ControlSurface {
   }
   const lanes = parseEnvUnsigned(env[ENV_LANES], USIZE_MAX);
   if (lanes !== null) control.laneCountOverride = saturatingNumber(lanes > 1n ? lanes : 1n);
-  const maxBytes = parseEnvUnsigned(env[ENV_MAX_BATCH_BYTES], U64_MAX);
+  const maxBytes = parseEnvUnsigned(env[ENV_MAX_BATCH_BYTES], u64Max);
   if (maxBytes !== null) {
     control.maxParallelCommitBytes = saturatingNumber(maxBytes > 1n ? maxBytes : 1n);
   }
-  const delay = parseEnvUnsigned(env[ENV_MAX_FLUSH_DELAY_MS], U64_MAX);
+  const delay = parseEnvUnsigned(env[ENV_MAX_FLUSH_DELAY_MS], u64Max);
   if (delay !== null) control.maxFlushDelayMs = saturatingNumber(delay);
   const perMille = parseEnvUnsigned(env[ENV_SHADOW_COMPARE_PER_MILLE], U16_MAX);
   if (perMille !== null) control.shadowCompareSamplingPerMille = Number(perMille);

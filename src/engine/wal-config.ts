@@ -5,7 +5,7 @@
 
 import { availableParallelism } from 'node:os';
 import { WalArgumentError } from '../errors.js';
-import { type FormatVersion, formatVersionDefault, U32_MAX, U64_MAX } from '../format/types.js';
+import { type FormatVersion, formatVersionDefault, U32_MAX, u64Max } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
 import { checkLockTimeout } from '../storage/lockfile.js';
 import type { FsyncPolicy } from '../storage/segment-files.js';
@@ -292,7 +292,7 @@ export function resolveParallelWalConfig(
     segmentSink: resolveSegmentSink(config, formatVersion),
     ioThread: checkBoolean('ioThread', config.ioThread ?? true),
     segmentPoolSize: checkSegmentPoolSize(config.segmentPoolSize ?? segmentPoolSizeDefault),
-    firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, U64_MAX),
+    firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, u64Max),
     // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).
     firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, i64Max),
   };
@@ -338,7 +338,7 @@ export function checkBatch(batch: ParallelWalBatch): void {
     throw new WalArgumentError('batch.txnToken must be { id: bigint, epoch: number }');
   }
   if (batch.commitSeq !== undefined) {
-    if (typeof batch.commitSeq !== 'bigint' || batch.commitSeq < 0n || batch.commitSeq > U64_MAX) {
+    if (typeof batch.commitSeq !== 'bigint' || batch.commitSeq < 0n || batch.commitSeq > u64Max) {
       throw new WalArgumentError(`batch.commitSeq ${String(batch.commitSeq)} is not a u64 bigint`);
     }
   }

@@ -65,13 +65,13 @@ export const recordBytesMinV2 = recordBytesMinV1 + 4;
 /** Largest txn id (2^62 - 1); 0 is invalid. */
 export const txnIdMax = (1n << 62n) - 1n;
 /** Largest u64 (2^64 - 1). */
-export const U64_MAX = (1n << 64n) - 1n;
+export const u64Max = (1n << 64n) - 1n;
 /** Largest u32 (2^32 - 1). */
 export const U32_MAX = 0xffffffff;
 
 /** True for a `bigint` in 0 ..= 2^64-1: what every u64 field on disk holds. */
 export function isU64(value: unknown): value is bigint {
-  return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
+  return typeof value === 'bigint' && value >= 0n && value <= u64Max;
 }
 
 /** The record format inside a segment of `version` (version 3 holds version-2 records). */

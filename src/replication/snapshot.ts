@@ -37,7 +37,7 @@ import type {
 import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { WalArgumentError, WalError } from '../errors.js';
-import { isU64, U32_MAX, U64_MAX } from '../format/types.js';
+import { isU64, U32_MAX, u64Max } from '../format/types.js';
 import {
   ReplicaErrorCode,
   ReplicationError,
@@ -787,7 +787,7 @@ function parseSnapshotObject(object: ObjectInfoLike): Parsed {
     const text = get(key);
     if (text === undefined || !U64_TEXT.test(text)) return null;
     const value = BigInt(text);
-    return value <= U64_MAX ? value : null;
+    return value <= u64Max ? value : null;
   };
   const databaseId = get(Key.database) ?? '';
   if (!DATABASE_ID_PATTERN.test(databaseId)) return fail(`invalid ${Key.database} ${databaseId}`);

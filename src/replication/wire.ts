@@ -23,7 +23,7 @@
  */
 import { createHash } from 'node:crypto';
 import { crc32c } from '../format/crc32c.js';
-import { U64_MAX } from '../format/types.js';
+import { u64Max } from '../format/types.js';
 import { ReplicaErrorCode, ReplicaVerificationError } from './errors.js';
 
 /** `Pwal-Prev-Epoch` value of the first epoch in a stream. */
@@ -198,7 +198,7 @@ function parseU64(value: string | undefined, name: string, streamSeq: number): b
     throw framingError(`header ${name} missing or not a decimal u64: ${value}`, streamSeq);
   }
   const parsed = BigInt(value);
-  if (parsed > U64_MAX) throw framingError(`header ${name} out of range: ${value}`, streamSeq);
+  if (parsed > u64Max) throw framingError(`header ${name} out of range: ${value}`, streamSeq);
   return parsed;
 }
 

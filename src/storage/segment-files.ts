@@ -20,7 +20,7 @@ import {
   type FormatVersion,
   formatVersionDefault,
   SEGMENT_HEADER_BYTES,
-  U64_MAX,
+  u64Max,
   type WalRecord,
 } from '../format/types.js';
 import {
@@ -112,7 +112,7 @@ function checkDbPath(dbPath: unknown): asserts dbPath is string {
 }
 
 function checkEpoch(epoch: unknown): asserts epoch is bigint {
-  if (typeof epoch !== 'bigint' || epoch < 0n || epoch > U64_MAX) {
+  if (typeof epoch !== 'bigint' || epoch < 0n || epoch > u64Max) {
     throw new WalArgumentError(`epoch ${String(epoch)} is not a u64 bigint`);
   }
 }

@@ -8,12 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { WalArgumentError, WalError } from '../errors.js';
 import { SegmentFormatError } from '../format/errors.js';
-import {
-  recordBytesMinV1,
-  SEGMENT_HEADER_BYTES,
-  U64_MAX,
-  type WalRecord,
-} from '../format/types.js';
+import { recordBytesMinV1, SEGMENT_HEADER_BYTES, u64Max, type WalRecord } from '../format/types.js';
 import {
   RecoveryGapError,
   SegmentCorruptError,
@@ -137,7 +132,7 @@ export function checkWalkOptions(options: SegmentWalkOptions): void {
   }
   for (const name of ['firstUnappliedEpoch', 'ignoreHolesBelow'] as const) {
     const floor = options[name];
-    if (floor !== undefined && (typeof floor !== 'bigint' || floor < 0n || floor > U64_MAX)) {
+    if (floor !== undefined && (typeof floor !== 'bigint' || floor < 0n || floor > u64Max)) {
       throw new WalArgumentError(`${name} must be a u64 bigint, got ${String(floor)}`);
     }
   }

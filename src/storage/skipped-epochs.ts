@@ -20,7 +20,7 @@ import * as nodePath from 'node:path';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
 import { decodeSegment } from '../format/segment.js';
-import { U64_MAX } from '../format/types.js';
+import { u64Max } from '../format/types.js';
 import { SkippedEpochsCorruptError, toIoError } from './errors.js';
 import { nodeFileSystem, type WalFileHandle } from './fs.js';
 import { databaseDirectory, databaseName, type FsOptions, isNotFound } from './segment-files.js';
@@ -181,9 +181,9 @@ export async function recordSkippedEpochs(
   if (
     range.firstEpoch < 0n ||
     range.lastEpoch < range.firstEpoch ||
-    range.lastEpoch > U64_MAX ||
+    range.lastEpoch > u64Max ||
     range.commitSeqCeiling < 0n ||
-    range.commitSeqCeiling > U64_MAX
+    range.commitSeqCeiling > u64Max
   ) {
     throw new RangeError(`invalid skipped range ${range.firstEpoch}..${range.lastEpoch}`);
   }

@@ -10,7 +10,7 @@
 import { strict as assert } from 'node:assert';
 import type { FallbackState } from '../control/fallback.js';
 import type { DurableEpochInfo } from '../engine/wal.js';
-import { U64_MAX } from '../format/types.js';
+import { u64Max } from '../format/types.js';
 import { listSegments, readSegment, type SegmentFileEntry } from '../storage/segment-files.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
 import { deletableThrough, deleteFolded } from './folded-segments.js';
@@ -359,7 +359,7 @@ export class Checkpointer {
     // A memory fold writes each page's newest image, possibly of a commit
     // after `last`: from now on (even if this run fails after writing) the
     // file may hold images up to the newest indexed epoch.
-    if (fromMemory) this.raiseFileNewest(core.index.sizeThrough(U64_MAX).lastStamp?.epoch);
+    if (fromMemory) this.raiseFileNewest(core.index.sizeThrough(u64Max).lastStamp?.epoch);
     result.phasesMs.fold = lap();
     result.pagesWritten = await applyReplay(core.file, state);
     result.bytesWritten = result.pagesWritten * core.pageSize;

@@ -26,7 +26,7 @@
 import { WalArgumentError } from '../errors.js';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
-import { U32_MAX, U64_MAX } from '../format/types.js';
+import { U32_MAX, u64Max } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
 import { writeFileDurably } from '../storage/small-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
@@ -94,7 +94,7 @@ export function encodeStoreHeader(header: StoreHeader): Uint8Array {
     ['nextEpoch', header.nextEpoch],
     ['checkpointCommitSeq', header.checkpointCommitSeq],
   ] as const) {
-    if (value < 0n || value > U64_MAX) throw new WalArgumentError(`${name} must be a u64`);
+    if (value < 0n || value > u64Max) throw new WalArgumentError(`${name} must be a u64`);
   }
   const bytes = new Uint8Array(STORE_HEADER_BYTES);
   bytes.set(STORE_HEADER_MAGIC, 0);

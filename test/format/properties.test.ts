@@ -8,13 +8,13 @@ import {
   type FormatVersion,
   txnIdMax,
   U32_MAX,
-  U64_MAX,
+  u64Max,
   type WalRecord,
 } from '../../src/format/types.js';
 
 const NUM_RUNS = 400;
 const version = fc.constantFrom<FormatVersion>(1, 2);
-const u64 = fc.bigInt({ min: 0n, max: U64_MAX });
+const u64 = fc.bigInt({ min: 0n, max: u64Max });
 const image = fc.oneof(
   { weight: 4, arbitrary: fc.uint8Array({ maxLength: 64 }) },
   { weight: 1, arbitrary: fc.uint8Array({ minLength: 1000, maxLength: 5000 }) },

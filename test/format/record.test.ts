@@ -23,7 +23,7 @@ import {
   recordBytesMinV1,
   recordBytesMinV2,
   txnIdMax,
-  U64_MAX,
+  u64Max,
   type WalRecord,
 } from '../../src/format/types.js';
 import { sampleRecord } from './helpers.js';
@@ -119,9 +119,9 @@ describe('record round trip', () => {
         sampleRecord({ endSeq: null, beforeImage: Uint8Array.of(1, 2, 3) }),
         sampleRecord({
           txnToken: { id: txnIdMax, epoch: 0xffffffff },
-          epoch: U64_MAX,
+          epoch: u64Max,
           pageId: 0xffffffff,
-          beginSeq: U64_MAX,
+          beginSeq: u64Max,
           endSeq: (1n << 53n) + 1n,
           beforeImage: new Uint8Array(imageBytesMax).fill(7),
           afterImage: new Uint8Array(imageBytesMax).fill(9),
@@ -286,10 +286,10 @@ describe('record validation before encoding', () => {
     ['txn id above 2^62-1', { txnToken: { id: txnIdMax + 1n, epoch: 0 } }, /txn_id/],
     ['txn epoch above u32', { txnToken: { id: 1n, epoch: 2 ** 32 } }, /txn_epoch/],
     ['negative epoch', { epoch: -1n }, /epoch/],
-    ['epoch above u64', { epoch: U64_MAX + 1n }, /epoch/],
+    ['epoch above u64', { epoch: u64Max + 1n }, /epoch/],
     ['zero page id', { pageId: 0 }, /^invalid page_id \(zero\)$/],
     ['fractional page id', { pageId: 1.5 }, /page_id/],
-    ['begin seq above u64', { beginSeq: U64_MAX + 1n }, /begin_seq/],
+    ['begin seq above u64', { beginSeq: u64Max + 1n }, /begin_seq/],
     ['negative end seq', { endSeq: -1n }, /end_seq/],
     [
       'oversized after image',

@@ -13,7 +13,7 @@ import {
   type FormatVersion,
   imageBytesMax,
   SEGMENT_HEADER_BYTES,
-  U64_MAX,
+  u64Max,
 } from '../../src/format/types.js';
 import { sampleRecord } from './helpers.js';
 
@@ -46,7 +46,7 @@ describe('segment header', () => {
       expect(bytes.length).toBe(SEGMENT_HEADER_BYTES);
       expect(decodeSegmentHeader(bytes)).toEqual({ version, epoch: 42n, recordCount: 100 });
     }
-    const max = { version: 2 as const, epoch: U64_MAX, recordCount: 0xffffffff };
+    const max = { version: 2 as const, epoch: u64Max, recordCount: 0xffffffff };
     expect(decodeSegmentHeader(encodeSegmentHeader(max))).toEqual(max);
   });
 
