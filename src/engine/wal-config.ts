@@ -5,7 +5,7 @@
 
 import { availableParallelism } from 'node:os';
 import { WalArgumentError } from '../errors.js';
-import { type FormatVersion, formatVersionDefault, U32_MAX, u64Max } from '../format/types.js';
+import { type FormatVersion, formatVersionDefault, u32Max, u64Max } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
 import { checkLockTimeout } from '../storage/lockfile.js';
 import type { FsyncPolicy } from '../storage/segment-files.js';
@@ -351,6 +351,6 @@ export function checkBatch(batch: ParallelWalBatch): void {
         'each frame needs pageNumber, pageData (Uint8Array), dbSizeIfCommit',
       );
     }
-    checkInteger('frame.dbSizeIfCommit', frame.dbSizeIfCommit, 0, U32_MAX);
+    checkInteger('frame.dbSizeIfCommit', frame.dbSizeIfCommit, 0, u32Max);
   }
 }

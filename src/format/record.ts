@@ -19,7 +19,7 @@ import {
   isU64,
   recordMinBytes,
   txnIdMax,
-  U32_MAX,
+  u32Max,
   type WalRecord,
 } from './types.js';
 
@@ -43,7 +43,7 @@ export const RECORD_LENGTH_PREFIX_BYTES = 4;
 export const RECORD_CHECKSUM_BYTES = 4;
 
 function isU32(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= U32_MAX;
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= u32Max;
 }
 
 /** Throws {@link WalArgumentError} unless `version` is 1 or 2. */

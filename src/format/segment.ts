@@ -45,14 +45,14 @@ import {
   SEGMENT_MAGIC,
   type SegmentHeader,
   type SegmentVersion,
-  U32_MAX,
+  u32Max,
   type WalRecord,
 } from './types.js';
 
 /** Offset of the header CRC; the CRC covers bytes `0 .. SEGMENT_HEADER_CHECKSUM_OFFSET`. */
 export const SEGMENT_HEADER_CHECKSUM_OFFSET = 20;
 /** Largest record count the u32 header field can hold. */
-export const SEGMENT_RECORD_COUNT_MAX = U32_MAX;
+export const SEGMENT_RECORD_COUNT_MAX = u32Max;
 
 /** A decoded segment: its header and its records in recovery order. */
 export interface DecodedSegment {

@@ -67,7 +67,7 @@ export const txnIdMax = (1n << 62n) - 1n;
 /** Largest u64 (2^64 - 1). */
 export const u64Max = (1n << 64n) - 1n;
 /** Largest u32 (2^32 - 1). */
-export const U32_MAX = 0xffffffff;
+export const u32Max = 0xffffffff;
 
 /** True for a `bigint` in 0 ..= 2^64-1: what every u64 field on disk holds. */
 export function isU64(value: unknown): value is bigint {

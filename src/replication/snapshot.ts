@@ -37,7 +37,7 @@ import type {
 import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { WalArgumentError, WalError } from '../errors.js';
-import { isU64, U32_MAX, u64Max } from '../format/types.js';
+import { isU64, u32Max, u64Max } from '../format/types.js';
 import {
   ReplicaErrorCode,
   ReplicationError,
@@ -619,7 +619,7 @@ function isPageSize(value: unknown): value is number {
 }
 
 function isPageCount(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= U32_MAX;
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= u32Max;
 }
 
 function checkPublishArguments(options: PublishSnapshotOptions): void {

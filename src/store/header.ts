@@ -26,7 +26,7 @@
 import { WalArgumentError } from '../errors.js';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
-import { U32_MAX, u64Max } from '../format/types.js';
+import { u32Max, u64Max } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
 import { writeFileDurably } from '../storage/small-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
@@ -44,7 +44,7 @@ export const PAGE_SIZE_MAX_BYTES = 65536;
 /** Page size of a new database unless told otherwise, in bytes. */
 export const DEFAULT_PAGE_SIZE_BYTES = 4096;
 /** Largest database size, in pages (page numbers are u32). */
-export const DB_SIZE_MAX_PAGES = U32_MAX;
+export const DB_SIZE_MAX_PAGES = u32Max;
 
 /** The store header, decoded. */
 export interface StoreHeader {

@@ -7,7 +7,7 @@ import { decodeSegment, encodeSegment, encodeSegmentHeader } from '../../src/for
 import {
   type FormatVersion,
   txnIdMax,
-  U32_MAX,
+  u32Max,
   u64Max,
   type WalRecord,
 } from '../../src/format/types.js';
@@ -24,10 +24,10 @@ function recordArb(epoch: fc.Arbitrary<bigint>): fc.Arbitrary<WalRecord> {
   return fc.record({
     txnToken: fc.record({
       id: fc.bigInt({ min: 1n, max: txnIdMax }),
-      epoch: fc.integer({ min: 0, max: U32_MAX }),
+      epoch: fc.integer({ min: 0, max: u32Max }),
     }),
     epoch,
-    pageId: fc.integer({ min: 1, max: U32_MAX }),
+    pageId: fc.integer({ min: 1, max: u32Max }),
     beginSeq: u64,
     endSeq: fc.option(u64, { nil: null }),
     beforeImage: image,
