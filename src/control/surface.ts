@@ -88,7 +88,7 @@ export const ENV_MAX_BATCH_BYTES = 'FSQLITE_PARALLEL_WAL_MAX_BATCH_BYTES';
 export const ENV_MAX_FLUSH_DELAY_MS = 'FSQLITE_PARALLEL_WAL_MAX_FLUSH_DELAY_MS';
 export const ENV_SHADOW_COMPARE_PER_MILLE = 'FSQLITE_PARALLEL_WAL_SHADOW_COMPARE_PER_MILLE';
 
-const U16_MAX = 0xffffn;
+const u16Max = 0xffffn;
 const u64Max = (1n << 64n) - 1n;
 /** `usize` on the 64-bit targets the seed runs on. */
 const USIZE_MAX = u64Max;
@@ -220,7 +220,7 @@ export function controlSurfaceFromEnv(env: Env = process.env): ControlSurface {
   }
   const delay = parseEnvUnsigned(env[ENV_MAX_FLUSH_DELAY_MS], u64Max);
   if (delay !== null) control.maxFlushDelayMs = saturatingNumber(delay);
-  const perMille = parseEnvUnsigned(env[ENV_SHADOW_COMPARE_PER_MILLE], U16_MAX);
+  const perMille = parseEnvUnsigned(env[ENV_SHADOW_COMPARE_PER_MILLE], u16Max);
   if (perMille !== null) control.shadowCompareSamplingPerMille = Number(perMille);
   return control;
 }
