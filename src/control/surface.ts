@@ -91,7 +91,7 @@ export const ENV_SHADOW_COMPARE_PER_MILLE = 'FSQLITE_PARALLEL_WAL_SHADOW_COMPARE
 const u16Max = 0xffffn;
 const u64Max = (1n << 64n) - 1n;
 /** `usize` on the 64-bit targets the seed runs on. */
-const USIZE_MAX = u64Max;
+const usizeMax = u64Max;
 
 /** The default control surface of code (`auto`, everything else default), as in the seed. */
 export function defaultControlSurface(): ControlSurface {
@@ -212,7 +212,7 @@ export function controlSurfaceFromEnv(env: Env = process.env): ControlSurface {
         break;
     }
   }
-  const lanes = parseEnvUnsigned(env[ENV_LANES], USIZE_MAX);
+  const lanes = parseEnvUnsigned(env[ENV_LANES], usizeMax);
   if (lanes !== null) control.laneCountOverride = saturatingNumber(lanes > 1n ? lanes : 1n);
   const maxBytes = parseEnvUnsigned(env[ENV_MAX_BATCH_BYTES], u64Max);
   if (maxBytes !== null) {
