@@ -52,7 +52,7 @@ import {
 /** Offset of the header CRC; the CRC covers bytes `0 .. SEGMENT_HEADER_CHECKSUM_OFFSET`. */
 export const SEGMENT_HEADER_CHECKSUM_OFFSET = 20;
 /** Largest record count the u32 header field can hold. */
-export const SEGMENT_RECORD_COUNT_MAX = u32Max;
+export const segmentRecordCountMax = u32Max;
 
 /** A decoded segment: its header and its records in recovery order. */
 export interface DecodedSegment {
@@ -78,7 +78,7 @@ function checkHeaderFields(header: SegmentHeader): void {
     throw new InvalidRecordError(`segment epoch ${String(header.epoch)} is not a u64`);
   }
   const count = header.recordCount;
-  if (!Number.isInteger(count) || count < 0 || count > SEGMENT_RECORD_COUNT_MAX) {
+  if (!Number.isInteger(count) || count < 0 || count > segmentRecordCountMax) {
     throw new InvalidRecordError(`segment record count ${String(count)} exceeds u32 header field`);
   }
 }
@@ -197,7 +197,7 @@ export function canonicalSegmentRecords(epoch: bigint, records: readonly WalReco
     throw new InvalidRecordError(`segment epoch ${String(epoch)} is not a u64`);
   }
   if (!Array.isArray(records)) throw new WalArgumentError('records must be an array');
-  if (records.length > SEGMENT_RECORD_COUNT_MAX) {
+  if (records.length > segmentRecordCountMax) {
     throw new InvalidRecordError(`segment record count ${records.length} exceeds u32 header field`);
   }
   // As in the seed: order first, then report the first record (in that order)
