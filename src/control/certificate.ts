@@ -62,7 +62,7 @@ export const CERTIFICATE_FIXED_PREFIX_BYTES = 41;
 /** Encoded size without lane counts. */
 export const CERTIFICATE_BASE_BYTES = 103;
 /** Most `laneRecordCounts` entries a certificate may carry (lane ids are u16). */
-export const CERTIFICATE_LANE_COUNTS_MAX = 65_535;
+export const certificateLaneCountsMax = 65_535;
 
 const CANONICAL_TAIL_BYTES = 4 + 4 + CERTIFICATE_DIGEST_BYTES + 1;
 
@@ -218,8 +218,8 @@ function validateFields(fields: CertificateFields): void {
     if (!isU64(fields[key])) problems.push(`${key} is not a u64`);
   }
   if (!isUint(fields.laneCount, 0xffff)) problems.push('laneCount is not a u16');
-  if (fields.laneRecordCounts.length > CERTIFICATE_LANE_COUNTS_MAX) {
-    problems.push(`more than ${CERTIFICATE_LANE_COUNTS_MAX} lane record counts`);
+  if (fields.laneRecordCounts.length > certificateLaneCountsMax) {
+    problems.push(`more than ${certificateLaneCountsMax} lane record counts`);
   }
   if (!fields.laneRecordCounts.every((count) => isUint(count, u32Max))) {
     problems.push('a lane record count is not a u32');
