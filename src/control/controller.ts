@@ -173,7 +173,7 @@ export interface ControllerPolicy {
 }
 
 /** Defaults measured on the project machine (append+fdatasync ≈ 0.2–0.6 ms, ≈ 330 MB/s). */
-export const DEFAULT_CONTROLLER_POLICY: Readonly<ControllerPolicy> = Object.freeze({
+export const controllerPolicyDefault: Readonly<ControllerPolicy> = Object.freeze({
   staleEvidenceMs: 2_000,
   maxFlushDelayMs: 10,
   epochByteCap: 8 * 1024 * 1024,
@@ -332,7 +332,7 @@ function topTerms(
  */
 export function decide(
   e: ControllerEvidence,
-  policy: ControllerPolicy = DEFAULT_CONTROLLER_POLICY,
+  policy: ControllerPolicy = controllerPolicyDefault,
   decisionId = 0n,
 ): ControllerDecision {
   const F = e.fsyncEwmaMicros ?? policy.priorFsyncMicros;
@@ -656,7 +656,7 @@ export class SealController {
   #budgetChangeCount = 0;
 
   constructor(options: SealControllerOptions) {
-    this.policy = { ...DEFAULT_CONTROLLER_POLICY, ...options.policy };
+    this.policy = { ...controllerPolicyDefault, ...options.policy };
     this.#laneBudgetMax = Math.max(1, options.laneBudgetMax);
     this.#laneBudget = Math.min(
       this.#laneBudgetMax,
