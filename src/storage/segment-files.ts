@@ -43,7 +43,7 @@ import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from './fs.js'
 export type FsyncPolicy = 'full' | 'normal' | 'off';
 
 /** The fsync policy used when none is given. */
-export const DEFAULT_FSYNC_POLICY: FsyncPolicy = 'full';
+export const fsyncPolicyDefault: FsyncPolicy = 'full';
 
 /** Options naming the file system to use. */
 export interface FsOptions {
@@ -300,7 +300,7 @@ export async function writeSegmentFile(
 ): Promise<number> {
   checkDbPath(dbPath);
   checkEpoch(epoch);
-  const fsync = options?.fsync ?? DEFAULT_FSYNC_POLICY;
+  const fsync = options?.fsync ?? fsyncPolicyDefault;
   checkFsync(fsync);
   const fs = options?.fs ?? nodeFileSystem;
   if (!Array.isArray(chunks)) throw new WalArgumentError('chunks must be an array');
@@ -377,7 +377,7 @@ export async function writeSegment(
   checkDbPath(dbPath);
   checkEpoch(batch?.epoch);
   const version = options?.formatVersion ?? formatVersionDefault;
-  checkFsync(options?.fsync ?? DEFAULT_FSYNC_POLICY);
+  checkFsync(options?.fsync ?? fsyncPolicyDefault);
   const bytes = encodeSegment(batch.epoch, batch.records, version);
   return writeSegmentFile(dbPath, batch.epoch, [bytes], options);
 }
