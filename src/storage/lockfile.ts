@@ -44,7 +44,7 @@ export const LOCKED_CODE = 'ERR_LOCKED';
 export const LOCK_IO_CODE = 'ERR_LOCK_IO';
 
 /** Largest lock file description read, in bytes; anything longer is not ours. */
-export const LOCK_FILE_MAX_BYTES = 4096;
+export const lockFileBytesMax = 4096;
 /** Largest accepted {@link LockOptions.lockTimeoutMs}: one day. */
 export const LOCK_TIMEOUT_MS_MAX = 86_400_000;
 /** First pause between attempts while waiting for the lock, in ms. */
@@ -301,7 +301,7 @@ async function lockedError(fs: WalFileSystem, dbPath: string, kind: LockKind): P
   });
 }
 
-/** Reads at most {@link LOCK_FILE_MAX_BYTES} + 1 bytes of the lock file; null when it is missing. */
+/** Reads at most {@link lockFileBytesMax} + 1 bytes of the lock file; null when it is missing. */
 async function readDescription(fs: WalFileSystem, file: string): Promise<Uint8Array | null> {
   let handle: Awaited<ReturnType<WalFileSystem['open']>>;
   try {
@@ -311,7 +311,7 @@ async function readDescription(fs: WalFileSystem, file: string): Promise<Uint8Ar
     throw error;
   }
   try {
-    const into = new Uint8Array(LOCK_FILE_MAX_BYTES + 1);
+    const into = new Uint8Array(lockFileBytesMax + 1);
     let total = 0;
     while (total < into.length) {
       const n = await handle.read(into.subarray(total), total, into.length - total);
@@ -387,7 +387,7 @@ export function encodeLockInfo(info: LockInfo): Uint8Array {
 
 /** Decodes a lock description; `null` for anything that is not a complete one of ours. Never throws. */
 export function decodeLockInfo(bytes: Uint8Array): LockInfo | null {
-  if (bytes.length === 0 || bytes.length > LOCK_FILE_MAX_BYTES) return null;
+  if (bytes.length === 0 || bytes.length > lockFileBytesMax) return null;
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
