@@ -46,7 +46,7 @@ export const LOCK_IO_CODE = 'ERR_LOCK_IO';
 /** Largest lock file description read, in bytes; anything longer is not ours. */
 export const lockFileBytesMax = 4096;
 /** Largest accepted {@link LockOptions.lockTimeoutMs}: one day. */
-export const LOCK_TIMEOUT_MS_MAX = 86_400_000;
+export const lockTimeoutMsMax = 86_400_000;
 /** First pause between attempts while waiting for the lock, in ms. */
 const LOCK_RETRY_PAUSE_MIN_MS = 5;
 /** Longest pause between attempts while waiting for the lock, in ms. */
@@ -91,7 +91,7 @@ export interface LockOptions {
   /**
    * How long to wait for a lock someone else holds before failing with
    * `ERR_LOCKED`, in ms (default 0: fail at once; at most
-   * {@link LOCK_TIMEOUT_MS_MAX}). Like SQLite's `busy_timeout`.
+   * {@link lockTimeoutMsMax}). Like SQLite's `busy_timeout`.
    */
   lockTimeoutMs?: number;
 }
@@ -211,10 +211,10 @@ export function checkLockTimeout(value: unknown): number {
     typeof value !== 'number' ||
     !Number.isSafeInteger(value) ||
     value < 0 ||
-    value > LOCK_TIMEOUT_MS_MAX
+    value > lockTimeoutMsMax
   ) {
     throw new WalArgumentError(
-      `lockTimeoutMs must be an integer from 0 to ${LOCK_TIMEOUT_MS_MAX}, got ${String(value)}`,
+      `lockTimeoutMs must be an integer from 0 to ${lockTimeoutMsMax}, got ${String(value)}`,
     );
   }
   return value;
