@@ -48,7 +48,7 @@ export const lockFileBytesMax = 4096;
 /** Largest accepted {@link LockOptions.lockTimeoutMs}: one day. */
 export const lockTimeoutMsMax = 86_400_000;
 /** First pause between attempts while waiting for the lock, in ms. */
-const LOCK_RETRY_PAUSE_MIN_MS = 5;
+const lockRetryPauseMsMin = 5;
 /** Longest pause between attempts while waiting for the lock, in ms. */
 const LOCK_RETRY_PAUSE_MAX_MS = 100;
 const LOCK_FORMAT = 'pwal-lock';
@@ -143,7 +143,7 @@ export async function acquireLock(dbPath: string, options: LockOptions = {}): Pr
   const timeoutMs = checkLockTimeout(options.lockTimeoutMs);
   const file = lockPath(dbPath);
   const deadline = Date.now() + timeoutMs;
-  let pauseMs = LOCK_RETRY_PAUSE_MIN_MS;
+  let pauseMs = lockRetryPauseMsMin;
   for (;;) {
     let held: WalFileLock | null;
     try {
