@@ -50,7 +50,7 @@ export const lockTimeoutMsMax = 86_400_000;
 /** First pause between attempts while waiting for the lock, in ms. */
 const lockRetryPauseMsMin = 5;
 /** Longest pause between attempts while waiting for the lock, in ms. */
-const LOCK_RETRY_PAUSE_MAX_MS = 100;
+const lockRetryPauseMsMax = 100;
 const LOCK_FORMAT = 'pwal-lock';
 const LOCK_FORMAT_VERSION = 2;
 
@@ -162,7 +162,7 @@ export async function acquireLock(dbPath: string, options: LockOptions = {}): Pr
     const leftMs = deadline - Date.now();
     if (leftMs <= 0) throw await lockedError(fs, dbPath, kind);
     await sleep(Math.min(pauseMs, leftMs));
-    pauseMs = Math.min(pauseMs * 2, LOCK_RETRY_PAUSE_MAX_MS);
+    pauseMs = Math.min(pauseMs * 2, lockRetryPauseMsMax);
   }
 }
 
