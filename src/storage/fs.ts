@@ -294,7 +294,7 @@ class NodeFileHandle implements WalFileHandle {
 }
 
 /** Attempts at locking a lock file that its last holder keeps removing under us. */
-const LOCK_REOPEN_ATTEMPTS_MAX = 16;
+const lockReopenAttemptsMax = 16;
 
 class NodeFileLock implements WalFileLock {
   private released = false;
@@ -376,7 +376,7 @@ async function openLockFile(
  * on one kernel and die with the file descriptor.
  */
 async function tryLockNode(path: string, kind: LockKind): Promise<WalFileLock | null> {
-  for (let attempt = 0; attempt < LOCK_REOPEN_ATTEMPTS_MAX; attempt++) {
+  for (let attempt = 0; attempt < lockReopenAttemptsMax; attempt++) {
     const { handle, writable } = await openLockFile(path, kind);
     let keep = false;
     try {
