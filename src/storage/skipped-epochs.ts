@@ -36,13 +36,13 @@ export const SKIPPED_EPOCHS_VERSION = 1;
  * Most ranges one record holds. Each is one operator decision to give up a
  * damaged tail; a log that needed this many has a disk to replace.
  */
-export const SKIPPED_RANGES_MAX = 1024;
+export const skippedRangesMax = 1024;
 
 const PREFIX_BYTES = 8;
 const RANGE_BYTES = 24;
 const CRC_BYTES = 4;
 /** Largest valid record, in bytes: reads are bounded by it. */
-export const SKIPPED_EPOCHS_BYTES_MAX = PREFIX_BYTES + SKIPPED_RANGES_MAX * RANGE_BYTES + CRC_BYTES;
+export const SKIPPED_EPOCHS_BYTES_MAX = PREFIX_BYTES + skippedRangesMax * RANGE_BYTES + CRC_BYTES;
 
 /** One given-up range of epochs. */
 export interface SkippedEpochRange {
@@ -64,8 +64,8 @@ export function skippedEpochsPath(dbPath: string): string {
 
 /** Encodes ranges (sorted by first epoch, non-overlapping) into the record's bytes. */
 export function encodeSkippedEpochs(ranges: readonly SkippedEpochRange[]): Uint8Array {
-  if (ranges.length > SKIPPED_RANGES_MAX) {
-    throw new RangeError(`at most ${SKIPPED_RANGES_MAX} skipped ranges, got ${ranges.length}`);
+  if (ranges.length > skippedRangesMax) {
+    throw new RangeError(`at most ${skippedRangesMax} skipped ranges, got ${ranges.length}`);
   }
   const bytes = new Uint8Array(PREFIX_BYTES + ranges.length * RANGE_BYTES + CRC_BYTES);
   writeU32(bytes, 0, SKIPPED_EPOCHS_MAGIC);
@@ -96,7 +96,7 @@ export function decodeSkippedEpochs(path: string, bytes: Uint8Array): SkippedEpo
   const version = readU16(bytes, 4);
   if (version !== SKIPPED_EPOCHS_VERSION) fail(`unsupported version ${version}`);
   const count = readU16(bytes, 6);
-  if (count > SKIPPED_RANGES_MAX) fail(`${count} ranges exceed the maximum ${SKIPPED_RANGES_MAX}`);
+  if (count > skippedRangesMax) fail(`${count} ranges exceed the maximum ${skippedRangesMax}`);
   const expected = PREFIX_BYTES + count * RANGE_BYTES + CRC_BYTES;
   if (bytes.length !== expected) fail(`${bytes.length} bytes, ${count} ranges need ${expected}`);
   const end = bytes.length - CRC_BYTES;
@@ -190,8 +190,8 @@ export async function recordSkippedEpochs(
   const fs = options?.fs ?? nodeFileSystem;
   const path = skippedEpochsPath(dbPath);
   const ranges = mergeRange(await readSkippedEpochs(dbPath, options), range);
-  if (ranges.length > SKIPPED_RANGES_MAX) {
-    throw new SkippedEpochsCorruptError(path, `full: ${SKIPPED_RANGES_MAX} ranges recorded`);
+  if (ranges.length > skippedRangesMax) {
+    throw new SkippedEpochsCorruptError(path, `full: ${skippedRangesMax} ranges recorded`);
   }
   // Replaced as a whole, durably (the temporary file `<record>.tmp`, a
   // leftover of an interrupted write removed first and never followed).
