@@ -42,7 +42,7 @@ const PREFIX_BYTES = 8;
 const RANGE_BYTES = 24;
 const CRC_BYTES = 4;
 /** Largest valid record, in bytes: reads are bounded by it. */
-export const SKIPPED_EPOCHS_BYTES_MAX = PREFIX_BYTES + skippedRangesMax * RANGE_BYTES + CRC_BYTES;
+export const skippedEpochsBytesMax = PREFIX_BYTES + skippedRangesMax * RANGE_BYTES + CRC_BYTES;
 
 /** One given-up range of epochs. */
 export interface SkippedEpochRange {
@@ -143,7 +143,7 @@ export async function readSkippedEpochs(
   }
   try {
     // Bounded read: never more than the largest valid record (+1 to see excess).
-    const into = new Uint8Array(SKIPPED_EPOCHS_BYTES_MAX + 1);
+    const into = new Uint8Array(skippedEpochsBytesMax + 1);
     let filled = 0;
     for (;;) {
       const n = await handle.read(into.subarray(filled), filled, into.length - filled);
@@ -151,8 +151,8 @@ export async function readSkippedEpochs(
       filled += n;
       if (filled === into.length) break;
     }
-    if (filled > SKIPPED_EPOCHS_BYTES_MAX) {
-      throw new SkippedEpochsCorruptError(path, `larger than ${SKIPPED_EPOCHS_BYTES_MAX} bytes`);
+    if (filled > skippedEpochsBytesMax) {
+      throw new SkippedEpochsCorruptError(path, `larger than ${skippedEpochsBytesMax} bytes`);
     }
     return decodeSkippedEpochs(path, into.subarray(0, filled));
   } catch (error) {
