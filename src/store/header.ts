@@ -42,7 +42,7 @@ export const PAGE_SIZE_MIN_BYTES = 512;
 /** Largest page size, in bytes (the log's largest image). */
 export const PAGE_SIZE_MAX_BYTES = 65536;
 /** Page size of a new database unless told otherwise, in bytes. */
-export const DEFAULT_PAGE_SIZE_BYTES = 4096;
+export const pageSizeBytesDefault = 4096;
 /** Largest database size, in pages (page numbers are u32). */
 export const DB_SIZE_MAX_PAGES = u32Max;
 

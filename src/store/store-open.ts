@@ -15,7 +15,7 @@ import { DatabaseFile } from './db-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
 import { databaseFileSize } from './file-length.js';
 import {
-  DEFAULT_PAGE_SIZE_BYTES,
+  pageSizeBytesDefault,
   readStoreHeader,
   type StoreHeader,
   validatePageSize,
@@ -169,7 +169,7 @@ export async function openDatabaseFile(
       );
     }
     header = {
-      pageSize: pageSize ?? DEFAULT_PAGE_SIZE_BYTES,
+      pageSize: pageSize ?? pageSizeBytesDefault,
       dbSizePages: 0,
       nextEpoch: 0n,
       checkpointCommitSeq: 0n,
