@@ -38,7 +38,7 @@ export const STORE_HEADER_MAGIC = new Uint8Array([0x50, 0x57, 0x41, 0x4c, 0x53, 
 /** The only header version so far. */
 export const STORE_HEADER_VERSION = 1;
 /** Smallest page size, in bytes. */
-export const PAGE_SIZE_MIN_BYTES = 512;
+export const pageSizeBytesMin = 512;
 /** Largest page size, in bytes (the log's largest image). */
 export const PAGE_SIZE_MAX_BYTES = 65536;
 /** Page size of a new database unless told otherwise, in bytes. */
@@ -71,12 +71,12 @@ export function storeHeaderPath(dbPath: string): string {
 export function validatePageSize(pageSize: number): void {
   if (
     !Number.isInteger(pageSize) ||
-    pageSize < PAGE_SIZE_MIN_BYTES ||
+    pageSize < pageSizeBytesMin ||
     pageSize > PAGE_SIZE_MAX_BYTES ||
     (pageSize & (pageSize - 1)) !== 0
   ) {
     throw new WalArgumentError(
-      `page size must be a power of two between ${PAGE_SIZE_MIN_BYTES} and ${PAGE_SIZE_MAX_BYTES}, got ${pageSize}`,
+      `page size must be a power of two between ${pageSizeBytesMin} and ${PAGE_SIZE_MAX_BYTES}, got ${pageSize}`,
     );
   }
 }
