@@ -71,7 +71,7 @@ export const SNAPSHOT_FORMAT_VERSION = '1';
 
 // The page store's limits (store/header.ts, a higher layer than this one).
 const pageSizeBytesMin = 512;
-const PAGE_SIZE_MAX_BYTES = 65536;
+const pageSizeBytesMax = 65536;
 const DATABASE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const BUCKET_PATTERN = /^[-\w]+$/;
 const U64_TEXT = /^(0|[1-9][0-9]{0,19})$/;
@@ -613,7 +613,7 @@ function isPageSize(value: unknown): value is number {
     typeof value === 'number' &&
     Number.isInteger(value) &&
     value >= pageSizeBytesMin &&
-    value <= PAGE_SIZE_MAX_BYTES &&
+    value <= pageSizeBytesMax &&
     (value & (value - 1)) === 0
   );
 }
@@ -636,7 +636,7 @@ function checkPublishArguments(options: PublishSnapshotOptions): void {
   }
   if (!isPageSize(image.pageSize)) {
     throw new WalArgumentError(
-      `image.pageSize must be a power of two in ${pageSizeBytesMin}..=${PAGE_SIZE_MAX_BYTES}, got ${image.pageSize}`,
+      `image.pageSize must be a power of two in ${pageSizeBytesMin}..=${pageSizeBytesMax}, got ${image.pageSize}`,
     );
   }
   if (!isPageCount(image.dbSizePages)) {

@@ -40,7 +40,7 @@ export const STORE_HEADER_VERSION = 1;
 /** Smallest page size, in bytes. */
 export const pageSizeBytesMin = 512;
 /** Largest page size, in bytes (the log's largest image). */
-export const PAGE_SIZE_MAX_BYTES = 65536;
+export const pageSizeBytesMax = 65536;
 /** Page size of a new database unless told otherwise, in bytes. */
 export const pageSizeBytesDefault = 4096;
 /** Largest database size, in pages (page numbers are u32). */
@@ -72,11 +72,11 @@ export function validatePageSize(pageSize: number): void {
   if (
     !Number.isInteger(pageSize) ||
     pageSize < pageSizeBytesMin ||
-    pageSize > PAGE_SIZE_MAX_BYTES ||
+    pageSize > pageSizeBytesMax ||
     (pageSize & (pageSize - 1)) !== 0
   ) {
     throw new WalArgumentError(
-      `page size must be a power of two between ${pageSizeBytesMin} and ${PAGE_SIZE_MAX_BYTES}, got ${pageSize}`,
+      `page size must be a power of two between ${pageSizeBytesMin} and ${pageSizeBytesMax}, got ${pageSize}`,
     );
   }
 }
