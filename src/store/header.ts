@@ -44,7 +44,7 @@ export const pageSizeBytesMax = 65536;
 /** Page size of a new database unless told otherwise, in bytes. */
 export const pageSizeBytesDefault = 4096;
 /** Largest database size, in pages (page numbers are u32). */
-export const DB_SIZE_MAX_PAGES = u32Max;
+export const dbSizePagesMax = u32Max;
 
 /** The store header, decoded. */
 export interface StoreHeader {
@@ -87,7 +87,7 @@ export function encodeStoreHeader(header: StoreHeader): Uint8Array {
   if (!Number.isInteger(header.dbSizePages) || header.dbSizePages < 0) {
     throw new WalArgumentError(`dbSizePages must be a u32, got ${header.dbSizePages}`);
   }
-  if (header.dbSizePages > DB_SIZE_MAX_PAGES) {
+  if (header.dbSizePages > dbSizePagesMax) {
     throw new WalArgumentError(`dbSizePages must be a u32, got ${header.dbSizePages}`);
   }
   for (const [name, value] of [
