@@ -21,7 +21,7 @@ import { StoreError, StoreErrorCode } from './errors.js';
 /** Page id of the size record: never a page of the database. */
 export const STORE_META_PAGE_ID = u32Max;
 /** Largest page number (and database size in pages) a store accepts. */
-export const STORE_PAGE_NUMBER_MAX = u32Max - 1;
+export const storePageNumberMax = u32Max - 1;
 /** Bytes of a size record's image. */
 export const STORE_META_BYTES = 12;
 /** `PSZ1` read as a little-endian u32. */
@@ -53,10 +53,10 @@ export function decodeSizeMeta(image: Uint8Array, where: string): number {
     );
   }
   const size = readU32(image, 8);
-  if (size > STORE_PAGE_NUMBER_MAX) {
+  if (size > storePageNumberMax) {
     throw new StoreError(
       StoreErrorCode.recoveryFailed,
-      `${where}: size record holds ${size} pages, above the maximum ${STORE_PAGE_NUMBER_MAX}`,
+      `${where}: size record holds ${size} pages, above the maximum ${storePageNumberMax}`,
     );
   }
   return size;
