@@ -18,7 +18,7 @@ import { type StoreHeader, writeStoreHeader } from './header.js';
 import {
   type CheckpointControl,
   type CheckpointResult,
-  DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
+  checkpointThresholdBytesDefault,
   type PageStoreOptions,
 } from './page-store-types.js';
 import type { PendingCommits } from './pending-commits.js';
@@ -173,7 +173,7 @@ export class Checkpointer {
   /** Starts an automatic checkpoint once the log holds the threshold's bytes (none while closing). */
   startIfDue(closing: boolean): void {
     const { options } = this.core;
-    const threshold = options.checkpointThresholdBytes ?? DEFAULT_CHECKPOINT_THRESHOLD_BYTES;
+    const threshold = options.checkpointThresholdBytes ?? checkpointThresholdBytesDefault;
     if (!(options.autoCheckpoint ?? true) || closing || this.auto !== null) return;
     if (this.logBytes < threshold) return;
     this.counters.autoCheckpoints++;

@@ -22,7 +22,7 @@ import {
   writeStoreHeader,
 } from './header.js';
 import {
-  DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
+  checkpointThresholdBytesDefault,
   type PageStoreOptions,
   type StoreRecoveryReport,
 } from './page-store-types.js';
@@ -85,7 +85,7 @@ function checkOpenArguments(path: string, options: PageStoreOptions): void {
     throw new WalArgumentError('path must be a non-empty string');
   }
   if (options.pageSize !== undefined) validatePageSize(options.pageSize);
-  const threshold = options.checkpointThresholdBytes ?? DEFAULT_CHECKPOINT_THRESHOLD_BYTES;
+  const threshold = options.checkpointThresholdBytes ?? checkpointThresholdBytesDefault;
   if (!Number.isSafeInteger(threshold) || threshold < 1) {
     throw new WalArgumentError(
       `checkpointThresholdBytes must be a positive integer, got ${threshold}`,
