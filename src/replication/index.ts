@@ -13,12 +13,12 @@
  */
 
 export {
-  DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS,
   openReplicatedStore,
   type ReplicatedStore,
   type ReplicatedStoreOptions,
   type SnapshotOptions,
   type StreamTrim,
+  storeCloseFlushTimeoutMsDefault,
   trimStreamBelow,
 } from '../store/replicated-store.js';
 export type {

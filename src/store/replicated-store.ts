@@ -34,7 +34,7 @@ import { nodeFileSystem } from '../storage/fs.js';
 import { PageStore, type PageStoreOptions, type StoreCloseOptions } from './page-store.js';
 
 /** Default bound of the catch-up wait in {@link ReplicatedStore.close}, in milliseconds. */
-export const DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS = 5_000;
+export const storeCloseFlushTimeoutMsDefault = 5_000;
 
 /** Options of {@link openReplicatedStore}. */
 export interface ReplicatedStoreOptions extends PageStoreOptions {
@@ -143,7 +143,7 @@ export async function openReplicatedStore(
     throw error;
   }
   const opened = replicator;
-  const flushMs = closeFlushTimeoutMs ?? DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS;
+  const flushMs = closeFlushTimeoutMs ?? storeCloseFlushTimeoutMsDefault;
   let closing: Promise<void> | null = null;
   const close = (closeOptions?: StoreCloseOptions): Promise<void> => {
     closing ??= (async () => {
