@@ -63,7 +63,7 @@ import {
 } from './wire.js';
 
 /** Timeout of one publish acknowledgement. */
-export const DEFAULT_PUBLISH_TIMEOUT_MS = 5_000;
+export const publishTimeoutMsDefault = 5_000;
 /** Messages published and not yet acknowledged, at most. */
 export const DEFAULT_MAX_IN_FLIGHT_MESSAGES = 64;
 /** First pause after a failure; doubles per consecutive failure. */
@@ -249,7 +249,7 @@ export class Replicator {
     initialReplicated: bigint | null,
   ) {
     this.fs = options.fs ?? nodeFileSystem;
-    this.publishTimeoutMs = options.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
+    this.publishTimeoutMs = options.publishTimeoutMs ?? publishTimeoutMsDefault;
     this.maxInFlight = Math.max(1, options.maxInFlightMessages ?? DEFAULT_MAX_IN_FLIGHT_MESSAGES);
     this.durable = initialDurable;
     this.replicated = initialReplicated;
