@@ -65,7 +65,7 @@ import {
 /** Timeout of one publish acknowledgement. */
 export const publishTimeoutMsDefault = 5_000;
 /** Messages published and not yet acknowledged, at most. */
-export const DEFAULT_MAX_IN_FLIGHT_MESSAGES = 64;
+export const inFlightMessagesMaxDefault = 64;
 /** First pause after a failure; doubles per consecutive failure. */
 export const RETRY_DELAY_MIN_MS = 25;
 /** Longest pause between retries. */
@@ -250,7 +250,7 @@ export class Replicator {
   ) {
     this.fs = options.fs ?? nodeFileSystem;
     this.publishTimeoutMs = options.publishTimeoutMs ?? publishTimeoutMsDefault;
-    this.maxInFlight = Math.max(1, options.maxInFlightMessages ?? DEFAULT_MAX_IN_FLIGHT_MESSAGES);
+    this.maxInFlight = Math.max(1, options.maxInFlightMessages ?? inFlightMessagesMaxDefault);
     this.durable = initialDurable;
     this.replicated = initialReplicated;
     this.nc = options.connection ?? null;
