@@ -67,7 +67,7 @@ export const publishTimeoutMsDefault = 5_000;
 /** Messages published and not yet acknowledged, at most. */
 export const inFlightMessagesMaxDefault = 64;
 /** First pause after a failure; doubles per consecutive failure. */
-export const RETRY_DELAY_MIN_MS = 25;
+export const retryDelayMsMin = 25;
 /** Longest pause between retries. */
 export const RETRY_DELAY_MAX_MS = 1_000;
 /** The replication state file is rewritten at most this often while shipping. */
@@ -796,6 +796,6 @@ function isFatal(error: ReplicationError): boolean {
 }
 
 function retryDelayMs(consecutiveFailures: number): number {
-  const exp = RETRY_DELAY_MIN_MS * 2 ** Math.min(consecutiveFailures - 1, 10);
+  const exp = retryDelayMsMin * 2 ** Math.min(consecutiveFailures - 1, 10);
   return Math.min(RETRY_DELAY_MAX_MS, exp);
 }
