@@ -69,7 +69,7 @@ export const inFlightMessagesMaxDefault = 64;
 /** First pause after a failure; doubles per consecutive failure. */
 export const retryDelayMsMin = 25;
 /** Longest pause between retries. */
-export const RETRY_DELAY_MAX_MS = 1_000;
+export const retryDelayMsMax = 1_000;
 /** The replication state file is rewritten at most this often while shipping. */
 export const STATE_WRITE_INTERVAL_MS = 1_000;
 /** Default wait of {@link Replicator.waitForReplicated} and replicated commits. */
@@ -797,5 +797,5 @@ function isFatal(error: ReplicationError): boolean {
 
 function retryDelayMs(consecutiveFailures: number): number {
   const exp = retryDelayMsMin * 2 ** Math.min(consecutiveFailures - 1, 10);
-  return Math.min(RETRY_DELAY_MAX_MS, exp);
+  return Math.min(retryDelayMsMax, exp);
 }
