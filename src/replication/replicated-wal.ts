@@ -24,10 +24,10 @@ import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
 import { loadNats } from './nats-peer.js';
 import {
-  DEFAULT_REPLICATION_TIMEOUT_MS,
   Replicator,
   type ReplicatorOptions,
   type ReplicatorStats,
+  replicationTimeoutMsDefault,
   savedReplicatedEpoch,
 } from './replicator.js';
 
@@ -134,7 +134,7 @@ export class ReplicatedWal implements AsyncDisposable {
         wal,
         replicator,
         config.defaultDurability ?? 'local',
-        config.replicationTimeoutMs ?? DEFAULT_REPLICATION_TIMEOUT_MS,
+        config.replicationTimeoutMs ?? replicationTimeoutMsDefault,
         config.closeFlushTimeoutMs ?? DEFAULT_CLOSE_FLUSH_TIMEOUT_MS,
       );
     } catch (error) {

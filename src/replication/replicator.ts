@@ -73,7 +73,7 @@ export const retryDelayMsMax = 1_000;
 /** The replication state file is rewritten at most this often while shipping. */
 export const STATE_WRITE_INTERVAL_MS = 1_000;
 /** Default wait of {@link Replicator.waitForReplicated} and replicated commits. */
-export const DEFAULT_REPLICATION_TIMEOUT_MS = 10_000;
+export const replicationTimeoutMsDefault = 10_000;
 
 /** Options of {@link Replicator.open}. */
 export interface ReplicatorOptions {
@@ -346,7 +346,7 @@ export class Replicator {
    * {@link ReplicationTimeoutError} after `timeoutMs`, or with the
    * replicator's failure or closing.
    */
-  waitForReplicated(epoch: bigint, timeoutMs = DEFAULT_REPLICATION_TIMEOUT_MS): Promise<void> {
+  waitForReplicated(epoch: bigint, timeoutMs = replicationTimeoutMsDefault): Promise<void> {
     if (this.replicated !== null && epoch <= this.replicated) return Promise.resolve();
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(this.closedError());
@@ -365,7 +365,7 @@ export class Replicator {
   }
 
   /** Waits until everything locally durable now is replicated (bounded). */
-  flush(timeoutMs = DEFAULT_REPLICATION_TIMEOUT_MS): Promise<void> {
+  flush(timeoutMs = replicationTimeoutMsDefault): Promise<void> {
     if (this.durable === null) return Promise.resolve();
     return this.waitForReplicated(this.durable, timeoutMs);
   }
