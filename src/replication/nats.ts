@@ -11,7 +11,7 @@ import { loadedNats, loadNats } from './nats-peer.js';
 import { CHUNK_HEADER_RESERVE_BYTES, CHUNK_PAYLOAD_MIN_BYTES } from './wire.js';
 
 /** How long one connection attempt may take before it counts as failed. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
+export const connectTimeoutMsDefault = 2_000;
 /** Pause between the client's own reconnect attempts once it was connected. */
 export const RECONNECT_WAIT_MS = 250;
 /** Timeout of one JetStream API request (stream info, message get). */
@@ -54,7 +54,7 @@ export async function connectBounded(
     return await transport.connect({
       servers: typeof servers === 'string' ? servers : [...servers],
       name: options.name,
-      timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      timeout: options.connectTimeoutMs ?? connectTimeoutMsDefault,
       maxReconnectAttempts: -1,
       reconnectTimeWait: RECONNECT_WAIT_MS,
     });

@@ -36,8 +36,8 @@ import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from 
 import {
   chunkPayloadBytesFor,
   connectBounded,
+  connectTimeoutMsDefault,
   DEFAULT_API_TIMEOUT_MS,
-  DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_DUPLICATE_WINDOW_MS,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_STREAM_REPLICAS,
@@ -460,7 +460,7 @@ export class Replicator {
         );
       }
       this.nc = await connectBounded(this.options.servers ?? [], {
-        connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        connectTimeoutMs: this.options.connectTimeoutMs ?? connectTimeoutMsDefault,
         name: `pwal-replicator-${this.databaseId}`,
       });
       this.js = null;
