@@ -27,8 +27,8 @@ import type { Command } from 'commander';
 import { ReplicationError, ReplicationErrorCode } from '../replication/errors.js';
 import { Follower, type FollowerStats } from '../replication/follower.js';
 import {
+  apiTimeoutMsDefault,
   connectBounded,
-  DEFAULT_API_TIMEOUT_MS,
   managerFor,
   streamInfoOrNull,
 } from '../replication/nats.js';
@@ -54,7 +54,7 @@ interface FollowFlags {
 
 /** Last sequence of `stream` (`null`: no such stream). */
 async function streamLastSeq(nc: NatsConnection, stream: string): Promise<number | null> {
-  const info = await streamInfoOrNull(await managerFor(nc, DEFAULT_API_TIMEOUT_MS), stream);
+  const info = await streamInfoOrNull(await managerFor(nc, apiTimeoutMsDefault), stream);
   return info === null ? null : info.state.last_seq;
 }
 

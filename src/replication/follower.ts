@@ -43,8 +43,8 @@ import {
   ReplicaVerificationError,
 } from './errors.js';
 import {
+  apiTimeoutMsDefault,
   connectBounded,
-  DEFAULT_API_TIMEOUT_MS,
   managerFor,
   streamInfoOrNull,
   toStreamMessage,
@@ -441,7 +441,7 @@ export class Follower {
       this.doorbell = null;
     }
     if (this.jsm === null) {
-      this.jsm = await managerFor(this.nc, this.options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
+      this.jsm = await managerFor(this.nc, this.options.apiTimeoutMs ?? apiTimeoutMsDefault);
     }
   }
 

@@ -15,7 +15,7 @@ export const connectTimeoutMsDefault = 2_000;
 /** Pause between the client's own reconnect attempts once it was connected. */
 export const RECONNECT_WAIT_MS = 250;
 /** Timeout of one JetStream API request (stream info, message get). */
-export const DEFAULT_API_TIMEOUT_MS = 5_000;
+export const apiTimeoutMsDefault = 5_000;
 /** Stream `max_msg_size` used when the replicator creates the stream. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 /** Stream `duplicate_window` used when the replicator creates the stream. */
@@ -166,7 +166,7 @@ export function toStreamMessage(stored: StoredMsg): StreamMessage {
 /** A JetStream manager with a bounded API timeout. */
 export async function managerFor(
   nc: NatsConnection,
-  apiTimeoutMs = DEFAULT_API_TIMEOUT_MS,
+  apiTimeoutMs = apiTimeoutMsDefault,
 ): Promise<JetStreamManager> {
   const { jetstream } = await loadNats();
   return jetstream.jetstreamManager(nc, { timeout: apiTimeoutMs });

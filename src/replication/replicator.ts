@@ -34,10 +34,10 @@ import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { listSegments, segmentPath } from '../storage/segment-files.js';
 import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from './errors.js';
 import {
+  apiTimeoutMsDefault,
   chunkPayloadBytesFor,
   connectBounded,
   connectTimeoutMsDefault,
-  DEFAULT_API_TIMEOUT_MS,
   DEFAULT_DUPLICATE_WINDOW_MS,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_STREAM_REPLICAS,
@@ -469,7 +469,7 @@ export class Replicator {
     const nc = this.nc;
     if (this.jsm === null || this.js === null) {
       const { jetstream } = await loadNats();
-      this.jsm = await managerFor(nc, this.options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
+      this.jsm = await managerFor(nc, this.options.apiTimeoutMs ?? apiTimeoutMsDefault);
       this.js = jetstream.jetstream(nc, { timeout: this.publishTimeoutMs });
       this.position = null;
     }

@@ -37,8 +37,8 @@ import {
   ReplicaVerificationError,
 } from './errors.js';
 import {
+  apiTimeoutMsDefault,
   connectBounded,
-  DEFAULT_API_TIMEOUT_MS,
   managerFor,
   streamInfoOrNull,
   withApiRetries,
@@ -150,7 +150,7 @@ export async function restoreFromStream(options: RestoreOptions): Promise<Restor
     }));
   try {
     const jsm = await withApiRetries(() =>
-      managerFor(nc, options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS),
+      managerFor(nc, options.apiTimeoutMs ?? apiTimeoutMsDefault),
     );
     return await restoreWith(nc, jsm, options, fs);
   } finally {

@@ -45,7 +45,7 @@ import {
   ReplicaVerificationError,
 } from './errors.js';
 import {
-  DEFAULT_API_TIMEOUT_MS,
+  apiTimeoutMsDefault,
   DEFAULT_STREAM_REPLICAS,
   isApiError,
   withApiRetries,
@@ -265,7 +265,7 @@ export async function publishSnapshot(
     certificate: certificate === null ? null : Uint8Array.from(certificate),
     createdAt: new Date().toISOString(),
   };
-  const timeoutMs = options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS;
+  const timeoutMs = options.apiTimeoutMs ?? apiTimeoutMsDefault;
   const handle = await ensureBucket(
     nc,
     bucket,
@@ -387,7 +387,7 @@ export async function downloadSnapshot(
 ): Promise<void> {
   const bucket = snapshotBucketName(stream);
   const streamName = bucketStreamName(bucket);
-  const handle = await openBucket(nc, bucket, options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
+  const handle = await openBucket(nc, bucket, options.apiTimeoutMs ?? apiTimeoutMsDefault);
   if (handle === null) throw snapshotError(meta.name, `bucket ${bucket} does not exist`);
   const info = await nats(`reading snapshot ${meta.name} in bucket ${bucket}`, () =>
     handle.os.info(meta.name),
@@ -476,7 +476,7 @@ export async function pruneSnapshots(
   });
   const doomed = all.slice(0, Math.max(0, all.length - options.keep));
   if (doomed.length === 0) return 0;
-  const handle = await openBucket(nc, bucket, options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
+  const handle = await openBucket(nc, bucket, options.apiTimeoutMs ?? apiTimeoutMsDefault);
   if (handle === null) return 0;
   for (const meta of doomed) {
     await nats(`deleting snapshot ${meta.name} from bucket ${bucket}`, () =>
@@ -500,7 +500,7 @@ function bucketStreamName(bucket: string): string {
 /** A JetStream client and manager whose requests time out after `apiTimeoutMs`. */
 async function clientsFor(
   nc: NatsConnection,
-  apiTimeoutMs = DEFAULT_API_TIMEOUT_MS,
+  apiTimeoutMs = apiTimeoutMsDefault,
 ): Promise<{ js: JetStreamClient; jsm: JetStreamManager }> {
   // checkAPI false: no account-info round trip; a JetStream that is down
   // shows up in the first real request (bounded like every other).

@@ -23,7 +23,7 @@
 import type { JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import type { StreamMessage } from './assembler.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
-import { DEFAULT_API_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, toStreamMessage } from './nats.js';
+import { apiTimeoutMsDefault, DEFAULT_MAX_MESSAGE_BYTES, toStreamMessage } from './nats.js';
 import { loadedNats, loadNats } from './nats-peer.js';
 
 /** Message requests in flight at once in the per-message fallback. */
@@ -116,7 +116,7 @@ export async function* readStreamRange(
     return ConsumerSession.open(jsm, stream, startSeq, batchMessages);
   };
   yield* readOrdered(open, fromSeq, toSeq, {
-    stallTimeoutMs: options.stallTimeoutMs ?? jsm.getOptions().timeout ?? DEFAULT_API_TIMEOUT_MS,
+    stallTimeoutMs: options.stallTimeoutMs ?? jsm.getOptions().timeout ?? apiTimeoutMsDefault,
     attempts: options.attempts ?? STREAM_READ_ATTEMPTS,
     stream,
     firstAtOrAfter: async (seq) => {

@@ -19,7 +19,7 @@
  */
 
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectBounded, DEFAULT_API_TIMEOUT_MS, managerFor } from '../replication/nats.js';
+import { apiTimeoutMsDefault, connectBounded, managerFor } from '../replication/nats.js';
 import { loadNats } from '../replication/nats-peer.js';
 import type { ReplicatorOptions } from '../replication/replicator.js';
 import { Replicator, savedReplicatedEpoch } from '../replication/replicator.js';
@@ -208,7 +208,7 @@ export async function trimStreamBelow(
   nc: NatsConnection,
   stream: string,
   epoch: bigint,
-  apiTimeoutMs = DEFAULT_API_TIMEOUT_MS,
+  apiTimeoutMs = apiTimeoutMsDefault,
 ): Promise<StreamTrim> {
   const jsm = await managerFor(nc, apiTimeoutMs);
   const info = await jsm.streams.info(stream);
