@@ -30,8 +30,8 @@ import type { ParallelWalBatch } from '../src/engine/wal.js';
 import {
   connectBounded,
   DEFAULT_DUPLICATE_WINDOW_MS,
-  DEFAULT_MAX_MESSAGE_BYTES,
   managerFor,
+  messageBytesMaxDefault,
 } from '../src/replication/nats.js';
 import { ReplicatedWal } from '../src/replication/replicated-wal.js';
 import { restoreFromStream } from '../src/replication/restore.js';
@@ -81,7 +81,7 @@ async function buildStream(cluster: NatsCluster, jsm: JetStreamManager, dir: str
     subjects: [`${STREAM}.epochs`],
     num_replicas: 3,
     storage: StorageType.File,
-    max_msg_size: DEFAULT_MAX_MESSAGE_BYTES,
+    max_msg_size: messageBytesMaxDefault,
     duplicate_window: DEFAULT_DUPLICATE_WINDOW_MS * 1_000_000,
     max_consumers: 1,
   });

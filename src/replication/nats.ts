@@ -17,7 +17,7 @@ export const RECONNECT_WAIT_MS = 250;
 /** Timeout of one JetStream API request (stream info, message get). */
 export const apiTimeoutMsDefault = 5_000;
 /** Stream `max_msg_size` used when the replicator creates the stream. */
-export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+export const messageBytesMaxDefault = 1024 * 1024;
 /** Stream `duplicate_window` used when the replicator creates the stream. */
 export const DEFAULT_DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 /** Stream replicas used when the replicator creates the stream. */
@@ -140,7 +140,7 @@ export async function ensureStream(
  * server's `max_payload`, less {@link CHUNK_HEADER_RESERVE_BYTES} for headers.
  */
 export function chunkPayloadBytesFor(info: StreamInfo, nc: NatsConnection): number {
-  const serverMax = nc.info?.max_payload ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const serverMax = nc.info?.max_payload ?? messageBytesMaxDefault;
   const streamMax = info.config.max_msg_size;
   const limit =
     streamMax !== undefined && streamMax > 0 ? Math.min(streamMax, serverMax) : serverMax;

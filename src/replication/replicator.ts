@@ -39,13 +39,13 @@ import {
   connectBounded,
   connectTimeoutMsDefault,
   DEFAULT_DUPLICATE_WINDOW_MS,
-  DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_STREAM_REPLICAS,
   defaultStreamName,
   defaultSubject,
   ensureStream,
   isApiError,
   managerFor,
+  messageBytesMaxDefault,
 } from './nats.js';
 import { loadedNats, loadNats } from './nats-peer.js';
 import { sleepUnless } from './sleep.js';
@@ -480,7 +480,7 @@ export class Replicator {
         {
           create: this.options.createStream ?? true,
           replicas: this.options.replicas ?? DEFAULT_STREAM_REPLICAS,
-          maxMessageBytes: this.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+          maxMessageBytes: this.options.maxMessageBytes ?? messageBytesMaxDefault,
           duplicateWindowMs: this.options.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS,
         },
       );

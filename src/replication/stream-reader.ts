@@ -23,7 +23,7 @@
 import type { JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import type { StreamMessage } from './assembler.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
-import { apiTimeoutMsDefault, DEFAULT_MAX_MESSAGE_BYTES, toStreamMessage } from './nats.js';
+import { apiTimeoutMsDefault, messageBytesMaxDefault, toStreamMessage } from './nats.js';
 import { loadedNats, loadNats } from './nats-peer.js';
 
 /** Message requests in flight at once in the per-message fallback. */
@@ -134,9 +134,7 @@ export async function* readStreamRange(
 /** Messages per pull for a stream whose messages are at most `maxMessageBytes`. */
 export function batchMessagesFor(maxMessageBytes: number | undefined, bufferBytes: number): number {
   const largest =
-    maxMessageBytes !== undefined && maxMessageBytes > 0
-      ? maxMessageBytes
-      : DEFAULT_MAX_MESSAGE_BYTES;
+    maxMessageBytes !== undefined && maxMessageBytes > 0 ? maxMessageBytes : messageBytesMaxDefault;
   const fit = Math.floor(bufferBytes / largest);
   return Math.min(STREAM_READ_BATCH_MESSAGES_MAX, Math.max(STREAM_READ_BATCH_MESSAGES_MIN, fit));
 }
