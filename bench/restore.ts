@@ -29,7 +29,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ParallelWalBatch } from '../src/engine/wal.js';
 import {
   connectBounded,
-  DEFAULT_DUPLICATE_WINDOW_MS,
+  duplicateWindowMsDefault,
   managerFor,
   messageBytesMaxDefault,
 } from '../src/replication/nats.js';
@@ -82,7 +82,7 @@ async function buildStream(cluster: NatsCluster, jsm: JetStreamManager, dir: str
     num_replicas: 3,
     storage: StorageType.File,
     max_msg_size: messageBytesMaxDefault,
-    duplicate_window: DEFAULT_DUPLICATE_WINDOW_MS * 1_000_000,
+    duplicate_window: duplicateWindowMsDefault * 1_000_000,
     max_consumers: 1,
   });
   const log = await ReplicatedWal.open(path.join(dir, 'source'), {

@@ -19,7 +19,7 @@ export const apiTimeoutMsDefault = 5_000;
 /** Stream `max_msg_size` used when the replicator creates the stream. */
 export const messageBytesMaxDefault = 1024 * 1024;
 /** Stream `duplicate_window` used when the replicator creates the stream. */
-export const DEFAULT_DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
+export const duplicateWindowMsDefault = 2 * 60 * 1000;
 /** Stream replicas used when the replicator creates the stream. */
 export const DEFAULT_STREAM_REPLICAS = 3;
 

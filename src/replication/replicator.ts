@@ -38,10 +38,10 @@ import {
   chunkPayloadBytesFor,
   connectBounded,
   connectTimeoutMsDefault,
-  DEFAULT_DUPLICATE_WINDOW_MS,
   DEFAULT_STREAM_REPLICAS,
   defaultStreamName,
   defaultSubject,
+  duplicateWindowMsDefault,
   ensureStream,
   isApiError,
   managerFor,
@@ -481,7 +481,7 @@ export class Replicator {
           create: this.options.createStream ?? true,
           replicas: this.options.replicas ?? DEFAULT_STREAM_REPLICAS,
           maxMessageBytes: this.options.maxMessageBytes ?? messageBytesMaxDefault,
-          duplicateWindowMs: this.options.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS,
+          duplicateWindowMs: this.options.duplicateWindowMs ?? duplicateWindowMsDefault,
         },
       );
       this.chunkPayloadBytes = chunkPayloadBytesFor(info, nc);
