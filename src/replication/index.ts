@@ -42,7 +42,7 @@ export {
   type FollowerState,
   type FollowerStats,
 } from './follower.js';
-export { DEFAULT_STREAM_REPLICAS } from './nats.js';
+export { streamReplicasDefault } from './nats.js';
 export { NATS_PEER_PACKAGES } from './nats-peer.js';
 export {
   type CommitDurability,

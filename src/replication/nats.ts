@@ -21,7 +21,7 @@ export const messageBytesMaxDefault = 1024 * 1024;
 /** Stream `duplicate_window` used when the replicator creates the stream. */
 export const duplicateWindowMsDefault = 2 * 60 * 1000;
 /** Stream replicas used when the replicator creates the stream. */
-export const DEFAULT_STREAM_REPLICAS = 3;
+export const streamReplicasDefault = 3;
 
 /** Where a database's stream lives. */
 export interface StreamTarget {

@@ -38,7 +38,6 @@ import {
   chunkPayloadBytesFor,
   connectBounded,
   connectTimeoutMsDefault,
-  DEFAULT_STREAM_REPLICAS,
   defaultStreamName,
   defaultSubject,
   duplicateWindowMsDefault,
@@ -46,6 +45,7 @@ import {
   isApiError,
   managerFor,
   messageBytesMaxDefault,
+  streamReplicasDefault,
 } from './nats.js';
 import { loadedNats, loadNats } from './nats-peer.js';
 import { sleepUnless } from './sleep.js';
@@ -479,7 +479,7 @@ export class Replicator {
         { stream: this.stream, subject: this.subject },
         {
           create: this.options.createStream ?? true,
-          replicas: this.options.replicas ?? DEFAULT_STREAM_REPLICAS,
+          replicas: this.options.replicas ?? streamReplicasDefault,
           maxMessageBytes: this.options.maxMessageBytes ?? messageBytesMaxDefault,
           duplicateWindowMs: this.options.duplicateWindowMs ?? duplicateWindowMsDefault,
         },

@@ -44,12 +44,7 @@ import {
   ReplicationErrorCode,
   ReplicaVerificationError,
 } from './errors.js';
-import {
-  apiTimeoutMsDefault,
-  DEFAULT_STREAM_REPLICAS,
-  isApiError,
-  withApiRetries,
-} from './nats.js';
+import { apiTimeoutMsDefault, isApiError, streamReplicasDefault, withApiRetries } from './nats.js';
 import { loadedNats, loadNats } from './nats-peer.js';
 
 /** Appended to the stream name to name its snapshot bucket. */
@@ -150,7 +145,7 @@ export interface PublishSnapshotOptions {
   /** The database's stream; the bucket is {@link snapshotBucketName}(stream). */
   stream: string;
   databaseId: string;
-  /** Replicas of the bucket when it is created (default {@link DEFAULT_STREAM_REPLICAS}). */
+  /** Replicas of the bucket when it is created (default {@link streamReplicasDefault}). */
   replicas?: number;
   /** Timeout of one JetStream request or chunk publish, ms (default 5 s). */
   apiTimeoutMs?: number;
@@ -270,7 +265,7 @@ export async function publishSnapshot(
     nc,
     bucket,
     timeoutMs,
-    options.replicas ?? DEFAULT_STREAM_REPLICAS,
+    options.replicas ?? streamReplicasDefault,
   );
   const upload = uploadSource(image, bytes, meta);
   try {
@@ -647,7 +642,7 @@ function checkPublishArguments(options: PublishSnapshotOptions): void {
       `image.commitSeq must be a u64 bigint, got ${String(image.commitSeq)}`,
     );
   }
-  const replicas = options.replicas ?? DEFAULT_STREAM_REPLICAS;
+  const replicas = options.replicas ?? streamReplicasDefault;
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
     throw new WalArgumentError(`replicas must be 1..=5, got ${replicas}`);
   }
