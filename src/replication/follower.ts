@@ -64,7 +64,7 @@ export const FOLLOW_RETRY_DELAY_MIN_MS = 50;
 /** Longest pause between read retries. */
 export const FOLLOW_RETRY_DELAY_MAX_MS = 2_000;
 /** A store replica folds applied epochs into its file at least every this many epochs. */
-export const DEFAULT_FOLLOW_FLUSH_EVERY_EPOCHS = 512;
+export const followFlushEveryEpochsDefault = 512;
 /** A store replica caught up with the stream folds once no new message came for this long… */
 export const FOLLOW_QUIET_FLUSH_MS = 100;
 /** …and at least this often while messages keep coming. */
@@ -616,8 +616,7 @@ export class Follower {
     const store = this.store;
     if (
       store === null ||
-      this.unflushedEpochs >=
-        (this.options.flushEveryEpochs ?? DEFAULT_FOLLOW_FLUSH_EVERY_EPOCHS) ||
+      this.unflushedEpochs >= (this.options.flushEveryEpochs ?? followFlushEveryEpochsDefault) ||
       store.stats().pendingBytes >= DEFAULT_FOLLOW_FLUSH_PENDING_BYTES
     ) {
       await this.makeDurable();
