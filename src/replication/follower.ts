@@ -70,7 +70,7 @@ export const FOLLOW_QUIET_FLUSH_MS = 100;
 /** …and at least this often while messages keep coming. */
 export const FOLLOW_FLUSH_INTERVAL_MS = 1_000;
 /** …or once this many bytes of pages wait in memory. */
-export const DEFAULT_FOLLOW_FLUSH_PENDING_BYTES = 64 * 1024 * 1024;
+export const followFlushPendingBytesDefault = 64 * 1024 * 1024;
 
 /** Options of {@link Follower.start}. */
 export interface FollowerOptions {
@@ -617,7 +617,7 @@ export class Follower {
     if (
       store === null ||
       this.unflushedEpochs >= (this.options.flushEveryEpochs ?? followFlushEveryEpochsDefault) ||
-      store.stats().pendingBytes >= DEFAULT_FOLLOW_FLUSH_PENDING_BYTES
+      store.stats().pendingBytes >= followFlushPendingBytesDefault
     ) {
       await this.makeDurable();
     }
