@@ -67,7 +67,7 @@ export interface ReplicatedWalStats {
 }
 
 /** Default bound of the catch-up wait in {@link ReplicatedWal.close}. */
-export const DEFAULT_CLOSE_FLUSH_TIMEOUT_MS = 5_000;
+export const closeFlushTimeoutMsDefault = 5_000;
 
 /** A local parallel WAL plus a replicator; see the module comment. */
 export class ReplicatedWal implements AsyncDisposable {
@@ -135,7 +135,7 @@ export class ReplicatedWal implements AsyncDisposable {
         replicator,
         config.defaultDurability ?? 'local',
         config.replicationTimeoutMs ?? replicationTimeoutMsDefault,
-        config.closeFlushTimeoutMs ?? DEFAULT_CLOSE_FLUSH_TIMEOUT_MS,
+        config.closeFlushTimeoutMs ?? closeFlushTimeoutMsDefault,
       );
     } catch (error) {
       await replicator?.close();
