@@ -60,7 +60,7 @@ import { parseChunkHeader } from './wire.js';
 /** Fallback poll period when no doorbell message arrives. */
 export const FOLLOW_POLL_INTERVAL_MS = 250;
 /** First pause after a failed read; doubles per consecutive failure. */
-export const FOLLOW_RETRY_DELAY_MIN_MS = 50;
+export const followRetryDelayMsMin = 50;
 /** Longest pause between read retries. */
 export const FOLLOW_RETRY_DELAY_MAX_MS = 2_000;
 /** A store replica folds applied epochs into its file at least every this many epochs. */
@@ -407,10 +407,7 @@ export class Follower {
         // Partial epochs are re-read from the last applied one.
         this.assembler = this.newAssembler();
         await this.idle(
-          Math.min(
-            FOLLOW_RETRY_DELAY_MAX_MS,
-            FOLLOW_RETRY_DELAY_MIN_MS * 2 ** Math.min(failures, 10),
-          ),
+          Math.min(FOLLOW_RETRY_DELAY_MAX_MS, followRetryDelayMsMin * 2 ** Math.min(failures, 10)),
         );
       }
     }
