@@ -62,7 +62,7 @@ export const FOLLOW_POLL_INTERVAL_MS = 250;
 /** First pause after a failed read; doubles per consecutive failure. */
 export const followRetryDelayMsMin = 50;
 /** Longest pause between read retries. */
-export const FOLLOW_RETRY_DELAY_MAX_MS = 2_000;
+export const followRetryDelayMsMax = 2_000;
 /** A store replica folds applied epochs into its file at least every this many epochs. */
 export const followFlushEveryEpochsDefault = 512;
 /** A store replica caught up with the stream folds once no new message came for this long… */
@@ -407,7 +407,7 @@ export class Follower {
         // Partial epochs are re-read from the last applied one.
         this.assembler = this.newAssembler();
         await this.idle(
-          Math.min(FOLLOW_RETRY_DELAY_MAX_MS, followRetryDelayMsMin * 2 ** Math.min(failures, 10)),
+          Math.min(followRetryDelayMsMax, followRetryDelayMsMin * 2 ** Math.min(failures, 10)),
         );
       }
     }
