@@ -45,7 +45,7 @@ export const STREAM_READ_RETRY_DELAY_MS = 250;
  */
 export const STREAM_READ_BUFFER_BYTES = 16 * 1024 * 1024;
 /** Fewest messages one pull asks for, whatever the stream's message size. */
-export const STREAM_READ_BATCH_MESSAGES_MIN = 8;
+export const streamReadBatchMessagesMin = 8;
 /**
  * Most messages one pull asks for (small messages): beyond this, larger
  * batches were not measurably faster.
@@ -136,7 +136,7 @@ export function batchMessagesFor(maxMessageBytes: number | undefined, bufferByte
   const largest =
     maxMessageBytes !== undefined && maxMessageBytes > 0 ? maxMessageBytes : messageBytesMaxDefault;
   const fit = Math.floor(bufferBytes / largest);
-  return Math.min(STREAM_READ_BATCH_MESSAGES_MAX, Math.max(STREAM_READ_BATCH_MESSAGES_MIN, fit));
+  return Math.min(STREAM_READ_BATCH_MESSAGES_MAX, Math.max(streamReadBatchMessagesMin, fit));
 }
 
 /**
