@@ -50,7 +50,7 @@ export const streamReadBatchMessagesMin = 8;
  * Most messages one pull asks for (small messages): beyond this, larger
  * batches were not measurably faster.
  */
-export const STREAM_READ_BATCH_MESSAGES_MAX = 256;
+export const streamReadBatchMessagesMax = 256;
 
 /** Tuning of {@link readStreamRange}; the defaults suit restore and the follower. */
 export interface StreamReadOptions {
@@ -136,7 +136,7 @@ export function batchMessagesFor(maxMessageBytes: number | undefined, bufferByte
   const largest =
     maxMessageBytes !== undefined && maxMessageBytes > 0 ? maxMessageBytes : messageBytesMaxDefault;
   const fit = Math.floor(bufferBytes / largest);
-  return Math.min(STREAM_READ_BATCH_MESSAGES_MAX, Math.max(streamReadBatchMessagesMin, fit));
+  return Math.min(streamReadBatchMessagesMax, Math.max(streamReadBatchMessagesMin, fit));
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   readOrdered,
   readStreamRange,
   readStreamRangeByRequest,
-  STREAM_READ_BATCH_MESSAGES_MAX,
+  streamReadBatchMessagesMax,
   streamReadBatchMessagesMin,
 } from '../../src/replication/stream-reader.js';
 import { NatsCluster, natsServerAvailable } from '../support/nats-cluster.js';
@@ -514,7 +514,7 @@ describe('pull batch size', () => {
     expect(batchMessagesFor(1024 * 1024, 16 * 1024 * 1024)).toBe(16);
     expect(batchMessagesFor(-1, 16 * 1024 * 1024)).toBe(16);
     expect(batchMessagesFor(undefined, 16 * 1024 * 1024)).toBe(16);
-    expect(batchMessagesFor(4096, 16 * 1024 * 1024)).toBe(STREAM_READ_BATCH_MESSAGES_MAX);
+    expect(batchMessagesFor(4096, 16 * 1024 * 1024)).toBe(streamReadBatchMessagesMax);
     expect(batchMessagesFor(8 * 1024 * 1024, 16 * 1024 * 1024)).toBe(streamReadBatchMessagesMin);
   });
 });
