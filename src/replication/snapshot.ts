@@ -50,7 +50,7 @@ import { loadedNats, loadNats } from './nats-peer.js';
 /** Appended to the stream name to name its snapshot bucket. */
 export const SNAPSHOT_BUCKET_SUFFIX = '_snapshots';
 /** Longest bucket name: JetStream names are at most 255 characters, less the `OBJ_` prefix. */
-export const SNAPSHOT_BUCKET_NAME_MAX_CHARS = 251;
+export const snapshotBucketNameCharsMax = 251;
 /** Bytes of the image read at once while publishing (twice: digest, then upload). */
 export const SNAPSHOT_READ_BYTES = 1024 * 1024;
 /** Object store chunk size of a snapshot, bytes (one stream message each). */
@@ -211,9 +211,9 @@ export function snapshotBucketName(stream: string): string {
       `stream ${JSON.stringify(stream)} cannot name a snapshot bucket: only A-Z, a-z, 0-9, _ and - are allowed`,
     );
   }
-  if (bucket.length > SNAPSHOT_BUCKET_NAME_MAX_CHARS) {
+  if (bucket.length > snapshotBucketNameCharsMax) {
     throw new WalArgumentError(
-      `stream name ${stream} is too long for a snapshot bucket (${bucket.length} > ${SNAPSHOT_BUCKET_NAME_MAX_CHARS} characters)`,
+      `stream name ${stream} is too long for a snapshot bucket (${bucket.length} > ${snapshotBucketNameCharsMax} characters)`,
     );
   }
   return bucket;
