@@ -58,7 +58,7 @@ export const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 /** Metadata messages fetched at once while listing a bucket. */
 export const SNAPSHOT_LIST_WINDOW = 16;
 /** Largest commit certificate carried in a snapshot's metadata, bytes. */
-export const SNAPSHOT_CERTIFICATE_MAX_BYTES = 16 * 1024;
+export const snapshotCertificateBytesMax = 16 * 1024;
 /** Digits of the zero-padded epoch in an object name (u64 max has 20). */
 export const SNAPSHOT_EPOCH_DIGITS = 20;
 /** Value of the `pwal-snapshot` metadata key: the metadata layout version. */
@@ -647,9 +647,9 @@ function checkPublishArguments(options: PublishSnapshotOptions): void {
     throw new WalArgumentError(`replicas must be 1..=5, got ${replicas}`);
   }
   const certificate = options.certificate ?? null;
-  if (certificate !== null && certificate.length > SNAPSHOT_CERTIFICATE_MAX_BYTES) {
+  if (certificate !== null && certificate.length > snapshotCertificateBytesMax) {
     throw new WalArgumentError(
-      `certificate of ${certificate.length} bytes exceeds ${SNAPSHOT_CERTIFICATE_MAX_BYTES}`,
+      `certificate of ${certificate.length} bytes exceeds ${snapshotCertificateBytesMax}`,
     );
   }
 }
@@ -815,8 +815,8 @@ function parseSnapshotObject(object: ObjectInfoLike): Parsed {
       return fail(`invalid ${Key.certificate} (not base64)`);
     }
     certificate = new Uint8Array(Buffer.from(certificateText, 'base64'));
-    if (certificate.length > SNAPSHOT_CERTIFICATE_MAX_BYTES) {
-      return fail(`${Key.certificate} exceeds ${SNAPSHOT_CERTIFICATE_MAX_BYTES} bytes`);
+    if (certificate.length > snapshotCertificateBytesMax) {
+      return fail(`${Key.certificate} exceeds ${snapshotCertificateBytesMax} bytes`);
     }
   }
   const createdAt = get(Key.createdAt) ?? '';
