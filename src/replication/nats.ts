@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { StreamMessage } from './assembler.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
 import { loadedNats, loadNats } from './nats-peer.js';
-import { CHUNK_HEADER_RESERVE_BYTES, CHUNK_PAYLOAD_MIN_BYTES } from './wire.js';
+import { CHUNK_HEADER_RESERVE_BYTES, chunkPayloadBytesMin } from './wire.js';
 
 /** How long one connection attempt may take before it counts as failed. */
 export const connectTimeoutMsDefault = 2_000;
@@ -145,10 +145,10 @@ export function chunkPayloadBytesFor(info: StreamInfo, nc: NatsConnection): numb
   const limit =
     streamMax !== undefined && streamMax > 0 ? Math.min(streamMax, serverMax) : serverMax;
   const payload = limit - CHUNK_HEADER_RESERVE_BYTES;
-  if (payload < CHUNK_PAYLOAD_MIN_BYTES) {
+  if (payload < chunkPayloadBytesMin) {
     throw new ReplicationError(
       ReplicationErrorCode.stream,
-      `stream ${info.config.name} allows ${limit}-byte messages; at least ${CHUNK_PAYLOAD_MIN_BYTES + CHUNK_HEADER_RESERVE_BYTES} are needed`,
+      `stream ${info.config.name} allows ${limit}-byte messages; at least ${chunkPayloadBytesMin + CHUNK_HEADER_RESERVE_BYTES} are needed`,
     );
   }
   return payload;

@@ -54,7 +54,7 @@ export const ReplicationHeader = {
  */
 export const CHUNK_HEADER_RESERVE_BYTES = 1024;
 /** Smallest chunk payload accepted: below this the header overhead dominates. */
-export const CHUNK_PAYLOAD_MIN_BYTES = 1024;
+export const chunkPayloadBytesMin = 1024;
 /** Most chunks one epoch may be cut into (a bound for readers of untrusted streams). */
 export const CHUNKS_PER_EPOCH_MAX = 1 << 20;
 /** Largest epoch object a reader accepts (segment + certificate). */
@@ -127,9 +127,9 @@ export function encodeEpochChunks(
   chunkPayloadBytes: number,
 ): ChunkMessage[] {
   assertDatabaseId(envelope.databaseId);
-  if (!Number.isInteger(chunkPayloadBytes) || chunkPayloadBytes < CHUNK_PAYLOAD_MIN_BYTES) {
+  if (!Number.isInteger(chunkPayloadBytes) || chunkPayloadBytes < chunkPayloadBytesMin) {
     throw new RangeError(
-      `chunk payload ${chunkPayloadBytes} bytes is below the minimum ${CHUNK_PAYLOAD_MIN_BYTES}`,
+      `chunk payload ${chunkPayloadBytes} bytes is below the minimum ${chunkPayloadBytesMin}`,
     );
   }
   const certificate = envelope.certificate ?? new Uint8Array(0);
