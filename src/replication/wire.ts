@@ -56,7 +56,7 @@ export const CHUNK_HEADER_RESERVE_BYTES = 1024;
 /** Smallest chunk payload accepted: below this the header overhead dominates. */
 export const chunkPayloadBytesMin = 1024;
 /** Most chunks one epoch may be cut into (a bound for readers of untrusted streams). */
-export const CHUNKS_PER_EPOCH_MAX = 1 << 20;
+export const chunksPerEpochMax = 1 << 20;
 /** Largest epoch object a reader accepts (segment + certificate). */
 export const EPOCH_OBJECT_BYTES_MAX = 2 ** 31;
 /** Database ids: what is safe inside a message id, a header and a subject token. */
@@ -136,9 +136,9 @@ export function encodeEpochChunks(
   const object = concatBytes([envelope.segment, certificate]);
   const digest = objectDigest([object]);
   const chunks = Math.max(1, Math.ceil(object.length / chunkPayloadBytes));
-  if (chunks > CHUNKS_PER_EPOCH_MAX) {
+  if (chunks > chunksPerEpochMax) {
     throw new RangeError(
-      `epoch ${envelope.epoch} needs ${chunks} chunks (max ${CHUNKS_PER_EPOCH_MAX})`,
+      `epoch ${envelope.epoch} needs ${chunks} chunks (max ${chunksPerEpochMax})`,
     );
   }
   const messages: ChunkMessage[] = [];
@@ -239,13 +239,8 @@ export function parseChunkHeader(
       epoch,
     );
   }
-  const chunks = parseCount(
-    get(ReplicationHeader.chunks),
-    'chunks',
-    CHUNKS_PER_EPOCH_MAX,
-    streamSeq,
-  );
-  const chunk = parseCount(get(ReplicationHeader.chunk), 'chunk', CHUNKS_PER_EPOCH_MAX, streamSeq);
+  const chunks = parseCount(get(ReplicationHeader.chunks), 'chunks', chunksPerEpochMax, streamSeq);
+  const chunk = parseCount(get(ReplicationHeader.chunk), 'chunk', chunksPerEpochMax, streamSeq);
   if (chunks < 1 || chunk >= chunks) {
     throw framingError(`chunk ${chunk} of ${chunks} is out of range`, streamSeq, epoch);
   }
