@@ -58,7 +58,7 @@ export const chunkPayloadBytesMin = 1024;
 /** Most chunks one epoch may be cut into (a bound for readers of untrusted streams). */
 export const chunksPerEpochMax = 1 << 20;
 /** Largest epoch object a reader accepts (segment + certificate). */
-export const EPOCH_OBJECT_BYTES_MAX = 2 ** 31;
+export const epochObjectBytesMax = 2 ** 31;
 /** Database ids: what is safe inside a message id, a header and a subject token. */
 const DATABASE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -255,16 +255,16 @@ export function parseChunkHeader(
   const segmentBytes = parseCount(
     get(ReplicationHeader.segmentBytes),
     'segment bytes',
-    EPOCH_OBJECT_BYTES_MAX,
+    epochObjectBytesMax,
     streamSeq,
   );
   const certificateBytes = parseCount(
     get(ReplicationHeader.certificateBytes),
     'certificate bytes',
-    EPOCH_OBJECT_BYTES_MAX,
+    epochObjectBytesMax,
     streamSeq,
   );
-  if (segmentBytes + certificateBytes > EPOCH_OBJECT_BYTES_MAX) {
+  if (segmentBytes + certificateBytes > epochObjectBytesMax) {
     throw framingError(
       `epoch object of ${segmentBytes + certificateBytes} bytes is too large`,
       streamSeq,
