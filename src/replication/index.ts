@@ -60,7 +60,7 @@ export {
   savedReplicatedEpoch,
 } from './replicator.js';
 export {
-  DUPLICATES_LISTED_MAX,
+  duplicatesListedMax,
   type RestoreOptions,
   type RestoreResult,
   restoreFromStream,

@@ -48,7 +48,7 @@ import { readStreamRange } from './stream-reader.js';
 import { firstSeqAboveEpoch } from './stream-seek.js';
 
 /** Duplicates listed individually in a result (the count is always exact). */
-export const DUPLICATES_LISTED_MAX = 100;
+export const duplicatesListedMax = 100;
 
 /** Options of {@link restoreFromStream}. */
 export interface RestoreOptions {
@@ -93,7 +93,7 @@ export interface RestoreResult {
   messagesBeforeSnapshot: number;
   /** Messages skipped as exact duplicates of verified ones. */
   duplicateCount: number;
-  /** The first {@link DUPLICATES_LISTED_MAX} of them. */
+  /** The first {@link duplicatesListedMax} of them. */
   duplicates: DuplicateMessage[];
   /** Stream sequence of the last message read. */
   lastStreamSeq: number;
@@ -251,8 +251,7 @@ async function restoreWith(
         result.messagesBeforeSnapshot += 1;
       } else if (event.kind === 'duplicate') {
         result.duplicateCount += 1;
-        if (result.duplicates.length < DUPLICATES_LISTED_MAX)
-          result.duplicates.push(event.duplicate);
+        if (result.duplicates.length < duplicatesListedMax) result.duplicates.push(event.duplicate);
       } else if (event.kind === 'epoch') {
         const verified = event.epoch;
         if (until !== undefined && verified.epoch > until) break;
