@@ -113,7 +113,7 @@ interface Ack {
 }
 
 /** Most problems listed in the report (the count is always exact). */
-const PROBLEMS_LISTED_MAX = 10;
+const problemsListedMax = 10;
 /** How often a line of figures is printed, ms. */
 const REPORT_INTERVAL_MS = 1000;
 /** How often the progress line is updated, ms. */
@@ -345,7 +345,7 @@ async function demo(
   let problemCount = 0;
   const problem = (text: string): void => {
     problemCount++;
-    if (problems.length < PROBLEMS_LISTED_MAX) problems.push(text);
+    if (problems.length < problemsListedMax) problems.push(text);
   };
   const seen = new Map<bigint, number>();
   let previousSeq = -1n;
