@@ -235,7 +235,7 @@ const LANE_BYTE_BUDGET_STEP = 2;
  */
 const LANE_FILL_SHRINK_DIVISOR = 4;
 /** Budget changes kept for inspection (oldest dropped first). */
-export const BUDGET_CHANGES_KEPT_MAX = 256;
+export const budgetChangesKeptMax = 256;
 
 interface Term {
   name: string;
@@ -682,7 +682,7 @@ export class SealController {
     return this.#laneByteBudget;
   }
 
-  /** The last lane-budget changes (at most {@link BUDGET_CHANGES_KEPT_MAX}), oldest first. */
+  /** The last lane-budget changes (at most {@link budgetChangesKeptMax}), oldest first. */
   budgetChanges(): readonly LaneBudgetChange[] {
     return this.#budgetChanges;
   }
@@ -884,7 +884,7 @@ export class SealController {
         : Math.max(this.#laneByteBudgetMin, Math.floor(bytesBefore / LANE_BYTE_BUDGET_STEP));
     }
     this.#budgetChangeCount++;
-    if (this.#budgetChanges.length === BUDGET_CHANGES_KEPT_MAX) this.#budgetChanges.shift();
+    if (this.#budgetChanges.length === budgetChangesKeptMax) this.#budgetChanges.shift();
     this.#budgetChanges.push({
       record: decision.record,
       dimension: decision.budgetDimension!,
