@@ -20,8 +20,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Follower } from '../src/replication/follower.js';
+import { openReplicatedStore, type ReplicatedStore } from '../src/replication/replicated-store.js';
 import { restoreFromStream } from '../src/replication/restore.js';
-import { openReplicatedStore, type ReplicatedStore } from '../src/store/replicated-store.js';
 import { startBenchCluster } from '../test/support/nats-cluster.js';
 
 const COMMITS = Number(process.env.COMMITS ?? 4_000);

@@ -27,15 +27,14 @@ import * as path from 'node:path';
 import { AckPolicy, type JetStreamManager, StorageType } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ParallelWalBatch } from '../src/engine/wal.js';
+import { duplicateWindowMsDefault, messageBytesMaxDefault } from '../src/replication/client.js';
+import { connectBounded, managerFor } from '../src/replication/nats/jetstream.js';
 import {
-  connectBounded,
-  duplicateWindowMsDefault,
-  managerFor,
-  messageBytesMaxDefault,
-} from '../src/replication/nats.js';
+  readStreamRange,
+  readStreamRangeByRequest,
+} from '../src/replication/nats/stream-reader.js';
 import { ReplicatedWal } from '../src/replication/replicated-wal.js';
 import { restoreFromStream } from '../src/replication/restore.js';
-import { readStreamRange, readStreamRangeByRequest } from '../src/replication/stream-reader.js';
 import type { FsyncPolicy } from '../src/storage/segment-files.js';
 import { type NatsCluster, startBenchCluster } from '../test/support/nats-cluster.js';
 

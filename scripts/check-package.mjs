@@ -23,8 +23,13 @@ const REPO = path.resolve(import.meta.dirname, '..');
 /** Largest tarball accepted (gzip), and largest unpacked size. */
 const TARBALL_BYTES_MAX = 700 * 1024;
 const UNPACKED_BYTES_MAX = 2.5 * 1024 * 1024;
-/** Files in the tarball, at most. */
-const ENTRY_COUNT_MAX = 400;
+/**
+ * Files in the tarball, at most. The build is unbundled: each source module
+ * becomes four files (ESM and CommonJS, each with its declarations), so the
+ * bound follows the module count (140 modules, 413 files when last raised);
+ * it is here to catch files that should not ship at all.
+ */
+const ENTRY_COUNT_MAX = 480;
 /** Each step's command may take this long. */
 const STEP_TIMEOUT_MS = 120_000;
 const REQUIRED_FILES = [

@@ -78,7 +78,6 @@ export type {
 export type { OverflowPolicy } from './engine/lane.js';
 export type { SegmentPoolStats } from './engine/pool-sink.js';
 export type { SegmentSinkKind } from './engine/segment-writer.js';
-export type { WorkerLaneStats } from './engine/shared-lane.js';
 export {
   type CommitResult,
   type DurableEpochInfo,
@@ -102,6 +101,7 @@ export {
   type WorkerWriter,
   workerHandleTransferList,
 } from './engine/worker.js';
+export type { WorkerLaneStats } from './engine/worker-lane-pool.js';
 export { LANE_LOCK_TIMEOUT_CODE, LaneLockTimeoutError } from './engine/worker-layout.js';
 export { isWalError, WalArgumentError, WalError } from './errors.js';
 export {

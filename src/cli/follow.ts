@@ -22,16 +22,11 @@
  * unreachable, or the stream failed verification (the replica stays at the
  * last good epoch); 2: usage.
  */
-import type { NatsConnection } from '@nats-io/transport-node';
 import type { Command } from 'commander';
 import { ReplicationError, ReplicationErrorCode } from '../replication/errors.js';
-import { Follower, type FollowerStats } from '../replication/follower.js';
-import {
-  apiTimeoutMsDefault,
-  connectBounded,
-  managerFor,
-  streamInfoOrNull,
-} from '../replication/nats.js';
+import { Follower } from '../replication/follower.js';
+import type { FollowerStats } from '../replication/follower-options.js';
+import { NatsReplicaClient } from '../replication/nats/client.js';
 import { type CliContext, EXIT_OK, jsonLine } from './context.js';
 import { CliUsageError } from './errors.js';
 import { parsePageSizeOption, parsePositiveIntegerOption } from './options.js';
@@ -50,12 +45,6 @@ interface FollowFlags {
   snapshot?: boolean;
   flushEvery?: string;
   json?: boolean;
-}
-
-/** Last sequence of `stream` (`null`: no such stream). */
-async function streamLastSeq(nc: NatsConnection, stream: string): Promise<number | null> {
-  const info = await streamInfoOrNull(await managerFor(nc, apiTimeoutMsDefault), stream);
-  return info === null ? null : info.state.last_seq;
 }
 
 function statusLine(stats: FollowerStats, follower: Follower, json: boolean): string {
@@ -104,12 +93,13 @@ export function registerFollow(program: Command, ctx: CliContext): void {
       const flushEvery = parsePositiveIntegerOption('flush-every', options.flushEvery);
       const untilEpoch = parseEpochOption(options.untilEpoch);
       // Connect first: nothing is opened or created unless the cluster answers.
-      const nc = await connectBounded(options.from.split(','), {
+      const client = await NatsReplicaClient.connect({
+        servers: options.from.split(','),
         connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
         name: 'pwal-follow',
       });
       try {
-        const lastSeq = await streamLastSeq(nc, options.stream);
+        const lastSeq = (await client.streamState(options.stream))?.lastSeq ?? null;
         if (lastSeq === null && options.once === true) {
           throw new ReplicationError(
             ReplicationErrorCode.stream,
@@ -117,7 +107,7 @@ export function registerFollow(program: Command, ctx: CliContext): void {
           );
         }
         const follower = await Follower.start({
-          connection: nc,
+          connection: client.connection,
           stream: options.stream,
           dbPath,
           mode: options.mode,
@@ -146,7 +136,7 @@ export function registerFollow(program: Command, ctx: CliContext): void {
         }
         ctx.setExitCode(EXIT_OK);
       } finally {
-        await nc.close();
+        await client.close();
       }
     });
 }

@@ -13,8 +13,8 @@
  * nothing checkpointed, I/O); 2: usage.
  */
 import type { Command } from 'commander';
+import { openReplicatedStore } from '../replication/replicated-store.js';
 import { readReplicationState } from '../replication/state-file.js';
-import { openReplicatedStore } from '../store/replicated-store.js';
 import { type CliContext, EXIT_OK, jsonLine } from './context.js';
 import { requireStoreOrLog } from './database.js';
 import { CliError, CliErrorCode, CliUsageError } from './errors.js';

@@ -6,15 +6,20 @@
  * Waiters for any epoch <= the watermark are released when it moves.
  */
 import { createDeferred, type Deferred } from './deferred.js';
+import { invariant } from './invariant.js';
 
-/** `max`-only epoch watermark with one shared promise per awaited epoch. */
+/** Epoch watermark that only grows, with one shared promise per awaited epoch. */
 export class AckWatermark {
   private value: bigint | null;
+  /** Highest epoch whose durable write (write + fdatasync) returned. */
+  private synced: bigint | null;
   private failure: Error | null = null;
   private readonly waiters = new Map<bigint, Deferred<void>>();
 
+  /** `initial`: the epoch already durable on disk (acknowledged and synced), or `null`. */
   constructor(initial: bigint | null) {
     this.value = initial;
+    this.synced = initial;
   }
 
   /** Highest acknowledged epoch, `null` for none. */
@@ -44,10 +49,25 @@ export class AckWatermark {
     return deferred.promise;
   }
 
-  /** `watermark = max(watermark, epoch)`; releases every waiter at or below it. */
+  /** The durable write of `epoch` returned: from now on it may be acknowledged. */
+  noteSynced(epoch: bigint): void {
+    if (this.synced === null || epoch > this.synced) this.synced = epoch;
+  }
+
+  /**
+   * Moves the watermark up to `epoch` and releases every waiter at or below
+   * it. Acknowledged epochs only grow, and never pass the synced one.
+   * @throws {EngineInvariantError} for an epoch not above the watermark or
+   * above the synced epoch (an engine bug: see `invariant.ts`).
+   */
   advance(epoch: bigint): void {
     if (this.failure !== null) return; // nothing is acknowledged after a failure
-    if (this.value !== null && epoch <= this.value) return;
+    const { value, synced } = this;
+    invariant(value === null || epoch > value, () => `acknowledging ${epoch} after ${value}`);
+    invariant(
+      synced !== null && epoch <= synced,
+      () => `acknowledging ${epoch} with epochs only up to ${synced} synced`,
+    );
     this.value = epoch;
     for (const [waiting, deferred] of this.waiters) {
       if (waiting <= epoch) {

@@ -26,6 +26,7 @@ import {
   FenceTimeoutError,
   LaneStateError,
 } from './errors.js';
+import { invariant } from './invariant.js';
 import type { EngineLane, SealedLaneData } from './lane-types.js';
 
 /** Largest timeout any engine wait accepts: 24 hours, in milliseconds. */
@@ -102,8 +103,19 @@ interface RecordSlice {
   pageId: number;
 }
 
+/** How long an advance fence waits for its lanes by default, in ms. */
 const fenceTimeoutMsDefault = 1000;
+/**
+ * A u64 field is read as two little-endian u32 halves (plain numbers compare
+ * faster than bigints while sorting): the high half sits this many bytes
+ * after the low one.
+ */
+const U64_HIGH_HALF_OFFSET = 4;
+/** Bits in the low u32 half of a u64, and the mask that keeps them. */
+const U32_BITS = 32n;
+const U32_MASK = 0xffff_ffffn;
 
+/** The little-endian u32 at `at`. */
 function readU32(bytes: Uint8Array, at: number): number {
   return (
     (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
@@ -121,13 +133,33 @@ function compareSlices(a: RecordSlice, b: RecordSlice): number {
 }
 
 function toU64(hi: number, lo: number): bigint {
-  return (BigInt(hi) << 32n) | BigInt(lo);
+  return (BigInt(hi) << U32_BITS) | BigInt(lo);
 }
 
 /** Throws {@link WalArgumentError} unless `timeoutMs` is a usable timeout. */
 export function assertTimeoutMs(timeoutMs: number): void {
   if (!Number.isFinite(timeoutMs) || timeoutMs < 0 || timeoutMs > timeoutMsMax) {
     throw new WalArgumentError(`timeoutMs must be in 0..=${timeoutMsMax}, got ${timeoutMs}`);
+  }
+}
+
+/**
+ * Settles like `promise`, or rejects with `onTimeout()` once `timeoutMs`
+ * passed first; the timer is cleared either way.
+ */
+export async function withTimeout<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  onTimeout: () => Error,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -142,6 +174,12 @@ export class EpochCoordinator {
   private readonly waiters = new Map<bigint, Deferred<void>>();
   private advancing = false;
   private fenceWake: Deferred<void> | null = null;
+  /** Lanes that sealed records at each advance, by sealed epoch, until that epoch is flushed. */
+  private readonly sealedLanes = new Map<bigint, readonly number[]>();
+  /** The last epoch flushed (`null`: none yet); flushes only move forward. */
+  private lastFlushedEpoch: bigint | null = null;
+  /** Highest commit sequence of the segments flushed so far (`null`: none yet). */
+  private lastCommitSeqHi: bigint | null = null;
 
   constructor(options: EpochCoordinatorOptions = {}) {
     this.current = options.startEpoch ?? 0n;
@@ -242,12 +280,27 @@ export class EpochCoordinator {
     if (epoch >= this.append) {
       throw new LaneStateError(`cannot flush epoch ${epoch}: it is still open`);
     }
+    const last = this.lastFlushedEpoch;
+    invariant(last === null || epoch > last, () => `flush of epoch ${epoch} after epoch ${last}`);
+    this.lastFlushedEpoch = epoch;
+    const sealed = this.sealedLanes.get(epoch) ?? [];
+    this.sealedLanes.delete(epoch);
     const shares: SealedLaneData[] = [];
+    let s = 0;
     for (const lane of this.lanes) {
       const share = lane.beginFlush(epoch);
-      if (share !== null) shares.push(share);
+      if (share === null) continue;
+      // A lane is sealed before it is flushed: both lists are in lane-id order.
+      while (s < sealed.length && sealed[s]! < lane.laneId) s++;
+      invariant(
+        sealed[s] === lane.laneId,
+        () => `lane ${lane.laneId} handed over epoch ${epoch} without sealing it`,
+      );
+      shares.push(share);
     }
-    return this.buildSegment(epoch, shares);
+    const segment = this.buildSegment(epoch, shares);
+    this.checkCommitSeqsFollow(segment);
+    return segment;
   }
 
   /** Tells every lane that the flush of `epoch` is over (durable or abandoned). */
@@ -297,15 +350,7 @@ export class EpochCoordinator {
     assertTimeoutMs(timeoutMs);
     const durable = this.whenDurable(epoch);
     if (this.isDurable(epoch)) return durable;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DurableTimeoutError(epoch, timeoutMs)), timeoutMs);
-    });
-    try {
-      await Promise.race([durable, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withTimeout(durable, timeoutMs, () => new DurableTimeoutError(epoch, timeoutMs));
   }
 
   /** Puts the coordinator in the failed state: every current and future wait rejects with `error`. */
@@ -343,7 +388,27 @@ export class EpochCoordinator {
     } finally {
       this.advancing = false;
     }
+    if (sealedLaneIds.length > 0) this.sealedLanes.set(sealedEpoch, sealedLaneIds);
     return { sealedEpoch, newEpoch: next, sealedLaneIds };
+  }
+
+  /**
+   * Commit sequences grow with epochs: every committed record of a segment
+   * has a larger sequence than every one of the segments flushed before it
+   * (the placement draws the sequence and tags the epoch in one step, and
+   * worker lanes are fenced). Inside a segment they are sorted, not
+   * contiguous: a sequence drawn for a batch that was then refused, a
+   * caller-chosen one, or a dead worker's unfinished append leaves a gap.
+   */
+  private checkCommitSeqsFollow(segment: EpochSegment): void {
+    const lo = segment.commitSeqLo;
+    if (lo === null) return;
+    const before = this.lastCommitSeqHi;
+    invariant(
+      before === null || lo > before,
+      () => `epoch ${segment.epoch} starts at commit sequence ${lo}, not above ${before}`,
+    );
+    this.lastCommitSeqHi = segment.commitSeqHi;
   }
 
   private async waitForFence(
@@ -380,64 +445,20 @@ export class EpochCoordinator {
     const slices: RecordSlice[] = [];
     const laneIds: number[] = [];
     const recordsPerCore: number[] = [];
-    const epochLo = Number(epoch & 0xffff_ffffn);
-    const epochHi = Number(epoch >> 32n);
     const minBody = recordMinBytes(this.formatVersion);
     let droppedAborted = 0;
     let sorted = true;
     for (const share of shares) {
-      let kept = 0;
-      let seen = 0;
-      for (const chunk of share.chunks) {
-        let at = 0;
-        while (at < chunk.length) {
-          if (at + RECORD_LENGTH_PREFIX_BYTES > chunk.length) {
-            throw new EngineInvariantError(`lane ${share.laneId}: torn length prefix at ${at}`);
-          }
-          const body = at + RECORD_LENGTH_PREFIX_BYTES;
-          const end = body + readU32(chunk, at);
-          if (end > chunk.length || end - body < minBody) {
-            throw new EngineInvariantError(`lane ${share.laneId}: malformed record at ${at}`);
-          }
-          const tagLo = readU32(chunk, body + RECORD_EPOCH_OFFSET);
-          const tagHi = readU32(chunk, body + RECORD_EPOCH_OFFSET + 4);
-          if (tagLo !== epochLo || tagHi !== epochHi) {
-            throw new EngineInvariantError(
-              `lane ${share.laneId}: record tagged epoch ${toU64(tagHi, tagLo)} in the flush of epoch ${epoch}`,
-            );
-          }
-          seen++;
-          if (chunk[body + RECORD_HAS_END_SEQ_OFFSET] === 0) {
-            droppedAborted++;
-          } else {
-            const slice: RecordSlice = {
-              source: chunk,
-              start: at,
-              end,
-              seqLo: readU32(chunk, body + RECORD_BEGIN_SEQ_OFFSET),
-              seqHi: readU32(chunk, body + RECORD_BEGIN_SEQ_OFFSET + 4),
-              txnLo: readU32(chunk, body + RECORD_TXN_ID_OFFSET),
-              txnHi: readU32(chunk, body + RECORD_TXN_ID_OFFSET + 4),
-              pageId: readU32(chunk, body + RECORD_PAGE_ID_OFFSET),
-            };
-            const previous = slices[slices.length - 1];
-            if (previous !== undefined && compareSlices(previous, slice) > 0) sorted = false;
-            slices.push(slice);
-            kept++;
-          }
-          at = end;
-        }
-      }
-      if (seen !== share.recordCount) {
-        throw new EngineInvariantError(
-          `lane ${share.laneId}: share claims ${share.recordCount} records, holds ${seen}`,
-        );
-      }
+      const scan = scanShare(share, epoch, minBody, slices);
+      droppedAborted += scan.dropped;
+      sorted &&= scan.sorted;
       laneIds.push(share.laneId);
-      recordsPerCore.push(kept);
+      recordsPerCore.push(scan.kept);
     }
     // Array.prototype.sort is stable: equal keys keep lane order, then append order.
     if (!sorted) slices.sort(compareSlices);
+    const first = slices[0];
+    const last = slices[slices.length - 1];
     return {
       epoch,
       ...coalesce(slices),
@@ -445,13 +466,92 @@ export class EpochCoordinator {
       recordsPerCore,
       laneShares: shares.map((share) => ({ laneId: share.laneId, chunks: share.chunks })),
       droppedAborted,
-      commitSeqLo: slices.length === 0 ? null : toU64(slices[0]!.seqHi, slices[0]!.seqLo),
-      commitSeqHi:
-        slices.length === 0
-          ? null
-          : toU64(slices[slices.length - 1]!.seqHi, slices[slices.length - 1]!.seqLo),
+      commitSeqLo: first === undefined ? null : toU64(first.seqHi, first.seqLo),
+      commitSeqHi: last === undefined ? null : toU64(last.seqHi, last.seqLo),
     };
   }
+}
+
+/** What {@link scanShare} found in one lane's share. */
+interface ShareScan {
+  /** Committed records, appended to the slices. */
+  kept: number;
+  /** Records dropped because they never committed. */
+  dropped: number;
+  /** False when a kept record sorts before the one kept just before it. */
+  sorted: boolean;
+}
+
+/**
+ * Walks one lane's share: checks that every record is whole and tagged
+ * `epoch`, and appends the committed ones to `slices` with their sort keys
+ * read straight from the encoded bytes. Checks run per record, so they throw
+ * directly rather than through `invariant` (no message closure per record).
+ * @throws {EngineInvariantError} for a torn or malformed record, a record of
+ * another epoch, or a record count the share does not hold.
+ */
+function scanShare(
+  share: SealedLaneData,
+  epoch: bigint,
+  minBody: number,
+  slices: RecordSlice[],
+): ShareScan {
+  const epochLo = Number(epoch & U32_MASK);
+  const epochHi = Number(epoch >> U32_BITS);
+  const scan: ShareScan = { kept: 0, dropped: 0, sorted: true };
+  let seen = 0;
+  for (const chunk of share.chunks) {
+    let at = 0;
+    while (at < chunk.length) {
+      if (at + RECORD_LENGTH_PREFIX_BYTES > chunk.length) {
+        throw new EngineInvariantError(`lane ${share.laneId}: torn length prefix at ${at}`);
+      }
+      const body = at + RECORD_LENGTH_PREFIX_BYTES;
+      const end = body + readU32(chunk, at);
+      if (end > chunk.length || end - body < minBody) {
+        throw new EngineInvariantError(`lane ${share.laneId}: malformed record at ${at}`);
+      }
+      const tagLo = readU32(chunk, body + RECORD_EPOCH_OFFSET);
+      const tagHi = readU32(chunk, body + RECORD_EPOCH_OFFSET + U64_HIGH_HALF_OFFSET);
+      if (tagLo !== epochLo || tagHi !== epochHi) {
+        throw new EngineInvariantError(
+          `lane ${share.laneId}: record tagged epoch ${toU64(tagHi, tagLo)} in the flush of epoch ${epoch}`,
+        );
+      }
+      seen++;
+      if (chunk[body + RECORD_HAS_END_SEQ_OFFSET] === 0) {
+        scan.dropped++;
+      } else {
+        const slice = sliceAt(chunk, at, end);
+        const previous = slices[slices.length - 1];
+        if (previous !== undefined && compareSlices(previous, slice) > 0) scan.sorted = false;
+        slices.push(slice);
+        scan.kept++;
+      }
+      at = end;
+    }
+  }
+  if (seen !== share.recordCount) {
+    throw new EngineInvariantError(
+      `lane ${share.laneId}: share claims ${share.recordCount} records, holds ${seen}`,
+    );
+  }
+  return scan;
+}
+
+/** The record at `start .. end` of `chunk` (length prefix included) with its sort keys. */
+function sliceAt(chunk: Uint8Array, start: number, end: number): RecordSlice {
+  const body = start + RECORD_LENGTH_PREFIX_BYTES;
+  return {
+    source: chunk,
+    start,
+    end,
+    seqLo: readU32(chunk, body + RECORD_BEGIN_SEQ_OFFSET),
+    seqHi: readU32(chunk, body + RECORD_BEGIN_SEQ_OFFSET + U64_HIGH_HALF_OFFSET),
+    txnLo: readU32(chunk, body + RECORD_TXN_ID_OFFSET),
+    txnHi: readU32(chunk, body + RECORD_TXN_ID_OFFSET + U64_HIGH_HALF_OFFSET),
+    pageId: readU32(chunk, body + RECORD_PAGE_ID_OFFSET),
+  };
 }
 
 /** Joins slices that are adjacent in the same source buffer into one chunk. */

@@ -22,7 +22,11 @@ export const EngineErrorCode = {
   batchTooLarge: 'ERR_BATCH_TOO_LARGE',
   /** A lane was driven through an illegal state transition (an engine bug). */
   laneState: 'ERR_LANE_STATE',
-  /** A lane handed the flusher bytes that break an engine invariant. */
+  /**
+   * An engine invariant broke (an engine bug, never bad input): lane bytes
+   * the flusher cannot use, or one of the checks of `invariant.ts`. The log
+   * fails with it as the cause; nothing is acknowledged after it.
+   */
   invariant: 'ERR_ENGINE_INVARIANT',
   /** No lane id is free (the lane-id space is exhausted). */
   noFreeLane: 'ERR_NO_FREE_LANE',
@@ -114,7 +118,11 @@ export class LaneStateError extends EngineError {
   }
 }
 
-/** Bytes or bookkeeping that break an engine invariant (never expected). */
+/**
+ * Bytes or bookkeeping that break an engine invariant (never expected):
+ * thrown by `invariant()` (docs/design.md#invariants) and by the flusher's
+ * checks of lane bytes.
+ */
 export class EngineInvariantError extends EngineError {
   constructor(message: string) {
     super(EngineErrorCode.invariant, message);

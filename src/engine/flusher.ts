@@ -21,18 +21,14 @@
 
 import { encodeSegmentHeader } from '../format/segment.js';
 import type { AckWatermark } from './ack-watermark.js';
-import type { EngineControl } from './control-hooks.js';
+import type { EngineControl, PreparedEpochWrite } from './control-hooks.js';
 import type { EpochCoordinator, EpochSegment } from './epochs.js';
 import { EngineInvariantError, type WalFailedError } from './errors.js';
 import type { InProcessLane, LaneRecordInput } from './lane.js';
-import type { SegmentSink } from './segment-writer.js';
+import type { SegmentSink, SegmentWrite } from './segment-writer.js';
 import { type ResolvedParallelWalConfig, SERIALIZED_LANE_ID } from './wal-config.js';
-import type { WalCounters } from './wal-stats.js';
+import { elapsedMicros as micros, type WalCounters } from './wal-stats.js';
 import type { DurableEpochInfo } from './wal-types.js';
-
-function micros(fromMs: number, toMs: number): number {
-  return Math.round((toMs - fromMs) * 1000);
-}
 
 /** Most epochs sealed ahead of the one being written (early seals), per flusher. */
 const sealedAheadMax = 1;
@@ -330,7 +326,6 @@ export class Flusher {
    * ones. Returns the failure, or null.
    */
   private async flushOne(epoch: bigint): Promise<Error | null> {
-    const phases = this.counters.flushPhases;
     const startedMs = performance.now();
     const segment = this.coordinator.flushEpoch(epoch);
     // Control plane: header, records and certificate trailer to write, after
@@ -343,8 +338,32 @@ export class Flusher {
         epoch,
       );
     }
-    let bytes = 0;
-    let published: Promise<void> | null = null;
+    const written = await this.writeSegment(segment, prepared?.chunks ?? null, startedMs);
+    if (written instanceof Error) return written;
+    // An earlier epoch's background publication failed meanwhile: the log
+    // refuses; this epoch's data may be on disk but it is not acknowledged.
+    const failed = this.host.failure();
+    if (failed !== null) return failed;
+    const writtenMs = performance.now();
+    const info = this.noteWritten(segment, prepared, written.bytes, writtenMs);
+    // Acknowledge: the epoch's data is durable and recovery finds it.
+    this.acks.advance(epoch);
+    this.host.acknowledged(epoch, info);
+    this.counters.flushPhases.acknowledgeMicros += micros(writtenMs, performance.now());
+    this.publishInOrder(info, written.published);
+    return null;
+  }
+
+  /**
+   * The durable write of `segment` (header and records, or the control
+   * plane's `chunks`): on failure the log fails and this returns its error.
+   */
+  private async writeSegment(
+    segment: EpochSegment,
+    chunks: Uint8Array[] | null,
+    startedMs: number,
+  ): Promise<SegmentWrite | Error> {
+    const { epoch } = segment;
     // An epoch whose records were all aborted still gets its (header-only)
     // segment: the log never leaves an epoch number without one.
     this.inFlight = segment;
@@ -354,12 +373,12 @@ export class Flusher {
       recordCount: segment.recordCount,
     });
     this.writeStartedMs = performance.now();
-    phases.prepareMicros += micros(startedMs, this.writeStartedMs);
+    this.counters.flushPhases.prepareMicros += micros(startedMs, this.writeStartedMs);
     try {
-      const chunks = prepared?.chunks ?? [header, ...segment.chunks];
-      const written = await this.sink.write(epoch, chunks.length > 0 ? chunks : [header]);
-      bytes = written.bytes;
-      published = written.published;
+      const all = chunks ?? [header, ...segment.chunks];
+      const written = await this.sink.write(epoch, all.length > 0 ? all : [header]);
+      this.acks.noteSynced(epoch);
+      return written;
     } catch (cause) {
       // Not durable; the epoch stays first (its lanes keep it Flushing) and
       // the log refuses everything from here on.
@@ -368,26 +387,31 @@ export class Flusher {
     } finally {
       this.inFlight = null;
     }
-    // An earlier epoch's background publication failed meanwhile: the log
-    // refuses; this epoch's data may be on disk but it is not acknowledged.
-    const failed = this.host.failure();
-    if (failed !== null) return failed;
-    const writtenMs = performance.now();
+  }
+
+  /** Counts a written epoch, frees its lanes' buffers, and describes it for the listeners. */
+  private noteWritten(
+    segment: EpochSegment,
+    prepared: PreparedEpochWrite | null,
+    bytes: number,
+    writtenMs: number,
+  ): DurableEpochInfo {
+    const { epoch } = segment;
+    const startedMs = this.writeStartedMs ?? writtenMs;
+    const phases = this.counters.flushPhases;
     phases.epochs++;
-    phases.writeMicros += micros(this.writeStartedMs, writtenMs);
+    phases.writeMicros += micros(startedMs, writtenMs);
     this.counters.segmentsWritten++;
     this.counters.bytesWritten += bytes;
     if (segment.recordCount === 0) this.counters.emptyEpochs++;
     this.counters.droppedAbortedRecords += segment.droppedAborted;
-    if (prepared !== null) {
-      this.control?.epochDurable(prepared, micros(this.writeStartedMs ?? writtenMs, writtenMs));
-    }
+    if (prepared !== null) this.control?.epochDurable(prepared, micros(startedMs, writtenMs));
     this.writeStartedMs = null;
     this.coordinator.completeFlush(epoch, segment.laneIds);
     const dbSize = this.epochDbSize.get(epoch);
     this.epochDbSize.delete(epoch);
     if (dbSize !== undefined) this.lastDbSize = dbSize.dbSize;
-    const info: DurableEpochInfo = {
+    return {
       epoch,
       segmentWritten: true,
       recordCount: segment.recordCount,
@@ -398,21 +422,23 @@ export class Flusher {
       commitSeqHi: segment.commitSeqHi,
       dbSizePages: dbSize?.dbSize ?? null,
     };
-    // Acknowledge: the epoch's data is durable and recovery finds it.
-    this.acks.advance(epoch);
-    this.host.acknowledged(epoch, info);
-    phases.acknowledgeMicros += micros(writtenMs, performance.now());
+  }
+
+  /**
+   * Publishes an acknowledged epoch once `published` settles, in epoch order
+   * (empty epochs too, behind the ones before them).
+   */
+  private publishInOrder(info: DurableEpochInfo, published: Promise<void> | null): void {
     const publish = (): void => {
-      this.coordinator.markEpochDurable(epoch);
+      this.coordinator.markEpochDurable(info.epoch);
       this.host.published(info);
     };
     if (published === null && this.publishing === 0) {
       // Already under its name and nothing before it pending: publish now
       // (the storage and precreate sinks always take this path).
       publish();
-      return null;
+      return;
     }
-    // Publish in epoch order (empty epochs too, behind the ones before them).
     this.publishing++;
     this.publishTail = this.publishTail
       .then(() => published)
@@ -424,7 +450,6 @@ export class Flusher {
         // nothing after them will be.
         this.host.enterFailed(cause, this.firstUnacknowledgedEpoch());
       });
-    return null;
   }
 
   /** The lowest epoch not acknowledged (what a failure in publication fails). */
@@ -460,9 +485,7 @@ export class Flusher {
   }
 
   /** The control plane's version of an epoch's bytes; `null` without a control plane. */
-  private prepareWithControl(
-    segment: EpochSegment,
-  ): { chunks: Uint8Array[]; acknowledge: boolean } | null {
+  private prepareWithControl(segment: EpochSegment): PreparedEpochWrite | null {
     if (this.control === null) return null;
     // Worker lanes encode on their own threads and are never staged: their
     // sealed bytes complete the conservative result, so the whole epoch is

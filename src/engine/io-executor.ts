@@ -33,6 +33,15 @@ import {
   type WalFileSystem,
 } from '../storage/fs.js';
 import { IO_THREAD_SOURCE, IoControlWord } from './io-thread-source.js';
+import { elapsedMicros as micros } from './wal-stats.js';
+
+/**
+ * Heap limits of the I/O thread, in MiB: it runs no application code, only a
+ * loop of write and fdatasync calls on buffers it does not copy, so a small
+ * heap suffices and keeps its footprint (and GC pauses) small.
+ */
+const ioThreadOldGenerationMbMax = 32;
+const ioThreadYoungGenerationMbMax = 8;
 
 /** The step of a durable write that failed. */
 export type DurableWriteStep = 'write' | 'datasync';
@@ -102,10 +111,6 @@ export interface DurableWriteExecutor {
   stats(): DurableWriteExecutorStats;
   /** Stops the I/O thread (after the writes in flight). Idempotent. */
   close(): Promise<void>;
-}
-
-function micros(fromMs: number, toMs: number): number {
-  return Math.round((toMs - fromMs) * 1000);
 }
 
 /** Durable writes through the file handle's own (promise) operations. */
@@ -209,7 +214,9 @@ export class IoThreadExecutor implements DurableWriteExecutor {
 
   readonly kind = 'ioThread' as const;
   private readonly inline = new InlineWriteExecutor();
-  private readonly control = new Int32Array(new SharedArrayBuffer(IoControlWord.Count * 4));
+  private readonly control = new Int32Array(
+    new SharedArrayBuffer(IoControlWord.Count * Int32Array.BYTES_PER_ELEMENT),
+  );
   private worker: Worker | null = null;
   private requests: MessagePort | null = null;
   private replies: MessagePort | null = null;
@@ -331,7 +338,10 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       // `--input-type=module` of the parent, which would make the CommonJS program fail.
       execArgv: [],
       // The thread runs no JavaScript of the application: keep it small.
-      resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
+      resourceLimits: {
+        maxOldGenerationSizeMb: ioThreadOldGenerationMbMax,
+        maxYoungGenerationSizeMb: ioThreadYoungGenerationMbMax,
+      },
       stdout: false,
       stderr: false,
     });

@@ -28,9 +28,15 @@
  */
 
 import { WalArgumentError } from '../errors.js';
-import { encodedRecordBytes, validateRecord, writeRecordUnchecked } from '../format/record.js';
+import {
+  encodedRecordBytes,
+  RECORD_LENGTH_PREFIX_BYTES,
+  validateRecord,
+  writeRecordUnchecked,
+} from '../format/record.js';
 import type { FormatVersion, TxnToken, WalRecord } from '../format/types.js';
 import { LaneStateError } from './errors.js';
+import { invariant } from './invariant.js';
 import type { EngineLane, LaneBufferState, SealedLaneData } from './lane-types.js';
 
 /** Default capacity of one lane buffer: 4 MiB. */
@@ -43,8 +49,6 @@ export const bufferCapacityBytesMin = 4096;
 export const bufferCapacityBytesMax = 1024 * 1024 * 1024;
 /** First allocation of a buffer's arena; it doubles up to the capacity. */
 const INITIAL_ARENA_BYTES = 64 * 1024;
-/** Size of the u32 length prefix in front of every record body. */
-const LENGTH_PREFIX_BYTES = 4;
 
 /** What a lane does with an append that does not fit its active buffer. */
 export type OverflowPolicy =
@@ -311,7 +315,7 @@ export class InProcessLane implements EngineLane {
     for (const input of records) {
       const record = this.fill(input);
       validateRecord(record);
-      total += LENGTH_PREFIX_BYTES + encodedRecordBytes(record, this.formatVersion);
+      total += RECORD_LENGTH_PREFIX_BYTES + encodedRecordBytes(record, this.formatVersion);
     }
     return total;
   }
@@ -382,6 +386,11 @@ export class InProcessLane implements EngineLane {
 
   /** {@inheritDoc EngineLane.beginFlush} */
   beginFlush(epoch: bigint): SealedLaneData | null {
+    // Sealed before flushed: appends are tagged past `epoch` already.
+    invariant(
+      epoch < this.tagEpoch,
+      () => `lane ${this.laneId}: flush of epoch ${epoch} before it was sealed`,
+    );
     const chunks: Uint8Array[] = [];
     let recordCount = 0;
     let byteCount = 0;

@@ -1,17 +1,22 @@
 /**
- * Placing a commit batch into a lane: the commit sequence is drawn, the
- * batch is encoded into the writer's lane (tagged there with the lane's
- * epoch) or, if the lane refuses it or the control plane routes it so, into
- * the engine's serialized path. Synchronous: nothing here waits.
+ * The commit path of a {@link ParallelWal}: placing a batch into a lane (the
+ * commit sequence is drawn, the batch is encoded into the writer's lane,
+ * tagged there with the lane's epoch, or, if the lane refuses it or the
+ * control plane routes it so, into the engine's serialized path), waiting
+ * for room when the serialized path is full, then for the acknowledgement.
+ * Placement is synchronous: nothing in it waits.
  */
 
+import type { AckWatermark } from './ack-watermark.js';
 import type { EngineControl } from './control-hooks.js';
+import { createDeferred, type Deferred } from './deferred.js';
 import { BatchTooLargeError } from './errors.js';
 import type { Flusher } from './flusher.js';
 import type { InProcessLane, LaneRecordInput } from './lane.js';
-import { checkBatch } from './wal-config.js';
-import type { WalCounters } from './wal-stats.js';
-import type { ParallelWalBatch } from './wal-types.js';
+import type { ParallelWal } from './wal.js';
+import { checkBatch, type ResolvedParallelWalConfig } from './wal-config.js';
+import type { CommitLatencyHistogram, WalCounters } from './wal-stats.js';
+import type { CommitResult, ParallelWalBatch } from './wal-types.js';
 import {
   claimCommitSeq,
   commitSeqNotIncreasing,
@@ -40,6 +45,13 @@ export interface PlacerOptions {
   control: EngineControl | null;
   counters: WalCounters;
   flusher: Flusher;
+  /** Commits resolve here: the acknowledged epoch. */
+  acks: AckWatermark;
+  histogram: CommitLatencyHistogram;
+  /** The log's fsync policy, reported in every commit result. */
+  durability: ResolvedParallelWalConfig['fsync'];
+  /** Throws the log's failure, or `WalClosedError` once it is closing. */
+  ensureOpen(): void;
 }
 
 /** Bytes the control plane's routing counts for `batch`. */
@@ -51,15 +63,60 @@ export function batchRouteBytes(batch: ParallelWalBatch): number {
 
 /** Places batches; see the module comment. */
 export class BatchPlacer {
+  /** Resolved after every flush cycle (room may have appeared) and when the log fails. */
+  private room: Deferred<void> = createDeferred<void>();
+
   constructor(private readonly options: PlacerOptions) {}
+
+  /**
+   * Commits `batch` through `lane` (`null`: the serialized path) and
+   * resolves once its epoch is acknowledged; see {@link ParallelWal.commit}.
+   * Waits for a flush when the serialized path is full.
+   */
+  async commit(batch: ParallelWalBatch, lane: InProcessLane | null): Promise<CommitResult> {
+    const { counters, acks } = this.options;
+    const started = performance.now();
+    let placement: Placement | null;
+    try {
+      placement = this.place(batch, lane);
+      while (placement === null) {
+        // The serialized path is full: wait for a flush to make room.
+        counters.backpressureWaiters++;
+        try {
+          await this.room.promise;
+        } finally {
+          counters.backpressureWaiters--;
+        }
+        placement = this.place(batch, null);
+      }
+      // Acknowledged once the data is durable (publication may still follow).
+      await acks.when(placement.epoch);
+    } catch (error) {
+      counters.commitsRejected++;
+      throw error;
+    }
+    counters.commits++;
+    this.options.histogram.record(performance.now() - started);
+    const { epoch, commitSeq, dbSizePages, serialized } = placement;
+    return { epoch, commitSeq, durability: this.options.durability, dbSizePages, serialized };
+  }
+
+  /** Wakes the commits waiting for room (a flush cycle ended, or the log failed or closed). */
+  signalRoom(): void {
+    const room = this.room;
+    this.room = createDeferred<void>();
+    room.resolve();
+  }
 
   /**
    * Places a batch synchronously: encodes it into `lane` or, if the lane
    * refuses, into the serialized path. The commit sequence is taken at the
    * moment of placement, so sequence order always agrees with epoch order.
    * `null`: the serialized path is full.
+   * @throws the log's failure, or `WalClosedError` once it is closing.
    */
   place(batch: ParallelWalBatch, lane: InProcessLane | null): Placement | null {
+    this.options.ensureOpen();
     checkBatch(batch);
     const { serialLane, commitSeqCounter, control, counters, flusher } = this.options;
     // The number is drawn from the counter shared with worker lanes. A batch

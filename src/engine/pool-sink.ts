@@ -63,6 +63,7 @@ import {
   type FsyncPolicy,
   type SegmentFileEntry,
   segmentPath,
+  tempNameNonceBytes,
 } from '../storage/segment-files.js';
 import { poolFileName } from '../storage/temp-names.js';
 import { createDeferred, type Deferred } from './deferred.js';
@@ -87,6 +88,17 @@ export const poolFileBytesMax = 8 * 1024 * 1024;
 const POOL_FILE_BYTES_ROUND = 4096;
 /** Recent segments whose largest size sets the length of new pool files. */
 const RECENT_SEGMENTS = 32;
+/**
+ * Ready (and coming) pool files at or below this share of the pool start a
+ * refill, early enough that writes rarely find the pool empty.
+ */
+const poolLowWaterFraction = 0.5;
+/**
+ * Files a write creates inline when it finds none ready and none coming: one
+ * for itself and one for the next write, under one directory fsync, so the
+ * write that pays for it stays short.
+ */
+const poolFilesInlineMax = 2;
 
 /** Validates the pool size option. @throws {WalArgumentError} */
 export function checkSegmentPoolSize(value: unknown): number {
@@ -200,7 +212,7 @@ export class PoolSegmentSink implements SegmentSink {
   ) {
     this.poolSize = checkSegmentPoolSize(options.poolSize);
     this.executor = options.executor ?? new InlineWriteExecutor();
-    this.lowWater = Math.max(1, Math.floor(this.poolSize / 2));
+    this.lowWater = Math.max(1, Math.floor(this.poolSize * poolLowWaterFraction));
     this.floor = options.startEpoch;
     // Fill the pool at once, off the first epoch's path; a failure here
     // fails the first write that needs a file.
@@ -395,7 +407,7 @@ export class PoolSegmentSink implements SegmentSink {
       this.publishNow();
       if (this.creatingCount === 0 && this.publication.batchesInFlight === 0) {
         this.counters.createdInline++;
-        void this.startCreation(Math.min(this.poolSize, 2), false).catch(() => {});
+        void this.startCreation(Math.min(this.poolSize, poolFilesInlineMax), false).catch(() => {});
       }
       // Wait for a creation, or a publication (which refills), to finish.
       const coming: Promise<void>[] = [...this.creating];
@@ -549,7 +561,7 @@ export class PoolSegmentSink implements SegmentSink {
   private newPoolPath(floor: bigint): string {
     return nodePath.join(
       databaseDirectory(this.dbPath),
-      poolFileName(this.dbPath, floor, randomBytes(6).toString('hex')),
+      poolFileName(this.dbPath, floor, randomBytes(tempNameNonceBytes).toString('hex')),
     );
   }
 

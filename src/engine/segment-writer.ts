@@ -29,14 +29,19 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as nodePath from 'node:path';
+import { WalArgumentError } from '../errors.js';
 import { toIoError } from '../storage/errors.js';
 import type { WalFileHandle, WalFileSystem } from '../storage/fs.js';
 import {
   databaseDirectory,
   databaseName,
+  deleteSegment,
   type FsyncPolicy,
+  type SegmentFileEntry,
   segmentPath,
+  syncSegmentDirectory,
   TEMP_NAME_INFIX,
+  tempNameNonceBytes,
   writeSegmentFile,
 } from '../storage/segment-files.js';
 import { EARLY_ACK_TEMP_TAG } from '../storage/temp-names.js';
@@ -85,6 +90,9 @@ export interface SegmentSink {
 /** Which sink the engine uses; see {@link ParallelWalConfig.segmentSink} in `wal-config.ts`. */
 export type SegmentSinkKind = 'pool' | 'earlyAck' | 'precreate' | 'storage';
 
+/** Syncs `writeSegmentFile` issues per segment: one fdatasync of the file, one fsync of its directory. */
+const storageSyncsPerSegment = 2;
+
 /** The storage layer's protocol, unchanged. */
 export function storageSegmentSink(
   dbPath: string,
@@ -95,8 +103,7 @@ export function storageSegmentSink(
   return {
     write: async (epoch, chunks) => {
       const bytes = await writeSegmentFile(dbPath, epoch, chunks, { fsync, fs });
-      // writeSegmentFile: one fdatasync of the file, one fsync of the directory.
-      if (fsync !== 'off') syncs += 2;
+      if (fsync !== 'off') syncs += storageSyncsPerSegment;
       return { bytes, published: null };
     },
     dispose: async () => {},
@@ -187,7 +194,7 @@ export class PrecreatingSegmentSink implements SegmentSink {
   }
 
   private async create(): Promise<Prepared> {
-    const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}next-${randomBytes(6).toString('hex')}`;
+    const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}next-${randomBytes(tempNameNonceBytes).toString('hex')}`;
     const path = nodePath.join(databaseDirectory(this.dbPath), name);
     try {
       return { path, handle: await this.fs.open(path, 'createExclusive') };
@@ -208,12 +215,21 @@ const EARLY_ACK_READY_LOW = 4;
 
 export { EARLY_ACK_PUBLISH_IDLE_TURNS, earlyAckPublishBatchMax };
 
+/** Where a segment header keeps its version: a little-endian u16 after the u32 magic (docs/format.md, section 3). */
+const headerVersionOffsetBytes = 4;
+/** Header bytes up to the end of the version field. */
+const headerVersionEndBytes = headerVersionOffsetBytes + 2;
+
 /** The segment format version in the first bytes of `chunks` (a header), or `null`. */
 export function headerVersion(chunks: readonly Uint8Array[]): number | null {
   const lead: number[] = [];
   for (const chunk of chunks) {
-    for (let i = 0; i < chunk.length && lead.length < 6; i++) lead.push(chunk[i]!);
-    if (lead.length === 6) return lead[4]! | (lead[5]! << 8);
+    for (let i = 0; i < chunk.length && lead.length < headerVersionEndBytes; i++) {
+      lead.push(chunk[i]!);
+    }
+    if (lead.length === headerVersionEndBytes) {
+      return lead[headerVersionOffsetBytes]! | (lead[headerVersionOffsetBytes + 1]! << 8);
+    }
   }
   return null;
 }
@@ -478,7 +494,7 @@ export class EarlyAckSegmentSink implements SegmentSink {
   }
 
   private async create(): Promise<Prepared> {
-    const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}${EARLY_ACK_TEMP_TAG}-${randomBytes(6).toString('hex')}`;
+    const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}${EARLY_ACK_TEMP_TAG}-${randomBytes(tempNameNonceBytes).toString('hex')}`;
     const path = nodePath.join(databaseDirectory(this.dbPath), name);
     try {
       return { path, handle: await this.fs.open(path, 'createExclusive') };
@@ -504,4 +520,30 @@ export function createSegmentSink(
   if (kind === 'earlyAck') return new EarlyAckSegmentSink(dbPath, fs, fsync, executor);
   if (kind === 'precreate') return new PrecreatingSegmentSink(dbPath, fs, fsync, executor);
   return storageSegmentSink(dbPath, fs, fsync);
+}
+
+/**
+ * Gives folded segment files (`entries`, every one below `floor`, the first
+ * epoch not folded) back to the log: a `pool` sink that is still `open`
+ * takes them into its pool (up to its bound) to be written over in place;
+ * otherwise they are unlinked, and one directory fsync makes that durable.
+ * @returns the number of files taken or unlinked.
+ * @throws {WalArgumentError} for an entry at or above `floor`; {@link WalIoError}.
+ */
+export async function recycleFoldedSegments(
+  sink: SegmentSink,
+  entries: readonly SegmentFileEntry[],
+  floor: bigint,
+  options: { dbPath: string; fs: WalFileSystem; open: boolean },
+): Promise<number> {
+  if (sink instanceof PoolSegmentSink && options.open) return sink.recycle(entries, floor);
+  for (const entry of entries) {
+    if (entry.epoch >= floor) {
+      throw new WalArgumentError(`segment ${entry.epoch} is not below the floor ${floor}`);
+    }
+  }
+  const { dbPath, fs } = options;
+  for (const entry of entries) await deleteSegment(entry.path, { fs });
+  if (entries.length > 0) await syncSegmentDirectory(dbPath, { fs });
+  return entries.length;
 }

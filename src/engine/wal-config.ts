@@ -216,6 +216,59 @@ function checkBoolean(name: string, value: unknown): boolean {
   return value;
 }
 
+/** `value` if it is one of `allowed`. @throws {WalArgumentError} naming the choices. */
+function checkChoice<T extends string | number>(
+  name: string,
+  value: unknown,
+  allowed: readonly T[],
+): T {
+  if (allowed.includes(value as T)) return value as T;
+  const choices = `${allowed.slice(0, -1).join(', ')} or ${String(allowed[allowed.length - 1])}`;
+  throw new WalArgumentError(`${name} must be ${choices}, got ${String(value)}`);
+}
+
+/** The lane and epoch sizes of a configuration, validated, defaults filled in. */
+function resolveLaneSizes(config: ParallelWalConfig) {
+  return {
+    slotCount: checkInteger(
+      'slotCount',
+      config.slotCount ?? Math.min(slotCountMax, Math.max(1, availableParallelism())),
+      1,
+      slotCountMax,
+    ),
+    epochIntervalMs: checkInteger(
+      'epochIntervalMs',
+      config.epochIntervalMs ?? epochIntervalMsDefault,
+      1,
+      epochIntervalMsMax,
+    ),
+    bufferCapacityBytes: checkBufferBytes(
+      'bufferCapacityBytes',
+      config.bufferCapacityBytes ?? bufferCapacityBytesDefault,
+    ),
+    overflowPolicy: checkChoice('overflowPolicy', config.overflowPolicy ?? 'allocateOverflow', [
+      'allocateOverflow',
+      'blockWriter',
+    ] as const),
+    overflowFallbackBytes: checkInteger(
+      'overflowFallbackBytes',
+      config.overflowFallbackBytes ?? overflowFallbackBytesDefault,
+      0,
+      bufferCapacityBytesMax,
+    ),
+    maxEpochBytes: checkBufferBytes('maxEpochBytes', config.maxEpochBytes ?? epochBytesMaxDefault),
+    serializedCapacityBytes: checkBufferBytes(
+      'serializedCapacityBytes',
+      config.serializedCapacityBytes ?? serializedCapacityBytesDefault,
+    ),
+  };
+}
+
+/** A byte size within what one lane buffer may hold. */
+function checkBufferBytes(name: string, value: number): number {
+  return checkInteger(name, value, bufferCapacityBytesMin, bufferCapacityBytesMax);
+}
+
 /** Validates a configuration and fills in defaults. @throws {WalArgumentError} */
 export function resolveParallelWalConfig(
   config: ParallelWalConfig = {},
@@ -223,62 +276,12 @@ export function resolveParallelWalConfig(
   if (typeof config !== 'object' || config === null) {
     throw new WalArgumentError('config must be an object');
   }
-  const slotCount = checkInteger(
-    'slotCount',
-    config.slotCount ?? Math.min(slotCountMax, Math.max(1, availableParallelism())),
-    1,
-    slotCountMax,
-  );
-  const bufferCapacityBytes = checkInteger(
-    'bufferCapacityBytes',
-    config.bufferCapacityBytes ?? bufferCapacityBytesDefault,
-    bufferCapacityBytesMin,
-    bufferCapacityBytesMax,
-  );
-  const overflowPolicy = config.overflowPolicy ?? 'allocateOverflow';
-  if (overflowPolicy !== 'allocateOverflow' && overflowPolicy !== 'blockWriter') {
-    throw new WalArgumentError(
-      `overflowPolicy must be allocateOverflow or blockWriter, got ${String(overflowPolicy)}`,
-    );
-  }
-  const fsync = config.fsync ?? 'full';
-  if (fsync !== 'full' && fsync !== 'normal' && fsync !== 'off') {
-    throw new WalArgumentError(`fsync must be full, normal or off, got ${String(fsync)}`);
-  }
-  const formatVersion = config.formatVersion ?? formatVersionDefault;
-  if (formatVersion !== 1 && formatVersion !== 2) {
-    throw new WalArgumentError(`formatVersion must be 1 or 2, got ${String(formatVersion)}`);
-  }
-  const serializedCapacityBytes = checkInteger(
-    'serializedCapacityBytes',
-    config.serializedCapacityBytes ?? serializedCapacityBytesDefault,
-    bufferCapacityBytesMin,
-    bufferCapacityBytesMax,
-  );
+  const formatVersion = checkChoice('formatVersion', config.formatVersion ?? formatVersionDefault, [
+    1, 2,
+  ] as const);
   return {
-    slotCount,
-    epochIntervalMs: checkInteger(
-      'epochIntervalMs',
-      config.epochIntervalMs ?? epochIntervalMsDefault,
-      1,
-      epochIntervalMsMax,
-    ),
-    bufferCapacityBytes,
-    overflowPolicy,
-    overflowFallbackBytes: checkInteger(
-      'overflowFallbackBytes',
-      config.overflowFallbackBytes ?? overflowFallbackBytesDefault,
-      0,
-      bufferCapacityBytesMax,
-    ),
-    maxEpochBytes: checkInteger(
-      'maxEpochBytes',
-      config.maxEpochBytes ?? epochBytesMaxDefault,
-      bufferCapacityBytesMin,
-      bufferCapacityBytesMax,
-    ),
-    serializedCapacityBytes,
-    fsync,
+    ...resolveLaneSizes(config),
+    fsync: checkChoice('fsync', config.fsync ?? 'full', ['full', 'normal', 'off'] as const),
     formatVersion,
     skipCorrupt: checkBoolean('skipCorrupt', config.skipCorrupt ?? false),
     allowEpochGaps: checkBoolean('allowEpochGaps', config.allowEpochGaps ?? false),

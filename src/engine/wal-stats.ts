@@ -4,11 +4,24 @@
  */
 
 import * as hdr from 'hdr-histogram-js';
-import type { DurableWriteExecutorStats } from './io-executor.js';
+import type { AckWatermark } from './ack-watermark.js';
+import type { EngineControl } from './control-hooks.js';
+import type { EpochCoordinator } from './epochs.js';
+import type { Flusher } from './flusher.js';
+import type { DurableWriteExecutor, DurableWriteExecutorStats } from './io-executor.js';
 import { InProcessLane } from './lane.js';
 import type { EngineLane } from './lane-types.js';
 import type { SegmentPoolStats } from './pool-sink.js';
-import type { WorkerLaneStats } from './shared-lane.js';
+import type { SegmentSink } from './segment-writer.js';
+import type { WorkerLanePool, WorkerLaneStats } from './worker-lane-pool.js';
+
+/** Microseconds in a millisecond (`performance.now()` counts milliseconds). */
+export const microsPerMs = 1000;
+
+/** Microseconds from `fromMs` to `toMs` (both `performance.now()` readings), rounded. */
+export function elapsedMicros(fromMs: number, toMs: number): number {
+  return Math.round((toMs - fromMs) * microsPerMs);
+}
 
 /** Largest commit latency the histogram tracks, in microseconds (1 hour). */
 export const latencyHistogramMicrosMax = 3_600_000_000;
@@ -155,17 +168,23 @@ export function createWalCounters(): WalCounters {
   };
 }
 
+/**
+ * Significant decimal digits the latency histogram keeps: values are exact to
+ * 0.1% (1 µs in 1 ms), finer than the noise of a commit's fsync.
+ */
+const latencySignificantDigits = 3;
+
 /** A commit-latency histogram (microseconds, 3 significant digits, up to 1 hour). */
 export class CommitLatencyHistogram {
   private readonly histogram = hdr.build({
     lowestDiscernibleValue: 1,
     highestTrackableValue: latencyHistogramMicrosMax,
-    numberOfSignificantValueDigits: 3,
+    numberOfSignificantValueDigits: latencySignificantDigits,
   });
 
   /** Records one commit that took `elapsedMs` milliseconds. */
   record(elapsedMs: number): void {
-    const micros = Math.round(elapsedMs * 1000);
+    const micros = Math.round(elapsedMs * microsPerMs);
     this.histogram.recordValue(Math.min(latencyHistogramMicrosMax, Math.max(1, micros)));
   }
 
@@ -218,4 +237,73 @@ export function laneFigures(
     }
   }
   return figures;
+}
+
+/** The parts of a log that {@link walStats} reads its figures from. */
+export interface WalStatsSources {
+  coordinator: EpochCoordinator;
+  acks: AckWatermark;
+  flusher: Flusher;
+  sink: SegmentSink;
+  executor: DurableWriteExecutor;
+  counters: WalCounters;
+  histogram: CommitLatencyHistogram;
+  /** The `pool` sink's figures (`null` with another sink). */
+  segmentPool: SegmentPoolStats | null;
+  /** Worker lanes (`null`: no worker handle was ever made). */
+  workerLanes: WorkerLanePool | null;
+  control: EngineControl | null;
+  adoptedTemporaryFiles: number;
+  listenerErrors: number;
+  lanesInUse: number;
+  failed: boolean;
+  closed: boolean;
+}
+
+/** A snapshot of a log's figures (`ParallelWal.stats()`). */
+export function walStats(from: WalStatsSources): ParallelWalStats {
+  const { coordinator, flusher, counters } = from;
+  // Worker lanes count in the pool's figures (which keep released lanes' counts too).
+  const workers = from.workerLanes?.stats() ?? null;
+  const workerLanes = new Set<EngineLane>(from.workerLanes?.lanes() ?? []);
+  const lanes = laneFigures(coordinator.laneList(), workerLanes);
+  return {
+    currentEpoch: coordinator.currentEpoch,
+    appendEpoch: coordinator.appendEpoch,
+    durableEpoch: coordinator.durableEpoch,
+    acknowledgedEpoch: from.acks.epoch,
+    publishingEpochs: flusher.publishingEpochs,
+    adoptedTemporaryFiles: from.adoptedTemporaryFiles,
+    segmentPool: from.segmentPool,
+    inFlightEpoch: flusher.inFlightEpoch,
+    epochsSealed: counters.epochsSealed,
+    emptyEpochs: counters.emptyEpochs,
+    segmentsWritten: counters.segmentsWritten,
+    fsyncs: from.sink.syncCalls(),
+    durableWrites: from.executor.stats(),
+    flushPhases: { ...counters.flushPhases },
+    bytesWritten: counters.bytesWritten,
+    commits: counters.commits,
+    commitsRejected: counters.commitsRejected,
+    fallbacks: counters.fallbacks + (workers?.fallbacks ?? 0),
+    contention: lanes.contention + (workers?.contentionEvents ?? 0),
+    overflowAppends: lanes.overflowAppends,
+    earlySeals: counters.earlySeals,
+    droppedAbortedRecords: counters.droppedAbortedRecords,
+    listenerErrors: from.listenerErrors,
+    lanesInUse: from.lanesInUse,
+    workerLanes: workers,
+    control: from.control?.stats?.() ?? null,
+    queueDepths: {
+      sealedEpochs: flusher.sealedWaiting,
+      waitingEpochs: coordinator.waitingEpochs(),
+      backpressureWaiters: counters.backpressureWaiters,
+      pendingBytes: lanes.pendingBytes,
+    },
+    lastDbSizePages: flusher.lastDbSizePages,
+    commitLatencyMicros: from.histogram.summary(),
+    failed: from.failed,
+    running: flusher.running,
+    closed: from.closed,
+  };
 }

@@ -19,24 +19,20 @@
  * with `ERR_WAL_FAILED` (carrying the cause). Reopening recovers from disk.
  *
  * Configuration lives in `wal-config.ts`, the public commit types in
- * `wal-types.ts`, the figures in `wal-stats.ts`.
+ * `wal-types.ts`, the figures in `wal-stats.ts`; opening in `wal-open.ts`,
+ * the commit path (placement, waiting for room and for the acknowledgement)
+ * in `placement.ts`, the lanes in `wal-lanes.ts`.
  */
 
 import { threadId } from 'node:worker_threads';
 import { WalArgumentError } from '../errors.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
-import { RecoveryGapError } from '../storage/errors.js';
-import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
-import { acquireLock, type LockHandle } from '../storage/lockfile.js';
-import {
-  deleteSegment,
-  type SegmentFileEntry,
-  syncSegmentDirectory,
-} from '../storage/segment-files.js';
+import type { WalFileSystem } from '../storage/fs.js';
+import type { LockHandle } from '../storage/lockfile.js';
+import type { SegmentFileEntry } from '../storage/segment-files.js';
 import { AckWatermark } from './ack-watermark.js';
 import type { EngineControl } from './control-hooks.js';
-import { createDeferred, type Deferred } from './deferred.js';
-import { assertTimeoutMs, EpochCoordinator } from './epochs.js';
+import { assertTimeoutMs, EpochCoordinator, withTimeout } from './epochs.js';
 import {
   AlreadyRunningError,
   BatchTooLargeError,
@@ -46,27 +42,22 @@ import {
 } from './errors.js';
 import { Flusher } from './flusher.js';
 import { createDurableWriteExecutor, type DurableWriteExecutor } from './io-executor.js';
-import type { InProcessLane } from './lane.js';
 import type { EngineLane } from './lane-types.js';
 import { WalListeners } from './listeners.js';
-import { planOpen } from './open-scan.js';
-import { BatchPlacer, batchRouteBytes, type Placement } from './placement.js';
+import { BatchPlacer, batchRouteBytes } from './placement.js';
 import { PoolSegmentSink } from './pool-sink.js';
-import { createSegmentSink, type SegmentSink } from './segment-writer.js';
-import { WorkerLanePool } from './shared-lane.js';
-import {
-  type ParallelWalConfig,
-  type ResolvedParallelWalConfig,
-  resolveParallelWalConfig,
-} from './wal-config.js';
+import { createSegmentSink, recycleFoldedSegments, type SegmentSink } from './segment-writer.js';
+import type { ParallelWalConfig, ResolvedParallelWalConfig } from './wal-config.js';
 import { LaneTable } from './wal-lanes.js';
+import { type OpenedLog, openLog } from './wal-open.js';
 import {
   CommitLatencyHistogram,
   createWalCounters,
-  laneFigures,
   type ParallelWalStats,
+  walStats,
 } from './wal-stats.js';
 import type { CommitResult, DurableEpochInfo, ParallelWalBatch, WalWriter } from './wal-types.js';
+import { WorkerLanePool } from './worker-lane-pool.js';
 import { createCommitSeqCounter, type WorkerLaneHandle } from './worker-layout.js';
 
 export {
@@ -117,7 +108,6 @@ export class ParallelWal implements AsyncDisposable {
   /** Worker lanes, created by the first {@link ParallelWal.workerHandle}. */
   private workerLanes: WorkerLanePool | null = null;
 
-  private progress: Deferred<void> = createDeferred<void>();
   private readonly flusher: Flusher;
   private readonly placer: BatchPlacer;
 
@@ -125,7 +115,7 @@ export class ParallelWal implements AsyncDisposable {
   /** Acknowledged epochs (data durable); `coordinator.durableEpoch` is the published one. */
   private readonly acks: AckWatermark;
   /** Temporary files adopted as segments when this log opened. */
-  private adoptedAtOpen = 0;
+  private readonly adoptedAtOpen: number;
   private closing = false;
   private closed = false;
   private closePromise: Promise<void> | null = null;
@@ -136,21 +126,14 @@ export class ParallelWal implements AsyncDisposable {
   // Control plane (null: none).
   private readonly control: EngineControl | null;
 
-  private constructor(
-    dbPath: string,
-    config: ResolvedParallelWalConfig,
-    fs: WalFileSystem,
-    lock: LockHandle | null,
-    startEpoch: bigint,
-    durableEpoch: bigint | null,
-    nextCommitSeq: bigint,
-    control: EngineControl | null,
-  ) {
+  private constructor(opened: OpenedLog) {
+    const { dbPath, config, fs, plan, control } = opened;
     this.dbPath = dbPath;
     this.fs = fs;
     this.control = control;
     this.config = config;
-    this.lock = lock;
+    this.lock = opened.lock;
+    this.adoptedAtOpen = plan.adopted;
     // The storage sink writes through the storage layer's own calls: no thread for it.
     this.executor = createDurableWriteExecutor(
       fs,
@@ -158,16 +141,16 @@ export class ParallelWal implements AsyncDisposable {
     );
     this.sink = createSegmentSink(config.segmentSink, dbPath, fs, config.fsync, this.executor, {
       poolSize: config.segmentPoolSize,
-      startEpoch,
+      startEpoch: plan.startEpoch,
     });
-    this.acks = new AckWatermark(durableEpoch);
-    this.commitSeqCounter = createCommitSeqCounter(nextCommitSeq);
+    this.acks = new AckWatermark(plan.durableEpoch);
+    this.commitSeqCounter = createCommitSeqCounter(plan.nextCommitSeq);
     this.coordinator = new EpochCoordinator({
-      startEpoch,
-      durableEpoch,
+      startEpoch: plan.startEpoch,
+      durableEpoch: plan.durableEpoch,
       formatVersion: config.formatVersion,
     });
-    this.lanes = new LaneTable(config, this.coordinator, startEpoch);
+    this.lanes = new LaneTable(config, this.coordinator, plan.startEpoch);
     this.flusher = new Flusher({
       config,
       coordinator: this.coordinator,
@@ -195,6 +178,10 @@ export class ParallelWal implements AsyncDisposable {
       control,
       counters: this.counters,
       flusher: this.flusher,
+      acks: this.acks,
+      histogram: this.histogram,
+      durability: config.fsync,
+      ensureOpen: () => this.ensureOpen(),
     });
   }
 
@@ -209,51 +196,7 @@ export class ParallelWal implements AsyncDisposable {
    * @throws {SegmentCorruptError} / {WalIoError} / `LockError` from the storage layer.
    */
   static async open(dbPath: string, config: ParallelWalConfig = {}): Promise<ParallelWal> {
-    if (typeof dbPath !== 'string' || dbPath.length === 0) {
-      throw new WalArgumentError('dbPath must be a non-empty string');
-    }
-    const resolved = resolveParallelWalConfig(config);
-    const fs = config.fs ?? nodeFileSystem;
-    const lock = resolved.lock
-      ? await acquireLock(dbPath, { fs, lockTimeoutMs: resolved.lockTimeoutMs })
-      : null;
-    try {
-      const plan = await planOpen(dbPath, {
-        fs,
-        skipCorrupt: resolved.skipCorrupt,
-        allowEpochGaps: resolved.allowEpochGaps,
-        locked: lock !== null,
-        firstEpoch: resolved.firstEpoch,
-        firstCommitSeq: resolved.firstCommitSeq,
-        ...(config.firstEpoch === undefined ? {} : { floorEpoch: resolved.firstEpoch }),
-        ...(config.firstCommitSeq === undefined || resolved.firstCommitSeq === 0n
-          ? {}
-          : { floorCommitSeq: resolved.firstCommitSeq - 1n }),
-      });
-      // Certificates on: the chain on disk holds, or the open fails closed
-      // (or falls back, if the control plane is told to) before any write.
-      await config.controlPlane?.verifyAtOpen?.(dbPath, { fs });
-      const wal = new ParallelWal(
-        dbPath,
-        resolved,
-        fs,
-        lock,
-        plan.startEpoch,
-        plan.durableEpoch,
-        plan.nextCommitSeq,
-        config.controlPlane ?? null,
-      );
-      wal.adoptedAtOpen = plan.adopted;
-      return wal;
-    } catch (error) {
-      // A missing epoch: the control plane latches recovery_gap (the open
-      // still fails closed).
-      if (error instanceof RecoveryGapError) {
-        config.controlPlane?.reportFallback?.('recoveryGap', error.message);
-      }
-      await lock?.release().catch(() => {});
-      throw error;
-    }
+    return new ParallelWal(await openLog(dbPath, config));
   }
 
   /** The published epoch. */
@@ -309,7 +252,7 @@ export class ParallelWal implements AsyncDisposable {
    * even the serialized path cannot take it right now.
    */
   submitBatch(batch: ParallelWalBatch): bigint {
-    const placement = this.place(batch, this.lanes.inProcess[this.threadSlot()]!);
+    const placement = this.placer.place(batch, this.lanes.inProcess[this.threadSlot()]!);
     if (placement === null) {
       throw new BatchTooLargeError(
         batchRouteBytes(batch),
@@ -348,7 +291,7 @@ export class ParallelWal implements AsyncDisposable {
    * `InvalidRecordError` / {@link WalArgumentError} for a malformed batch.
    */
   commit(batch: ParallelWalBatch): Promise<CommitResult> {
-    return this.commitVia(batch, this.lanes.inProcess[this.threadSlot()]!);
+    return this.placer.commit(batch, this.lanes.inProcess[this.threadSlot()]!);
   }
 
   /**
@@ -356,7 +299,7 @@ export class ParallelWal implements AsyncDisposable {
    * shared lane could not place). Waits for room when the path is full.
    */
   commitSerialized(batch: ParallelWalBatch): Promise<CommitResult> {
-    return this.commitVia(batch, null);
+    return this.placer.commit(batch, null);
   }
 
   // ------------------------------------------------- worker writers (worker.ts)
@@ -404,7 +347,9 @@ export class ParallelWal implements AsyncDisposable {
     return {
       laneId: lane.laneId,
       commit: (batch) =>
-        open ? this.commitVia(batch, lane) : Promise.reject(new WalClosedError('writer is closed')),
+        open
+          ? this.placer.commit(batch, lane)
+          : Promise.reject(new WalClosedError('writer is closed')),
       close,
       [Symbol.asyncDispose]: close,
     };
@@ -511,20 +456,13 @@ export class ParallelWal implements AsyncDisposable {
       }
       return outcome;
     });
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new DurableTimeoutError(this.appendEpoch, timeoutMs)),
-        timeoutMs,
-      );
-    });
-    try {
-      const outcome = await Promise.race([cycle, timeout]);
-      if (!outcome.ok) throw outcome.error;
-      return outcome.newEpoch;
-    } finally {
-      clearTimeout(timer);
-    }
+    const outcome = await withTimeout(
+      cycle,
+      timeoutMs,
+      () => new DurableTimeoutError(this.appendEpoch, timeoutMs),
+    );
+    if (!outcome.ok) throw outcome.error;
+    return outcome.newEpoch;
   }
 
   /**
@@ -536,18 +474,12 @@ export class ParallelWal implements AsyncDisposable {
    * @returns the number of files taken or unlinked.
    * @throws {WalArgumentError} for an entry at or above `floor`; {@link WalIoError}.
    */
-  async recycleSegments(entries: readonly SegmentFileEntry[], floor: bigint): Promise<number> {
-    if (this.sink instanceof PoolSegmentSink && !this.closing && this.failure === null) {
-      return this.sink.recycle(entries, floor);
-    }
-    for (const entry of entries) {
-      if (entry.epoch >= floor) {
-        throw new WalArgumentError(`segment ${entry.epoch} is not below the floor ${floor}`);
-      }
-    }
-    for (const entry of entries) await deleteSegment(entry.path, { fs: this.fs });
-    if (entries.length > 0) await syncSegmentDirectory(this.dbPath, { fs: this.fs });
-    return entries.length;
+  recycleSegments(entries: readonly SegmentFileEntry[], floor: bigint): Promise<number> {
+    return recycleFoldedSegments(this.sink, entries, floor, {
+      dbPath: this.dbPath,
+      fs: this.fs,
+      open: !this.closing && this.failure === null,
+    });
   }
 
   /**
@@ -555,49 +487,25 @@ export class ParallelWal implements AsyncDisposable {
    * `toJSON` writes bigints as decimal strings.
    */
   stats(): LoggableStats<ParallelWalStats> {
-    // Worker lanes count in the pool's figures (which keep released lanes' counts too).
-    const workers = this.workerLanes?.stats() ?? null;
-    const workerLanes = new Set<EngineLane>(this.workerLanes?.lanes() ?? []);
-    const lanes = laneFigures(this.coordinator.laneList(), workerLanes);
-    return loggableStats({
-      currentEpoch: this.coordinator.currentEpoch,
-      appendEpoch: this.coordinator.appendEpoch,
-      durableEpoch: this.coordinator.durableEpoch,
-      acknowledgedEpoch: this.acks.epoch,
-      publishingEpochs: this.flusher.publishingEpochs,
-      adoptedTemporaryFiles: this.adoptedAtOpen,
-      segmentPool: this.sink instanceof PoolSegmentSink ? this.sink.poolStats() : null,
-      inFlightEpoch: this.flusher.inFlightEpoch,
-      epochsSealed: this.counters.epochsSealed,
-      emptyEpochs: this.counters.emptyEpochs,
-      segmentsWritten: this.counters.segmentsWritten,
-      fsyncs: this.sink.syncCalls(),
-      durableWrites: this.executor.stats(),
-      flushPhases: { ...this.counters.flushPhases },
-      bytesWritten: this.counters.bytesWritten,
-      commits: this.counters.commits,
-      commitsRejected: this.counters.commitsRejected,
-      fallbacks: this.counters.fallbacks + (workers?.fallbacks ?? 0),
-      contention: lanes.contention + (workers?.contentionEvents ?? 0),
-      overflowAppends: lanes.overflowAppends,
-      earlySeals: this.counters.earlySeals,
-      droppedAbortedRecords: this.counters.droppedAbortedRecords,
-      listenerErrors: this.listeners.errors,
-      lanesInUse: this.lanes.inUse(),
-      workerLanes: workers,
-      control: this.control?.stats?.() ?? null,
-      queueDepths: {
-        sealedEpochs: this.flusher.sealedWaiting,
-        waitingEpochs: this.coordinator.waitingEpochs(),
-        backpressureWaiters: this.counters.backpressureWaiters,
-        pendingBytes: lanes.pendingBytes,
-      },
-      lastDbSizePages: this.flusher.lastDbSizePages,
-      commitLatencyMicros: this.histogram.summary(),
-      failed: this.failure !== null,
-      running: this.flusher.running,
-      closed: this.closed,
-    });
+    return loggableStats(
+      walStats({
+        coordinator: this.coordinator,
+        acks: this.acks,
+        flusher: this.flusher,
+        sink: this.sink,
+        executor: this.executor,
+        counters: this.counters,
+        histogram: this.histogram,
+        segmentPool: this.sink instanceof PoolSegmentSink ? this.sink.poolStats() : null,
+        workerLanes: this.workerLanes,
+        control: this.control,
+        adoptedTemporaryFiles: this.adoptedAtOpen,
+        listenerErrors: this.listeners.errors,
+        lanesInUse: this.lanes.inUse(),
+        failed: this.failure !== null,
+        closed: this.closed,
+      }),
+    );
   }
 
   /** Clears the commit-latency histogram (benchmarks measure phases separately). */
@@ -624,46 +532,6 @@ export class ParallelWal implements AsyncDisposable {
 
   // ---------------------------------------------------------------- writers
 
-  private async commitVia(
-    batch: ParallelWalBatch,
-    lane: InProcessLane | null,
-  ): Promise<CommitResult> {
-    const started = performance.now();
-    let placement: Placement | null;
-    try {
-      placement = this.place(batch, lane);
-      while (placement === null) {
-        // The serialized path is full: wait for a flush to make room.
-        this.counters.backpressureWaiters++;
-        try {
-          await this.progress.promise;
-        } finally {
-          this.counters.backpressureWaiters--;
-        }
-        placement = this.place(batch, null);
-      }
-      // Acknowledged once the data is durable (publication may still follow).
-      await this.acks.when(placement.epoch);
-    } catch (error) {
-      this.counters.commitsRejected++;
-      throw error;
-    }
-    this.counters.commits++;
-    this.histogram.record(performance.now() - started);
-    return {
-      epoch: placement.epoch,
-      commitSeq: placement.commitSeq,
-      durability: this.config.fsync,
-      dbSizePages: placement.dbSizePages,
-      serialized: placement.serialized,
-    };
-  }
-
-  private place(batch: ParallelWalBatch, lane: InProcessLane | null): Placement | null {
-    this.ensureOpen();
-    return this.placer.place(batch, lane);
-  }
-
   private ensureOpen(): void {
     if (this.failure !== null) throw this.failure;
     if (this.closing) throw new WalClosedError();
@@ -684,9 +552,7 @@ export class ParallelWal implements AsyncDisposable {
   }
 
   private signalProgress(): void {
-    const progress = this.progress;
-    this.progress = createDeferred<void>();
-    progress.resolve();
+    this.placer.signalRoom();
   }
 
   /** Frees released external lanes that hold nothing unflushed. */

@@ -1,7 +1,8 @@
 /**
  * Shared-memory layout of worker lanes and the per-log shared block, and the
- * lane lock. Both sides (the owner thread in `shared-lane.ts`, the worker in
- * `worker.ts`) read the words through these names only.
+ * lane lock. Both sides (the owner thread in `shared-lane.ts` and
+ * `worker-lane-pool.ts`, the worker in `worker.ts`) read the words through
+ * these names only.
  *
  * Memory ordering: every word that two threads touch is read and written
  * with `Atomics` (sequentially consistent). Record bytes in a lane buffer are
@@ -151,7 +152,7 @@ export function commitSeqNotIncreasing(given: bigint, counter: BigInt64Array): W
 
 /** Creates a shared commit-sequence counter whose next number is `next`. */
 export function createCommitSeqCounter(next: bigint): BigInt64Array {
-  const counter = new BigInt64Array(new SharedArrayBuffer(8));
+  const counter = new BigInt64Array(new SharedArrayBuffer(BigInt64Array.BYTES_PER_ELEMENT));
   Atomics.store(counter, 0, next);
   return counter;
 }
@@ -187,6 +188,16 @@ export class LaneLockTimeoutError extends WalError {
   }
 }
 
+/** The lane lock word's states (Drepper's three-state futex mutex). */
+const LockState = {
+  /** Nobody holds the lock. */
+  free: 0,
+  /** Held, nobody waits: release needs no wake-up. */
+  held: 1,
+  /** Held, someone may sleep on the word: release must notify. */
+  contended: 2,
+} as const;
+
 /**
  * Takes the lane lock at `words[LaneWord.lock]` (Drepper's three-state futex
  * mutex): a compare-exchange, a short spin, then `Atomics.wait` slices until
@@ -194,31 +205,34 @@ export class LaneLockTimeoutError extends WalError {
  * @throws {LaneLockTimeoutError} when it cannot get the lock in time.
  */
 export function lockLane(words: Int32Array, laneId: number, waitMaxMs: number): boolean {
-  let c = Atomics.compareExchange(words, LaneWord.lock, 0, 1);
-  if (c === 0) return false;
+  const { free, held, contended } = LockState;
+  let c = Atomics.compareExchange(words, LaneWord.lock, free, held);
+  if (c === free) return false;
   for (let i = 0; i < LANE_LOCK_SPINS; i++) {
     if (
-      Atomics.load(words, LaneWord.lock) === 0 &&
-      Atomics.compareExchange(words, LaneWord.lock, 0, 1) === 0
+      Atomics.load(words, LaneWord.lock) === free &&
+      Atomics.compareExchange(words, LaneWord.lock, free, held) === free
     ) {
       return true;
     }
   }
   const started = performance.now();
-  if (c !== 2) c = Atomics.exchange(words, LaneWord.lock, 2);
-  while (c !== 0) {
+  if (c !== contended) c = Atomics.exchange(words, LaneWord.lock, contended);
+  while (c !== free) {
     const waited = performance.now() - started;
     if (waited > waitMaxMs) throw new LaneLockTimeoutError(laneId, Math.round(waited));
-    Atomics.wait(words, LaneWord.lock, 2, LANE_LOCK_WAIT_SLICE_MS);
-    c = Atomics.exchange(words, LaneWord.lock, 2);
+    Atomics.wait(words, LaneWord.lock, contended, LANE_LOCK_WAIT_SLICE_MS);
+    c = Atomics.exchange(words, LaneWord.lock, contended);
   }
   return true;
 }
 
 /** Releases the lane lock and wakes one sleeper if there are any. */
 export function unlockLane(words: Int32Array): void {
-  if (Atomics.sub(words, LaneWord.lock, 1) !== 1) {
-    Atomics.store(words, LaneWord.lock, 0);
+  // held -> free needs no wake-up; contended -> (after the decrement) held
+  // does: store free, and wake one sleeper.
+  if (Atomics.sub(words, LaneWord.lock, 1) !== LockState.held) {
+    Atomics.store(words, LaneWord.lock, LockState.free);
     Atomics.notify(words, LaneWord.lock, 1);
   }
 }

@@ -107,6 +107,13 @@ export function attachWriter(handle: WorkerLaneHandle): WorkerWriter {
   return new SharedLaneWriter(handle);
 }
 
+/**
+ * First size of a writer's encoding scratch buffer, in bytes: a few 4 KiB
+ * pages per commit without growing; a larger batch doubles it (up to the
+ * lane buffer's capacity, past which a batch takes the serialized path).
+ */
+const workerScratchBytesInitial = 64 * 1024;
+
 class SharedLaneWriter implements WorkerWriter {
   readonly laneId: number;
   private readonly handle: WorkerLaneHandle;
@@ -117,7 +124,7 @@ class SharedLaneWriter implements WorkerWriter {
   private readonly logWords64: BigInt64Array;
   private readonly seqCounter: BigInt64Array;
   private readonly port: MessagePort;
-  private scratch: Uint8Array = new Uint8Array(64 * 1024);
+  private scratch: Uint8Array = new Uint8Array(workerScratchBytesInitial);
   /** The epoch guess the scratch records were encoded with. */
   private scratchEpoch = 0n;
   private readonly durableWaits: PendingDurable[] = [];

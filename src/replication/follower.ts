@@ -26,16 +26,15 @@
  * {@link FOLLOW_POLL_INTERVAL_MS}. A verification failure stops the follower
  * at the last good epoch (state `failed`): it never applies E+1 without E.
  */
-import type { JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { type Deferred, createDeferred as deferred } from '../engine/deferred.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
-import { type FsyncPolicy, writeSegmentFile } from '../storage/segment-files.js';
+import { writeSegmentFile } from '../storage/segment-files.js';
 import { recordShippedJump } from '../storage/skipped-epochs.js';
 import { ReplicaStore } from '../store/replica-store.js';
-import { type CertificateVerifier, EpochAssembler, type VerifiedEpoch } from './assembler.js';
+import { EpochAssembler, type VerifiedEpoch } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
+import { apiTimeoutMsDefault, type ReplicaClient } from './client.js';
 import {
   ReplicaErrorCode,
   ReplicationError,
@@ -43,101 +42,30 @@ import {
   ReplicaVerificationError,
 } from './errors.js';
 import {
-  apiTimeoutMsDefault,
-  connectBounded,
-  managerFor,
-  streamInfoOrNull,
-  toStreamMessage,
-} from './nats.js';
-import { loadNats } from './nats-peer.js';
+  FOLLOW_FLUSH_INTERVAL_MS,
+  FOLLOW_POLL_INTERVAL_MS,
+  FOLLOW_QUIET_FLUSH_MS,
+  type FollowerOptions,
+  type FollowerState,
+  type FollowerStats,
+  followFlushEveryEpochsDefault,
+  followFlushPendingBytesDefault,
+  followRetryDelayMsMax,
+  followRetryDelayMsMin,
+} from './follower-options.js';
+import { NatsReplicaClient, requireNatsPeers } from './nats/client.js';
 import { sleepUnless } from './sleep.js';
-import { downloadSnapshot, latestSnapshot, type SnapshotMeta } from './snapshot.js';
+import { downloadSnapshotFrom, latestSnapshotIn } from './snapshot.js';
+import type { SnapshotMeta } from './snapshot-meta.js';
 import { type FollowPosition, readFollowPosition, writeFollowPosition } from './state-file.js';
-import { readStreamRange } from './stream-reader.js';
 import { firstSeqAboveEpoch } from './stream-seek.js';
 import { parseChunkHeader } from './wire.js';
-
-/** Fallback poll period when no doorbell message arrives. */
-export const FOLLOW_POLL_INTERVAL_MS = 250;
-/** First pause after a failed read; doubles per consecutive failure. */
-export const followRetryDelayMsMin = 50;
-/** Longest pause between read retries. */
-export const followRetryDelayMsMax = 2_000;
-/** A store replica folds applied epochs into its file at least every this many epochs. */
-export const followFlushEveryEpochsDefault = 512;
-/** A store replica caught up with the stream folds once no new message came for this long… */
-export const FOLLOW_QUIET_FLUSH_MS = 100;
-/** …and at least this often while messages keep coming. */
-export const FOLLOW_FLUSH_INTERVAL_MS = 1_000;
-/** …or once this many bytes of pages wait in memory. */
-export const followFlushPendingBytesDefault = 64 * 1024 * 1024;
-
-/** Options of {@link Follower.start}. */
-export interface FollowerOptions {
-  servers?: string | readonly string[];
-  /** An existing connection (left open at close). */
-  connection?: NatsConnection;
-  stream: string;
-  /** Database file path of the replica. */
-  dbPath: string;
-  /** `store` (default): a readable page store replica; `log`: segment files. */
-  mode?: 'store' | 'log';
-  /** Store mode: the primary's page size (default: learned from the stream or snapshot). */
-  pageSize?: number;
-  /** Store mode: start an empty replica from the newest base snapshot (default true). */
-  useSnapshot?: boolean;
-  /**
-   * Store mode: when the stream was trimmed below the replica's position,
-   * replace the replica's content with the newest snapshot and go on from
-   * there (default true); `false`: stop with a gap error.
-   */
-  reseed?: boolean;
-  /** Store mode: fold into the file at least every N applied epochs (default 512). */
-  flushEveryEpochs?: number;
-  /** Only follow this database (default: the stream's, fixed by the first epoch applied). */
-  databaseId?: string;
-  /** Log mode: segment write durability (default `full`). */
-  fsync?: FsyncPolicy;
-  /** Certificate check (default {@link verifyShippedCertificate}); `null` disables it. */
-  verifyCertificate?: CertificateVerifier | null;
-  connectTimeoutMs?: number;
-  apiTimeoutMs?: number;
-  fs?: WalFileSystem;
-}
-
-/** The follower's loop state. */
-export type FollowerState = 'connecting' | 'catchingUp' | 'current' | 'failed' | 'closed';
-
-/** Counters of a {@link Follower}. */
-export interface FollowerStats {
-  state: FollowerState;
-  /** Last applied epoch — what reads of a store replica see (`null`: none). */
-  epoch: bigint | null;
-  /** Last epoch of the durable position (where a restart resumes; `null`: none). */
-  durableEpoch: bigint | null;
-  /** Stream sequence of the last applied epoch's last message. */
-  streamSeq: number;
-  epochsApplied: number;
-  /** Epochs read again after a restart that the replica already held. */
-  epochsAlreadyHeld: number;
-  /** Messages skipped because the base snapshot holds their epoch. */
-  messagesBeforeBase: number;
-  /** Times the replica was re-seeded from a snapshot after the stream was trimmed past it. */
-  reseeds: number;
-  /** The base snapshot the replica started from, if any. */
-  snapshot: { epoch: bigint; bytes: number } | null;
-  duplicatesSkipped: number;
-  readFailures: number;
-  /** The verification failure that stopped the follower, if any. */
-  failure: { code: string; message: string } | null;
-}
 
 /** Keeps a replica current; see the module comment. */
 export class Follower {
   private readonly fs: WalFileSystem;
-  private nc: NatsConnection | null;
-  private jsm: JetStreamManager | null = null;
-  private doorbell: Subscription | null = null;
+  private client: ReplicaClient | null = null;
+  private doorbell: { stop(): void } | null = null;
   /** The durable position (what the files hold). */
   private position: FollowPosition;
   /** The last applied epoch and where it ended (ahead of `position` in store mode). */
@@ -175,7 +103,6 @@ export class Follower {
     private readonly store: ReplicaStore | null,
   ) {
     this.fs = options.fs ?? nodeFileSystem;
-    this.nc = options.connection ?? null;
     this.position = position;
     this.applied = position;
     this.needsBootstrap =
@@ -192,7 +119,7 @@ export class Follower {
    */
   static async start(options: FollowerOptions): Promise<Follower> {
     // A missing NATS package fails before anything is opened.
-    await loadNats();
+    await requireNatsPeers();
     if (options.connection === undefined && options.servers === undefined) {
       throw new ReplicationError(
         ReplicationErrorCode.stream,
@@ -352,14 +279,12 @@ export class Follower {
     await this.loop;
     this.state = 'closed';
     this.rejectWaiters(new ReplicationError(ReplicationErrorCode.closed, 'follower closed'));
-    this.doorbell?.unsubscribe();
+    this.doorbell?.stop();
     try {
       await this.makeDurable();
     } finally {
       await this.store?.close();
-      if (this.options.connection === undefined && this.nc !== null && !this.nc.isClosed()) {
-        await this.nc.close();
-      }
+      await this.client?.close();
     }
   }
 
@@ -422,23 +347,25 @@ export class Follower {
   }
 
   private async ensureSession(): Promise<void> {
-    if (this.nc === null || this.nc.isClosed()) {
+    if (this.client === null || this.client.isClosed()) {
       this.state = 'connecting';
-      if (this.options.connection !== undefined) {
+      if (this.options.connection?.isClosed() === true) {
         throw new ReplicationError(
           ReplicationErrorCode.unavailable,
           'the given NATS connection is closed',
         );
       }
-      this.nc = await connectBounded(this.options.servers ?? [], {
-        connectTimeoutMs: this.options.connectTimeoutMs,
+      this.client = await NatsReplicaClient.connect({
+        ...(this.options.connection === undefined
+          ? { servers: this.options.servers ?? [] }
+          : { connection: this.options.connection }),
+        ...(this.options.connectTimeoutMs === undefined
+          ? {}
+          : { connectTimeoutMs: this.options.connectTimeoutMs }),
+        apiTimeoutMs: this.options.apiTimeoutMs ?? apiTimeoutMsDefault,
         name: 'pwal-follower',
       });
-      this.jsm = null;
       this.doorbell = null;
-    }
-    if (this.jsm === null) {
-      this.jsm = await managerFor(this.nc, this.options.apiTimeoutMs ?? apiTimeoutMsDefault);
     }
   }
 
@@ -446,7 +373,7 @@ export class Follower {
   private async bootstrap(): Promise<void> {
     const store = this.store!;
     const databaseId = this.applied.databaseId === '' ? undefined : this.applied.databaseId;
-    const meta = await latestSnapshot(this.nc!, this.options.stream, { databaseId });
+    const meta = await latestSnapshotIn(this.client!, this.options.stream, { databaseId });
     if (meta !== null) {
       this.state = 'catchingUp';
       await store.installSnapshot(
@@ -457,7 +384,7 @@ export class Follower {
           commitSeq: meta.commitSeq,
           consistentEpoch: meta.consistentEpoch,
         },
-        (write) => downloadSnapshot(this.nc!, this.options.stream, meta, write),
+        (write) => downloadSnapshotFrom(this.client!, this.options.stream, meta, write),
       );
       this.adoptSnapshot(meta);
       await this.makeDurable();
@@ -468,8 +395,8 @@ export class Follower {
 
   /** Reads and applies everything in the stream after the position; true when caught up. */
   private async readNew(): Promise<boolean> {
-    const jsm = this.jsm!;
-    const info = await streamInfoOrNull(jsm, this.options.stream);
+    const client = this.client!;
+    const info = await client.streamState(this.options.stream);
     if (info === null) {
       throw new ReplicationError(
         ReplicationErrorCode.stream,
@@ -477,28 +404,28 @@ export class Follower {
       );
     }
     if (this.doorbell === null) {
-      const subject = info.config.subjects?.[0];
+      const subject = info.subjects[0];
       if (subject !== undefined) {
-        this.doorbell = this.nc!.subscribe(subject, { callback: () => this.wake.resolve() });
+        this.doorbell = client.watch(subject, () => this.wake.resolve());
       }
     }
-    if (await this.trimmedPast(jsm, info.state.first_seq)) {
+    if (await this.trimmedPast(client, info.firstSeq)) {
       if (await this.reseedFromSnapshot()) return false;
       throw new ReplicaVerificationError(
         ReplicaErrorCode.gap,
-        `stream ${this.options.stream} no longer holds the epochs after ${this.applied.epoch} (trimmed to sequence ${info.state.first_seq}) and no newer snapshot can re-seed the replica${this.options.reseed === false ? ' (re-seeding is off)' : ''}: rebuild the replica in a fresh location`,
-        { epoch: this.applied.epoch ?? 0n, streamSeq: info.state.first_seq },
+        `stream ${this.options.stream} no longer holds the epochs after ${this.applied.epoch} (trimmed to sequence ${info.firstSeq}) and no newer snapshot can re-seed the replica${this.options.reseed === false ? ' (re-seeding is off)' : ''}: rebuild the replica in a fresh location`,
+        { epoch: this.applied.epoch ?? 0n, streamSeq: info.firstSeq },
       );
     }
-    let from = Math.max(this.applied.streamSeq + 1, info.state.first_seq);
-    const to = info.state.last_seq;
+    let from = Math.max(this.applied.streamSeq + 1, info.firstSeq);
+    const to = info.lastSeq;
     if (this.applied.base === true && this.applied.epoch !== null && this.applied.streamSeq === 0) {
       // Starting from a snapshot: skip straight to the first epoch above it.
-      from = await firstSeqAboveEpoch(jsm, this.options.stream, this.applied.epoch, from, to);
+      from = await firstSeqAboveEpoch(client, this.options.stream, this.applied.epoch, from, to);
     }
     if (from > to) return true;
     this.state = 'catchingUp';
-    for await (const message of readStreamRange(jsm, this.options.stream, from, to)) {
+    for await (const message of client.readRange(this.options.stream, from, to)) {
       if (this.closing) return false;
       const event = this.assembler.push(message);
       if (event.kind === 'duplicate') this.counters.duplicatesSkipped += 1;
@@ -513,12 +440,12 @@ export class Follower {
    * `ReplicatedStore.snapshot({ trimStream })`): its first message is of an
    * epoch above ours that follows another epoch above ours.
    */
-  private async trimmedPast(jsm: JetStreamManager, firstSeq: number): Promise<boolean> {
+  private async trimmedPast(client: ReplicaClient, firstSeq: number): Promise<boolean> {
     const at = this.applied;
     if (at.epoch === null || at.streamSeq + 1 >= firstSeq) return false;
-    const head = await jsm.streams.getMessage(this.options.stream, { seq: firstSeq });
+    const head = await client.message(this.options.stream, firstSeq);
     if (head === null) return false;
-    const header = parseChunkHeader(toStreamMessage(head).header, firstSeq);
+    const header = parseChunkHeader(head.header, firstSeq);
     return header.epoch > at.epoch && header.prevEpoch !== null && header.prevEpoch > at.epoch;
   }
 
@@ -533,7 +460,7 @@ export class Follower {
     }
     const at = this.applied;
     const databaseId = at.databaseId === '' ? undefined : at.databaseId;
-    const meta = await latestSnapshot(this.nc!, this.options.stream, { databaseId });
+    const meta = await latestSnapshotIn(this.client!, this.options.stream, { databaseId });
     if (meta === null || (at.epoch !== null && meta.epoch <= at.epoch)) return false;
     this.state = 'catchingUp';
     await this.makeDurable();
@@ -545,7 +472,7 @@ export class Follower {
         commitSeq: meta.commitSeq,
         consistentEpoch: meta.consistentEpoch,
       },
-      (write) => downloadSnapshot(this.nc!, this.options.stream, meta, write),
+      (write) => downloadSnapshotFrom(this.client!, this.options.stream, meta, write),
     );
     this.adoptSnapshot(meta);
     this.counters.reseeds += 1;

@@ -12,20 +12,12 @@
  * @packageDocumentation
  */
 
-export {
-  openReplicatedStore,
-  type ReplicatedStore,
-  type ReplicatedStoreOptions,
-  type SnapshotOptions,
-  type StreamTrim,
-  storeCloseFlushTimeoutMsDefault,
-  trimStreamBelow,
-} from '../store/replicated-store.js';
 export type {
   CertificateVerifier,
   DuplicateMessage,
 } from './assembler.js';
 export { verifyShippedCertificate } from './certificates.js';
+export { streamReplicasDefault } from './client.js';
 export {
   ReplicaErrorCode,
   type ReplicaErrorCodeValue,
@@ -36,14 +28,22 @@ export {
   ReplicationTimeoutError,
   ReplicaVerificationError,
 } from './errors.js';
+export { Follower } from './follower.js';
+export type {
+  FollowerOptions,
+  FollowerState,
+  FollowerStats,
+} from './follower-options.js';
+export { NATS_PEER_PACKAGES } from './nats/peer.js';
 export {
-  Follower,
-  type FollowerOptions,
-  type FollowerState,
-  type FollowerStats,
-} from './follower.js';
-export { streamReplicasDefault } from './nats.js';
-export { NATS_PEER_PACKAGES } from './nats-peer.js';
+  openReplicatedStore,
+  type ReplicatedStore,
+  type ReplicatedStoreOptions,
+  type SnapshotOptions,
+  type StreamTrim,
+  storeCloseFlushTimeoutMsDefault,
+  trimStreamBelow,
+} from './replicated-store.js';
 export {
   type CommitDurability,
   type ReplicatedCommitOptions,
@@ -52,13 +52,13 @@ export {
   type ReplicatedWalConfig,
   type ReplicatedWalStats,
 } from './replicated-wal.js';
+export { Replicator } from './replicator.js';
 export {
-  Replicator,
   type ReplicatorOptions,
   type ReplicatorState,
   type ReplicatorStats,
   savedReplicatedEpoch,
-} from './replicator.js';
+} from './replicator-options.js';
 export {
   duplicatesListedMax,
   type RestoreOptions,
@@ -79,10 +79,8 @@ export {
   type SkippedSnapshot,
   SNAPSHOT_READ_BYTES,
   type SnapshotImage,
-  type SnapshotMeta,
-  snapshotBucketName,
-  snapshotObjectName,
 } from './snapshot.js';
+export { type SnapshotMeta, snapshotBucketName, snapshotObjectName } from './snapshot-meta.js';
 export {
   type FollowPosition,
   followPositionPath,

@@ -22,14 +22,14 @@ import type {
 import { ParallelWal } from '../engine/wal.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
-import { loadNats } from './nats-peer.js';
+import { requireNatsPeers } from './nats/client.js';
+import { Replicator } from './replicator.js';
 import {
-  Replicator,
   type ReplicatorOptions,
   type ReplicatorStats,
   replicationTimeoutMsDefault,
   savedReplicatedEpoch,
-} from './replicator.js';
+} from './replicator-options.js';
 
 /** How far a commit must get before it resolves. */
 export type CommitDurability = 'local' | 'replicated';
@@ -97,7 +97,7 @@ export class ReplicatedWal implements AsyncDisposable {
    */
   static async open(dbPath: string, config: ReplicatedWalConfig): Promise<ReplicatedWal> {
     // A missing NATS package fails before the log is opened.
-    await loadNats();
+    await requireNatsPeers();
     const replicatedAtOpen = await savedReplicatedEpoch({
       ...config.replication,
       dbPath,

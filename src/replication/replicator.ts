@@ -1,6 +1,7 @@
 /**
- * Ships every sealed, durable epoch of one database to a NATS JetStream
- * stream, in epoch order, without gaps or duplicates.
+ * Ships every sealed, durable epoch of one database to its stream (through
+ * the {@link ReplicaClient}: NATS JetStream), in epoch order, without gaps or
+ * duplicates.
  *
  * The log tells the replicator how far it is durable ({@link Replicator.notifyDurable},
  * wired to the engine's durable hook). One background loop lists the segment
@@ -26,144 +27,43 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { type Deferred, createDeferred as deferred } from '../engine/deferred.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { listSegments, segmentPath } from '../storage/segment-files.js';
-import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from './errors.js';
 import {
   apiTimeoutMsDefault,
-  chunkPayloadBytesFor,
-  connectBounded,
   connectTimeoutMsDefault,
   defaultStreamName,
   defaultSubject,
   duplicateWindowMsDefault,
-  ensureStream,
-  isApiError,
-  managerFor,
   messageBytesMaxDefault,
+  type PublishedChunk,
+  type ReplicaClient,
   streamReplicasDefault,
-} from './nats.js';
-import { loadedNats, loadNats } from './nats-peer.js';
+} from './client.js';
+import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from './errors.js';
+import { type NatsConnection, NatsReplicaClient, requireNatsPeers } from './nats/client.js';
+import {
+  inFlightMessagesMaxDefault,
+  publishTimeoutMsDefault,
+  type ReplicatorOptions,
+  type ReplicatorState,
+  type ReplicatorStats,
+  replicationTimeoutMsDefault,
+  retryDelayMsMax,
+  retryDelayMsMin,
+  STATE_WRITE_INTERVAL_MS,
+  savedWatermark,
+} from './replicator-options.js';
 import { sleepUnless } from './sleep.js';
 import {
   type ReplicationState,
   readReplicationState,
   writeReplicationState,
 } from './state-file.js';
-import {
-  assertDatabaseId,
-  type ChunkMessage,
-  encodeEpochChunks,
-  parseChunkHeader,
-  ReplicationHeader,
-} from './wire.js';
-
-/** Timeout of one publish acknowledgement. */
-export const publishTimeoutMsDefault = 5_000;
-/** Messages published and not yet acknowledged, at most. */
-export const inFlightMessagesMaxDefault = 64;
-/** First pause after a failure; doubles per consecutive failure. */
-export const retryDelayMsMin = 25;
-/** Longest pause between retries. */
-export const retryDelayMsMax = 1_000;
-/** The replication state file is rewritten at most this often while shipping. */
-export const STATE_WRITE_INTERVAL_MS = 1_000;
-/** Default wait of {@link Replicator.waitForReplicated} and replicated commits. */
-export const replicationTimeoutMsDefault = 10_000;
-
-/** Options of {@link Replicator.open}. */
-export interface ReplicatorOptions {
-  /** The database file path; its segments sit next to it. */
-  dbPath: string;
-  /** NATS server URL(s). Ignored when `connection` is given. */
-  servers?: string | readonly string[];
-  /** An existing connection to use (not closed by the replicator). */
-  connection?: NatsConnection;
-  /** Database id used in message ids and headers; default: from the state file, else random. */
-  databaseId?: string;
-  /** Stream name; default `PWAL_<databaseId>`. */
-  stream?: string;
-  /** Subject; default `pwal.<databaseId>.epochs`. One subject per stream. */
-  subject?: string;
-  /** Create the stream when missing (default true). */
-  createStream?: boolean;
-  /** Replicas of a created stream (default 3). */
-  replicas?: number;
-  /** `max_msg_size` of a created stream (default 1 MiB); epochs above it are chunked. */
-  maxMessageBytes?: number;
-  /** `duplicate_window` of a created stream (default 2 min). */
-  duplicateWindowMs?: number;
-  /** Wait for one publish acknowledgement (default 5 s). */
-  publishTimeoutMs?: number;
-  /** Wait for one connection attempt (default 2 s). */
-  connectTimeoutMs?: number;
-  /** Wait for one JetStream API request (default 5 s). */
-  apiTimeoutMs?: number;
-  /** Pipelining window (default 64 messages). */
-  maxInFlightMessages?: number;
-  /** Durable epoch of the log at open; default: the newest segment on disk. */
-  initialDurableEpoch?: bigint;
-  /**
-   * Epochs the database already holds outside the log (a page store's
-   * checkpointed file) — a stream that starts empty starts above it: its
-   * first epoch names this one as predecessor, so a reader without the base
-   * detects the gap instead of restoring half a database.
-   */
-  baseEpoch?: bigint | null;
-  /**
-   * Called before the first epoch is shipped into an EMPTY stream when
-   * `baseEpoch` is set: must make a snapshot of the database through at least
-   * `baseEpoch` durable in the cluster (see `openReplicatedStore`). A failure
-   * is retried like a failed publish; nothing is shipped until it succeeds.
-   */
-  ensureBase?: (input: {
-    connection: NatsConnection;
-    baseEpoch: bigint;
-    databaseId: string;
-    stream: string;
-  }) => Promise<void>;
-  /** Returns the certificate bytes of an epoch, or null (control plane hook). */
-  readCertificate?: (epoch: bigint) => Promise<Uint8Array | null>;
-  /** File system (default the real one). */
-  fs?: WalFileSystem;
-}
-
-/** The replicator's loop state. */
-export type ReplicatorState = 'connecting' | 'shipping' | 'idle' | 'failed' | 'closed';
-
-/** Counters and watermarks of a {@link Replicator}. */
-export interface ReplicatorStats {
-  state: ReplicatorState;
-  databaseId: string;
-  stream: string;
-  subject: string;
-  /** Highest epoch the local log reported durable (`null`: none). */
-  localDurableEpoch: bigint | null;
-  /** Highest epoch whose every segment the cluster acknowledged (`null`: none). */
-  replicatedEpoch: bigint | null;
-  /** Stream sequence of the last acknowledged message (0 before contact). */
-  streamSeq: number;
-  /** Largest chunk payload, from the stream's limits (0 before contact). */
-  chunkPayloadBytes: number;
-  epochsShipped: number;
-  messagesPublished: number;
-  bytesShipped: number;
-  /** Publishes acknowledged as duplicates (a retried message that had landed). */
-  duplicateAcks: number;
-  /** Failed shipping attempts (each followed by backoff and resync). */
-  failures: number;
-  /** Times the position was re-read from the stream's tail. */
-  resyncs: number;
-  /** Times the base snapshot was published before shipping into an empty stream. */
-  basesEnsured: number;
-  /** Callers waiting for an epoch to be replicated. */
-  waiters: number;
-  lastError: { code: string; message: string } | null;
-}
+import { positionAfterTail, resumeChunk, type StreamPosition } from './stream-position.js';
+import { assertDatabaseId, type ChunkMessage, encodeEpochChunks } from './wire.js';
 
 interface Waiter {
   epoch: bigint;
@@ -172,27 +72,11 @@ interface Waiter {
 }
 
 interface InFlight {
-  ack: Promise<{ ok: true; seq: number; duplicate: boolean } | { ok: false; error: unknown }>;
+  ack: Promise<({ ok: true } & PublishedChunk) | { ok: false; error: unknown }>;
   expectedSeq: number;
   epoch: bigint;
   lastOfEpoch: boolean;
   bytes: number;
-}
-
-/** Where the stream ends, as last read or acknowledged. */
-interface StreamPosition {
-  /** Sequence of the stream's last message. */
-  lastSeq: number;
-  /** Last epoch whose every chunk is in the stream (0n for none). */
-  lastEpoch: bigint | null;
-  /** An epoch partly in the stream: resume it at `nextChunk`. */
-  partial: {
-    epoch: bigint;
-    prevEpoch: bigint | null;
-    nextChunk: number;
-    chunks: number;
-    digest: string;
-  } | null;
 }
 
 function errorSummary(error: unknown): { code: string; message: string } {
@@ -211,10 +95,9 @@ export class Replicator {
   private durable: bigint | null;
   private replicated: bigint | null;
   private position: StreamPosition | null = null;
-  private nc: NatsConnection | null;
-  private readonly ownsConnection: boolean;
-  private js: JetStreamClient | null = null;
-  private jsm: JetStreamManager | null = null;
+  private client: ReplicaClient | null = null;
+  /** The client's connection, handed to {@link ReplicatorOptions.ensureBase}. */
+  private connection: NatsConnection | null = null;
   private chunkPayloadBytes = 0;
   private state: ReplicatorState = 'connecting';
   private failure: ReplicationError | null = null;
@@ -253,8 +136,6 @@ export class Replicator {
     this.maxInFlight = Math.max(1, options.maxInFlightMessages ?? inFlightMessagesMaxDefault);
     this.durable = initialDurable;
     this.replicated = initialReplicated;
-    this.nc = options.connection ?? null;
-    this.ownsConnection = options.connection === undefined;
   }
 
   /**
@@ -264,7 +145,7 @@ export class Replicator {
    */
   static async open(options: ReplicatorOptions): Promise<Replicator> {
     // A missing NATS package fails here, typed, not later in the background.
-    await loadNats();
+    await requireNatsPeers();
     if (options.connection === undefined && options.servers === undefined) {
       throw new ReplicationError(
         ReplicationErrorCode.stream,
@@ -386,7 +267,7 @@ export class Replicator {
     this.settleWaiters(this.closedError());
     this.queueStateWrite();
     await this.stateWrites;
-    if (this.ownsConnection && this.nc !== null && !this.nc.isClosed()) await this.nc.close();
+    await this.client?.close();
   }
 
   /** `await using` support. */
@@ -451,31 +332,28 @@ export class Replicator {
   }
 
   private async ensureSession(): Promise<void> {
-    if (this.nc === null || this.nc.isClosed()) {
+    if (this.client === null || this.client.isClosed()) {
       this.state = 'connecting';
-      if (!this.ownsConnection) {
+      if (this.options.connection?.isClosed() === true) {
         throw new ReplicationError(
           ReplicationErrorCode.unavailable,
           'the given NATS connection is closed',
         );
       }
-      this.nc = await connectBounded(this.options.servers ?? [], {
+      const client = await NatsReplicaClient.connect({
+        ...(this.options.connection === undefined
+          ? { servers: this.options.servers ?? [] }
+          : { connection: this.options.connection }),
         connectTimeoutMs: this.options.connectTimeoutMs ?? connectTimeoutMsDefault,
+        apiTimeoutMs: this.options.apiTimeoutMs ?? apiTimeoutMsDefault,
         name: `pwal-replicator-${this.databaseId}`,
       });
-      this.js = null;
-      this.jsm = null;
-    }
-    const nc = this.nc;
-    if (this.jsm === null || this.js === null) {
-      const { jetstream } = await loadNats();
-      this.jsm = await managerFor(nc, this.options.apiTimeoutMs ?? apiTimeoutMsDefault);
-      this.js = jetstream.jetstream(nc, { timeout: this.publishTimeoutMs });
+      this.client = client;
+      this.connection = client.connection;
       this.position = null;
     }
     if (this.position === null) {
-      const info = await ensureStream(
-        this.jsm,
+      const stream = await this.client.ensureStream(
         { stream: this.stream, subject: this.subject },
         {
           create: this.options.createStream ?? true,
@@ -484,21 +362,20 @@ export class Replicator {
           duplicateWindowMs: this.options.duplicateWindowMs ?? duplicateWindowMsDefault,
         },
       );
-      this.chunkPayloadBytes = chunkPayloadBytesFor(info, nc);
-      await this.resync(info.state.last_seq);
+      this.chunkPayloadBytes = stream.chunkPayloadBytes;
+      await this.resync(stream.state.lastSeq);
     }
   }
 
   /** Reads the stream's tail and sets where shipping continues. */
   private async resync(streamLastSeq: number): Promise<void> {
     this.counters.resyncs += 1;
-    const jsm = this.jsm!;
-    const tail = await jsm.streams.getMessage(this.stream, { last_by_subj: this.subject });
+    const tail = await this.client!.lastMessage(this.stream, this.subject);
     if (tail === null) {
       const base = this.options.baseEpoch ?? null;
       if (base !== null && this.options.ensureBase !== undefined) {
         await this.options.ensureBase({
-          connection: this.nc!,
+          connection: this.connection!,
           baseEpoch: base,
           databaseId: this.databaseId,
           stream: this.stream,
@@ -508,43 +385,14 @@ export class Replicator {
       this.position = { lastSeq: streamLastSeq, lastEpoch: base, partial: null };
       return;
     }
-    if (tail.seq !== streamLastSeq) {
-      throw new ReplicationError(
-        ReplicationErrorCode.conflict,
-        `stream ${this.stream} has messages after this database's last one (sequence ${tail.seq} < ${streamLastSeq}): one subject per stream is required`,
-      );
+    this.position = positionAfterTail(tail, streamLastSeq, {
+      stream: this.stream,
+      databaseId: this.databaseId,
+      durable: this.durable,
+    });
+    if (this.position.partial === null && this.position.lastEpoch !== null) {
+      this.markReplicated(this.position.lastEpoch);
     }
-    const header = parseChunkHeader(
-      (name) => (tail.header?.has(name) ? tail.header.get(name) : undefined),
-      tail.seq,
-    );
-    if (header.databaseId !== this.databaseId) {
-      throw new ReplicationError(
-        ReplicationErrorCode.conflict,
-        `stream ${this.stream} holds database ${header.databaseId}, not ${this.databaseId}`,
-      );
-    }
-    if (this.durable === null || header.epoch > this.durable) {
-      throw new ReplicationError(
-        ReplicationErrorCode.conflict,
-        `stream ${this.stream} is ahead of the local log: it holds epoch ${header.epoch}, the log is durable up to ${this.durable ?? 'none'}`,
-      );
-    }
-    const complete = header.chunk === header.chunks - 1;
-    this.position = {
-      lastSeq: tail.seq,
-      lastEpoch: complete ? header.epoch : header.prevEpoch,
-      partial: complete
-        ? null
-        : {
-            epoch: header.epoch,
-            prevEpoch: header.prevEpoch,
-            nextChunk: header.chunk + 1,
-            chunks: header.chunks,
-            digest: header.digest,
-          },
-    };
-    if (complete) this.markReplicated(header.epoch);
   }
 
   /**
@@ -581,7 +429,7 @@ export class Replicator {
       for (const segment of pending) {
         if (this.closing) break;
         const messages = await this.encodeEpoch(segment.path, segment.epoch, prevEpoch);
-        const first = this.firstChunkToSend(segment.epoch, messages);
+        const first = resumeChunk(this.position!, this.stream, segment.epoch, messages);
         for (let chunk = first; chunk < messages.length; chunk++) {
           while (inFlight.length >= this.maxInFlight) await this.settleOldest(inFlight);
           predictedSeq += 1;
@@ -641,36 +489,20 @@ export class Replicator {
     );
   }
 
-  /** 0, or where a partly shipped epoch continues (after checking it is the same epoch). */
-  private firstChunkToSend(epoch: bigint, messages: ChunkMessage[]): number {
-    const partial = this.position!.partial;
-    if (partial === null || partial.epoch !== epoch) return 0;
-    const digest = messages[0]!.headers.get(ReplicationHeader.digest);
-    if (messages.length !== partial.chunks || digest !== partial.digest) {
-      throw new ReplicationError(
-        ReplicationErrorCode.conflict,
-        `stream ${this.stream} holds a different partial copy of epoch ${epoch}`,
-      );
-    }
-    return partial.nextChunk;
-  }
-
   private publish(
     message: ChunkMessage,
     expectedSeq: number,
     epoch: bigint,
     lastOfEpoch: boolean,
   ): InFlight {
-    // Loaded: `this.js` exists only after loadNats().
-    const hdrs = loadedNats()!.transport.headers();
-    for (const [name, value] of message.headers) hdrs.set(name, value);
-    const ack = this.js!.publish(this.subject, message.data, {
-      msgID: message.msgId,
-      headers: hdrs,
-      timeout: this.publishTimeoutMs,
-      expect: { lastSequence: expectedSeq - 1 },
+    const ack = this.client!.publish({
+      stream: this.stream,
+      subject: this.subject,
+      message,
+      expectedLastSeq: expectedSeq - 1,
+      timeoutMs: this.publishTimeoutMs,
     }).then(
-      (pubAck) => ({ ok: true as const, seq: pubAck.seq, duplicate: pubAck.duplicate }),
+      (published) => ({ ok: true as const, ...published }),
       (error: unknown) => ({ ok: false as const, error }),
     );
     return { ack, expectedSeq, epoch, lastOfEpoch, bytes: message.data.length };
@@ -679,17 +511,9 @@ export class Replicator {
   private async settleOldest(inFlight: InFlight[]): Promise<void> {
     const oldest = inFlight[0]!;
     const result = await oldest.ack;
-    if (!result.ok) {
-      const codes = loadedNats()!.jetstream.JetStreamApiCodes;
-      if (isApiError(result.error, codes.StreamWrongLastSequence)) {
-        throw new ReplicationError(
-          ReplicationErrorCode.unavailable,
-          `stream ${this.stream} moved on under a pipelined publish; resyncing`,
-          { cause: result.error },
-        );
-      }
-      throw result.error;
-    }
+    // A publish the stream refused for its expected last sequence is a
+    // ReplicationError `unavailable`: resync from the tail.
+    if (!result.ok) throw result.error;
     if (result.seq !== oldest.expectedSeq) {
       // A duplicate acknowledged at another position, or a foreign writer.
       throw new ReplicationError(
@@ -749,36 +573,6 @@ export class Replicator {
     };
     return writeReplicationState(this.options.dbPath, state, this.fs);
   }
-}
-
-/**
- * The saved watermark when the state file is of this database and stream.
- * It is never ahead of what the cluster acknowledged, so it may protect
- * segments from deletion (and floor the log's epochs) before the first contact.
- */
-function savedWatermark(
-  saved: ReplicationState | null,
-  databaseId: string,
-  stream: string,
-): bigint | null {
-  const sameStream = saved !== null && saved.databaseId === databaseId && saved.stream === stream;
-  return sameStream ? saved.replicatedEpoch : null;
-}
-
-/**
- * The replicated watermark saved beside `dbPath` for the database and stream
- * these options ship to — what {@link Replicator.open} starts from — read
- * without connecting (`null`: nothing replicated yet, no state file, or one
- * of another database or stream). Never ahead of what the cluster
- * acknowledged (the live watermark may be further).
- */
-export async function savedReplicatedEpoch(
-  options: Pick<ReplicatorOptions, 'dbPath' | 'databaseId' | 'stream' | 'fs'>,
-): Promise<bigint | null> {
-  const saved = await readReplicationState(options.dbPath, options.fs ?? nodeFileSystem);
-  if (saved === null) return null;
-  const databaseId = options.databaseId ?? saved.databaseId;
-  return savedWatermark(saved, databaseId, options.stream ?? saved.stream);
 }
 
 function maxEpoch(a: bigint | null, b: bigint | null): bigint | null {

@@ -18,8 +18,6 @@
  * above the snapshot into the file).
  */
 import * as nodePath from 'node:path';
-import type { JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { decodeSegment } from '../format/segment.js';
 import { fileSize } from '../storage/file-size.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
@@ -30,21 +28,16 @@ import { storeHeaderPath, validatePageSize } from '../store/header.js';
 import { ReplicaStore } from '../store/replica-store.js';
 import { type CertificateVerifier, type DuplicateMessage, EpochAssembler } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
+import { apiTimeoutMsDefault, type ReplicaClient, withApiRetries } from './client.js';
 import {
   ReplicaErrorCode,
   ReplicationError,
   ReplicationErrorCode,
   ReplicaVerificationError,
 } from './errors.js';
-import {
-  apiTimeoutMsDefault,
-  connectBounded,
-  managerFor,
-  streamInfoOrNull,
-  withApiRetries,
-} from './nats.js';
-import { downloadSnapshot, latestSnapshot, type SnapshotMeta } from './snapshot.js';
-import { readStreamRange } from './stream-reader.js';
+import { type NatsConnection, NatsReplicaClient } from './nats/client.js';
+import { downloadSnapshotFrom, latestSnapshotIn } from './snapshot.js';
+import type { SnapshotMeta } from './snapshot-meta.js';
 import { firstSeqAboveEpoch } from './stream-seek.js';
 
 /** Duplicates listed individually in a result (the count is always exact). */
@@ -142,29 +135,29 @@ export async function restoreFromStream(options: RestoreOptions): Promise<Restor
     }
   }
   await fs.mkdir(nodePath.dirname(options.dbPath), { recursive: true });
-  const nc =
-    options.connection ??
-    (await connectBounded(options.servers ?? [], {
-      connectTimeoutMs: options.connectTimeoutMs,
-      name: 'pwal-restore',
-    }));
+  const client = await NatsReplicaClient.connect({
+    ...(options.connection === undefined
+      ? { servers: options.servers ?? [] }
+      : { connection: options.connection }),
+    ...(options.connectTimeoutMs === undefined
+      ? {}
+      : { connectTimeoutMs: options.connectTimeoutMs }),
+    apiTimeoutMs: options.apiTimeoutMs ?? apiTimeoutMsDefault,
+    name: 'pwal-restore',
+  });
   try {
-    const jsm = await withApiRetries(() =>
-      managerFor(nc, options.apiTimeoutMs ?? apiTimeoutMsDefault),
-    );
-    return await restoreWith(nc, jsm, options, fs);
+    return await restoreWith(client, options, fs);
   } finally {
-    if (options.connection === undefined) await nc.close();
+    await client.close();
   }
 }
 
 async function restoreWith(
-  nc: NatsConnection,
-  jsm: JetStreamManager,
+  client: ReplicaClient,
   options: RestoreOptions,
   fs: WalFileSystem,
 ): Promise<RestoreResult> {
-  const info = await withApiRetries(() => streamInfoOrNull(jsm, options.stream));
+  const info = await withApiRetries(() => client.streamState(options.stream));
   if (info === null) {
     throw new ReplicationError(
       ReplicationErrorCode.stream,
@@ -194,7 +187,7 @@ async function restoreWith(
     options.useSnapshot === false
       ? null
       : await withApiRetries(() =>
-          latestSnapshot(nc, options.stream, {
+          latestSnapshotIn(client, options.stream, {
             ...(options.databaseId === undefined ? {} : { databaseId: options.databaseId }),
             ...(until === undefined ? {} : { untilEpoch: until }),
           }),
@@ -210,7 +203,7 @@ async function restoreWith(
           commitSeq: meta.commitSeq,
           consistentEpoch: meta.consistentEpoch,
         },
-        (write) => downloadSnapshot(nc, options.stream, meta, write),
+        (write) => downloadSnapshotFrom(client, options.stream, meta, write),
       );
     } finally {
       await replica.close({ flush: false });
@@ -232,7 +225,7 @@ async function restoreWith(
       meta?.certificate == null ? null : { epoch: meta.epoch, certificate: meta.certificate },
     verifyCertificate: verify,
   });
-  const { first_seq: firstSeq, last_seq: lastSeq, messages } = info.state;
+  const { firstSeq, lastSeq, messages } = info;
   if (messages === 0 || (until !== undefined && meta !== null && meta.epoch >= until)) {
     return checkConsistent(result, meta);
   }
@@ -240,10 +233,10 @@ async function restoreWith(
     meta === null
       ? firstSeq
       : await withApiRetries(() =>
-          firstSeqAboveEpoch(jsm, options.stream, meta.epoch, firstSeq, lastSeq),
+          firstSeqAboveEpoch(client, options.stream, meta.epoch, firstSeq, lastSeq),
         );
   try {
-    for await (const message of readStreamRange(jsm, options.stream, from, lastSeq)) {
+    for await (const message of client.readRange(options.stream, from, lastSeq)) {
       result.lastStreamSeq = message.seq;
       options.onProgress?.({ streamSeq: message.seq, fromSeq: from, lastSeq });
       const event = assembler.push(message);

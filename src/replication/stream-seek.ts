@@ -9,8 +9,7 @@
  * (a stream that is not ordered as expected shows up as a gap, never as
  * silently skipped data).
  */
-import type { JetStreamManager } from '@nats-io/jetstream';
-import { toStreamMessage } from './nats.js';
+import type { ReplicaClient } from './client.js';
 import { parseChunkHeader } from './wire.js';
 
 /**
@@ -19,7 +18,7 @@ import { parseChunkHeader } from './wire.js';
  * stepped over.
  */
 export async function firstSeqAboveEpoch(
-  jsm: JetStreamManager,
+  client: ReplicaClient,
   stream: string,
   epoch: bigint,
   firstSeq: number,
@@ -29,7 +28,7 @@ export async function firstSeqAboveEpoch(
   let high = lastSeq + 1;
   while (low < high) {
     const mid = low + Math.floor((high - low) / 2);
-    const found = await epochAtOrAfter(jsm, stream, mid, high - 1);
+    const found = await epochAtOrAfter(client, stream, mid, high - 1);
     if (found === null) {
       high = mid;
     } else if (found.epoch > epoch) {
@@ -43,15 +42,14 @@ export async function firstSeqAboveEpoch(
 
 /** The epoch of the first stored message in `seq ..= maxSeq` (null: none stored). */
 async function epochAtOrAfter(
-  jsm: JetStreamManager,
+  client: ReplicaClient,
   stream: string,
   seq: number,
   maxSeq: number,
 ): Promise<{ seq: number; epoch: bigint } | null> {
   for (let at = seq; at <= maxSeq; at++) {
-    const stored = await jsm.streams.getMessage(stream, { seq: at });
-    if (stored === null) continue;
-    const message = toStreamMessage(stored);
+    const message = await client.message(stream, at);
+    if (message === null) continue;
     return { seq: at, epoch: parseChunkHeader(message.header, at).epoch };
   }
   return null;

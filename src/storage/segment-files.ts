@@ -90,6 +90,12 @@ export interface SegmentFileEntry {
 export const SEGMENT_NAME_INFIX = '-wal-seg-';
 /** The infix of temporary files a segment is written under before its rename. */
 export const TEMP_NAME_INFIX = '-wal-tmp-';
+/**
+ * Random bytes at the end of a temporary file's name, written as 12 hex
+ * digits (the suffix recovery recognises as the log's own): two writers of
+ * one directory never pick the same name by chance.
+ */
+export const tempNameNonceBytes = 6;
 /** Hex digits of the epoch in a segment name. */
 export const SEGMENT_EPOCH_HEX_DIGITS = 16;
 
@@ -249,7 +255,7 @@ function leadingBytes(chunks: readonly Uint8Array[], count: number): Uint8Array 
 }
 
 function tempPath(dbPath: string, epoch: bigint): string {
-  const name = `${databaseName(dbPath)}${TEMP_NAME_INFIX}${epochHex(epoch)}-${randomBytes(6).toString('hex')}`;
+  const name = `${databaseName(dbPath)}${TEMP_NAME_INFIX}${epochHex(epoch)}-${randomBytes(tempNameNonceBytes).toString('hex')}`;
   return nodePath.join(databaseDirectory(dbPath), name);
 }
 

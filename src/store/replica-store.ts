@@ -31,10 +31,8 @@
  * process holds the replica), plus a journal segment during a flush.
  */
 
-import * as nodePath from 'node:path';
 import { WalArgumentError } from '../errors.js';
-import { decodeSegment, encodeSegment } from '../format/segment.js';
-import type { WalRecord } from '../format/types.js';
+import { decodeSegment } from '../format/segment.js';
 import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { fileSize } from '../storage/file-size.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
@@ -46,76 +44,31 @@ import {
   segmentPath,
   writeSegmentFile,
 } from '../storage/segment-files.js';
-import { writeFileDurably } from '../storage/small-file.js';
 import { checkPageNumber } from './commit-batch.js';
-import { encodeSizeMeta, STORE_META_PAGE_ID } from './commit-meta.js';
 import { DatabaseFile } from './db-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
-import {
-  decodeStoreHeader,
-  encodeStoreHeader,
-  readStoreHeader,
-  type StoreHeader,
-  validatePageSize,
-  writeStoreHeader,
-} from './header.js';
+import { readStoreHeader, type StoreHeader, validatePageSize, writeStoreHeader } from './header.js';
 import { PageIndex } from './page-index.js';
 import { applyReplay, foldFromIndex, forEachCommit, type LoggedCommit } from './replay.js';
+import { encodeFoldSegment, firstPageImageBytes } from './replica-segments.js';
+import {
+  REPLICA_CONSISTENT_WAIT_MS,
+  REPLICA_FALLBACK_PAGE_SIZE_BYTES,
+  type ReplicaSnapshotImage,
+  type ReplicaStoreOptions,
+  type ReplicaStoreStats,
+} from './replica-store-options.js';
+import { finishReseed, imageWriter, writeReseedImage, writeReseedMarker } from './reseed-files.js';
 import { openDatabaseFile } from './store-open.js';
 import { recoverIntoFile } from './store-recovery.js';
 
-/** Page size of a replica created before any page image told it the primary's, in bytes. */
-export const REPLICA_FALLBACK_PAGE_SIZE_BYTES = 4096;
-/** Longest wait of a read for the replica to reach a snapshot's consistent epoch. */
-export const REPLICA_CONSISTENT_WAIT_MS = 30_000;
-
-/** Options of {@link ReplicaStore.open}. */
-export interface ReplicaStoreOptions {
-  /**
-   * The primary's page size. Default: the replica's own (from its header),
-   * else learned from the first page image applied or the snapshot installed.
-   */
-  pageSize?: number;
-  fs?: WalFileSystem;
-  /** How long open waits for another holder of the database's lock, in ms (default 0). */
-  lockTimeoutMs?: number;
-}
-
-/** What a snapshot installed into an empty replica holds. */
-export interface ReplicaSnapshotImage {
-  /** The database state through this epoch, inclusive. */
-  epoch: bigint;
-  pageSize: number;
-  dbSizePages: number;
-  /** Last commit sequence folded into the image. */
-  commitSeq: bigint;
-  /**
-   * The image may hold pages of epochs up to this one (a page store's memory
-   * checkpoint writes each page's newest image): reads wait until the
-   * replica has applied it, the first epoch whose state it shows exactly.
-   */
-  consistentEpoch?: bigint | null;
-}
-
-/** Counters of a {@link ReplicaStore}. */
-export interface ReplicaStoreStats {
-  pageSize: number | null;
-  dbSizePages: number;
-  appliedEpoch: bigint | null;
-  durableEpoch: bigint | null;
-  epochsApplied: number;
-  /** Epochs offered again at or below the applied one (after a restart), ignored. */
-  epochsSkipped: number;
-  commitsApplied: number;
-  flushes: number;
-  pagesFlushed: number;
-  snapshotsInstalled: number;
-  /** Times the whole content was replaced by a newer snapshot ({@link ReplicaStore.reseed}). */
-  reseeds: number;
-  /** Pages applied and not yet flushed into the database file. */
-  pendingPages: number;
-  pendingBytes: number;
-}
+export {
+  REPLICA_CONSISTENT_WAIT_MS,
+  REPLICA_FALLBACK_PAGE_SIZE_BYTES,
+  type ReplicaSnapshotImage,
+  type ReplicaStoreOptions,
+  type ReplicaStoreStats,
+} from './replica-store-options.js';
 
 /** See the module comment. */
 export class ReplicaStore implements AsyncDisposable {
@@ -321,15 +274,7 @@ export class ReplicaStore implements AsyncDisposable {
       const file = await this.create(image.pageSize);
       const bytes = image.dbSizePages * image.pageSize;
       await file.setSizePages(0);
-      await fill(async (chunk, offset) => {
-        if (offset < 0 || offset + chunk.length > bytes) {
-          throw new StoreError(
-            StoreErrorCode.replicaState,
-            `snapshot chunk at ${offset} (+${chunk.length}) is outside the image's ${bytes} bytes`,
-          );
-        }
-        await file.writeAt(chunk, offset);
-      });
+      await fill(imageWriter(bytes, (chunk, offset) => file.writeAt(chunk, offset)));
       await file.setSizePages(image.dbSizePages);
       await file.sync();
       const header: StoreHeader = {
@@ -385,34 +330,14 @@ export class ReplicaStore implements AsyncDisposable {
       if (image.consistentEpoch != null) this.holdReadsUntil(image.consistentEpoch);
       await this.drainReads();
       const bytes = image.dbSizePages * image.pageSize;
-      const imagePath = reseedImagePath(this.path);
-      const handle = await this.fs.open(imagePath, 'createOrTruncate');
-      try {
-        await fill(async (chunk, offset) => {
-          if (offset < 0 || offset + chunk.length > bytes) {
-            throw new StoreError(
-              StoreErrorCode.replicaState,
-              `snapshot chunk at ${offset} (+${chunk.length}) is outside the image's ${bytes} bytes`,
-            );
-          }
-          await handle.write(chunk, offset);
-        });
-        await handle.truncate(bytes);
-        await handle.sync();
-      } catch (error) {
-        await handle.close().catch(() => undefined);
-        await this.fs.unlink(imagePath).catch(() => undefined);
-        this.releaseHold(this.applied);
-        throw error;
-      }
-      await handle.close();
+      await writeReseedImage(this.path, this.fs, bytes, fill, () => this.releaseHold(this.applied));
       const header: StoreHeader = {
         pageSize: image.pageSize,
         dbSizePages: image.dbSizePages,
         nextEpoch: image.epoch + 1n,
         checkpointCommitSeq: image.commitSeq,
       };
-      await writeFileDurably(reseedMarkerPath(this.path), encodeStoreHeader(header), this.fs);
+      await writeReseedMarker(this.path, this.fs, header);
       await this.file?.close().catch(() => undefined);
       this.file = null;
       await finishReseed(this.path, this.fs);
@@ -674,107 +599,6 @@ export class ReplicaStore implements AsyncDisposable {
   }
 }
 
-/** Length of the first committed page image (the primary's page size), if any. */
-function firstPageImageBytes(records: readonly WalRecord[]): number | null {
-  for (const record of records) {
-    if (record.endSeq !== null && record.pageId !== STORE_META_PAGE_ID) {
-      return record.afterImage.length;
-    }
-  }
-  return null;
-}
-
-/**
- * The journal of a flush: the fold of the applied epochs as one segment of
- * the last one. A first commit cuts the database to the smallest size
- * reached (so cut pages read as zeros), a second writes the surviving images
- * and sets the final size — replaying it gives exactly what the flush writes.
- */
-export function encodeFoldSegment(
-  epoch: bigint,
-  fold: {
-    pages: ReadonlyMap<number, Uint8Array>;
-    sizePages: number;
-    minSizePages: number;
-    fromSizePages: number;
-    seq: bigint;
-  },
-): Uint8Array {
-  const records: WalRecord[] = [];
-  const meta = (txn: bigint, sizePages: number): WalRecord => ({
-    txnToken: { id: txn, epoch: 0 },
-    epoch,
-    pageId: STORE_META_PAGE_ID,
-    beginSeq: fold.seq,
-    endSeq: fold.seq,
-    beforeImage: new Uint8Array(0),
-    afterImage: encodeSizeMeta(sizePages),
-  });
-  if (fold.minSizePages < fold.fromSizePages) records.push(meta(1n, fold.minSizePages));
-  for (const [pageId, image] of fold.pages) {
-    records.push({
-      txnToken: { id: 2n, epoch: 0 },
-      epoch,
-      pageId,
-      beginSeq: fold.seq,
-      endSeq: fold.seq,
-      beforeImage: new Uint8Array(0),
-      afterImage: image,
-    });
-  }
-  records.push(meta(2n, fold.sizePages));
-  return encodeSegment(epoch, records);
-}
-
 function closedError(path: string): StoreError {
   return new StoreError(StoreErrorCode.closed, `replica ${path} is closed`);
-}
-
-/** `<db>-pwal-reseed-image`: a snapshot being written for {@link ReplicaStore.reseed}. */
-export function reseedImagePath(dbPath: string): string {
-  return `${dbPath}-pwal-reseed-image`;
-}
-
-/** `<db>-pwal-reseed`: the new store header, durable once the image is; removed when the switch is done. */
-export function reseedMarkerPath(dbPath: string): string {
-  return `${dbPath}-pwal-reseed`;
-}
-
-/**
- * Finishes or drops an interrupted re-seed (see {@link ReplicaStore.reseed}):
- * with the marker, the image (if still there) is renamed over the database
- * file and the marker becomes the header; without it, a leftover image is an
- * unfinished download and is removed.
- */
-async function finishReseed(path: string, fs: WalFileSystem): Promise<void> {
-  const markerPath = reseedMarkerPath(path);
-  const imagePath = reseedImagePath(path);
-  let marker: Uint8Array | null = null;
-  try {
-    marker = await fs.readFile(markerPath);
-  } catch (error) {
-    if (!isNotFound(error)) throw ioError(`cannot read ${markerPath}`, error);
-  }
-  if (marker === null) {
-    await fs.unlink(imagePath).catch((error: unknown) => {
-      if (!isNotFound(error)) throw ioError(`cannot remove ${imagePath}`, error);
-    });
-    return;
-  }
-  const header = decodeStoreHeader(marker, markerPath);
-  try {
-    await fs.rename(imagePath, path);
-    await fs.syncDirectory(nodePath.dirname(path));
-  } catch (error) {
-    // Gone: renamed before a crash (the marker is written after the image).
-    if (!isNotFound(error)) throw ioError(`cannot move ${imagePath} into place`, error);
-  }
-  await writeStoreHeader(path, header, fs);
-  await fs.unlink(markerPath).catch((error: unknown) => {
-    if (!isNotFound(error)) throw ioError(`cannot remove ${markerPath}`, error);
-  });
-}
-
-function ioError(what: string, error: unknown): StoreError {
-  return new StoreError(StoreErrorCode.io, `${what}: ${describeError(error)}`, { cause: error });
 }

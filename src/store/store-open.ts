@@ -26,6 +26,7 @@ import {
   type PageStoreOptions,
   type StoreRecoveryReport,
 } from './page-store-types.js';
+import { reseedMarkerPath } from './reseed-files.js';
 import { recoverIntoFile } from './store-recovery.js';
 
 /** Everything `PageStore.open` opened, in the state recovery left it. */
@@ -128,7 +129,7 @@ async function openLog(
  * replica open finishes the switch: never open it as a database before that.
  */
 async function refuseUnfinishedReseed(path: string, fs: WalFileSystem): Promise<void> {
-  const marker = `${path}-pwal-reseed`;
+  const marker = reseedMarkerPath(path);
   try {
     await fs.stat(marker);
   } catch (error) {

@@ -293,6 +293,9 @@ describe('ParallelWal commits', () => {
     const result = await wal.commit(big);
     expect(result.serialized).toBe(true);
     expect(wal.stats().fallbacks).toBe(1);
+    // The commit resolved at the acknowledgement; the rename may still be under
+    // way, and a directory listing taken during it can show both names.
+    await awaitPublished(wal);
     const { records } = await recoverSegments(db);
     expect(records.map((r) => r.afterImage.length)).toEqual([6000]);
   });

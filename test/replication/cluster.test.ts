@@ -13,12 +13,12 @@ import { encodeSegment } from '../../src/format/segment.js';
 import type { WalRecord } from '../../src/format/types.js';
 import { ReplicaErrorCode, ReplicationErrorCode } from '../../src/replication/errors.js';
 import { Follower } from '../../src/replication/follower.js';
+import { openReplicatedStore } from '../../src/replication/replicated-store.js';
 import { ReplicatedWal } from '../../src/replication/replicated-wal.js';
 import { restoreFromStream } from '../../src/replication/restore.js';
 import { readReplicationState } from '../../src/replication/state-file.js';
 import { type ChunkMessage, encodeEpochChunks } from '../../src/replication/wire.js';
 import { listSegments } from '../../src/storage/segment-files.js';
-import { openReplicatedStore } from '../../src/store/replicated-store.js';
 import { clusterSuite } from '../support/cluster-suite.js';
 
 const suite = clusterSuite('replication cluster tests');

@@ -6,7 +6,7 @@ import {
   loadNats,
   NATS_PEER_PACKAGES,
   type PeerImporter,
-} from '../../src/replication/nats-peer.js';
+} from '../../src/replication/nats/peer.js';
 
 /** An importer for which `missing` cannot be resolved, the way Node reports it. */
 function without(missing: readonly string[], code = 'ERR_MODULE_NOT_FOUND'): PeerImporter {

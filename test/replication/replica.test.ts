@@ -15,11 +15,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { ReplicaErrorCode } from '../../src/replication/errors.js';
 import { Follower } from '../../src/replication/follower.js';
+import {
+  openReplicatedStore,
+  type ReplicatedStore,
+} from '../../src/replication/replicated-store.js';
 import { restoreFromStream } from '../../src/replication/restore.js';
 import { listSnapshots } from '../../src/replication/snapshot.js';
 import { PageStore } from '../../src/store/page-store.js';
 import { ReplicaStore } from '../../src/store/replica-store.js';
-import { openReplicatedStore, type ReplicatedStore } from '../../src/store/replicated-store.js';
 import { clusterSuite } from '../support/cluster-suite.js';
 import { seededRng } from '../support/rng.js';
 

@@ -9,8 +9,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { openReplicatedStore } from '../../src/replication/replicated-store.js';
 import { PageStore } from '../../src/store/page-store.js';
-import { openReplicatedStore } from '../../src/store/replicated-store.js';
 import { runCliCaptured as cli } from '../support/cli.js';
 import { clusterSuite } from '../support/cluster-suite.js';
 import { randBytes, randInt, seededRng } from '../support/rng.js';

@@ -13,7 +13,7 @@ import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isWalError } from '../../src/errors.js';
 import { ReplicaErrorCode, ReplicationErrorCode } from '../../src/replication/errors.js';
-import { connectBounded } from '../../src/replication/nats.js';
+import { connectBounded } from '../../src/replication/nats/jetstream.js';
 import {
   downloadSnapshot,
   latestSnapshot,
@@ -24,10 +24,12 @@ import {
   SNAPSHOT_CHUNK_BYTES,
   SNAPSHOT_READ_BYTES,
   type SnapshotImage,
+} from '../../src/replication/snapshot.js';
+import {
   type SnapshotMeta,
   snapshotBucketName,
   snapshotObjectName,
-} from '../../src/replication/snapshot.js';
+} from '../../src/replication/snapshot-meta.js';
 import { nodeFileSystem } from '../../src/storage/fs.js';
 import { listSegments, segmentPath } from '../../src/storage/segment-files.js';
 import { writeStoreHeader } from '../../src/store/header.js';

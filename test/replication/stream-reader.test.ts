@@ -9,8 +9,9 @@ import { AckPolicy, JetStreamApiError, type JetStreamManager, jetstream } from '
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StreamMessage } from '../../src/replication/assembler.js';
+import { withApiRetries } from '../../src/replication/client.js';
 import { ReplicationError, ReplicationErrorCode } from '../../src/replication/errors.js';
-import { managerFor, withApiRetries } from '../../src/replication/nats.js';
+import { managerFor } from '../../src/replication/nats/jetstream.js';
 import {
   batchMessagesFor,
   type Delivery,
@@ -21,7 +22,7 @@ import {
   readStreamRangeByRequest,
   streamReadBatchMessagesMax,
   streamReadBatchMessagesMin,
-} from '../../src/replication/stream-reader.js';
+} from '../../src/replication/nats/stream-reader.js';
 import { NatsCluster, natsServerAvailable } from '../support/nats-cluster.js';
 import { requireNatsServer } from '../support/nats-skip.js';
 

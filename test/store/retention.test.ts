@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { openReplicatedStore } from '../../src/replication/replicated-store.js';
 import { nodeFileSystem } from '../../src/storage/fs.js';
 import { listSegments } from '../../src/storage/segment-files.js';
 import { readStoreHeader } from '../../src/store/header.js';
 import { PageStore } from '../../src/store/page-store.js';
-import { openReplicatedStore } from '../../src/store/replicated-store.js';
 import { awaitPublished } from '../support/published.js';
 import { useTempDb } from '../support/temp-db.js';
 

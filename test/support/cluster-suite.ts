@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import type { ReplicatedStoreOptions } from '../../src/store/replicated-store.js';
+import type { ReplicatedStoreOptions } from '../../src/replication/replicated-store.js';
 import { NatsCluster } from './nats-cluster.js';
 import { requireNatsServer } from './nats-skip.js';
 

@@ -9,7 +9,7 @@
 import type * as JetStreamModule from '@nats-io/jetstream';
 import type * as ObjModule from '@nats-io/obj';
 import type * as TransportModule from '@nats-io/transport-node';
-import { ReplicationPeerMissingError } from './errors.js';
+import { ReplicationPeerMissingError } from '../errors.js';
 
 /** The NATS packages replication needs, with the version range it is tested with. */
 export const NATS_PEER_PACKAGES = {

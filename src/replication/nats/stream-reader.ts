@@ -21,10 +21,11 @@
  * sequence.
  */
 import type { JetStreamManager, JsMsg } from '@nats-io/jetstream';
-import type { StreamMessage } from './assembler.js';
-import { ReplicationError, ReplicationErrorCode } from './errors.js';
-import { apiTimeoutMsDefault, messageBytesMaxDefault, toStreamMessage } from './nats.js';
-import { loadedNats, loadNats } from './nats-peer.js';
+import type { StreamMessage } from '../assembler.js';
+import { apiTimeoutMsDefault, messageBytesMaxDefault } from '../client.js';
+import { ReplicationError, ReplicationErrorCode } from '../errors.js';
+import { toStreamMessage } from './jetstream.js';
+import { loadedNats, loadNats } from './peer.js';
 
 /** Message requests in flight at once in the per-message fallback. */
 export const STREAM_READ_WINDOW = 32;

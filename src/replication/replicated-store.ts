@@ -18,20 +18,16 @@
  * restoring does not need to replay the stream from its start.
  */
 
-import type { NatsConnection } from '@nats-io/transport-node';
-import { apiTimeoutMsDefault, connectBounded, managerFor } from '../replication/nats.js';
-import { loadNats } from '../replication/nats-peer.js';
-import type { ReplicatorOptions } from '../replication/replicator.js';
-import { Replicator, savedReplicatedEpoch } from '../replication/replicator.js';
-import {
-  listSnapshots,
-  pruneSnapshots,
-  publishSnapshot,
-  type SnapshotMeta,
-} from '../replication/snapshot.js';
-import { firstSeqAboveEpoch } from '../replication/stream-seek.js';
 import { nodeFileSystem } from '../storage/fs.js';
-import { PageStore, type PageStoreOptions, type StoreCloseOptions } from './page-store.js';
+import { PageStore, type PageStoreOptions, type StoreCloseOptions } from '../store/page-store.js';
+import { apiTimeoutMsDefault, type ReplicaClient } from './client.js';
+import { ReplicationError, ReplicationErrorCode } from './errors.js';
+import { type NatsConnection, NatsReplicaClient, requireNatsPeers } from './nats/client.js';
+import { Replicator } from './replicator.js';
+import { type ReplicatorOptions, savedReplicatedEpoch } from './replicator-options.js';
+import { listSnapshotsIn, pruneSnapshotsIn, publishSnapshotTo } from './snapshot.js';
+import type { SnapshotMeta } from './snapshot-meta.js';
+import { firstSeqAboveEpoch } from './stream-seek.js';
 
 /** Default bound of the catch-up wait in {@link ReplicatedStore.close}, in milliseconds. */
 export const storeCloseFlushTimeoutMsDefault = 5_000;
@@ -101,7 +97,7 @@ export async function openReplicatedStore(
   options: ReplicatedStoreOptions,
 ): Promise<ReplicatedStore> {
   // A missing NATS package fails before the store is opened.
-  await loadNats();
+  await requireNatsPeers();
   const fs = options.fs ?? nodeFileSystem;
   const saved = await savedReplicatedEpoch({ ...options.replication, dbPath: path, fs });
   let replicator: Replicator | null = null;
@@ -125,7 +121,13 @@ export async function openReplicatedStore(
       ...(durable === null ? {} : { initialDurableEpoch: durable }),
       baseEpoch: store.checkpointEpoch,
       ensureBase: async ({ connection, databaseId, stream }) => {
-        await publishStoreSnapshot(store, connection, {
+        const client = await NatsReplicaClient.connect({
+          connection,
+          ...(replication.apiTimeoutMs === undefined
+            ? {}
+            : { apiTimeoutMs: replication.apiTimeoutMs }),
+        });
+        await publishStoreSnapshot(store, client, {
           databaseId,
           stream,
           replicas: replication.replicas,
@@ -163,36 +165,40 @@ export async function openReplicatedStore(
   };
   const snapshot = async (snapshotOptions: SnapshotOptions = {}): Promise<SnapshotMeta | null> => {
     if (snapshotOptions.checkpoint !== false) await store.checkpoint();
-    const nc =
-      replication.connection ??
-      (await connectBounded(replication.servers ?? [], {
-        connectTimeoutMs: replication.connectTimeoutMs,
-        name: `pwal-snapshot-${opened.databaseId}`,
-      }));
+    const client = await NatsReplicaClient.connect({
+      ...(replication.connection === undefined
+        ? { servers: replication.servers ?? [] }
+        : { connection: replication.connection }),
+      ...(replication.connectTimeoutMs === undefined
+        ? {}
+        : { connectTimeoutMs: replication.connectTimeoutMs }),
+      ...(replication.apiTimeoutMs === undefined ? {} : { apiTimeoutMs: replication.apiTimeoutMs }),
+      name: `pwal-snapshot-${opened.databaseId}`,
+    });
     try {
-      const meta = await publishStoreSnapshot(store, nc, {
+      const meta = await publishStoreSnapshot(store, client, {
         databaseId: opened.databaseId,
         stream: opened.stream,
         replicas: replication.replicas,
         apiTimeoutMs: replication.apiTimeoutMs,
       });
       if (snapshotOptions.keep !== undefined) {
-        await pruneSnapshots(nc, opened.stream, {
+        await pruneSnapshotsIn(client, opened.stream, {
           databaseId: opened.databaseId,
           keep: snapshotOptions.keep,
         });
       }
       if (snapshotOptions.trimStream === true) {
         const oldest = (
-          await listSnapshots(nc, opened.stream, { databaseId: opened.databaseId })
+          await listSnapshotsIn(client, opened.stream, { databaseId: opened.databaseId })
         )[0];
         if (oldest !== undefined) {
-          await trimStreamBelow(nc, opened.stream, oldest.epoch, replication.apiTimeoutMs);
+          await trimStreamIn(client, opened.stream, oldest.epoch);
         }
       }
       return meta;
     } finally {
-      if (replication.connection === undefined) await nc.close();
+      await client.close();
     }
   };
   return { store, replicator: opened, close, snapshot, [Symbol.asyncDispose]: () => close() };
@@ -210,15 +216,30 @@ export async function trimStreamBelow(
   epoch: bigint,
   apiTimeoutMs = apiTimeoutMsDefault,
 ): Promise<StreamTrim> {
-  const jsm = await managerFor(nc, apiTimeoutMs);
-  const info = await jsm.streams.info(stream);
-  const { first_seq: firstSeq, last_seq: lastSeq, messages } = info.state;
+  return trimStreamIn(
+    await NatsReplicaClient.connect({ connection: nc, apiTimeoutMs }),
+    stream,
+    epoch,
+  );
+}
+
+/** {@link trimStreamBelow} through a replica client. */
+async function trimStreamIn(
+  client: ReplicaClient,
+  stream: string,
+  epoch: bigint,
+): Promise<StreamTrim> {
+  const info = await client.streamState(stream);
+  if (info === null) {
+    throw new ReplicationError(ReplicationErrorCode.stream, `stream ${stream} does not exist`);
+  }
+  const { firstSeq, lastSeq, messages } = info;
   if (messages === 0) return { purged: 0, firstSeq };
-  const above = await firstSeqAboveEpoch(jsm, stream, epoch, firstSeq, lastSeq);
+  const above = await firstSeqAboveEpoch(client, stream, epoch, firstSeq, lastSeq);
   const keepFrom = Math.min(above, lastSeq);
   if (keepFrom <= firstSeq) return { purged: 0, firstSeq };
-  const result = await jsm.streams.purge(stream, { seq: keepFrom });
-  return { purged: result.purged, firstSeq: keepFrom };
+  const purged = await client.purgeBelow(stream, keepFrom);
+  return { purged, firstSeq: keepFrom };
 }
 
 /**
@@ -228,12 +249,12 @@ export async function trimStreamBelow(
  */
 async function publishStoreSnapshot(
   store: PageStore,
-  connection: NatsConnection,
+  client: ReplicaClient,
   target: { databaseId: string; stream: string; replicas?: number; apiTimeoutMs?: number },
 ): Promise<SnapshotMeta | null> {
   return store.withCheckpointImage(async (image) => {
     if (image.epoch === null) return null;
-    return publishSnapshot(connection, {
+    return publishSnapshotTo(client, {
       stream: target.stream,
       databaseId: target.databaseId,
       ...(target.replicas === undefined ? {} : { replicas: target.replicas }),

@@ -1,45 +1,24 @@
 /**
- * The NATS JetStream side of replication, in one place: connecting with
- * bounded timeouts, creating or checking a database's stream, and turning
- * stored messages into the assembler's {@link StreamMessage}.
+ * JetStream plumbing of the NATS client: connecting with bounded timeouts,
+ * creating or checking a database's stream, and turning stored messages
+ * into the assembler's {@link StreamMessage}.
  */
 import type { JetStreamManager, StoredMsg, StreamInfo } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { StreamMessage } from './assembler.js';
-import { ReplicationError, ReplicationErrorCode } from './errors.js';
-import { loadedNats, loadNats } from './nats-peer.js';
-import { CHUNK_HEADER_RESERVE_BYTES, chunkPayloadBytesMin } from './wire.js';
+import type { StreamMessage } from '../assembler.js';
+import {
+  apiTimeoutMsDefault,
+  connectTimeoutMsDefault,
+  type EnsureStreamOptions,
+  messageBytesMaxDefault,
+  type StreamTarget,
+} from '../client.js';
+import { ReplicationError, ReplicationErrorCode } from '../errors.js';
+import { CHUNK_HEADER_RESERVE_BYTES, chunkPayloadBytesMin } from '../wire.js';
+import { loadedNats, loadNats } from './peer.js';
 
-/** How long one connection attempt may take before it counts as failed. */
-export const connectTimeoutMsDefault = 2_000;
 /** Pause between the client's own reconnect attempts once it was connected. */
 export const RECONNECT_WAIT_MS = 250;
-/** Timeout of one JetStream API request (stream info, message get). */
-export const apiTimeoutMsDefault = 5_000;
-/** Stream `max_msg_size` used when the replicator creates the stream. */
-export const messageBytesMaxDefault = 1024 * 1024;
-/** Stream `duplicate_window` used when the replicator creates the stream. */
-export const duplicateWindowMsDefault = 2 * 60 * 1000;
-/** Stream replicas used when the replicator creates the stream. */
-export const streamReplicasDefault = 3;
-
-/** Where a database's stream lives. */
-export interface StreamTarget {
-  /** Stream name (no `.`, `*`, `>` or whitespace). */
-  stream: string;
-  /** The one subject the database's epochs are published on. */
-  subject: string;
-}
-
-/** The default stream name of a database: `PWAL_<databaseId>`. */
-export function defaultStreamName(databaseId: string): string {
-  return `PWAL_${databaseId}`;
-}
-
-/** The default subject of a database: `pwal.<databaseId>.epochs`. */
-export function defaultSubject(databaseId: string): string {
-  return `pwal.${databaseId}.epochs`;
-}
 
 /**
  * One bounded connection attempt (all servers tried once). Afterwards the
@@ -87,14 +66,6 @@ export async function streamInfoOrNull(
     if (isApiError(error, jetstream.JetStreamApiCodes.StreamNotFound)) return null;
     throw error;
   }
-}
-
-/** Options of {@link ensureStream}. */
-export interface EnsureStreamOptions {
-  create: boolean;
-  replicas: number;
-  maxMessageBytes: number;
-  duplicateWindowMs: number;
 }
 
 /**
@@ -170,25 +141,4 @@ export async function managerFor(
 ): Promise<JetStreamManager> {
   const { jetstream } = await loadNats();
   return jetstream.jetstreamManager(nc, { timeout: apiTimeoutMs });
-}
-
-/** Attempts of a JetStream API call made once per run (manager setup, stream info). */
-export const API_CALL_ATTEMPTS = 4;
-/** Pause before the first retry of such a call; doubles per attempt. */
-export const API_RETRY_DELAY_MS = 250;
-
-/**
- * Runs `call` up to {@link API_CALL_ATTEMPTS} times with a doubling pause:
- * right after a node restart or during a leader election, API requests time
- * out for a few seconds. The last failure is thrown.
- */
-export async function withApiRetries<T>(call: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (error) {
-      if (attempt >= API_CALL_ATTEMPTS || error instanceof ReplicationError) throw error;
-      await new Promise((resolve) => setTimeout(resolve, API_RETRY_DELAY_MS * 2 ** (attempt - 1)));
-    }
-  }
 }
