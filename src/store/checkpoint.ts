@@ -15,6 +15,7 @@ import { listSegments, readSegment, type SegmentFileEntry } from '../storage/seg
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
 import { deletableThrough, deleteFolded } from './folded-segments.js';
 import { type StoreHeader, writeStoreHeader } from './header.js';
+import type { CheckpointCounters } from './page-store-types.js';
 import {
   type CheckpointControl,
   type CheckpointResult,
@@ -60,16 +61,6 @@ export function checkpointControlFromFallback(state: FallbackState): CheckpointC
       state.enter(reason);
     },
   };
-}
-
-/** The checkpoint counters a store reports in its stats. */
-export interface CheckpointCounters {
-  checkpoints: number;
-  autoCheckpoints: number;
-  checkpointConflicts: number;
-  checkpointPagesWritten: number;
-  checkpointBytesWritten: number;
-  segmentsDeleted: number;
 }
 
 /** Whether one run conflicted with the serialized path, reported once. */

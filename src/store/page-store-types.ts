@@ -138,20 +138,24 @@ export interface StoreRecoveryReport extends CheckpointResult {
   quarantinedSegments: string[];
 }
 
-/** A snapshot of the store's counters. */
-export interface PageStoreStats {
-  pageSize: number;
-  dbSizePages: number;
-  /** Last epoch folded into the database file (`null`: none). */
-  checkpointEpoch: bigint | null;
-  commits: number;
-  pagesCommitted: number;
+/** The checkpoint counters a store reports in its stats. */
+export interface CheckpointCounters {
   checkpoints: number;
   autoCheckpoints: number;
   checkpointConflicts: number;
   checkpointPagesWritten: number;
   checkpointBytesWritten: number;
   segmentsDeleted: number;
+}
+
+/** A snapshot of the store's counters. */
+export interface PageStoreStats extends CheckpointCounters {
+  pageSize: number;
+  dbSizePages: number;
+  /** Last epoch folded into the database file (`null`: none). */
+  checkpointEpoch: bigint | null;
+  commits: number;
+  pagesCommitted: number;
   /** Bytes of durable segments written since the last checkpoint. */
   logBytesSinceCheckpoint: number;
   /** Pages and bytes held by the in-memory index. */
