@@ -20,7 +20,7 @@
 
 import { nodeFileSystem } from '../storage/fs.js';
 import { PageStore, type PageStoreOptions, type StoreCloseOptions } from '../store/page-store.js';
-import { DEFAULT_API_TIMEOUT_MS, type ReplicaClient } from './client.js';
+import { apiTimeoutMsDefault, type ReplicaClient } from './client.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
 import { type NatsConnection, NatsReplicaClient, requireNatsPeers } from './nats/client.js';
 import { Replicator } from './replicator.js';
@@ -30,7 +30,7 @@ import type { SnapshotMeta } from './snapshot-meta.js';
 import { firstSeqAboveEpoch } from './stream-seek.js';
 
 /** Default bound of the catch-up wait in {@link ReplicatedStore.close}, in milliseconds. */
-export const DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS = 5_000;
+export const storeCloseFlushTimeoutMsDefault = 5_000;
 
 /** Options of {@link openReplicatedStore}. */
 export interface ReplicatedStoreOptions extends PageStoreOptions {
@@ -145,7 +145,7 @@ export async function openReplicatedStore(
     throw error;
   }
   const opened = replicator;
-  const flushMs = closeFlushTimeoutMs ?? DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS;
+  const flushMs = closeFlushTimeoutMs ?? storeCloseFlushTimeoutMsDefault;
   let closing: Promise<void> | null = null;
   const close = (closeOptions?: StoreCloseOptions): Promise<void> => {
     closing ??= (async () => {
@@ -214,7 +214,7 @@ export async function trimStreamBelow(
   nc: NatsConnection,
   stream: string,
   epoch: bigint,
-  apiTimeoutMs = DEFAULT_API_TIMEOUT_MS,
+  apiTimeoutMs = apiTimeoutMsDefault,
 ): Promise<StreamTrim> {
   return trimStreamIn(
     await NatsReplicaClient.connect({ connection: nc, apiTimeoutMs }),
