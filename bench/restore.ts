@@ -27,10 +27,7 @@ import * as path from 'node:path';
 import { AckPolicy, type JetStreamManager, StorageType } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ParallelWalBatch } from '../src/engine/wal.js';
-import {
-  DEFAULT_DUPLICATE_WINDOW_MS,
-  DEFAULT_MAX_MESSAGE_BYTES,
-} from '../src/replication/client.js';
+import { duplicateWindowMsDefault, messageBytesMaxDefault } from '../src/replication/client.js';
 import { connectBounded, managerFor } from '../src/replication/nats/jetstream.js';
 import {
   readStreamRange,
@@ -83,8 +80,8 @@ async function buildStream(cluster: NatsCluster, jsm: JetStreamManager, dir: str
     subjects: [`${STREAM}.epochs`],
     num_replicas: 3,
     storage: StorageType.File,
-    max_msg_size: DEFAULT_MAX_MESSAGE_BYTES,
-    duplicate_window: DEFAULT_DUPLICATE_WINDOW_MS * 1_000_000,
+    max_msg_size: messageBytesMaxDefault,
+    duplicate_window: duplicateWindowMsDefault * 1_000_000,
     max_consumers: 1,
   });
   const log = await ReplicatedWal.open(path.join(dir, 'source'), {

@@ -29,7 +29,7 @@ export type LoggableStats<T> = T & {
 };
 
 /** Deepest nesting {@link jsonSafe} follows; stats objects are a few levels deep. */
-const JSON_SAFE_DEPTH_MAX = 32;
+const jsonSafeDepthMax = 32;
 
 /** A deep copy of `value` with bigints as decimal strings and errors as plain objects. */
 export function jsonSafe<T>(value: T): JsonSafe<T> {
@@ -39,7 +39,7 @@ export function jsonSafe<T>(value: T): JsonSafe<T> {
 function convert(value: unknown, depth: number): unknown {
   if (typeof value === 'bigint') return value.toString();
   if (value === null || typeof value !== 'object') return value;
-  if (depth >= JSON_SAFE_DEPTH_MAX) return '[too deep]';
+  if (depth >= jsonSafeDepthMax) return '[too deep]';
   if (value instanceof Error) {
     const code = (value as { code?: unknown }).code;
     return typeof code === 'string'

@@ -48,7 +48,7 @@ export interface DemoOptions {
 }
 
 /** The defaults of `pwal demo`. */
-export const DEMO_DEFAULTS: Omit<DemoOptions, 'dir'> = {
+export const demoOptionsDefault: Omit<DemoOptions, 'dir'> = {
   committers: 64,
   workers: 2,
   workerConcurrency: 32,
@@ -113,7 +113,7 @@ interface Ack {
 }
 
 /** Most problems listed in the report (the count is always exact). */
-const PROBLEMS_LISTED_MAX = 10;
+const problemsListedMax = 10;
 /** How often a line of figures is printed, ms. */
 const REPORT_INTERVAL_MS = 1000;
 /** How often the progress line is updated, ms. */
@@ -423,7 +423,7 @@ async function checkRecovered(
   let problemCount = 0;
   const problem = (text: string): void => {
     problemCount++;
-    if (problems.length < PROBLEMS_LISTED_MAX) problems.push(text);
+    if (problems.length < problemsListedMax) problems.push(text);
   };
   const seen = new Map<bigint, number>();
   let previousSeq = -1n;
@@ -489,19 +489,29 @@ export function registerDemo(program: Command, ctx: CliContext): void {
       '--committers <n>',
       'async committers on the main thread',
       integer('committers'),
-      DEMO_DEFAULTS.committers,
+      demoOptionsDefault.committers,
     )
-    .option('--workers <n>', 'worker-thread writers', integer('workers'), DEMO_DEFAULTS.workers)
+    .option(
+      '--workers <n>',
+      'worker-thread writers',
+      integer('workers'),
+      demoOptionsDefault.workers,
+    )
     .option(
       '--worker-concurrency <n>',
       'commits in flight per worker',
       integer('worker-concurrency'),
-      DEMO_DEFAULTS.workerConcurrency,
+      demoOptionsDefault.workerConcurrency,
     )
-    .option('--seconds <n>', 'how long to commit', integer('seconds'), DEMO_DEFAULTS.seconds)
-    .option('--page-bytes <n>', 'bytes per page', integer('page-bytes'), DEMO_DEFAULTS.pageBytes)
-    .option('--pages <n>', 'pages per commit', integer('pages'), DEMO_DEFAULTS.pagesPerCommit)
-    .option('--fsync <policy>', 'full, normal or off', DEMO_DEFAULTS.fsync)
+    .option('--seconds <n>', 'how long to commit', integer('seconds'), demoOptionsDefault.seconds)
+    .option(
+      '--page-bytes <n>',
+      'bytes per page',
+      integer('page-bytes'),
+      demoOptionsDefault.pageBytes,
+    )
+    .option('--pages <n>', 'pages per commit', integer('pages'), demoOptionsDefault.pagesPerCommit)
+    .option('--fsync <policy>', 'full, normal or off', demoOptionsDefault.fsync)
     .option('--keep', 'keep the temporary directory (a directory you name is always kept)')
     .option('--json', 'print one JSON report instead of the progress lines')
     .action((dir: string | undefined, flags: DemoFlags) => runDemoCommand(ctx, dir, flags));

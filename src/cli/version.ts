@@ -10,12 +10,12 @@ import { fileURLToPath } from 'node:url';
 /** The package whose version is printed. */
 export const PACKAGE_NAME = 'parallel-wal';
 /** Directories walked up at most (src/cli → root is 2, dist/src/cli is 3). */
-const WALK_UP_MAX = 8;
+const walkUpMax = 8;
 
 /** The package version, or `unknown` when no `package.json` of the package is found. */
 export function packageVersion(from: string = import.meta.url): string {
   let dir = nodePath.dirname(fileURLToPath(from));
-  for (let i = 0; i < WALK_UP_MAX; i++) {
+  for (let i = 0; i < walkUpMax; i++) {
     try {
       const manifest = JSON.parse(readFileSync(nodePath.join(dir, 'package.json'), 'utf8')) as {
         name?: unknown;

@@ -48,7 +48,7 @@
 import { WalArgumentError } from '../errors.js';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
-import { isU64, U32_MAX } from '../format/types.js';
+import { isU64, u32Max } from '../format/types.js';
 import { CertificateErrorCode, CertificateFormatError } from './errors.js';
 
 /** The certificate layout this module writes and reads. */
@@ -62,7 +62,7 @@ export const CERTIFICATE_FIXED_PREFIX_BYTES = 41;
 /** Encoded size without lane counts. */
 export const CERTIFICATE_BASE_BYTES = 103;
 /** Most `laneRecordCounts` entries a certificate may carry (lane ids are u16). */
-export const CERTIFICATE_LANE_COUNTS_MAX = 65_535;
+export const certificateLaneCountsMax = 65_535;
 
 const CANONICAL_TAIL_BYTES = 4 + 4 + CERTIFICATE_DIGEST_BYTES + 1;
 
@@ -218,19 +218,19 @@ function validateFields(fields: CertificateFields): void {
     if (!isU64(fields[key])) problems.push(`${key} is not a u64`);
   }
   if (!isUint(fields.laneCount, 0xffff)) problems.push('laneCount is not a u16');
-  if (fields.laneRecordCounts.length > CERTIFICATE_LANE_COUNTS_MAX) {
-    problems.push(`more than ${CERTIFICATE_LANE_COUNTS_MAX} lane record counts`);
+  if (fields.laneRecordCounts.length > certificateLaneCountsMax) {
+    problems.push(`more than ${certificateLaneCountsMax} lane record counts`);
   }
-  if (!fields.laneRecordCounts.every((count) => isUint(count, U32_MAX))) {
+  if (!fields.laneRecordCounts.every((count) => isUint(count, u32Max))) {
     problems.push('a lane record count is not a u32');
   }
-  if (!isUint(fields.dbSizePages, U32_MAX)) problems.push('dbSizePages is not a u32');
-  if (!isUint(fields.pageSetSize, U32_MAX)) problems.push('pageSetSize is not a u32');
+  if (!isUint(fields.dbSizePages, u32Max)) problems.push('dbSizePages is not a u32');
+  if (!isUint(fields.pageSetSize, u32Max)) problems.push('pageSetSize is not a u32');
   if (fields.payloadDigest.length !== CERTIFICATE_DIGEST_BYTES) {
     problems.push(`payload digest is not ${CERTIFICATE_DIGEST_BYTES} bytes`);
   }
   const pred = fields.predecessor;
-  if (pred !== null && (!isU64(pred.epoch) || !isUint(pred.certificateCrc32c, U32_MAX))) {
+  if (pred !== null && (!isU64(pred.epoch) || !isUint(pred.certificateCrc32c, u32Max))) {
     problems.push('predecessor link out of range');
   }
   if (problems.length > 0) {

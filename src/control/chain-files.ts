@@ -19,7 +19,7 @@ export interface ChainOnDiskOptions {
   ignoreEpoch?: (epoch: bigint) => boolean;
 }
 
-/** {@link SegmentChainReport} plus how many segment files were listed. */
+/** `SegmentChainReport` plus how many segment files were listed. */
 export interface ChainOnDiskReport extends SegmentChainReport {
   segments: number;
 }

@@ -146,7 +146,7 @@ export interface ControllerPolicy {
 }
 
 /** Defaults measured on the project machine (append+fdatasync ≈ 0.2–0.6 ms, ≈ 330 MB/s). */
-export const DEFAULT_CONTROLLER_POLICY: Readonly<ControllerPolicy> = Object.freeze({
+export const controllerPolicyDefault: Readonly<ControllerPolicy> = Object.freeze({
   staleEvidenceMs: 2_000,
   maxFlushDelayMs: 10,
   epochByteCap: 8 * 1024 * 1024,
@@ -208,4 +208,4 @@ export const LANE_BYTE_BUDGET_STEP = 2;
  */
 export const LANE_FILL_SHRINK_DIVISOR = 4;
 /** Budget changes kept for inspection (oldest dropped first). */
-export const BUDGET_CHANGES_KEPT_MAX = 256;
+export const budgetChangesKeptMax = 256;

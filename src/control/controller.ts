@@ -8,11 +8,11 @@
 
 import type { SealPointInfo } from '../engine/control-hooks.js';
 import {
-  BUDGET_CHANGES_KEPT_MAX,
+  budgetChangesKeptMax,
   type ControllerDecision,
   type ControllerEvidence,
   type ControllerPolicy,
-  DEFAULT_CONTROLLER_POLICY,
+  controllerPolicyDefault,
   LANE_BYTE_BUDGET_STEP,
   type LaneBudgetChange,
 } from './controller-model.js';
@@ -97,7 +97,7 @@ export class SealController {
   #budgetChangeCount = 0;
 
   constructor(options: SealControllerOptions) {
-    this.policy = { ...DEFAULT_CONTROLLER_POLICY, ...options.policy };
+    this.policy = { ...controllerPolicyDefault, ...options.policy };
     this.#laneBudgetMax = Math.max(1, options.laneBudgetMax);
     this.#laneBudget = Math.min(
       this.#laneBudgetMax,
@@ -123,7 +123,7 @@ export class SealController {
     return this.#laneByteBudget;
   }
 
-  /** The last lane-budget changes (at most {@link BUDGET_CHANGES_KEPT_MAX}), oldest first. */
+  /** The last lane-budget changes (at most {@link budgetChangesKeptMax}), oldest first. */
   budgetChanges(): readonly LaneBudgetChange[] {
     return this.#budgetChanges;
   }
@@ -325,7 +325,7 @@ export class SealController {
         : Math.max(this.#laneByteBudgetMin, Math.floor(bytesBefore / LANE_BYTE_BUDGET_STEP));
     }
     this.#budgetChangeCount++;
-    if (this.#budgetChanges.length === BUDGET_CHANGES_KEPT_MAX) this.#budgetChanges.shift();
+    if (this.#budgetChanges.length === budgetChangesKeptMax) this.#budgetChanges.shift();
     this.#budgetChanges.push({
       record: decision.record,
       dimension: decision.budgetDimension!,

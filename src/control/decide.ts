@@ -38,8 +38,8 @@ import {
   type ControllerDecision,
   type ControllerEvidence,
   type ControllerPolicy,
+  controllerPolicyDefault,
   DECISION_ACTIONS,
-  DEFAULT_CONTROLLER_POLICY,
   type DecisionAction,
   LANE_BYTE_BUDGET_STEP,
   LANE_FILL_SHRINK_DIVISOR,
@@ -189,7 +189,7 @@ function noLosses(): Record<DecisionAction, number | null> {
  */
 export function decide(
   e: ControllerEvidence,
-  policy: ControllerPolicy = DEFAULT_CONTROLLER_POLICY,
+  policy: ControllerPolicy = controllerPolicyDefault,
   decisionId = 0n,
 ): ControllerDecision {
   const m = model(e, policy);

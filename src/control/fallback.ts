@@ -23,7 +23,7 @@ export interface CleanStateEvidence {
   operatorForced: boolean;
 }
 
-/** Result of {@link FallbackState.clearAfterCleanState}. */
+/** Result of `FallbackState.clearAfterCleanState`. */
 export type ClearOutcome =
   | { cleared: true; reason: FallbackReason | null }
   | { cleared: false; blockedBy: 'pendingEpochs' | 'chainUnverified' | 'operatorForced' };

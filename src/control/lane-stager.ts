@@ -77,7 +77,7 @@ export class LaneStager<T> {
     this.#laneBudget = Math.min(this.#laneCount, Math.max(1, Math.floor(budget)));
   }
 
-  /** 1 in `conservative`, else the override or the machine's parallelism, clamped to 1..=LANE_COUNT_MAX (1024). */
+  /** 1 in `conservative`, else the override or the machine's parallelism, clamped to 1..=laneCountMax (1024). */
   laneCount(): number {
     return this.#laneCount;
   }

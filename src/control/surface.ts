@@ -6,7 +6,7 @@
  * Pure: no I/O except reading `os.availableParallelism()` for the default lane count.
  */
 import os from 'node:os';
-import { LANE_COUNT_MAX } from '../engine/limits.js';
+import { laneCountMax } from '../engine/limits.js';
 import { WalArgumentError } from '../errors.js';
 
 /** `auto` (many lanes), `conservative` (one lane, serialized), `shadowCompare` (both, compared). */
@@ -41,7 +41,7 @@ export type ShadowVerdict = 'notRun' | 'clean' | 'diverged';
 /** The operator's knobs. Every field but `mode` is optional; absent means "default". */
 export interface ControlSurface {
   mode: OperatingMode;
-  /** Lanes to use in `auto`/`shadowCompare`; clamped to 1 ..= {@link LANE_COUNT_MAX}. */
+  /** Lanes to use in `auto`/`shadowCompare`; clamped to 1 ..= `laneCountMax`. */
   laneCountOverride?: number | undefined;
   /**
    * Lanes beyond the first that the controller may keep active
@@ -56,7 +56,7 @@ export interface ControlSurface {
   shadowCompareSamplingPerMille?: number | undefined;
 }
 
-export { LANE_COUNT_MAX } from '../engine/limits.js';
+export { laneCountMax } from '../engine/limits.js';
 /**
  * The seed's lane policy version (`PARALLEL_WAL_LANE_POLICY_VERSION`):
  * `thread_slot_v1` — a commit goes to the lane of its thread's slot
@@ -88,10 +88,10 @@ export const ENV_MAX_BATCH_BYTES = 'FSQLITE_PARALLEL_WAL_MAX_BATCH_BYTES';
 export const ENV_MAX_FLUSH_DELAY_MS = 'FSQLITE_PARALLEL_WAL_MAX_FLUSH_DELAY_MS';
 export const ENV_SHADOW_COMPARE_PER_MILLE = 'FSQLITE_PARALLEL_WAL_SHADOW_COMPARE_PER_MILLE';
 
-const U16_MAX = 0xffffn;
-const U64_MAX = (1n << 64n) - 1n;
+const u16Max = 0xffffn;
+const u64Max = (1n << 64n) - 1n;
 /** `usize` on the 64-bit targets the seed runs on. */
-const USIZE_MAX = U64_MAX;
+const usizeMax = u64Max;
 
 /** The default control surface of code (`auto`, everything else default), as in the seed. */
 export function defaultControlSurface(): ControlSurface {
@@ -212,15 +212,15 @@ export function controlSurfaceFromEnv(env: Env = process.env): ControlSurface {
         break;
     }
   }
-  const lanes = parseEnvUnsigned(env[ENV_LANES], USIZE_MAX);
+  const lanes = parseEnvUnsigned(env[ENV_LANES], usizeMax);
   if (lanes !== null) control.laneCountOverride = saturatingNumber(lanes > 1n ? lanes : 1n);
-  const maxBytes = parseEnvUnsigned(env[ENV_MAX_BATCH_BYTES], U64_MAX);
+  const maxBytes = parseEnvUnsigned(env[ENV_MAX_BATCH_BYTES], u64Max);
   if (maxBytes !== null) {
     control.maxParallelCommitBytes = saturatingNumber(maxBytes > 1n ? maxBytes : 1n);
   }
-  const delay = parseEnvUnsigned(env[ENV_MAX_FLUSH_DELAY_MS], U64_MAX);
+  const delay = parseEnvUnsigned(env[ENV_MAX_FLUSH_DELAY_MS], u64Max);
   if (delay !== null) control.maxFlushDelayMs = saturatingNumber(delay);
-  const perMille = parseEnvUnsigned(env[ENV_SHADOW_COMPARE_PER_MILLE], U16_MAX);
+  const perMille = parseEnvUnsigned(env[ENV_SHADOW_COMPARE_PER_MILLE], u16Max);
   if (perMille !== null) control.shadowCompareSamplingPerMille = Number(perMille);
   return control;
 }
@@ -241,7 +241,7 @@ function checkOptionalInteger(name: string, value: unknown, min: number, max: nu
 /**
  * Throws {@link WalArgumentError} unless `control` is a well-formed surface:
  * a known mode; integers; `shadowCompareSamplingPerMille` a u16;
- * `maxParallelCommitBytes` at least 1. `laneCountOverride` may exceed {@link LANE_COUNT_MAX} (it is clamped).
+ * `maxParallelCommitBytes` at least 1. `laneCountOverride` may exceed {@link laneCountMax} (it is clamped).
  */
 export function validateControlSurface(control: Partial<ControlSurface>): void {
   if (
@@ -287,7 +287,7 @@ export function resolveControlSurface(
 /**
  * The seed's `default_parallel_wal_lane_count()`: the machine's parallelism
  * (at least 1), the lane count in `auto` without an override (then clamped
- * to {@link LANE_COUNT_MAX} by {@link laneCount}).
+ * to `laneCountMax` by `laneCount`).
  */
 export function defaultParallelWalLaneCount(): number {
   return Math.max(1, os.availableParallelism());
@@ -296,12 +296,12 @@ export function defaultParallelWalLaneCount(): number {
 /**
  * Lanes the log runs with: 1 in `conservative` (the serialized path); otherwise
  * `laneCountOverride` or the machine's parallelism, clamped to 1 ..=
- * {@link LANE_COUNT_MAX} (the engine's `slotCount` maximum: the result always opens).
+ * `laneCountMax` (the engine's `slotCount` maximum: the result always opens).
  */
 export function laneCount(control: ControlSurface): number {
   if (control.mode === 'conservative') return 1;
   const wanted = control.laneCountOverride ?? defaultParallelWalLaneCount();
-  return Math.min(LANE_COUNT_MAX, Math.max(1, Math.floor(wanted)));
+  return Math.min(laneCountMax, Math.max(1, Math.floor(wanted)));
 }
 
 /**

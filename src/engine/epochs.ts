@@ -30,7 +30,7 @@ import { invariant } from './invariant.js';
 import type { EngineLane, SealedLaneData } from './lane-types.js';
 
 /** Largest timeout any engine wait accepts: 24 hours, in milliseconds. */
-export const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+export const timeoutMsMax = 24 * 60 * 60 * 1000;
 
 /** A lane whose writer reports which `currentEpoch` it has seen (for advance fences). */
 export interface FenceableLane {
@@ -104,7 +104,7 @@ interface RecordSlice {
 }
 
 /** How long an advance fence waits for its lanes by default, in ms. */
-const DEFAULT_FENCE_TIMEOUT_MS = 1000;
+const fenceTimeoutMsDefault = 1000;
 /**
  * A u64 field is read as two little-endian u32 halves (plain numbers compare
  * faster than bigints while sorting): the high half sits this many bytes
@@ -138,8 +138,8 @@ function toU64(hi: number, lo: number): bigint {
 
 /** Throws {@link WalArgumentError} unless `timeoutMs` is a usable timeout. */
 export function assertTimeoutMs(timeoutMs: number): void {
-  if (!Number.isFinite(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_TIMEOUT_MS) {
-    throw new WalArgumentError(`timeoutMs must be in 0..=${MAX_TIMEOUT_MS}, got ${timeoutMs}`);
+  if (!Number.isFinite(timeoutMs) || timeoutMs < 0 || timeoutMs > timeoutMsMax) {
+    throw new WalArgumentError(`timeoutMs must be in 0..=${timeoutMsMax}, got ${timeoutMs}`);
   }
 }
 
@@ -245,7 +245,7 @@ export class EpochCoordinator {
    */
   async advance(options: AdvanceOptions = {}): Promise<AdvanceResult> {
     const fence = options.fenceLanes ?? [];
-    const timeoutMs = options.timeoutMs ?? DEFAULT_FENCE_TIMEOUT_MS;
+    const timeoutMs = options.timeoutMs ?? fenceTimeoutMsDefault;
     assertTimeoutMs(timeoutMs);
     if (fence.length === 0) return this.advanceNow();
     this.beginAdvance();

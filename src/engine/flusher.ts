@@ -31,7 +31,7 @@ import { elapsedMicros as micros, type WalCounters } from './wal-stats.js';
 import type { DurableEpochInfo } from './wal-types.js';
 
 /** Most epochs sealed ahead of the one being written (early seals), per flusher. */
-const MAX_SEALED_AHEAD = 1;
+const sealedAheadMax = 1;
 
 /** What one flush cycle ended with. */
 export type CycleOutcome = { ok: true; newEpoch: bigint } | { ok: false; error: Error };
@@ -178,7 +178,7 @@ export class Flusher {
     if (this.cycleActive) {
       if (
         // sealedQueue[0] is the epoch being written; the rest are sealed ahead.
-        this.sealedQueue.length - 1 < MAX_SEALED_AHEAD &&
+        this.sealedQueue.length - 1 < sealedAheadMax &&
         (this.control === null
           ? this.openEpochBytes() >= this.config.maxEpochBytes
           : this.controlSaysSeal())

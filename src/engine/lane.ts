@@ -40,13 +40,13 @@ import { invariant } from './invariant.js';
 import type { EngineLane, LaneBufferState, SealedLaneData } from './lane-types.js';
 
 /** Default capacity of one lane buffer: 4 MiB. */
-export const DEFAULT_BUFFER_CAPACITY_BYTES = 4 * 1024 * 1024;
+export const bufferCapacityBytesDefault = 4 * 1024 * 1024;
 /** Default overflow volume past which a lane latches fallback: 8 MiB. */
-export const DEFAULT_OVERFLOW_FALLBACK_BYTES = 8 * 1024 * 1024;
+export const overflowFallbackBytesDefault = 8 * 1024 * 1024;
 /** Smallest lane buffer capacity accepted: 4 KiB. */
-export const MIN_BUFFER_CAPACITY_BYTES = 4096;
+export const bufferCapacityBytesMin = 4096;
 /** Largest lane buffer capacity accepted: 1 GiB. */
-export const MAX_BUFFER_CAPACITY_BYTES = 1024 * 1024 * 1024;
+export const bufferCapacityBytesMax = 1024 * 1024 * 1024;
 /** First allocation of a buffer's arena; it doubles up to the capacity. */
 const INITIAL_ARENA_BYTES = 64 * 1024;
 
@@ -221,19 +221,19 @@ export class InProcessLane implements EngineLane {
     if (this.formatVersion !== 1 && this.formatVersion !== 2) {
       throw new WalArgumentError(`formatVersion must be 1 or 2, got ${String(this.formatVersion)}`);
     }
-    this.bufferCapacityBytes = options.bufferCapacityBytes ?? DEFAULT_BUFFER_CAPACITY_BYTES;
+    this.bufferCapacityBytes = options.bufferCapacityBytes ?? bufferCapacityBytesDefault;
     assertPositiveInteger(
       'bufferCapacityBytes',
       this.bufferCapacityBytes,
-      MIN_BUFFER_CAPACITY_BYTES,
-      MAX_BUFFER_CAPACITY_BYTES,
+      bufferCapacityBytesMin,
+      bufferCapacityBytesMax,
     );
     this.overflowPolicy = options.overflowPolicy ?? 'allocateOverflow';
     if (this.overflowPolicy !== 'allocateOverflow' && this.overflowPolicy !== 'blockWriter') {
       throw new WalArgumentError(`unknown overflowPolicy ${String(this.overflowPolicy)}`);
     }
     this.byteBudget = this.bufferCapacityBytes;
-    this.overflowFallbackBytes = options.overflowFallbackBytes ?? DEFAULT_OVERFLOW_FALLBACK_BYTES;
+    this.overflowFallbackBytes = options.overflowFallbackBytes ?? overflowFallbackBytesDefault;
     assertPositiveInteger(
       'overflowFallbackBytes',
       this.overflowFallbackBytes,
@@ -271,17 +271,14 @@ export class InProcessLane implements EngineLane {
 
   /**
    * Sets the bytes the active buffer may hold before appends go to the
-   * overflow list, clamped to `MIN_BUFFER_CAPACITY_BYTES ..= bufferCapacityBytes`.
+   * overflow list, clamped to `bufferCapacityBytesMin ..= bufferCapacityBytes`.
    * A batch always fits an empty buffer (up to the capacity), so a budget
    * below one batch never refuses it. Arenas above a lowered budget are
    * released when their flush completes.
    */
   setByteBudget(bytes: number): void {
     const whole = Number.isFinite(bytes) ? Math.floor(bytes) : this.bufferCapacityBytes;
-    this.byteBudget = Math.min(
-      this.bufferCapacityBytes,
-      Math.max(MIN_BUFFER_CAPACITY_BYTES, whole),
-    );
+    this.byteBudget = Math.min(this.bufferCapacityBytes, Math.max(bufferCapacityBytesMin, whole));
   }
 
   /** Bytes of buffer memory the lane holds now (both arenas). */

@@ -14,4 +14,4 @@
  * not finish within two minutes with 65535 (this machine, 2 cores). Past the
  * core count, more lanes only add scan work.
  */
-export const LANE_COUNT_MAX = 1024;
+export const laneCountMax = 1024;

@@ -31,7 +31,7 @@
  *    directory fsync covers the renames and the creations. Batches start
  *    as in the early-acknowledgement sink (both use one
  *    {@link PublicationQueue}): after `EARLY_ACK_PUBLISH_IDLE_TURNS` idle
- *    event-loop turns, at `EARLY_ACK_PUBLISH_BATCH_MAX` queued epochs, when
+ *    event-loop turns, at `earlyAckPublishBatchMax` queued epochs, when
  *    the pool runs low, or on `publishNow`/`dispose`.
  *
  * Why cut at publication instead of keeping the stale tail (measured, see
@@ -77,13 +77,13 @@ import { PublicationQueue } from './publication-queue.js';
 import { headerVersion, type SegmentSink, type SegmentWrite } from './segment-writer.js';
 
 /** Default number of pool files. */
-export const DEFAULT_SEGMENT_POOL_SIZE = 8;
+export const segmentPoolSizeDefault = 8;
 /** Largest pool accepted (files kept open and durable ahead of time). */
-export const MAX_SEGMENT_POOL_SIZE = 256;
+export const segmentPoolSizeMax = 256;
 /** Smallest length a new pool file is filled to, in bytes. */
-export const POOL_FILE_BYTES_MIN = 16 * 1024;
+export const poolFileBytesMin = 16 * 1024;
 /** Largest length a new pool file is filled to, in bytes (bigger epochs extend the file). */
-export const POOL_FILE_BYTES_MAX = 8 * 1024 * 1024;
+export const poolFileBytesMax = 8 * 1024 * 1024;
 /** Pool files are filled in multiples of this, in bytes. */
 const POOL_FILE_BYTES_ROUND = 4096;
 /** Recent segments whose largest size sets the length of new pool files. */
@@ -106,10 +106,10 @@ export function checkSegmentPoolSize(value: unknown): number {
     typeof value !== 'number' ||
     !Number.isInteger(value) ||
     value < 1 ||
-    value > MAX_SEGMENT_POOL_SIZE
+    value > segmentPoolSizeMax
   ) {
     throw new WalArgumentError(
-      `segmentPoolSize must be an integer in 1..=${MAX_SEGMENT_POOL_SIZE}, got ${String(value)}`,
+      `segmentPoolSize must be an integer in 1..=${segmentPoolSizeMax}, got ${String(value)}`,
     );
   }
   return value;
@@ -150,7 +150,7 @@ export interface SegmentPoolStats {
 
 /** Construction options of {@link PoolSegmentSink}. */
 export interface PoolSinkOptions {
-  /** Most pool files (1 ..= {@link MAX_SEGMENT_POOL_SIZE}). */
+  /** Most pool files (1 ..= {@link segmentPoolSizeMax}). */
   poolSize: number;
   /** The first epoch the log will write (floor of the first pool files' names). */
   startEpoch: bigint;
@@ -575,6 +575,6 @@ export class PoolSegmentSink implements SegmentSink {
     let largest = 0;
     for (const bytes of this.recent) if (bytes > largest) largest = bytes;
     const rounded = Math.ceil(largest / POOL_FILE_BYTES_ROUND) * POOL_FILE_BYTES_ROUND;
-    return Math.min(POOL_FILE_BYTES_MAX, Math.max(POOL_FILE_BYTES_MIN, rounded));
+    return Math.min(poolFileBytesMax, Math.max(poolFileBytesMin, rounded));
   }
 }

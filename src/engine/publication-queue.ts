@@ -9,7 +9,7 @@
 import type { Deferred } from './deferred.js';
 
 /** Acknowledged epochs queued for publication that start a publication batch at once. */
-export const EARLY_ACK_PUBLISH_BATCH_MAX = 8;
+export const earlyAckPublishBatchMax = 8;
 
 /**
  * Publish the queue once no write has started for this many event-loop turns
@@ -100,7 +100,7 @@ export class PublicationQueue<T extends Publishable> {
    */
   schedule(urgent: boolean): void {
     if (this.queue.length === 0) return;
-    if (urgent || this.queue.length >= EARLY_ACK_PUBLISH_BATCH_MAX) {
+    if (urgent || this.queue.length >= earlyAckPublishBatchMax) {
       this.publishNow();
       return;
     }

@@ -54,8 +54,8 @@ import {
 } from './io-executor.js';
 import { PoolSegmentSink, type PoolSinkOptions } from './pool-sink.js';
 import {
-  EARLY_ACK_PUBLISH_BATCH_MAX,
   EARLY_ACK_PUBLISH_IDLE_TURNS,
+  earlyAckPublishBatchMax,
   PublicationQueue,
 } from './publication-queue.js';
 
@@ -213,7 +213,7 @@ const EARLY_ACK_FILES_INLINE = 4;
 /** Ready files at or below which a write starts publishing the queue (which refills them). */
 const EARLY_ACK_READY_LOW = 4;
 
-export { EARLY_ACK_PUBLISH_BATCH_MAX, EARLY_ACK_PUBLISH_IDLE_TURNS };
+export { EARLY_ACK_PUBLISH_IDLE_TURNS, earlyAckPublishBatchMax };
 
 /** Where a segment header keeps its version: a little-endian u16 after the u32 magic (docs/format.md, section 3). */
 const headerVersionOffsetBytes = 4;
@@ -258,7 +258,7 @@ interface Acknowledged {
  * files, then ONE directory fsync covering all of it, then each epoch's
  * `published` resolves in order — once no write has started for
  * {@link EARLY_ACK_PUBLISH_IDLE_TURNS} event-loop turns, or the queue holds
- * {@link EARLY_ACK_PUBLISH_BATCH_MAX} epochs, or the ready pool runs low, or
+ * {@link earlyAckPublishBatchMax} epochs, or the ready pool runs low, or
  * on {@link EarlyAckSegmentSink.publishNow} / dispose.
  *
  * Crash reasoning: before the fdatasync returns nothing is acknowledged, and

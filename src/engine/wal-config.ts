@@ -5,40 +5,40 @@
 
 import { availableParallelism } from 'node:os';
 import { WalArgumentError } from '../errors.js';
-import { DEFAULT_FORMAT_VERSION, type FormatVersion, U32_MAX, U64_MAX } from '../format/types.js';
+import { type FormatVersion, formatVersionDefault, u32Max, u64Max } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
 import { checkLockTimeout } from '../storage/lockfile.js';
 import type { FsyncPolicy } from '../storage/segment-files.js';
 import type { EngineControl } from './control-hooks.js';
 import {
-  DEFAULT_BUFFER_CAPACITY_BYTES,
-  DEFAULT_OVERFLOW_FALLBACK_BYTES,
-  MAX_BUFFER_CAPACITY_BYTES,
-  MIN_BUFFER_CAPACITY_BYTES,
+  bufferCapacityBytesDefault,
+  bufferCapacityBytesMax,
+  bufferCapacityBytesMin,
   type OverflowPolicy,
+  overflowFallbackBytesDefault,
 } from './lane.js';
-import { LANE_COUNT_MAX } from './limits.js';
-import { checkSegmentPoolSize, DEFAULT_SEGMENT_POOL_SIZE } from './pool-sink.js';
+import { laneCountMax } from './limits.js';
+import { checkSegmentPoolSize, segmentPoolSizeDefault } from './pool-sink.js';
 import type { SegmentSinkKind } from './segment-writer.js';
 import type { ParallelWal } from './wal.js';
 import type { ParallelWalBatch } from './wal-types.js';
 
 /** Default epoch interval of the ticker, in milliseconds. */
-export const DEFAULT_EPOCH_INTERVAL_MS = 10;
+export const epochIntervalMsDefault = 10;
 /** Largest ticker interval accepted, in milliseconds (1 minute). */
-export const MAX_EPOCH_INTERVAL_MS = 60_000;
+export const epochIntervalMsMax = 60_000;
 /** Largest commit sequence the shared counter can hold (2^63 - 1). */
-const I64_MAX = (1n << 63n) - 1n;
-/** Most in-process lanes (`slotCount`): the shared {@link LANE_COUNT_MAX}. */
-export const MAX_SLOT_COUNT = LANE_COUNT_MAX;
+const i64Max = (1n << 63n) - 1n;
+/** Most in-process lanes (`slotCount`): the shared {@link laneCountMax}. */
+export const slotCountMax = laneCountMax;
 /** Highest lane id (ids are u16; one id is kept for the serialized path). */
-export const MAX_LANE_ID = 0xfffe;
+export const laneIdMax = 0xfffe;
 /** Lane id of the engine's serialized path (flushed after every other lane). */
 export const SERIALIZED_LANE_ID = 0xffff;
 /** Default size past which an open epoch is sealed early while the disk is busy: 8 MiB. */
-export const DEFAULT_MAX_EPOCH_BYTES = 8 * 1024 * 1024;
+export const epochBytesMaxDefault = 8 * 1024 * 1024;
 /** Default capacity of the serialized path (one buffer), in bytes: 64 MiB. */
-export const DEFAULT_SERIALIZED_CAPACITY_BYTES = 64 * 1024 * 1024;
+export const serializedCapacityBytesDefault = 64 * 1024 * 1024;
 
 /** Configuration of {@link ParallelWal.open}. */
 export interface ParallelWalConfig {
@@ -232,19 +232,19 @@ function resolveLaneSizes(config: ParallelWalConfig) {
   return {
     slotCount: checkInteger(
       'slotCount',
-      config.slotCount ?? Math.min(MAX_SLOT_COUNT, Math.max(1, availableParallelism())),
+      config.slotCount ?? Math.min(slotCountMax, Math.max(1, availableParallelism())),
       1,
-      MAX_SLOT_COUNT,
+      slotCountMax,
     ),
     epochIntervalMs: checkInteger(
       'epochIntervalMs',
-      config.epochIntervalMs ?? DEFAULT_EPOCH_INTERVAL_MS,
+      config.epochIntervalMs ?? epochIntervalMsDefault,
       1,
-      MAX_EPOCH_INTERVAL_MS,
+      epochIntervalMsMax,
     ),
     bufferCapacityBytes: checkBufferBytes(
       'bufferCapacityBytes',
-      config.bufferCapacityBytes ?? DEFAULT_BUFFER_CAPACITY_BYTES,
+      config.bufferCapacityBytes ?? bufferCapacityBytesDefault,
     ),
     overflowPolicy: checkChoice('overflowPolicy', config.overflowPolicy ?? 'allocateOverflow', [
       'allocateOverflow',
@@ -252,24 +252,21 @@ function resolveLaneSizes(config: ParallelWalConfig) {
     ] as const),
     overflowFallbackBytes: checkInteger(
       'overflowFallbackBytes',
-      config.overflowFallbackBytes ?? DEFAULT_OVERFLOW_FALLBACK_BYTES,
+      config.overflowFallbackBytes ?? overflowFallbackBytesDefault,
       0,
-      MAX_BUFFER_CAPACITY_BYTES,
+      bufferCapacityBytesMax,
     ),
-    maxEpochBytes: checkBufferBytes(
-      'maxEpochBytes',
-      config.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES,
-    ),
+    maxEpochBytes: checkBufferBytes('maxEpochBytes', config.maxEpochBytes ?? epochBytesMaxDefault),
     serializedCapacityBytes: checkBufferBytes(
       'serializedCapacityBytes',
-      config.serializedCapacityBytes ?? DEFAULT_SERIALIZED_CAPACITY_BYTES,
+      config.serializedCapacityBytes ?? serializedCapacityBytesDefault,
     ),
   };
 }
 
 /** A byte size within what one lane buffer may hold. */
 function checkBufferBytes(name: string, value: number): number {
-  return checkInteger(name, value, MIN_BUFFER_CAPACITY_BYTES, MAX_BUFFER_CAPACITY_BYTES);
+  return checkInteger(name, value, bufferCapacityBytesMin, bufferCapacityBytesMax);
 }
 
 /** Validates a configuration and fills in defaults. @throws {WalArgumentError} */
@@ -279,11 +276,9 @@ export function resolveParallelWalConfig(
   if (typeof config !== 'object' || config === null) {
     throw new WalArgumentError('config must be an object');
   }
-  const formatVersion = checkChoice(
-    'formatVersion',
-    config.formatVersion ?? DEFAULT_FORMAT_VERSION,
-    [1, 2] as const,
-  );
+  const formatVersion = checkChoice('formatVersion', config.formatVersion ?? formatVersionDefault, [
+    1, 2,
+  ] as const);
   return {
     ...resolveLaneSizes(config),
     fsync: checkChoice('fsync', config.fsync ?? 'full', ['full', 'normal', 'off'] as const),
@@ -299,10 +294,10 @@ export function resolveParallelWalConfig(
     ),
     segmentSink: resolveSegmentSink(config, formatVersion),
     ioThread: checkBoolean('ioThread', config.ioThread ?? true),
-    segmentPoolSize: checkSegmentPoolSize(config.segmentPoolSize ?? DEFAULT_SEGMENT_POOL_SIZE),
-    firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, U64_MAX),
+    segmentPoolSize: checkSegmentPoolSize(config.segmentPoolSize ?? segmentPoolSizeDefault),
+    firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, u64Max),
     // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).
-    firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, I64_MAX),
+    firstCommitSeq: checkBigint('firstCommitSeq', config.firstCommitSeq ?? 1n, i64Max),
   };
 }
 
@@ -346,7 +341,7 @@ export function checkBatch(batch: ParallelWalBatch): void {
     throw new WalArgumentError('batch.txnToken must be { id: bigint, epoch: number }');
   }
   if (batch.commitSeq !== undefined) {
-    if (typeof batch.commitSeq !== 'bigint' || batch.commitSeq < 0n || batch.commitSeq > U64_MAX) {
+    if (typeof batch.commitSeq !== 'bigint' || batch.commitSeq < 0n || batch.commitSeq > u64Max) {
       throw new WalArgumentError(`batch.commitSeq ${String(batch.commitSeq)} is not a u64 bigint`);
     }
   }
@@ -359,6 +354,6 @@ export function checkBatch(batch: ParallelWalBatch): void {
         'each frame needs pageNumber, pageData (Uint8Array), dbSizeIfCommit',
       );
     }
-    checkInteger('frame.dbSizeIfCommit', frame.dbSizeIfCommit, 0, U32_MAX);
+    checkInteger('frame.dbSizeIfCommit', frame.dbSizeIfCommit, 0, u32Max);
   }
 }

@@ -12,7 +12,7 @@ import { NoFreeLaneError } from './errors.js';
 import { InProcessLane } from './lane.js';
 import type { EngineLane } from './lane-types.js';
 import type { ParallelWal } from './wal.js';
-import { MAX_LANE_ID, type ResolvedParallelWalConfig, SERIALIZED_LANE_ID } from './wal-config.js';
+import { laneIdMax, type ResolvedParallelWalConfig, SERIALIZED_LANE_ID } from './wal-config.js';
 
 /** Every lane of one log. */
 export class LaneTable {
@@ -80,7 +80,7 @@ export class LaneTable {
   register<L extends EngineLane>(create: (laneId: number, startEpoch: bigint) => L): L {
     let laneId = this.config.slotCount;
     while (this.external.has(laneId)) laneId++;
-    if (laneId > MAX_LANE_ID) throw new NoFreeLaneError(MAX_LANE_ID + 1);
+    if (laneId > laneIdMax) throw new NoFreeLaneError(laneIdMax + 1);
     const lane = create(laneId, this.coordinator.appendEpoch);
     if (lane.laneId !== laneId) {
       throw new WalArgumentError(`registered lane has id ${lane.laneId}, expected ${laneId}`);

@@ -24,7 +24,7 @@ export function elapsedMicros(fromMs: number, toMs: number): number {
 }
 
 /** Largest commit latency the histogram tracks, in microseconds (1 hour). */
-export const LATENCY_HISTOGRAM_MAX_MICROS = 3_600_000_000;
+export const latencyHistogramMicrosMax = 3_600_000_000;
 
 /** Commit latency percentiles, in microseconds. */
 export interface LatencySummary {
@@ -178,14 +178,14 @@ const latencySignificantDigits = 3;
 export class CommitLatencyHistogram {
   private readonly histogram = hdr.build({
     lowestDiscernibleValue: 1,
-    highestTrackableValue: LATENCY_HISTOGRAM_MAX_MICROS,
+    highestTrackableValue: latencyHistogramMicrosMax,
     numberOfSignificantValueDigits: latencySignificantDigits,
   });
 
   /** Records one commit that took `elapsedMs` milliseconds. */
   record(elapsedMs: number): void {
     const micros = Math.round(elapsedMs * microsPerMs);
-    this.histogram.recordValue(Math.min(LATENCY_HISTOGRAM_MAX_MICROS, Math.max(1, micros)));
+    this.histogram.recordValue(Math.min(latencyHistogramMicrosMax, Math.max(1, micros)));
   }
 
   /** Forgets every recorded value. */

@@ -62,16 +62,16 @@ import { createCommitSeqCounter, type WorkerLaneHandle } from './worker-layout.j
 
 export {
   checkBatch,
-  DEFAULT_EPOCH_INTERVAL_MS,
-  DEFAULT_MAX_EPOCH_BYTES,
-  DEFAULT_SERIALIZED_CAPACITY_BYTES,
-  MAX_EPOCH_INTERVAL_MS,
-  MAX_LANE_ID,
-  MAX_SLOT_COUNT,
+  epochBytesMaxDefault,
+  epochIntervalMsDefault,
+  epochIntervalMsMax,
+  laneIdMax,
   type ParallelWalConfig,
   type ResolvedParallelWalConfig,
   resolveParallelWalConfig,
   SERIALIZED_LANE_ID,
+  serializedCapacityBytesDefault,
+  slotCountMax,
 } from './wal-config.js';
 export type { FlushPhases, LatencySummary, ParallelWalStats } from './wal-stats.js';
 export type {
@@ -83,7 +83,7 @@ export type {
 } from './wal-types.js';
 
 /** Most flush cycles `close()` runs to drain writers that keep appending. */
-const CLOSE_FLUSH_CYCLES_MAX = 64;
+const closeFlushCyclesMax = 64;
 
 /** A coordinator of the parallel WAL of one database. Create with {@link ParallelWal.open}. */
 export class ParallelWal implements AsyncDisposable {
@@ -360,7 +360,7 @@ export class ParallelWal implements AsyncDisposable {
    * receives the lane id to use and the epoch appends must be tagged with
    * until the engine calls `advance`. The lane is flushed like every other.
    * @returns the lane `create` built.
-   * @throws {NoFreeLaneError} when every id up to `MAX_LANE_ID` is taken.
+   * @throws {NoFreeLaneError} when every id up to `laneIdMax` is taken.
    */
   registerLane<L extends EngineLane>(create: (laneId: number, startEpoch: bigint) => L): L {
     this.ensureOpen();
@@ -566,7 +566,7 @@ export class ParallelWal implements AsyncDisposable {
   private async closeOnce(): Promise<void> {
     this.closing = true;
     await this.stop();
-    for (let i = 0; i < CLOSE_FLUSH_CYCLES_MAX && this.failure === null; i++) {
+    for (let i = 0; i < closeFlushCyclesMax && this.failure === null; i++) {
       await this.flusher.enqueueCycle();
       if (this.flusher.isIdle()) break;
     }

@@ -71,14 +71,14 @@ function zeroBytesOperator(n: number): number {
 }
 
 /** At most this many distinct shift operators are cached (record sizes seen). */
-const SHIFT_CACHE_ENTRIES_MAX = 256;
+const shiftCacheEntriesMax = 256;
 const shiftCache = new Map<number, number>();
 
 function cachedZeroBytesOperator(n: number): number {
   const hit = shiftCache.get(n);
   if (hit !== undefined) return hit;
   const op = zeroBytesOperator(n);
-  if (shiftCache.size >= SHIFT_CACHE_ENTRIES_MAX) shiftCache.clear();
+  if (shiftCache.size >= shiftCacheEntriesMax) shiftCache.clear();
   shiftCache.set(n, op);
   return op;
 }

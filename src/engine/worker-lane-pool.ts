@@ -20,10 +20,10 @@ import { SharedLane } from './shared-lane.js';
 import {
   createCommitSeqCounter,
   LOG_BLOCK_BYTES,
-  LOG_MESSAGE_BYTES_MAX,
   LOG_MESSAGE_OFFSET,
   LogWord,
   LogWord64,
+  logMessageBytesMax,
   type OwnerToWorkerMessage,
   type PortBatch,
   takeCommitSeq,
@@ -32,13 +32,13 @@ import {
 } from './worker-layout.js';
 
 /** Default capacity of each of a worker lane's two buffers: 4 MiB. */
-export const WORKER_BUFFER_CAPACITY_BYTES_DEFAULT = 4 * 1024 * 1024;
+export const workerBufferCapacityBytesDefault = 4 * 1024 * 1024;
 /** Longest the owner waits for a lane lock before it gives up, in ms. */
-export const OWNER_LOCK_WAIT_MAX_MS_DEFAULT = 250;
+export const ownerLockWaitMsMaxDefault = 250;
 /** Longest a worker waits for its lane lock before its commit fails, in ms. */
-export const WORKER_LOCK_WAIT_MAX_MS_DEFAULT = 5_000;
+export const workerLockWaitMsMaxDefault = 5_000;
 /** Most worker lanes one log hands out at once. */
-export const WORKER_LANES_MAX_DEFAULT = 64;
+export const workerLanesMaxDefault = 64;
 /**
  * Smallest worker lane buffer accepted, in bytes: room for one record with
  * empty images (its length prefix and a version-2 body, 49 bytes) and a
@@ -85,11 +85,11 @@ export interface WorkerLanePoolOptions {
   commitSeqCounter?: BigInt64Array;
   /** Durable epoch at open, `null` for none. */
   durableEpoch?: bigint | null;
-  /** See {@link OWNER_LOCK_WAIT_MAX_MS_DEFAULT}. */
+  /** See {@link ownerLockWaitMsMaxDefault}. */
   ownerLockWaitMaxMs?: number;
-  /** See {@link WORKER_LOCK_WAIT_MAX_MS_DEFAULT}. */
+  /** See {@link workerLockWaitMsMaxDefault}. */
   workerLockWaitMaxMs?: number;
-  /** See {@link WORKER_LANES_MAX_DEFAULT}. */
+  /** See {@link workerLanesMaxDefault}. */
   lanesMax?: number;
 }
 
@@ -126,7 +126,7 @@ export class WorkerLanePool {
 
   constructor(owner: WorkerLaneOwner, options: WorkerLanePoolOptions = {}) {
     this.owner = owner;
-    this.capacityBytes = options.bufferCapacityBytes ?? WORKER_BUFFER_CAPACITY_BYTES_DEFAULT;
+    this.capacityBytes = options.bufferCapacityBytes ?? workerBufferCapacityBytesDefault;
     if (
       !Number.isInteger(this.capacityBytes) ||
       this.capacityBytes < workerBufferCapacityBytesMin
@@ -137,9 +137,9 @@ export class WorkerLanePool {
     }
     this.formatVersion = options.formatVersion ?? 2;
     this.durability = options.durability ?? 'full';
-    this.ownerLockWaitMaxMs = options.ownerLockWaitMaxMs ?? OWNER_LOCK_WAIT_MAX_MS_DEFAULT;
-    this.workerLockWaitMaxMs = options.workerLockWaitMaxMs ?? WORKER_LOCK_WAIT_MAX_MS_DEFAULT;
-    this.lanesMax = options.lanesMax ?? WORKER_LANES_MAX_DEFAULT;
+    this.ownerLockWaitMaxMs = options.ownerLockWaitMaxMs ?? ownerLockWaitMsMaxDefault;
+    this.workerLockWaitMaxMs = options.workerLockWaitMaxMs ?? workerLockWaitMsMaxDefault;
+    this.lanesMax = options.lanesMax ?? workerLanesMaxDefault;
     this.log = new SharedArrayBuffer(LOG_BLOCK_BYTES);
     this.logWords = new Int32Array(this.log);
     this.logWords64 = new BigInt64Array(this.log);
@@ -239,7 +239,7 @@ export class WorkerLanePool {
   fail(error: unknown): void {
     if (Atomics.load(this.logWords, LogWord.failed) === 1) return;
     const encoded = new TextEncoder().encode(describeFailure(error));
-    const length = Math.min(encoded.length, LOG_MESSAGE_BYTES_MAX);
+    const length = Math.min(encoded.length, logMessageBytesMax);
     new Uint8Array(this.log, LOG_MESSAGE_OFFSET, length).set(encoded.subarray(0, length));
     Atomics.store(this.logWords, LogWord.messageBytes, length);
     Atomics.store(this.logWords, LogWord.failed, 1);

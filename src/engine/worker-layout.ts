@@ -116,7 +116,7 @@ export function returnCommitSeq(counter: BigInt64Array, seq: bigint): void {
  * largest u64 is never claimable (nothing could follow it).
  */
 export function claimCommitSeq(counter: BigInt64Array, seq: bigint): bigint | null {
-  if (seq >= COMMIT_SEQ_CLAIM_MAX) return null;
+  if (seq >= commitSeqClaimMax) return null;
   // The counter holds u64 values in a signed array: compare them unsigned.
   let current = BigInt.asUintN(64, Atomics.load(counter, 0));
   while (current <= seq) {
@@ -128,7 +128,7 @@ export function claimCommitSeq(counter: BigInt64Array, seq: bigint): bigint | nu
 }
 
 /** The largest u64: one above the largest claimable commit sequence. */
-const COMMIT_SEQ_CLAIM_MAX = (1n << 64n) - 1n;
+const commitSeqClaimMax = (1n << 64n) - 1n;
 
 /**
  * Gives back a claim of `seq` that was not placed, if no thread drew or
@@ -160,9 +160,9 @@ export function createCommitSeqCounter(next: bigint): BigInt64Array {
 /** Byte offset of the failure message in the log block. */
 export const LOG_MESSAGE_OFFSET = 64;
 /** Longest failure message kept in shared memory, in bytes (longer ones are cut). */
-export const LOG_MESSAGE_BYTES_MAX = 1024;
+export const logMessageBytesMax = 1024;
 /** Size of the per-log shared block in bytes. */
-export const LOG_BLOCK_BYTES = LOG_MESSAGE_OFFSET + LOG_MESSAGE_BYTES_MAX;
+export const LOG_BLOCK_BYTES = LOG_MESSAGE_OFFSET + logMessageBytesMax;
 
 // ---------------------------------------------------------------- the lock
 

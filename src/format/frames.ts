@@ -12,7 +12,7 @@ import { SegmentErrorCode, SegmentFormatError } from './errors.js';
 import { encodedRecordBytes, RECORD_LENGTH_PREFIX_BYTES, writeRecordUnchecked } from './record.js';
 import {
   type FormatVersion,
-  RECORD_MIN_BYTES_V1,
+  recordBytesMinV1,
   recordMaxBytes,
   recordMinBytes,
   recordVersionOf,
@@ -37,7 +37,7 @@ export function recordFrameBounds(version: SegmentVersion): RecordFrameBounds {
 
 /** Bounds that admit a record of either record form (for bytes whose version is not at hand). */
 export const RECORD_FRAME_BOUNDS_ANY: RecordFrameBounds = {
-  bodyBytesMin: RECORD_MIN_BYTES_V1,
+  bodyBytesMin: recordBytesMinV1,
   bodyBytesMax: recordMaxBytes(2),
 };
 

@@ -15,11 +15,11 @@ import { crc32c } from './crc32c.js';
 import { InvalidRecordError, SegmentErrorCode, SegmentFormatError } from './errors.js';
 import {
   type FormatVersion,
+  imageBytesMax,
   isU64,
-  MAX_IMAGE_BYTES,
   recordMinBytes,
-  TXN_ID_MAX,
-  U32_MAX,
+  txnIdMax,
+  u32Max,
   type WalRecord,
 } from './types.js';
 
@@ -43,7 +43,7 @@ export const RECORD_LENGTH_PREFIX_BYTES = 4;
 export const RECORD_CHECKSUM_BYTES = 4;
 
 function isU32(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= U32_MAX;
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= u32Max;
 }
 
 /** Throws {@link WalArgumentError} unless `version` is 1 or 2. */
@@ -57,9 +57,9 @@ function checkImage(field: 'before_image' | 'after_image', image: unknown): void
   if (!(image instanceof Uint8Array)) {
     throw new InvalidRecordError(`${field} must be a Uint8Array`);
   }
-  if (image.length > MAX_IMAGE_BYTES) {
+  if (image.length > imageBytesMax) {
     throw new InvalidRecordError(
-      `${field} length ${image.length} exceeds maximum ${MAX_IMAGE_BYTES}`,
+      `${field} length ${image.length} exceeds maximum ${imageBytesMax}`,
     );
   }
 }
@@ -74,8 +74,8 @@ export function validateRecord(record: WalRecord): void {
   const id = record.txnToken?.id;
   if (typeof id !== 'bigint') throw new InvalidRecordError('txn_id must be a bigint');
   if (id === 0n) throw new InvalidRecordError('invalid txn_id (zero)');
-  if (id < 0n || id > TXN_ID_MAX) {
-    throw new InvalidRecordError(`txn_id ${id} out of range 1..=${TXN_ID_MAX}`);
+  if (id < 0n || id > txnIdMax) {
+    throw new InvalidRecordError(`txn_id ${id} out of range 1..=${txnIdMax}`);
   }
   if (!isU32(record.txnToken.epoch)) {
     throw new InvalidRecordError(`txn_epoch ${String(record.txnToken.epoch)} is not a u32`);
@@ -197,10 +197,10 @@ function truncated(field: string): SegmentFormatError {
 }
 
 function checkImageLength(field: 'before_image' | 'after_image', length: number): void {
-  if (length > MAX_IMAGE_BYTES) {
+  if (length > imageBytesMax) {
     throw new SegmentFormatError(
       SegmentErrorCode.imageTooLarge,
-      `${field} length ${length} exceeds maximum ${MAX_IMAGE_BYTES}`,
+      `${field} length ${length} exceeds maximum ${imageBytesMax}`,
     );
   }
 }
@@ -239,10 +239,10 @@ function checkDecodedIds(txnId: bigint, pageId: number): void {
   if (txnId === 0n) {
     throw new SegmentFormatError(SegmentErrorCode.txnId, 'invalid txn_id (zero)');
   }
-  if (txnId > TXN_ID_MAX) {
+  if (txnId > txnIdMax) {
     throw new SegmentFormatError(
       SegmentErrorCode.txnId,
-      `invalid txn_id ${txnId} (exceeds maximum ${TXN_ID_MAX})`,
+      `invalid txn_id ${txnId} (exceeds maximum ${txnIdMax})`,
     );
   }
   if (pageId === 0) {

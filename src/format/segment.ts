@@ -36,8 +36,8 @@ import {
 import { readCertificateTrailer } from './trailer.js';
 import {
   CERTIFIED_FORMAT_VERSION,
-  DEFAULT_FORMAT_VERSION,
   type FormatVersion,
+  formatVersionDefault,
   isU64,
   recordMinBytes,
   recordVersionOf,
@@ -45,14 +45,14 @@ import {
   SEGMENT_MAGIC,
   type SegmentHeader,
   type SegmentVersion,
-  U32_MAX,
+  u32Max,
   type WalRecord,
 } from './types.js';
 
 /** Offset of the header CRC; the CRC covers bytes `0 .. SEGMENT_HEADER_CHECKSUM_OFFSET`. */
 export const SEGMENT_HEADER_CHECKSUM_OFFSET = 20;
 /** Largest record count the u32 header field can hold. */
-export const SEGMENT_RECORD_COUNT_MAX = U32_MAX;
+export const segmentRecordCountMax = u32Max;
 
 /** A decoded segment: its header and its records in recovery order. */
 export interface DecodedSegment {
@@ -78,7 +78,7 @@ function checkHeaderFields(header: SegmentHeader): void {
     throw new InvalidRecordError(`segment epoch ${String(header.epoch)} is not a u64`);
   }
   const count = header.recordCount;
-  if (!Number.isInteger(count) || count < 0 || count > SEGMENT_RECORD_COUNT_MAX) {
+  if (!Number.isInteger(count) || count < 0 || count > segmentRecordCountMax) {
     throw new InvalidRecordError(`segment record count ${String(count)} exceeds u32 header field`);
   }
 }
@@ -197,7 +197,7 @@ export function canonicalSegmentRecords(epoch: bigint, records: readonly WalReco
     throw new InvalidRecordError(`segment epoch ${String(epoch)} is not a u64`);
   }
   if (!Array.isArray(records)) throw new WalArgumentError('records must be an array');
-  if (records.length > SEGMENT_RECORD_COUNT_MAX) {
+  if (records.length > segmentRecordCountMax) {
     throw new InvalidRecordError(`segment record count ${records.length} exceeds u32 header field`);
   }
   // As in the seed: order first, then report the first record (in that order)
@@ -222,7 +222,7 @@ export function canonicalSegmentRecords(epoch: bigint, records: readonly WalReco
 export function encodeSegment(
   epoch: bigint,
   records: readonly WalRecord[],
-  version: FormatVersion = DEFAULT_FORMAT_VERSION,
+  version: FormatVersion = formatVersionDefault,
 ): Uint8Array {
   assertFormatVersion(version);
   const ordered = canonicalSegmentRecords(epoch, records);

@@ -55,23 +55,23 @@ export const SEGMENT_MAGIC = 0x5057414c;
 /** Size of the segment header in bytes. */
 export const SEGMENT_HEADER_BYTES = 24;
 /** The version written unless a caller asks for another. */
-export const DEFAULT_FORMAT_VERSION: FormatVersion = 2;
+export const formatVersionDefault: FormatVersion = 2;
 /** Largest before- or after-image, in bytes (64 KiB pages). */
-export const MAX_IMAGE_BYTES = 65536;
+export const imageBytesMax = 65536;
 /** Smallest encoded record (no end-seq, empty images), version 1. */
-export const RECORD_MIN_BYTES_V1 = 8 + 4 + 8 + 4 + 8 + 1 + 4 + 4;
+export const recordBytesMinV1 = 8 + 4 + 8 + 4 + 8 + 1 + 4 + 4;
 /** Smallest encoded record, version 2 (adds a u32 CRC-32C). */
-export const RECORD_MIN_BYTES_V2 = RECORD_MIN_BYTES_V1 + 4;
+export const recordBytesMinV2 = recordBytesMinV1 + 4;
 /** Largest txn id (2^62 - 1); 0 is invalid. */
-export const TXN_ID_MAX = (1n << 62n) - 1n;
+export const txnIdMax = (1n << 62n) - 1n;
 /** Largest u64 (2^64 - 1). */
-export const U64_MAX = (1n << 64n) - 1n;
+export const u64Max = (1n << 64n) - 1n;
 /** Largest u32 (2^32 - 1). */
-export const U32_MAX = 0xffffffff;
+export const u32Max = 0xffffffff;
 
 /** True for a `bigint` in 0 ..= 2^64-1: what every u64 field on disk holds. */
 export function isU64(value: unknown): value is bigint {
-  return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
+  return typeof value === 'bigint' && value >= 0n && value <= u64Max;
 }
 
 /** The record format inside a segment of `version` (version 3 holds version-2 records). */
@@ -81,10 +81,10 @@ export function recordVersionOf(version: SegmentVersion): FormatVersion {
 
 /** Smallest encoded record of a format version. */
 export function recordMinBytes(version: FormatVersion): number {
-  return version === 1 ? RECORD_MIN_BYTES_V1 : RECORD_MIN_BYTES_V2;
+  return version === 1 ? recordBytesMinV1 : recordBytesMinV2;
 }
 
 /** Largest encoded record of a format version (end-seq present, both images full). */
 export function recordMaxBytes(version: FormatVersion): number {
-  return recordMinBytes(version) + 8 + 2 * MAX_IMAGE_BYTES;
+  return recordMinBytes(version) + 8 + 2 * imageBytesMax;
 }

@@ -22,15 +22,15 @@ import { ReplicationError } from './errors.js';
 import type { ChunkMessage } from './wire.js';
 
 /** How long one connection attempt may take before it counts as failed. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
+export const connectTimeoutMsDefault = 2_000;
 /** Timeout of one API request (stream info, message get). */
-export const DEFAULT_API_TIMEOUT_MS = 5_000;
+export const apiTimeoutMsDefault = 5_000;
 /** Largest message of a stream the replicator creates, bytes. */
-export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+export const messageBytesMaxDefault = 1024 * 1024;
 /** Window in which a stream the replicator creates drops a re-sent message id. */
-export const DEFAULT_DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
+export const duplicateWindowMsDefault = 2 * 60 * 1000;
 /** Replicas of a stream (or snapshot bucket) that replication creates. */
-export const DEFAULT_STREAM_REPLICAS = 3;
+export const streamReplicasDefault = 3;
 /** Attempts of an API call made once per run (setup, stream info). */
 export const API_CALL_ATTEMPTS = 4;
 /** Pause before the first retry of such a call; doubles per attempt. */

@@ -12,17 +12,17 @@ import type { NatsConnection } from './nats/client.js';
 /** Fallback poll period when no doorbell message arrives. */
 export const FOLLOW_POLL_INTERVAL_MS = 250;
 /** First pause after a failed read; doubles per consecutive failure. */
-export const FOLLOW_RETRY_DELAY_MIN_MS = 50;
+export const followRetryDelayMsMin = 50;
 /** Longest pause between read retries. */
-export const FOLLOW_RETRY_DELAY_MAX_MS = 2_000;
+export const followRetryDelayMsMax = 2_000;
 /** A store replica folds applied epochs into its file at least every this many epochs. */
-export const DEFAULT_FOLLOW_FLUSH_EVERY_EPOCHS = 512;
+export const followFlushEveryEpochsDefault = 512;
 /** A store replica caught up with the stream folds once no new message came for this long… */
 export const FOLLOW_QUIET_FLUSH_MS = 100;
 /** …and at least this often while messages keep coming. */
 export const FOLLOW_FLUSH_INTERVAL_MS = 1_000;
 /** …or once this many bytes of pages wait in memory. */
-export const DEFAULT_FOLLOW_FLUSH_PENDING_BYTES = 64 * 1024 * 1024;
+export const followFlushPendingBytesDefault = 64 * 1024 * 1024;
 
 /** Options of {@link Follower.start}. */
 export interface FollowerOptions {

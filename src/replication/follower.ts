@@ -34,7 +34,7 @@ import { recordShippedJump } from '../storage/skipped-epochs.js';
 import { ReplicaStore } from '../store/replica-store.js';
 import { EpochAssembler, type VerifiedEpoch } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
-import { DEFAULT_API_TIMEOUT_MS, type ReplicaClient } from './client.js';
+import { apiTimeoutMsDefault, type ReplicaClient } from './client.js';
 import {
   ReplicaErrorCode,
   ReplicationError,
@@ -42,16 +42,16 @@ import {
   ReplicaVerificationError,
 } from './errors.js';
 import {
-  DEFAULT_FOLLOW_FLUSH_EVERY_EPOCHS,
-  DEFAULT_FOLLOW_FLUSH_PENDING_BYTES,
   FOLLOW_FLUSH_INTERVAL_MS,
   FOLLOW_POLL_INTERVAL_MS,
   FOLLOW_QUIET_FLUSH_MS,
-  FOLLOW_RETRY_DELAY_MAX_MS,
-  FOLLOW_RETRY_DELAY_MIN_MS,
   type FollowerOptions,
   type FollowerState,
   type FollowerStats,
+  followFlushEveryEpochsDefault,
+  followFlushPendingBytesDefault,
+  followRetryDelayMsMax,
+  followRetryDelayMsMin,
 } from './follower-options.js';
 import { NatsReplicaClient, requireNatsPeers } from './nats/client.js';
 import { sleepUnless } from './sleep.js';
@@ -332,10 +332,7 @@ export class Follower {
         // Partial epochs are re-read from the last applied one.
         this.assembler = this.newAssembler();
         await this.idle(
-          Math.min(
-            FOLLOW_RETRY_DELAY_MAX_MS,
-            FOLLOW_RETRY_DELAY_MIN_MS * 2 ** Math.min(failures, 10),
-          ),
+          Math.min(followRetryDelayMsMax, followRetryDelayMsMin * 2 ** Math.min(failures, 10)),
         );
       }
     }
@@ -365,7 +362,7 @@ export class Follower {
         ...(this.options.connectTimeoutMs === undefined
           ? {}
           : { connectTimeoutMs: this.options.connectTimeoutMs }),
-        apiTimeoutMs: this.options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS,
+        apiTimeoutMs: this.options.apiTimeoutMs ?? apiTimeoutMsDefault,
         name: 'pwal-follower',
       });
       this.doorbell = null;
@@ -543,9 +540,8 @@ export class Follower {
     const store = this.store;
     if (
       store === null ||
-      this.unflushedEpochs >=
-        (this.options.flushEveryEpochs ?? DEFAULT_FOLLOW_FLUSH_EVERY_EPOCHS) ||
-      store.stats().pendingBytes >= DEFAULT_FOLLOW_FLUSH_PENDING_BYTES
+      this.unflushedEpochs >= (this.options.flushEveryEpochs ?? followFlushEveryEpochsDefault) ||
+      store.stats().pendingBytes >= followFlushPendingBytesDefault
     ) {
       await this.makeDurable();
     }

@@ -17,7 +17,7 @@ export type {
   DuplicateMessage,
 } from './assembler.js';
 export { verifyShippedCertificate } from './certificates.js';
-export { DEFAULT_STREAM_REPLICAS } from './client.js';
+export { streamReplicasDefault } from './client.js';
 export {
   ReplicaErrorCode,
   type ReplicaErrorCodeValue,
@@ -36,12 +36,12 @@ export type {
 } from './follower-options.js';
 export { NATS_PEER_PACKAGES } from './nats/peer.js';
 export {
-  DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS,
   openReplicatedStore,
   type ReplicatedStore,
   type ReplicatedStoreOptions,
   type SnapshotOptions,
   type StreamTrim,
+  storeCloseFlushTimeoutMsDefault,
   trimStreamBelow,
 } from './replicated-store.js';
 export {
@@ -60,7 +60,7 @@ export {
   savedReplicatedEpoch,
 } from './replicator-options.js';
 export {
-  DUPLICATES_LISTED_MAX,
+  duplicatesListedMax,
   type RestoreOptions,
   type RestoreResult,
   restoreFromStream,

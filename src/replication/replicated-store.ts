@@ -20,7 +20,7 @@
 
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { PageStore, type PageStoreOptions, type StoreCloseOptions } from '../store/page-store.js';
-import { DEFAULT_API_TIMEOUT_MS, type ReplicaClient } from './client.js';
+import { apiTimeoutMsDefault, type ReplicaClient } from './client.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
 import { type NatsConnection, NatsReplicaClient, requireNatsPeers } from './nats/client.js';
 import { Replicator } from './replicator.js';
@@ -30,7 +30,7 @@ import type { SnapshotMeta } from './snapshot-meta.js';
 import { firstSeqAboveEpoch } from './stream-seek.js';
 
 /** Default bound of the catch-up wait in {@link ReplicatedStore.close}, in milliseconds. */
-export const DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS = 5_000;
+export const storeCloseFlushTimeoutMsDefault = 5_000;
 
 /** Options of {@link openReplicatedStore}. */
 export interface ReplicatedStoreOptions extends PageStoreOptions {
@@ -123,7 +123,7 @@ export async function openReplicatedStore(
     throw error;
   }
   const opened = replicator;
-  const flushMs = closeFlushTimeoutMs ?? DEFAULT_STORE_CLOSE_FLUSH_TIMEOUT_MS;
+  const flushMs = closeFlushTimeoutMs ?? storeCloseFlushTimeoutMsDefault;
   const close = closeOnce(store, opened, unsubscribe, flushMs);
   const snapshot = (snapshotOptions: SnapshotOptions = {}): Promise<SnapshotMeta | null> =>
     snapshotStore(store, opened, replication, snapshotOptions);
@@ -246,7 +246,7 @@ export async function trimStreamBelow(
   nc: NatsConnection,
   stream: string,
   epoch: bigint,
-  apiTimeoutMs = DEFAULT_API_TIMEOUT_MS,
+  apiTimeoutMs = apiTimeoutMsDefault,
 ): Promise<StreamTrim> {
   return trimStreamIn(
     await NatsReplicaClient.connect({ connection: nc, apiTimeoutMs }),

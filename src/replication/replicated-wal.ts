@@ -25,9 +25,9 @@ import { ReplicationError, ReplicationErrorCode } from './errors.js';
 import { requireNatsPeers } from './nats/client.js';
 import { Replicator } from './replicator.js';
 import {
-  DEFAULT_REPLICATION_TIMEOUT_MS,
   type ReplicatorOptions,
   type ReplicatorStats,
+  replicationTimeoutMsDefault,
   savedReplicatedEpoch,
 } from './replicator-options.js';
 
@@ -67,7 +67,7 @@ export interface ReplicatedWalStats {
 }
 
 /** Default bound of the catch-up wait in {@link ReplicatedWal.close}. */
-export const DEFAULT_CLOSE_FLUSH_TIMEOUT_MS = 5_000;
+export const closeFlushTimeoutMsDefault = 5_000;
 
 /** A local parallel WAL plus a replicator; see the module comment. */
 export class ReplicatedWal implements AsyncDisposable {
@@ -134,8 +134,8 @@ export class ReplicatedWal implements AsyncDisposable {
         wal,
         replicator,
         config.defaultDurability ?? 'local',
-        config.replicationTimeoutMs ?? DEFAULT_REPLICATION_TIMEOUT_MS,
-        config.closeFlushTimeoutMs ?? DEFAULT_CLOSE_FLUSH_TIMEOUT_MS,
+        config.replicationTimeoutMs ?? replicationTimeoutMsDefault,
+        config.closeFlushTimeoutMs ?? closeFlushTimeoutMsDefault,
       );
     } catch (error) {
       await replicator?.close();

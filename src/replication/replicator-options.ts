@@ -9,17 +9,17 @@ import type { Replicator } from './replicator.js';
 import { type ReplicationState, readReplicationState } from './state-file.js';
 
 /** Timeout of one publish acknowledgement. */
-export const DEFAULT_PUBLISH_TIMEOUT_MS = 5_000;
+export const publishTimeoutMsDefault = 5_000;
 /** Messages published and not yet acknowledged, at most. */
-export const DEFAULT_MAX_IN_FLIGHT_MESSAGES = 64;
+export const inFlightMessagesMaxDefault = 64;
 /** First pause after a failure; doubles per consecutive failure. */
-export const RETRY_DELAY_MIN_MS = 25;
+export const retryDelayMsMin = 25;
 /** Longest pause between retries. */
-export const RETRY_DELAY_MAX_MS = 1_000;
+export const retryDelayMsMax = 1_000;
 /** The replication state file is rewritten at most this often while shipping. */
 export const STATE_WRITE_INTERVAL_MS = 1_000;
 /** Default wait of {@link Replicator.waitForReplicated} and replicated commits. */
-export const DEFAULT_REPLICATION_TIMEOUT_MS = 10_000;
+export const replicationTimeoutMsDefault = 10_000;
 
 /** Options of {@link Replicator.open}. */
 export interface ReplicatorOptions {

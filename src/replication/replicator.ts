@@ -32,27 +32,27 @@ import { type LoggableStats, loggableStats } from '../stats-json.js';
 import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { listSegments, segmentPath } from '../storage/segment-files.js';
 import {
-  DEFAULT_API_TIMEOUT_MS,
-  DEFAULT_CONNECT_TIMEOUT_MS,
-  DEFAULT_DUPLICATE_WINDOW_MS,
-  DEFAULT_MAX_MESSAGE_BYTES,
-  DEFAULT_STREAM_REPLICAS,
+  apiTimeoutMsDefault,
+  connectTimeoutMsDefault,
   defaultStreamName,
   defaultSubject,
+  duplicateWindowMsDefault,
+  messageBytesMaxDefault,
   type PublishedChunk,
   type ReplicaClient,
+  streamReplicasDefault,
 } from './client.js';
 import { ReplicationError, ReplicationErrorCode, ReplicationTimeoutError } from './errors.js';
 import { type NatsConnection, NatsReplicaClient, requireNatsPeers } from './nats/client.js';
 import {
-  DEFAULT_MAX_IN_FLIGHT_MESSAGES,
-  DEFAULT_PUBLISH_TIMEOUT_MS,
-  DEFAULT_REPLICATION_TIMEOUT_MS,
-  RETRY_DELAY_MAX_MS,
-  RETRY_DELAY_MIN_MS,
+  inFlightMessagesMaxDefault,
+  publishTimeoutMsDefault,
   type ReplicatorOptions,
   type ReplicatorState,
   type ReplicatorStats,
+  replicationTimeoutMsDefault,
+  retryDelayMsMax,
+  retryDelayMsMin,
   STATE_WRITE_INTERVAL_MS,
   savedWatermark,
 } from './replicator-options.js';
@@ -132,8 +132,8 @@ export class Replicator {
     initialReplicated: bigint | null,
   ) {
     this.fs = options.fs ?? nodeFileSystem;
-    this.publishTimeoutMs = options.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
-    this.maxInFlight = Math.max(1, options.maxInFlightMessages ?? DEFAULT_MAX_IN_FLIGHT_MESSAGES);
+    this.publishTimeoutMs = options.publishTimeoutMs ?? publishTimeoutMsDefault;
+    this.maxInFlight = Math.max(1, options.maxInFlightMessages ?? inFlightMessagesMaxDefault);
     this.durable = initialDurable;
     this.replicated = initialReplicated;
   }
@@ -227,7 +227,7 @@ export class Replicator {
    * {@link ReplicationTimeoutError} after `timeoutMs`, or with the
    * replicator's failure or closing.
    */
-  waitForReplicated(epoch: bigint, timeoutMs = DEFAULT_REPLICATION_TIMEOUT_MS): Promise<void> {
+  waitForReplicated(epoch: bigint, timeoutMs = replicationTimeoutMsDefault): Promise<void> {
     if (this.replicated !== null && epoch <= this.replicated) return Promise.resolve();
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(this.closedError());
@@ -246,7 +246,7 @@ export class Replicator {
   }
 
   /** Waits until everything locally durable now is replicated (bounded). */
-  flush(timeoutMs = DEFAULT_REPLICATION_TIMEOUT_MS): Promise<void> {
+  flush(timeoutMs = replicationTimeoutMsDefault): Promise<void> {
     if (this.durable === null) return Promise.resolve();
     return this.waitForReplicated(this.durable, timeoutMs);
   }
@@ -344,8 +344,8 @@ export class Replicator {
         ...(this.options.connection === undefined
           ? { servers: this.options.servers ?? [] }
           : { connection: this.options.connection }),
-        connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-        apiTimeoutMs: this.options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS,
+        connectTimeoutMs: this.options.connectTimeoutMs ?? connectTimeoutMsDefault,
+        apiTimeoutMs: this.options.apiTimeoutMs ?? apiTimeoutMsDefault,
         name: `pwal-replicator-${this.databaseId}`,
       });
       this.client = client;
@@ -357,9 +357,9 @@ export class Replicator {
         { stream: this.stream, subject: this.subject },
         {
           create: this.options.createStream ?? true,
-          replicas: this.options.replicas ?? DEFAULT_STREAM_REPLICAS,
-          maxMessageBytes: this.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
-          duplicateWindowMs: this.options.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS,
+          replicas: this.options.replicas ?? streamReplicasDefault,
+          maxMessageBytes: this.options.maxMessageBytes ?? messageBytesMaxDefault,
+          duplicateWindowMs: this.options.duplicateWindowMs ?? duplicateWindowMsDefault,
         },
       );
       this.chunkPayloadBytes = stream.chunkPayloadBytes;
@@ -590,6 +590,6 @@ function isFatal(error: ReplicationError): boolean {
 }
 
 function retryDelayMs(consecutiveFailures: number): number {
-  const exp = RETRY_DELAY_MIN_MS * 2 ** Math.min(consecutiveFailures - 1, 10);
-  return Math.min(RETRY_DELAY_MAX_MS, exp);
+  const exp = retryDelayMsMin * 2 ** Math.min(consecutiveFailures - 1, 10);
+  return Math.min(retryDelayMsMax, exp);
 }

@@ -33,7 +33,7 @@ import {
   type VerifiedEpoch,
 } from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
-import { DEFAULT_API_TIMEOUT_MS, type ReplicaClient, withApiRetries } from './client.js';
+import { apiTimeoutMsDefault, type ReplicaClient, withApiRetries } from './client.js';
 import {
   ReplicaErrorCode,
   ReplicationError,
@@ -46,7 +46,7 @@ import type { SnapshotMeta } from './snapshot-meta.js';
 import { firstSeqAboveEpoch } from './stream-seek.js';
 
 /** Duplicates listed individually in a result (the count is always exact). */
-export const DUPLICATES_LISTED_MAX = 100;
+export const duplicatesListedMax = 100;
 
 /** Options of {@link restoreFromStream}. */
 export interface RestoreOptions {
@@ -91,7 +91,7 @@ export interface RestoreResult {
   messagesBeforeSnapshot: number;
   /** Messages skipped as exact duplicates of verified ones. */
   duplicateCount: number;
-  /** The first {@link DUPLICATES_LISTED_MAX} of them. */
+  /** The first {@link duplicatesListedMax} of them. */
   duplicates: DuplicateMessage[];
   /** Stream sequence of the last message read. */
   lastStreamSeq: number;
@@ -147,7 +147,7 @@ export async function restoreFromStream(options: RestoreOptions): Promise<Restor
     ...(options.connectTimeoutMs === undefined
       ? {}
       : { connectTimeoutMs: options.connectTimeoutMs }),
-    apiTimeoutMs: options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS,
+    apiTimeoutMs: options.apiTimeoutMs ?? apiTimeoutMsDefault,
     name: 'pwal-restore',
   });
   try {
@@ -285,8 +285,7 @@ async function restoreRange(
         result.messagesBeforeSnapshot += 1;
       } else if (event.kind === 'duplicate') {
         result.duplicateCount += 1;
-        if (result.duplicates.length < DUPLICATES_LISTED_MAX)
-          result.duplicates.push(event.duplicate);
+        if (result.duplicates.length < duplicatesListedMax) result.duplicates.push(event.duplicate);
       } else if (event.kind === 'epoch') {
         const verified = event.epoch;
         if (until !== undefined && verified.epoch > until) break;

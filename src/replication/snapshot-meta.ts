@@ -5,17 +5,17 @@
  * No I/O; the operations are in `snapshot.ts`.
  */
 import { WalArgumentError } from '../errors.js';
-import { U32_MAX, U64_MAX } from '../format/types.js';
-import { PAGE_SIZE_MAX_BYTES, PAGE_SIZE_MIN_BYTES } from '../store/header.js';
+import { u32Max, u64Max } from '../format/types.js';
+import { pageSizeBytesMax, pageSizeBytesMin } from '../store/header.js';
 import type { ObjectEntry } from './client.js';
 import { ReplicaErrorCode, ReplicaVerificationError } from './errors.js';
 
 /** Appended to the stream name to name its snapshot bucket. */
 export const SNAPSHOT_BUCKET_SUFFIX = '_snapshots';
 /** Longest bucket name: JetStream names are at most 255 characters, less the `OBJ_` prefix. */
-export const SNAPSHOT_BUCKET_NAME_MAX_CHARS = 251;
+export const snapshotBucketNameCharsMax = 251;
 /** Largest commit certificate carried in a snapshot's metadata, bytes. */
-export const SNAPSHOT_CERTIFICATE_MAX_BYTES = 16 * 1024;
+export const snapshotCertificateBytesMax = 16 * 1024;
 /** Digits of the zero-padded epoch in an object name (u64 max has 20). */
 export const SNAPSHOT_EPOCH_DIGITS = 20;
 /** Value of the `pwal-snapshot` metadata key: the metadata layout version. */
@@ -90,9 +90,9 @@ export function snapshotBucketName(stream: string): string {
       `stream ${JSON.stringify(stream)} cannot name a snapshot bucket: only A-Z, a-z, 0-9, _ and - are allowed`,
     );
   }
-  if (bucket.length > SNAPSHOT_BUCKET_NAME_MAX_CHARS) {
+  if (bucket.length > snapshotBucketNameCharsMax) {
     throw new WalArgumentError(
-      `stream name ${stream} is too long for a snapshot bucket (${bucket.length} > ${SNAPSHOT_BUCKET_NAME_MAX_CHARS} characters)`,
+      `stream name ${stream} is too long for a snapshot bucket (${bucket.length} > ${snapshotBucketNameCharsMax} characters)`,
     );
   }
   return bucket;
@@ -119,14 +119,14 @@ export function isPageSize(value: unknown): value is number {
   return (
     typeof value === 'number' &&
     Number.isInteger(value) &&
-    value >= PAGE_SIZE_MIN_BYTES &&
-    value <= PAGE_SIZE_MAX_BYTES &&
+    value >= pageSizeBytesMin &&
+    value <= pageSizeBytesMax &&
     (value & (value - 1)) === 0
   );
 }
 
 export function isPageCount(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= U32_MAX;
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= u32Max;
 }
 
 export function encodeMeta(meta: SnapshotMeta): Record<string, string> {
@@ -212,7 +212,7 @@ type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
 function u64Of(text: string | undefined): bigint | null {
   if (text === undefined || !U64_TEXT.test(text)) return null;
   const value = BigInt(text);
-  return value <= U64_MAX ? value : null;
+  return value <= u64Max ? value : null;
 }
 
 /** Page size, page count and byte length, checked against each other and the object's size. */
@@ -236,17 +236,17 @@ function parseGeometry(
   return { ok: true, value: { pageSize, dbSizePages, bytes } };
 }
 
-/** The base64 certificate of a snapshot (`null` when absent), bounded by {@link SNAPSHOT_CERTIFICATE_MAX_BYTES}. */
+/** The base64 certificate of a snapshot (`null` when absent), bounded by {@link snapshotCertificateBytesMax}. */
 function parseCertificate(text: string | undefined): Checked<Uint8Array | null> {
   if (text === undefined) return { ok: true, value: null };
   if (!BASE64.test(text) || text.length % 4 !== 0) {
     return { ok: false, reason: `invalid ${Key.certificate} (not base64)` };
   }
   const certificate = new Uint8Array(Buffer.from(text, 'base64'));
-  if (certificate.length > SNAPSHOT_CERTIFICATE_MAX_BYTES) {
+  if (certificate.length > snapshotCertificateBytesMax) {
     return {
       ok: false,
-      reason: `${Key.certificate} exceeds ${SNAPSHOT_CERTIFICATE_MAX_BYTES} bytes`,
+      reason: `${Key.certificate} exceeds ${snapshotCertificateBytesMax} bytes`,
     };
   }
   return { ok: true, value: certificate };

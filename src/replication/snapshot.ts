@@ -23,8 +23,8 @@
 import { createHash } from 'node:crypto';
 import { WalArgumentError } from '../errors.js';
 import { isU64 } from '../format/types.js';
-import { PAGE_SIZE_MAX_BYTES, PAGE_SIZE_MIN_BYTES } from '../store/header.js';
-import { DEFAULT_API_TIMEOUT_MS, DEFAULT_STREAM_REPLICAS, type ReplicaClient } from './client.js';
+import { pageSizeBytesMax, pageSizeBytesMin } from '../store/header.js';
+import { apiTimeoutMsDefault, type ReplicaClient, streamReplicasDefault } from './client.js';
 import type { ReplicationError, ReplicaVerificationError } from './errors.js';
 import { type NatsConnection, NatsReplicaClient } from './nats/client.js';
 import {
@@ -35,9 +35,9 @@ import {
   isPageCount,
   isPageSize,
   parseSnapshotObject,
-  SNAPSHOT_CERTIFICATE_MAX_BYTES,
   type SnapshotMeta,
   snapshotBucketName,
+  snapshotCertificateBytesMax,
   snapshotError,
   snapshotObjectName,
   storeDigestHex,
@@ -69,7 +69,7 @@ export interface PublishSnapshotOptions {
   /** The database's stream; the bucket is {@link snapshotBucketName}(stream). */
   stream: string;
   databaseId: string;
-  /** Replicas of the bucket when it is created (default {@link DEFAULT_STREAM_REPLICAS}). */
+  /** Replicas of the bucket when it is created (default {@link streamReplicasDefault}). */
   replicas?: number;
   /** Timeout of one JetStream request or chunk publish, ms (default 5 s). */
   apiTimeoutMs?: number;
@@ -180,8 +180,8 @@ export async function publishSnapshotTo(
       },
       upload.stream,
       {
-        replicas: options.replicas ?? DEFAULT_STREAM_REPLICAS,
-        timeoutMs: options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS,
+        replicas: options.replicas ?? streamReplicasDefault,
+        timeoutMs: options.apiTimeoutMs ?? apiTimeoutMsDefault,
       },
     );
   } catch (error) {
@@ -395,7 +395,7 @@ function checkPublishArguments(options: PublishSnapshotOptions): void {
   }
   if (!isPageSize(image.pageSize)) {
     throw new WalArgumentError(
-      `image.pageSize must be a power of two in ${PAGE_SIZE_MIN_BYTES}..=${PAGE_SIZE_MAX_BYTES}, got ${image.pageSize}`,
+      `image.pageSize must be a power of two in ${pageSizeBytesMin}..=${pageSizeBytesMax}, got ${image.pageSize}`,
     );
   }
   if (!isPageCount(image.dbSizePages)) {
@@ -406,14 +406,14 @@ function checkPublishArguments(options: PublishSnapshotOptions): void {
       `image.commitSeq must be a u64 bigint, got ${String(image.commitSeq)}`,
     );
   }
-  const replicas = options.replicas ?? DEFAULT_STREAM_REPLICAS;
+  const replicas = options.replicas ?? streamReplicasDefault;
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
     throw new WalArgumentError(`replicas must be 1..=5, got ${replicas}`);
   }
   const certificate = options.certificate ?? null;
-  if (certificate !== null && certificate.length > SNAPSHOT_CERTIFICATE_MAX_BYTES) {
+  if (certificate !== null && certificate.length > snapshotCertificateBytesMax) {
     throw new WalArgumentError(
-      `certificate of ${certificate.length} bytes exceeds ${SNAPSHOT_CERTIFICATE_MAX_BYTES}`,
+      `certificate of ${certificate.length} bytes exceeds ${snapshotCertificateBytesMax}`,
     );
   }
 }

@@ -14,7 +14,7 @@ import { writeFileDurably } from '../storage/small-file.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
 
 /** Largest state file read back (they hold a few hundred bytes). */
-export const STATE_FILE_MAX_BYTES = 64 * 1024;
+export const stateFileBytesMax = 64 * 1024;
 
 /** Path of the replicator's state file of a database. */
 export function replicationStatePath(dbPath: string): string {
@@ -66,7 +66,7 @@ async function readJson(path: string, fs: WalFileSystem): Promise<Record<string,
   let bytes: Uint8Array;
   try {
     const stat = await fs.stat(path);
-    if (stat.size > STATE_FILE_MAX_BYTES) throw new Error(`${stat.size} bytes is too large`);
+    if (stat.size > stateFileBytesMax) throw new Error(`${stat.size} bytes is too large`);
     bytes = await fs.readFile(path);
   } catch (error) {
     if ((error as { code?: unknown }).code === 'ENOENT') return null;

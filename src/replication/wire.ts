@@ -23,7 +23,7 @@
  */
 import { createHash } from 'node:crypto';
 import { crc32c } from '../format/crc32c.js';
-import { U64_MAX } from '../format/types.js';
+import { u64Max } from '../format/types.js';
 import { ReplicaErrorCode, ReplicaVerificationError } from './errors.js';
 
 /** `Pwal-Prev-Epoch` value of the first epoch in a stream. */
@@ -54,11 +54,11 @@ export const ReplicationHeader = {
  */
 export const CHUNK_HEADER_RESERVE_BYTES = 1024;
 /** Smallest chunk payload accepted: below this the header overhead dominates. */
-export const CHUNK_PAYLOAD_MIN_BYTES = 1024;
+export const chunkPayloadBytesMin = 1024;
 /** Most chunks one epoch may be cut into (a bound for readers of untrusted streams). */
-export const CHUNKS_PER_EPOCH_MAX = 1 << 20;
+export const chunksPerEpochMax = 1 << 20;
 /** Largest epoch object a reader accepts (segment + certificate). */
-export const EPOCH_OBJECT_BYTES_MAX = 2 ** 31;
+export const epochObjectBytesMax = 2 ** 31;
 /** Database ids: what is safe inside a message id, a header and a subject token. */
 const DATABASE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -127,18 +127,18 @@ export function encodeEpochChunks(
   chunkPayloadBytes: number,
 ): ChunkMessage[] {
   assertDatabaseId(envelope.databaseId);
-  if (!Number.isInteger(chunkPayloadBytes) || chunkPayloadBytes < CHUNK_PAYLOAD_MIN_BYTES) {
+  if (!Number.isInteger(chunkPayloadBytes) || chunkPayloadBytes < chunkPayloadBytesMin) {
     throw new RangeError(
-      `chunk payload ${chunkPayloadBytes} bytes is below the minimum ${CHUNK_PAYLOAD_MIN_BYTES}`,
+      `chunk payload ${chunkPayloadBytes} bytes is below the minimum ${chunkPayloadBytesMin}`,
     );
   }
   const certificate = envelope.certificate ?? new Uint8Array(0);
   const object = concatBytes([envelope.segment, certificate]);
   const digest = objectDigest([object]);
   const chunks = Math.max(1, Math.ceil(object.length / chunkPayloadBytes));
-  if (chunks > CHUNKS_PER_EPOCH_MAX) {
+  if (chunks > chunksPerEpochMax) {
     throw new RangeError(
-      `epoch ${envelope.epoch} needs ${chunks} chunks (max ${CHUNKS_PER_EPOCH_MAX})`,
+      `epoch ${envelope.epoch} needs ${chunks} chunks (max ${chunksPerEpochMax})`,
     );
   }
   const messages: ChunkMessage[] = [];
@@ -198,7 +198,7 @@ function parseU64(value: string | undefined, name: string, streamSeq: number): b
     throw framingError(`header ${name} missing or not a decimal u64: ${value}`, streamSeq);
   }
   const parsed = BigInt(value);
-  if (parsed > U64_MAX) throw framingError(`header ${name} out of range: ${value}`, streamSeq);
+  if (parsed > u64Max) throw framingError(`header ${name} out of range: ${value}`, streamSeq);
   return parsed;
 }
 
@@ -269,13 +269,8 @@ function parseChunkPosition(
   streamSeq: number,
   epoch: bigint,
 ): Pick<ChunkHeader, 'chunk' | 'chunks' | 'chunkCrc'> {
-  const chunks = parseCount(
-    get(ReplicationHeader.chunks),
-    'chunks',
-    CHUNKS_PER_EPOCH_MAX,
-    streamSeq,
-  );
-  const chunk = parseCount(get(ReplicationHeader.chunk), 'chunk', CHUNKS_PER_EPOCH_MAX, streamSeq);
+  const chunks = parseCount(get(ReplicationHeader.chunks), 'chunks', chunksPerEpochMax, streamSeq);
+  const chunk = parseCount(get(ReplicationHeader.chunk), 'chunk', chunksPerEpochMax, streamSeq);
   if (chunks < 1 || chunk >= chunks) {
     throw framingError(`chunk ${chunk} of ${chunks} is out of range`, streamSeq, epoch);
   }
@@ -299,16 +294,16 @@ function parseEpochObject(
   const segmentBytes = parseCount(
     get(ReplicationHeader.segmentBytes),
     'segment bytes',
-    EPOCH_OBJECT_BYTES_MAX,
+    epochObjectBytesMax,
     streamSeq,
   );
   const certificateBytes = parseCount(
     get(ReplicationHeader.certificateBytes),
     'certificate bytes',
-    EPOCH_OBJECT_BYTES_MAX,
+    epochObjectBytesMax,
     streamSeq,
   );
-  if (segmentBytes + certificateBytes > EPOCH_OBJECT_BYTES_MAX) {
+  if (segmentBytes + certificateBytes > epochObjectBytesMax) {
     throw framingError(
       `epoch object of ${segmentBytes + certificateBytes} bytes is too large`,
       streamSeq,

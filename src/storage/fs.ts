@@ -196,7 +196,7 @@ async function openRegular(path: string, mode: OpenMode): Promise<fsp.FileHandle
 }
 
 /** Largest single read, in bytes (Node's Buffer limit is far above; this keeps each read small). */
-const READ_CHUNK_BYTES_MAX = 64 * 1024 * 1024;
+const readChunkBytesMax = 64 * 1024 * 1024;
 
 /**
  * Reads a regular file whole, never more than the size fstat reported when
@@ -209,7 +209,7 @@ async function readRegularFile(path: string): Promise<Uint8Array> {
     const into = new Uint8Array(size);
     let done = 0;
     while (done < size) {
-      const length = Math.min(size - done, READ_CHUNK_BYTES_MAX);
+      const length = Math.min(size - done, readChunkBytesMax);
       const { bytesRead } = await handle.read(into, done, length, done);
       if (bytesRead <= 0) break; // shrank meanwhile: return what is there
       done += bytesRead;
@@ -294,7 +294,7 @@ class NodeFileHandle implements WalFileHandle {
 }
 
 /** Attempts at locking a lock file that its last holder keeps removing under us. */
-const LOCK_REOPEN_ATTEMPTS_MAX = 16;
+const lockReopenAttemptsMax = 16;
 
 class NodeFileLock implements WalFileLock {
   private released = false;
@@ -376,7 +376,7 @@ async function openLockFile(
  * on one kernel and die with the file descriptor.
  */
 async function tryLockNode(path: string, kind: LockKind): Promise<WalFileLock | null> {
-  for (let attempt = 0; attempt < LOCK_REOPEN_ATTEMPTS_MAX; attempt++) {
+  for (let attempt = 0; attempt < lockReopenAttemptsMax; attempt++) {
     const { handle, writable } = await openLockFile(path, kind);
     let keep = false;
     try {

@@ -44,13 +44,13 @@ export const LOCKED_CODE = 'ERR_LOCKED';
 export const LOCK_IO_CODE = 'ERR_LOCK_IO';
 
 /** Largest lock file description read, in bytes; anything longer is not ours. */
-export const LOCK_FILE_MAX_BYTES = 4096;
+export const lockFileBytesMax = 4096;
 /** Largest accepted {@link LockOptions.lockTimeoutMs}: one day. */
-export const LOCK_TIMEOUT_MS_MAX = 86_400_000;
+export const lockTimeoutMsMax = 86_400_000;
 /** First pause between attempts while waiting for the lock, in ms. */
-const LOCK_RETRY_PAUSE_MIN_MS = 5;
+const lockRetryPauseMsMin = 5;
 /** Longest pause between attempts while waiting for the lock, in ms. */
-const LOCK_RETRY_PAUSE_MAX_MS = 100;
+const lockRetryPauseMsMax = 100;
 const LOCK_FORMAT = 'pwal-lock';
 const LOCK_FORMAT_VERSION = 2;
 
@@ -91,7 +91,7 @@ export interface LockOptions {
   /**
    * How long to wait for a lock someone else holds before failing with
    * `ERR_LOCKED`, in ms (default 0: fail at once; at most
-   * {@link LOCK_TIMEOUT_MS_MAX}). Like SQLite's `busy_timeout`.
+   * {@link lockTimeoutMsMax}). Like SQLite's `busy_timeout`.
    */
   lockTimeoutMs?: number;
 }
@@ -143,7 +143,7 @@ export async function acquireLock(dbPath: string, options: LockOptions = {}): Pr
   const timeoutMs = checkLockTimeout(options.lockTimeoutMs);
   const file = lockPath(dbPath);
   const deadline = Date.now() + timeoutMs;
-  let pauseMs = LOCK_RETRY_PAUSE_MIN_MS;
+  let pauseMs = lockRetryPauseMsMin;
   for (;;) {
     let held: WalFileLock | null;
     try {
@@ -162,7 +162,7 @@ export async function acquireLock(dbPath: string, options: LockOptions = {}): Pr
     const leftMs = deadline - Date.now();
     if (leftMs <= 0) throw await lockedError(fs, dbPath, kind);
     await sleep(Math.min(pauseMs, leftMs));
-    pauseMs = Math.min(pauseMs * 2, LOCK_RETRY_PAUSE_MAX_MS);
+    pauseMs = Math.min(pauseMs * 2, lockRetryPauseMsMax);
   }
 }
 
@@ -211,10 +211,10 @@ export function checkLockTimeout(value: unknown): number {
     typeof value !== 'number' ||
     !Number.isSafeInteger(value) ||
     value < 0 ||
-    value > LOCK_TIMEOUT_MS_MAX
+    value > lockTimeoutMsMax
   ) {
     throw new WalArgumentError(
-      `lockTimeoutMs must be an integer from 0 to ${LOCK_TIMEOUT_MS_MAX}, got ${String(value)}`,
+      `lockTimeoutMs must be an integer from 0 to ${lockTimeoutMsMax}, got ${String(value)}`,
     );
   }
   return value;
@@ -301,7 +301,7 @@ async function lockedError(fs: WalFileSystem, dbPath: string, kind: LockKind): P
   });
 }
 
-/** Reads at most {@link LOCK_FILE_MAX_BYTES} + 1 bytes of the lock file; null when it is missing. */
+/** Reads at most {@link lockFileBytesMax} + 1 bytes of the lock file; null when it is missing. */
 async function readDescription(fs: WalFileSystem, file: string): Promise<Uint8Array | null> {
   let handle: Awaited<ReturnType<WalFileSystem['open']>>;
   try {
@@ -311,7 +311,7 @@ async function readDescription(fs: WalFileSystem, file: string): Promise<Uint8Ar
     throw error;
   }
   try {
-    const into = new Uint8Array(LOCK_FILE_MAX_BYTES + 1);
+    const into = new Uint8Array(lockFileBytesMax + 1);
     let total = 0;
     while (total < into.length) {
       const n = await handle.read(into.subarray(total), total, into.length - total);
@@ -387,7 +387,7 @@ export function encodeLockInfo(info: LockInfo): Uint8Array {
 
 /** Decodes a lock description; `null` for anything that is not a complete one of ours. Never throws. */
 export function decodeLockInfo(bytes: Uint8Array): LockInfo | null {
-  if (bytes.length === 0 || bytes.length > LOCK_FILE_MAX_BYTES) return null;
+  if (bytes.length === 0 || bytes.length > lockFileBytesMax) return null;
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));

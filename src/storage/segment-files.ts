@@ -17,10 +17,10 @@ import {
   encodeSegment,
 } from '../format/segment.js';
 import {
-  DEFAULT_FORMAT_VERSION,
   type FormatVersion,
+  formatVersionDefault,
   SEGMENT_HEADER_BYTES,
-  U64_MAX,
+  u64Max,
   type WalRecord,
 } from '../format/types.js';
 import {
@@ -43,7 +43,7 @@ import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from './fs.js'
 export type FsyncPolicy = 'full' | 'normal' | 'off';
 
 /** The fsync policy used when none is given. */
-export const DEFAULT_FSYNC_POLICY: FsyncPolicy = 'full';
+export const fsyncPolicyDefault: FsyncPolicy = 'full';
 
 /** Options naming the file system to use. */
 export interface FsOptions {
@@ -118,7 +118,7 @@ function checkDbPath(dbPath: unknown): asserts dbPath is string {
 }
 
 function checkEpoch(epoch: unknown): asserts epoch is bigint {
-  if (typeof epoch !== 'bigint' || epoch < 0n || epoch > U64_MAX) {
+  if (typeof epoch !== 'bigint' || epoch < 0n || epoch > u64Max) {
     throw new WalArgumentError(`epoch ${String(epoch)} is not a u64 bigint`);
   }
 }
@@ -306,7 +306,7 @@ export async function writeSegmentFile(
 ): Promise<number> {
   checkDbPath(dbPath);
   checkEpoch(epoch);
-  const fsync = options?.fsync ?? DEFAULT_FSYNC_POLICY;
+  const fsync = options?.fsync ?? fsyncPolicyDefault;
   checkFsync(fsync);
   const fs = options?.fs ?? nodeFileSystem;
   if (!Array.isArray(chunks)) throw new WalArgumentError('chunks must be an array');
@@ -368,7 +368,7 @@ export async function writeSegmentFile(
 
 /**
  * Validates and encodes `batch` (records in canonical order, format version
- * `formatVersion`, default 2) and writes it with {@link writeSegmentFile}.
+ * `formatVersion`, default 2) and writes it with `writeSegmentFile`.
  * Every check — record epochs, image sizes, field ranges, count — happens
  * before any file is created or truncated.
  * @returns bytes written.
@@ -382,8 +382,8 @@ export async function writeSegment(
 ): Promise<number> {
   checkDbPath(dbPath);
   checkEpoch(batch?.epoch);
-  const version = options?.formatVersion ?? DEFAULT_FORMAT_VERSION;
-  checkFsync(options?.fsync ?? DEFAULT_FSYNC_POLICY);
+  const version = options?.formatVersion ?? formatVersionDefault;
+  checkFsync(options?.fsync ?? fsyncPolicyDefault);
   const bytes = encodeSegment(batch.epoch, batch.records, version);
   return writeSegmentFile(dbPath, batch.epoch, [bytes], options);
 }

@@ -8,12 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { WalArgumentError, WalError } from '../errors.js';
 import { SegmentFormatError } from '../format/errors.js';
-import {
-  RECORD_MIN_BYTES_V1,
-  SEGMENT_HEADER_BYTES,
-  U64_MAX,
-  type WalRecord,
-} from '../format/types.js';
+import { recordBytesMinV1, SEGMENT_HEADER_BYTES, u64Max, type WalRecord } from '../format/types.js';
 import {
   RecoveryGapError,
   SegmentCorruptError,
@@ -137,7 +132,7 @@ export function checkWalkOptions(options: SegmentWalkOptions): void {
   }
   for (const name of ['firstUnappliedEpoch', 'ignoreHolesBelow'] as const) {
     const floor = options[name];
-    if (floor !== undefined && (typeof floor !== 'bigint' || floor < 0n || floor > U64_MAX)) {
+    if (floor !== undefined && (typeof floor !== 'bigint' || floor < 0n || floor > u64Max)) {
       throw new WalArgumentError(`${name} must be a u64 bigint, got ${String(floor)}`);
     }
   }
@@ -354,7 +349,7 @@ export async function skippedRangeAfter(
         if (seq > ceiling) ceiling = seq;
       }
     } catch {
-      const capacity = Math.max(0, bytes.length - SEGMENT_HEADER_BYTES) / (4 + RECORD_MIN_BYTES_V1);
+      const capacity = Math.max(0, bytes.length - SEGMENT_HEADER_BYTES) / (4 + recordBytesMinV1);
       ceiling += BigInt(Math.floor(capacity));
     }
   }

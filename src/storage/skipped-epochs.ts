@@ -20,7 +20,7 @@ import * as nodePath from 'node:path';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
 import { decodeSegment } from '../format/segment.js';
-import { U64_MAX } from '../format/types.js';
+import { u64Max } from '../format/types.js';
 import { SkippedEpochsCorruptError, toIoError } from './errors.js';
 import { nodeFileSystem, type WalFileHandle } from './fs.js';
 import { databaseDirectory, databaseName, type FsOptions, isNotFound } from './segment-files.js';
@@ -36,13 +36,13 @@ export const SKIPPED_EPOCHS_VERSION = 1;
  * Most ranges one record holds. Each is one operator decision to give up a
  * damaged tail; a log that needed this many has a disk to replace.
  */
-export const SKIPPED_RANGES_MAX = 1024;
+export const skippedRangesMax = 1024;
 
 const PREFIX_BYTES = 8;
 const RANGE_BYTES = 24;
 const CRC_BYTES = 4;
 /** Largest valid record, in bytes: reads are bounded by it. */
-export const SKIPPED_EPOCHS_BYTES_MAX = PREFIX_BYTES + SKIPPED_RANGES_MAX * RANGE_BYTES + CRC_BYTES;
+export const skippedEpochsBytesMax = PREFIX_BYTES + skippedRangesMax * RANGE_BYTES + CRC_BYTES;
 
 /** One given-up range of epochs. */
 export interface SkippedEpochRange {
@@ -64,8 +64,8 @@ export function skippedEpochsPath(dbPath: string): string {
 
 /** Encodes ranges (sorted by first epoch, non-overlapping) into the record's bytes. */
 export function encodeSkippedEpochs(ranges: readonly SkippedEpochRange[]): Uint8Array {
-  if (ranges.length > SKIPPED_RANGES_MAX) {
-    throw new RangeError(`at most ${SKIPPED_RANGES_MAX} skipped ranges, got ${ranges.length}`);
+  if (ranges.length > skippedRangesMax) {
+    throw new RangeError(`at most ${skippedRangesMax} skipped ranges, got ${ranges.length}`);
   }
   const bytes = new Uint8Array(PREFIX_BYTES + ranges.length * RANGE_BYTES + CRC_BYTES);
   writeU32(bytes, 0, SKIPPED_EPOCHS_MAGIC);
@@ -96,7 +96,7 @@ export function decodeSkippedEpochs(path: string, bytes: Uint8Array): SkippedEpo
   const version = readU16(bytes, 4);
   if (version !== SKIPPED_EPOCHS_VERSION) fail(`unsupported version ${version}`);
   const count = readU16(bytes, 6);
-  if (count > SKIPPED_RANGES_MAX) fail(`${count} ranges exceed the maximum ${SKIPPED_RANGES_MAX}`);
+  if (count > skippedRangesMax) fail(`${count} ranges exceed the maximum ${skippedRangesMax}`);
   const expected = PREFIX_BYTES + count * RANGE_BYTES + CRC_BYTES;
   if (bytes.length !== expected) fail(`${bytes.length} bytes, ${count} ranges need ${expected}`);
   const end = bytes.length - CRC_BYTES;
@@ -143,7 +143,7 @@ export async function readSkippedEpochs(
   }
   try {
     // Bounded read: never more than the largest valid record (+1 to see excess).
-    const into = new Uint8Array(SKIPPED_EPOCHS_BYTES_MAX + 1);
+    const into = new Uint8Array(skippedEpochsBytesMax + 1);
     let filled = 0;
     for (;;) {
       const n = await handle.read(into.subarray(filled), filled, into.length - filled);
@@ -151,8 +151,8 @@ export async function readSkippedEpochs(
       filled += n;
       if (filled === into.length) break;
     }
-    if (filled > SKIPPED_EPOCHS_BYTES_MAX) {
-      throw new SkippedEpochsCorruptError(path, `larger than ${SKIPPED_EPOCHS_BYTES_MAX} bytes`);
+    if (filled > skippedEpochsBytesMax) {
+      throw new SkippedEpochsCorruptError(path, `larger than ${skippedEpochsBytesMax} bytes`);
     }
     return decodeSkippedEpochs(path, into.subarray(0, filled));
   } catch (error) {
@@ -181,17 +181,17 @@ export async function recordSkippedEpochs(
   if (
     range.firstEpoch < 0n ||
     range.lastEpoch < range.firstEpoch ||
-    range.lastEpoch > U64_MAX ||
+    range.lastEpoch > u64Max ||
     range.commitSeqCeiling < 0n ||
-    range.commitSeqCeiling > U64_MAX
+    range.commitSeqCeiling > u64Max
   ) {
     throw new RangeError(`invalid skipped range ${range.firstEpoch}..${range.lastEpoch}`);
   }
   const fs = options?.fs ?? nodeFileSystem;
   const path = skippedEpochsPath(dbPath);
   const ranges = mergeRange(await readSkippedEpochs(dbPath, options), range);
-  if (ranges.length > SKIPPED_RANGES_MAX) {
-    throw new SkippedEpochsCorruptError(path, `full: ${SKIPPED_RANGES_MAX} ranges recorded`);
+  if (ranges.length > skippedRangesMax) {
+    throw new SkippedEpochsCorruptError(path, `full: ${skippedRangesMax} ranges recorded`);
   }
   // Replaced as a whole, durably (the temporary file `<record>.tmp`, a
   // leftover of an interrupted write removed first and never followed).

@@ -11,7 +11,7 @@ import { toIoError } from './errors.js';
 import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from './fs.js';
 
 /** Largest file {@link writeFileDurably} writes, in bytes: it is for small files only. */
-export const SMALL_FILE_MAX_BYTES = 1024 * 1024;
+export const smallFileBytesMax = 1024 * 1024;
 
 /** `<path>.tmp`: the one temporary name of `path`'s replacement. */
 export function smallFileTempPath(path: string): string {
@@ -37,9 +37,9 @@ export async function writeFileDurably(
   data: Uint8Array,
   fs: WalFileSystem = nodeFileSystem,
 ): Promise<void> {
-  if (data.length > SMALL_FILE_MAX_BYTES) {
+  if (data.length > smallFileBytesMax) {
     throw new WalArgumentError(
-      `${path}: ${data.length} bytes is beyond a small file's limit of ${SMALL_FILE_MAX_BYTES}`,
+      `${path}: ${data.length} bytes is beyond a small file's limit of ${smallFileBytesMax}`,
     );
   }
   let byPath = inFlight.get(fs);

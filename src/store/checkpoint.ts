@@ -10,7 +10,7 @@
 import { strict as assert } from 'node:assert';
 import type { FallbackState } from '../control/fallback.js';
 import type { DurableEpochInfo } from '../engine/wal.js';
-import { U64_MAX } from '../format/types.js';
+import { u64Max } from '../format/types.js';
 import { listSegments, readSegment, type SegmentFileEntry } from '../storage/segment-files.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
 import { deletableThrough, deleteFolded } from './folded-segments.js';
@@ -19,7 +19,7 @@ import type { CheckpointCounters } from './page-store-types.js';
 import {
   type CheckpointControl,
   type CheckpointResult,
-  DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
+  checkpointThresholdBytesDefault,
   type PageStoreOptions,
 } from './page-store-types.js';
 import type { PendingCommits } from './pending-commits.js';
@@ -164,7 +164,7 @@ export class Checkpointer {
   /** Starts an automatic checkpoint once the log holds the threshold's bytes (none while closing). */
   startIfDue(closing: boolean): void {
     const { options } = this.core;
-    const threshold = options.checkpointThresholdBytes ?? DEFAULT_CHECKPOINT_THRESHOLD_BYTES;
+    const threshold = options.checkpointThresholdBytes ?? checkpointThresholdBytesDefault;
     if (!(options.autoCheckpoint ?? true) || closing || this.auto !== null) return;
     if (this.logBytes < threshold) return;
     this.counters.autoCheckpoints++;
@@ -350,7 +350,7 @@ export class Checkpointer {
     // A memory fold writes each page's newest image, possibly of a commit
     // after `last`: from now on (even if this run fails after writing) the
     // file may hold images up to the newest indexed epoch.
-    if (fromMemory) this.raiseFileNewest(core.index.sizeThrough(U64_MAX).lastStamp?.epoch);
+    if (fromMemory) this.raiseFileNewest(core.index.sizeThrough(u64Max).lastStamp?.epoch);
     result.phasesMs.fold = lap();
     result.pagesWritten = await applyReplay(core.file, state);
     result.bytesWritten = result.pagesWritten * core.pageSize;

@@ -4,7 +4,7 @@
  * Pure: no I/O, no engine.
  */
 import { WalArgumentError } from '../errors.js';
-import { encodeSizeMeta, STORE_META_PAGE_ID, STORE_PAGE_NUMBER_MAX } from './commit-meta.js';
+import { encodeSizeMeta, STORE_META_PAGE_ID, storePageNumberMax } from './commit-meta.js';
 
 /** Pages of one commit: a map, or a list (each page number at most once). */
 export type PageWrites =
@@ -62,9 +62,9 @@ export function prepareCommit(
 
 /** Validates a page number for reading or writing. */
 export function checkPageNumber(pageNumber: number): void {
-  if (!Number.isInteger(pageNumber) || pageNumber < 1 || pageNumber > STORE_PAGE_NUMBER_MAX) {
+  if (!Number.isInteger(pageNumber) || pageNumber < 1 || pageNumber > storePageNumberMax) {
     throw new WalArgumentError(
-      `page number must be an integer in 1..=${STORE_PAGE_NUMBER_MAX}, got ${String(pageNumber)}`,
+      `page number must be an integer in 1..=${storePageNumberMax}, got ${String(pageNumber)}`,
     );
   }
 }
@@ -109,9 +109,9 @@ export function normalizePages(
 
 export function checkDbSize(dbSizePages: number | undefined, maxPage: number): number | null {
   if (dbSizePages === undefined) return null;
-  if (!Number.isInteger(dbSizePages) || dbSizePages < 0 || dbSizePages > STORE_PAGE_NUMBER_MAX) {
+  if (!Number.isInteger(dbSizePages) || dbSizePages < 0 || dbSizePages > storePageNumberMax) {
     throw new WalArgumentError(
-      `dbSizePages must be an integer in 0..=${STORE_PAGE_NUMBER_MAX}, got ${String(dbSizePages)}`,
+      `dbSizePages must be an integer in 0..=${storePageNumberMax}, got ${String(dbSizePages)}`,
     );
   }
   if (dbSizePages < maxPage) {

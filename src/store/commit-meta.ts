@@ -15,13 +15,13 @@
  * is "grow to cover the highest page", which recovery derives from the pages.
  */
 import { readU32, writeU32 } from '../format/bytes.js';
-import { U32_MAX } from '../format/types.js';
+import { u32Max } from '../format/types.js';
 import { StoreError, StoreErrorCode } from './errors.js';
 
 /** Page id of the size record: never a page of the database. */
-export const STORE_META_PAGE_ID = U32_MAX;
+export const STORE_META_PAGE_ID = u32Max;
 /** Largest page number (and database size in pages) a store accepts. */
-export const STORE_PAGE_NUMBER_MAX = U32_MAX - 1;
+export const storePageNumberMax = u32Max - 1;
 /** Bytes of a size record's image. */
 export const STORE_META_BYTES = 12;
 /** `PSZ1` read as a little-endian u32. */
@@ -53,10 +53,10 @@ export function decodeSizeMeta(image: Uint8Array, where: string): number {
     );
   }
   const size = readU32(image, 8);
-  if (size > STORE_PAGE_NUMBER_MAX) {
+  if (size > storePageNumberMax) {
     throw new StoreError(
       StoreErrorCode.recoveryFailed,
-      `${where}: size record holds ${size} pages, above the maximum ${STORE_PAGE_NUMBER_MAX}`,
+      `${where}: size record holds ${size} pages, above the maximum ${storePageNumberMax}`,
     );
   }
   return size;

@@ -10,7 +10,7 @@ import type { WalFileHandle, WalFileSystem } from '../storage/fs.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
 
 /** Most pages written by one `writev` call during a checkpoint (bounds the iovec count). */
-export const WRITE_RUN_MAX_PAGES = 256;
+export const writeRunPagesMax = 256;
 
 /** One page to write. */
 export interface PageWrite {
@@ -79,7 +79,7 @@ export class DatabaseFile {
 
   /**
    * Writes pages (any order; each page once), coalescing runs of consecutive
-   * page numbers into one `writev` of at most {@link WRITE_RUN_MAX_PAGES}.
+   * page numbers into one `writev` of at most {@link writeRunPagesMax}.
    * Not durable until {@link DatabaseFile.sync}.
    */
   async writePages(pages: readonly PageWrite[]): Promise<void> {
@@ -90,11 +90,7 @@ export class DatabaseFile {
       const run = [first.data];
       let next = first.pageNumber + 1;
       i++;
-      while (
-        i < sorted.length &&
-        sorted[i]!.pageNumber === next &&
-        run.length < WRITE_RUN_MAX_PAGES
-      ) {
+      while (i < sorted.length && sorted[i]!.pageNumber === next && run.length < writeRunPagesMax) {
         run.push(sorted[i]!.data);
         next++;
         i++;

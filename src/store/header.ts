@@ -26,7 +26,7 @@
 import { WalArgumentError } from '../errors.js';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from '../format/bytes.js';
 import { crc32c } from '../format/crc32c.js';
-import { U32_MAX, U64_MAX } from '../format/types.js';
+import { u32Max, u64Max } from '../format/types.js';
 import type { WalFileSystem } from '../storage/fs.js';
 import { writeFileDurably } from '../storage/small-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
@@ -38,13 +38,13 @@ export const STORE_HEADER_MAGIC = new Uint8Array([0x50, 0x57, 0x41, 0x4c, 0x53, 
 /** The only header version so far. */
 export const STORE_HEADER_VERSION = 1;
 /** Smallest page size, in bytes. */
-export const PAGE_SIZE_MIN_BYTES = 512;
+export const pageSizeBytesMin = 512;
 /** Largest page size, in bytes (the log's largest image). */
-export const PAGE_SIZE_MAX_BYTES = 65536;
+export const pageSizeBytesMax = 65536;
 /** Page size of a new database unless told otherwise, in bytes. */
-export const DEFAULT_PAGE_SIZE_BYTES = 4096;
+export const pageSizeBytesDefault = 4096;
 /** Largest database size, in pages (page numbers are u32). */
-export const DB_SIZE_MAX_PAGES = U32_MAX;
+export const dbSizePagesMax = u32Max;
 
 /** The store header, decoded. */
 export interface StoreHeader {
@@ -71,12 +71,12 @@ export function storeHeaderPath(dbPath: string): string {
 export function validatePageSize(pageSize: number): void {
   if (
     !Number.isInteger(pageSize) ||
-    pageSize < PAGE_SIZE_MIN_BYTES ||
-    pageSize > PAGE_SIZE_MAX_BYTES ||
+    pageSize < pageSizeBytesMin ||
+    pageSize > pageSizeBytesMax ||
     (pageSize & (pageSize - 1)) !== 0
   ) {
     throw new WalArgumentError(
-      `page size must be a power of two between ${PAGE_SIZE_MIN_BYTES} and ${PAGE_SIZE_MAX_BYTES}, got ${pageSize}`,
+      `page size must be a power of two between ${pageSizeBytesMin} and ${pageSizeBytesMax}, got ${pageSize}`,
     );
   }
 }
@@ -87,14 +87,14 @@ export function encodeStoreHeader(header: StoreHeader): Uint8Array {
   if (!Number.isInteger(header.dbSizePages) || header.dbSizePages < 0) {
     throw new WalArgumentError(`dbSizePages must be a u32, got ${header.dbSizePages}`);
   }
-  if (header.dbSizePages > DB_SIZE_MAX_PAGES) {
+  if (header.dbSizePages > dbSizePagesMax) {
     throw new WalArgumentError(`dbSizePages must be a u32, got ${header.dbSizePages}`);
   }
   for (const [name, value] of [
     ['nextEpoch', header.nextEpoch],
     ['checkpointCommitSeq', header.checkpointCommitSeq],
   ] as const) {
-    if (value < 0n || value > U64_MAX) throw new WalArgumentError(`${name} must be a u64`);
+    if (value < 0n || value > u64Max) throw new WalArgumentError(`${name} must be a u64`);
   }
   const bytes = new Uint8Array(STORE_HEADER_BYTES);
   bytes.set(STORE_HEADER_MAGIC, 0);

@@ -18,7 +18,7 @@ import type { FsyncPolicy } from '../storage/segment-files.js';
 export const PUBLISH_WAIT_TIMEOUT_MS = 30_000;
 
 /** Default of {@link PageStoreOptions.checkpointThresholdBytes}: 64 MiB of segments. */
-export const DEFAULT_CHECKPOINT_THRESHOLD_BYTES = 64 * 1024 * 1024;
+export const checkpointThresholdBytesDefault = 64 * 1024 * 1024;
 
 /** Options of {@link PageStore.commit}. */
 export interface CommitOptions {

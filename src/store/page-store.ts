@@ -61,7 +61,7 @@ export {
   type CheckpointOutcome,
   type CheckpointResult,
   type CommitOptions,
-  DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
+  checkpointThresholdBytesDefault,
   type PageStoreOptions,
   type PageStoreStats,
   PUBLISH_WAIT_TIMEOUT_MS,

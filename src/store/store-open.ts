@@ -15,14 +15,14 @@ import { DatabaseFile } from './db-file.js';
 import { describeError, StoreError, StoreErrorCode } from './errors.js';
 import { databaseFileSize } from './file-length.js';
 import {
-  DEFAULT_PAGE_SIZE_BYTES,
+  pageSizeBytesDefault,
   readStoreHeader,
   type StoreHeader,
   validatePageSize,
   writeStoreHeader,
 } from './header.js';
 import {
-  DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
+  checkpointThresholdBytesDefault,
   type PageStoreOptions,
   type StoreRecoveryReport,
 } from './page-store-types.js';
@@ -86,7 +86,7 @@ function checkOpenArguments(path: string, options: PageStoreOptions): void {
     throw new WalArgumentError('path must be a non-empty string');
   }
   if (options.pageSize !== undefined) validatePageSize(options.pageSize);
-  const threshold = options.checkpointThresholdBytes ?? DEFAULT_CHECKPOINT_THRESHOLD_BYTES;
+  const threshold = options.checkpointThresholdBytes ?? checkpointThresholdBytesDefault;
   if (!Number.isSafeInteger(threshold) || threshold < 1) {
     throw new WalArgumentError(
       `checkpointThresholdBytes must be a positive integer, got ${threshold}`,
@@ -170,7 +170,7 @@ export async function openDatabaseFile(
       );
     }
     header = {
-      pageSize: pageSize ?? DEFAULT_PAGE_SIZE_BYTES,
+      pageSize: pageSize ?? pageSizeBytesDefault,
       dbSizePages: 0,
       nextEpoch: 0n,
       checkpointCommitSeq: 0n,

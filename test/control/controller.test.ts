@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import {
   type ControllerDecision,
   type ControllerEvidence,
+  controllerPolicyDefault,
   DECISION_ACTIONS,
-  DEFAULT_CONTROLLER_POLICY,
   decide,
   evidenceAgeMs,
   SealController,
@@ -108,7 +108,7 @@ describe('decide', () => {
 
   it('seals when the epoch passes its byte cap', () => {
     const decision = decide(evidence({ ...busy, epochBytes: 2_000_000 }), {
-      ...DEFAULT_CONTROLLER_POLICY,
+      ...controllerPolicyDefault,
       epochByteCap: 1_000_000,
     });
     expect(decision.action).toBe('sealEpochNow');
@@ -177,8 +177,8 @@ describe('decide', () => {
 
   it('is deterministic and scores only applicable actions', () => {
     const input = evidence({ ...busy, contentionEvents: 30, activeLanes: 3 });
-    const first = decide(input, DEFAULT_CONTROLLER_POLICY, 7n);
-    expect(decide({ ...input }, { ...DEFAULT_CONTROLLER_POLICY }, 7n)).toEqual(first);
+    const first = decide(input, controllerPolicyDefault, 7n);
+    expect(decide({ ...input }, { ...controllerPolicyDefault }, 7n)).toEqual(first);
     expect(first.record.decisionId).toBe(7n);
     for (const action of DECISION_ACTIONS) {
       const loss = first.lossesMicros[action];

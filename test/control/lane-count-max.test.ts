@@ -7,8 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlPlane } from '../../src/control/plane.js';
-import { LANE_COUNT_MAX, laneCount } from '../../src/control/surface.js';
-import { MAX_SLOT_COUNT, ParallelWal } from '../../src/engine/wal.js';
+import { laneCount, laneCountMax } from '../../src/control/surface.js';
+import { ParallelWal, slotCountMax } from '../../src/engine/wal.js';
 import { isWalError } from '../../src/errors.js';
 
 const dirs: string[] = [];
@@ -29,13 +29,13 @@ describe('the lane-count maximum', () => {
       trace: null,
       controller: false,
     });
-    expect(plane.laneCount()).toBe(LANE_COUNT_MAX);
+    expect(plane.laneCount()).toBe(laneCountMax);
     const wal = await ParallelWal.open(tempDb(), {
       controlPlane: plane,
       slotCount: plane.laneCount(),
     });
     try {
-      expect(wal.config.slotCount).toBe(LANE_COUNT_MAX);
+      expect(wal.config.slotCount).toBe(laneCountMax);
       const result = await wal.commit({
         txnToken: { id: 1n, epoch: 0 },
         frames: [{ pageNumber: 1, pageData: new Uint8Array(64), dbSizeIfCommit: 1 }],
@@ -47,9 +47,9 @@ describe('the lane-count maximum', () => {
   });
 
   it('is the same number for the surface clamp and the engine slotCount limit', async () => {
-    expect(LANE_COUNT_MAX).toBe(MAX_SLOT_COUNT);
-    expect(laneCount({ mode: 'auto', laneCountOverride: 65_535 })).toBe(MAX_SLOT_COUNT);
-    const error = await ParallelWal.open(tempDb(), { slotCount: LANE_COUNT_MAX + 1 }).then(
+    expect(laneCountMax).toBe(slotCountMax);
+    expect(laneCount({ mode: 'auto', laneCountOverride: 65_535 })).toBe(slotCountMax);
+    const error = await ParallelWal.open(tempDb(), { slotCount: laneCountMax + 1 }).then(
       async (wal) => {
         await wal.close();
         return null;

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { type BatchContext, type LaneBatch, LaneStager } from '../../src/control/lane-stager.js';
-import { LANE_COUNT_MAX } from '../../src/control/surface.js';
+import { laneCountMax } from '../../src/control/surface.js';
 
 function sampleLaneBatch(
   batchId: bigint,
@@ -72,8 +72,8 @@ describe('LaneStager', () => {
   });
 
   it('laneStagerClampsLaneCountToLaneIdRange', () => {
-    const stager = autoStager(LANE_COUNT_MAX + 1);
-    expect(stager.laneCount()).toBe(LANE_COUNT_MAX);
+    const stager = autoStager(laneCountMax + 1);
+    expect(stager.laneCount()).toBe(laneCountMax);
     // The shared maximum (the engine's slotCount limit) is inside the u16 lane-id range.
     expect(stager.laneCount()).toBeLessThanOrEqual(0xffff);
     expect(stager.currentLaneId()).toBeLessThan(stager.laneCount());

@@ -5,9 +5,9 @@ import {
   controlSurfaceFromEnv,
   FALLBACK_REASONS,
   fallbackReasonName,
-  LANE_COUNT_MAX,
   laneBudgetMax,
   laneCount,
+  laneCountMax,
   modeName,
   parseRustUnsigned,
   resolveControlSurface,
@@ -197,7 +197,7 @@ describe('laneCount', () => {
   it('uses the override in auto and shadowCompare, clamped to 1..=65535', () => {
     expect(laneCount({ mode: 'auto', laneCountOverride: 4 })).toBe(4);
     expect(laneCount({ mode: 'shadowCompare', laneCountOverride: 0 })).toBe(1);
-    expect(laneCount({ mode: 'auto', laneCountOverride: LANE_COUNT_MAX + 1 })).toBe(LANE_COUNT_MAX);
+    expect(laneCount({ mode: 'auto', laneCountOverride: laneCountMax + 1 })).toBe(laneCountMax);
   });
 
   it("uses the machine's parallelism without an override", () => {

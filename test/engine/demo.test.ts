@@ -2,7 +2,7 @@ import * as nodeFs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEMO_DEFAULTS, runDemo } from '../../src/cli/demo.js';
+import { demoOptionsDefault, runDemo } from '../../src/cli/demo.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -15,7 +15,7 @@ describe('pwal demo', () => {
     dirs.push(dir);
     const lines: string[] = [];
     const report = await runDemo(
-      { ...DEMO_DEFAULTS, dir, committers: 8, workers: 1, workerConcurrency: 4, seconds: 1 },
+      { ...demoOptionsDefault, dir, committers: 8, workers: 1, workerConcurrency: 4, seconds: 1 },
       { stdout: (t) => lines.push(t), stderr: (t) => lines.push(t) },
     );
     expect(report.problems).toEqual([]);
@@ -36,7 +36,7 @@ describe('pwal demo', () => {
 
   it('rejects options out of range with a typed error', async () => {
     await expect(
-      runDemo({ ...DEMO_DEFAULTS, seconds: 0 }, { stdout() {}, stderr() {} }),
+      runDemo({ ...demoOptionsDefault, seconds: 0 }, { stdout() {}, stderr() {} }),
     ).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });
 });

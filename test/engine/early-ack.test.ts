@@ -11,10 +11,7 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDeferred } from '../../src/engine/deferred.js';
 import { WalFailedError } from '../../src/engine/errors.js';
-import {
-  EARLY_ACK_PUBLISH_BATCH_MAX,
-  EarlyAckSegmentSink,
-} from '../../src/engine/segment-writer.js';
+import { EarlyAckSegmentSink, earlyAckPublishBatchMax } from '../../src/engine/segment-writer.js';
 import {
   type DurableEpochInfo,
   ParallelWal,
@@ -345,7 +342,7 @@ describe('EarlyAckSegmentSink publication batching', () => {
     const sink = new EarlyAckSegmentSink(db, fs, 'full');
     const writes = [];
     // Back to back: no idle gap, so only the queue bound starts the publication.
-    for (let e = 1n; e <= BigInt(EARLY_ACK_PUBLISH_BATCH_MAX); e++) {
+    for (let e = 1n; e <= BigInt(earlyAckPublishBatchMax); e++) {
       writes.push(await sink.write(e, [segmentBytes(2)]));
     }
     fs.mark('ACKED');

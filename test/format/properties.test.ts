@@ -6,15 +6,15 @@ import { decodeRecord, encodeRecord } from '../../src/format/record.js';
 import { decodeSegment, encodeSegment, encodeSegmentHeader } from '../../src/format/segment.js';
 import {
   type FormatVersion,
-  TXN_ID_MAX,
-  U32_MAX,
-  U64_MAX,
+  txnIdMax,
+  u32Max,
+  u64Max,
   type WalRecord,
 } from '../../src/format/types.js';
 
 const NUM_RUNS = 400;
 const version = fc.constantFrom<FormatVersion>(1, 2);
-const u64 = fc.bigInt({ min: 0n, max: U64_MAX });
+const u64 = fc.bigInt({ min: 0n, max: u64Max });
 const image = fc.oneof(
   { weight: 4, arbitrary: fc.uint8Array({ maxLength: 64 }) },
   { weight: 1, arbitrary: fc.uint8Array({ minLength: 1000, maxLength: 5000 }) },
@@ -23,11 +23,11 @@ const image = fc.oneof(
 function recordArb(epoch: fc.Arbitrary<bigint>): fc.Arbitrary<WalRecord> {
   return fc.record({
     txnToken: fc.record({
-      id: fc.bigInt({ min: 1n, max: TXN_ID_MAX }),
-      epoch: fc.integer({ min: 0, max: U32_MAX }),
+      id: fc.bigInt({ min: 1n, max: txnIdMax }),
+      epoch: fc.integer({ min: 0, max: u32Max }),
     }),
     epoch,
-    pageId: fc.integer({ min: 1, max: U32_MAX }),
+    pageId: fc.integer({ min: 1, max: u32Max }),
     beginSeq: u64,
     endSeq: fc.option(u64, { nil: null }),
     beforeImage: image,

@@ -19,11 +19,11 @@ import {
 } from '../../src/format/record.js';
 import {
   type FormatVersion,
-  MAX_IMAGE_BYTES,
-  RECORD_MIN_BYTES_V1,
-  RECORD_MIN_BYTES_V2,
-  TXN_ID_MAX,
-  U64_MAX,
+  imageBytesMax,
+  recordBytesMinV1,
+  recordBytesMinV2,
+  txnIdMax,
+  u64Max,
   type WalRecord,
 } from '../../src/format/types.js';
 import { sampleRecord } from './helpers.js';
@@ -85,11 +85,11 @@ describe('record layout', () => {
 
   it('has minimum sizes 41 (v1) and 45 (v2) and appends a CRC-32C of the body in v2', () => {
     const record = sampleRecord({ endSeq: null, afterImage: new Uint8Array(0) });
-    expect(encodeRecord(record, 1).length).toBe(RECORD_MIN_BYTES_V1);
-    expect(RECORD_MIN_BYTES_V1).toBe(41);
+    expect(encodeRecord(record, 1).length).toBe(recordBytesMinV1);
+    expect(recordBytesMinV1).toBe(41);
     const v2 = encodeRecord(record, 2);
-    expect(v2.length).toBe(RECORD_MIN_BYTES_V2);
-    expect(RECORD_MIN_BYTES_V2).toBe(45);
+    expect(v2.length).toBe(recordBytesMinV2);
+    expect(recordBytesMinV2).toBe(45);
     const view = new DataView(v2.buffer, v2.byteOffset, v2.byteLength);
     expect(view.getUint32(41, true)).toBe(crc32c(v2.subarray(0, 41)));
     expect([...v2.subarray(0, 41)]).toEqual([...encodeRecord(record, 1)]);
@@ -118,13 +118,13 @@ describe('record round trip', () => {
         sampleRecord(),
         sampleRecord({ endSeq: null, beforeImage: Uint8Array.of(1, 2, 3) }),
         sampleRecord({
-          txnToken: { id: TXN_ID_MAX, epoch: 0xffffffff },
-          epoch: U64_MAX,
+          txnToken: { id: txnIdMax, epoch: 0xffffffff },
+          epoch: u64Max,
           pageId: 0xffffffff,
-          beginSeq: U64_MAX,
+          beginSeq: u64Max,
           endSeq: (1n << 53n) + 1n,
-          beforeImage: new Uint8Array(MAX_IMAGE_BYTES).fill(7),
-          afterImage: new Uint8Array(MAX_IMAGE_BYTES).fill(9),
+          beforeImage: new Uint8Array(imageBytesMax).fill(7),
+          afterImage: new Uint8Array(imageBytesMax).fill(9),
         }),
       ]) {
         expect(decodeRecord(encodeRecord(record, version), version)).toEqual(record);
@@ -283,22 +283,22 @@ describe('record decoding rejects', () => {
 describe('record validation before encoding', () => {
   const cases: [string, Partial<WalRecord>, RegExp][] = [
     ['zero txn id', { txnToken: { id: 0n, epoch: 0 } }, /^invalid txn_id \(zero\)$/],
-    ['txn id above 2^62-1', { txnToken: { id: TXN_ID_MAX + 1n, epoch: 0 } }, /txn_id/],
+    ['txn id above 2^62-1', { txnToken: { id: txnIdMax + 1n, epoch: 0 } }, /txn_id/],
     ['txn epoch above u32', { txnToken: { id: 1n, epoch: 2 ** 32 } }, /txn_epoch/],
     ['negative epoch', { epoch: -1n }, /epoch/],
-    ['epoch above u64', { epoch: U64_MAX + 1n }, /epoch/],
+    ['epoch above u64', { epoch: u64Max + 1n }, /epoch/],
     ['zero page id', { pageId: 0 }, /^invalid page_id \(zero\)$/],
     ['fractional page id', { pageId: 1.5 }, /page_id/],
-    ['begin seq above u64', { beginSeq: U64_MAX + 1n }, /begin_seq/],
+    ['begin seq above u64', { beginSeq: u64Max + 1n }, /begin_seq/],
     ['negative end seq', { endSeq: -1n }, /end_seq/],
     [
       'oversized after image',
-      { afterImage: new Uint8Array(MAX_IMAGE_BYTES + 1) },
+      { afterImage: new Uint8Array(imageBytesMax + 1) },
       /^after_image length 65537 exceeds maximum 65536$/,
     ],
     [
       'oversized before image',
-      { beforeImage: new Uint8Array(MAX_IMAGE_BYTES + 1) },
+      { beforeImage: new Uint8Array(imageBytesMax + 1) },
       /^before_image length 65537 exceeds maximum 65536$/,
     ],
   ];

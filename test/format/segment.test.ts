@@ -11,9 +11,9 @@ import {
 } from '../../src/format/segment.js';
 import {
   type FormatVersion,
-  MAX_IMAGE_BYTES,
+  imageBytesMax,
   SEGMENT_HEADER_BYTES,
-  U64_MAX,
+  u64Max,
 } from '../../src/format/types.js';
 import { sampleRecord } from './helpers.js';
 
@@ -46,7 +46,7 @@ describe('segment header', () => {
       expect(bytes.length).toBe(SEGMENT_HEADER_BYTES);
       expect(decodeSegmentHeader(bytes)).toEqual({ version, epoch: 42n, recordCount: 100 });
     }
-    const max = { version: 2 as const, epoch: U64_MAX, recordCount: 0xffffffff };
+    const max = { version: 2 as const, epoch: u64Max, recordCount: 0xffffffff };
     expect(decodeSegmentHeader(encodeSegmentHeader(max))).toEqual(max);
   });
 
@@ -158,7 +158,7 @@ describe('segment encode and decode', () => {
 
   it('rejects an oversized image', () => {
     expect(() =>
-      encodeSegment(5n, [sampleRecord({ afterImage: new Uint8Array(MAX_IMAGE_BYTES + 1) })]),
+      encodeSegment(5n, [sampleRecord({ afterImage: new Uint8Array(imageBytesMax + 1) })]),
     ).toThrow('after_image length 65537 exceeds maximum 65536');
   });
 

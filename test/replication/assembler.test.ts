@@ -8,8 +8,8 @@ import {
 } from '../../src/replication/assembler.js';
 import { ReplicaErrorCode, ReplicaVerificationError } from '../../src/replication/errors.js';
 import {
-  CHUNK_PAYLOAD_MIN_BYTES,
   type ChunkMessage,
+  chunkPayloadBytesMin,
   encodeEpochChunks,
   ReplicationHeader,
 } from '../../src/replication/wire.js';
@@ -79,12 +79,11 @@ describe('epoch framing and stream verification', () => {
     const messages = chunksOf(5n, null, {
       pages: 10,
       size: 4000,
-      chunkBytes: CHUNK_PAYLOAD_MIN_BYTES * 4,
+      chunkBytes: chunkPayloadBytesMin * 4,
     });
     expect(messages.length).toBeGreaterThan(5);
     expect(messages.map((m) => m.msgId)).toEqual(messages.map((_, i) => `db1.5.${i}`));
-    for (const m of messages)
-      expect(m.data.length).toBeLessThanOrEqual(CHUNK_PAYLOAD_MIN_BYTES * 4);
+    for (const m of messages) expect(m.data.length).toBeLessThanOrEqual(chunkPayloadBytesMin * 4);
     const assembler = new EpochAssembler();
     const events = feed(assembler, asStream(messages));
     expect(events.slice(0, -1).every((e) => e.kind === 'partial')).toBe(true);

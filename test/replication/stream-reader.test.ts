@@ -20,8 +20,8 @@ import {
   readOrdered,
   readStreamRange,
   readStreamRangeByRequest,
-  STREAM_READ_BATCH_MESSAGES_MAX,
-  STREAM_READ_BATCH_MESSAGES_MIN,
+  streamReadBatchMessagesMax,
+  streamReadBatchMessagesMin,
 } from '../../src/replication/nats/stream-reader.js';
 import { NatsCluster, natsServerAvailable } from '../support/nats-cluster.js';
 import { requireNatsServer } from '../support/nats-skip.js';
@@ -515,9 +515,7 @@ describe('pull batch size', () => {
     expect(batchMessagesFor(1024 * 1024, 16 * 1024 * 1024)).toBe(16);
     expect(batchMessagesFor(-1, 16 * 1024 * 1024)).toBe(16);
     expect(batchMessagesFor(undefined, 16 * 1024 * 1024)).toBe(16);
-    expect(batchMessagesFor(4096, 16 * 1024 * 1024)).toBe(STREAM_READ_BATCH_MESSAGES_MAX);
-    expect(batchMessagesFor(8 * 1024 * 1024, 16 * 1024 * 1024)).toBe(
-      STREAM_READ_BATCH_MESSAGES_MIN,
-    );
+    expect(batchMessagesFor(4096, 16 * 1024 * 1024)).toBe(streamReadBatchMessagesMax);
+    expect(batchMessagesFor(8 * 1024 * 1024, 16 * 1024 * 1024)).toBe(streamReadBatchMessagesMin);
   });
 });

@@ -5,11 +5,7 @@ import { WalArgumentError } from '../../src/errors.js';
 import { InvalidRecordError, SegmentFormatError } from '../../src/format/errors.js';
 import { recoveryOrder } from '../../src/format/order.js';
 import { encodeSegment, encodeSegmentHeader } from '../../src/format/segment.js';
-import {
-  type FormatVersion,
-  MAX_IMAGE_BYTES,
-  SEGMENT_HEADER_BYTES,
-} from '../../src/format/types.js';
+import { type FormatVersion, imageBytesMax, SEGMENT_HEADER_BYTES } from '../../src/format/types.js';
 import { SegmentCorruptError, WalIoError } from '../../src/storage/errors.js';
 import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 import {
@@ -132,7 +128,7 @@ describe('writing and reading segments', () => {
   it('rejects an oversized page image without creating or truncating a file (seed)', async () => {
     await writeSegment(dbPath, { epoch: 5n, records: [recordFor(5n, { fill: 9 })] });
     const before = fs.readFileSync(segmentPath(dbPath, 5n));
-    const huge = recordFor(5n, { size: MAX_IMAGE_BYTES + 1 });
+    const huge = recordFor(5n, { size: imageBytesMax + 1 });
     const error = await rejection(
       writeSegment(dbPath, { epoch: 5n, records: [huge] }, { fsync: 'off' }),
     );

@@ -9,8 +9,8 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { StreamMessage } from '../assembler.js';
 import {
+  apiTimeoutMsDefault,
   type ChunkPublish,
-  DEFAULT_API_TIMEOUT_MS,
   type EnsuredStream,
   type EnsureStreamOptions,
   type ObjectEntry,
@@ -84,7 +84,7 @@ export class NatsReplicaClient implements ReplicaClient {
    */
   static async connect(options: NatsClientOptions): Promise<NatsReplicaClient> {
     await loadNats();
-    const apiTimeoutMs = options.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS;
+    const apiTimeoutMs = options.apiTimeoutMs ?? apiTimeoutMsDefault;
     const nc =
       options.connection ??
       (await connectBounded(options.servers ?? [], {

@@ -7,14 +7,14 @@ import type { JetStreamManager, StoredMsg, StreamInfo } from '@nats-io/jetstream
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { StreamMessage } from '../assembler.js';
 import {
-  DEFAULT_API_TIMEOUT_MS,
-  DEFAULT_CONNECT_TIMEOUT_MS,
-  DEFAULT_MAX_MESSAGE_BYTES,
+  apiTimeoutMsDefault,
+  connectTimeoutMsDefault,
   type EnsureStreamOptions,
+  messageBytesMaxDefault,
   type StreamTarget,
 } from '../client.js';
 import { ReplicationError, ReplicationErrorCode } from '../errors.js';
-import { CHUNK_HEADER_RESERVE_BYTES, CHUNK_PAYLOAD_MIN_BYTES } from '../wire.js';
+import { CHUNK_HEADER_RESERVE_BYTES, chunkPayloadBytesMin } from '../wire.js';
 import { loadedNats, loadNats } from './peer.js';
 
 /** Pause between the client's own reconnect attempts once it was connected. */
@@ -33,7 +33,7 @@ export async function connectBounded(
     return await transport.connect({
       servers: typeof servers === 'string' ? servers : [...servers],
       name: options.name,
-      timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      timeout: options.connectTimeoutMs ?? connectTimeoutMsDefault,
       maxReconnectAttempts: -1,
       reconnectTimeWait: RECONNECT_WAIT_MS,
     });
@@ -111,15 +111,15 @@ export async function ensureStream(
  * server's `max_payload`, less {@link CHUNK_HEADER_RESERVE_BYTES} for headers.
  */
 export function chunkPayloadBytesFor(info: StreamInfo, nc: NatsConnection): number {
-  const serverMax = nc.info?.max_payload ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const serverMax = nc.info?.max_payload ?? messageBytesMaxDefault;
   const streamMax = info.config.max_msg_size;
   const limit =
     streamMax !== undefined && streamMax > 0 ? Math.min(streamMax, serverMax) : serverMax;
   const payload = limit - CHUNK_HEADER_RESERVE_BYTES;
-  if (payload < CHUNK_PAYLOAD_MIN_BYTES) {
+  if (payload < chunkPayloadBytesMin) {
     throw new ReplicationError(
       ReplicationErrorCode.stream,
-      `stream ${info.config.name} allows ${limit}-byte messages; at least ${CHUNK_PAYLOAD_MIN_BYTES + CHUNK_HEADER_RESERVE_BYTES} are needed`,
+      `stream ${info.config.name} allows ${limit}-byte messages; at least ${chunkPayloadBytesMin + CHUNK_HEADER_RESERVE_BYTES} are needed`,
     );
   }
   return payload;
@@ -137,7 +137,7 @@ export function toStreamMessage(stored: StoredMsg): StreamMessage {
 /** A JetStream manager with a bounded API timeout. */
 export async function managerFor(
   nc: NatsConnection,
-  apiTimeoutMs = DEFAULT_API_TIMEOUT_MS,
+  apiTimeoutMs = apiTimeoutMsDefault,
 ): Promise<JetStreamManager> {
   const { jetstream } = await loadNats();
   return jetstream.jetstreamManager(nc, { timeout: apiTimeoutMs });

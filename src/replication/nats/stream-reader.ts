@@ -22,7 +22,7 @@
  */
 import type { JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import type { StreamMessage } from '../assembler.js';
-import { DEFAULT_API_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES } from '../client.js';
+import { apiTimeoutMsDefault, messageBytesMaxDefault } from '../client.js';
 import { ReplicationError, ReplicationErrorCode } from '../errors.js';
 import { toStreamMessage } from './jetstream.js';
 import { loadedNats, loadNats } from './peer.js';
@@ -46,12 +46,12 @@ export const STREAM_READ_RETRY_DELAY_MS = 250;
  */
 export const STREAM_READ_BUFFER_BYTES = 16 * 1024 * 1024;
 /** Fewest messages one pull asks for, whatever the stream's message size. */
-export const STREAM_READ_BATCH_MESSAGES_MIN = 8;
+export const streamReadBatchMessagesMin = 8;
 /**
  * Most messages one pull asks for (small messages): beyond this, larger
  * batches were not measurably faster.
  */
-export const STREAM_READ_BATCH_MESSAGES_MAX = 256;
+export const streamReadBatchMessagesMax = 256;
 
 /** Tuning of {@link readStreamRange}; the defaults suit restore and the follower. */
 export interface StreamReadOptions {
@@ -117,7 +117,7 @@ export async function* readStreamRange(
     return ConsumerSession.open(jsm, stream, startSeq, batchMessages);
   };
   yield* readOrdered(open, fromSeq, toSeq, {
-    stallTimeoutMs: options.stallTimeoutMs ?? jsm.getOptions().timeout ?? DEFAULT_API_TIMEOUT_MS,
+    stallTimeoutMs: options.stallTimeoutMs ?? jsm.getOptions().timeout ?? apiTimeoutMsDefault,
     attempts: options.attempts ?? STREAM_READ_ATTEMPTS,
     stream,
     firstAtOrAfter: async (seq) => {
@@ -135,11 +135,9 @@ export async function* readStreamRange(
 /** Messages per pull for a stream whose messages are at most `maxMessageBytes`. */
 export function batchMessagesFor(maxMessageBytes: number | undefined, bufferBytes: number): number {
   const largest =
-    maxMessageBytes !== undefined && maxMessageBytes > 0
-      ? maxMessageBytes
-      : DEFAULT_MAX_MESSAGE_BYTES;
+    maxMessageBytes !== undefined && maxMessageBytes > 0 ? maxMessageBytes : messageBytesMaxDefault;
   const fit = Math.floor(bufferBytes / largest);
-  return Math.min(STREAM_READ_BATCH_MESSAGES_MAX, Math.max(STREAM_READ_BATCH_MESSAGES_MIN, fit));
+  return Math.min(streamReadBatchMessagesMax, Math.max(streamReadBatchMessagesMin, fit));
 }
 
 /**
