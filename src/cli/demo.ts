@@ -204,6 +204,32 @@ export async function runDemo(
   return { ...report, cleanup: await finish() };
 }
 
+/** The state a demo run shares between its committers, workers and reporter. */
+interface DemoRun {
+  wal: ParallelWal;
+  options: DemoOptions;
+  /** Every acknowledged commit by its sequence. */
+  acks: Map<bigint, Ack>;
+  /** Commit latencies (µs) since the last line of figures. */
+  interval: ReturnType<typeof hdr.build>;
+  asyncAcks: number;
+  workerAcks: number;
+  rejected: number;
+  firstError: string | null;
+  /** Set when the timed phase ends: committers finish their current commit. */
+  stopping: boolean;
+  /** The next main-thread txn id. */
+  nextTxn: number;
+}
+
+/** A started worker thread: `ready` once it attached (or exited), `done` when it exited. */
+interface DemoWorker {
+  worker: Worker;
+  ready: Promise<void>;
+  done: Promise<void>;
+}
+
+/** The demo: commit for `options.seconds`, close, reopen and check every acknowledged commit on disk. */
 async function demo(
   dbPath: string,
   options: DemoOptions,
@@ -215,76 +241,20 @@ async function demo(
   );
   const wal = await ParallelWal.open(dbPath, { fsync: options.fsync });
   wal.start();
-  const acks = new Map<bigint, Ack>();
-  const interval = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000 });
-  let asyncAcks = 0;
-  let workerAcks = 0;
-  let rejected = 0;
-  let firstError: string | null = null;
-  let stopping = false;
-  const batchFor = (txnId: number) => ({
-    txnToken: { id: BigInt(txnId), epoch: 0 },
-    frames: Array.from({ length: options.pagesPerCommit }, (_, f) => ({
-      pageNumber: f + 1,
-      pageData: demoPage(txnId, f + 1, options.pageBytes),
-      dbSizeIfCommit: options.pagesPerCommit,
-    })),
-  });
-
-  let nextTxn = 1;
-  const committer = async (): Promise<void> => {
-    while (!stopping) {
-      const txnId = nextTxn++;
-      const started = performance.now();
-      try {
-        const ack = await wal.commit(batchFor(txnId));
-        interval.recordValue(Math.max(1, Math.round((performance.now() - started) * 1000)));
-        acks.set(ack.commitSeq, { txnId, epoch: ack.epoch });
-        asyncAcks++;
-      } catch (error) {
-        rejected++;
-        firstError ??= error instanceof Error ? error.message : String(error);
-        return;
-      }
-    }
+  const run: DemoRun = {
+    wal,
+    options,
+    acks: new Map<bigint, Ack>(),
+    interval: hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000 }),
+    asyncAcks: 0,
+    workerAcks: 0,
+    rejected: 0,
+    firstError: null,
+    stopping: false,
+    nextTxn: 1,
   };
-
-  const workers: { worker: Worker; ready: Promise<void>; done: Promise<void> }[] = [];
-  for (let w = 0; w < options.workers; w++) {
-    const worker = startWorker({
-      handle: wal.workerHandle(),
-      pageBytes: options.pageBytes,
-      framesPerCommit: options.pagesPerCommit,
-      concurrency: options.workerConcurrency,
-      txnBase: (w + 1) * WORKER_TXN_STRIDE,
-    });
-    let markReady = (): void => {};
-    const ready = new Promise<void>((resolve) => {
-      markReady = resolve;
-    });
-    const done = new Promise<void>((resolve, reject) => {
-      worker.on('message', (report: DemoWorkerReport) => {
-        if (report.kind === 'ready') {
-          markReady();
-        } else if (report.kind === 'acks') {
-          for (const ack of report.acks) {
-            interval.recordValue(Math.max(1, ack.latencyUs));
-            acks.set(ack.commitSeq, { txnId: ack.txnId, epoch: ack.epoch });
-            workerAcks++;
-          }
-        } else {
-          rejected += report.rejected;
-          firstError ??= report.firstError;
-        }
-      });
-      worker.on('error', reject);
-      worker.on('exit', () => {
-        markReady();
-        resolve();
-      });
-    });
-    workers.push({ worker, ready, done });
-  }
+  const workers: DemoWorker[] = [];
+  for (let w = 0; w < options.workers; w++) workers.push(startDemoWorker(run, w));
   // The clock starts once every worker has attached (thread start-up is not the log's time).
   try {
     await Promise.race([
@@ -297,17 +267,124 @@ async function demo(
     await wal.close();
     throw error;
   }
+  const { elapsed, stats } = await commitForSeconds(run, workers, io, progress);
+  await wal.close();
+  const acknowledged = run.asyncAcks + run.workerAcks;
+  io.stdout(
+    `committed ${acknowledged} (${run.asyncAcks} async, ${run.workerAcks} from workers) in ${elapsed.toFixed(1)} s: ${(acknowledged / elapsed).toFixed(0)} commits/s, ${(stats.fsyncs / elapsed).toFixed(0)} fsyncs/s, ${stats.segmentsWritten} segments, ${stats.fallbacks} serialized fallbacks; closed\n`,
+  );
+  if (run.rejected > 0) io.stdout(`rejected: ${run.rejected} (first: ${run.firstError})\n`);
 
-  const committers = Array.from({ length: options.committers }, committer);
+  // Reopen: validates every segment (fail closed) and continues the numbering.
+  const reopened = await ParallelWal.open(dbPath, { fsync: options.fsync });
+  const nextEpoch = reopened.currentEpoch;
+  await reopened.close();
+  const check = await checkRecovered(dbPath, options, run.acks);
+  const verified = check.problemCount === 0 && run.rejected === 0;
+  io.stdout(
+    `reopened (next epoch ${nextEpoch}) and recovered ${check.segments} segments: ${verified ? `all ${acknowledged} acknowledged commits present exactly once, byte for byte, in commit order` : `${check.problemCount} problem(s)`}${check.unacknowledged > 0 ? ` (${check.unacknowledged} durable records whose ack was not reported)` : ''}\n`,
+  );
+  for (const text of check.problems) io.stdout(`  problem: ${text}\n`);
+  return {
+    dbPath,
+    acknowledged,
+    asyncAcknowledged: run.asyncAcks,
+    workerAcknowledged: run.workerAcks,
+    rejected: run.rejected,
+    segments: check.segments,
+    commitsPerSec: acknowledged / elapsed,
+    fsyncsPerSec: stats.fsyncs / elapsed,
+    verified,
+    problems: check.problems,
+  };
+}
+
+/** The demo batch of main-thread txn `txnId`: `pagesPerCommit` demo pages. */
+function demoBatch(txnId: number, options: DemoOptions) {
+  return {
+    txnToken: { id: BigInt(txnId), epoch: 0 },
+    frames: Array.from({ length: options.pagesPerCommit }, (_, f) => ({
+      pageNumber: f + 1,
+      pageData: demoPage(txnId, f + 1, options.pageBytes),
+      dbSizeIfCommit: options.pagesPerCommit,
+    })),
+  };
+}
+
+/** One main-thread committer: commits one batch after another until the run stops or a commit is rejected. */
+async function commitUntilStopped(run: DemoRun): Promise<void> {
+  while (!run.stopping) {
+    const txnId = run.nextTxn++;
+    const started = performance.now();
+    try {
+      const ack = await run.wal.commit(demoBatch(txnId, run.options));
+      run.interval.recordValue(Math.max(1, Math.round((performance.now() - started) * 1000)));
+      run.acks.set(ack.commitSeq, { txnId, epoch: ack.epoch });
+      run.asyncAcks++;
+    } catch (error) {
+      run.rejected++;
+      run.firstError ??= error instanceof Error ? error.message : String(error);
+      return;
+    }
+  }
+}
+
+/** Starts worker `w` on a handle of the run's log and tallies its reports into the run. */
+function startDemoWorker(run: DemoRun, w: number): DemoWorker {
+  const worker = startWorker({
+    handle: run.wal.workerHandle(),
+    pageBytes: run.options.pageBytes,
+    framesPerCommit: run.options.pagesPerCommit,
+    concurrency: run.options.workerConcurrency,
+    txnBase: (w + 1) * WORKER_TXN_STRIDE,
+  });
+  let markReady = (): void => {};
+  const ready = new Promise<void>((resolve) => {
+    markReady = resolve;
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    worker.on('message', (report: DemoWorkerReport) => {
+      if (report.kind === 'ready') {
+        markReady();
+      } else if (report.kind === 'acks') {
+        for (const ack of report.acks) {
+          run.interval.recordValue(Math.max(1, ack.latencyUs));
+          run.acks.set(ack.commitSeq, { txnId: ack.txnId, epoch: ack.epoch });
+          run.workerAcks++;
+        }
+      } else {
+        run.rejected += report.rejected;
+        run.firstError ??= report.firstError;
+      }
+    });
+    worker.on('error', reject);
+    worker.on('exit', () => {
+      markReady();
+      resolve();
+    });
+  });
+  return { worker, ready, done };
+}
+
+/** The timed phase: commit for `options.seconds`, a line of figures each second, then stop all. */
+async function commitForSeconds(
+  run: DemoRun,
+  workers: DemoWorker[],
+  io: CliIo,
+  progress: Progress,
+): Promise<{ elapsed: number; stats: ReturnType<ParallelWal['stats']> }> {
+  const { options, wal } = run;
+  const committers = Array.from({ length: options.committers }, () => commitUntilStopped(run));
   const started = performance.now();
   let last = { at: started, acks: 0, fsyncs: 0, segments: 0 };
   const reporter = setInterval(() => {
     const now = performance.now();
     const stats = wal.stats();
-    const total = asyncAcks + workerAcks;
+    const total = run.asyncAcks + run.workerAcks;
     const seconds = (now - last.at) / 1000;
     const segments = stats.segmentsWritten - last.segments;
     const commits = total - last.acks;
+    const { interval } = run;
     io.stdout(
       `[${((now - started) / 1000).toFixed(1).padStart(5)} s] ${(commits / seconds).toFixed(0).padStart(7)} commits/s  ${((stats.fsyncs - last.fsyncs) / seconds).toFixed(0).padStart(5)} fsyncs/s  ${(segments === 0 ? 0 : commits / segments).toFixed(1).padStart(6)} commits/epoch  p50 ${ms(interval.totalCount === 0 ? 0 : interval.getValueAtPercentile(50))} ms  p99 ${ms(interval.totalCount === 0 ? 0 : interval.getValueAtPercentile(99))} ms\n`,
     );
@@ -323,24 +400,25 @@ async function demo(
   await new Promise((resolve) => setTimeout(resolve, options.seconds * 1000));
   clearInterval(tick);
   progress.end();
-  stopping = true;
+  run.stopping = true;
   for (const { worker } of workers) worker.postMessage('stop');
   await Promise.all(committers);
   await Promise.all(workers.map((w) => w.done));
   clearInterval(reporter);
   const elapsed = (performance.now() - started) / 1000;
-  const stats = wal.stats();
-  await wal.close();
-  const acknowledged = asyncAcks + workerAcks;
-  io.stdout(
-    `committed ${acknowledged} (${asyncAcks} async, ${workerAcks} from workers) in ${elapsed.toFixed(1)} s: ${(acknowledged / elapsed).toFixed(0)} commits/s, ${(stats.fsyncs / elapsed).toFixed(0)} fsyncs/s, ${stats.segmentsWritten} segments, ${stats.fallbacks} serialized fallbacks; closed\n`,
-  );
-  if (rejected > 0) io.stdout(`rejected: ${rejected} (first: ${firstError})\n`);
+  return { elapsed, stats: wal.stats() };
+}
 
-  // Reopen: validates every segment (fail closed) and continues the numbering.
-  const reopened = await ParallelWal.open(dbPath, { fsync: options.fsync });
-  const nextEpoch = reopened.currentEpoch;
-  await reopened.close();
+/**
+ * Reads every segment of the closed log and checks each acknowledged commit:
+ * in commit order, in its acknowledged epoch, of its txn, with its exact page
+ * bytes, and present exactly once per page.
+ */
+async function checkRecovered(
+  dbPath: string,
+  options: DemoOptions,
+  acks: Map<bigint, Ack>,
+): Promise<{ problems: string[]; problemCount: number; unacknowledged: number; segments: number }> {
   const problems: string[] = [];
   let problemCount = 0;
   const problem = (text: string): void => {
@@ -386,23 +464,7 @@ async function demo(
       problem(`acknowledged commit ${seq}: ${count} of ${options.pagesPerCommit} page(s) on disk`);
     }
   }
-  const verified = problemCount === 0 && rejected === 0;
-  io.stdout(
-    `reopened (next epoch ${nextEpoch}) and recovered ${segments.length} segments: ${verified ? `all ${acknowledged} acknowledged commits present exactly once, byte for byte, in commit order` : `${problemCount} problem(s)`}${unacknowledged > 0 ? ` (${unacknowledged} durable records whose ack was not reported)` : ''}\n`,
-  );
-  for (const text of problems) io.stdout(`  problem: ${text}\n`);
-  return {
-    dbPath,
-    acknowledged,
-    asyncAcknowledged: asyncAcks,
-    workerAcknowledged: workerAcks,
-    rejected,
-    segments: segments.length,
-    commitsPerSec: acknowledged / elapsed,
-    fsyncsPerSec: stats.fsyncs / elapsed,
-    verified,
-    problems,
-  };
+  return { problems, problemCount, unacknowledged, segments: segments.length };
 }
 
 function integer(name: string): (value: string) => number {
@@ -452,53 +514,58 @@ export function registerDemo(program: Command, ctx: CliContext): void {
     .option('--fsync <policy>', 'full, normal or off', demoOptionsDefault.fsync)
     .option('--keep', 'keep the temporary directory (a directory you name is always kept)')
     .option('--json', 'print one JSON report instead of the progress lines')
-    .action(
-      async (
-        dir: string | undefined,
-        flags: {
-          committers: number;
-          workers: number;
-          workerConcurrency: number;
-          seconds: number;
-          pageBytes: number;
-          pages: number;
-          fsync: string;
-          keep?: boolean;
-          json?: boolean;
-        },
-      ) => {
-        if (flags.fsync !== 'full' && flags.fsync !== 'normal' && flags.fsync !== 'off') {
-          throw new CliUsageError(`--fsync must be full, normal or off, got ${flags.fsync}`);
-        }
-        const json = flags.json === true;
-        const progress = ctx.progress('demo');
-        const demoOptions: DemoOptions = {
-          ...(dir === undefined ? {} : { dir }),
-          committers: flags.committers,
-          workers: flags.workers,
-          workerConcurrency: flags.workerConcurrency,
-          seconds: flags.seconds,
-          pageBytes: flags.pageBytes,
-          pagesPerCommit: flags.pages,
-          fsync: flags.fsync,
-          keep: flags.keep ?? false,
-        };
-        try {
-          validateDemoOptions(demoOptions);
-        } catch (error) {
-          throw new CliUsageError((error as Error).message);
-        }
-        const report = await runDemo(demoOptions, ctx.io, { progress, quiet: json });
-        if (json) ctx.io.stdout(jsonLine(report));
-        if (!report.verified) {
-          const first = report.problems[0] ?? `${report.rejected} commit(s) rejected`;
-          ctx.problem(
-            { code: CliErrorCode.demoVerification, message: `demo check failed: ${first}` },
-            !json,
-          );
-          return;
-        }
-        ctx.setExitCode(EXIT_OK);
-      },
+    .action((dir: string | undefined, flags: DemoFlags) => runDemoCommand(ctx, dir, flags));
+}
+
+/** The flags of `pwal demo`, as commander parses them. */
+interface DemoFlags {
+  committers: number;
+  workers: number;
+  workerConcurrency: number;
+  seconds: number;
+  pageBytes: number;
+  pages: number;
+  fsync: string;
+  keep?: boolean;
+  json?: boolean;
+}
+
+/** `pwal demo`: checks the flags (usage errors exit 2), runs the demo and reports a failed check. */
+async function runDemoCommand(
+  ctx: CliContext,
+  dir: string | undefined,
+  flags: DemoFlags,
+): Promise<void> {
+  if (flags.fsync !== 'full' && flags.fsync !== 'normal' && flags.fsync !== 'off') {
+    throw new CliUsageError(`--fsync must be full, normal or off, got ${flags.fsync}`);
+  }
+  const json = flags.json === true;
+  const progress = ctx.progress('demo');
+  const demoOptions: DemoOptions = {
+    ...(dir === undefined ? {} : { dir }),
+    committers: flags.committers,
+    workers: flags.workers,
+    workerConcurrency: flags.workerConcurrency,
+    seconds: flags.seconds,
+    pageBytes: flags.pageBytes,
+    pagesPerCommit: flags.pages,
+    fsync: flags.fsync,
+    keep: flags.keep ?? false,
+  };
+  try {
+    validateDemoOptions(demoOptions);
+  } catch (error) {
+    throw new CliUsageError((error as Error).message);
+  }
+  const report = await runDemo(demoOptions, ctx.io, { progress, quiet: json });
+  if (json) ctx.io.stdout(jsonLine(report));
+  if (!report.verified) {
+    const first = report.problems[0] ?? `${report.rejected} commit(s) rejected`;
+    ctx.problem(
+      { code: CliErrorCode.demoVerification, message: `demo check failed: ${first}` },
+      !json,
     );
+    return;
+  }
+  ctx.setExitCode(EXIT_OK);
 }

@@ -85,60 +85,63 @@ export function registerFollow(program: Command, ctx: CliContext): void {
     .option('--no-snapshot', 'store mode: do not start an empty replica from a base snapshot')
     .option('--flush-every <epochs>', 'store mode: fold into the file at least every N epochs')
     .option('--json', 'print status and the final state as JSON lines')
-    .action(async (dbPath: string, options: FollowFlags) => {
-      if (options.mode !== 'store' && options.mode !== 'log') {
-        throw new CliUsageError(`--mode must be store or log, got ${options.mode}`);
-      }
-      const pageSize = parsePageSizeOption(options.pageSize);
-      const flushEvery = parsePositiveIntegerOption('flush-every', options.flushEvery);
-      const untilEpoch = parseEpochOption(options.untilEpoch);
-      // Connect first: nothing is opened or created unless the cluster answers.
-      const client = await NatsReplicaClient.connect({
-        servers: options.from.split(','),
-        connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
-        name: 'pwal-follow',
-      });
-      try {
-        const lastSeq = (await client.streamState(options.stream))?.lastSeq ?? null;
-        if (lastSeq === null && options.once === true) {
-          throw new ReplicationError(
-            ReplicationErrorCode.stream,
-            `stream ${options.stream} does not exist`,
-          );
-        }
-        const follower = await Follower.start({
-          connection: client.connection,
-          stream: options.stream,
-          dbPath,
-          mode: options.mode,
-          ...(pageSize === undefined ? {} : { pageSize }),
-          useSnapshot: options.snapshot !== false,
-          ...(flushEvery === undefined ? {} : { flushEveryEpochs: flushEvery }),
-          fs: ctx.fs,
-        });
-        const reason = await followUntilDone(ctx, follower, options, untilEpoch, lastSeq);
-        const failure = follower.stoppedBy;
-        if (options.json === true) {
-          ctx.io.stdout(
-            jsonLine({
-              type: 'stopped',
-              reason: failure === null ? reason : 'failed',
-              epoch: follower.appliedEpoch(),
-            }),
-          );
-        }
-        if (failure !== null) {
-          ctx.problem({
-            code: failure.code,
-            message: `follower stopped at epoch ${follower.appliedEpoch() ?? 'none'}: ${failure.message}`,
-          });
-          return;
-        }
-        ctx.setExitCode(EXIT_OK);
-      } finally {
-        await client.close();
-      }
+    .action((dbPath: string, options: FollowFlags) => runFollow(ctx, dbPath, options));
+}
+
+/** `pwal follow`: connects, starts the follower, follows until a stop condition, reports and sets the exit code. */
+async function runFollow(ctx: CliContext, dbPath: string, options: FollowFlags): Promise<void> {
+  if (options.mode !== 'store' && options.mode !== 'log') {
+    throw new CliUsageError(`--mode must be store or log, got ${options.mode}`);
+  }
+  const pageSize = parsePageSizeOption(options.pageSize);
+  const flushEvery = parsePositiveIntegerOption('flush-every', options.flushEvery);
+  const untilEpoch = parseEpochOption(options.untilEpoch);
+  // Connect first: nothing is opened or created unless the cluster answers.
+  const client = await NatsReplicaClient.connect({
+    servers: options.from.split(','),
+    connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
+    name: 'pwal-follow',
+  });
+  try {
+    const lastSeq = (await client.streamState(options.stream))?.lastSeq ?? null;
+    if (lastSeq === null && options.once === true) {
+      throw new ReplicationError(
+        ReplicationErrorCode.stream,
+        `stream ${options.stream} does not exist`,
+      );
+    }
+    const follower = await Follower.start({
+      connection: client.connection,
+      stream: options.stream,
+      dbPath,
+      mode: options.mode,
+      ...(pageSize === undefined ? {} : { pageSize }),
+      useSnapshot: options.snapshot !== false,
+      ...(flushEvery === undefined ? {} : { flushEveryEpochs: flushEvery }),
+      fs: ctx.fs,
     });
+    const reason = await followUntilDone(ctx, follower, options, untilEpoch, lastSeq);
+    const failure = follower.stoppedBy;
+    if (options.json === true) {
+      ctx.io.stdout(
+        jsonLine({
+          type: 'stopped',
+          reason: failure === null ? reason : 'failed',
+          epoch: follower.appliedEpoch(),
+        }),
+      );
+    }
+    if (failure !== null) {
+      ctx.problem({
+        code: failure.code,
+        message: `follower stopped at epoch ${follower.appliedEpoch() ?? 'none'}: ${failure.message}`,
+      });
+      return;
+    }
+    ctx.setExitCode(EXIT_OK);
+  } finally {
+    await client.close();
+  }
 }
 
 /** Why following ended. */

@@ -66,73 +66,78 @@ export function registerRestore(program: Command, ctx: CliContext): void {
       'page size for --apply (default: learned from the snapshot or the stream)',
     )
     .option('--json', 'print one JSON object')
-    .action(
-      async (
-        dbPath: string,
-        options: {
-          from: string;
-          stream: string;
-          untilEpoch?: string;
-          apply?: boolean;
-          snapshot?: boolean;
-          pageSize?: string;
-          json?: boolean;
-        },
-      ) => {
-        const untilEpoch = parseEpochOption(options.untilEpoch);
-        const pageSize = parsePageSizeOption(options.pageSize);
-        const progress = ctx.progress(`restore ${dbPath}`);
-        let result: RestoreResult;
-        try {
-          result = await restoreFromStream({
-            servers: options.from.split(','),
-            stream: options.stream,
-            dbPath,
-            untilEpoch,
-            useSnapshot: options.snapshot !== false,
-            connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
-            fs: ctx.fs,
-            onProgress: ({ streamSeq, fromSeq, lastSeq }) =>
-              progress.update(streamSeq - fromSeq + 1, lastSeq - fromSeq + 1, 'message(s)'),
-          });
-        } finally {
-          progress.end();
-        }
-        let applied: { checkpointEpoch: bigint | null; pagesWritten: number } | null = null;
-        if (options.apply === true && (result.epochsRestored > 0 || result.snapshot !== null)) {
-          const store = await PageStore.open(dbPath, {
-            pageSize: pageSize ?? result.pageSize ?? undefined,
-            fs: ctx.fs,
-            autoCheckpoint: false,
-          });
-          const report = store.recovery;
-          applied = { checkpointEpoch: report.checkpointEpoch, pagesWritten: report.pagesWritten };
-          await store.close();
-        }
-        if (options.json === true) {
-          ctx.io.stdout(
-            jsonLine({
-              ...result,
-              duplicates: result.duplicates,
-              stoppedBy: stopJson(result.stoppedBy),
-              applied,
-            }),
-          );
-        } else {
-          ctx.io.stdout(describe(result, dbPath));
-          if (applied !== null) {
-            ctx.io.stdout(
-              `applied into the database file: ${applied.pagesWritten} page(s) written\n`,
-            );
-          }
-        }
-        if (result.stoppedBy !== null) {
-          ctx.problem(result.stoppedBy, true);
-          return;
-        }
-        ctx.setExitCode(EXIT_OK);
-      },
+    .action((dbPath: string, options: RestoreFlags) => runRestore(ctx, dbPath, options));
+}
+
+/** The flags of `pwal restore`. */
+interface RestoreFlags {
+  from: string;
+  stream: string;
+  untilEpoch?: string;
+  apply?: boolean;
+  snapshot?: boolean;
+  pageSize?: string;
+  json?: boolean;
+}
+
+/** `pwal restore`: restores from the stream, applies with `--apply`, prints and sets the exit code. */
+async function runRestore(ctx: CliContext, dbPath: string, options: RestoreFlags): Promise<void> {
+  const untilEpoch = parseEpochOption(options.untilEpoch);
+  const pageSize = parsePageSizeOption(options.pageSize);
+  const progress = ctx.progress(`restore ${dbPath}`);
+  let result: RestoreResult;
+  try {
+    result = await restoreFromStream({
+      servers: options.from.split(','),
+      stream: options.stream,
+      dbPath,
+      untilEpoch,
+      useSnapshot: options.snapshot !== false,
+      connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS,
+      fs: ctx.fs,
+      onProgress: ({ streamSeq, fromSeq, lastSeq }) =>
+        progress.update(streamSeq - fromSeq + 1, lastSeq - fromSeq + 1, 'message(s)'),
+    });
+  } finally {
+    progress.end();
+  }
+  let applied: { checkpointEpoch: bigint | null; pagesWritten: number } | null = null;
+  if (options.apply === true && (result.epochsRestored > 0 || result.snapshot !== null)) {
+    applied = await applyRestored(ctx, dbPath, pageSize ?? result.pageSize ?? undefined);
+  }
+  if (options.json === true) {
+    ctx.io.stdout(
+      jsonLine({
+        ...result,
+        duplicates: result.duplicates,
+        stoppedBy: stopJson(result.stoppedBy),
+        applied,
+      }),
     );
+  } else {
+    ctx.io.stdout(describe(result, dbPath));
+    if (applied !== null) {
+      ctx.io.stdout(`applied into the database file: ${applied.pagesWritten} page(s) written\n`);
+    }
+  }
+  if (result.stoppedBy !== null) {
+    ctx.problem(result.stoppedBy, true);
+    return;
+  }
+  ctx.setExitCode(EXIT_OK);
+}
+
+/** Opens the restored database as a page store once, which folds the restored segments into its file. */
+async function applyRestored(
+  ctx: CliContext,
+  dbPath: string,
+  pageSize: number | undefined,
+): Promise<{ checkpointEpoch: bigint | null; pagesWritten: number }> {
+  const store = await PageStore.open(dbPath, { pageSize, fs: ctx.fs, autoCheckpoint: false });
+  const report = store.recovery;
+  const applied = { checkpointEpoch: report.checkpointEpoch, pagesWritten: report.pagesWritten };
+  await store.close();
+  return applied;
 }
 
 function stopJson(error: ReplicaVerificationError | null): unknown {

@@ -136,115 +136,142 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       'the log was written by a writer that leaves epoch numbers unused: a missing epoch is not a lost segment',
     )
     .option('--json', 'print one JSON document')
-    .action(async (dbPath: string, options: { allowEpochGaps?: boolean; json?: boolean }) => {
-      const json = options.json === true;
-      await requireDatabase(dbPath, ctx.fs);
-      const progress = ctx.progress(`verify ${dbPath}`);
-      let checked: Awaited<ReturnType<typeof checkDatabase>>;
-      try {
-        // Under a shared lock: a live writer renames, adopts and deletes files
-        // under a scan, so verify refuses (ERR_LOCKED naming it) rather than
-        // judge a moving directory, and no writer starts while it reads.
-        checked = await withLock(dbPath, { fs: ctx.fs, kind: 'shared' }, () =>
-          checkDatabase(dbPath, ctx.fs, (done, total) =>
-            progress.update(done, total, 'segment(s)'),
-          ),
-        );
-      } finally {
-        progress.end();
-      }
-      const { temporaryFiles } = checked;
-      // Epochs given up with skipCorrupt are neither replayed nor a gap.
-      const ranges = await readSkippedEpochs(dbPath, { fs: ctx.fs });
-      const segments = checked.segments.filter(
-        (s) => skippedRangeOf(ranges, s.epoch) === undefined,
+    .action((dbPath: string, options: VerifyFlags) => runVerify(ctx, dbPath, options));
+}
+
+/** The flags of `pwal verify`. */
+interface VerifyFlags {
+  allowEpochGaps?: boolean;
+  json?: boolean;
+}
+
+/** What `pwal verify` found, ready to print. */
+interface VerifyOutcome {
+  checked: Awaited<ReturnType<typeof checkDatabase>>;
+  /** The segments outside recorded skipped ranges. */
+  segments: SegmentCheck[];
+  skipped: number;
+  records: number;
+  bytes: number;
+  failure: Failure | null;
+  chain: ChainVerdict | null;
+}
+
+/** `pwal verify`: scans the segments under a shared lock, finds the first failure, prints and sets the exit code. */
+async function runVerify(ctx: CliContext, dbPath: string, options: VerifyFlags): Promise<void> {
+  const json = options.json === true;
+  await requireDatabase(dbPath, ctx.fs);
+  const progress = ctx.progress(`verify ${dbPath}`);
+  let checked: Awaited<ReturnType<typeof checkDatabase>>;
+  try {
+    // Under a shared lock: a live writer renames, adopts and deletes files
+    // under a scan, so verify refuses (ERR_LOCKED naming it) rather than
+    // judge a moving directory, and no writer starts while it reads.
+    checked = await withLock(dbPath, { fs: ctx.fs, kind: 'shared' }, () =>
+      checkDatabase(dbPath, ctx.fs, (done, total) => progress.update(done, total, 'segment(s)')),
+    );
+  } finally {
+    progress.end();
+  }
+  // Epochs given up with skipCorrupt are neither replayed nor a gap.
+  const ranges = await readSkippedEpochs(dbPath, { fs: ctx.fs });
+  const segments = checked.segments.filter((s) => skippedRangeOf(ranges, s.epoch) === undefined);
+  const skipped = checked.segments.length - segments.length;
+  const records = segments.reduce((n, s) => n + s.records, 0);
+  const bytes = segments.reduce((n, s) => n + (s.bytes ?? 0), 0);
+
+  let failure = await firstFailure(dbPath, ctx, segments, ranges, options.allowEpochGaps === true);
+  const chain =
+    failure === null && segments.length > 0 ? await certificateChain(dbPath, ctx, ranges) : null;
+  if (chain?.failure != null) {
+    const f = chain.failure;
+    // The reason's own code: the same one a certified open fails closed with.
+    const error = {
+      code: f.code,
+      message: `certificate chain: ${f.reason} at epoch ${f.epoch}: ${f.message}`,
+    };
+    failure = { lines: '', json: error, error };
+  }
+  printVerify(ctx, dbPath, json, { checked, segments, skipped, records, bytes, failure, chain });
+  if (failure !== null) {
+    ctx.problem(failure.error, true);
+    return;
+  }
+  ctx.setExitCode(EXIT_OK);
+}
+
+/** The first bad segment, else the first epoch gap (unless allowed), else a truncated database file; `null` when none. */
+async function firstFailure(
+  dbPath: string,
+  ctx: CliContext,
+  segments: readonly SegmentCheck[],
+  ranges: readonly SkippedEpochRange[],
+  allowEpochGaps: boolean,
+): Promise<Failure | null> {
+  const badIndex = segments.findIndex((s) => !isHealthy(s));
+  if (badIndex >= 0) return badSegmentFailure(segments, badIndex);
+  if (!allowEpochGaps) {
+    // A page store's header says which epochs are folded (their segments may be gone).
+    const header = await readStoreHeader(dbPath, ctx.fs);
+    const gap = findEpochGap(
+      dbPath,
+      segments.map((s) => s.epoch),
+      ranges,
+      header === null ? undefined : header.nextEpoch,
+    );
+    if (gap !== null) {
+      return {
+        lines: `FAIL ${gap.message}\n`,
+        json: { code: gap.code, message: gap.message },
+        error: { code: gap.code, message: gap.message },
+      };
+    }
+  }
+  // A page store's file shorter than its header and log allow: pages lost.
+  const truncated = await findFileTruncation(dbPath, ctx.fs);
+  if (truncated !== null) {
+    const error = { code: truncated.code, message: truncated.message };
+    return { lines: `FAIL ${truncated.code}: ${truncated.message}\n`, json: error, error };
+  }
+  return null;
+}
+
+/** Prints the outcome: one JSON document, the failure's lines, or the `ok` summary (and the chain's line). */
+function printVerify(ctx: CliContext, dbPath: string, json: boolean, outcome: VerifyOutcome): void {
+  const { checked, segments, skipped, records, bytes, failure, chain } = outcome;
+  const { temporaryFiles } = checked;
+  if (json) {
+    ctx.io.stdout(
+      jsonLine({
+        db: dbPath,
+        ok: failure === null,
+        segmentCount: segments.length,
+        records,
+        bytes,
+        firstEpoch: segments[0]?.epoch ?? null,
+        lastEpoch: segments.at(-1)?.epoch ?? null,
+        skippedSegments: skipped,
+        failure: failure?.json ?? null,
+        certificates: chain === null ? null : { ...chain, line: undefined },
+        segments: checked.segments.map(segmentJson),
+        temporaryFiles,
+      }),
+    );
+  } else if (failure !== null && failure.lines !== '') {
+    ctx.io.stdout(failure.lines);
+  } else {
+    const tmp =
+      (skipped > 0 ? `, ${skipped} segment(s) in recorded skipped ranges` : '') +
+      (temporaryFiles.length > 0 ? `, ${temporaryFiles.length} leftover temporary file(s)` : '');
+    if (segments.length === 0) {
+      ctx.io.stdout(`ok: no segments${tmp}\n`);
+    } else {
+      const first = segments[0]!.epoch;
+      const last = segments[segments.length - 1]!.epoch;
+      ctx.io.stdout(
+        `ok: ${segments.length} segment(s), ${records} record(s), ${bytes} bytes, epochs ${first}..${last}${tmp}\n`,
       );
-      const skipped = checked.segments.length - segments.length;
-      const records = segments.reduce((n, s) => n + s.records, 0);
-      const bytes = segments.reduce((n, s) => n + (s.bytes ?? 0), 0);
-
-      let failure: Failure | null = null;
-      const badIndex = segments.findIndex((s) => !isHealthy(s));
-      if (badIndex >= 0) failure = badSegmentFailure(segments, badIndex);
-      if (failure === null && options.allowEpochGaps !== true) {
-        // A page store's header says which epochs are folded (their segments may be gone).
-        const header = await readStoreHeader(dbPath, ctx.fs);
-        const gap = findEpochGap(
-          dbPath,
-          segments.map((s) => s.epoch),
-          ranges,
-          header === null ? undefined : header.nextEpoch,
-        );
-        if (gap !== null) {
-          failure = {
-            lines: `FAIL ${gap.message}\n`,
-            json: { code: gap.code, message: gap.message },
-            error: { code: gap.code, message: gap.message },
-          };
-        }
-      }
-      if (failure === null) {
-        // A page store's file shorter than its header and log allow: pages lost.
-        const truncated = await findFileTruncation(dbPath, ctx.fs);
-        if (truncated !== null) {
-          const error = { code: truncated.code, message: truncated.message };
-          failure = { lines: `FAIL ${truncated.code}: ${truncated.message}\n`, json: error, error };
-        }
-      }
-      const chain =
-        failure === null && segments.length > 0
-          ? await certificateChain(dbPath, ctx, ranges)
-          : null;
-      if (chain?.failure != null) {
-        const f = chain.failure;
-        // The reason's own code: the same one a certified open fails closed with.
-        const error = {
-          code: f.code,
-          message: `certificate chain: ${f.reason} at epoch ${f.epoch}: ${f.message}`,
-        };
-        failure = { lines: '', json: error, error };
-      }
-
-      if (json) {
-        ctx.io.stdout(
-          jsonLine({
-            db: dbPath,
-            ok: failure === null,
-            segmentCount: segments.length,
-            records,
-            bytes,
-            firstEpoch: segments[0]?.epoch ?? null,
-            lastEpoch: segments.at(-1)?.epoch ?? null,
-            skippedSegments: skipped,
-            failure: failure?.json ?? null,
-            certificates: chain === null ? null : { ...chain, line: undefined },
-            segments: checked.segments.map(segmentJson),
-            temporaryFiles,
-          }),
-        );
-      } else if (failure !== null && failure.lines !== '') {
-        ctx.io.stdout(failure.lines);
-      } else {
-        const tmp =
-          (skipped > 0 ? `, ${skipped} segment(s) in recorded skipped ranges` : '') +
-          (temporaryFiles.length > 0
-            ? `, ${temporaryFiles.length} leftover temporary file(s)`
-            : '');
-        if (segments.length === 0) {
-          ctx.io.stdout(`ok: no segments${tmp}\n`);
-        } else {
-          const first = segments[0]!.epoch;
-          const last = segments[segments.length - 1]!.epoch;
-          ctx.io.stdout(
-            `ok: ${segments.length} segment(s), ${records} record(s), ${bytes} bytes, epochs ${first}..${last}${tmp}\n`,
-          );
-          if (chain !== null) ctx.io.stdout(chain.line);
-        }
-      }
-      if (failure !== null) {
-        ctx.problem(failure.error, true);
-        return;
-      }
-      ctx.setExitCode(EXIT_OK);
-    });
+      if (chain !== null) ctx.io.stdout(chain.line);
+    }
+  }
 }

@@ -18,7 +18,7 @@
  * restoring does not need to replay the stream from its start.
  */
 
-import { nodeFileSystem } from '../storage/fs.js';
+import { nodeFileSystem, type WalFileSystem } from '../storage/fs.js';
 import { PageStore, type PageStoreOptions, type StoreCloseOptions } from '../store/page-store.js';
 import { apiTimeoutMsDefault, type ReplicaClient } from './client.js';
 import { ReplicationError, ReplicationErrorCode } from './errors.js';
@@ -112,29 +112,7 @@ export async function openReplicatedStore(
   const store = await PageStore.open(path, { ...storeOptions, retainSegmentsAbove });
   let unsubscribe = (): void => {};
   try {
-    // The log's durable epoch covers folded (and retained) segments too.
-    const durable = store.log.durableEpoch();
-    replicator = await Replicator.open({
-      ...replication,
-      dbPath: path,
-      fs,
-      ...(durable === null ? {} : { initialDurableEpoch: durable }),
-      baseEpoch: store.checkpointEpoch,
-      ensureBase: async ({ connection, databaseId, stream }) => {
-        const client = await NatsReplicaClient.connect({
-          connection,
-          ...(replication.apiTimeoutMs === undefined
-            ? {}
-            : { apiTimeoutMs: replication.apiTimeoutMs }),
-        });
-        await publishStoreSnapshot(store, client, {
-          databaseId,
-          stream,
-          replicas: replication.replicas,
-          apiTimeoutMs: replication.apiTimeoutMs,
-        });
-      },
-    });
+    replicator = await openStoreReplicator(store, path, fs, replication);
     const shipping = replicator;
     unsubscribe = store.log.onDurable((info) =>
       shipping.notifyDurable(info.epoch, info.segmentWritten),
@@ -146,62 +124,116 @@ export async function openReplicatedStore(
   }
   const opened = replicator;
   const flushMs = closeFlushTimeoutMs ?? storeCloseFlushTimeoutMsDefault;
+  const close = closeOnce(store, opened, unsubscribe, flushMs);
+  const snapshot = (snapshotOptions: SnapshotOptions = {}): Promise<SnapshotMeta | null> =>
+    snapshotStore(store, opened, replication, snapshotOptions);
+  return { store, replicator: opened, close, snapshot, [Symbol.asyncDispose]: () => close() };
+}
+
+/** Where and how a replicated store ships its epochs. */
+type StoreReplication = ReplicatedStoreOptions['replication'];
+
+/** Opens the replicator of `store` above its durable epoch, with a base snapshot when needed. */
+async function openStoreReplicator(
+  store: PageStore,
+  path: string,
+  fs: WalFileSystem,
+  replication: StoreReplication,
+): Promise<Replicator> {
+  // The log's durable epoch covers folded (and retained) segments too.
+  const durable = store.log.durableEpoch();
+  return await Replicator.open({
+    ...replication,
+    dbPath: path,
+    fs,
+    ...(durable === null ? {} : { initialDurableEpoch: durable }),
+    baseEpoch: store.checkpointEpoch,
+    ensureBase: async ({ connection, databaseId, stream }) => {
+      const client = await NatsReplicaClient.connect({
+        connection,
+        ...(replication.apiTimeoutMs === undefined
+          ? {}
+          : { apiTimeoutMs: replication.apiTimeoutMs }),
+      });
+      await publishStoreSnapshot(store, client, {
+        databaseId,
+        stream,
+        replicas: replication.replicas,
+        apiTimeoutMs: replication.apiTimeoutMs,
+      });
+    },
+  });
+}
+
+/** The store's `close`, run once: store, then up to `flushMs` of shipping, then the replicator. */
+function closeOnce(
+  store: PageStore,
+  replicator: Replicator,
+  unsubscribe: () => void,
+  flushMs: number,
+): (closeOptions?: StoreCloseOptions) => Promise<void> {
   let closing: Promise<void> | null = null;
-  const close = (closeOptions?: StoreCloseOptions): Promise<void> => {
+  return (closeOptions?: StoreCloseOptions): Promise<void> => {
     closing ??= (async () => {
       try {
         await store.close(closeOptions);
       } finally {
         unsubscribe();
         if (flushMs > 0) {
-          await opened.flush(flushMs).catch(() => {
+          await replicator.flush(flushMs).catch(() => {
             // Not caught up in time: the next open ships the rest (retained).
           });
         }
-        await opened.close();
+        await replicator.close();
       }
     })();
     return closing;
   };
-  const snapshot = async (snapshotOptions: SnapshotOptions = {}): Promise<SnapshotMeta | null> => {
-    if (snapshotOptions.checkpoint !== false) await store.checkpoint();
-    const client = await NatsReplicaClient.connect({
-      ...(replication.connection === undefined
-        ? { servers: replication.servers ?? [] }
-        : { connection: replication.connection }),
-      ...(replication.connectTimeoutMs === undefined
-        ? {}
-        : { connectTimeoutMs: replication.connectTimeoutMs }),
-      ...(replication.apiTimeoutMs === undefined ? {} : { apiTimeoutMs: replication.apiTimeoutMs }),
-      name: `pwal-snapshot-${opened.databaseId}`,
+}
+
+/** {@link ReplicatedStore.snapshot}: checkpoint, publish, then prune snapshots and trim the stream as asked. */
+async function snapshotStore(
+  store: PageStore,
+  opened: Replicator,
+  replication: StoreReplication,
+  snapshotOptions: SnapshotOptions,
+): Promise<SnapshotMeta | null> {
+  if (snapshotOptions.checkpoint !== false) await store.checkpoint();
+  const client = await NatsReplicaClient.connect({
+    ...(replication.connection === undefined
+      ? { servers: replication.servers ?? [] }
+      : { connection: replication.connection }),
+    ...(replication.connectTimeoutMs === undefined
+      ? {}
+      : { connectTimeoutMs: replication.connectTimeoutMs }),
+    ...(replication.apiTimeoutMs === undefined ? {} : { apiTimeoutMs: replication.apiTimeoutMs }),
+    name: `pwal-snapshot-${opened.databaseId}`,
+  });
+  try {
+    const meta = await publishStoreSnapshot(store, client, {
+      databaseId: opened.databaseId,
+      stream: opened.stream,
+      replicas: replication.replicas,
+      apiTimeoutMs: replication.apiTimeoutMs,
     });
-    try {
-      const meta = await publishStoreSnapshot(store, client, {
+    if (snapshotOptions.keep !== undefined) {
+      await pruneSnapshotsIn(client, opened.stream, {
         databaseId: opened.databaseId,
-        stream: opened.stream,
-        replicas: replication.replicas,
-        apiTimeoutMs: replication.apiTimeoutMs,
+        keep: snapshotOptions.keep,
       });
-      if (snapshotOptions.keep !== undefined) {
-        await pruneSnapshotsIn(client, opened.stream, {
-          databaseId: opened.databaseId,
-          keep: snapshotOptions.keep,
-        });
-      }
-      if (snapshotOptions.trimStream === true) {
-        const oldest = (
-          await listSnapshotsIn(client, opened.stream, { databaseId: opened.databaseId })
-        )[0];
-        if (oldest !== undefined) {
-          await trimStreamIn(client, opened.stream, oldest.epoch);
-        }
-      }
-      return meta;
-    } finally {
-      await client.close();
     }
-  };
-  return { store, replicator: opened, close, snapshot, [Symbol.asyncDispose]: () => close() };
+    if (snapshotOptions.trimStream === true) {
+      const oldest = (
+        await listSnapshotsIn(client, opened.stream, { databaseId: opened.databaseId })
+      )[0];
+      if (oldest !== undefined) {
+        await trimStreamIn(client, opened.stream, oldest.epoch);
+      }
+    }
+    return meta;
+  } finally {
+    await client.close();
+  }
 }
 
 /**

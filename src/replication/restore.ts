@@ -26,7 +26,12 @@ import { recordShippedJump } from '../storage/skipped-epochs.js';
 import { STORE_META_PAGE_ID } from '../store/commit-meta.js';
 import { storeHeaderPath, validatePageSize } from '../store/header.js';
 import { ReplicaStore } from '../store/replica-store.js';
-import { type CertificateVerifier, type DuplicateMessage, EpochAssembler } from './assembler.js';
+import {
+  type CertificateVerifier,
+  type DuplicateMessage,
+  EpochAssembler,
+  type VerifiedEpoch,
+} from './assembler.js';
 import { verifyShippedCertificate } from './certificates.js';
 import { apiTimeoutMsDefault, type ReplicaClient, withApiRetries } from './client.js';
 import {
@@ -152,6 +157,7 @@ export async function restoreFromStream(options: RestoreOptions): Promise<Restor
   }
 }
 
+/** Reads the stream into `options.dbPath`: the base snapshot (when one fits), then every verified epoch above it. */
 async function restoreWith(
   client: ReplicaClient,
   options: RestoreOptions,
@@ -168,20 +174,7 @@ async function restoreWith(
     options.verifyCertificate === null
       ? undefined
       : (options.verifyCertificate ?? verifyShippedCertificate);
-  const result: RestoreResult = {
-    databaseId: options.databaseId ?? null,
-    epochsRestored: 0,
-    lastEpoch: null,
-    bytesRestored: 0,
-    snapshot: null,
-    messagesBeforeSnapshot: 0,
-    pageSize: null,
-    duplicateCount: 0,
-    duplicates: [],
-    lastStreamSeq: 0,
-    stoppedBy: null,
-    incompleteTail: false,
-  };
+  const result = emptyRestoreResult(options);
   const until = options.untilEpoch;
   const meta =
     options.useSnapshot === false
@@ -192,32 +185,7 @@ async function restoreWith(
             ...(until === undefined ? {} : { untilEpoch: until }),
           }),
         );
-  if (meta !== null) {
-    const replica = await ReplicaStore.open(options.dbPath, { fs });
-    try {
-      await replica.installSnapshot(
-        {
-          epoch: meta.epoch,
-          pageSize: meta.pageSize,
-          dbSizePages: meta.dbSizePages,
-          commitSeq: meta.commitSeq,
-          consistentEpoch: meta.consistentEpoch,
-        },
-        (write) => downloadSnapshotFrom(client, options.stream, meta, write),
-      );
-    } finally {
-      await replica.close({ flush: false });
-    }
-    result.snapshot = {
-      epoch: meta.epoch,
-      bytes: meta.bytes,
-      dbSizePages: meta.dbSizePages,
-      pageSize: meta.pageSize,
-    };
-    result.databaseId = meta.databaseId;
-    result.lastEpoch = meta.epoch;
-    result.pageSize = meta.pageSize;
-  }
+  if (meta !== null) await installBaseSnapshot(client, options, fs, meta, result);
   const assembler = new EpochAssembler({
     databaseId: meta?.databaseId ?? options.databaseId,
     baseEpoch: meta?.epoch ?? null,
@@ -235,6 +203,79 @@ async function restoreWith(
       : await withApiRetries(() =>
           firstSeqAboveEpoch(client, options.stream, meta.epoch, firstSeq, lastSeq),
         );
+  await restoreRange(client, options, fs, assembler, result, from, lastSeq);
+  result.databaseId = assembler.database ?? null;
+  result.incompleteTail = result.stoppedBy === null && assembler.inEpoch;
+  return checkConsistent(result, meta);
+}
+
+/** A result before anything is restored. */
+function emptyRestoreResult(options: RestoreOptions): RestoreResult {
+  return {
+    databaseId: options.databaseId ?? null,
+    epochsRestored: 0,
+    lastEpoch: null,
+    bytesRestored: 0,
+    snapshot: null,
+    messagesBeforeSnapshot: 0,
+    pageSize: null,
+    duplicateCount: 0,
+    duplicates: [],
+    lastStreamSeq: 0,
+    stoppedBy: null,
+    incompleteTail: false,
+  };
+}
+
+/** Installs the base snapshot `meta` as the database file and store header, and records it in `result`. */
+async function installBaseSnapshot(
+  client: ReplicaClient,
+  options: RestoreOptions,
+  fs: WalFileSystem,
+  meta: SnapshotMeta,
+  result: RestoreResult,
+): Promise<void> {
+  const replica = await ReplicaStore.open(options.dbPath, { fs });
+  try {
+    await replica.installSnapshot(
+      {
+        epoch: meta.epoch,
+        pageSize: meta.pageSize,
+        dbSizePages: meta.dbSizePages,
+        commitSeq: meta.commitSeq,
+        consistentEpoch: meta.consistentEpoch,
+      },
+      (write) => downloadSnapshotFrom(client, options.stream, meta, write),
+    );
+  } finally {
+    await replica.close({ flush: false });
+  }
+  result.snapshot = {
+    epoch: meta.epoch,
+    bytes: meta.bytes,
+    dbSizePages: meta.dbSizePages,
+    pageSize: meta.pageSize,
+  };
+  result.databaseId = meta.databaseId;
+  result.lastEpoch = meta.epoch;
+  result.pageSize = meta.pageSize;
+}
+
+/**
+ * Reads stream messages `from`..`lastSeq` through the assembler, writing each
+ * verified epoch up to `untilEpoch`; the first gap or bad epoch ends it as
+ * `result.stoppedBy`.
+ */
+async function restoreRange(
+  client: ReplicaClient,
+  options: RestoreOptions,
+  fs: WalFileSystem,
+  assembler: EpochAssembler,
+  result: RestoreResult,
+  from: number,
+  lastSeq: number,
+): Promise<void> {
+  const until = options.untilEpoch;
   try {
     for await (const message of client.readRange(options.stream, from, lastSeq)) {
       result.lastStreamSeq = message.seq;
@@ -248,24 +289,7 @@ async function restoreWith(
       } else if (event.kind === 'epoch') {
         const verified = event.epoch;
         if (until !== undefined && verified.epoch > until) break;
-        // Epochs the stream jumps over never arrive: not a gap in the copy.
-        await recordShippedJump(
-          options.dbPath,
-          verified.prevEpoch,
-          verified.epoch,
-          verified.segment,
-          {
-            fs,
-          },
-        );
-        await writeSegmentFile(options.dbPath, verified.epoch, [verified.segment], {
-          fsync: options.fsync ?? 'full',
-          fs,
-        });
-        result.epochsRestored += 1;
-        result.lastEpoch = verified.epoch;
-        result.pageSize ??= pageSizeOf(verified.segment);
-        result.bytesRestored += verified.segment.length;
+        await writeRestoredEpoch(options, fs, verified, result);
         if (until !== undefined && verified.epoch >= until) break;
       }
     }
@@ -273,9 +297,27 @@ async function restoreWith(
     if (!(error instanceof ReplicaVerificationError)) throw error;
     result.stoppedBy = error;
   }
-  result.databaseId = assembler.database ?? null;
-  result.incompleteTail = result.stoppedBy === null && assembler.inEpoch;
-  return checkConsistent(result, meta);
+}
+
+/** Writes one verified epoch as a durable segment and counts it in `result`. */
+async function writeRestoredEpoch(
+  options: RestoreOptions,
+  fs: WalFileSystem,
+  verified: VerifiedEpoch,
+  result: RestoreResult,
+): Promise<void> {
+  // Epochs the stream jumps over never arrive: not a gap in the copy.
+  await recordShippedJump(options.dbPath, verified.prevEpoch, verified.epoch, verified.segment, {
+    fs,
+  });
+  await writeSegmentFile(options.dbPath, verified.epoch, [verified.segment], {
+    fsync: options.fsync ?? 'full',
+    fs,
+  });
+  result.epochsRestored += 1;
+  result.lastEpoch = verified.epoch;
+  result.pageSize ??= pageSizeOf(verified.segment);
+  result.bytesRestored += verified.segment.length;
 }
 
 /** The page size a segment's first committed page image shows, when it is a valid one. */

@@ -164,47 +164,23 @@ export function parseSnapshotObject(object: ObjectEntry): Parsed {
   const version = get(Key.version);
   if (version === undefined) return fail('no pwal snapshot metadata');
   if (version !== SNAPSHOT_FORMAT_VERSION) return fail(`unsupported snapshot format ${version}`);
-  const u64 = (key: string): bigint | null => {
-    const text = get(key);
-    if (text === undefined || !U64_TEXT.test(text)) return null;
-    const value = BigInt(text);
-    return value <= u64Max ? value : null;
-  };
   const databaseId = get(Key.database) ?? '';
   if (!DATABASE_ID_PATTERN.test(databaseId)) return fail(`invalid ${Key.database} ${databaseId}`);
-  const epoch = u64(Key.epoch);
-  const consistentEpoch = u64(Key.consistentEpoch);
-  const commitSeq = u64(Key.commitSeq);
+  const epoch = u64Of(get(Key.epoch));
+  const consistentEpoch = u64Of(get(Key.consistentEpoch));
+  const commitSeq = u64Of(get(Key.commitSeq));
   if (epoch === null) return fail(`invalid ${Key.epoch} ${get(Key.epoch)}`);
   if (consistentEpoch === null || consistentEpoch < epoch) {
     return fail(`invalid ${Key.consistentEpoch} ${get(Key.consistentEpoch)}`);
   }
   if (commitSeq === null) return fail(`invalid ${Key.commitSeq} ${get(Key.commitSeq)}`);
-  const pageSize = Number(get(Key.pageSize));
-  if (!isPageSize(pageSize)) return fail(`invalid ${Key.pageSize} ${get(Key.pageSize)}`);
-  const dbSizePages = Number(get(Key.dbSizePages));
-  if (!isPageCount(dbSizePages) || get(Key.dbSizePages) !== String(dbSizePages)) {
-    return fail(`invalid ${Key.dbSizePages} ${get(Key.dbSizePages)}`);
-  }
-  const bytes = dbSizePages * pageSize;
-  if (get(Key.bytes) !== String(bytes)) {
-    return fail(`${Key.bytes} ${get(Key.bytes)} is not ${dbSizePages} pages of ${pageSize} bytes`);
-  }
-  if (object.size !== bytes)
-    return fail(`the object holds ${String(object.size)} bytes, not ${bytes}`);
+  const geometry = parseGeometry(get, object.size);
+  if (!geometry.ok) return geometry;
+  const { pageSize, dbSizePages, bytes } = geometry.value;
   const sha256 = get(Key.sha256) ?? '';
   if (!SHA256_HEX.test(sha256)) return fail(`invalid ${Key.sha256} ${sha256}`);
-  const certificateText = get(Key.certificate);
-  let certificate: Uint8Array | null = null;
-  if (certificateText !== undefined) {
-    if (!BASE64.test(certificateText) || certificateText.length % 4 !== 0) {
-      return fail(`invalid ${Key.certificate} (not base64)`);
-    }
-    certificate = new Uint8Array(Buffer.from(certificateText, 'base64'));
-    if (certificate.length > snapshotCertificateBytesMax) {
-      return fail(`${Key.certificate} exceeds ${snapshotCertificateBytesMax} bytes`);
-    }
-  }
+  const certificate = parseCertificate(get(Key.certificate));
+  if (!certificate.ok) return certificate;
   const createdAt = get(Key.createdAt) ?? '';
   if (Number.isNaN(Date.parse(createdAt))) return fail(`invalid ${Key.createdAt} ${createdAt}`);
   const name = snapshotObjectName(databaseId, epoch);
@@ -223,10 +199,57 @@ export function parseSnapshotObject(object: ObjectEntry): Parsed {
       commitSeq,
       bytes,
       sha256,
-      certificate,
+      certificate: certificate.value,
       createdAt,
     },
   };
+}
+
+/** One checked metadata field, or why it is invalid. */
+type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+/** The u64 a metadata value spells in decimal, or `null` when it is absent or not one. */
+function u64Of(text: string | undefined): bigint | null {
+  if (text === undefined || !U64_TEXT.test(text)) return null;
+  const value = BigInt(text);
+  return value <= u64Max ? value : null;
+}
+
+/** Page size, page count and byte length, checked against each other and the object's size. */
+function parseGeometry(
+  get: (key: string) => string | undefined,
+  objectSize: unknown,
+): Checked<{ pageSize: number; dbSizePages: number; bytes: number }> {
+  const fail = (reason: string): Checked<never> => ({ ok: false, reason });
+  const pageSize = Number(get(Key.pageSize));
+  if (!isPageSize(pageSize)) return fail(`invalid ${Key.pageSize} ${get(Key.pageSize)}`);
+  const dbSizePages = Number(get(Key.dbSizePages));
+  if (!isPageCount(dbSizePages) || get(Key.dbSizePages) !== String(dbSizePages)) {
+    return fail(`invalid ${Key.dbSizePages} ${get(Key.dbSizePages)}`);
+  }
+  const bytes = dbSizePages * pageSize;
+  if (get(Key.bytes) !== String(bytes)) {
+    return fail(`${Key.bytes} ${get(Key.bytes)} is not ${dbSizePages} pages of ${pageSize} bytes`);
+  }
+  if (objectSize !== bytes)
+    return fail(`the object holds ${String(objectSize)} bytes, not ${bytes}`);
+  return { ok: true, value: { pageSize, dbSizePages, bytes } };
+}
+
+/** The base64 certificate of a snapshot (`null` when absent), bounded by {@link snapshotCertificateBytesMax}. */
+function parseCertificate(text: string | undefined): Checked<Uint8Array | null> {
+  if (text === undefined) return { ok: true, value: null };
+  if (!BASE64.test(text) || text.length % 4 !== 0) {
+    return { ok: false, reason: `invalid ${Key.certificate} (not base64)` };
+  }
+  const certificate = new Uint8Array(Buffer.from(text, 'base64'));
+  if (certificate.length > snapshotCertificateBytesMax) {
+    return {
+      ok: false,
+      reason: `${Key.certificate} exceeds ${snapshotCertificateBytesMax} bytes`,
+    };
+  }
+  return { ok: true, value: certificate };
 }
 
 /** The first field (other than `createdAt`) in which two snapshot metas differ, or `null`. */

@@ -220,6 +220,27 @@ export function parseChunkHeader(
   get: (name: string) => string | undefined,
   streamSeq: number,
 ): ChunkHeader {
+  const { databaseId, epoch, prevEpoch } = parseEpochIdentity(get, streamSeq);
+  const { chunk, chunks, chunkCrc } = parseChunkPosition(get, streamSeq, epoch);
+  const { segmentBytes, certificateBytes, digest } = parseEpochObject(get, streamSeq, epoch);
+  return {
+    databaseId,
+    epoch,
+    prevEpoch,
+    chunk,
+    chunks,
+    chunkCrc,
+    segmentBytes,
+    certificateBytes,
+    digest,
+  };
+}
+
+/** The wire version, database, epoch and predecessor headers (the predecessor must be below the epoch). */
+function parseEpochIdentity(
+  get: (name: string) => string | undefined,
+  streamSeq: number,
+): Pick<ChunkHeader, 'databaseId' | 'epoch' | 'prevEpoch'> {
   const wire = get(ReplicationHeader.wire);
   if (wire !== String(REPLICATION_WIRE_VERSION)) {
     throw framingError(`unsupported replication wire version: ${wire}`, streamSeq);
@@ -239,6 +260,15 @@ export function parseChunkHeader(
       epoch,
     );
   }
+  return { databaseId, epoch, prevEpoch };
+}
+
+/** The chunk index, chunk count and chunk CRC headers (the index must be below the count). */
+function parseChunkPosition(
+  get: (name: string) => string | undefined,
+  streamSeq: number,
+  epoch: bigint,
+): Pick<ChunkHeader, 'chunk' | 'chunks' | 'chunkCrc'> {
   const chunks = parseCount(get(ReplicationHeader.chunks), 'chunks', chunksPerEpochMax, streamSeq);
   const chunk = parseCount(get(ReplicationHeader.chunk), 'chunk', chunksPerEpochMax, streamSeq);
   if (chunks < 1 || chunk >= chunks) {
@@ -252,6 +282,15 @@ export function parseChunkHeader(
       epoch,
     );
   }
+  return { chunk, chunks, chunkCrc: Number.parseInt(crcText, 16) };
+}
+
+/** The epoch object's segment and certificate sizes (bounded together) and its digest. */
+function parseEpochObject(
+  get: (name: string) => string | undefined,
+  streamSeq: number,
+  epoch: bigint,
+): Pick<ChunkHeader, 'segmentBytes' | 'certificateBytes' | 'digest'> {
   const segmentBytes = parseCount(
     get(ReplicationHeader.segmentBytes),
     'segment bytes',
@@ -275,15 +314,5 @@ export function parseChunkHeader(
   if (!/^[0-9a-f]{64}$/.test(digest)) {
     throw framingError(`header ${ReplicationHeader.digest} invalid`, streamSeq, epoch);
   }
-  return {
-    databaseId,
-    epoch,
-    prevEpoch,
-    chunk,
-    chunks,
-    chunkCrc: Number.parseInt(crcText, 16),
-    segmentBytes,
-    certificateBytes,
-    digest,
-  };
+  return { segmentBytes, certificateBytes, digest };
 }

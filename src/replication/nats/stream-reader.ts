@@ -199,75 +199,100 @@ export async function* readOrdered(
   plan: OrderedReadPlan,
 ): AsyncGenerator<StreamMessage> {
   const { transport } = await loadNats();
-  let next = fromSeq;
-  let failures = 0;
+  const position: ReadPosition = { next: fromSeq, failures: 0 };
   const failed = async (cause: unknown): Promise<void> => {
-    failures += 1;
-    if (failures >= plan.attempts) throw readFailure(plan.stream, next, cause);
-    await delay(retryDelayMs(failures));
+    position.failures += 1;
+    if (position.failures >= plan.attempts) throw readFailure(plan.stream, position.next, cause);
+    await delay(retryDelayMs(position.failures));
   };
-  while (next <= toSeq) {
+  while (position.next <= toSeq) {
     let session: DeliverySession;
     try {
-      session = await open(next);
+      session = await open(position.next);
     } catch (error) {
       if (error instanceof transport.errors.ClosedConnectionError)
-        throw readFailure(plan.stream, next, error);
+        throw readFailure(plan.stream, position.next, error);
       if (consumersRefused(error)) {
-        yield* plan.fallback(next);
+        yield* plan.fallback(position.next);
         return;
       }
       await failed(error);
       continue;
     }
-    let cause: unknown = null;
-    let dry = session.pendingAtStart === 0;
+    let end: SessionEnd;
     try {
-      while (!dry) {
-        const delivery = await session.next(plan.stallTimeoutMs);
-        if (delivery.kind === 'stalled') {
-          cause = new Error(`no message within ${plan.stallTimeoutMs} ms`);
-          break;
-        }
-        if (delivery.kind === 'ended') {
-          cause = delivery.error ?? new Error('the consumer stopped delivering');
-          break;
-        }
-        const { message, pending } = delivery;
-        if (message.seq < next) {
-          cause = new Error(`sequence ${message.seq} delivered after ${next - 1}`);
-          break;
-        }
-        if (message.seq > toSeq) return;
-        yield message;
-        next = message.seq + 1;
-        failures = 0;
-        if (next > toSeq) return;
-        dry = pending === 0;
-      }
+      end = yield* drainSession(session, position, toSeq, plan.stallTimeoutMs);
     } finally {
       await session.close();
     }
-    if (!dry) {
-      await failed(cause);
+    if (end.kind === 'done') return;
+    if (end.kind === 'broken') {
+      await failed(end.cause);
       continue;
     }
     let leaders: StreamMessage | null;
     try {
-      leaders = await plan.firstAtOrAfter(next);
+      leaders = await plan.firstAtOrAfter(position.next);
     } catch (error) {
       await failed(error);
       continue;
     }
     if (leaders === null || leaders.seq > toSeq) return;
-    if (leaders.seq < next) {
-      await failed(new Error(`the leader answered sequence ${leaders.seq} for ${next} or later`));
+    if (leaders.seq < position.next) {
+      await failed(
+        new Error(`the leader answered sequence ${leaders.seq} for ${position.next} or later`),
+      );
       continue;
     }
     yield leaders;
-    next = leaders.seq + 1;
-    failures = 0;
+    position.next = leaders.seq + 1;
+    position.failures = 0;
   }
+}
+
+/** Where an ordered read stands: the next sequence it wants, and the failures in a row since the last message. */
+interface ReadPosition {
+  next: number;
+  failures: number;
+}
+
+/** How a delivery session ended: range done, consumer dry, or broken (stall, early end, out of order). */
+type SessionEnd = { kind: 'done' } | { kind: 'dry' } | { kind: 'broken'; cause: unknown };
+
+/** Yields one session's deliveries in order, advancing `position`, until it ends (see {@link SessionEnd}). */
+async function* drainSession(
+  session: DeliverySession,
+  position: ReadPosition,
+  toSeq: number,
+  stallTimeoutMs: number,
+): AsyncGenerator<StreamMessage, SessionEnd> {
+  let dry = session.pendingAtStart === 0;
+  while (!dry) {
+    const delivery = await session.next(stallTimeoutMs);
+    if (delivery.kind === 'stalled') {
+      return { kind: 'broken', cause: new Error(`no message within ${stallTimeoutMs} ms`) };
+    }
+    if (delivery.kind === 'ended') {
+      return {
+        kind: 'broken',
+        cause: delivery.error ?? new Error('the consumer stopped delivering'),
+      };
+    }
+    const { message, pending } = delivery;
+    if (message.seq < position.next) {
+      return {
+        kind: 'broken',
+        cause: new Error(`sequence ${message.seq} delivered after ${position.next - 1}`),
+      };
+    }
+    if (message.seq > toSeq) return { kind: 'done' };
+    yield message;
+    position.next = message.seq + 1;
+    position.failures = 0;
+    if (position.next > toSeq) return { kind: 'done' };
+    dry = pending === 0;
+  }
+  return { kind: 'dry' };
 }
 
 /**
