@@ -66,15 +66,8 @@ import {
   tempNameNonceBytes,
 } from '../storage/segment-files.js';
 import { poolFileName } from '../storage/temp-names.js';
-import { createDeferred, type Deferred } from './deferred.js';
-import { WalClosedError } from './errors.js';
-import {
-  type DurableWriteExecutor,
-  InlineWriteExecutor,
-  unwrapWriteFailure,
-} from './io-executor.js';
-import { PublicationQueue } from './publication-queue.js';
-import { headerVersion, type SegmentSink, type SegmentWrite } from './segment-writer.js';
+import { type DurableWriteExecutor, InlineWriteExecutor } from './io-executor.js';
+import { type StagedEpoch, StagedSegmentSink } from './staged-sink.js';
 
 /** Default number of pool files. */
 export const segmentPoolSizeDefault = 8;
@@ -124,13 +117,7 @@ interface PoolFile {
 }
 
 /** An acknowledged epoch waiting for its publication. */
-interface Acknowledged {
-  epoch: bigint;
-  file: PoolFile;
-  /** The segment's length (the file may be longer: stale bytes). */
-  bytes: number;
-  published: Deferred<void>;
-}
+type Acknowledged = StagedEpoch<PoolFile>;
 
 /** Figures of the pool, for `stats()`. */
 export interface SegmentPoolStats {
@@ -169,26 +156,8 @@ export interface PoolSinkOptions {
 }
 
 /** See the file comment. */
-export class PoolSegmentSink implements SegmentSink {
-  private syncs = 0;
-  private readonly ready: PoolFile[] = [];
-  /** Creations/recycling whose directory fsync is in flight. */
-  private readonly creating = new Set<Promise<void>>();
-  private creatingCount = 0;
-  /**
-   * Acknowledged epochs waiting for publication, and the chain of their
-   * batches (an epoch in a batch still holds its pool file).
-   */
-  private readonly publication = new PublicationQueue<Acknowledged>(
-    (batch) => this.publishBatch(batch),
-    (cause) => {
-      this.failure ??= cause;
-      this.publishFailure ??= cause;
-    },
-  );
-  private failure: Error | null = null;
-  private publishFailure: Error | null = null;
-  private disposed = false;
+export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
+  protected readonly writeStep = 'writev+fdatasync';
   /** Nothing below this epoch is ever written again (floor of new pool file names). */
   private floor: bigint;
   private readonly recent: number[] = [];
@@ -199,19 +168,17 @@ export class PoolSegmentSink implements SegmentSink {
 
   /** The bound on pool files. */
   readonly poolSize: number;
-  /** Runs the critical-path write + fdatasync (see `io-executor.ts`). */
-  private readonly executor: DurableWriteExecutor;
   /** At or below this many ready (or coming) files, publication refills the pool. */
   private readonly lowWater: number;
 
   constructor(
     private readonly dbPath: string,
-    private readonly fs: WalFileSystem,
-    private readonly fsync: FsyncPolicy,
+    fs: WalFileSystem,
+    fsync: FsyncPolicy,
     options: PoolSinkOptions,
   ) {
+    super(fs, fsync, options.executor ?? new InlineWriteExecutor());
     this.poolSize = checkSegmentPoolSize(options.poolSize);
-    this.executor = options.executor ?? new InlineWriteExecutor();
     this.lowWater = Math.max(1, Math.floor(this.poolSize * poolLowWaterFraction));
     this.floor = options.startEpoch;
     // Fill the pool at once, off the first epoch's path; a failure here
@@ -219,28 +186,9 @@ export class PoolSegmentSink implements SegmentSink {
     if (options.prefill ?? true) void this.startCreation(this.poolSize, false).catch(() => {});
   }
 
-  syncCalls(): number {
-    return this.syncs;
-  }
-
   /** The pool's figures. */
   poolStats(): SegmentPoolStats {
     return { size: this.poolSize, ready: this.ready.length, ...this.counters };
-  }
-
-  async write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
-    if (this.disposed) throw new WalClosedError('segment sink is disposed');
-    this.publication.cancelIdle();
-    try {
-      return await this.writeAndQueue(epoch, chunks);
-    } finally {
-      this.schedulePublication();
-    }
-  }
-
-  /** Starts publishing every acknowledged epoch queued so far. */
-  publishNow(): void {
-    this.publication.publishNow();
   }
 
   /**
@@ -315,19 +263,6 @@ export class PoolSegmentSink implements SegmentSink {
     return entries.length;
   }
 
-  async dispose(): Promise<void> {
-    this.disposed = true;
-    this.publishNow();
-    await this.publication.settled;
-    await Promise.all(this.creating);
-    // Pool files stay on disk only as long as the log is open: the next
-    // open's recovery removes whatever it does not adopt.
-    for (const file of this.ready.splice(0)) {
-      await file.handle.close().catch(() => {});
-      await this.fs.unlink(file.path).catch(() => {});
-    }
-  }
-
   /**
    * Files the bound still allows: ready ones, ones being created or
    * recycled, and ones holding an acknowledged epoch not yet published all
@@ -343,45 +278,21 @@ export class PoolSegmentSink implements SegmentSink {
     return Math.max(0, this.poolSize - held);
   }
 
-  private async writeAndQueue(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
-    let total = 0;
-    for (const chunk of chunks) total += chunk.length;
-    const file = await this.take(total);
+  /** A ready file for `epoch`'s segment of `bytes` bytes; new pool files are named above it from now on. */
+  protected async take(epoch: bigint, bytes: number): Promise<PoolFile> {
+    const file = await this.takeFile(bytes);
     if (epoch + 1n > this.floor) this.floor = epoch + 1n;
-    this.noteSize(total);
-    try {
-      // The critical path: one write at offset 0 and one fdatasync, one job for
-      // the log's executor (the I/O thread for the real file system).
-      await this.executor.writeAt(file.handle, chunks, 0, this.fsync !== 'off');
-      if (this.fsync !== 'off') this.syncs++;
-    } catch (raw) {
-      await file.handle.close().catch(() => {});
-      await this.fs.unlink(file.path).catch(() => {});
-      const { error, failedStep } = unwrapWriteFailure(raw, 'writev+fdatasync');
-      const failure = toIoError(error, 'cannot write segment file', failedStep, file.path);
-      this.failure ??= failure;
-      throw failure;
-    }
-    if (total > file.length) file.length = total;
-    if (this.failure !== null) {
-      // A publication failed meanwhile: not acknowledged; never leave it for recovery.
-      await file.handle.close().catch(() => {});
-      await this.fs.unlink(file.path).catch(() => {});
-      throw this.failure;
-    }
-    const published = createDeferred<void>();
-    this.publication.push({ epoch, file, bytes: total, published });
-    if (headerVersion(chunks) !== 2) {
-      // Recovery adopts only version 2: acknowledge once published, which starts now.
-      this.publishNow();
-      await published.promise;
-      return { bytes: total, published: null };
-    }
-    return { bytes: total, published: published.promise };
+    this.noteSize(bytes);
+    return file;
+  }
+
+  /** The file now holds `bytes` durable bytes: its written length grows to cover them. */
+  protected override noteWritten(file: PoolFile, bytes: number): void {
+    if (bytes > file.length) file.length = bytes;
   }
 
   /** A ready file, preferably one at least `bytes` long; creates one inline when none is ready or coming. */
-  private async take(bytes: number): Promise<PoolFile> {
+  private async takeFile(bytes: number): Promise<PoolFile> {
     for (;;) {
       if (this.failure !== null) throw this.failure;
       if (this.ready.length > 0) {
@@ -416,7 +327,7 @@ export class PoolSegmentSink implements SegmentSink {
     }
   }
 
-  private schedulePublication(): void {
+  protected schedulePublication(): void {
     this.publication.schedule(
       this.disposed ||
         this.failure !== null ||
@@ -429,7 +340,7 @@ export class PoolSegmentSink implements SegmentSink {
    * fdatasync the cut), close, rename; create the replacement pool files;
    * ONE directory fsync; then resolve each `published` in order.
    */
-  private async publishBatch(batch: readonly Acknowledged[]): Promise<void> {
+  protected async publishBatch(batch: readonly Acknowledged[]): Promise<void> {
     if (this.publishFailure !== null) {
       for (const item of batch) item.published.reject(this.publishFailure);
       return;

@@ -45,19 +45,14 @@ import {
   writeSegmentFile,
 } from '../storage/segment-files.js';
 import { EARLY_ACK_TEMP_TAG } from '../storage/temp-names.js';
-import { createDeferred, type Deferred } from './deferred.js';
-import { WalClosedError } from './errors.js';
 import {
   type DurableWriteExecutor,
   InlineWriteExecutor,
   unwrapWriteFailure,
 } from './io-executor.js';
 import { PoolSegmentSink, type PoolSinkOptions } from './pool-sink.js';
-import {
-  EARLY_ACK_PUBLISH_IDLE_TURNS,
-  earlyAckPublishBatchMax,
-  PublicationQueue,
-} from './publication-queue.js';
+import { EARLY_ACK_PUBLISH_IDLE_TURNS, earlyAckPublishBatchMax } from './publication-queue.js';
+import { type StagedEpoch, StagedSegmentSink } from './staged-sink.js';
 
 /** What a sink's write reports once the epoch may be acknowledged. */
 export interface SegmentWrite {
@@ -213,33 +208,11 @@ const EARLY_ACK_FILES_INLINE = 4;
 /** Ready files at or below which a write starts publishing the queue (which refills them). */
 const EARLY_ACK_READY_LOW = 4;
 
+export { headerVersion } from './staged-sink.js';
 export { EARLY_ACK_PUBLISH_IDLE_TURNS, earlyAckPublishBatchMax };
 
-/** Where a segment header keeps its version: a little-endian u16 after the u32 magic (docs/format.md, section 3). */
-const headerVersionOffsetBytes = 4;
-/** Header bytes up to the end of the version field. */
-const headerVersionEndBytes = headerVersionOffsetBytes + 2;
-
-/** The segment format version in the first bytes of `chunks` (a header), or `null`. */
-export function headerVersion(chunks: readonly Uint8Array[]): number | null {
-  const lead: number[] = [];
-  for (const chunk of chunks) {
-    for (let i = 0; i < chunk.length && lead.length < headerVersionEndBytes; i++) {
-      lead.push(chunk[i]!);
-    }
-    if (lead.length === headerVersionEndBytes) {
-      return lead[headerVersionOffsetBytes]! | (lead[headerVersionOffsetBytes + 1]! << 8);
-    }
-  }
-  return null;
-}
-
 /** An acknowledged epoch waiting for its publication. */
-interface Acknowledged {
-  epoch: bigint;
-  file: Prepared;
-  published: Deferred<void>;
-}
+type Acknowledged = StagedEpoch<Prepared>;
 
 /**
  * "Acknowledge at data durability; publish in the background, in batches."
@@ -281,115 +254,29 @@ interface Acknowledged {
  * and publication is refused; acknowledged epochs' temporary files are left
  * in place for recovery to adopt.
  */
-export class EarlyAckSegmentSink implements SegmentSink {
-  private syncs = 0;
-  private readonly ready: Prepared[] = [];
-  /** Creations (or publications) whose directory fsync is in flight; their files join `ready` after it. */
-  private readonly creating = new Set<Promise<void>>();
-  private creatingCount = 0;
-  /** Acknowledged epochs waiting for publication, and the chain of their batches. */
-  private readonly publication = new PublicationQueue<Acknowledged>(
-    (batch) => this.publishBatch(batch),
-    (cause) => {
-      this.failure ??= cause;
-      this.publishFailure ??= cause;
-    },
-  );
-  /** The first failure: no write starts after it. */
-  private failure: Error | null = null;
-  /**
-   * The first failure of a publication step (close, rename, creation,
-   * directory fsync): no publication runs after it. A failed write does not
-   * stop the publication of epochs acknowledged before it.
-   */
-  private publishFailure: Error | null = null;
-  private disposed = false;
+export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
+  protected readonly writeStep = 'write';
   /** The first pool was requested (later inline creations are smaller). */
   private primed = false;
 
   constructor(
     private readonly dbPath: string,
-    private readonly fs: WalFileSystem,
-    private readonly fsync: FsyncPolicy,
-    private readonly executor: DurableWriteExecutor = new InlineWriteExecutor(),
-  ) {}
-
-  syncCalls(): number {
-    return this.syncs;
-  }
-
-  async write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
-    if (this.disposed) throw new WalClosedError('segment sink is disposed');
-    // A write starts: the queue is not idle.
-    this.publication.cancelIdle();
-    try {
-      return await this.writeAndQueue(epoch, chunks);
-    } finally {
-      this.schedulePublication();
-    }
-  }
-
-  /** Starts publishing every acknowledged epoch queued so far (no idle wait). */
-  publishNow(): void {
-    this.publication.publishNow();
-  }
-
-  async dispose(): Promise<void> {
-    this.disposed = true;
-    this.publishNow();
-    await this.publication.settled;
-    await Promise.all(this.creating);
-    for (const file of this.ready.splice(0)) {
-      await file.handle.close().catch(() => {});
-      // Not synced: an empty pre-created file that reappears is removed at open.
-      await this.fs.unlink(file.path).catch(() => {});
-    }
-  }
-
-  private async writeAndQueue(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite> {
-    const file = await this.takeReady();
-    let total = 0;
-    for (const chunk of chunks) total += chunk.length;
-    try {
-      // Data and the new file size on stable storage; the name is durable already.
-      await this.executor.writeAt(file.handle, chunks, 0, this.fsync !== 'off');
-      if (this.fsync !== 'off') this.syncs++;
-    } catch (raw) {
-      await file.handle.close().catch(() => {});
-      await this.fs.unlink(file.path).catch(() => {});
-      const { error, failedStep } = unwrapWriteFailure(raw, 'write');
-      const failure = toIoError(error, 'cannot write segment file', failedStep, file.path);
-      this.failure ??= failure;
-      throw failure;
-    }
-    if (this.failure !== null) {
-      // An earlier publication failed meanwhile: the log is failing and this
-      // epoch is not acknowledged; do not leave it for recovery to adopt.
-      await file.handle.close().catch(() => {});
-      await this.fs.unlink(file.path).catch(() => {});
-      throw this.failure;
-    }
-    // Marked handled: a caller that drops `published` (a failing log) leaves no unhandled rejection.
-    const published = createDeferred<void>();
-    this.publication.push({ epoch, file, published });
-    if (headerVersion(chunks) !== 2) {
-      // Not adoptable by recovery (see above): acknowledge only once published, which starts now.
-      this.publishNow();
-      await published.promise;
-      return { bytes: total, published: null };
-    }
-    return { bytes: total, published: published.promise };
+    fs: WalFileSystem,
+    fsync: FsyncPolicy,
+    executor: DurableWriteExecutor = new InlineWriteExecutor(),
+  ) {
+    super(fs, fsync, executor);
   }
 
   /** After a write: publish now if the queue is full, the pool low or the sink stopping; else once idle. */
-  private schedulePublication(): void {
+  protected schedulePublication(): void {
     this.publication.schedule(
       this.disposed || this.failure !== null || this.ready.length <= EARLY_ACK_READY_LOW,
     );
   }
 
   /** A pre-created file whose directory entry is durable; creates some inline if none is coming. */
-  private async takeReady(): Promise<Prepared> {
+  protected async take(): Promise<Prepared> {
     for (;;) {
       if (this.failure !== null) throw this.failure;
       const file = this.ready.shift();
@@ -412,7 +299,7 @@ export class EarlyAckSegmentSink implements SegmentSink {
    * one on; epochs renamed before it are still made durable if the directory
    * fsync succeeds.
    */
-  private async publishBatch(batch: readonly Acknowledged[]): Promise<void> {
+  protected async publishBatch(batch: readonly Acknowledged[]): Promise<void> {
     // Leave the files for recovery to adopt.
     if (this.publishFailure !== null) {
       for (const item of batch) item.published.reject(this.publishFailure);
