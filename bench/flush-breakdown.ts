@@ -2,9 +2,11 @@
  * Where the time of one flush goes, with one committer (so one commit per
  * epoch): the log's own phase counters (`stats().flushPhases`), the time the
  * write and fdatasync system calls take (`stats().durableWrites`), and the
- * commit latency around them; with the segment write on the event loop
- * (`ioThread: false`, the path before the I/O thread) and on the I/O thread
- * (`ioThread: true`, the default). Beside them, in the same run, the raw
+ * commit latency around them; with the segment write through the promise
+ * API on the event loop (`ioThread: false`, the path before the I/O thread),
+ * on the I/O thread for every epoch (`callerWriteBytesMax: 0`), and with the
+ * default (an epoch this small is written synchronously on the owner thread
+ * while the I/O thread is idle). Beside them, in the same run, the raw
  * floors a flush is made of: a synchronous 4 KiB append + fdatasync into a
  * fresh file (what the early-ack sink's pre-created files see) and a 4 KiB
  * overwrite of already-written space + fdatasync.
@@ -38,11 +40,23 @@ interface Breakdown {
   syncSyscallUs: number;
   acknowledgeUs: number;
   threadShare: number;
+  callerShare: number;
 }
 
-async function runVariant(dir: string, seconds: number, ioThread: boolean): Promise<Breakdown> {
+/** The write paths compared: their names and the log's settings. */
+const VARIANTS = [
+  { name: 'event loop (ioThread: false)', config: { ioThread: false } },
+  { name: 'I/O thread for every write (callerWriteBytesMax: 0)', config: { callerWriteBytesMax: 0 } },
+  { name: 'default: small writes on the owner thread', config: {} },
+] as const;
+type Variant = (typeof VARIANTS)[number];
+
+async function runVariant(dir: string, seconds: number, variant: Variant): Promise<Breakdown> {
   const dbDir = await fsp.mkdtemp(path.join(dir, 'flush-'));
-  const wal = await ParallelWal.open(path.join(dbDir, 'bench.db'), { fsync: 'full', ioThread });
+  const wal = await ParallelWal.open(path.join(dbDir, 'bench.db'), {
+    fsync: 'full',
+    ...variant.config,
+  });
   const pages = Array.from({ length: 64 }, () => new Uint8Array(randomBytes(PAGE_BYTES)));
   let txn = 0n;
   let measuring = false;
@@ -82,7 +96,7 @@ async function runVariant(dir: string, seconds: number, ioThread: boolean): Prom
   const writes = Math.max(1, after.durableWrites.writes - before.durableWrites.writes);
   const sorted = latencies.sort((a, b) => a - b);
   return {
-    name: ioThread ? 'I/O thread (default)' : 'event loop (ioThread: false)',
+    name: variant.name,
     commits: latencies.length,
     commitMeanUs: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length),
     commitP50Us: percentile(sorted, 50),
@@ -94,6 +108,9 @@ async function runVariant(dir: string, seconds: number, ioThread: boolean): Prom
     acknowledgeUs: phase('acknowledgeMicros') / epochs,
     threadShare:
       (after.durableWrites.threadWrites - before.durableWrites.threadWrites) /
+      Math.max(1, after.durableWrites.writes - before.durableWrites.writes),
+    callerShare:
+      (after.durableWrites.callerWrites - before.durableWrites.callerWrites) /
       Math.max(1, after.durableWrites.writes - before.durableWrites.writes),
   };
 }
@@ -149,9 +166,9 @@ async function main(): Promise<void> {
   const results = new Map<string, Breakdown[]>();
   const floors: { append: number[]; overwrite: number[] } = { append: [], overwrite: [] };
   for (let run = 0; run < runs; run++) {
-    const order = run % 2 === 0 ? [false, true] : [true, false];
-    for (const ioThread of order) {
-      const r = await runVariant(dir, seconds, ioThread);
+    const order = run % 2 === 0 ? [...VARIANTS] : [...VARIANTS].reverse();
+    for (const variant of order) {
+      const r = await runVariant(dir, seconds, variant);
       results.set(r.name, [...(results.get(r.name) ?? []), r]);
     }
     floors.append.push(floor(dir, 'append').p50Us);
@@ -178,7 +195,7 @@ async function main(): Promise<void> {
       `| ${name} | ${(m((b) => b.commits) / seconds).toFixed(0)} | ${us(m((b) => b.commitP50Us))} | ${us(mean)} | ${us(seal)} | ${us(prepare)} | ${us(write)} | ${us(writeSys)} | ${us(syncSys)} | ${us(write - writeSys - syncSys)} | ${us(ack)} | ${us(rest)} |\n`,
     );
     process.stdout.write(
-      `  (${name}: share of writes on the I/O thread ${(m((b) => b.threadShare) * 100).toFixed(0)}%; on the event loop the "syscall" columns are the awaited promise calls, hops included)\n`,
+      `  (${name}: writes on the I/O thread ${(m((b) => b.threadShare) * 100).toFixed(0)}%, synchronous on the owner thread ${(m((b) => b.callerShare) * 100).toFixed(0)}%; with ioThread: false the "syscall" columns are the awaited promise calls, hops included)\n`,
     );
   }
   process.stdout.write(

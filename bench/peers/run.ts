@@ -25,7 +25,7 @@ export const BANDWIDTH_PAGES = 256;
 /** Slack a child gets beyond its cell's own time before it is killed, ms. */
 const CHILD_TIMEOUT_SLACK_MS = 90_000;
 /** parallel-wal's optional sinks and paths: measured only at the target cells. */
-const PWAL_VARIANTS = ['pwalpre', 'pwalearly', 'pwalinline', 'pwalpool'];
+const PWAL_VARIANTS = ['pwalpre', 'pwalearly', 'pwalinline', 'pwalpool', 'pwalthread'];
 /** Committer counts the targets are stated at. */
 const TARGET_CONCURRENCY = [1, 16, 64, 256];
 /** Worker threads in the multi-thread cells. */
@@ -143,7 +143,13 @@ function planRepetition(o: Options, rep: number): Workload[] {
   const floors = ['floor', 'floorseg', 'flooro'];
   const peers = o.systems.filter((s) => !floors.includes(s));
   const threaded = peers.filter(
-    (s) => s === 'pwal' || s === 'pwalinline' || s === 'pwalpool' || s === 'sqlite' || s === 'lmdb',
+    (s) =>
+      s === 'pwal' ||
+      s === 'pwalinline' ||
+      s === 'pwalpool' ||
+      s === 'pwalthread' ||
+      s === 'sqlite' ||
+      s === 'lmdb',
   );
   for (const pages of o.pages) {
     for (const committers of o.concurrency) {

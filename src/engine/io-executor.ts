@@ -20,6 +20,7 @@
  * way. A job whose fdatasync failed is never reported as done.
  */
 
+import { fdatasyncSync, writeSync, writevSync } from 'node:fs';
 import {
   MessageChannel,
   type MessagePort,
@@ -84,6 +85,11 @@ export interface DurableWriteExecutorStats {
   writes: number;
   /** Of those, the ones the I/O thread ran. */
   threadWrites: number;
+  /**
+   * Of those, the small ones run synchronously on the calling thread while
+   * the I/O thread was idle (see {@link IoThreadExecutor}).
+   */
+  callerWrites: number;
   /** Time in `write`/`writev` system calls, microseconds. */
   writeMicros: number;
   /** Time in `fdatasync`, microseconds. */
@@ -149,7 +155,7 @@ export class InlineWriteExecutor implements DurableWriteExecutor {
   }
 
   stats(): DurableWriteExecutorStats {
-    return { kind: this.kind, threadWrites: 0, ...this.totals };
+    return { kind: this.kind, threadWrites: 0, callerWrites: 0, ...this.totals };
   }
 
   async close(): Promise<void> {}
@@ -207,8 +213,18 @@ export const IO_THREAD_EXIT_CODE = 'ERR_IO_THREAD_EXIT';
  * open, idle log does not keep the process alive, as before).
  */
 export class IoThreadExecutor implements DurableWriteExecutor {
-  /** Starts the thread now, so that it is running by the first writes. */
-  constructor() {
+  /**
+   * Starts the thread now, so that it is running by the first writes.
+   * @param callerWriteBytesMax - a write of at most this many bytes, made
+   *   while no job is outstanding, runs synchronously on the calling thread
+   *   (`writev` + `fdatasync`, blocking it for that long) instead of going to
+   *   the I/O thread: a small epoch then pays no cross-thread wake-up at all
+   *   (two of them, ~45 µs each on this class of machine, per epoch). Large
+   *   epochs, and any write while one is outstanding, go to the thread, so
+   *   the event loop keeps filling the next epoch while the disk works. 0:
+   *   every write goes to the thread.
+   */
+  constructor(private readonly callerWriteBytesMax = 0) {
     this.start();
   }
 
@@ -234,6 +250,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   private exited: Promise<void> | null = null;
   private started: Promise<void> | null = null;
   private readonly totals = { writes: 0, writeMicros: 0, syncMicros: 0 };
+  private readonly callerTotals = { writes: 0, writeMicros: 0, syncMicros: 0 };
 
   writeAt(
     handle: WalFileHandle,
@@ -252,6 +269,14 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       );
     }
     if (this.gone) return this.inline.writeAt(handle, chunks, position, datasync);
+    if (
+      this.outstanding.size === 0 &&
+      this.inlineInFlight === 0 &&
+      totalBytes(chunks) <= this.callerWriteBytesMax
+    ) {
+      // Nothing in flight on either path: this write cannot overlap another.
+      return this.writeOnCaller(fd, chunks, position, datasync);
+    }
     if (!this.online || this.inlineInFlight > 0) {
       // Until the thread runs (start-up takes tens of ms), writes go inline, so
       // the first commits never wait for it; the thread takes over between writes.
@@ -287,6 +312,41 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     return done;
   }
 
+  /**
+   * `writev` + `fdatasync` on the calling thread, synchronously: resolved
+   * only after the fdatasync returned; a failure rejects with the step that
+   * failed, exactly as a job of the thread does.
+   */
+  private writeOnCaller(
+    fd: number,
+    chunks: readonly Uint8Array[],
+    position: number,
+    datasync: boolean,
+  ): Promise<DurableWriteTiming> {
+    const started = performance.now();
+    try {
+      writeAllSync(fd, chunks, position);
+    } catch (cause) {
+      return Promise.reject(new DurableWriteFailure('write', cause));
+    }
+    const written = performance.now();
+    if (datasync) {
+      try {
+        fdatasyncSync(fd);
+      } catch (cause) {
+        return Promise.reject(new DurableWriteFailure('datasync', cause));
+      }
+    }
+    const timing = {
+      writeMicros: micros(started, written),
+      syncMicros: micros(written, performance.now()),
+    };
+    this.callerTotals.writes++;
+    this.callerTotals.writeMicros += timing.writeMicros;
+    this.callerTotals.syncMicros += timing.syncMicros;
+    return Promise.resolve(timing);
+  }
+
   /** Resolves once the thread runs (or is gone): from then on writes go to it. */
   async running(): Promise<void> {
     // An unref'd thread would not keep the process alive while we wait for it.
@@ -300,12 +360,14 @@ export class IoThreadExecutor implements DurableWriteExecutor {
 
   stats(): DurableWriteExecutorStats {
     const inline = this.inline.stats();
+    const caller = this.callerTotals;
     return {
       kind: this.kind,
-      writes: this.totals.writes + inline.writes,
+      writes: this.totals.writes + inline.writes + caller.writes,
       threadWrites: this.totals.writes,
-      writeMicros: this.totals.writeMicros + inline.writeMicros,
-      syncMicros: this.totals.syncMicros + inline.syncMicros,
+      callerWrites: caller.writes,
+      writeMicros: this.totals.writeMicros + inline.writeMicros + caller.writeMicros,
+      syncMicros: this.totals.syncMicros + inline.syncMicros + caller.syncMicros,
     };
   }
 
@@ -440,6 +502,42 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   }
 }
 
+/** Total bytes of `chunks`. */
+function totalBytes(chunks: readonly Uint8Array[]): number {
+  let total = 0;
+  for (const chunk of chunks) total += chunk.length;
+  return total;
+}
+
+/**
+ * Writes every chunk back to back at `position` with synchronous calls; a
+ * short write is legal, so it goes on with the rest (the I/O thread's
+ * program does the same in its own source).
+ */
+function writeAllSync(fd: number, chunks: readonly Uint8Array[], position: number): void {
+  let pending = chunks.filter((chunk) => chunk.length > 0);
+  let at = position;
+  while (pending.length > 0) {
+    const written =
+      pending.length === 1
+        ? writeSync(fd, pending[0]!, 0, pending[0]!.length, at)
+        : writevSync(fd, pending, at);
+    if (written <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+    at += written;
+    let skip = written;
+    const rest: Uint8Array[] = [];
+    for (const chunk of pending) {
+      if (skip >= chunk.length) {
+        skip -= chunk.length;
+      } else {
+        rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
+        skip = 0;
+      }
+    }
+    pending = rest;
+  }
+}
+
 function ioThreadError(message: string): Error {
   return Object.assign(new Error(message), { code: IO_THREAD_EXIT_CODE });
 }
@@ -451,6 +549,9 @@ function ioThreadError(message: string): Error {
 export function createDurableWriteExecutor(
   fs: WalFileSystem,
   ioThread: boolean,
+  callerWriteBytesMax = 0,
 ): DurableWriteExecutor {
-  return ioThread && fs === nodeFileSystem ? new IoThreadExecutor() : new InlineWriteExecutor();
+  return ioThread && fs === nodeFileSystem
+    ? new IoThreadExecutor(callerWriteBytesMax)
+    : new InlineWriteExecutor();
 }

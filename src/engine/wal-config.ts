@@ -37,6 +37,13 @@ export const laneIdMax = 0xfffe;
 export const SERIALIZED_LANE_ID = 0xffff;
 /** Default size past which an open epoch is sealed early while the disk is busy: 8 MiB. */
 export const epochBytesMaxDefault = 8 * 1024 * 1024;
+/**
+ * Default {@link ParallelWalConfig.callerWriteBytesMax}: 64 KiB, about
+ * sixteen 4 KiB pages, the size of an epoch at low concurrency.
+ */
+export const callerWriteBytesMaxDefault = 64 * 1024;
+/** Largest {@link ParallelWalConfig.callerWriteBytesMax} accepted: 16 MiB. */
+export const callerWriteBytesMaxLimit = 16 * 1024 * 1024;
 /** Default capacity of the serialized path (one buffer), in bytes: 64 MiB. */
 export const serializedCapacityBytesDefault = 64 * 1024 * 1024;
 
@@ -137,6 +144,18 @@ export interface ParallelWalConfig {
    */
   ioThread?: boolean;
   /**
+   * With the I/O thread: a segment of at most this many bytes, written while
+   * the thread is idle, is written and fdatasynced synchronously on the
+   * owner thread instead (0 ..= 16 MiB, default 64 KiB). This blocks the
+   * event loop for one small write + fdatasync (a few hundred microseconds on
+   * a typical SSD) and saves the two cross-thread wake-ups a job of the
+   * thread costs, which at low concurrency are a large part of a commit's
+   * latency. Larger segments, and any segment while the thread is busy, go
+   * to the thread, so that under load the event loop keeps filling the next
+   * epoch while the disk works. 0: every write goes to the thread.
+   */
+  callerWriteBytesMax?: number;
+  /**
    * Most reusable segment files the `pool` sink keeps ready
    * (1 ..= 256, default 8).
    * Disk space held by the pool is at most this many files of about the
@@ -187,6 +206,8 @@ export interface ResolvedParallelWalConfig {
   segmentSink: SegmentSinkKind;
   /** See {@link ParallelWalConfig.ioThread}. */
   ioThread: boolean;
+  /** See {@link ParallelWalConfig.callerWriteBytesMax}. */
+  callerWriteBytesMax: number;
   /** See {@link ParallelWalConfig.segmentPoolSize}. */
   segmentPoolSize: number;
   /** See {@link ParallelWalConfig.firstEpoch} (default 0n). */
@@ -294,6 +315,12 @@ export function resolveParallelWalConfig(
     ),
     segmentSink: resolveSegmentSink(config, formatVersion),
     ioThread: checkBoolean('ioThread', config.ioThread ?? true),
+    callerWriteBytesMax: checkInteger(
+      'callerWriteBytesMax',
+      config.callerWriteBytesMax ?? callerWriteBytesMaxDefault,
+      0,
+      callerWriteBytesMaxLimit,
+    ),
     segmentPoolSize: checkSegmentPoolSize(config.segmentPoolSize ?? segmentPoolSizeDefault),
     firstEpoch: checkBigint('firstEpoch', config.firstEpoch ?? 0n, u64Max),
     // The shared commit-sequence counter is a signed 64-bit word (BigInt64Array).

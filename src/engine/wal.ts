@@ -138,6 +138,7 @@ export class ParallelWal implements AsyncDisposable {
     this.executor = createDurableWriteExecutor(
       fs,
       config.ioThread && config.segmentSink !== 'storage',
+      config.callerWriteBytesMax,
     );
     this.sink = createSegmentSink(config.segmentSink, dbPath, fs, config.fsync, this.executor, {
       poolSize: config.segmentPoolSize,

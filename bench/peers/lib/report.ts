@@ -52,6 +52,12 @@ export const SYSTEMS: { name: string; label: string; settings: string; color: st
     color: '#bcbd22',
   },
   {
+    name: 'pwalthread',
+    label: 'parallel-wal, every write on the I/O thread',
+    settings: "fsync: 'full', callerWriteBytesMax: 0",
+    color: '#9edae5',
+  },
+  {
     name: 'sqlite',
     label: 'better-sqlite3',
     settings: 'WAL, synchronous=FULL, 1 txn/commit',
@@ -377,7 +383,7 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
   lines.push('');
   lines.push('| target | measured | met |');
   lines.push('|---|---:|:---:|');
-  for (const variant of ['pwal', 'pwalinline', 'pwalpool']) {
+  for (const variant of ['pwal', 'pwalinline', 'pwalpool', 'pwalthread']) {
     if (all.some((a) => a.system === variant)) lines.push(...targetRows(targets(aggs, variant)));
   }
   lines.push('');

@@ -7,6 +7,7 @@ export const SYSTEM_NAMES = [
   'pwalearly',
   'pwalinline',
   'pwalpool',
+  'pwalthread',
   'sqlite',
   'lmdb',
   'level',
@@ -29,6 +30,8 @@ export async function loadSystem(name: string): Promise<SystemDef> {
       return (await import('./pwal.js')).pwalInline;
     case 'pwalpool':
       return (await import('./pwal.js')).pwalPool;
+    case 'pwalthread':
+      return (await import('./pwal.js')).pwalThread;
     case 'sqlite':
       return (await import('./sqlite.js')).sqlite;
     case 'lmdb':
