@@ -46,7 +46,10 @@ interface Breakdown {
 /** The write paths compared: their names and the log's settings. */
 const VARIANTS = [
   { name: 'event loop (ioThread: false)', config: { ioThread: false } },
-  { name: 'I/O thread for every write (callerWriteBytesMax: 0)', config: { callerWriteBytesMax: 0 } },
+  {
+    name: 'I/O thread for every write (callerWriteBytesMax: 0)',
+    config: { callerWriteBytesMax: 0 },
+  },
   { name: 'default: small writes on the owner thread', config: {} },
 ] as const;
 type Variant = (typeof VARIANTS)[number];

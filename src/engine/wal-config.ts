@@ -41,7 +41,7 @@ export const epochBytesMaxDefault = 8 * 1024 * 1024;
  * Default {@link ParallelWalConfig.callerWriteBytesMax}: 64 KiB, about
  * sixteen 4 KiB pages, the size of an epoch at low concurrency.
  */
-export const callerWriteBytesMaxDefault = 64 * 1024;
+export const callerWriteBytesMaxDefault = 256 * 1024;
 /** Largest {@link ParallelWalConfig.callerWriteBytesMax} accepted: 16 MiB. */
 export const callerWriteBytesMaxLimit = 16 * 1024 * 1024;
 /** Default capacity of the serialized path (one buffer), in bytes: 64 MiB. */

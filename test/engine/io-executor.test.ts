@@ -166,6 +166,67 @@ describe('the I/O thread executor', () => {
   });
 });
 
+describe('small writes on the calling thread', () => {
+  /** An executor whose writes of at most `limit` bytes run on the caller while it is idle. */
+  async function callerExecutor(limit: number): Promise<IoThreadExecutor> {
+    const executor = new IoThreadExecutor(limit);
+    executors.push(executor);
+    await executor.running();
+    return executor;
+  }
+
+  it('writes a small segment on the calling thread, durable once resolved; a larger one on the thread', async () => {
+    const file = path.join(tempDir(), 'small');
+    const handle = await nodeFileSystem.open(file, 'createExclusive');
+    const executor = await callerExecutor(4096);
+    const small = randomBytes(4096);
+    const large = randomBytes(4097);
+    await executor.writeAt(handle, [small.subarray(0, 100), small.subarray(100)], 0, true);
+    expect(executor.stats()).toMatchObject({ writes: 1, callerWrites: 1, threadWrites: 0 });
+    await executor.writeAt(handle, [large], 4096, true);
+    expect(executor.stats()).toMatchObject({ writes: 2, callerWrites: 1, threadWrites: 1 });
+    await handle.close();
+    expect(nodeFs.readFileSync(file).equals(Buffer.concat([small, large]))).toBe(true);
+  });
+
+  it('sends a small write to the thread while a write is outstanding there, so writes never overlap', async () => {
+    const file = path.join(tempDir(), 'ordered-small');
+    const handle = await nodeFileSystem.open(file, 'createExclusive');
+    const executor = await callerExecutor(1024);
+    const big = executor.writeAt(handle, [new Uint8Array(64 * 1024).fill(1)], 0, true);
+    const small = executor.writeAt(handle, [new Uint8Array(100).fill(2)], 0, true);
+    await Promise.all([big, small]);
+    await handle.close();
+    expect(executor.stats()).toMatchObject({ writes: 2, callerWrites: 0, threadWrites: 2 });
+    const bytes = nodeFs.readFileSync(file);
+    // The small write was queued behind the big one: it lands last.
+    expect(bytes.subarray(0, 100).every((b) => b === 2)).toBe(true);
+    expect(bytes.subarray(100).every((b) => b === 1)).toBe(true);
+  });
+
+  it('reports a failed write on the calling thread with the OS error and the write step', async () => {
+    const file = path.join(tempDir(), 'read-only-small');
+    nodeFs.writeFileSync(file, 'x');
+    const handle = await nodeFileSystem.open(file, 'read');
+    const executor = await callerExecutor(4096);
+    const failure = await failureOf(executor.writeAt(handle, [randomBytes(10)], 0, true));
+    await handle.close();
+    expect(failure.step).toBe('write');
+    expect((failure.cause as { code?: string }).code).toBe('EBADF');
+    expect(executor.stats()).toMatchObject({ writes: 0, callerWrites: 0 });
+  });
+
+  it('reports a failed fdatasync on the calling thread with the datasync step, never as done', async () => {
+    const handle = await nodeHandleOnDevNull();
+    const executor = await callerExecutor(4096);
+    const failure = await failureOf(executor.writeAt(handle, [randomBytes(10)], 0, true));
+    await handle.close();
+    expect(failure.step).toBe('datasync');
+    expect((failure.cause as { code?: string }).code).toBe('EINVAL');
+    expect(executor.stats()).toMatchObject({ writes: 0, callerWrites: 0 });
+  });
+});
+
 describe('choosing an executor', () => {
   it('uses the I/O thread only for the real file system', () => {
     const other = { ...nodeFileSystem } as WalFileSystem;
@@ -198,7 +259,8 @@ describe('the log and its I/O thread', () => {
 
   it('writes segments on the I/O thread for the real file system, and recovers them', async () => {
     const db = path.join(tempDir(), 'thread.db');
-    const wal = await ParallelWal.open(db);
+    // Every write to the thread: none is small enough to stay on the owner thread.
+    const wal = await ParallelWal.open(db, { callerWriteBytesMax: 0 });
     let txn = 0;
     // The first writes go inline while the thread starts; it takes over after that.
     while (wal.stats().durableWrites.threadWrites === 0 && txn < 5000)
@@ -213,6 +275,40 @@ describe('the log and its I/O thread', () => {
     await reopened.close();
     const { records } = await recoverSegments(db);
     expect(records.length).toBe(txn);
+  });
+
+  it('writes small epochs on the owner thread by default and large ones on the I/O thread, and recovers both', async () => {
+    const db = path.join(tempDir(), 'mixed.db');
+    const wal = await ParallelWal.open(db);
+    await (wal as unknown as { executor: IoThreadExecutor }).executor.running();
+    let txn = 0;
+    for (let i = 0; i < 10; i++) await wal.commit(page(++txn));
+    const afterSmall = wal.stats().durableWrites;
+    // One commit of 80 pages (about 330 KiB): over the default 256 KiB.
+    txn++;
+    await wal.commit({
+      txnToken: { id: BigInt(txn), epoch: 0 },
+      frames: Array.from({ length: 80 }, (_, i) => ({
+        pageNumber: 100 + i,
+        pageData: randomBytes(4096),
+        dbSizeIfCommit: i === 79 ? 180 : 0,
+      })),
+    });
+    const afterLarge = wal.stats().durableWrites;
+    await wal.close();
+    expect(afterSmall.callerWrites).toBeGreaterThanOrEqual(10);
+    expect(afterSmall.threadWrites).toBe(0);
+    expect(afterLarge.threadWrites).toBe(1);
+    const { records } = await recoverSegments(db);
+    expect(records.length).toBe(10 + 80);
+  });
+
+  it('refuses a callerWriteBytesMax outside 0 ..= 16 MiB', async () => {
+    for (const bad of [-1, 16 * 1024 * 1024 + 1, 1.5, Number.NaN]) {
+      await expect(
+        ParallelWal.open(path.join(tempDir(), 'bad.db'), { callerWriteBytesMax: bad }),
+      ).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    }
   });
 
   it('keeps a custom file system, and ioThread: false, on the handles themselves', async () => {
@@ -239,7 +335,7 @@ describe('the I/O thread under the built package', () => {
     const fs = require('node:fs');
     (async () => {
       const dir = fs.mkdtempSync(${JSON.stringify(path.join(os.tmpdir(), 'pwal-io-built-'))});
-      const wal = await ParallelWal.open(dir + '/db');
+      const wal = await ParallelWal.open(dir + '/db', { callerWriteBytesMax: 0 });
       let i = 0;
       while (wal.stats().durableWrites.threadWrites === 0 && i < 5000) {
         await wal.commit({ txnToken: { id: BigInt(++i), epoch: 0 },
