@@ -49,6 +49,8 @@ export interface WorkerWritersFigures {
   p99Us: number;
   /** Commits that took the serialized path (lane sealed or full). */
   fallbacks: number;
+  /** CPU time of the whole process (every thread) per commit, in µs. */
+  cpuMicrosPerCommit: number;
 }
 
 /** Runs `workers` worker writers against a fresh log and measures them. */
@@ -85,11 +87,13 @@ export async function runWorkerWriters(
   }
   await new Promise((r) => setTimeout(r, WARMUP_MS));
   const before = wal.stats();
+  const cpuBefore = process.cpuUsage();
   Atomics.store(control, 0, 1);
   const started = performance.now();
   await new Promise((r) => setTimeout(r, options.seconds * 1000));
   Atomics.store(control, 0, 0);
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   const after = wal.stats();
   Atomics.store(control, 1, 1);
   const samples = await Promise.all(threads.map((t) => t.result));
@@ -113,6 +117,7 @@ export async function runWorkerWriters(
     p50Us: commits === 0 ? 0 : histogram.getValueAtPercentile(50),
     p99Us: commits === 0 ? 0 : histogram.getValueAtPercentile(99),
     fallbacks,
+    cpuMicrosPerCommit: commits === 0 ? 0 : (cpu.user + cpu.system) / commits,
   };
 }
 
@@ -176,7 +181,7 @@ async function main(): Promise<void> {
             .toFixed(1)
             .padStart(
               7,
-            )} pages/epoch  p50 ${ms(median(xs.map((x) => x.p50Us)))} ms  p99 ${ms(median(xs.map((x) => x.p99Us)))} ms  fallbacks ${median(xs.map((x) => x.fallbacks))}  runs ${xs.map((x) => x.commitsPerSec.toFixed(0)).join('/')}`,
+            )} pages/epoch  p50 ${ms(median(xs.map((x) => x.p50Us)))} ms  p99 ${ms(median(xs.map((x) => x.p99Us)))} ms  fallbacks ${median(xs.map((x) => x.fallbacks))}  cpu/commit ${median(xs.map((x) => x.cpuMicrosPerCommit)).toFixed(1)} µs  runs ${xs.map((x) => x.commitsPerSec.toFixed(0)).join('/')}`,
         );
         return cps;
       };

@@ -107,6 +107,12 @@ export class SharedLane implements EngineLane {
     Atomics.store(this.words64, LaneWord64.laneEpoch, next);
     if (sealed) {
       Atomics.store(w, LaneWord.state + a, BufferState.sealed);
+      // Double buffering from the seal on, not from beginFlush: the writer
+      // keeps appending (tagged `next`) while the sealed buffer waits for its
+      // flush. Measured: a worker's burst of commits landing in the window
+      // between the seal and beginFlush was refused, and each refused commit
+      // took the serialized path (a port round trip, an owner-side encode).
+      this.activateFree(1 - a, next);
     } else if (writable) {
       // Re-tag an empty Writable buffer: the next append gets `next`.
       Atomics.store(this.words64, LaneWord64.tag + a, next);
@@ -162,7 +168,30 @@ export class SharedLane implements EngineLane {
         Atomics.load(this.words64, LaneWord64.laneEpoch),
       );
       Atomics.store(w, LaneWord.state + b, BufferState.writable);
+      // The active buffer is sealed or flushing (an epoch sealed while this
+      // one flushed): appends continue in the buffer just freed.
+      const a = Atomics.load(w, LaneWord.active);
+      if (a !== b && Atomics.load(w, LaneWord.state + a) !== BufferState.writable) {
+        this.activateFree(b, Atomics.load(this.words64, LaneWord64.laneEpoch));
+      }
     });
+  }
+
+  /**
+   * Makes buffer `b` the active one, tagged `epoch`, when it is Writable and
+   * empty; otherwise leaves the lane as it is (appends are refused until a
+   * buffer is free). The caller holds the lane lock.
+   */
+  private activateFree(b: number, epoch: bigint): void {
+    const w = this.words;
+    if (
+      Atomics.load(w, LaneWord.state + b) !== BufferState.writable ||
+      Atomics.load(w, LaneWord.used + b) !== 0
+    ) {
+      return;
+    }
+    Atomics.store(this.words64, LaneWord64.tag + b, epoch);
+    Atomics.store(w, LaneWord.active, b);
   }
 
   /** Bytes in the active buffer while it is Writable (appended, not yet sealed). */

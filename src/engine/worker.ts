@@ -132,6 +132,8 @@ class SharedLaneWriter implements WorkerWriter {
   private readonly inFlight = new Set<Promise<WorkerCommitAck>>();
   private nextMessageId = 1;
   private waitLoopRunning = false;
+  /** A doorbell ring is scheduled for the end of this turn. */
+  private doorbellPending = false;
   private closing: Promise<void> | null = null;
   private portClosed = false;
 
@@ -361,10 +363,25 @@ class SharedLaneWriter implements WorkerWriter {
     this.updateKeepAlive();
   }
 
+  /**
+   * Rings the owner's doorbell once per turn of this worker's event loop,
+   * after every commit of the turn is in the lane, instead of once per
+   * commit. A doorbell makes an idle owner seal at once: rung on the first
+   * commit of a burst it sealed an epoch of that one commit while the rest
+   * of the burst waited a whole write + fdatasync for the next epoch, and
+   * every ring is a cross-thread wake-up of the owner's event loop.
+   */
   private ringDoorbell(): void {
+    if (this.doorbellPending) return;
+    this.doorbellPending = true;
+    setImmediate(this.ringDoorbellNow);
+  }
+
+  private readonly ringDoorbellNow = (): void => {
+    this.doorbellPending = false;
     Atomics.add(this.logWords, LogWord.doorbell, 1);
     Atomics.notify(this.logWords, LogWord.doorbell);
-  }
+  };
 
   private startWaitLoop(): void {
     if (this.waitLoopRunning) return;

@@ -6,8 +6,13 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WalFailedError } from '../../src/engine/errors.js';
 import type { SharedLane } from '../../src/engine/shared-lane.js';
-import { attachWriter, type WorkerBatch, type WorkerWriter } from '../../src/engine/worker.js';
-import { LANE_LOCK_TIMEOUT_CODE, LaneWord } from '../../src/engine/worker-layout.js';
+import {
+  attachWriter,
+  type WorkerBatch,
+  type WorkerLaneHandle,
+  type WorkerWriter,
+} from '../../src/engine/worker.js';
+import { LANE_LOCK_TIMEOUT_CODE, LaneWord, LogWord } from '../../src/engine/worker-layout.js';
 import { decodeChunks, FakeOwner } from '../fixtures/fake-owner.js';
 
 function batch(txnId: number, pageBytes = 100, frames = 1): WorkerBatch {
@@ -43,6 +48,7 @@ function setup(options: ConstructorParameters<typeof FakeOwner>[0] = {}): {
   owner: FakeOwner;
   lane: SharedLane;
   writer: WorkerWriter;
+  handle: WorkerLaneHandle;
 } {
   const owner = new FakeOwner(options);
   owners.push(owner);
@@ -50,7 +56,7 @@ function setup(options: ConstructorParameters<typeof FakeOwner>[0] = {}): {
   const writer = attachWriter(handle);
   open.push(writer);
   const lane = owner.pool.lanes()[0]!;
-  return { owner, lane, writer };
+  return { owner, lane, writer, handle };
 }
 
 describe('shared lane state machine', () => {
@@ -63,28 +69,30 @@ describe('shared lane state machine', () => {
     expect(lane.pendingBytes()).toBe(s.usedBytes);
   });
 
-  it('seals on advance, refuses while sealed, swaps on beginFlush and clears on completeFlush', async () => {
+  it('seals on advance and keeps appending in the other buffer before beginFlush, then clears on completeFlush', async () => {
     const { owner, lane, writer } = setup();
     void writer.commit(batch(1));
     expect(lane.advance(2n)).toBe(true);
-    expect(lane.bufferState(0)).toMatchObject({ kind: 'sealed', epoch: 1n, active: true });
+    expect(lane.bufferState(0)).toMatchObject({ kind: 'sealed', epoch: 1n, active: false });
+    expect(lane.bufferState(1)).toMatchObject({ kind: 'writable', epoch: 2n, active: true });
     expect(lane.pendingBytes()).toBe(0);
 
-    // Sealed: the commit is refused by the lane and takes the serialized path.
+    // Between the seal and beginFlush the lane takes the commit (tagged with
+    // the new epoch); it does not go to the serialized path.
     void writer.commit(batch(2));
-    await eventually(() => expect(owner.serializedCommits).toBe(1));
-    expect(lane.fallbacks()).toBe(1);
+    expect(lane.bufferState(1)).toMatchObject({ recordCount: 1, epoch: 2n });
+    expect(lane.pendingBytes()).toBe(lane.bufferState(1).usedBytes);
 
     const data = lane.beginFlush(1n);
     expect(data).not.toBeNull();
     expect(data!.recordCount).toBe(1);
-    expect(decodeChunks(data!.chunks).map((r) => r.txnToken.id)).toEqual([1n]);
+    expect(decodeChunks(data!.chunks).map((r) => [r.txnToken.id, r.epoch])).toEqual([[1n, 1n]]);
     expect(lane.bufferState(0)).toMatchObject({ kind: 'flushing', epoch: 1n, active: false });
     expect(lane.bufferState(1)).toMatchObject({ kind: 'writable', epoch: 2n, active: true });
 
     // Double buffering: appends continue in the other buffer during the flush.
     void writer.commit(batch(3));
-    expect(lane.bufferState(1)).toMatchObject({ recordCount: 1, epoch: 2n });
+    expect(lane.bufferState(1)).toMatchObject({ recordCount: 2, epoch: 2n });
 
     lane.completeFlush(1n);
     expect(lane.bufferState(0)).toMatchObject({
@@ -93,6 +101,14 @@ describe('shared lane state machine', () => {
       usedBytes: 0,
       recordCount: 0,
     });
+    lane.advance(3n);
+    expect(decodeChunks(lane.beginFlush(2n)!.chunks).map((r) => [r.txnToken.id, r.epoch])).toEqual([
+      [2n, 2n],
+      [3n, 2n],
+    ]);
+    await turn();
+    expect(owner.serializedCommits).toBe(0);
+    expect(lane.fallbacks()).toBe(0);
   });
 
   it('re-tags an empty writable buffer on advance and seals nothing', () => {
@@ -114,13 +130,14 @@ describe('shared lane state machine', () => {
     expect(lane.beginFlush(1n)).not.toBeNull();
   });
 
-  it('flushes in place when the other buffer is still flushing, and recovers afterwards', async () => {
+  it('flushes in place when the other buffer is still flushing, and appends in the freed buffer before the second flush ends', async () => {
     const { owner, lane, writer } = setup();
     void writer.commit(batch(1));
     lane.advance(2n);
     lane.beginFlush(1n); // buffer 0 flushing, buffer 1 active
     void writer.commit(batch(2));
     lane.advance(3n); // buffer 1 sealed at 2 while buffer 0 still flushes (pipelining)
+    expect(lane.bufferState(1)).toMatchObject({ kind: 'sealed', active: true });
     const second = lane.beginFlush(2n);
     expect(decodeChunks(second!.chunks).map((r) => [r.txnToken.id, r.epoch])).toEqual([[2n, 2n]]);
     expect(lane.bufferState(1)).toMatchObject({ kind: 'flushing', active: true });
@@ -128,11 +145,40 @@ describe('shared lane state machine', () => {
     void writer.commit(batch(3)); // nothing writable: serialized path
     await eventually(() => expect(owner.serializedCommits).toBe(1));
 
+    // Buffer 0 is free again while buffer 1 still flushes: appends go there.
     lane.completeFlush(1n);
-    lane.completeFlush(2n);
-    expect(lane.bufferState(1)).toMatchObject({ kind: 'writable', epoch: 3n, active: true });
+    expect(lane.bufferState(0)).toMatchObject({ kind: 'writable', epoch: 3n, active: true });
     void writer.commit(batch(4));
-    expect(lane.bufferState(1)).toMatchObject({ recordCount: 1, epoch: 3n });
+    expect(lane.bufferState(0)).toMatchObject({ recordCount: 1, epoch: 3n });
+    lane.completeFlush(2n);
+    expect(lane.bufferState(1)).toMatchObject({ kind: 'writable', epoch: 3n, usedBytes: 0 });
+    lane.advance(4n);
+    expect(decodeChunks(lane.beginFlush(3n)!.chunks).map((r) => [r.txnToken.id, r.epoch])).toEqual([
+      [4n, 3n],
+    ]);
+    expect(lane.fallbacks()).toBe(1);
+  });
+
+  it('waits for a free buffer when two epochs are sealed before either flushes', async () => {
+    const { owner, lane, writer } = setup();
+    void writer.commit(batch(1));
+    lane.advance(2n); // buffer 0 sealed at 1, buffer 1 active
+    void writer.commit(batch(2));
+    lane.advance(3n); // buffer 1 sealed at 2: no free buffer
+    expect(lane.bufferState(0)).toMatchObject({ kind: 'sealed', epoch: 1n });
+    expect(lane.bufferState(1)).toMatchObject({ kind: 'sealed', epoch: 2n, active: true });
+    void writer.commit(batch(3));
+    await eventually(() => expect(owner.serializedCommits).toBe(1));
+    expect(decodeChunks(lane.beginFlush(1n)!.chunks).map((r) => r.txnToken.id)).toEqual([1n]);
+    expect(decodeChunks(lane.beginFlush(2n)!.chunks).map((r) => r.txnToken.id)).toEqual([2n]);
+    lane.completeFlush(1n);
+    void writer.commit(batch(4));
+    expect(lane.bufferState(0)).toMatchObject({ active: true, epoch: 3n, recordCount: 1 });
+    lane.completeFlush(2n);
+    lane.advance(4n);
+    expect(decodeChunks(lane.beginFlush(3n)!.chunks).map((r) => [r.txnToken.id, r.epoch])).toEqual([
+      [4n, 3n],
+    ]);
   });
 
   it('sends a commit to the serialized path when the active buffer is full, never splitting it', async () => {
@@ -167,11 +213,25 @@ describe('worker commit acknowledgement', () => {
     await eventually(() => expect(ack).toEqual({ epoch: 1n, commitSeq: 1n, durability: 'normal' }));
   });
 
+  it('rings the doorbell once for the commits of one turn, after the last of them', async () => {
+    const { owner, writer, lane, handle } = setup();
+    const logWords = new Int32Array(handle.log);
+    const doorbell = (): number => Atomics.load(logWords, LogWord.doorbell);
+    const before = doorbell();
+    for (let i = 1; i <= 5; i++) void writer.commit(batch(i));
+    expect(lane.bufferState(0).recordCount).toBe(5);
+    expect(doorbell()).toBe(before);
+    await eventually(() => expect(owner.appendNotifications).toBe(1));
+    expect(doorbell()).toBe(before + 1);
+    void writer.commit(batch(6));
+    await eventually(() => expect(doorbell()).toBe(before + 2));
+  });
+
   it('assigns unique increasing commit sequence numbers shared with the serialized path', async () => {
-    const { owner, lane, writer } = setup();
+    const { owner, writer } = setup({ bufferCapacityBytes: 1000 });
     const acks = [writer.commit(batch(1)), writer.commit(batch(2))];
-    lane.advance(2n); // sealed: the next one goes to the owner
-    acks.push(writer.commit(batch(3)));
+    // Larger than a lane buffer: this one goes to the owner.
+    acks.push(writer.commit(batch(3, 2000)));
     await eventually(() => expect(owner.serializedCommits).toBe(1));
     owner.tick(); // flushes epoch 1: the lane's two and the serialized one
     acks.push(writer.commit(batch(4)));
