@@ -200,13 +200,13 @@ export class PrecreatingSegmentSink implements SegmentSink {
 }
 
 /** Pre-created files the early-ack sink keeps ready (directory entry durable) ahead of the writes. */
-export const EARLY_ACK_FILES_AHEAD = 16;
+export const EARLY_ACK_FILES_AHEAD = 32;
 
 /** Files created inline (one directory fsync) when a write finds none ready and none coming. */
 const EARLY_ACK_FILES_INLINE = 4;
 
 /** Ready files at or below which a write starts publishing the queue (which refills them). */
-const EARLY_ACK_READY_LOW = 4;
+const EARLY_ACK_READY_LOW = 8;
 
 export { headerVersion } from './staged-sink.js';
 export { EARLY_ACK_PUBLISH_IDLE_TURNS, earlyAckPublishBatchMax };
@@ -305,14 +305,26 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
       for (const item of batch) item.published.reject(this.publishFailure);
       return;
     }
+    // Every file is closed at once (libuv runs the closes on its pool's
+    // threads side by side); a deferred write error (NFS) surfaces at close,
+    // the data is fdatasynced already.
+    const closed = await Promise.all(
+      batch.map(({ file }) =>
+        file.handle.close().then(
+          () => null,
+          (error: unknown) => error,
+        ),
+      ),
+    );
     let renamed = 0;
     let failure: Error | null = null;
-    for (const { epoch, file } of batch) {
+    // Renamed one at a time, in epoch order, so that a reader listing the
+    // directory never sees a segment name before its predecessor's.
+    for (const [i, { epoch, file }] of batch.entries()) {
       const finalPath = segmentPath(this.dbPath, epoch);
       let step = 'close';
       try {
-        // A deferred write error (NFS) surfaces at close; the data is fdatasynced already.
-        await file.handle.close();
+        if (closed[i] !== null) throw closed[i];
         step = 'rename';
         await this.fs.rename(file.path, finalPath); // atomic: the temp name or the segment name
       } catch (error) {
@@ -353,7 +365,12 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
     const run = (async () => {
       const created: Prepared[] = [];
       try {
-        for (let i = 0; i < count; i++) created.push(await this.create());
+        // Created side by side (libuv's pool threads); the one directory fsync below covers them all.
+        const opened = await Promise.allSettled(Array.from({ length: count }, () => this.create()));
+        for (const outcome of opened)
+          if (outcome.status === 'fulfilled') created.push(outcome.value);
+        const refused = opened.find((outcome) => outcome.status === 'rejected');
+        if (refused !== undefined) throw refused.reason;
         if (this.fsync !== 'off') {
           const dir = databaseDirectory(this.dbPath);
           try {

@@ -38,10 +38,10 @@ export const SERIALIZED_LANE_ID = 0xffff;
 /** Default size past which an open epoch is sealed early while the disk is busy: 8 MiB. */
 export const epochBytesMaxDefault = 8 * 1024 * 1024;
 /**
- * Default {@link ParallelWalConfig.callerWriteBytesMax}: 64 KiB, about
- * sixteen 4 KiB pages, the size of an epoch at low concurrency.
+ * Default {@link ParallelWalConfig.callerWriteBytesMax}: 0, every write on
+ * the I/O thread (see the option for why it is off by default).
  */
-export const callerWriteBytesMaxDefault = 256 * 1024;
+export const callerWriteBytesMaxDefault = 0;
 /** Largest {@link ParallelWalConfig.callerWriteBytesMax} accepted: 16 MiB. */
 export const callerWriteBytesMaxLimit = 16 * 1024 * 1024;
 /** Default capacity of the serialized path (one buffer), in bytes: 64 MiB. */
@@ -146,13 +146,17 @@ export interface ParallelWalConfig {
   /**
    * With the I/O thread: a segment of at most this many bytes, written while
    * the thread is idle, is written and fdatasynced synchronously on the
-   * owner thread instead (0 ..= 16 MiB, default 64 KiB). This blocks the
-   * event loop for one small write + fdatasync (a few hundred microseconds on
-   * a typical SSD) and saves the two cross-thread wake-ups a job of the
-   * thread costs, which at low concurrency are a large part of a commit's
-   * latency. Larger segments, and any segment while the thread is busy, go
-   * to the thread, so that under load the event loop keeps filling the next
-   * epoch while the disk works. 0: every write goes to the thread.
+   * owner thread instead (0 ..= 16 MiB, default 0: off). This saves the two
+   * cross-thread wake-ups a job of the thread costs (about 0.1 ms of a
+   * 0.5 ms commit at one committer on a small VM), but blocks the event
+   * loop for the write + fdatasync, a few hundred microseconds per epoch:
+   * every other asynchronous operation of the process (a page store's
+   * checkpoint, network I/O) then advances by one step per epoch, and a
+   * checkpoint racing continuous commits was measured to fall behind for
+   * good. Turn it on (256 KiB covers an epoch of a few dozen 4 KiB pages)
+   * when the log's commits are the process's only latency-critical work.
+   * Larger segments, and any segment while the thread is busy, always go to
+   * the thread.
    */
   callerWriteBytesMax?: number;
   /**

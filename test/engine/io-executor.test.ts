@@ -259,8 +259,7 @@ describe('the log and its I/O thread', () => {
 
   it('writes segments on the I/O thread for the real file system, and recovers them', async () => {
     const db = path.join(tempDir(), 'thread.db');
-    // Every write to the thread: none is small enough to stay on the owner thread.
-    const wal = await ParallelWal.open(db, { callerWriteBytesMax: 0 });
+    const wal = await ParallelWal.open(db);
     let txn = 0;
     // The first writes go inline while the thread starts; it takes over after that.
     while (wal.stats().durableWrites.threadWrites === 0 && txn < 5000)
@@ -277,14 +276,14 @@ describe('the log and its I/O thread', () => {
     expect(records.length).toBe(txn);
   });
 
-  it('writes small epochs on the owner thread by default and large ones on the I/O thread, and recovers both', async () => {
+  it('with callerWriteBytesMax, writes small epochs on the owner thread and large ones on the I/O thread, and recovers both', async () => {
     const db = path.join(tempDir(), 'mixed.db');
-    const wal = await ParallelWal.open(db);
+    const wal = await ParallelWal.open(db, { callerWriteBytesMax: 256 * 1024 });
     await (wal as unknown as { executor: IoThreadExecutor }).executor.running();
     let txn = 0;
     for (let i = 0; i < 10; i++) await wal.commit(page(++txn));
     const afterSmall = wal.stats().durableWrites;
-    // One commit of 80 pages (about 330 KiB): over the default 256 KiB.
+    // One commit of 80 pages (about 330 KiB): over the 256 KiB.
     txn++;
     await wal.commit({
       txnToken: { id: BigInt(txn), epoch: 0 },
@@ -301,6 +300,15 @@ describe('the log and its I/O thread', () => {
     expect(afterLarge.threadWrites).toBe(1);
     const { records } = await recoverSegments(db);
     expect(records.length).toBe(10 + 80);
+  });
+
+  it('writes every epoch on the I/O thread by default', async () => {
+    const wal = await ParallelWal.open(path.join(tempDir(), 'default.db'));
+    await (wal as unknown as { executor: IoThreadExecutor }).executor.running();
+    for (let i = 1; i <= 5; i++) await wal.commit(page(i));
+    const stats = wal.stats().durableWrites;
+    await wal.close();
+    expect(stats).toMatchObject({ callerWrites: 0, threadWrites: 5 });
   });
 
   it('refuses a callerWriteBytesMax outside 0 ..= 16 MiB', async () => {
@@ -335,7 +343,7 @@ describe('the I/O thread under the built package', () => {
     const fs = require('node:fs');
     (async () => {
       const dir = fs.mkdtempSync(${JSON.stringify(path.join(os.tmpdir(), 'pwal-io-built-'))});
-      const wal = await ParallelWal.open(dir + '/db', { callerWriteBytesMax: 0 });
+      const wal = await ParallelWal.open(dir + '/db');
       let i = 0;
       while (wal.stats().durableWrites.threadWrites === 0 && i < 5000) {
         await wal.commit({ txnToken: { id: BigInt(++i), epoch: 0 },

@@ -30,6 +30,11 @@ export interface CellSpec {
   /** Directory the system may create its files in (empty, on the benchmark disk). */
   dir: string;
   rep: number;
+  /**
+   * Run under strace only to count fsync-family calls: its timings are not used (strace stops
+   * the traced threads at every counted call, which slows some systems far more than others).
+   */
+  syncCount?: boolean;
 }
 
 /** What a writer (main thread or worker) measured. */

@@ -7,7 +7,7 @@ export const SYSTEM_NAMES = [
   'pwalearly',
   'pwalinline',
   'pwalpool',
-  'pwalthread',
+  'pwalcaller',
   'sqlite',
   'lmdb',
   'level',
@@ -30,8 +30,8 @@ export async function loadSystem(name: string): Promise<SystemDef> {
       return (await import('./pwal.js')).pwalInline;
     case 'pwalpool':
       return (await import('./pwal.js')).pwalPool;
-    case 'pwalthread':
-      return (await import('./pwal.js')).pwalThread;
+    case 'pwalcaller':
+      return (await import('./pwal.js')).pwalCaller;
     case 'sqlite':
       return (await import('./sqlite.js')).sqlite;
     case 'lmdb':
