@@ -71,7 +71,6 @@ export class SharedLane implements EngineLane {
       Atomics.store(this.words64, LaneWord64.tag + b, epoch);
     }
     Atomics.store(this.words64, LaneWord64.laneEpoch, epoch);
-    Atomics.store(this.words64, LaneWord64.awaitedEpoch, -1n);
     Atomics.store(w, LaneWord.writer, WriterState.handedOut);
     this.lastAdvance = { next: -1n, sealed: false };
     this.writerGone = false;
@@ -193,22 +192,6 @@ export class SharedLane implements EngineLane {
     }
     Atomics.store(this.words64, LaneWord64.tag + b, epoch);
     Atomics.store(w, LaneWord.active, b);
-  }
-
-  /**
-   * Wakes the writer if it waits for an epoch at or below `durable` (the
-   * caller stored `durable` in the log block first: a writer that publishes
-   * its awaited epoch after this read sees the durable word instead).
-   */
-  wakeWriterFor(durable: bigint): void {
-    const awaited = Atomics.load(this.words64, LaneWord64.awaitedEpoch);
-    if (awaited >= 0n && awaited <= durable) this.wakeWriter();
-  }
-
-  /** Wakes the writer whatever it waits for (the log failed or closed). */
-  wakeWriter(): void {
-    Atomics.add(this.words, LaneWord.wake, 1);
-    Atomics.notify(this.words, LaneWord.wake);
   }
 
   /** Bytes in the active buffer while it is Writable (appended, not yet sealed). */

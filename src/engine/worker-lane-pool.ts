@@ -223,12 +223,7 @@ export class WorkerLanePool {
   markDurable(epoch: bigint): void {
     if (epoch <= Atomics.load(this.logWords64, LogWord64.durableEpoch)) return;
     Atomics.store(this.logWords64, LogWord64.durableEpoch, epoch);
-    Atomics.add(this.logWords, LogWord.change, 1);
-    // Only the writers waiting for an epoch up to this one: an epoch that
-    // holds one worker's commits does not wake the others (each wake-up is
-    // a task on that worker's event loop and, with more threads than cores,
-    // a context switch taken from the ones doing the work).
-    for (const lane of this.inUse.values()) lane.wakeWriterFor(epoch);
+    this.bumpChange();
   }
 
   /** The highest epoch published durable, `null` for none. */
@@ -335,10 +330,9 @@ export class WorkerLanePool {
     this.free.push(lane);
   }
 
-  /** The log failed or closed: every writer must look. */
   private bumpChange(): void {
     Atomics.add(this.logWords, LogWord.change, 1);
-    for (const lane of this.inUse.values()) lane.wakeWriter();
+    Atomics.notify(this.logWords, LogWord.change);
   }
 
   private failureMessage(): string {

@@ -38,13 +38,6 @@ export const LaneWord = {
   writer: 11,
   /** Commits appended through the lane. */
   commits: 12,
-  /**
-   * The writer's wake-up: bumped (and notified) by the owner when the epoch
-   * the writer waits for became durable, or the log failed or closed. The
-   * writer waits on this word, not on the log's `change` word, so an epoch
-   * wakes only the writers with commits in it.
-   */
-  wake: 13,
 } as const;
 
 /** `BigInt64` word indexes in the lane control block. */
@@ -53,8 +46,6 @@ export const LaneWord64 = {
   tag: 8,
   /** The epoch new appends are tagged with once a Writable buffer is active. */
   laneEpoch: 10,
-  /** Lowest epoch the writer's unsettled commits wait for; -1 while none wait. */
-  awaitedEpoch: 11,
 } as const;
 
 /** Size of a lane control block in bytes: 16 Int32 words (bytes 0..64), then BigInt64 words 8..11. */
@@ -78,7 +69,7 @@ export const WriterState = {
 
 /** Per-log shared block: `Int32` words. */
 export const LogWord = {
-  /** Bumped whenever durable epoch, failed or closed changes (writers wait on their lane's `wake`). */
+  /** Bumped (and notified) whenever durable epoch, failed or closed changes. */
   change: 0,
   /** 1 once the log failed; the cause text is in the message area. */
   failed: 1,

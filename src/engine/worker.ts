@@ -390,30 +390,17 @@ class SharedLaneWriter implements WorkerWriter {
     void this.waitLoop();
   }
 
-  /**
-   * One loop per writer: publishes the lowest epoch it waits for, waits on
-   * the lane's wake word, settles what became durable.
-   */
+  /** One loop per writer: waits on the change word, settles what became durable. */
   private async waitLoop(): Promise<void> {
     try {
       while (this.durableWaits.length > 0) {
-        const seen = Atomics.load(this.words, LaneWord.wake);
-        // Published before the durable word is read; the owner stores the
-        // durable word before it reads this one. Both sequentially
-        // consistent: either this read sees the epoch durable, or the owner
-        // sees the awaited epoch and bumps the wake word past `seen`.
-        const awaited = this.durableWaits[0]!.epoch;
-        Atomics.store(this.words64, LaneWord64.awaitedEpoch, awaited);
-        const before = this.durableWaits.length;
+        const seen = Atomics.load(this.logWords, LogWord.change);
         this.settleDurable();
         if (this.durableWaits.length === 0) break;
-        // Settled some: publish the next awaited epoch before waiting.
-        if (this.durableWaits.length !== before) continue;
-        const wait = Atomics.waitAsync(this.words, LaneWord.wake, seen, DURABLE_WAIT_SLICE_MS);
+        const wait = Atomics.waitAsync(this.logWords, LogWord.change, seen, DURABLE_WAIT_SLICE_MS);
         if (wait.async) await wait.value;
       }
     } finally {
-      Atomics.store(this.words64, LaneWord64.awaitedEpoch, -1n);
       this.waitLoopRunning = false;
       this.updateKeepAlive();
     }

@@ -242,34 +242,6 @@ describe('worker commit acknowledgement', () => {
     expect([...flushed].sort((a, b) => Number(a - b))).toEqual([1n, 2n, 3n, 4n]);
   });
 
-  it('wakes only the writers waiting for the epoch that became durable', async () => {
-    const { owner, writer: first, handle: firstHandle } = setup();
-    const secondHandle = owner.pool.createHandle();
-    const second = attachWriter(secondHandle);
-    open.push(second);
-    const wakes = (h: WorkerLaneHandle): number =>
-      Atomics.load(new Int32Array(h.control), LaneWord.wake);
-
-    const firstAck = first.commit(batch(1));
-    owner.tick(); // epoch 1 durable: only the first writer waits for it
-    await expect(firstAck).resolves.toMatchObject({ epoch: 1n });
-    expect(wakes(firstHandle)).toBe(1);
-    expect(wakes(secondHandle)).toBe(0);
-
-    const secondAck = second.commit(batch(2));
-    owner.tick();
-    await expect(secondAck).resolves.toMatchObject({ epoch: 2n });
-    expect(wakes(firstHandle)).toBe(1);
-    expect(wakes(secondHandle)).toBe(1);
-
-    // A failure wakes every writer, waiting or not.
-    const waiting = second.commit(batch(3));
-    owner.fail(new WalFailedError('write of epoch 3 failed', 3n));
-    await expect(waiting).rejects.toMatchObject({ code: 'ERR_WAL_FAILED' });
-    expect(wakes(firstHandle)).toBe(2);
-    expect(wakes(secondHandle)).toBe(2);
-  });
-
   it('keeps commit sequences given by the caller', async () => {
     const { owner, writer } = setup();
     const ack = writer.commit({ ...batch(1), commitSeq: 900n });
