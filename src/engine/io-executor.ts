@@ -87,7 +87,7 @@ export interface DurableWriteExecutorStats {
   threadWrites: number;
   /**
    * Of those, the small ones run synchronously on the calling thread while
-   * the I/O thread was idle (see {@link IoThreadExecutor}).
+   * the I/O thread was idle (the `callerWriteBytesMax` option of the log).
    */
   callerWrites: number;
   /** Time in `write`/`writev` system calls, microseconds. */
