@@ -30,6 +30,7 @@ import {
 import {
   nodeFileDescriptor,
   nodeFileSystem,
+  unwrittenRest,
   type WalFileHandle,
   type WalFileSystem,
 } from '../storage/fs.js';
@@ -144,14 +145,7 @@ export class InlineWriteExecutor implements DurableWriteExecutor {
         throw new DurableWriteFailure('datasync', cause);
       }
     }
-    const timing = {
-      writeMicros: micros(started, written),
-      syncMicros: micros(written, performance.now()),
-    };
-    this.totals.writes++;
-    this.totals.writeMicros += timing.writeMicros;
-    this.totals.syncMicros += timing.syncMicros;
-    return timing;
+    return countWrite(this.totals, started, written);
   }
 
   stats(): DurableWriteExecutorStats {
@@ -337,14 +331,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
         return Promise.reject(new DurableWriteFailure('datasync', cause));
       }
     }
-    const timing = {
-      writeMicros: micros(started, written),
-      syncMicros: micros(written, performance.now()),
-    };
-    this.callerTotals.writes++;
-    this.callerTotals.writeMicros += timing.writeMicros;
-    this.callerTotals.syncMicros += timing.syncMicros;
-    return Promise.resolve(timing);
+    return Promise.resolve(countWrite(this.callerTotals, started, written));
   }
 
   /** Resolves once the thread runs (or is gone): from then on writes go to it. */
@@ -502,6 +489,25 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   }
 }
 
+/** Writes done on one path, and the time in their system calls (microseconds). */
+interface WriteTotals {
+  writes: number;
+  writeMicros: number;
+  syncMicros: number;
+}
+
+/** One finished write (started, written: `performance.now()`; synced: now), added to `totals`. */
+function countWrite(totals: WriteTotals, started: number, written: number): DurableWriteTiming {
+  const timing = {
+    writeMicros: micros(started, written),
+    syncMicros: micros(written, performance.now()),
+  };
+  totals.writes++;
+  totals.writeMicros += timing.writeMicros;
+  totals.syncMicros += timing.syncMicros;
+  return timing;
+}
+
 /** Total bytes of `chunks`. */
 function totalBytes(chunks: readonly Uint8Array[]): number {
   let total = 0;
@@ -524,17 +530,7 @@ function writeAllSync(fd: number, chunks: readonly Uint8Array[], position: numbe
         : writevSync(fd, pending, at);
     if (written <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
     at += written;
-    let skip = written;
-    const rest: Uint8Array[] = [];
-    for (const chunk of pending) {
-      if (skip >= chunk.length) {
-        skip -= chunk.length;
-      } else {
-        rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
-        skip = 0;
-      }
-    }
-    pending = rest;
+    pending = unwrittenRest(pending, written);
   }
 }
 

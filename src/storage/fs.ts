@@ -247,18 +247,7 @@ class NodeFileHandle implements WalFileHandle {
       const { bytesWritten } = await this.handle.writev(pending, at);
       if (bytesWritten <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
       at += bytesWritten;
-      // A short writev is legal: drop what was written and go on with the rest.
-      let skip = bytesWritten;
-      const rest: Uint8Array[] = [];
-      for (const chunk of pending) {
-        if (skip >= chunk.length) {
-          skip -= chunk.length;
-        } else {
-          rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
-          skip = 0;
-        }
-      }
-      pending = rest;
+      pending = unwrittenRest(pending, bytesWritten);
     }
   }
 
@@ -462,4 +451,22 @@ export async function writeAndDatasync(
   }
   await handle.writev(chunks, position);
   if (sync) await handle.datasync();
+}
+
+/**
+ * What is left of `chunks` after a write that took their first `written`
+ * bytes: a short `writev` is legal, and the caller goes on with the rest.
+ */
+export function unwrittenRest(chunks: readonly Uint8Array[], written: number): Uint8Array[] {
+  let skip = written;
+  const rest: Uint8Array[] = [];
+  for (const chunk of chunks) {
+    if (skip >= chunk.length) {
+      skip -= chunk.length;
+    } else {
+      rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
+      skip = 0;
+    }
+  }
+  return rest;
 }
