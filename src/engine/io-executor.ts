@@ -311,27 +311,28 @@ export class IoThreadExecutor implements DurableWriteExecutor {
    * only after the fdatasync returned; a failure rejects with the step that
    * failed, exactly as a job of the thread does.
    */
-  private writeOnCaller(
+  private async writeOnCaller(
     fd: number,
     chunks: readonly Uint8Array[],
     position: number,
     datasync: boolean,
   ): Promise<DurableWriteTiming> {
+    // No await: the whole write runs before this returns.
     const started = performance.now();
     try {
       writeAllSync(fd, chunks, position);
     } catch (cause) {
-      return Promise.reject(new DurableWriteFailure('write', cause));
+      throw new DurableWriteFailure('write', cause);
     }
     const written = performance.now();
     if (datasync) {
       try {
         fdatasyncSync(fd);
       } catch (cause) {
-        return Promise.reject(new DurableWriteFailure('datasync', cause));
+        throw new DurableWriteFailure('datasync', cause);
       }
     }
-    return Promise.resolve(countWrite(this.callerTotals, started, written));
+    return countWrite(this.callerTotals, started, written);
   }
 
   /** Resolves once the thread runs (or is gone): from then on writes go to it. */
