@@ -275,6 +275,11 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
     );
   }
 
+  /** A pre-created file, if one is ready (none after a failure: {@link take} throws it). */
+  protected override takeNow(): Prepared | null {
+    return this.failure === null ? (this.ready.shift() ?? null) : null;
+  }
+
   /** A pre-created file whose directory entry is durable; creates some inline if none is coming. */
   protected async take(): Promise<Prepared> {
     for (;;) {

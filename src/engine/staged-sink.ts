@@ -110,7 +110,10 @@ export abstract class StagedSegmentSink<F extends StagedFile> implements Segment
     this.publication.cancelIdle();
     try {
       const bytes = byteLength(chunks);
-      const file = await this.take(epoch, bytes);
+      // A file ready now: no await before the job is posted, so a write
+      // started before acknowledging the previous epoch is on its way before
+      // that epoch's commits continue.
+      const file = this.takeNow(bytes) ?? (await this.take(epoch, bytes));
       return await this.writeInto(epoch, chunks, file, bytes);
     } finally {
       this.schedulePublication();
@@ -135,6 +138,10 @@ export abstract class StagedSegmentSink<F extends StagedFile> implements Segment
     }
   }
 
+  /** A file ready for a segment of `bytes` bytes without waiting, or null (then {@link take}). */
+  protected takeNow(_bytes: number): F | null {
+    return null;
+  }
   /** A file for `epoch`'s segment of `bytes` bytes. */
   protected abstract take(epoch: bigint, bytes: number): Promise<F>;
   /** After a write: publish now, or once the queue is idle. */

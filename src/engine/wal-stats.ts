@@ -81,6 +81,14 @@ export interface ParallelWalStats {
   overflowAppends: number;
   /** Early seals because an open epoch passed `maxEpochBytes`. */
   earlySeals: number;
+  /**
+   * Epochs sealed the moment the write before them returned (commits that
+   * arrived during that write), their write started before that write's
+   * commits were acknowledged.
+   */
+  pipelinedSeals: number;
+  /** Closed-loop waves split in two with the disk idle (see `flusher.ts`). */
+  waveSplits: number;
   /** Records dropped at flush because they never committed (no `endSeq`). */
   droppedAbortedRecords: number;
   /** Exceptions thrown by onDurable/onFailed listeners (swallowed). */
@@ -123,6 +131,8 @@ export interface WalCounters {
   commitsRejected: number;
   fallbacks: number;
   earlySeals: number;
+  pipelinedSeals: number;
+  waveSplits: number;
   backpressureWaiters: number;
   droppedAbortedRecords: number;
   flushPhases: FlushPhases;
@@ -156,6 +166,8 @@ export function createWalCounters(): WalCounters {
     commitsRejected: 0,
     fallbacks: 0,
     earlySeals: 0,
+    pipelinedSeals: 0,
+    waveSplits: 0,
     backpressureWaiters: 0,
     droppedAbortedRecords: 0,
     flushPhases: {
@@ -289,6 +301,8 @@ export function walStats(from: WalStatsSources): ParallelWalStats {
     contention: lanes.contention + (workers?.contentionEvents ?? 0),
     overflowAppends: lanes.overflowAppends,
     earlySeals: counters.earlySeals,
+    pipelinedSeals: counters.pipelinedSeals,
+    waveSplits: counters.waveSplits,
     droppedAbortedRecords: counters.droppedAbortedRecords,
     listenerErrors: from.listenerErrors,
     lanesInUse: from.lanesInUse,

@@ -1,0 +1,216 @@
+/**
+ * The flusher's pipelining and wave splitting (`src/engine/flusher.ts`):
+ * the next epoch's write starts the moment the disk is free, before the
+ * commits of the epoch just written continue; and a closed-loop wave of
+ * committers is split in two so that their CPU work and the disk overlap.
+ * Neither may cost an acknowledged commit or reorder commits.
+ */
+import * as nodeFs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { waveSplitCommitsMin } from '../../src/engine/flusher.js';
+import { type CommitResult, ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
+import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
+import { recoverSegments } from '../../src/storage/recovery.js';
+import { awaitPublished } from '../support/published.js';
+
+const dirs: string[] = [];
+const opened: ParallelWal[] = [];
+
+function tempDb(): string {
+  const dir = nodeFs.mkdtempSync(path.join(os.tmpdir(), 'pwal-wave-'));
+  dirs.push(dir);
+  return path.join(dir, 'wave.db');
+}
+
+async function open(dbPath: string, config: Parameters<typeof ParallelWal.open>[1] = {}) {
+  const wal = await ParallelWal.open(dbPath, config);
+  opened.push(wal);
+  return wal;
+}
+
+afterEach(async () => {
+  for (const wal of opened.splice(0)) await wal.close();
+  for (const dir of dirs.splice(0)) nodeFs.rmSync(dir, { recursive: true, force: true });
+});
+
+function batch(txnId: number, bytes = 64): ParallelWalBatch {
+  return {
+    txnToken: { id: BigInt(txnId), epoch: 0 },
+    frames: [
+      {
+        pageNumber: 1 + (txnId % 1000),
+        pageData: new Uint8Array(bytes).fill(txnId & 0xff),
+        dbSizeIfCommit: 0,
+      },
+    ],
+  };
+}
+
+/** Polls `condition` (no timing assertion: only a generous bound against hangs). */
+async function waitFor(condition: () => boolean, limitMs = 20_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached');
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/**
+ * A file system whose segment writes are counted and whose first fdatasync
+ * waits for `release()`.
+ */
+function gatedFileSystem(): {
+  fs: WalFileSystem;
+  writes: () => number;
+  waiting: () => boolean;
+  release: () => boolean;
+} {
+  let writes = 0;
+  let gateArmed = true;
+  let release: (() => void) | null = null;
+  const fs: WalFileSystem = {
+    ...nodeFileSystem,
+    async open(p, mode) {
+      const handle = await nodeFileSystem.open(p, mode);
+      const writev = handle.writev.bind(handle);
+      const datasync = handle.datasync.bind(handle);
+      handle.writev = (chunks, position) => {
+        writes++;
+        return writev(chunks, position);
+      };
+      handle.datasync = async () => {
+        if (gateArmed) {
+          gateArmed = false;
+          await new Promise<void>((resolve) => {
+            release = resolve;
+          });
+        }
+        await datasync();
+      };
+      return handle;
+    },
+  };
+  return {
+    fs,
+    writes: () => writes,
+    waiting: () => release !== null,
+    release: () => {
+      if (release === null) return false;
+      release();
+      return true;
+    },
+  };
+}
+
+/** Epoch → number of commits in it, in epoch order. */
+function perEpoch(results: readonly CommitResult[]): number[] {
+  const counts = new Map<bigint, number>();
+  for (const r of results) counts.set(r.epoch, (counts.get(r.epoch) ?? 0) + 1);
+  return [...counts.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, n]) => n);
+}
+
+describe('pipelined writes', () => {
+  it("starts the write of commits that arrived during a write before that write's commits continue", async () => {
+    const gated = gatedFileSystem();
+    const db = tempDb();
+    const wal = await open(db, { fs: gated.fs, slotCount: 2 });
+    const before = wal.stats().pipelinedSeals;
+    let writesWhenFirstContinued = -1;
+    const first = wal.commit(batch(1)).then((result) => {
+      writesWhenFirstContinued = gated.writes();
+      return result;
+    });
+    await waitFor(gated.waiting);
+    // The disk is busy with the first epoch: these fill the next one.
+    const during = [wal.commit(batch(2)), wal.commit(batch(3))];
+    expect(gated.writes()).toBe(1);
+    expect(gated.release()).toBe(true);
+    const results = await Promise.all([first, ...during]);
+    // When the first commit continued, the second epoch's write was already started.
+    expect(writesWhenFirstContinued).toBe(2);
+    expect(wal.stats().pipelinedSeals - before).toBe(1);
+    expect(results[1]!.epoch).toBe(results[0]!.epoch + 1n);
+    expect(results[2]!.epoch).toBe(results[1]!.epoch);
+    await awaitPublished(wal);
+    const recovered = await recoverSegments(db);
+    expect(recovered.records.map((r) => r.beginSeq)).toEqual(results.map((r) => r.commitSeq));
+  });
+
+  it('leaves the open epoch to the caller without auto-flush', async () => {
+    const gated = gatedFileSystem();
+    const db = tempDb();
+    const wal = await open(db, { fs: gated.fs, autoFlush: false });
+    const first = wal.commit(batch(1));
+    const flushed = wal.advanceAndFlush(10_000);
+    await waitFor(gated.waiting);
+    const later = wal.commit(batch(2));
+    expect(gated.release()).toBe(true);
+    await flushed;
+    await first;
+    // The commit that arrived during the write is not sealed by the flusher on its own.
+    expect(wal.stats().pipelinedSeals).toBe(0);
+    expect(gated.writes()).toBe(1);
+    await wal.advanceAndFlush(10_000);
+    expect((await later).epoch).toBe((await first).epoch + 1n);
+  });
+});
+
+describe('closed-loop waves', () => {
+  it(`splits a wave of ${waveSplitCommitsMin * 2} commits in two epochs of ${waveSplitCommitsMin}`, async () => {
+    const wave = waveSplitCommitsMin * 2;
+    const db = tempDb();
+    const wal = await open(db, { slotCount: 4 });
+    // Round one: every commit issued in one turn shares one epoch.
+    const round1 = Array.from({ length: wave }, (_, i) => wal.commit(batch(i + 1)));
+    // Round two: each committer commits again the moment its commit resolves
+    // (a closed loop); all of them continue in one run of microtasks.
+    const round2 = round1.map((p, i) => p.then(() => wal.commit(batch(wave + i + 1))));
+    const first = await Promise.all(round1);
+    const second = await Promise.all(round2);
+    expect(perEpoch(first)).toEqual([wave]);
+    // Half the wave is sealed and written while the other half still commits.
+    expect(perEpoch(second)).toEqual([wave / 2, wave / 2]);
+    expect(wal.stats().waveSplits).toBe(1);
+  });
+
+  it('does not split a wave below the threshold', async () => {
+    const wave = Math.max(2, waveSplitCommitsMin / 4);
+    const db = tempDb();
+    const wal = await open(db, { slotCount: 4 });
+    const round1 = Array.from({ length: wave }, (_, i) => wal.commit(batch(i + 1)));
+    const round2 = round1.map((p, i) => p.then(() => wal.commit(batch(wave + i + 1))));
+    await Promise.all(round1);
+    expect(perEpoch(await Promise.all(round2))).toEqual([wave]);
+    expect(wal.stats().waveSplits).toBe(0);
+  });
+
+  it('recovers every acknowledged commit of split, pipelined waves once, in commit order', async () => {
+    const committers = waveSplitCommitsMin * 2 + 44;
+    const rounds = 6;
+    const db = tempDb();
+    const wal = await open(db, { slotCount: 8 });
+    const acked: CommitResult[] = [];
+    let next = 1;
+    await Promise.all(
+      Array.from({ length: committers }, async () => {
+        for (let round = 0; round < rounds; round++) {
+          acked.push(await wal.commit(batch(next++, 512)));
+        }
+      }),
+    );
+    const stats = wal.stats();
+    expect(stats.waveSplits).toBeGreaterThanOrEqual(1);
+    expect(stats.pipelinedSeals).toBeGreaterThanOrEqual(1);
+    await awaitPublished(wal);
+    await wal.close();
+    const recovered = await recoverSegments(db);
+    const bySeq = [...acked].sort((a, b) => (a.commitSeq < b.commitSeq ? -1 : 1));
+    expect(recovered.records.map((r) => r.beginSeq)).toEqual(bySeq.map((r) => r.commitSeq));
+    // Commit order agrees with epoch order.
+    for (let i = 1; i < bySeq.length; i++) {
+      expect(bySeq[i]!.epoch >= bySeq[i - 1]!.epoch).toBe(true);
+    }
+  });
+});
