@@ -37,8 +37,12 @@ const txnBase = BigInt(baseArg);
 const writers = Number(writersArg ?? 2);
 const workers = Number(workersArg ?? 0);
 const fsync = (fsyncArg ?? 'full') as FsyncPolicy;
-/** Txn ids of one child: txnBase + writer + k * stride. */
-const STRIDE = 16n;
+/**
+ * Txn ids of one child: txnBase + writer + k * stride, async writers first
+ * (0 ..< writers), then the workers; the stride leaves room for every
+ * writer, so no two writers ever share an id.
+ */
+const STRIDE = BigInt(Math.max(16, writers + workers));
 /** Page images of the SIGKILL workload are at most this large, in bytes. */
 export const CHILD_PAGE_BYTES_MAX = 1200;
 
@@ -103,7 +107,7 @@ if (workers > 0 && typeof api.workerHandle === 'function') {
   for (let i = 0; i < workers; i++) {
     const handle = api.workerHandle();
     const worker = new Worker(path.join(import.meta.dirname, 'child-worker-entry.mjs'), {
-      workerData: { handle, runSeed, txnBase: txnBase + 8n + BigInt(i), stride: STRIDE },
+      workerData: { handle, runSeed, txnBase: txnBase + BigInt(writers + i), stride: STRIDE },
       transferList: workerHandleTransferList(
         handle as Parameters<typeof workerHandleTransferList>[0],
       ),
