@@ -356,6 +356,11 @@ export class Flusher {
       this.sealedQueue.length === 0 &&
       this.control === null &&
       (this.config.autoFlush || this.host.isClosing()) &&
+      // In-process commits only: worker writers' commits arrive from their
+      // own threads in bursts; sealed here, an epoch caught part of a burst
+      // (2 workers × 32: 31 against 44 pages per epoch, and fewer
+      // commits/s), so their epochs keep being sealed one turn later.
+      this.openCommits > 0 &&
       this.openEpochBytes() > 0
     ) {
       this.seal();
