@@ -46,8 +46,9 @@ const sealedAheadMax = 1;
  * it had this many commits or {@link waveSplitBytesMin} bytes: below both,
  * the committers' CPU time for half a wave is small against the fixed cost
  * of one more segment (a fresh file's allocating fdatasync and two thread
- * hops), and splitting was measured slower (64 one-page commits: 40,500
- * against 44,900 commits/s; 128: no change; 256: 59,600 against 51,000).
+ * hops). Measured with `bench/waves.ts` (one-page commits, medians of 3,
+ * split against not split): 64 committers 0.82×, 128 1.09×, 256 1.29×;
+ * 16 pages × 64 committers 1.24×.
  */
 export const waveSplitCommitsMin = 128;
 /** See {@link waveSplitCommitsMin}. */
@@ -257,7 +258,8 @@ export class Flusher {
    * continue. Not with a control plane (its sealing controller decides).
    */
   private splitWave(): boolean {
-    if (this.control !== null || this.started !== null || this.sealedQueue.length > 0) return false;
+    if (!this.config.pipelineFlush || this.control !== null) return false;
+    if (this.started !== null || this.sealedQueue.length > 0) return false;
     if (!this.config.autoFlush && !this.host.isClosing()) return false;
     const wave = this.lastSealedCommits;
     if (wave < 2 || this.openCommits * 2 < wave) return false;
@@ -351,7 +353,7 @@ export class Flusher {
    * to the caller; with a control plane, to the next cycle's seal point.
    */
   private startAhead(): void {
-    if (this.host.failure() !== null || this.host.isClosed()) return;
+    if (!this.config.pipelineFlush || this.host.failure() !== null || this.host.isClosed()) return;
     if (
       this.sealedQueue.length === 0 &&
       this.control === null &&

@@ -43,8 +43,9 @@
  * acknowledged, and the file holds at worst a torn mix of the new segment and
  * its older content; the new header cannot front a whole segment unless
  * every record carries its epoch and passes its CRC, and the older content
- * is below the file's floor, so recovery never adopts a mix. Epoch E+1 is
- * written only after E was acknowledged. Version-3 (certified) segments are
+ * is below the file's floor, so recovery never adopts a mix. Epoch E+1's
+ * write starts only after E's fdatasync returned (E durable; the flusher
+ * may start it before E's commits are told). Version-3 (certified) segments are
  * acknowledged only once published (recovery never adopts them); version 1
  * never uses this sink (no record CRCs).
  *

@@ -241,8 +241,9 @@ type Acknowledged = StagedEpoch<Prepared>;
  * once the rename is durable, under the segment name; the rename is atomic):
  * recovery (`adoptOrRemoveTemporaryFiles`) adopts a temporary file that
  * decodes completely as a version-2 segment whose epoch has no segment file.
- * Epoch E+1 is written only after E was acknowledged, so an adoptable E+1
- * never exists without E. Batching changes none of this: acknowledgement
+ * Epoch E+1's write starts only after E's fdatasync returned (the flusher
+ * starts it before telling E's commits, but E is durable by then), so an
+ * adoptable E+1 never exists without E. Batching changes none of this: acknowledgement
  * never waits for publication. Version 1 (no record CRCs) cannot tell torn
  * from complete and never uses this sink; version-3 segments (certificate
  * trailer), which the storage layer cannot validate yet, are written the same

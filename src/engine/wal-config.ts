@@ -144,6 +144,16 @@ export interface ParallelWalConfig {
    */
   ioThread?: boolean;
   /**
+   * Pipelined flushing (default true; see `flusher.ts`): the moment an
+   * epoch's write returns, the epoch that filled meanwhile is sealed and its
+   * write started, before the written epoch's commits are acknowledged; and
+   * a big wave of closed-loop committers is split in two, so that one half
+   * commits while the other is written. `false`: the next epoch is sealed
+   * one event-loop turn after the acknowledgement, as in 0.1 releases before
+   * this option — kept for comparison (`bench/waves.ts`) and as a fallback.
+   */
+  pipelineFlush?: boolean;
+  /**
    * With the I/O thread: a segment of at most this many bytes, written while
    * the thread is idle, is written and fdatasynced synchronously on the
    * owner thread instead (0 ..= 16 MiB, default 0: off). This saves the two
@@ -210,6 +220,8 @@ export interface ResolvedParallelWalConfig {
   segmentSink: SegmentSinkKind;
   /** See {@link ParallelWalConfig.ioThread}. */
   ioThread: boolean;
+  /** See {@link ParallelWalConfig.pipelineFlush}. */
+  pipelineFlush: boolean;
   /** See {@link ParallelWalConfig.callerWriteBytesMax}. */
   callerWriteBytesMax: number;
   /** See {@link ParallelWalConfig.segmentPoolSize}. */
@@ -319,6 +331,7 @@ export function resolveParallelWalConfig(
     ),
     segmentSink: resolveSegmentSink(config, formatVersion),
     ioThread: checkBoolean('ioThread', config.ioThread ?? true),
+    pipelineFlush: checkBoolean('pipelineFlush', config.pipelineFlush ?? true),
     callerWriteBytesMax: checkInteger(
       'callerWriteBytesMax',
       config.callerWriteBytesMax ?? callerWriteBytesMaxDefault,

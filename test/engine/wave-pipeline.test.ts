@@ -157,6 +157,36 @@ describe('pipelined writes', () => {
   });
 });
 
+describe('pipelineFlush: false', () => {
+  it('seals the next epoch only after the written one was acknowledged, and never splits a wave', async () => {
+    const gated = gatedFileSystem();
+    const wal = await open(tempDb(), { fs: gated.fs, slotCount: 2, pipelineFlush: false });
+    let writesWhenFirstContinued = -1;
+    const first = wal.commit(batch(1)).then((result) => {
+      writesWhenFirstContinued = gated.writes();
+      return result;
+    });
+    await waitFor(gated.waiting);
+    const during = wal.commit(batch(2));
+    expect(gated.release()).toBe(true);
+    await Promise.all([first, during]);
+    expect(writesWhenFirstContinued).toBe(1);
+
+    const wave = waveSplitCommitsMin * 2;
+    const round1 = Array.from({ length: wave }, (_, i) => wal.commit(batch(10 + i)));
+    const round2 = round1.map((p, i) => p.then(() => wal.commit(batch(10 + wave + i))));
+    await Promise.all(round1);
+    expect(perEpoch(await Promise.all(round2))).toEqual([wave]);
+    expect(wal.stats()).toMatchObject({ pipelinedSeals: 0, waveSplits: 0 });
+  });
+
+  it('is checked like every option', async () => {
+    await expect(
+      ParallelWal.open(tempDb(), { pipelineFlush: 'yes' as unknown as boolean }),
+    ).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  });
+});
+
 describe('closed-loop waves', () => {
   it(`splits a wave of ${waveSplitCommitsMin * 2} commits in two epochs of ${waveSplitCommitsMin}`, async () => {
     const wave = waveSplitCommitsMin * 2;
