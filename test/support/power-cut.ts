@@ -34,6 +34,8 @@ export interface CutRun {
   steps: number;
   /** Adoptable temporary files found after the cut (set by checkReboot). */
   pendingAdoption: number;
+  /** The flusher's pipelining during the run (`wal.stats()` after the workload; zeros if open failed). */
+  flush: { pipelinedSeals: number; waveSplits: number };
 }
 
 function freshDisk(): SimulatedFileSystem {
@@ -78,9 +80,11 @@ export async function runWithCut(
       cutFired: true,
       steps: fs.stepCount,
       pendingAdoption: 0,
+      flush: { pipelinedSeals: 0, waveSplits: 0 },
     };
   }
   const outcome = await settleWithin(runWorkload(wal, plan), HANG_MS, 'workload');
+  const { pipelinedSeals, waveSplits } = wal.stats();
   await settleWithin(
     wal.close().catch(() => undefined),
     HANG_MS,
@@ -88,7 +92,14 @@ export async function runWithCut(
   );
   const cutFired = fs.dead;
   const disk = fs.crashedDisk ?? fs.powerCut(seededRng(crashSeed), model);
-  return { disk, outcome, cutFired, steps: fs.stepCount, pendingAdoption: 0 };
+  return {
+    disk,
+    outcome,
+    cutFired,
+    steps: fs.stepCount,
+    pendingAdoption: 0,
+    flush: { pipelinedSeals, waveSplits },
+  };
 }
 
 /**
