@@ -61,13 +61,14 @@ async function waitFor(condition: () => boolean, limitMs = 20_000): Promise<void
  * A file system whose segment writes are counted and whose first fdatasync
  * waits for `release()`.
  */
-function gatedFileSystem(): {
+function gatedFileSystem(failSecondSync = false): {
   fs: WalFileSystem;
   writes: () => number;
   waiting: () => boolean;
   release: () => boolean;
 } {
   let writes = 0;
+  let syncs = 0;
   let gateArmed = true;
   let release: (() => void) | null = null;
   const fs: WalFileSystem = {
@@ -81,6 +82,10 @@ function gatedFileSystem(): {
         return writev(chunks, position);
       };
       handle.datasync = async () => {
+        syncs++;
+        if (failSecondSync && syncs === 2) {
+          throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5 });
+        }
         if (gateArmed) {
           gateArmed = false;
           await new Promise<void>((resolve) => {
@@ -136,6 +141,28 @@ describe('pipelined writes', () => {
     await awaitPublished(wal);
     const recovered = await recoverSegments(db);
     expect(recovered.records.map((r) => r.beginSeq)).toEqual(results.map((r) => r.commitSeq));
+  });
+
+  it('acknowledges the written epoch when the write started after it fails, and nothing after it', async () => {
+    const gated = gatedFileSystem(true);
+    const db = tempDb();
+    const wal = await open(db, { fs: gated.fs, slotCount: 2 });
+    const first = wal.commit(batch(1));
+    await waitFor(gated.waiting);
+    const during = wal.commit(batch(2));
+    const settledDuring = during.then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(gated.release()).toBe(true);
+    const written = await first;
+    // The second epoch's fdatasync failed: its commit is refused, typed.
+    expect(await settledDuring).toMatchObject({ code: 'ERR_WAL_FAILED' });
+    expect(wal.acknowledgedEpoch()).toBe(written.epoch);
+    await expect(wal.commit(batch(3))).rejects.toMatchObject({ code: 'ERR_WAL_FAILED' });
+    await wal.close().catch(() => {});
+    const recovered = await recoverSegments(db);
+    expect(recovered.records.map((r) => r.beginSeq)).toEqual([written.commitSeq]);
   });
 
   it('leaves the open epoch to the caller without auto-flush', async () => {
