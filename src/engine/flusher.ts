@@ -29,6 +29,7 @@
 import { encodeSegmentHeader } from '../format/segment.js';
 import type { AckWatermark } from './ack-watermark.js';
 import type { EngineControl, PreparedEpochWrite } from './control-hooks.js';
+import { prepareEpochWithControl } from './epoch-control.js';
 import { EpochTicker } from './epoch-ticker.js';
 import type { EpochCoordinator, EpochSegment } from './epochs.js';
 import { EngineInvariantError, type WalFailedError } from './errors.js';
@@ -54,13 +55,18 @@ export const waveSplitCommitsMin = 128;
 /** See {@link waveSplitCommitsMin}. */
 export const waveSplitBytesMin = 1024 * 1024;
 
+/** A write that failed (its cause), not yet reported to the log. */
+interface WriteFailure {
+  cause: unknown;
+}
+
 /** An epoch's durable write, started (synchronously) and not yet finished. */
 interface StartedWrite {
   segment: EpochSegment;
   prepared: PreparedEpochWrite | null;
   writeStartedMs: number;
-  /** The sink's result, or the log's failure (never rejects). */
-  result: Promise<SegmentWrite | Error>;
+  /** The sink's result, or why it failed (never rejects). */
+  result: Promise<SegmentWrite | WriteFailure>;
 }
 
 /** What one flush cycle ended with. */
@@ -113,8 +119,13 @@ export class Flusher {
   private cycleScheduled = false;
   private readonly sealedQueue: { epoch: bigint; laneIds: number[] }[] = [];
   private inFlight: EpochSegment | null = null;
-  /** The write of `sealedQueue[0]`, once started (its segment is `inFlight`). */
-  private started: { epoch: bigint; write: StartedWrite | Error } | null = null;
+  /**
+   * The write of `sealedQueue[0]`, once started (its segment is `inFlight`),
+   * or why it could not start. A failure is reported to the log only when
+   * the epoch's turn comes ({@link flushOne}), so that it never overtakes
+   * the acknowledgement of the epoch written before it.
+   */
+  private started: { epoch: bigint; write: StartedWrite | WriteFailure } | null = null;
   /** Commits placed in the epoch sealed last (the size of the last wave). */
   private lastSealedCommits = 0;
   /** Bytes of the epoch sealed last. */
@@ -246,16 +257,11 @@ export class Flusher {
   }
 
   /**
-   * Wave splitting, with the disk idle: once the open epoch holds half as
-   * many commits as the epoch sealed before it (at least
-   * {@link waveSplitCommitsMin}), seal it and start its write NOW, from the
-   * commit that filled it, instead of after the turn. Closed-loop committers
-   * otherwise move as one wave: every commit of an epoch continues at its
-   * acknowledgement, in one run of microtasks, so the CPU work of the next
-   * commits and the disk's write of them never overlap. Split once, the two
-   * halves stay apart: {@link startAhead} seals and starts each half the
-   * moment the other half's write returns, before that half's commits
-   * continue. Not with a control plane (its sealing controller decides).
+   * Wave splitting (module comment), with the disk idle: once the open epoch
+   * holds half as many commits as the epoch sealed last (a big one: see
+   * {@link waveSplitCommitsMin}), seal it and start its write now, from the
+   * commit that filled it. {@link startAhead} keeps the halves apart. Not
+   * with a control plane (its sealing controller decides).
    */
   private splitWave(): boolean {
     if (!this.config.pipelineFlush || this.control !== null) return false;
@@ -284,6 +290,14 @@ export class Flusher {
   async settle(): Promise<void> {
     await Promise.all([...this.tracked]);
     await this.cycleTail;
+    // A write started for a cycle that never ran (the log failed first):
+    // wait for it, so nothing is in flight once the sink is disposed.
+    const started = this.started;
+    if (started !== null && 'result' in started.write) await started.write.result;
+    if (this.host.failure() !== null && this.started === started) {
+      this.started = null;
+      this.inFlight = null;
+    }
     this.sink.publishNow?.();
     await this.publishTail;
   }
@@ -333,24 +347,21 @@ export class Flusher {
   private startNext(): void {
     const next = this.sealedQueue[0];
     if (next === undefined || this.started !== null) return;
-    let write: StartedWrite | Error;
+    let write: StartedWrite | WriteFailure;
     try {
       write = this.startWrite(next.epoch);
-    } catch (error) {
-      // Only an engine invariant breach gets here.
-      write = this.host.enterFailed(error, next.epoch);
+    } catch (cause) {
+      // Only an engine invariant breach gets here; reported at its turn.
+      write = { cause };
     }
     this.started = { epoch: next.epoch, write };
   }
 
   /**
    * Pipelining, once a write returned and before its commits are
-   * acknowledged: the disk is free, so the next sealed epoch's write starts
-   * now — or, with none sealed, the open epoch (the commits that arrived
-   * during the write) is sealed and its write started. Acknowledging first
-   * would let the acknowledged commits continue (and commit again) before
-   * the next write is even posted. Without auto-flush the open epoch is left
-   * to the caller; with a control plane, to the next cycle's seal point.
+   * acknowledged (module comment): start the next sealed epoch's write, or
+   * seal the open one and start it. Without auto-flush the open epoch is
+   * left to the caller; with a control plane, to the next cycle's seal point.
    */
   private startAhead(): void {
     if (!this.config.pipelineFlush || this.host.failure() !== null || this.host.isClosed()) return;
@@ -395,7 +406,12 @@ export class Flusher {
         if (this.control !== null) this.sealPoint(true);
         this.seal();
       }
-      while (this.sealedQueue.length > 0) {
+      // The epochs sealed now. Epochs sealed while they are written
+      // (pipelined, split or early) go to the next cycle: under steady load
+      // the pipeline never empties, and a cycle queued behind this one
+      // (advanceAndFlush, close) must not wait for the load to stop.
+      const last = this.sealedQueue.at(-1)?.epoch ?? -1n;
+      while (this.sealedQueue.length > 0 && this.sealedQueue[0]!.epoch <= last) {
         // flushOne takes the epoch off the queue once it is written.
         const error = await this.flushOne(this.sealedQueue[0]!.epoch);
         if (error !== null) return { ok: false, error };
@@ -408,7 +424,11 @@ export class Flusher {
     } finally {
       this.cycleActive = false;
       this.host.afterCycle();
-      if (this.host.failure() === null && this.openEpochBytes() > 0) this.kick();
+      if (this.host.failure() === null) {
+        // Sealed epochs left (a write may be in flight already): at once.
+        if (this.sealedQueue.length > 0) this.track(this.enqueueCycle());
+        else if (this.openEpochBytes() > 0) this.kick();
+      }
     }
   }
 
@@ -424,15 +444,20 @@ export class Flusher {
     if (started === null || started.epoch !== epoch) {
       throw new EngineInvariantError(`epoch ${epoch} is not the next to write`);
     }
-    if (started.write instanceof Error) {
+    if (!('result' in started.write)) {
       this.started = null;
-      return started.write;
+      return this.host.enterFailed(started.write.cause, epoch);
     }
     const { segment, prepared, writeStartedMs, result } = started.write;
     const written = await result;
     this.started = null;
     this.inFlight = null;
-    if (written instanceof Error) return written;
+    if (!('bytes' in written)) {
+      // Not durable; the epoch stays first (its lanes keep it Flushing) and
+      // the log refuses everything from here on.
+      this.control?.epochFailed(epoch, written.cause);
+      return this.host.enterFailed(written.cause, epoch);
+    }
     // An earlier epoch's background publication failed meanwhile: the log
     // refuses; this epoch's data may be on disk but it is not acknowledged.
     const failed = this.host.failure();
@@ -453,10 +478,11 @@ export class Flusher {
   /**
    * Starts the durable write of sealed `epoch` (header and records, or the
    * control plane's version of them): synchronously up to the sink's job
-   * being posted. A diverged epoch fails the log and returns its error; a
-   * failed write fails the log and resolves `result` with its error.
+   * being posted. A diverged epoch returns its failure; a failed write
+   * resolves `result` with its failure. Neither fails the log here: that is
+   * {@link flushOne}'s, at the epoch's turn.
    */
-  private startWrite(epoch: bigint): StartedWrite | Error {
+  private startWrite(epoch: bigint): StartedWrite | WriteFailure {
     const startedMs = performance.now();
     const segment = this.coordinator.flushEpoch(epoch);
     // Control plane: header, records and certificate trailer to write, after
@@ -464,10 +490,9 @@ export class Flusher {
     // or must not be acknowledged at all).
     const prepared = this.prepareWithControl(segment);
     if (prepared !== null && !prepared.acknowledge) {
-      return this.host.enterFailed(
-        new EngineInvariantError(`epoch ${epoch} diverged from the conservative path`),
-        epoch,
-      );
+      return {
+        cause: new EngineInvariantError(`epoch ${epoch} diverged from the conservative path`),
+      };
     }
     // An epoch whose records were all aborted still gets its (header-only)
     // segment: the log never leaves an epoch number without one.
@@ -486,12 +511,7 @@ export class Flusher {
         this.acks.noteSynced(epoch);
         return written;
       },
-      (cause: unknown): Error => {
-        // Not durable; the epoch stays first (its lanes keep it Flushing) and
-        // the log refuses everything from here on.
-        this.control?.epochFailed(epoch, cause);
-        return this.host.enterFailed(cause, epoch);
-      },
+      (cause: unknown): WriteFailure => ({ cause }),
     );
     return { segment, prepared, writeStartedMs, result };
   }
@@ -594,24 +614,7 @@ export class Flusher {
   /** The control plane's version of an epoch's bytes; `null` without a control plane. */
   private prepareWithControl(segment: EpochSegment): PreparedEpochWrite | null {
     if (this.control === null) return null;
-    // Worker lanes encode on their own threads and are never staged: their
-    // sealed bytes complete the conservative result, so the whole epoch is
-    // compared and a divergence is repaired (fallback), never a failure.
-    const externalChunks: Uint8Array[] = [];
-    for (const share of segment.laneShares) {
-      if (share.laneId >= this.config.slotCount && share.laneId !== SERIALIZED_LANE_ID) {
-        externalChunks.push(...share.chunks);
-      }
-    }
-    const dbSize = this.epochDbSize.get(segment.epoch);
-    return this.control.prepareEpoch({
-      epoch: segment.epoch,
-      chunks: segment.chunks,
-      recordCount: segment.recordCount,
-      laneIds: segment.laneIds,
-      recordsPerCore: segment.recordsPerCore,
-      dbSizePages: dbSize?.dbSize ?? 0,
-      externalChunks,
-    });
+    const dbSize = this.epochDbSize.get(segment.epoch)?.dbSize ?? 0;
+    return prepareEpochWithControl(this.control, segment, this.config.slotCount, dbSize);
   }
 }

@@ -280,11 +280,42 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
   }
 
   /** A ready file for `epoch`'s segment of `bytes` bytes; new pool files are named above it from now on. */
+  /** A ready file, if any (none after a failure: {@link take} throws it). */
+  protected override takeNow(epoch: bigint, bytes: number): PoolFile | null {
+    const file = this.failure === null ? this.pickReady(bytes) : null;
+    if (file !== null) this.noteTaken(epoch, bytes);
+    return file;
+  }
+
   protected async take(epoch: bigint, bytes: number): Promise<PoolFile> {
     const file = await this.takeFile(bytes);
+    this.noteTaken(epoch, bytes);
+    return file;
+  }
+
+  /** `epoch`'s segment of `bytes` bytes took a file: raise the floor, remember the size. */
+  private noteTaken(epoch: bigint, bytes: number): void {
     if (epoch + 1n > this.floor) this.floor = epoch + 1n;
     this.noteSize(bytes);
-    return file;
+  }
+
+  /** Takes the shortest ready file at least `bytes` long, else the longest; null when none is ready. */
+  private pickReady(bytes: number): PoolFile | null {
+    if (this.ready.length === 0) return null;
+    let best = 0;
+    for (let i = 1; i < this.ready.length; i++) {
+      const fits = this.ready[i]!.length >= bytes;
+      const bestFits = this.ready[best]!.length >= bytes;
+      if (
+        fits
+          ? !bestFits || this.ready[i]!.length < this.ready[best]!.length
+          : !bestFits && this.ready[i]!.length > this.ready[best]!.length
+      ) {
+        best = i;
+      }
+    }
+    this.counters.reused++;
+    return this.ready.splice(best, 1)[0]!;
   }
 
   /** The file now holds `bytes` durable bytes: its written length grows to cover them. */
@@ -296,23 +327,8 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
   private async takeFile(bytes: number): Promise<PoolFile> {
     for (;;) {
       if (this.failure !== null) throw this.failure;
-      if (this.ready.length > 0) {
-        let best = 0;
-        for (let i = 1; i < this.ready.length; i++) {
-          const fits = this.ready[i]!.length >= bytes;
-          const bestFits = this.ready[best]!.length >= bytes;
-          // The shortest that fits, else the longest.
-          if (
-            fits
-              ? !bestFits || this.ready[i]!.length < this.ready[best]!.length
-              : !bestFits && this.ready[i]!.length > this.ready[best]!.length
-          ) {
-            best = i;
-          }
-        }
-        this.counters.reused++;
-        return this.ready.splice(best, 1)[0]!;
-      }
+      const ready = this.pickReady(bytes);
+      if (ready !== null) return ready;
       // Publishing the queue refills the pool; create inline only when no
       // publication or creation is coming. This bounds the acknowledged,
       // unpublished epochs (each holds a pool file) by the pool size.

@@ -113,7 +113,7 @@ export abstract class StagedSegmentSink<F extends StagedFile> implements Segment
       // A file ready now: no await before the job is posted, so a write
       // started before acknowledging the previous epoch is on its way before
       // that epoch's commits continue.
-      const file = this.takeNow(bytes) ?? (await this.take(epoch, bytes));
+      const file = this.takeNow(epoch, bytes) ?? (await this.take(epoch, bytes));
       return await this.writeInto(epoch, chunks, file, bytes);
     } finally {
       this.schedulePublication();
@@ -138,8 +138,8 @@ export abstract class StagedSegmentSink<F extends StagedFile> implements Segment
     }
   }
 
-  /** A file ready for a segment of `bytes` bytes without waiting, or null (then {@link take}). */
-  protected takeNow(_bytes: number): F | null {
+  /** A file ready for `epoch`'s segment of `bytes` bytes without waiting, or null (then {@link take}). */
+  protected takeNow(_epoch: bigint, _bytes: number): F | null {
     return null;
   }
   /** A file for `epoch`'s segment of `bytes` bytes. */

@@ -165,6 +165,30 @@ describe('pipelined writes', () => {
     expect(recovered.records.map((r) => r.beginSeq)).toEqual([written.commitSeq]);
   });
 
+  it('acknowledges the written epoch when the next one cannot even start, and nothing after it', async () => {
+    const gated = gatedFileSystem();
+    const db = tempDb();
+    const wal = await open(db, { fs: gated.fs, slotCount: 2 });
+    const first = wal.commit(batch(1));
+    await waitFor(gated.waiting);
+    const during = wal.commit(batch(2)).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    // An engine invariant breach when the next epoch is taken for writing
+    // (thrown synchronously, before the written epoch is acknowledged).
+    const coordinator = (wal as unknown as { coordinator: { flushEpoch(e: bigint): unknown } })
+      .coordinator;
+    coordinator.flushEpoch = () => {
+      throw new Error('invariant breach injected by the test');
+    };
+    expect(gated.release()).toBe(true);
+    // The first epoch is durable: its commit resolves, and it stays acknowledged.
+    const written = await first;
+    expect(wal.acknowledgedEpoch()).toBe(written.epoch);
+    expect(await during).toMatchObject({ code: 'ERR_WAL_FAILED' });
+  });
+
   it('leaves the open epoch to the caller without auto-flush', async () => {
     const gated = gatedFileSystem();
     const db = tempDb();
@@ -241,6 +265,25 @@ describe('closed-loop waves', () => {
     await Promise.all(round1);
     expect(perEpoch(await Promise.all(round2))).toEqual([wave]);
     expect(wal.stats().waveSplits).toBe(0);
+  });
+
+  it('lets advanceAndFlush finish while the pipeline never empties', async () => {
+    const wal = await open(tempDb(), { slotCount: 8, fsync: 'off' });
+    let stop = false;
+    let next = 1;
+    const loops = Array.from({ length: waveSplitCommitsMin * 2 + 44 }, async () => {
+      while (!stop) await wal.commit(batch(next++));
+    });
+    await waitFor(() => wal.stats().waveSplits > 0 && wal.stats().pipelinedSeals > 20);
+    try {
+      // Each cycle writes the epochs sealed when it began; later ones go to
+      // the next cycle, so this one is not held behind the load.
+      const epoch = await wal.advanceAndFlush(10_000);
+      expect(wal.durableEpoch()! >= epoch - 1n).toBe(true);
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+    }
   });
 
   it('recovers every acknowledged commit of split, pipelined waves once, in commit order', async () => {
