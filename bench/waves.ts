@@ -12,17 +12,15 @@
  *
  *   npx tsx bench/waves.ts [--seconds 2] [--runs 3] [--committers 16,64,128,256] [--pages 1,16] [--dir DIR]
  */
-import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ParallelWal } from '../src/engine/wal.js';
+// The peer harness's pages: incompressible, different for every (commit, index).
+import { pageImage as page } from './peers/lib/common.js';
 import { benchDir, median, percentile } from './raw-floor.js';
 
-const PAGE_BYTES = 4096;
 const WARMUP_MS = 300;
-/** Random bytes pages are cut from (a power of two). */
-const POOL_BYTES = 8 * 1024 * 1024;
 
 const { values } = parseArgs({
   options: {
@@ -33,18 +31,6 @@ const { values } = parseArgs({
     dir: { type: 'string' },
   },
 });
-
-const pool = randomBytes(POOL_BYTES + PAGE_BYTES);
-
-/** A 4 KiB incompressible page, different for every (commit, index). */
-function page(id: number, index: number): Uint8Array {
-  const offset = ((id * 16 + index) * 64) & (POOL_BYTES - 1);
-  const out = Buffer.allocUnsafe(PAGE_BYTES);
-  pool.copy(out, 0, offset, offset + PAGE_BYTES);
-  out.writeDoubleLE(id, 0);
-  out.writeUInt32LE(index, 8);
-  return out;
-}
 
 interface Figures {
   commitsPerSec: number;

@@ -5,35 +5,30 @@
  * committers is split in two so that their CPU work and the disk overlap.
  * Neither may cost an acknowledged commit or reorder commits.
  */
-import * as nodeFs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waveSplitCommitsMin } from '../../src/engine/flusher.js';
 import { type CommitResult, ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
 import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
 import { awaitPublished } from '../support/published.js';
+import { useTempDb } from '../support/temp-db.js';
 
-const dirs: string[] = [];
+let db = '';
+useTempDb('wave.db', (paths) => {
+  db = paths.db;
+});
+
 const opened: ParallelWal[] = [];
-
-function tempDb(): string {
-  const dir = nodeFs.mkdtempSync(path.join(os.tmpdir(), 'pwal-wave-'));
-  dirs.push(dir);
-  return path.join(dir, 'wave.db');
-}
+// Registered after useTempDb: after-each hooks run in reverse, so logs close before their directory goes.
+afterEach(async () => {
+  for (const wal of opened.splice(0)) await wal.close().catch(() => {});
+});
 
 async function open(dbPath: string, config: Parameters<typeof ParallelWal.open>[1] = {}) {
   const wal = await ParallelWal.open(dbPath, config);
   opened.push(wal);
   return wal;
 }
-
-afterEach(async () => {
-  for (const wal of opened.splice(0)) await wal.close();
-  for (const dir of dirs.splice(0)) nodeFs.rmSync(dir, { recursive: true, force: true });
-});
 
 function batch(txnId: number, bytes = 64): ParallelWalBatch {
   return {
@@ -119,7 +114,6 @@ function perEpoch(results: readonly CommitResult[]): number[] {
 describe('pipelined writes', () => {
   it("starts the write of commits that arrived during a write before that write's commits continue", async () => {
     const gated = gatedFileSystem();
-    const db = tempDb();
     const wal = await open(db, { fs: gated.fs, slotCount: 2 });
     const before = wal.stats().pipelinedSeals;
     let writesWhenFirstContinued = -1;
@@ -145,7 +139,6 @@ describe('pipelined writes', () => {
 
   it('acknowledges the written epoch when the write started after it fails, and nothing after it', async () => {
     const gated = gatedFileSystem(true);
-    const db = tempDb();
     const wal = await open(db, { fs: gated.fs, slotCount: 2 });
     const first = wal.commit(batch(1));
     await waitFor(gated.waiting);
@@ -167,7 +160,6 @@ describe('pipelined writes', () => {
 
   it('acknowledges the written epoch when the next one cannot even start, and nothing after it', async () => {
     const gated = gatedFileSystem();
-    const db = tempDb();
     const wal = await open(db, { fs: gated.fs, slotCount: 2 });
     const first = wal.commit(batch(1));
     await waitFor(gated.waiting);
@@ -191,7 +183,6 @@ describe('pipelined writes', () => {
 
   it('leaves the open epoch to the caller without auto-flush', async () => {
     const gated = gatedFileSystem();
-    const db = tempDb();
     const wal = await open(db, { fs: gated.fs, autoFlush: false });
     const first = wal.commit(batch(1));
     const flushed = wal.advanceAndFlush(10_000);
@@ -211,7 +202,7 @@ describe('pipelined writes', () => {
 describe('pipelineFlush: false', () => {
   it('seals the next epoch only after the written one was acknowledged, and never splits a wave', async () => {
     const gated = gatedFileSystem();
-    const wal = await open(tempDb(), { fs: gated.fs, slotCount: 2, pipelineFlush: false });
+    const wal = await open(db, { fs: gated.fs, slotCount: 2, pipelineFlush: false });
     let writesWhenFirstContinued = -1;
     const first = wal.commit(batch(1)).then((result) => {
       writesWhenFirstContinued = gated.writes();
@@ -233,7 +224,7 @@ describe('pipelineFlush: false', () => {
 
   it('is checked like every option', async () => {
     await expect(
-      ParallelWal.open(tempDb(), { pipelineFlush: 'yes' as unknown as boolean }),
+      ParallelWal.open(db, { pipelineFlush: 'yes' as unknown as boolean }),
     ).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });
 });
@@ -241,7 +232,6 @@ describe('pipelineFlush: false', () => {
 describe('closed-loop waves', () => {
   it(`splits a wave of ${waveSplitCommitsMin * 2} commits in two epochs of ${waveSplitCommitsMin}`, async () => {
     const wave = waveSplitCommitsMin * 2;
-    const db = tempDb();
     const wal = await open(db, { slotCount: 4 });
     // Round one: every commit issued in one turn shares one epoch.
     const round1 = Array.from({ length: wave }, (_, i) => wal.commit(batch(i + 1)));
@@ -258,7 +248,6 @@ describe('closed-loop waves', () => {
 
   it('does not split a wave below the threshold', async () => {
     const wave = Math.max(2, waveSplitCommitsMin / 4);
-    const db = tempDb();
     const wal = await open(db, { slotCount: 4 });
     const round1 = Array.from({ length: wave }, (_, i) => wal.commit(batch(i + 1)));
     const round2 = round1.map((p, i) => p.then(() => wal.commit(batch(wave + i + 1))));
@@ -268,7 +257,7 @@ describe('closed-loop waves', () => {
   });
 
   it('lets advanceAndFlush finish while the pipeline never empties', async () => {
-    const wal = await open(tempDb(), { slotCount: 8, fsync: 'off' });
+    const wal = await open(db, { slotCount: 8, fsync: 'off' });
     let stop = false;
     let next = 1;
     const loops = Array.from({ length: waveSplitCommitsMin * 2 + 44 }, async () => {
@@ -289,7 +278,6 @@ describe('closed-loop waves', () => {
   it('recovers every acknowledged commit of split, pipelined waves once, in commit order', async () => {
     const committers = waveSplitCommitsMin * 2 + 44;
     const rounds = 6;
-    const db = tempDb();
     const wal = await open(db, { slotCount: 8 });
     const acked: CommitResult[] = [];
     let next = 1;
