@@ -11,6 +11,7 @@ import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
 import { listSegments, readSegment, segmentPath } from '../../src/storage/segment-files.js';
 import { FaultyFileSystem } from '../support/faulty-fs.js';
+import { gatedFileSystem } from '../support/gated-fs.js';
 import { awaitPublished } from '../support/published.js';
 
 const dirs: string[] = [];
@@ -336,34 +337,16 @@ describe('ParallelWal commits', () => {
   });
 
   it('pipelines: commits arriving during a write fill the next epoch, sealed early past maxEpochBytes', async () => {
-    let release: (() => void) | null = null;
-    let gateArmed = true;
-    const gatedFs = {
-      ...nodeFileSystem,
-      async open(p: string, mode: Parameters<typeof nodeFileSystem.open>[1]) {
-        const handle = await nodeFileSystem.open(p, mode);
-        const datasync = handle.datasync.bind(handle);
-        handle.datasync = async () => {
-          if (gateArmed) {
-            gateArmed = false;
-            await new Promise<void>((resolve) => {
-              release = resolve;
-            });
-          }
-          await datasync();
-        };
-        return handle;
-      },
-    };
+    const gated = gatedFileSystem();
     const db = tempDb();
-    const wal = await open(db, { fs: gatedFs, maxEpochBytes: 4096, slotCount: 1 });
+    const wal = await open(db, { fs: gated.fs, maxEpochBytes: 4096, slotCount: 1 });
     const first = wal.commit(pageBatch(1, 1, 1, 100));
-    await waitFor(() => release !== null);
+    await waitFor(gated.waiting);
     // The disk is busy with epoch 0: these land in later epochs.
     const during = Array.from({ length: 40 }, (_, i) => wal.commit(pageBatch(i + 2, 2, i, 200)));
     expect(wal.stats().earlySeals).toBeGreaterThanOrEqual(1);
     expect(wal.stats().queueDepths.sealedEpochs).toBe(1);
-    (release as unknown as () => void)();
+    expect(gated.release()).toBe(true);
     const results = await Promise.all([first, ...during]);
     expect(results[0]!.epoch).toBe(0n);
     const epochs = results.slice(1).map((r) => r.epoch);

@@ -8,8 +8,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { waveSplitCommitsMin } from '../../src/engine/flusher.js';
 import { type CommitResult, ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
-import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
+import { gatedFileSystem } from '../support/gated-fs.js';
 import { awaitPublished } from '../support/published.js';
 import { useTempDb } from '../support/temp-db.js';
 
@@ -50,58 +50,6 @@ async function waitFor(condition: () => boolean, limitMs = 20_000): Promise<void
     if (Date.now() > deadline) throw new Error('condition not reached');
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
-}
-
-/**
- * A file system whose segment writes are counted and whose first fdatasync
- * waits for `release()`.
- */
-function gatedFileSystem(failSecondSync = false): {
-  fs: WalFileSystem;
-  writes: () => number;
-  waiting: () => boolean;
-  release: () => boolean;
-} {
-  let writes = 0;
-  let syncs = 0;
-  let gateArmed = true;
-  let release: (() => void) | null = null;
-  const fs: WalFileSystem = {
-    ...nodeFileSystem,
-    async open(p, mode) {
-      const handle = await nodeFileSystem.open(p, mode);
-      const writev = handle.writev.bind(handle);
-      const datasync = handle.datasync.bind(handle);
-      handle.writev = (chunks, position) => {
-        writes++;
-        return writev(chunks, position);
-      };
-      handle.datasync = async () => {
-        syncs++;
-        if (failSecondSync && syncs === 2) {
-          throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5 });
-        }
-        if (gateArmed) {
-          gateArmed = false;
-          await new Promise<void>((resolve) => {
-            release = resolve;
-          });
-        }
-        await datasync();
-      };
-      return handle;
-    },
-  };
-  return {
-    fs,
-    writes: () => writes,
-    waiting: () => release !== null,
-    release: () => {
-      if (release === null) return false;
-      release();
-      return true;
-    },
-  };
 }
 
 /** Epoch → number of commits in it, in epoch order. */
