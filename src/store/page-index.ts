@@ -75,6 +75,8 @@ export class PageIndex {
   private events: SizeEvent[] = [];
   /** Smallest explicit size among {@link events}: pages up to it are never cut off. */
   private minSetPages = Number.POSITIVE_INFINITY;
+  /** Stamp of the latest (by stamp) event with an explicit size, if any. */
+  private lastSet: Stamp | null = null;
   private sizePages: number;
   private bytes = 0;
 
@@ -138,13 +140,32 @@ export class PageIndex {
     }
     this.events.splice(at, 0, event);
     if (event.setPages !== null) this.minSetPages = Math.min(this.minSetPages, event.setPages);
-    this.sizePages = this.foldSize();
+    // The size changes only if no explicit size comes after the event, and
+    // then without a pass over every event since the checkpoint (which made
+    // each commit cost as much as the commits before it).
+    if (this.lastSet !== null && compareStamps(event.stamp, this.lastSet) < 0) return;
+    if (event.setPages === null) {
+      this.sizePages = Math.max(this.sizePages, event.growToPages);
+      return;
+    }
+    // The latest explicit size now: it and the (grow-only) events after it.
+    this.lastSet = event.stamp;
+    let size = event.setPages;
+    for (let i = at + 1; i < this.events.length; i++) {
+      size = Math.max(size, this.events[i]!.growToPages);
+    }
+    this.sizePages = size;
   }
 
-  /** Size after every event, in stamp order, from the last explicit size (or the checkpoint). */
+  /**
+   * Size after every event, in stamp order, from the last explicit size (or
+   * the checkpoint); sets {@link lastSet}. A pass over the events: only
+   * after a checkpoint pruned them.
+   */
   private foldSize(): number {
     let from = this.events.length - 1;
     while (from >= 0 && this.events[from]!.setPages === null) from--;
+    this.lastSet = from >= 0 ? this.events[from]!.stamp : null;
     let size = from >= 0 ? this.events[from]!.setPages! : this.checkpointSizePages;
     for (let i = from + 1; i < this.events.length; i++) {
       size = Math.max(size, this.events[i]!.growToPages);

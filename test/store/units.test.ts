@@ -112,7 +112,7 @@ describe('the page index', () => {
     }
   });
 
-  it('agrees with replaying commits in stamp order, for any arrival order (property)', () => {
+  it('agrees with replaying commits in stamp order, after every arrival, in any arrival order (property)', () => {
     const commitArb = fc.record({
       pages: fc.uniqueArray(fc.integer({ min: 1, max: 12 }), { maxLength: 3 }),
       setPages: fc.option(fc.integer({ min: 0, max: 12 }), { nil: null }),
@@ -153,12 +153,22 @@ describe('the page index', () => {
             [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
           }
           const index = new PageIndex(5);
+          const arrived = new Set<number>();
           for (const c of shuffled) {
             index.apply(
               c.s,
               c.pages.map((p) => [p, img(c.fill)] as const),
               { setPages: c.setPages, maxPage: c.maxPage },
             );
+            // After every arrival, the size of the commits arrived so far,
+            // replayed in stamp order (the index keeps it without a replay).
+            arrived.add(c.fill);
+            let sizeSoFar = 5;
+            for (const a of valid) {
+              if (!arrived.has(a.fill)) continue;
+              sizeSoFar = a.setPages ?? Math.max(sizeSoFar, a.maxPage);
+            }
+            expect(index.dbSizePages).toBe(sizeSoFar);
           }
           expect(index.dbSizePages).toBe(size);
           // Exact reference per page: the latest (in commit order) of its
