@@ -100,6 +100,8 @@ export class Checkpointer {
   lastError: Error | null = null;
   private running: Promise<CheckpointResult> | null = null;
   private queued: Promise<CheckpointResult> | null = null;
+  /** A caller (not only automatic checkpoints) waits for {@link queued}. */
+  private queuedForCaller = false;
   private auto: Promise<void> | null = null;
   /** True once a run reported that it could not trust the index (`checkpoint_conflict`). */
   private conflictReported = false;
@@ -132,21 +134,35 @@ export class Checkpointer {
     return this.fileNewest;
   }
 
-  /** Runs a checkpoint (or joins the one queued). See `PageStore.checkpoint`. */
-  schedule(): Promise<CheckpointResult> {
+  /**
+   * Runs a checkpoint (or joins the one queued). See `PageStore.checkpoint`.
+   * @param forCaller the run must fold everything acknowledged before it
+   *   starts, waiting for its publication (a caller's checkpoint). An
+   *   automatic run folds what is published when it starts and never waits:
+   *   under load publication trails acknowledgement, and a run that waited
+   *   for it fell further behind with every run. A caller joining a queued
+   *   automatic run makes it wait.
+   */
+  schedule(forCaller = true): Promise<CheckpointResult> {
     // A run already started may have chosen its epoch before our caller's
     // commits became durable: queue one more run behind it (shared by all
     // callers that arrive meanwhile).
-    if (this.queued !== null) return this.queued;
+    if (this.queued !== null) {
+      if (forCaller) this.queuedForCaller = true;
+      return this.queued;
+    }
+    this.queuedForCaller = forCaller;
     const before = this.running;
     let run!: Promise<CheckpointResult>;
     run = (async () => {
       // Yield first: `run` is assigned before this body touches it.
       await (before ?? Promise.resolve()).catch(() => undefined);
+      const waitForAcknowledged = this.queuedForCaller;
       this.queued = null;
+      this.queuedForCaller = false;
       this.running = run;
       try {
-        return await this.run();
+        return await this.run(waitForAcknowledged);
       } finally {
         if (this.running === run) this.running = null;
       }
@@ -168,7 +184,7 @@ export class Checkpointer {
     if (!(options.autoCheckpoint ?? true) || closing || this.auto !== null) return;
     if (this.logBytes < threshold) return;
     this.counters.autoCheckpoints++;
-    this.auto = this.schedule().then(
+    this.auto = this.schedule(false).then(
       () => {
         this.lastError = null;
         this.auto = null;
@@ -217,10 +233,10 @@ export class Checkpointer {
     }
   }
 
-  private async run(): Promise<CheckpointResult> {
+  private async run(waitForAcknowledged: boolean): Promise<CheckpointResult> {
     const started = performance.now();
     try {
-      const result = await this.runOnce(started);
+      const result = await this.runOnce(started, waitForAcknowledged);
       this.control?.checkpointed?.({ ...result, error: null });
       return result;
     } catch (error) {
@@ -237,10 +253,11 @@ export class Checkpointer {
   }
 
   /**
-   * One run: wait until everything acknowledged is published, choose where
-   * page images come from and how far to fold, fold, and count the result.
+   * One run: for a caller, wait until everything acknowledged is published;
+   * choose where page images come from and how far (the published epoch) to
+   * fold, fold, and count the result.
    */
-  private async runOnce(started: number): Promise<CheckpointResult> {
+  private async runOnce(started: number, waitForAcknowledged: boolean): Promise<CheckpointResult> {
     const { core } = this;
     // Conflict when the serialized path is needed as the run starts, or
     // became needed while it ran (checked again at the end).
@@ -248,7 +265,7 @@ export class Checkpointer {
       this.counters.checkpointConflicts++;
     });
     watch.check();
-    await this.waitForPublished();
+    if (waitForAcknowledged) await this.waitForPublished();
     // Read the durable (published) epoch first: every epoch up to it has had
     // its read-back (if any) scheduled already, so draining the chain covers it.
     const durable = core.wal.durableEpoch();
@@ -272,8 +289,8 @@ export class Checkpointer {
   }
 
   /**
-   * Everything acknowledged before this run must be folded: wait until it is
-   * published (under its segment name). Never fold an unpublished epoch.
+   * Everything acknowledged before a caller's run must be folded: wait until
+   * it is published (under its segment name). Never fold an unpublished epoch.
    * @throws {StoreError} `ERR_STORE_CHECKPOINT_FAILED` caused by `ERR_STORE_NOT_PUBLISHED`.
    */
   private async waitForPublished(): Promise<void> {
@@ -358,12 +375,22 @@ export class Checkpointer {
     result.phasesMs.write = lap();
     const header = await this.moveHeader(last, state);
     result.phasesMs.header = lap();
-    // Folded segments go back into the log's pool of reusable files (or are unlinked).
+    // Folded segments go back into the log's pool of reusable files, or are
+    // unlinked side by side: the header now starts the log above them, so
+    // unlike a bare log's recovery (which needs what is left to be a run of
+    // epochs, so its recycleSegments unlinks in epoch order) nothing here
+    // depends on their order. One at a time, each unlink waited a turn of a
+    // busy event loop: under load a checkpoint fell behind the segments it
+    // had to delete, and the directory grew without bound.
+    const recycle =
+      core.options.segmentSink === 'pool'
+        ? (doomed: SegmentFileEntry[]) => core.wal.recycleSegments(doomed, header.nextEpoch)
+        : undefined;
     result.segmentsDeleted = await deleteFolded(
       core.path,
       core.fs,
       deletableThrough(last, core.options.retainSegmentsAbove),
-      (doomed) => core.wal.recycleSegments(doomed, header.nextEpoch),
+      recycle,
     );
     result.phasesMs.delete = lap();
     this.forgetSegmentsThrough(last);

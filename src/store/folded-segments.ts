@@ -13,7 +13,7 @@ import {
 } from '../storage/segment-files.js';
 
 /** Segment files unlinked at once after a checkpoint. */
-const DELETE_PARALLELISM = 8;
+const DELETE_PARALLELISM = 32;
 
 /**
  * The highest folded epoch whose segment may be deleted: `folded`, lowered to

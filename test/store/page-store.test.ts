@@ -1,9 +1,11 @@
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FallbackState } from '../../src/control/fallback.js';
+import { createDeferred } from '../../src/engine/deferred.js';
 import { isWalError } from '../../src/errors.js';
-import { nodeFileSystem } from '../../src/storage/fs.js';
-import { listSegments } from '../../src/storage/segment-files.js';
+import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
+import { listSegments, segmentPath } from '../../src/storage/segment-files.js';
 import { readStoreHeader, storeHeaderPath } from '../../src/store/header.js';
 import {
   checkpointControlFromFallback,
@@ -318,6 +320,57 @@ describe('PageStore recovery and checkpoint', () => {
     expect(stats.autoCheckpoints).toBeGreaterThan(0);
     expect(stats.checkpoints).toBeGreaterThan(0);
     expect(stats.lastCheckpointError).toBeNull();
+  });
+
+  it('runs an automatic checkpoint over what is published, without waiting for what is only acknowledged', async () => {
+    // The rename (publication) of a segment in `held` waits for its release.
+    const held = new Map<string, ReturnType<typeof createDeferred<void>>>();
+    const renaming = new Set<string>();
+    const gated: WalFileSystem = {
+      ...nodeFileSystem,
+      async rename(from, to) {
+        renaming.add(path.basename(to));
+        await held.get(path.basename(to))?.promise;
+        return nodeFileSystem.rename(from, to);
+      },
+    };
+    const segmentName = (epoch: bigint) => path.basename(segmentPath(db, epoch));
+    const store = await PageStore.open(db, {
+      fs: gated,
+      pageSize: PAGE,
+      checkpointThresholdBytes: 1,
+    });
+    // Epoch A is acknowledged with its name held back; epoch B after it.
+    const a = store.log.appendEpoch;
+    held.set(segmentName(a), createDeferred<void>());
+    held.set(segmentName(a + 1n), createDeferred<void>());
+    await store.commit([{ pageNumber: 1, data: page(1, 1) }]);
+    expect(store.log.acknowledgedEpoch()).toBe(a);
+    // A's publication has begun: B's goes to a batch of its own.
+    for (let i = 0; i < 500 && !renaming.has(segmentName(a)); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await store.commit([{ pageNumber: 2, data: page(2, 2) }]);
+    expect(store.log.acknowledgedEpoch()).toBe(a + 1n);
+    // A is published now (its publication starts the automatic checkpoint);
+    // B's name stays held.
+    held.get(segmentName(a))!.resolve();
+    await store.log.waitForEpochDurable(a, 10_000);
+    // The run folds A and ends; before, it waited for B's publication (30 s,
+    // then failed) and under load fell behind for good.
+    for (let i = 0; i < 200 && store.stats().checkpoints === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(store.stats().autoCheckpoints).toBeGreaterThan(0);
+    expect(store.stats().checkpoints).toBeGreaterThan(0);
+    expect(store.log.durableEpoch()).toBe(a);
+    expect(filePage(1)).toEqual(page(1, 1));
+    held.get(segmentName(a + 1n))!.resolve();
+    await store.close();
+    const again = await PageStore.open(db);
+    expect(await again.read(1)).toEqual(page(1, 1));
+    expect(await again.read(2)).toEqual(page(2, 2));
+    await again.close();
   });
 
   it('shrinks and regrows: cut pages read as zeros, before and after checkpoint and reopen', async () => {
