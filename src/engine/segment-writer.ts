@@ -287,14 +287,20 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
       if (this.failure !== null) throw this.failure;
       const file = this.ready.shift();
       if (file !== undefined) return file;
-      // Publishing the queue refills the pool; create inline only if no creation is in flight.
+      // Publishing the queue refills the pool. Create inline only when no
+      // creation and no publication is coming: a publication that lags then
+      // makes writes wait for it, and the acknowledged epochs waiting for
+      // their names stay bounded (creating inline instead let them, and the
+      // directory, grow without end under a load publication could not follow).
       this.publishNow();
-      if (this.creatingCount === 0) {
+      if (this.creatingCount === 0 && this.publication.batchesInFlight === 0) {
         const count = this.primed ? EARLY_ACK_FILES_INLINE : EARLY_ACK_FILES_AHEAD;
         this.primed = true;
         void this.startCreation(count).catch(() => {});
       }
-      await Promise.race(this.creating);
+      const coming: Promise<void>[] = [...this.creating];
+      if (this.publication.batchesInFlight > 0) coming.push(this.publication.settled);
+      await Promise.race(coming);
     }
   }
 

@@ -11,7 +11,11 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDeferred } from '../../src/engine/deferred.js';
 import { WalFailedError } from '../../src/engine/errors.js';
-import { EarlyAckSegmentSink, earlyAckPublishBatchMax } from '../../src/engine/segment-writer.js';
+import {
+  EARLY_ACK_FILES_AHEAD,
+  EarlyAckSegmentSink,
+  earlyAckPublishBatchMax,
+} from '../../src/engine/segment-writer.js';
 import {
   type DurableEpochInfo,
   ParallelWal,
@@ -364,6 +368,67 @@ describe('EarlyAckSegmentSink publication batching', () => {
     expect((await listSegments(db)).map((s) => s.epoch)).toEqual(
       writes.map((_, i) => BigInt(i + 1)),
     );
+  });
+
+  it('takes every epoch acknowledged during a slow publication into ONE next batch', async () => {
+    const db = tempDb();
+    const fs = new RecordingFs();
+    const sink = new EarlyAckSegmentSink(db, fs, 'full');
+    fs.holdRenames();
+    const writes = [];
+    // The first full queue starts a batch, which stops at its first rename;
+    // two queues' worth more are acknowledged meanwhile.
+    const total = 3 * earlyAckPublishBatchMax;
+    for (let e = 1n; e <= BigInt(total); e++) writes.push(await sink.write(e, [segmentBytes(2)]));
+    fs.mark('RELEASED');
+    fs.releaseRenames();
+    await Promise.all(writes.map((w) => w.published));
+    const after = fs.log.slice(fs.log.indexOf('RELEASED'));
+    // The held batch, then one batch with the 16 epochs that waited (a chain
+    // of fixed-size batches paid one directory fsync per 8).
+    expect(after.filter((l) => l === 'syncDirectory')).toHaveLength(2);
+    const renames = after.filter((l) => l.startsWith('rename ')).map((l) => l.split('->')[1]);
+    expect(renames).toEqual(writes.map((_, i) => segName(BigInt(i + 1))));
+    await sink.dispose();
+    expect((await listSegments(db)).map((s) => s.epoch)).toEqual(
+      writes.map((_, i) => BigInt(i + 1)),
+    );
+  });
+
+  it('makes writes wait for a lagging publication instead of creating files without bound', async () => {
+    const db = tempDb();
+    const fs = new RecordingFs();
+    const sink = new EarlyAckSegmentSink(db, fs, 'full');
+    fs.holdRenames();
+    const stalled = Symbol('stalled');
+    let acknowledged = 0;
+    let waiting: Promise<unknown> | null = null;
+    for (let e = 1n; e <= 200n; e++) {
+      const write = sink.write(e, [segmentBytes(2)]);
+      // A write that finds no file waits for the held publication (it never
+      // finishes on its own); every other write takes a few milliseconds.
+      const outcome = await Promise.race([
+        write,
+        new Promise((resolve) => setTimeout(() => resolve(stalled), 500)),
+      ]);
+      if (outcome === stalled) {
+        waiting = write;
+        break;
+      }
+      acknowledged++;
+    }
+    expect(waiting).not.toBeNull();
+    // Acknowledged epochs waiting for their names are bounded by the files
+    // made ready ahead: before, each write that found none created more.
+    expect(acknowledged).toBeLessThanOrEqual(EARLY_ACK_FILES_AHEAD);
+    expect(tempNames(db).length).toBeLessThanOrEqual(EARLY_ACK_FILES_AHEAD);
+    fs.releaseRenames();
+    await waiting;
+    await sink.dispose();
+    expect((await listSegments(db)).map((s) => s.epoch)).toEqual(
+      Array.from({ length: acknowledged + 1 }, (_, i) => BigInt(i + 1)),
+    );
+    expect(tempNames(db)).toEqual([]);
   });
 
   it('publishes a short queue on its own once writes pause, and on dispose', async () => {
