@@ -18,9 +18,11 @@
  *   checkpoints for `--seconds` (default 60), sampling the database
  *   directory's total size every 100 ms: the peak shows that disk space stays
  *   bounded (folded segments go back into the pool or are unlinked).
+ *   `--pipeline-flush off` runs it with the log's `pipelineFlush: false`.
  *
- * Run: `npx tsx bench/pool.ts [--mode sinks|cut|store|space] [--sink pool|earlyAck] [--seconds S] [--rounds R] [--dir DIR]`.
+ * Run: `npx tsx bench/pool.ts [--mode sinks|cut|store|space] [--sink pool|earlyAck] [--pipeline-flush on|off] [--seconds S] [--rounds R] [--dir DIR]`.
  */
+import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -258,20 +260,33 @@ async function directoryBytes(dir: string): Promise<number> {
   return total;
 }
 
-async function space(dir: string, seconds: number, sink: SegmentSinkKind): Promise<void> {
+async function space(
+  dir: string,
+  seconds: number,
+  sink: SegmentSinkKind,
+  pipelineFlush: boolean,
+): Promise<void> {
   const dbDir = await fsp.mkdtemp(path.join(dir, 'space-'));
   const store = await PageStore.open(path.join(dbDir, 'bench.db'), {
     pageSize: PAGE_BYTES,
     segmentSink: sink,
+    pipelineFlush,
   });
-  const page = new Uint8Array(PAGE_BYTES).fill(0x33);
+  // Incompressible pages (a virtual disk makes constant bytes look faster).
+  const images = randomBytes(4096 * PAGE_BYTES);
   let stop = false;
   let commits = 0;
   let next = 0;
   const loop = async (): Promise<void> => {
     while (!stop) {
       next++;
-      await store.commit([{ pageNumber: 1 + (next % 4096), data: page }]);
+      const slot = next % 4096;
+      await store.commit([
+        {
+          pageNumber: 1 + slot,
+          data: images.subarray(slot * PAGE_BYTES, (slot + 1) * PAGE_BYTES),
+        },
+      ]);
       commits++;
     }
   };
@@ -297,7 +312,7 @@ async function space(dir: string, seconds: number, sink: SegmentSinkKind): Promi
   await fsp.rm(dbDir, { recursive: true, force: true });
   const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
   console.log(
-    `page store (${sink} sink), 256 committers, ${seconds} s: ${commits} commits (${(commits / seconds).toFixed(0)}/s), ` +
+    `page store (${sink} sink, pipelineFlush ${pipelineFlush ? 'on' : 'off'}), 256 committers, ${seconds} s: ${commits} commits (${(commits / seconds).toFixed(0)}/s), ` +
       `${stats.autoCheckpoints ?? '?'} checkpoints; directory peak ${mib(peak)} MiB (at ${peakAtSecond.toFixed(1)} s), at the end ${mib(end)} MiB; database file holds 4096 pages (16 MiB) at most`,
   );
   console.log(`pool: ${JSON.stringify(stats.wal?.segmentPool ?? null)}`);
@@ -309,6 +324,11 @@ const rounds = Number(arg('rounds', '3'));
 if (mode === 'sinks') await sinks(dir, Number(arg('seconds', '2')), rounds);
 else if (mode === 'cut') await cut(dir, rounds);
 else if (mode === 'space')
-  await space(dir, Number(arg('seconds', '60')), arg('sink', 'pool') as SegmentSinkKind);
+  await space(
+    dir,
+    Number(arg('seconds', '60')),
+    arg('sink', 'pool') as SegmentSinkKind,
+    arg('pipeline-flush', 'on') !== 'off',
+  );
 else if (mode === 'store') await storeSinks(dir, Number(arg('seconds', '3')), rounds);
 else throw new Error(`unknown --mode ${mode}`);
