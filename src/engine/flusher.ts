@@ -15,7 +15,10 @@
  *   acknowledgement, in one run of microtasks): with the disk idle, a big
  *   wave is split once, its first half sealed and written from the commit
  *   that filled it; pipelining then keeps the two halves apart, one
- *   committing while the other is written (`splitWave`);
+ *   committing while the other is written (`splitWave`); and once the half
+ *   that was acknowledged has committed again, its epoch is sealed and its
+ *   write queued behind the one in flight (`queueNext`), so the I/O thread
+ *   goes from one write to the next without waiting for this event loop;
  * - an open epoch past `maxEpochBytes` while the disk is busy is sealed early,
  *   so one segment never grows without bound;
  * - the ticker additionally advances the epoch every `epochIntervalMs` while
@@ -30,78 +33,30 @@ import { encodeSegmentHeader } from '../format/segment.js';
 import type { AckWatermark } from './ack-watermark.js';
 import type { EngineControl, PreparedEpochWrite } from './control-hooks.js';
 import { prepareEpochWithControl } from './epoch-control.js';
+import { EpochPublisher } from './epoch-publisher.js';
 import { EpochTicker } from './epoch-ticker.js';
 import type { EpochCoordinator, EpochSegment } from './epochs.js';
-import { EngineInvariantError, type WalFailedError } from './errors.js';
-import type { InProcessLane, LaneRecordInput } from './lane.js';
+import { EngineInvariantError } from './errors.js';
+import {
+  type CycleOutcome,
+  type FlusherHost,
+  type FlusherOptions,
+  type StartedWrite,
+  type WriteFailure,
+  waveSplitBytesMin,
+  waveSplitCommitsMin,
+} from './flusher-types.js';
+import { InProcessLane, type LaneRecordInput } from './lane.js';
 import type { SegmentSink, SegmentWrite } from './segment-writer.js';
 import { type ResolvedParallelWalConfig, SERIALIZED_LANE_ID } from './wal-config.js';
 import { elapsedMicros as micros, type WalCounters } from './wal-stats.js';
 import type { DurableEpochInfo } from './wal-types.js';
 
+export type { CycleOutcome, FlusherHost, FlusherOptions } from './flusher-types.js';
+export { waveSplitBytesMin, waveSplitCommitsMin } from './flusher-types.js';
+
 /** Most epochs sealed ahead of the one being written (early seals), per flusher. */
 const sealedAheadMax = 1;
-
-/**
- * A wave (the epoch sealed last) is split (see {@link Flusher.kick}) once
- * it had this many commits or {@link waveSplitBytesMin} bytes: below both,
- * the committers' CPU time for half a wave is small against the fixed cost
- * of one more segment (a fresh file's allocating fdatasync and two thread
- * hops). Measured with `bench/waves.ts` (one-page commits, medians of 3,
- * split against not split): 64 committers 0.82×, 128 1.09×, 256 1.29×;
- * 16 pages × 64 committers 1.24×.
- */
-export const waveSplitCommitsMin = 128;
-/** See {@link waveSplitCommitsMin}. */
-export const waveSplitBytesMin = 1024 * 1024;
-
-/** A write that failed (its cause), not yet reported to the log. */
-interface WriteFailure {
-  cause: unknown;
-}
-
-/** An epoch's durable write, started (synchronously) and not yet finished. */
-interface StartedWrite {
-  segment: EpochSegment;
-  prepared: PreparedEpochWrite | null;
-  writeStartedMs: number;
-  /** The sink's result, or why it failed (never rejects). */
-  result: Promise<SegmentWrite | WriteFailure>;
-}
-
-/** What one flush cycle ended with. */
-export type CycleOutcome = { ok: true; newEpoch: bigint } | { ok: false; error: Error };
-
-/** The parts of the log the flusher reads and calls back into. */
-export interface FlusherHost {
-  /** The log's failure, or null. */
-  failure(): WalFailedError | null;
-  /** True once `close()` began. */
-  isClosing(): boolean;
-  /** True once `close()` finished. */
-  isClosed(): boolean;
-  /** Puts the log in the failed state (first failure wins) and returns it. */
-  enterFailed(cause: unknown, epoch: bigint | null): WalFailedError;
-  /** `epoch` is acknowledged (data durable): tell the acknowledgement listeners. */
-  acknowledged(epoch: bigint, info: DurableEpochInfo): void;
-  /** `info.epoch` is published: tell the durability listeners. */
-  published(info: DurableEpochInfo): void;
-  /** A cycle ended: free released lanes, wake writers waiting for room. */
-  afterCycle(): void;
-}
-
-/** What a flusher works with. */
-export interface FlusherOptions {
-  config: ResolvedParallelWalConfig;
-  coordinator: EpochCoordinator;
-  sink: SegmentSink;
-  acks: AckWatermark;
-  control: EngineControl | null;
-  counters: WalCounters;
-  /** The in-process lanes (their contention is seal-point evidence for the control plane). */
-  inProcessLanes: readonly InProcessLane[];
-  host: FlusherHost;
-}
 
 /** Seals, writes, acknowledges and publishes epochs; see the module comment. */
 export class Flusher {
@@ -126,15 +81,19 @@ export class Flusher {
    * the acknowledgement of the epoch written before it.
    */
   private started: { epoch: bigint; write: StartedWrite | WriteFailure } | null = null;
+  /**
+   * The write of `sealedQueue[1]`, queued behind {@link started} at the
+   * sink's executor ({@link queueNext}); it becomes `started` at that
+   * epoch's turn.
+   */
+  private queued: { epoch: bigint; write: StartedWrite | WriteFailure } | null = null;
   /** Commits placed in the epoch sealed last (the size of the last wave). */
   private lastSealedCommits = 0;
   /** Bytes of the epoch sealed last. */
   private lastSealedBytes = 0;
   private readonly tracked = new Set<Promise<unknown>>();
-  /** Publications (rename + directory fsync, then onDurable) in epoch order. Never rejects. */
-  private publishTail: Promise<void> = Promise.resolve();
-  /** Acknowledged epochs whose publication is still pending. */
-  private publishing = 0;
+  /** Publications (rename + directory fsync, then onDurable) in epoch order. */
+  private readonly publisher: EpochPublisher;
   private readonly epochDbSize = new Map<bigint, { seq: bigint; dbSize: number }>();
   private lastDbSize: number | null = null;
 
@@ -154,6 +113,7 @@ export class Flusher {
     this.counters = options.counters;
     this.inProcessLanes = options.inProcessLanes;
     this.host = options.host;
+    this.publisher = new EpochPublisher(this.coordinator, this.acks, this.host);
     this.ticker = new EpochTicker(this.config.epochIntervalMs, async () => {
       if (this.host.failure() !== null || this.host.isClosed()) return false;
       if (!this.cycleActive) await this.enqueueCycle();
@@ -168,12 +128,12 @@ export class Flusher {
 
   /** Epochs sealed and waiting for their write (the one in flight excluded). */
   get sealedWaiting(): number {
-    return this.sealedQueue.length - (this.inFlight === null ? 0 : 1);
+    return this.sealedQueue.length - (this.inFlight === null ? 0 : 1) - (this.queued ? 1 : 0);
   }
 
   /** Acknowledged epochs whose publication is pending. */
   get publishingEpochs(): number {
-    return this.publishing;
+    return this.publisher.waiting;
   }
 
   /** The last acknowledged in-process commit's dbSizeIfCommit. */
@@ -231,6 +191,7 @@ export class Flusher {
       // Between two writes of a cycle (its last epoch's commits continuing):
       // the disk is idle, so a wave big enough is split now.
       if (this.inFlight === null && this.splitWave()) return;
+      if (this.queueNext()) return;
       if (
         // sealedQueue[0] is the epoch being written; the rest are sealed ahead.
         this.sealedQueue.length - 1 < sealedAheadMax &&
@@ -276,6 +237,36 @@ export class Flusher {
     return true;
   }
 
+  /**
+   * Queues the next write behind the one in flight (module comment), once
+   * the open epoch holds as many commits as the epoch sealed last (the wave
+   * its acknowledgement released is back) and that wave was at least half
+   * of one {@link splitWave} splits. The sink's executor starts it the moment
+   * the write in flight returns, instead of after a hop to this event loop
+   * and back. Only when every pending record is an in-process lane's (worker
+   * writers' bursts keep their own seal point), without a control plane, and
+   * when the sink can queue writes.
+   */
+  private queueNext(): boolean {
+    if (!this.config.pipelineFlush || this.control !== null || this.queued !== null) return false;
+    const head = this.started;
+    if (head === null || !('result' in head.write) || this.sealedQueue.length !== 1) return false;
+    if (!this.config.autoFlush && !this.host.isClosing()) return false;
+    const wave = this.lastSealedCommits;
+    if (wave < 2 || this.openCommits < wave) return false;
+    if (wave * 2 < waveSplitCommitsMin && this.lastSealedBytes * 2 < waveSplitBytesMin)
+      return false;
+    if (this.sink.canQueueWrite?.() !== true) return false;
+    for (const lane of this.coordinator.laneList()) {
+      if (!(lane instanceof InProcessLane) && lane.pendingBytes() > 0) return false;
+    }
+    this.seal();
+    this.counters.queuedWrites++;
+    const next = this.sealedQueue[1]!;
+    this.queued = { epoch: next.epoch, write: this.tryStartWrite(next.epoch) };
+    return true;
+  }
+
   /** Runs one flush cycle after the ones already queued. Never rejects. */
   enqueueCycle(): Promise<CycleOutcome> {
     const run = this.cycleTail.then(() => this.cycle());
@@ -292,14 +283,16 @@ export class Flusher {
     await this.cycleTail;
     // A write started for a cycle that never ran (the log failed first):
     // wait for it, so nothing is in flight once the sink is disposed.
-    const started = this.started;
+    const { started, queued } = this;
     if (started !== null && 'result' in started.write) await started.write.result;
+    if (queued !== null && 'result' in queued.write) await queued.write.result;
     if (this.host.failure() !== null && this.started === started) {
       this.started = null;
       this.inFlight = null;
     }
+    if (this.host.failure() !== null && this.queued === queued) this.queued = null;
     this.sink.publishNow?.();
-    await this.publishTail;
+    await this.publisher.settled;
   }
 
   /** Starts the ticker: every `epochIntervalMs` a cycle (also when idle). */
@@ -343,18 +336,32 @@ export class Flusher {
     this.sealedQueue.push({ epoch: advanced.sealedEpoch, laneIds: advanced.sealedLaneIds });
   }
 
-  /** Starts the write of `sealedQueue[0]` if none is started (synchronously: the job is posted on return). */
+  /**
+   * Starts the write of `sealedQueue[0]` if none is started (synchronously:
+   * the job is posted on return), or takes the one queued for it.
+   */
   private startNext(): void {
     const next = this.sealedQueue[0];
     if (next === undefined || this.started !== null) return;
-    let write: StartedWrite | WriteFailure;
-    try {
-      write = this.startWrite(next.epoch);
-    } catch (cause) {
-      // Only an engine invariant breach gets here; reported at its turn.
-      write = { cause };
+    const queued = this.queued;
+    this.queued = null;
+    if (queued !== null && queued.epoch !== next.epoch) {
+      throw new EngineInvariantError(
+        `queued write of epoch ${queued.epoch}, next is ${next.epoch}`,
+      );
     }
+    const write = queued?.write ?? this.tryStartWrite(next.epoch);
     this.started = { epoch: next.epoch, write };
+    this.inFlight = 'segment' in write ? write.segment : null;
+  }
+
+  /** {@link startWrite}, an engine invariant breach returned as the write's failure (reported at its turn). */
+  private tryStartWrite(epoch: bigint): StartedWrite | WriteFailure {
+    try {
+      return this.startWrite(epoch);
+    } catch (cause) {
+      return { cause };
+    }
   }
 
   /**
@@ -471,7 +478,7 @@ export class Flusher {
     this.acks.advance(epoch);
     this.host.acknowledged(epoch, info);
     this.counters.flushPhases.acknowledgeMicros += micros(writtenMs, performance.now());
-    this.publishInOrder(info, written.published);
+    this.publisher.publishInOrder(info, written.published);
     return null;
   }
 
@@ -496,7 +503,6 @@ export class Flusher {
     }
     // An epoch whose records were all aborted still gets its (header-only)
     // segment: the log never leaves an epoch number without one.
-    this.inFlight = segment;
     const header = encodeSegmentHeader({
       version: this.config.formatVersion,
       epoch,
@@ -549,40 +555,6 @@ export class Flusher {
       commitSeqHi: segment.commitSeqHi,
       dbSizePages: dbSize?.dbSize ?? null,
     };
-  }
-
-  /**
-   * Publishes an acknowledged epoch once `published` settles, in epoch order
-   * (empty epochs too, behind the ones before them).
-   */
-  private publishInOrder(info: DurableEpochInfo, published: Promise<void> | null): void {
-    const publish = (): void => {
-      this.coordinator.markEpochDurable(info.epoch);
-      this.host.published(info);
-    };
-    if (published === null && this.publishing === 0) {
-      // Already under its name and nothing before it pending: publish now
-      // (the storage and precreate sinks always take this path).
-      publish();
-      return;
-    }
-    this.publishing++;
-    this.publishTail = this.publishTail
-      .then(() => published)
-      .finally(() => {
-        this.publishing--;
-      })
-      .then(publish, (cause: unknown) => {
-        // Acknowledged epochs stay acknowledged (recovery adopts them);
-        // nothing after them will be.
-        this.host.enterFailed(cause, this.firstUnacknowledgedEpoch());
-      });
-  }
-
-  /** The lowest epoch not acknowledged (what a failure in publication fails). */
-  private firstUnacknowledgedEpoch(): bigint {
-    const acked = this.acks.epoch;
-    return acked === null ? 0n : acked + 1n;
   }
 
   /** A seal decision point while a write is in flight: does the controller seal now? */

@@ -34,7 +34,10 @@ import {
   type WalFileHandle,
   type WalFileSystem,
 } from '../storage/fs.js';
-import { IO_THREAD_SOURCE, IoControlWord } from './io-thread-source.js';
+import { EARLIER_WRITE_FAILED_CODE, IO_THREAD_SOURCE, IoControlWord } from './io-thread-source.js';
+
+export { EARLIER_WRITE_FAILED_CODE };
+
 import { elapsedMicros as micros } from './wal-stats.js';
 
 /**
@@ -105,8 +108,13 @@ export interface DurableWriteExecutor {
   readonly kind: DurableWriteExecutorKind;
   /**
    * Writes all of `chunks` back to back at `position` of `handle`, then, if
-   * `datasync`, fdatasyncs the file. Resolves once that returned.
-   * @throws {DurableWriteFailure} with the OS error and the failed step.
+   * `datasync`, fdatasyncs the file. Resolves once that returned. Writes run
+   * one at a time, in the order of the calls, even when a call comes before
+   * the previous one resolved (the flusher queues an epoch's write behind the
+   * one in flight); a write is never started once an earlier one failed.
+   * @throws {DurableWriteFailure} with the OS error and the failed step
+   *   (`write`, with code {@link EARLIER_WRITE_FAILED_CODE}, for a write not
+   *   started because an earlier one failed).
    */
   writeAt(
     handle: WalFileHandle,
@@ -120,12 +128,39 @@ export interface DurableWriteExecutor {
   close(): Promise<void>;
 }
 
-/** Durable writes through the file handle's own (promise) operations. */
+/** The failure of a write that was not started because an earlier one failed. */
+export function earlierWriteFailed(): DurableWriteFailure {
+  const cause = Object.assign(new Error('not started: an earlier durable write failed'), {
+    code: EARLIER_WRITE_FAILED_CODE,
+  });
+  return new DurableWriteFailure('write', cause);
+}
+
+/** Durable writes through the file handle's own (promise) operations, one at a time. */
 export class InlineWriteExecutor implements DurableWriteExecutor {
   readonly kind = 'inline' as const;
   private readonly totals = { writes: 0, writeMicros: 0, syncMicros: 0 };
+  /** The last write started: the next one starts after it. Never rejects. */
+  private tail: Promise<unknown> = Promise.resolve();
+  private failed = false;
 
-  async writeAt(
+  writeAt(
+    handle: WalFileHandle,
+    chunks: readonly Uint8Array[],
+    position: number,
+    datasync: boolean,
+  ): Promise<DurableWriteTiming> {
+    const run = this.tail.then(() => {
+      if (this.failed) throw earlierWriteFailed();
+      return this.writeNow(handle, chunks, position, datasync);
+    });
+    this.tail = run.catch(() => {
+      this.failed = true;
+    });
+    return run;
+  }
+
+  private async writeNow(
     handle: WalFileHandle,
     chunks: readonly Uint8Array[],
     position: number,
@@ -245,6 +280,16 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   private started: Promise<void> | null = null;
   private readonly totals = { writes: 0, writeMicros: 0, syncMicros: 0 };
   private readonly callerTotals = { writes: 0, writeMicros: 0, syncMicros: 0 };
+  /** A durable write failed: no later one starts (see {@link DurableWriteExecutor.writeAt}). */
+  private earlierFailed = false;
+
+  /** `write`, noting its failure so that no later write starts. */
+  private noteFailure(write: Promise<DurableWriteTiming>): Promise<DurableWriteTiming> {
+    return write.catch((error: unknown) => {
+      this.earlierFailed = true;
+      throw error;
+    });
+  }
 
   writeAt(
     handle: WalFileHandle,
@@ -262,6 +307,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
         new DurableWriteFailure('write', ioThreadError('the I/O thread was stopped')),
       );
     }
+    if (this.earlierFailed) return Promise.reject(earlierWriteFailed());
     if (this.gone) return this.inline.writeAt(handle, chunks, position, datasync);
     if (
       this.outstanding.size === 0 &&
@@ -269,15 +315,17 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       totalBytes(chunks) <= this.callerWriteBytesMax
     ) {
       // Nothing in flight on either path: this write cannot overlap another.
-      return this.writeOnCaller(fd, chunks, position, datasync);
+      return this.noteFailure(this.writeOnCaller(fd, chunks, position, datasync));
     }
     if (!this.online || this.inlineInFlight > 0) {
       // Until the thread runs (start-up takes tens of ms), writes go inline, so
       // the first commits never wait for it; the thread takes over between writes.
       this.inlineInFlight++;
-      return this.inline
-        .writeAt(handle, chunks, position, datasync)
-        .finally(() => this.inlineInFlight--);
+      return this.noteFailure(
+        this.inline
+          .writeAt(handle, chunks, position, datasync)
+          .finally(() => this.inlineInFlight--),
+      );
     }
     const { requests, transfer } = this.start();
     this.seq = (this.seq + 1) | 0;
@@ -299,6 +347,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       this.outstanding.set(job.seq, { resolve, reject });
     });
     if (this.outstanding.size === 1) transfer.ref();
+    // The thread runs jobs in this order and starts none after a failed one.
     requests.postMessage(job, transferList);
     Atomics.store(this.control, IoControlWord.Requested, job.seq);
     Atomics.notify(this.control, IoControlWord.Requested);
@@ -463,6 +512,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
         this.totals.syncMicros += reply.syncMicros;
         job.resolve({ writeMicros: reply.writeMicros, syncMicros: reply.syncMicros });
       } else {
+        this.earlierFailed = true;
         const cause = Object.assign(new Error(reply.message), {
           code: reply.code,
           errno: reply.errno,

@@ -22,6 +22,9 @@ export const IoControlWord = {
   Count: 4,
 } as const;
 
+/** Code of the error of a write not started because an earlier durable write failed. */
+export const EARLIER_WRITE_FAILED_CODE = 'ERR_EARLIER_WRITE_FAILED';
+
 /** The thread's program: CommonJS, run by `new Worker(IO_THREAD_SOURCE, { eval: true })`. */
 export const IO_THREAD_SOURCE = `
 'use strict';
@@ -63,7 +66,23 @@ function writeAll(fd, chunks, position) {
   }
 }
 
+// After a failed job no later one starts: the owner may have queued the next
+// epoch's write behind it, and that write must never reach the disk unless
+// every earlier one did.
+let poisoned = false;
+
 function run(job) {
+  if (poisoned) {
+    return {
+      seq: job.seq,
+      ok: false,
+      step: 'write',
+      code: '${EARLIER_WRITE_FAILED_CODE}',
+      errno: undefined,
+      syscall: undefined,
+      message: 'not started: an earlier durable write failed',
+    };
+  }
   const started = performance.now();
   let step = 'write';
   try {
@@ -81,6 +100,7 @@ function run(job) {
       syncMicros: Math.round((synced - written) * 1000),
     };
   } catch (error) {
+    poisoned = true;
     return {
       seq: job.seq,
       ok: false,

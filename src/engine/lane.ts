@@ -5,6 +5,11 @@
  * Two buffers, *active* and *flush*, each `Writable | Sealed{E} | Flushing{E}`,
  * plus an overflow list. Records are stored already encoded in segment wire
  * form (`u32 len` + body), so the flusher only sorts and concatenates.
+ * Beginning the flush of E swaps the buffers, so writers continue in the
+ * other one. When the flush buffer is still Flushing{E-1} (the flusher queues
+ * E's write behind E-1's), the active buffer becomes Flushing{E} where it is,
+ * appends go to the overflow list, and the swap happens at E-1's
+ * `completeFlush`.
  *
  * Epoch tagging happens here, inside the lane's critical section: `append`
  * reads the lane's own tag epoch (set by {@link InProcessLane.advance}) and
@@ -398,15 +403,21 @@ export class InProcessLane implements EngineLane {
     let swapped = false;
     if (active.state.kind === 'sealed' && active.state.epoch === epoch) {
       swapped = true;
-      if (this.flush.state.kind !== 'writable' || this.flush.bytes !== 0) {
+      const flush = this.flush.state;
+      if (flush.kind === 'flushing' && flush.epoch < epoch) {
+        // Flushed ahead, behind the epoch still being written: the buffer is
+        // written where it is; the swap waits for that epoch's completeFlush.
+        active.state = { kind: 'flushing', epoch };
+      } else if (flush.kind !== 'writable' || this.flush.bytes !== 0) {
         throw new LaneStateError(
-          `lane ${this.laneId}: begin flush of epoch ${epoch} while the flush buffer is ${describe(this.flush.state)}`,
+          `lane ${this.laneId}: begin flush of epoch ${epoch} while the flush buffer is ${describe(flush)}`,
         );
+      } else {
+        // Double buffering: writers continue in the other buffer while the disk works.
+        this.active = this.flush;
+        this.flush = active;
+        active.state = { kind: 'flushing', epoch };
       }
-      // Double buffering: writers continue in the other buffer while the disk works.
-      this.active = this.flush;
-      this.flush = active;
-      active.state = { kind: 'flushing', epoch };
       if (active.bytes > 0) chunks.push(active.arena.subarray(0, active.bytes));
       recordCount += active.records;
       byteCount += active.bytes;
@@ -435,6 +446,11 @@ export class InProcessLane implements EngineLane {
       flush.clear();
       // The budget was lowered: give the larger arena back (it regrows on demand).
       if (flush.arena.length > this.byteBudget) flush.arena = new Uint8Array(0);
+      if (this.active.state.kind === 'flushing') {
+        // The epoch flushed ahead takes the flush buffer's place; writers get this one.
+        this.flush = this.active;
+        this.active = flush;
+      }
     } else if (flush.state.kind !== 'writable') {
       throw new LaneStateError(
         `lane ${this.laneId}: complete flush of epoch ${epoch} while the flush buffer is ${describe(flush.state)}`,
@@ -452,7 +468,7 @@ export class InProcessLane implements EngineLane {
   /** Bytes sealed or pending in this lane that the flusher has not yet begun. */
   unflushedBytes(): number {
     const active = this.active;
-    return active.bytes + this.overflowBytesTotal;
+    return (active.state.kind === 'flushing' ? 0 : active.bytes) + this.overflowBytesTotal;
   }
 
   /** {@inheritDoc EngineLane.contentionEvents} */

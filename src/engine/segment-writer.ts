@@ -72,6 +72,15 @@ export interface SegmentSink {
   /** Writes `chunks` (header + records) as the segment of `epoch`; resolves when it may be acknowledged. */
   write(epoch: bigint, chunks: readonly Uint8Array[]): Promise<SegmentWrite>;
   /**
+   * True when `write` may be called now for the next epoch although the
+   * previous write has not resolved: every write so far is handed to the
+   * sink's {@link DurableWriteExecutor}, which runs them in call order and
+   * starts none after a failed one, so the next epoch's bytes reach the file
+   * only after the previous fdatasync returned. Sinks without it take one
+   * write at a time.
+   */
+  canQueueWrite?(): boolean;
+  /**
    * Starts publishing every acknowledged epoch now instead of after the
    * sink's batching delay (sinks that publish before `write` resolves omit it).
    */

@@ -67,6 +67,8 @@ function byteLength(chunks: readonly Uint8Array[]): number {
 /** See the file comment. */
 export abstract class StagedSegmentSink<F extends StagedFile> implements SegmentSink {
   protected syncs = 0;
+  /** Writes called and not yet handed to the executor (waiting for a file). */
+  private notHandedOver = 0;
   /** Files ready for an epoch. */
   protected readonly ready: F[] = [];
   /** Creations (or recycling) whose directory fsync is in flight; their files join `ready` after it. */
@@ -108,16 +110,29 @@ export abstract class StagedSegmentSink<F extends StagedFile> implements Segment
     if (this.disposed) throw new WalClosedError('segment sink is disposed');
     // A write starts: the queue is not idle.
     this.publication.cancelIdle();
+    this.notHandedOver++;
+    let handedOver = false;
+    const handOver = (): void => {
+      if (handedOver) return;
+      handedOver = true;
+      this.notHandedOver--;
+    };
     try {
       const bytes = byteLength(chunks);
       // A file ready now: no await before the job is posted, so a write
       // started before acknowledging the previous epoch is on its way before
       // that epoch's commits continue.
       const file = this.takeNow(epoch, bytes) ?? (await this.take(epoch, bytes));
-      return await this.writeInto(epoch, chunks, file, bytes);
+      return await this.writeInto(epoch, chunks, file, bytes, handOver);
     } finally {
+      handOver();
       this.schedulePublication();
     }
+  }
+
+  /** See {@link SegmentSink.canQueueWrite}. */
+  canQueueWrite(): boolean {
+    return this.notHandedOver === 0 && this.failure === null && !this.disposed;
   }
 
   /** Starts publishing every acknowledged epoch queued so far (no idle wait). */
@@ -159,12 +174,16 @@ export abstract class StagedSegmentSink<F extends StagedFile> implements Segment
     chunks: readonly Uint8Array[],
     file: F,
     bytes: number,
+    handOver: () => void,
   ): Promise<SegmentWrite> {
     try {
       // The critical path: one write and one fdatasync, one job for the
-      // log's executor (the I/O thread for the real file system). The
-      // file's name is durable already.
-      await this.executor.writeAt(file.handle, chunks, 0, this.fsync !== 'off');
+      // log's executor (the I/O thread for the real file system), queued
+      // behind the writes handed over before it. The file's name is durable
+      // already.
+      const written = this.executor.writeAt(file.handle, chunks, 0, this.fsync !== 'off');
+      handOver();
+      await written;
       if (this.fsync !== 'off') this.syncs++;
     } catch (raw) {
       await this.discard(file);

@@ -89,6 +89,11 @@ export interface ParallelWalStats {
   pipelinedSeals: number;
   /** Closed-loop waves split in two with the disk idle (see `flusher.ts`). */
   waveSplits: number;
+  /**
+   * Epochs sealed while a write was in flight and their write queued behind
+   * it, to start the moment it returns (see `flusher.ts`).
+   */
+  queuedWrites: number;
   /** Records dropped at flush because they never committed (no `endSeq`). */
   droppedAbortedRecords: number;
   /** Exceptions thrown by onDurable/onFailed listeners (swallowed). */
@@ -133,6 +138,7 @@ export interface WalCounters {
   earlySeals: number;
   pipelinedSeals: number;
   waveSplits: number;
+  queuedWrites: number;
   backpressureWaiters: number;
   droppedAbortedRecords: number;
   flushPhases: FlushPhases;
@@ -167,6 +173,7 @@ export function createWalCounters(): WalCounters {
     fallbacks: 0,
     earlySeals: 0,
     pipelinedSeals: 0,
+    queuedWrites: 0,
     waveSplits: 0,
     backpressureWaiters: 0,
     droppedAbortedRecords: 0,
@@ -302,6 +309,7 @@ export function walStats(from: WalStatsSources): ParallelWalStats {
     overflowAppends: lanes.overflowAppends,
     earlySeals: counters.earlySeals,
     pipelinedSeals: counters.pipelinedSeals,
+    queuedWrites: counters.queuedWrites,
     waveSplits: counters.waveSplits,
     droppedAbortedRecords: counters.droppedAbortedRecords,
     listenerErrors: from.listenerErrors,

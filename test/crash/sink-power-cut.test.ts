@@ -32,20 +32,24 @@ const SINKS = [
 ] as const;
 
 describe('pipelined flushing under power cuts (simulated disk, earlyAck sink)', () => {
-  it('keeps every acknowledged commit whole when waves are split and writes start before acknowledgements', async () => {
-    // 300 closed-loop writers: the first wave shares one epoch, the second is
-    // split, and every later epoch is sealed and started at a write's return.
+  it('keeps every acknowledged commit whole when waves are split and writes start before acknowledgements or queue behind the one in flight', async () => {
+    // 301 closed-loop writers: the first wave shares one epoch, the second is
+    // split (151 + 150); the 151 return while the 150 are written and, as
+    // many as the epoch in flight, are queued behind it; the 150 return
+    // while the 151 are written, fewer, and are sealed and started when that
+    // write returns.
     const plan: WorkloadPlan = {
       seed: 45,
-      writers: 300,
-      commitsPerWriter: 3,
+      writers: 301,
+      commitsPerWriter: 4,
       burstChance: 0,
       maxPageBytes: 300,
     };
     const dry = await runWithCut(plan, null, 0, {}, 'full', 'earlyAck');
-    expect(dry.outcome.acks.length).toBe(900);
+    expect(dry.outcome.acks.length).toBe(1204);
     expect(dry.flush.waveSplits).toBeGreaterThanOrEqual(1);
     expect(dry.flush.pipelinedSeals).toBeGreaterThanOrEqual(1);
+    expect(dry.flush.queuedWrites).toBeGreaterThanOrEqual(1);
     const cuts = 60;
     let withAcks = 0;
     for (let i = 0; i < cuts; i++) {

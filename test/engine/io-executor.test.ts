@@ -15,6 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   createDurableWriteExecutor,
   DurableWriteFailure,
+  EARLIER_WRITE_FAILED_CODE,
   InlineWriteExecutor,
   IO_THREAD_EXIT_CODE,
   IoThreadExecutor,
@@ -105,6 +106,26 @@ describe('the I/O thread executor', () => {
     await handle.close();
     expect(failure.step).toBe('write');
     expect((failure.cause as { code?: string }).code).toBe('EBADF');
+  });
+
+  it('never starts a write queued behind one that failed, nor any later one', async () => {
+    const dir = tempDir();
+    nodeFs.writeFileSync(path.join(dir, 'read-only'), 'x');
+    const readOnly = await nodeFileSystem.open(path.join(dir, 'read-only'), 'read');
+    const good = await nodeFileSystem.open(path.join(dir, 'good'), 'createExclusive');
+    const executor = await threadExecutor();
+    // Both posted before either is answered: the second waits behind the first.
+    const failing = failureOf(executor.writeAt(readOnly, [randomBytes(10)], 0, true));
+    const queued = failureOf(executor.writeAt(good, [randomBytes(10)], 0, true));
+    expect((await failing).step).toBe('write');
+    const refused = await queued;
+    expect((refused.cause as { code?: string }).code).toBe(EARLIER_WRITE_FAILED_CODE);
+    // And nothing after them starts, on any path.
+    const later = await failureOf(executor.writeAt(good, [randomBytes(10)], 0, true));
+    expect((later.cause as { code?: string }).code).toBe(EARLIER_WRITE_FAILED_CODE);
+    await readOnly.close();
+    await good.close();
+    expect(nodeFs.statSync(path.join(dir, 'good')).size).toBe(0);
   });
 
   it('reports a failed fdatasync with the OS error and the datasync step, never as done', async () => {
@@ -233,6 +254,36 @@ describe('choosing an executor', () => {
     expect(createDurableWriteExecutor(nodeFileSystem, true)).toBeInstanceOf(IoThreadExecutor);
     expect(createDurableWriteExecutor(nodeFileSystem, false)).toBeInstanceOf(InlineWriteExecutor);
     expect(createDurableWriteExecutor(other, true)).toBeInstanceOf(InlineWriteExecutor);
+  });
+
+  it('inline: runs a write called before the previous one resolved after it, and none after a failure', async () => {
+    const events: string[] = [];
+    let failNext = false;
+    const handle = (name: string) =>
+      ({
+        path: name,
+        writev: async () => {
+          events.push(`${name} writev`);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        },
+        datasync: async () => {
+          events.push(`${name} datasync`);
+          if (failNext)
+            throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        },
+      }) as unknown as WalFileHandle;
+    const executor = new InlineWriteExecutor();
+    await Promise.all([
+      executor.writeAt(handle('a'), [new Uint8Array(1)], 0, true),
+      executor.writeAt(handle('b'), [new Uint8Array(1)], 0, true),
+    ]);
+    expect(events).toEqual(['a writev', 'a datasync', 'b writev', 'b datasync']);
+    failNext = true;
+    const failed = failureOf(executor.writeAt(handle('c'), [new Uint8Array(1)], 0, true));
+    const queued = failureOf(executor.writeAt(handle('d'), [new Uint8Array(1)], 0, true));
+    expect((await failed).step).toBe('datasync');
+    expect(((await queued).cause as { code?: string }).code).toBe(EARLIER_WRITE_FAILED_CODE);
+    expect(events.slice(4)).toEqual(['c writev', 'c datasync']);
   });
 
   it('inline: reports the failed step with the cause', async () => {

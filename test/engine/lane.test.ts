@@ -51,6 +51,36 @@ describe('in-process lane state machine', () => {
     expect(l.pendingBytes()).toBeGreaterThan(0);
   });
 
+  it("flushes an epoch in place, queued behind the one being written, and swaps at that one's completeFlush", () => {
+    const l = lane();
+    l.append([input(1)]);
+    l.advance(1n);
+    l.beginFlush(0n); // epoch 0 is being written
+    l.append([input(2)]);
+    l.advance(2n);
+    // Epoch 1 flushes where it is: its bytes are handed over without a swap.
+    const ahead = l.beginFlush(1n)!;
+    expect(decodeChunks(ahead.chunks).map((r) => [r.beginSeq, r.epoch])).toEqual([[2n, 1n]]);
+    expect(l.activeState()).toEqual({ kind: 'flushing', epoch: 1n });
+    expect(l.flushState()).toEqual({ kind: 'flushing', epoch: 0n });
+    // Nothing is appended over the buffer being written: the next commit overflows.
+    expect(l.append([input(3)])).toMatchObject({ kind: 'appended', epoch: 2n, overflowed: true });
+    expect(l.pendingBytes()).toBeGreaterThan(0);
+    expect(l.unflushedBytes()).toBe(l.overflowBytes);
+    // Epoch 0 done: epoch 1 takes the flush buffer's place, writers the cleared one.
+    l.completeFlush(0n);
+    expect(l.flushState()).toEqual({ kind: 'flushing', epoch: 1n });
+    expect(l.activeState()).toEqual({ kind: 'writable' });
+    expect(l.overflowBytes).toBe(0); // drained into the writable buffer
+    l.completeFlush(1n);
+    expect(l.flushState()).toEqual({ kind: 'writable' });
+    l.advance(3n);
+    const last = l.beginFlush(2n)!;
+    expect(decodeChunks(last.chunks).map((r) => [r.beginSeq, r.epoch])).toEqual([[3n, 2n]]);
+    // The bytes handed over for epoch 1 were never written over.
+    expect(decodeChunks(ahead.chunks).map((r) => r.beginSeq)).toEqual([2n]);
+  });
+
   it('stores records encoded and tagged with the lane epoch', () => {
     const l = lane();
     l.advance(1n);
@@ -182,10 +212,12 @@ describe('in-process lane state machine', () => {
     l.beginFlush(0n);
     l.append([input(2)]);
     l.advance(2n);
-    // The flush buffer is still flushing epoch 0: epoch 1 cannot begin.
-    expect(() => l.beginFlush(1n)).toThrow(/flush buffer is flushing\{0\}/);
+    expect(l.beginFlush(1n)?.recordCount).toBe(1); // queued behind epoch 0
+    // Epoch 0 is still being written: epoch 1 cannot complete before it.
+    expect(() => l.completeFlush(1n)).toThrow(/flush buffer is flushing\{0\}/);
     l.completeFlush(0n);
-    expect(l.beginFlush(1n)?.recordCount).toBe(1);
+    l.completeFlush(1n);
+    expect(l.flushState()).toEqual({ kind: 'writable' });
     expect(() => l.advance(2n)).toThrow(/does not move past/);
   });
 

@@ -238,7 +238,8 @@ describe('closed-loop waves', () => {
     );
     const stats = wal.stats();
     expect(stats.waveSplits).toBeGreaterThanOrEqual(1);
-    expect(stats.pipelinedSeals).toBeGreaterThanOrEqual(1);
+    // After the split, each half's epoch is queued behind the other's write.
+    expect(stats.queuedWrites).toBeGreaterThanOrEqual(1);
     await awaitPublished(wal);
     await wal.close();
     const recovered = await recoverSegments(db);
@@ -248,5 +249,56 @@ describe('closed-loop waves', () => {
     for (let i = 1; i < bySeq.length; i++) {
       expect(bySeq[i]!.epoch >= bySeq[i - 1]!.epoch).toBe(true);
     }
+  });
+});
+
+describe('queued writes', () => {
+  /**
+   * Epoch 0 holds a wave of `wave` commits, its fdatasync held by the gate;
+   * then a second wave as big arrives: its epoch is sealed and its write
+   * queued behind epoch 0's.
+   */
+  async function queueBehindHeldWrite(failGatedSync: boolean, wave = 200) {
+    const gated = gatedFileSystem(false, failGatedSync);
+    const wal = await open(db, { fs: gated.fs, slotCount: 2 });
+    const settle = (p: Promise<CommitResult>) =>
+      p.then(
+        (result) => result,
+        (error: unknown) => error as Error,
+      );
+    const first = Array.from({ length: wave }, (_, i) => settle(wal.commit(batch(1 + i))));
+    await waitFor(gated.waiting);
+    const second = Array.from({ length: wave }, (_, i) => settle(wal.commit(batch(1 + wave + i))));
+    return { gated, wal, first, second };
+  }
+
+  it('seals a returning wave while a write is in flight and queues its write, started only once that write is durable', async () => {
+    const { gated, wal, first, second } = await queueBehindHeldWrite(false);
+    expect(wal.stats().queuedWrites).toBe(1);
+    // Queued, not started: epoch 0's fdatasync has not returned.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(gated.writes()).toBe(1);
+    expect(gated.release()).toBe(true);
+    const results = (await Promise.all([...first, ...second])) as CommitResult[];
+    expect(gated.writes()).toBe(2);
+    expect(perEpoch(results)).toEqual([200, 200]);
+    await awaitPublished(wal);
+    const recovered = await recoverSegments(db);
+    expect(recovered.records.map((r) => r.beginSeq)).toEqual(
+      [...results].sort((a, b) => (a.commitSeq < b.commitSeq ? -1 : 1)).map((r) => r.commitSeq),
+    );
+  });
+
+  it('never starts a queued write whose predecessor failed, and acknowledges neither', async () => {
+    const { gated, wal, first, second } = await queueBehindHeldWrite(true);
+    expect(wal.stats().queuedWrites).toBe(1);
+    expect(gated.release()).toBe(true);
+    const outcomes = await Promise.all([...first, ...second]);
+    for (const outcome of outcomes) expect(outcome).toMatchObject({ code: 'ERR_WAL_FAILED' });
+    // The queued epoch's bytes never reached a file.
+    expect(gated.writes()).toBe(1);
+    expect(wal.acknowledgedEpoch()).toBeNull();
+    await wal.close().catch(() => {});
+    expect((await recoverSegments(db)).records).toEqual([]);
   });
 });

@@ -3,9 +3,13 @@ import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 /**
  * The real file system, except that file writes (`writev`) are counted,
  * the first fdatasync waits for `release()` (`waiting()` tells it has
- * begun), and with `failSecondSync` the second fdatasync fails with EIO.
+ * begun) and with `failGatedSync` then fails with EIO, and with
+ * `failSecondSync` the second fdatasync fails with EIO.
  */
-export function gatedFileSystem(failSecondSync = false): {
+export function gatedFileSystem(
+  failSecondSync = false,
+  failGatedSync = false,
+): {
   fs: WalFileSystem;
   writes: () => number;
   waiting: () => boolean;
@@ -35,6 +39,9 @@ export function gatedFileSystem(failSecondSync = false): {
           await new Promise<void>((resolve) => {
             release = resolve;
           });
+          if (failGatedSync) {
+            throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5 });
+          }
         }
         await datasync();
       };

@@ -35,7 +35,7 @@ export interface CutRun {
   /** Adoptable temporary files found after the cut (set by checkReboot). */
   pendingAdoption: number;
   /** The flusher's pipelining during the run (`wal.stats()` after the workload; zeros if open failed). */
-  flush: { pipelinedSeals: number; waveSplits: number };
+  flush: { pipelinedSeals: number; waveSplits: number; queuedWrites: number };
 }
 
 function freshDisk(): SimulatedFileSystem {
@@ -80,11 +80,11 @@ export async function runWithCut(
       cutFired: true,
       steps: fs.stepCount,
       pendingAdoption: 0,
-      flush: { pipelinedSeals: 0, waveSplits: 0 },
+      flush: { pipelinedSeals: 0, waveSplits: 0, queuedWrites: 0 },
     };
   }
   const outcome = await settleWithin(runWorkload(wal, plan), HANG_MS, 'workload');
-  const { pipelinedSeals, waveSplits } = wal.stats();
+  const { pipelinedSeals, waveSplits, queuedWrites } = wal.stats();
   await settleWithin(
     wal.close().catch(() => undefined),
     HANG_MS,
@@ -98,7 +98,7 @@ export async function runWithCut(
     cutFired,
     steps: fs.stepCount,
     pendingAdoption: 0,
-    flush: { pipelinedSeals, waveSplits },
+    flush: { pipelinedSeals, waveSplits, queuedWrites },
   };
 }
 
