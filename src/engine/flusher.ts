@@ -258,7 +258,11 @@ export class Flusher {
       return false;
     if (this.sink.canQueueWrite?.() !== true) return false;
     for (const lane of this.coordinator.laneList()) {
-      if (!(lane instanceof InProcessLane) && lane.pendingBytes() > 0) return false;
+      // While the queued epoch's buffer is written in place, its lane puts
+      // appends on its overflow list; a lane that refuses them instead
+      // (`blockWriter`, the serialized lane) would make submitBatch throw.
+      const overflows = lane instanceof InProcessLane && lane.overflowPolicy === 'allocateOverflow';
+      if (!overflows && lane.pendingBytes() > 0) return false;
     }
     this.seal();
     this.counters.queuedWrites++;

@@ -283,14 +283,6 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   /** A durable write failed: no later one starts (see {@link DurableWriteExecutor.writeAt}). */
   private earlierFailed = false;
 
-  /** `write`, noting its failure so that no later write starts. */
-  private noteFailure(write: Promise<DurableWriteTiming>): Promise<DurableWriteTiming> {
-    return write.catch((error: unknown) => {
-      this.earlierFailed = true;
-      throw error;
-    });
-  }
-
   writeAt(
     handle: WalFileHandle,
     chunks: readonly Uint8Array[],
@@ -315,16 +307,23 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       totalBytes(chunks) <= this.callerWriteBytesMax
     ) {
       // Nothing in flight on either path: this write cannot overlap another.
-      return this.noteFailure(this.writeOnCaller(fd, chunks, position, datasync));
+      return this.writeOnCaller(fd, chunks, position, datasync);
     }
     if (!this.online || this.inlineInFlight > 0) {
       // Until the thread runs (start-up takes tens of ms), writes go inline, so
       // the first commits never wait for it; the thread takes over between writes.
       this.inlineInFlight++;
-      return this.noteFailure(
-        this.inline
-          .writeAt(handle, chunks, position, datasync)
-          .finally(() => this.inlineInFlight--),
+      return this.inline.writeAt(handle, chunks, position, datasync).then(
+        (timing) => {
+          this.inlineInFlight--;
+          return timing;
+        },
+        (error: unknown) => {
+          // Noted in the same step that lets the next write go to the thread.
+          this.inlineInFlight--;
+          this.earlierFailed = true;
+          throw error;
+        },
       );
     }
     const { requests, transfer } = this.start();
@@ -360,28 +359,29 @@ export class IoThreadExecutor implements DurableWriteExecutor {
    * only after the fdatasync returned; a failure rejects with the step that
    * failed, exactly as a job of the thread does.
    */
-  private async writeOnCaller(
+  private writeOnCaller(
     fd: number,
     chunks: readonly Uint8Array[],
     position: number,
     datasync: boolean,
   ): Promise<DurableWriteTiming> {
-    // No await: the whole write runs before this returns.
+    // No await: the whole write runs before this returns, and a failure is
+    // noted before it returns, so a write called next (from a continuation
+    // of this very turn) never starts.
     const started = performance.now();
+    let step: DurableWriteStep = 'write';
     try {
       writeAllSync(fd, chunks, position);
-    } catch (cause) {
-      throw new DurableWriteFailure('write', cause);
-    }
-    const written = performance.now();
-    if (datasync) {
-      try {
+      const written = performance.now();
+      if (datasync) {
+        step = 'datasync';
         fdatasyncSync(fd);
-      } catch (cause) {
-        throw new DurableWriteFailure('datasync', cause);
       }
+      return Promise.resolve(countWrite(this.callerTotals, started, written));
+    } catch (cause) {
+      this.earlierFailed = true;
+      return Promise.reject(new DurableWriteFailure(step, cause));
     }
-    return countWrite(this.callerTotals, started, written);
   }
 
   /** Resolves once the thread runs (or is gone): from then on writes go to it. */

@@ -404,7 +404,7 @@ export class InProcessLane implements EngineLane {
     if (active.state.kind === 'sealed' && active.state.epoch === epoch) {
       swapped = true;
       const flush = this.flush.state;
-      if (flush.kind === 'flushing' && flush.epoch < epoch) {
+      if (flush.kind === 'flushing' && flush.epoch === epoch - 1n) {
         // Flushed ahead, behind the epoch still being written: the buffer is
         // written where it is; the swap waits for that epoch's completeFlush.
         active.state = { kind: 'flushing', epoch };
@@ -468,7 +468,7 @@ export class InProcessLane implements EngineLane {
   /** Bytes sealed or pending in this lane that the flusher has not yet begun. */
   unflushedBytes(): number {
     const active = this.active;
-    return (active.state.kind === 'flushing' ? 0 : active.bytes) + this.overflowBytesTotal;
+    return active.bytes + this.overflowBytesTotal;
   }
 
   /** {@inheritDoc EngineLane.contentionEvents} */

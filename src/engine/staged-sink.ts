@@ -186,10 +186,11 @@ export abstract class StagedSegmentSink<F extends StagedFile> implements Segment
       await written;
       if (this.fsync !== 'off') this.syncs++;
     } catch (raw) {
-      await this.discard(file);
       const { error, failedStep } = unwrapWriteFailure(raw, this.writeStep);
       const failure = toIoError(error, 'cannot write segment file', failedStep, file.path);
+      // Before any await: no write is queued, nor published, after this one.
       this.failure ??= failure;
+      await this.discard(file);
       throw failure;
     }
     this.noteWritten(file, bytes);

@@ -31,7 +31,7 @@ const SINKS = [
   { sink: 'pool', sweepSeed: 44, fsyncOffSeed: 10 },
 ] as const;
 
-describe('pipelined flushing under power cuts (simulated disk, earlyAck sink)', () => {
+describe.each(SINKS)('pipelined flushing under power cuts (simulated disk, $sink sink)', ({ sink }) => {
   it('keeps every acknowledged commit whole when waves are split and writes start before acknowledgements or queue behind the one in flight', async () => {
     // 301 closed-loop writers: the first wave shares one epoch, the second is
     // split (151 + 150); the 151 return while the 150 are written and, as
@@ -45,7 +45,7 @@ describe('pipelined flushing under power cuts (simulated disk, earlyAck sink)', 
       burstChance: 0,
       maxPageBytes: 300,
     };
-    const dry = await runWithCut(plan, null, 0, {}, 'full', 'earlyAck');
+    const dry = await runWithCut(plan, null, 0, {}, 'full', sink);
     expect(dry.outcome.acks.length).toBe(1204);
     expect(dry.flush.waveSplits).toBeGreaterThanOrEqual(1);
     expect(dry.flush.pipelinedSeals).toBeGreaterThanOrEqual(1);
@@ -56,7 +56,7 @@ describe('pipelined flushing under power cuts (simulated disk, earlyAck sink)', 
       const cut = 1 + Math.floor(((i + 0.5) / cuts) * dry.steps);
       const m = i % MODELS.length;
       const seed = 4500 + i;
-      const run = await runWithCut(plan, cut, seed, MODELS[m]!, 'full', 'earlyAck');
+      const run = await runWithCut(plan, cut, seed, MODELS[m]!, 'full', sink);
       await checkReboot(
         run,
         plan,

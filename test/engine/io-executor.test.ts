@@ -225,6 +225,24 @@ describe('small writes on the calling thread', () => {
     expect(bytes.subarray(100).every((b) => b === 1)).toBe(true);
   });
 
+  it('never starts a write called in the same turn right after one that failed on the calling thread', async () => {
+    const dir = tempDir();
+    nodeFs.writeFileSync(path.join(dir, 'read-only'), 'x');
+    const readOnly = await nodeFileSystem.open(path.join(dir, 'read-only'), 'read');
+    const good = await nodeFileSystem.open(path.join(dir, 'good'), 'createExclusive');
+    const executor = new IoThreadExecutor(256 * 1024);
+    executors.push(executor);
+    await executor.running();
+    // Both calls in one synchronous run: the second before the first's promise settled.
+    const failing = failureOf(executor.writeAt(readOnly, [randomBytes(10)], 0, true));
+    const next = failureOf(executor.writeAt(good, [randomBytes(10)], 0, true));
+    expect((await failing).step).toBe('write');
+    expect(((await next).cause as { code?: string }).code).toBe(EARLIER_WRITE_FAILED_CODE);
+    await readOnly.close();
+    await good.close();
+    expect(nodeFs.statSync(path.join(dir, 'good')).size).toBe(0);
+  });
+
   it('reports a failed write on the calling thread with the OS error and the write step', async () => {
     const file = path.join(tempDir(), 'read-only-small');
     nodeFs.writeFileSync(file, 'x');

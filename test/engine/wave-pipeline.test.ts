@@ -5,6 +5,7 @@
  * committers is split in two so that their CPU work and the disk overlap.
  * Neither may cost an acknowledged commit or reorder commits.
  */
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waveSplitCommitsMin } from '../../src/engine/flusher.js';
 import { type CommitResult, ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
@@ -300,5 +301,69 @@ describe('queued writes', () => {
     expect(wal.acknowledgedEpoch()).toBeNull();
     await wal.close().catch(() => {});
     expect((await recoverSegments(db)).records).toEqual([]);
+  });
+
+  it('queues no write over a lane that refuses appends meanwhile: submitBatch keeps taking batches', async () => {
+    // blockWriter lanes (and the serialized lane) refuse appends instead of
+    // overflowing; a queued epoch's buffer, written in place, would refuse
+    // them until the write before it returned.
+    const gated = gatedFileSystem();
+    const wal = await open(db, {
+      fs: gated.fs,
+      slotCount: 1,
+      overflowPolicy: 'blockWriter',
+      bufferCapacityBytes: 4096,
+    });
+    const first = Array.from({ length: 200 }, (_, i) => wal.commit(batch(1 + i)));
+    await waitFor(gated.waiting);
+    const second = Array.from({ length: 200 }, (_, i) => wal.commit(batch(1000 + i)));
+    expect(wal.stats().queuedWrites).toBe(0);
+    const epoch = wal.submitBatch(batch(5000));
+    expect(gated.release()).toBe(true);
+    await Promise.all([...first, ...second, wal.waitForEpochDurable(epoch, 20_000)]);
+  });
+
+  it('starts no write after one that failed on the owner thread, even when an acknowledgement listener commits a wave synchronously', async () => {
+    // The first fdatasync (on whichever path) fails; nothing may be written
+    // after it, or the next epoch would be published with a hole below it.
+    const fsCjs = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
+    const realSync = fsCjs.fdatasyncSync;
+    const syncs: string[] = [];
+    fsCjs.fdatasyncSync = (fd: number) => {
+      if (syncs.length === 0) {
+        syncs.push('fail');
+        throw Object.assign(new Error('EIO: injected'), { code: 'EIO', errno: -5 });
+      }
+      syncs.push('ok');
+      return realSync(fd);
+    };
+    syncBuiltinESMExports();
+    try {
+      const wal = await open(db, { slotCount: 2, callerWriteBytesMax: 16 * 1024 });
+      const settled: Promise<unknown>[] = [];
+      const settle = (p: Promise<CommitResult>) => settled.push(p.catch((e: unknown) => e));
+      let id = 1;
+      let fired = false;
+      wal.onAcknowledged(() => {
+        if (fired) return;
+        fired = true;
+        // As many as the epoch just sealed, in the acknowledgement's own turn.
+        for (let i = 0; i < 100; i++) settle(wal.commit(batch(id++)));
+      });
+      // 200 commits (over callerWriteBytesMax: the I/O thread), then, while
+      // they are written, 100 (under it: the owner thread, whose fdatasync fails).
+      for (let i = 0; i < 200; i++) settle(wal.commit(batch(id++)));
+      await new Promise((resolve) => setImmediate(resolve));
+      for (let i = 0; i < 100; i++) settle(wal.commit(batch(id++)));
+      await Promise.all(settled);
+      await wal.close().catch(() => {});
+      expect(syncs).toEqual(['fail']);
+      // What is on disk recovers (no hole below a later segment).
+      const recovered = await recoverSegments(db);
+      expect(recovered.records.length).toBeLessThanOrEqual(200);
+    } finally {
+      fsCjs.fdatasyncSync = realSync;
+      syncBuiltinESMExports();
+    }
   });
 });
