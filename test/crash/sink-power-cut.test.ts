@@ -31,43 +31,46 @@ const SINKS = [
   { sink: 'pool', sweepSeed: 44, fsyncOffSeed: 10 },
 ] as const;
 
-describe.each(SINKS)('pipelined flushing under power cuts (simulated disk, $sink sink)', ({ sink }) => {
-  it('keeps every acknowledged commit whole when waves are split and writes start before acknowledgements or queue behind the one in flight', async () => {
-    // 301 closed-loop writers: the first wave shares one epoch, the second is
-    // split (151 + 150); the 151 return while the 150 are written and, as
-    // many as the epoch in flight, are queued behind it; the 150 return
-    // while the 151 are written, fewer, and are sealed and started when that
-    // write returns.
-    const plan: WorkloadPlan = {
-      seed: 45,
-      writers: 301,
-      commitsPerWriter: 4,
-      burstChance: 0,
-      maxPageBytes: 300,
-    };
-    const dry = await runWithCut(plan, null, 0, {}, 'full', sink);
-    expect(dry.outcome.acks.length).toBe(1204);
-    expect(dry.flush.waveSplits).toBeGreaterThanOrEqual(1);
-    expect(dry.flush.pipelinedSeals).toBeGreaterThanOrEqual(1);
-    expect(dry.flush.queuedWrites).toBeGreaterThanOrEqual(1);
-    const cuts = 60;
-    let withAcks = 0;
-    for (let i = 0; i < cuts; i++) {
-      const cut = 1 + Math.floor(((i + 0.5) / cuts) * dry.steps);
-      const m = i % MODELS.length;
-      const seed = 4500 + i;
-      const run = await runWithCut(plan, cut, seed, MODELS[m]!, 'full', sink);
-      await checkReboot(
-        run,
-        plan,
-        `waves: cut ${cut}/${dry.steps}, crash seed ${seed}, model ${m}`,
-      );
-      if (run.outcome.acks.length > 0) withAcks++;
-    }
-    // Most cuts fell after some acknowledgements: the check had something to lose.
-    expect(withAcks).toBeGreaterThan(cuts / 2);
-  });
-});
+describe.each(SINKS)(
+  'pipelined flushing under power cuts (simulated disk, $sink sink)',
+  ({ sink }) => {
+    it('keeps every acknowledged commit whole when waves are split and writes start before acknowledgements or queue behind the one in flight', async () => {
+      // 301 closed-loop writers: the first wave shares one epoch, the second is
+      // split (151 + 150); the 151 return while the 150 are written and, as
+      // many as the epoch in flight, are queued behind it; the 150 return
+      // while the 151 are written, fewer, and are sealed and started when that
+      // write returns.
+      const plan: WorkloadPlan = {
+        seed: 45,
+        writers: 301,
+        commitsPerWriter: 4,
+        burstChance: 0,
+        maxPageBytes: 300,
+      };
+      const dry = await runWithCut(plan, null, 0, {}, 'full', sink);
+      expect(dry.outcome.acks.length).toBe(1204);
+      expect(dry.flush.waveSplits).toBeGreaterThanOrEqual(1);
+      expect(dry.flush.pipelinedSeals).toBeGreaterThanOrEqual(1);
+      expect(dry.flush.queuedWrites).toBeGreaterThanOrEqual(1);
+      const cuts = 60;
+      let withAcks = 0;
+      for (let i = 0; i < cuts; i++) {
+        const cut = 1 + Math.floor(((i + 0.5) / cuts) * dry.steps);
+        const m = i % MODELS.length;
+        const seed = 4500 + i;
+        const run = await runWithCut(plan, cut, seed, MODELS[m]!, 'full', sink);
+        await checkReboot(
+          run,
+          plan,
+          `waves: cut ${cut}/${dry.steps}, crash seed ${seed}, model ${m}`,
+        );
+        if (run.outcome.acks.length > 0) withAcks++;
+      }
+      // Most cuts fell after some acknowledgements: the check had something to lose.
+      expect(withAcks).toBeGreaterThan(cuts / 2);
+    });
+  },
+);
 
 describe.each(SINKS)(
   'ParallelWal with the $sink sink under power cuts (simulated disk)',
