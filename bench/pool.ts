@@ -19,8 +19,13 @@
  *   directory's total size every 100 ms: the peak shows that disk space stays
  *   bounded (folded segments go back into the pool or are unlinked).
  *   `--pipeline-flush off` runs it with the log's `pipelineFlush: false`.
+ * - `--mode recycle`: a bare log at 16, 64 and 256 committers whose
+ *   published segments a consumer gives back every 20 ms
+ *   (`wal.recycleSegments`, without reading them), against the log growing
+ *   for the whole run: `earlyAck` (which unlinks what it is given) and the
+ *   pool sink with 8, 64 and 256 files. Interleaved rounds, medians.
  *
- * Run: `npx tsx bench/pool.ts [--mode sinks|cut|store|space] [--sink pool|earlyAck] [--pipeline-flush on|off] [--seconds S] [--rounds R] [--dir DIR]`.
+ * Run: `npx tsx bench/pool.ts [--mode sinks|cut|store|space|recycle] [--sink pool|earlyAck] [--pipeline-flush on|off] [--seconds S] [--rounds R] [--dir DIR]`.
  */
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
@@ -28,6 +33,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { SegmentSinkKind } from '../src/engine/segment-writer.js';
 import { ParallelWal } from '../src/engine/wal.js';
+import { scanSegments } from '../src/storage/segment-files.js';
 import { PageStore } from '../src/store/page-store.js';
 
 const PAGE_BYTES = 4096;
@@ -50,18 +56,58 @@ interface Cell {
   p99Us: number;
 }
 
+/** A bare-log cell's options beyond the sink. */
+interface SinkCellOptions {
+  /** `segmentPoolSize` for the pool sink. */
+  poolSize?: number;
+  /** Give published segments back (`recycleSegments`) every this many ms; none when absent. */
+  recycleEveryMs?: number;
+}
+
+/**
+ * The log's consumer in `--mode recycle`: every `everyMs` it hands every published segment but
+ * the newest back with `wal.recycleSegments` (the pool sink writes later epochs over them, the
+ * others unlink them). It does not read them first; the peer harness's `pwaltrunc` cell does.
+ */
+function startRecycling(wal: ParallelWal, dbPath: string, everyMs: number): () => Promise<void> {
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      await new Promise((r) => setTimeout(r, everyMs));
+      if (stopped) break;
+      const published = (await scanSegments(dbPath))
+        .filter((s) => path.basename(s.path).includes('-wal-seg-'))
+        .sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
+      if (published.length < 2) continue;
+      await wal.recycleSegments(published.slice(0, -1), published[published.length - 1]!.epoch);
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await loop;
+  };
+}
+
 async function sinkCell(
   dir: string,
   sink: SegmentSinkKind,
   committers: number,
   seconds: number,
+  options: SinkCellOptions = {},
 ): Promise<Cell> {
   const dbDir = await fsp.mkdtemp(path.join(dir, 'cell-'));
-  const wal = await ParallelWal.open(path.join(dbDir, 'bench.db'), {
+  const dbPath = path.join(dbDir, 'bench.db');
+  const wal = await ParallelWal.open(dbPath, {
     fsync: 'full',
     segmentSink: sink,
+    ...(options.poolSize === undefined ? {} : { segmentPoolSize: options.poolSize }),
   });
-  const page = new Uint8Array(PAGE_BYTES).fill(0x42);
+  const stopRecycling =
+    options.recycleEveryMs === undefined
+      ? null
+      : startRecycling(wal, dbPath, options.recycleEveryMs);
+  // Incompressible pages (a virtual disk makes constant bytes look faster).
+  const images = randomBytes(1000 * PAGE_BYTES);
   let txn = 0n;
   let stop = false;
   let measuring = false;
@@ -71,7 +117,16 @@ async function sinkCell(
       txn += 1n;
       await wal.commit({
         txnToken: { id: txn, epoch: 0 },
-        frames: [{ pageNumber: 1 + Number(txn % 1000n), pageData: page, dbSizeIfCommit: 1000 }],
+        frames: [
+          {
+            pageNumber: 1 + Number(txn % 1000n),
+            pageData: images.subarray(
+              Number(txn % 1000n) * PAGE_BYTES,
+              (Number(txn % 1000n) + 1) * PAGE_BYTES,
+            ),
+            dbSizeIfCommit: 1000,
+          },
+        ],
       });
       if (measuring) commits++;
     }
@@ -87,9 +142,43 @@ async function sinkCell(
   const latency = wal.stats().commitLatencyMicros;
   stop = true;
   await Promise.all(loops);
+  await stopRecycling?.();
   await wal.close();
   await fsp.rm(dbDir, { recursive: true, force: true });
   return { commitsPerSec: commits / elapsed, p50Us: latency.p50, p99Us: latency.p99 };
+}
+
+/** `--mode recycle`: see the file comment. */
+async function recycleSinks(dir: string, seconds: number, rounds: number): Promise<void> {
+  const every = 20;
+  const variants: { name: string; sink: SegmentSinkKind; options: SinkCellOptions }[] = [
+    { name: 'earlyAck, log grows', sink: 'earlyAck', options: {} },
+    { name: 'earlyAck, recycled', sink: 'earlyAck', options: { recycleEveryMs: every } },
+    { name: 'pool 64, log grows', sink: 'pool', options: { poolSize: 64 } },
+    { name: 'pool 8, recycled', sink: 'pool', options: { poolSize: 8, recycleEveryMs: every } },
+    { name: 'pool 64, recycled', sink: 'pool', options: { poolSize: 64, recycleEveryMs: every } },
+    { name: 'pool 256, recycled', sink: 'pool', options: { poolSize: 256, recycleEveryMs: every } },
+  ];
+  console.log(
+    `bare log, published segments given back every ${every} ms or never; ${rounds} interleaved rounds of ${seconds} s, medians`,
+  );
+  for (const committers of [16, 64, 256]) {
+    const cells = new Map<string, Cell[]>();
+    for (let round = 0; round < rounds; round++) {
+      for (const v of round % 2 === 0 ? variants : [...variants].reverse()) {
+        const cell = await sinkCell(dir, v.sink, committers, seconds, v.options);
+        cells.set(v.name, [...(cells.get(v.name) ?? []), cell]);
+      }
+    }
+    const base = median(cells.get(variants[0]!.name)!.map((c) => c.commitsPerSec));
+    for (const v of variants) {
+      const rows = cells.get(v.name)!;
+      const cps = median(rows.map((c) => c.commitsPerSec));
+      console.log(
+        `${String(committers).padStart(4)} committers  ${v.name.padEnd(20)} ${cps.toFixed(0).padStart(7)} commits/s  p50 ${(median(rows.map((c) => c.p50Us)) / 1000).toFixed(3)} ms  ${(cps / base).toFixed(2)}x`,
+      );
+    }
+  }
 }
 
 async function sinks(dir: string, seconds: number, rounds: number): Promise<void> {
@@ -190,7 +279,7 @@ async function storeCell(
     pageSize: PAGE_BYTES,
     segmentSink: sink,
   });
-  const page = new Uint8Array(PAGE_BYTES).fill(0x33);
+  const images = randomBytes(4096 * PAGE_BYTES);
   let stop = false;
   let measuring = false;
   let commits = 0;
@@ -198,7 +287,10 @@ async function storeCell(
   const loop = async (): Promise<void> => {
     while (!stop) {
       next++;
-      await store.commit([{ pageNumber: 1 + (next % 4096), data: page }]);
+      const slot = next % 4096;
+      await store.commit([
+        { pageNumber: 1 + slot, data: images.subarray(slot * PAGE_BYTES, (slot + 1) * PAGE_BYTES) },
+      ]);
       if (measuring) commits++;
     }
   };
@@ -331,4 +423,5 @@ else if (mode === 'space')
     arg('pipeline-flush', 'on') !== 'off',
   );
 else if (mode === 'store') await storeSinks(dir, Number(arg('seconds', '3')), rounds);
+else if (mode === 'recycle') await recycleSinks(dir, Number(arg('seconds', '2')), rounds);
 else throw new Error(`unknown --mode ${mode}`);

@@ -27,7 +27,7 @@ export const BANDWIDTH_PAGES = 256;
 /** Slack a child gets beyond its cell's own time before it is killed, ms. */
 const CHILD_TIMEOUT_SLACK_MS = 90_000;
 /** parallel-wal's optional sinks and paths: measured only at the target cells. */
-const PWAL_VARIANTS = ['pwalpre', 'pwalearly', 'pwalinline', 'pwalpool', 'pwalcaller'];
+const PWAL_VARIANTS = ['pwalpre', 'pwalearly', 'pwalinline', 'pwalpool', 'pwalcaller', 'pwaltrunc'];
 /** Committer counts the targets are stated at. */
 const TARGET_CONCURRENCY = [1, 16, 64, 256];
 /** Worker threads in the multi-thread cells. */
@@ -152,6 +152,7 @@ function planRepetition(o: Options, rep: number): Workload[] {
       s === 'pwalinline' ||
       s === 'pwalpool' ||
       s === 'pwalcaller' ||
+      s === 'pwaltrunc' ||
       s === 'sqlite' ||
       s === 'lmdb',
   );

@@ -1,17 +1,19 @@
 /**
- * The `pool` segment sink: epochs are written IN PLACE into segment files
- * that were written (and fdatasynced) before, so the fdatasync that
- * acknowledges an epoch changes no size and no allocation — no journal
- * commit on the critical path. The idea of SQLite's WAL reset and RocksDB's
- * recycled log files (`recycle_log_file_num`), for one-file-per-epoch
- * segments.
+ * The `pool` segment sink: segment files a checkpoint no longer needs are
+ * taken back ({@link PoolSegmentSink.recycle}) and later epochs are written
+ * IN PLACE into them, so the fdatasync that acknowledges such an epoch
+ * changes no allocation — no journal commit for new blocks on the critical
+ * path. The idea of SQLite's WAL reset and RocksDB's recycled log files
+ * (`recycle_log_file_num`), for one-file-per-epoch segments. Until files come
+ * back (and whenever too few do), new empty files are used, exactly as the
+ * early-ack sink uses its pre-created files.
  *
  * ## The pool
  *
  * At most {@link PoolSegmentSink.poolSize} files
  * `<db>-wal-tmp-pool-<16 hex floor>-<12 hex>` whose names are durable and
- * whose bytes are durable: zeros (new files, filled in the background and
- * fdatasynced) or an older segment (a file recycled after a checkpoint, see
+ * whose bytes are durable: none (new, empty files, created in the
+ * background) or an older segment (a file recycled after a checkpoint, see
  * {@link PoolSegmentSink.recycle}). The floor in the name is an epoch below
  * which nothing will ever be written into the file again: any segment below
  * it that recovery finds there is stale (docs/durability.md).
@@ -27,7 +29,7 @@
  * 3. in the background, batched and strictly in epoch order, PUBLISH it:
  *    cut the file to the segment's exact length and fdatasync (so a segment
  *    name never points at stale bytes), close, rename to
- *    `<db>-wal-seg-<epoch>`; create and fill replacement pool files; ONE
+ *    `<db>-wal-seg-<epoch>`; create replacement pool files; ONE
  *    directory fsync covers the renames and the creations. Batches start
  *    as in the early-acknowledgement sink (both use one
  *    {@link PublicationQueue}): after `EARLY_ACK_PUBLISH_IDLE_TURNS` idle
@@ -58,7 +60,7 @@ import { randomBytes } from 'node:crypto';
 import * as nodePath from 'node:path';
 import { WalArgumentError } from '../errors.js';
 import { toIoError } from '../storage/errors.js';
-import { type WalFileHandle, type WalFileSystem, writeAndDatasync } from '../storage/fs.js';
+import type { WalFileHandle, WalFileSystem } from '../storage/fs.js';
 import {
   databaseDirectory,
   type FsyncPolicy,
@@ -71,17 +73,9 @@ import { type DurableWriteExecutor, InlineWriteExecutor } from './io-executor.js
 import { type StagedEpoch, StagedSegmentSink } from './staged-sink.js';
 
 /** Default number of pool files. */
-export const segmentPoolSizeDefault = 8;
+export const segmentPoolSizeDefault = 64;
 /** Largest pool accepted (files kept open and durable ahead of time). */
 export const segmentPoolSizeMax = 256;
-/** Smallest length a new pool file is filled to, in bytes. */
-export const poolFileBytesMin = 16 * 1024;
-/** Largest length a new pool file is filled to, in bytes (bigger epochs extend the file). */
-export const poolFileBytesMax = 8 * 1024 * 1024;
-/** Pool files are filled in multiples of this, in bytes. */
-const POOL_FILE_BYTES_ROUND = 4096;
-/** Recent segments whose largest size sets the length of new pool files. */
-const RECENT_SEGMENTS = 32;
 /**
  * Ready (and coming) pool files at or below this share of the pool start a
  * refill, early enough that writes rarely find the pool empty.
@@ -132,8 +126,8 @@ export interface SegmentPoolStats {
   createdInline: number;
   /** Segment files taken back after a checkpoint. */
   recycled: number;
-  /** Bytes of zeros written to fill new pool files. */
-  fillBytes: number;
+  /** New, empty pool files created. */
+  created: number;
 }
 
 /** Construction options of {@link PoolSegmentSink}. */
@@ -143,9 +137,9 @@ export interface PoolSinkOptions {
   /** The first epoch the log will write (floor of the first pool files' names). */
   startEpoch: bigint;
   /**
-   * Create and fill the whole pool at once (default true). `false`: the pool
-   * starts empty and is filled by {@link PoolSegmentSink.recycle} or, when
-   * it runs low, by publication.
+   * Create the whole pool at once (default true). `false`: the pool starts
+   * empty and is filled by {@link PoolSegmentSink.recycle} or, when it runs
+   * low, by publication.
    */
   prefill?: boolean;
   /**
@@ -161,11 +155,9 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
   protected readonly writeStep = 'writev+fdatasync';
   /** Nothing below this epoch is ever written again (floor of new pool file names). */
   private floor: bigint;
-  private readonly recent: number[] = [];
   /** A checkpoint has offered folded segments back (see publishBatch's refill). */
   private recycling = false;
-  private zeros: Uint8Array = new Uint8Array(0);
-  private readonly counters = { reused: 0, createdInline: 0, recycled: 0, fillBytes: 0 };
+  private readonly counters = { reused: 0, createdInline: 0, recycled: 0, created: 0 };
 
   /** The bound on pool files. */
   readonly poolSize: number;
@@ -279,24 +271,26 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
     return Math.max(0, this.poolSize - held);
   }
 
-  /** A ready file for `epoch`'s segment of `bytes` bytes; new pool files are named above it from now on. */
-  /** A ready file, if any (none after a failure: {@link take} throws it). */
+  /**
+   * A ready file for `epoch`'s segment of `bytes` bytes, if any (none after
+   * a failure: {@link take} throws it); new pool files are named above
+   * `epoch` from now on.
+   */
   protected override takeNow(epoch: bigint, bytes: number): PoolFile | null {
     const file = this.failure === null ? this.pickReady(bytes) : null;
-    if (file !== null) this.noteTaken(epoch, bytes);
+    if (file !== null) this.noteTaken(epoch);
     return file;
   }
 
   protected async take(epoch: bigint, bytes: number): Promise<PoolFile> {
     const file = await this.takeFile(bytes);
-    this.noteTaken(epoch, bytes);
+    this.noteTaken(epoch);
     return file;
   }
 
-  /** `epoch`'s segment of `bytes` bytes took a file: raise the floor, remember the size. */
-  private noteTaken(epoch: bigint, bytes: number): void {
+  /** `epoch`'s segment took a file: raise the floor. */
+  private noteTaken(epoch: bigint): void {
     if (epoch + 1n > this.floor) this.floor = epoch + 1n;
-    this.noteSize(bytes);
   }
 
   /** Takes the shortest ready file at least `bytes` long, else the longest; null when none is ready. */
@@ -393,7 +387,7 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
     // Refill only when low. Until a checkpoint first offers files back,
     // refill the whole pool in one go; from then on only just above the
     // low-water mark, leaving the rest of the bound to recycled files (no
-    // new fill, no unlink).
+    // new file, no unlink).
     const have = this.ready.length + this.creatingCount;
     const target = this.recycling ? this.lowWater + 1 : this.poolSize;
     // This batch's renamed files are segments now, no longer pool files.
@@ -417,10 +411,9 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
   }
 
   /**
-   * Creates `count` pool files, fills each with zeros to the recent segment
-   * size and fdatasyncs it, then fsyncs the directory once (also when
-   * `count` is 0 and `always`: the fsync then covers renames). The files join
-   * `ready` only after that fsync.
+   * Creates `count` empty pool files side by side, then fsyncs the
+   * directory once (also when `count` is 0 and `always`: the fsync then
+   * covers renames). The files join `ready` only after that fsync.
    */
   private startCreation(count: number, always: boolean): Promise<void> {
     if (count === 0 && !always) return Promise.resolve();
@@ -428,17 +421,29 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
     const run = (async () => {
       const created: PoolFile[] = [];
       try {
-        const length = this.fillLength();
-        for (let i = 0; i < count; i++) created.push(await this.createFilled(length));
+        // Created side by side (libuv's pool threads); the one directory fsync below covers them all.
+        const opened = await Promise.allSettled(
+          Array.from({ length: count }, () => this.createEmpty()),
+        );
+        for (const outcome of opened) {
+          if (outcome.status === 'fulfilled') created.push(outcome.value);
+        }
+        const refused = opened.find((outcome) => outcome.status === 'rejected');
+        if (refused !== undefined) throw refused.reason;
         if (this.fsync !== 'off') await this.syncDirectory();
       } catch (error) {
-        for (const file of created) await file.handle.close().catch(() => {});
+        // Empty files: removed at the next open if these unlinks do not happen.
+        for (const file of created) {
+          await file.handle.close().catch(() => {});
+          await this.fs.unlink(file.path).catch(() => {});
+        }
         const failure = error instanceof Error ? error : new Error(String(error));
         this.failure ??= failure;
         throw failure;
       } finally {
         this.creatingCount -= count;
       }
+      this.counters.created += created.length;
       if (this.disposed) {
         for (const file of created) await file.handle.close().catch(() => {});
         for (const file of created) await this.fs.unlink(file.path).catch(() => {});
@@ -452,28 +457,20 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
     return run;
   }
 
-  private async createFilled(length: number): Promise<PoolFile> {
+  /**
+   * A new, empty pool file. It is not filled: writing an epoch into it
+   * allocates its blocks, as the early-ack sink's files do, and only a
+   * recycled file is written over in place. Filling new files with zeros
+   * first made every epoch's bytes cross the disk twice and measured slower
+   * (docs/benchmarks.md, "Reused segment files").
+   */
+  private async createEmpty(): Promise<PoolFile> {
     const path = this.newPoolPath(this.floor);
-    let handle: WalFileHandle;
     try {
-      handle = await this.fs.open(path, 'createExclusive');
+      return { path, handle: await this.fs.open(path, 'createExclusive'), length: 0 };
     } catch (error) {
       throw toIoError(error, 'cannot create pool file', 'open', path);
     }
-    try {
-      if (this.zeros.length !== length) this.zeros = new Uint8Array(length);
-      // Written blocks, not a hole or a size change: later overwrites need no journal commit.
-      // Off the critical path, through the handle: a large fill must not queue
-      // ahead of an epoch's write on the I/O thread.
-      await writeAndDatasync(handle, [this.zeros], 0, this.fsync !== 'off');
-      if (this.fsync !== 'off') this.syncs++;
-    } catch (error) {
-      await handle.close().catch(() => {});
-      await this.fs.unlink(path).catch(() => {});
-      throw toIoError(error, 'cannot fill pool file', 'writev+fdatasync', path);
-    }
-    this.counters.fillBytes += length;
-    return { path, handle, length };
   }
 
   private async syncDirectory(): Promise<void> {
@@ -491,18 +488,5 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
       databaseDirectory(this.dbPath),
       poolFileName(this.dbPath, floor, randomBytes(tempNameNonceBytes).toString('hex')),
     );
-  }
-
-  private noteSize(bytes: number): void {
-    this.recent.push(bytes);
-    if (this.recent.length > RECENT_SEGMENTS) this.recent.shift();
-  }
-
-  /** New pool files are as long as the largest recent segment (rounded up, bounded). */
-  private fillLength(): number {
-    let largest = 0;
-    for (const bytes of this.recent) if (bytes > largest) largest = bytes;
-    const rounded = Math.ceil(largest / POOL_FILE_BYTES_ROUND) * POOL_FILE_BYTES_ROUND;
-    return Math.min(poolFileBytesMax, Math.max(poolFileBytesMin, rounded));
   }
 }

@@ -3,7 +3,7 @@
  *
  * `earlyAck` (default for format version 2): see {@link EarlyAckSegmentSink}.
  *
- * `pool`: epochs written in place into pre-written, reusable files; see
+ * `pool`: epochs written into new files or in place into recycled ones; see
  * `pool-sink.ts` (`PoolSegmentSink`).
  *
  * `storage` (default for format version 1): the storage layer's `writeSegmentFile` — create a

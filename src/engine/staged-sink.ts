@@ -5,7 +5,7 @@
  * into one with one write + fdatasync and acknowledged then, and the
  * acknowledged epochs published in the background, in order, in batches.
  * The subclasses differ in where a file comes from (a fresh pre-created one,
- * or a pre-written, recycled pool file) and in how a batch is published.
+ * or a pool file, new or recycled) and in how a batch is published.
  *
  * Crash reasoning (docs/durability.md): nothing is acknowledged before the
  * fdatasync returns; a failed write unlinks its file and fails the sink; an

@@ -113,10 +113,10 @@ export interface ParallelWalConfig {
   /**
    * How an epoch's segment is made durable (see `segment-writer.ts`,
    * docs/durability.md):
-   * - `pool`: write IN PLACE into a
-   *   pre-written, reusable segment file (`<db>-wal-tmp-pool-…`; zeros or an
-   *   older segment, name and bytes durable), one fdatasync that changes no
-   *   size or allocation, acknowledge; publication (cut to the segment's
+   * - `pool`: write into a pool file (`<db>-wal-tmp-pool-…`, name durable):
+   *   a new, empty one, or IN PLACE into a recycled segment file (one
+   *   fdatasync that allocates nothing when the file is long enough),
+   *   acknowledge; publication (cut to the segment's
    *   length, rename, directory fsync) runs in the background, in epoch
    *   order, as with `earlyAck`. Folded segments go back into the pool
    *   ({@link ParallelWal.recycleSegments}). See `pool-sink.ts`. Not allowed
@@ -170,10 +170,13 @@ export interface ParallelWalConfig {
    */
   callerWriteBytesMax?: number;
   /**
-   * Most reusable segment files the `pool` sink keeps ready
-   * (1 ..= 256, default 8).
-   * Disk space held by the pool is at most this many files of about the
-   * largest recent segment each.
+   * Most files the `pool` sink keeps (1 ..= 256, default 64): new, empty
+   * ones and recycled segment files, counting those that hold an
+   * acknowledged epoch not yet published. Disk space held by the pool is at
+   * most this many recycled segments (new files are empty). A larger pool
+   * takes more of what a checkpoint gives back: in a bench/pool.ts-style run
+   * with a consumer recycling every 20 ms, 64 committers made 63.9k, 70.3k
+   * and 78.8k commits/s with 8, 64 and 256 files.
    */
   segmentPoolSize?: number;
   /**

@@ -137,6 +137,7 @@ describe('earlyAck configuration', () => {
     expect(resolveParallelWalConfig({}).segmentSink).toBe('earlyAck');
     expect(resolveParallelWalConfig({ formatVersion: 2 }).segmentSink).toBe('earlyAck');
     expect(resolveParallelWalConfig({ segmentSink: 'pool' }).segmentSink).toBe('pool');
+    expect(resolveParallelWalConfig({ segmentSink: 'pool' }).segmentPoolSize).toBe(64);
     expect(() => resolveParallelWalConfig({ segmentSink: 'pool', formatVersion: 1 })).toThrow(
       WalArgumentError,
     );

@@ -1,6 +1,7 @@
 /**
- * The pool sink (`segmentSink: 'pool'`): epochs written in place into
- * pre-written files, published with a cut to the exact segment length,
+ * The pool sink (`segmentSink: 'pool'`): epochs written into new, empty
+ * pool files or in place into recycled ones, published with a cut to the
+ * exact segment length,
  * folded segments taken back into a bounded pool, failures typed and never
  * acknowledged.
  */
@@ -57,6 +58,28 @@ describe('PoolSegmentSink', () => {
     await written.published;
     expect(new Uint8Array(fs.readFileSync(segmentPath(db, 3n)))).toEqual(fresh);
     expect(sink.poolStats()).toMatchObject({ size: 2, recycled: 2, reused: 1 });
+    await sink.dispose();
+    expect(poolNames(db)).toEqual([]);
+  });
+
+  it('creates new pool files empty, under one directory fsync, and an epoch written into one allocates only its own bytes', async () => {
+    const db = tempDb();
+    const sink = new PoolSegmentSink(db, nodeFileSystem, 'full', { poolSize: 3, startEpoch: 0n });
+    const first = segmentOf(0n, 5000);
+    // The write waits for the pool's creation (started at construction).
+    const written = await sink.write(0n, [first]);
+    expect(written.bytes).toBe(first.length);
+    const names = poolNames(db);
+    expect(names).toHaveLength(3);
+    const sizes = names.map((n) => fs.statSync(path.join(path.dirname(db), n)).size).sort();
+    // Two untouched files hold nothing (no fill); the written one holds exactly the segment.
+    expect(sizes).toEqual([0, 0, first.length].sort());
+    // One directory fsync for the three creations, one fdatasync for the epoch.
+    expect(sink.syncCalls()).toBe(2);
+    expect(sink.poolStats()).toMatchObject({ size: 3, created: 3, reused: 1, recycled: 0 });
+    sink.publishNow();
+    await written.published;
+    expect(new Uint8Array(fs.readFileSync(segmentPath(db, 0n)))).toEqual(first);
     await sink.dispose();
     expect(poolNames(db)).toEqual([]);
   });

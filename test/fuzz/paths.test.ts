@@ -142,8 +142,11 @@ describe('hostile paths', () => {
     expect(error).toBeInstanceOf(WalError);
     const lenient = await errorOf(
       ParallelWal.open(db, { skipCorrupt: true }).then(async (w) => {
-        await w.commit(page(5));
-        await w.close();
+        try {
+          await w.commit(page(5));
+        } finally {
+          await w.close();
+        }
       }),
     );
     if (lenient !== null) expect(lenient).toBeInstanceOf(WalError);

@@ -8,6 +8,7 @@ export const SYSTEM_NAMES = [
   'pwalinline',
   'pwalpool',
   'pwalcaller',
+  'pwaltrunc',
   'sqlite',
   'lmdb',
   'level',
@@ -32,6 +33,8 @@ export async function loadSystem(name: string): Promise<SystemDef> {
       return (await import('./pwal.js')).pwalPool;
     case 'pwalcaller':
       return (await import('./pwal.js')).pwalCaller;
+    case 'pwaltrunc':
+      return (await import('./pwal.js')).pwalTruncating;
     case 'sqlite':
       return (await import('./sqlite.js')).sqlite;
     case 'lmdb':

@@ -29,6 +29,10 @@ interface Wal {
   close(): Promise<void>;
   stats(): Record<string, unknown>;
   workerHandle?(): unknown;
+  recycleSegments?(
+    entries: readonly { epoch: bigint; path: string }[],
+    floor: bigint,
+  ): Promise<number>;
 }
 interface Writer {
   commit(batch: Batch): Promise<unknown>;
@@ -113,8 +117,96 @@ function fsyncsOf(stats: Record<string, unknown>): number | undefined {
   return undefined;
 }
 
+/** What the read-back has found so far in one cell's directory (the truncating consumer reads early). */
+interface ReadBack {
+  found: Map<number, number>;
+  tally: VerifyTally;
+}
+const readBacks = new Map<string, ReadBack>();
+
+function readBackOf(dir: string): ReadBack {
+  let state = readBacks.get(dir);
+  if (state === undefined) {
+    state = { found: new Map(), tally: new VerifyTally() };
+    readBacks.set(dir, state);
+  }
+  return state;
+}
+
+/** Checks one record read back against what the cell wrote, and counts it. */
+function takeRecord(state: ReadBack, r: SegmentRecord): void {
+  const id = Number(r.txnToken.id);
+  const image = Buffer.from(r.afterImage.buffer, r.afterImage.byteOffset, r.afterImage.length);
+  const index = image.length >= 12 ? image.readUInt32LE(8) : -1;
+  const ok =
+    r.endSeq !== null &&
+    index >= 0 &&
+    r.pageId === pageNumberOf(id, index) &&
+    Buffer.compare(image, pageImage(id, index)) === 0;
+  if (!ok) {
+    state.tally.check(false, () => `record of txn ${id} page ${r.pageId} is not what was written`);
+  }
+  state.found.set(id, (state.found.get(id) ?? 0) + 1);
+}
+
+/** How often the truncating consumer reads and gives back published segments. */
+const TRUNCATE_EVERY_MS = 20;
+
+/**
+ * The log's consumer in the truncating variant, as a real user of a write-ahead log runs one:
+ * every {@link TRUNCATE_EVERY_MS} it reads every published segment but the newest (CRC-checked
+ * by `readSegment`, each page compared with what was written, exactly as the final read-back
+ * does) and hands them back with `wal.recycleSegments` (the pool sink writes later epochs over
+ * them; other sinks unlink them). Its reads, checks and renames run on the cell's event loop,
+ * inside the measured window. Returns a function that stops it and waits for the current round.
+ */
+function startTruncating(mod: PwalModule, wal: Wal, dir: string): () => Promise<void> {
+  const { listSegments, readSegment } = mod;
+  if (!listSegments || !readSegment || typeof wal.recycleSegments !== 'function') {
+    throw new Error('parallel-wal: listSegments/readSegment/recycleSegments not exported');
+  }
+  const state = readBackOf(dir);
+  const dbPath = dbPathOf(dir);
+  let stopped = false;
+  let failure: unknown = null;
+  const round = async (): Promise<void> => {
+    const published = (await listSegments(dbPath))
+      .filter((s) => path.basename(s.path).includes('-wal-seg-'))
+      .sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
+    if (published.length < 2) return;
+    const consumed = published.slice(0, -1);
+    for (const seg of consumed) {
+      for (const r of (await readSegment(seg.path)).records) takeRecord(state, r);
+    }
+    await wal.recycleSegments!(consumed, published[published.length - 1]!.epoch);
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      await new Promise((resolve) => setTimeout(resolve, TRUNCATE_EVERY_MS));
+      if (stopped) break;
+      try {
+        await round();
+      } catch (error) {
+        failure = error;
+        return;
+      }
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await loop;
+    if (failure !== null) throw failure;
+  };
+}
+
 /** parallel-wal opened with `config`, under a name and label of its own. */
-function pwalSystem(name: string, label: string, settings: string, config: WalConfig): SystemDef {
+function pwalSystem(
+  name: string,
+  label: string,
+  settings: string,
+  config: WalConfig,
+  truncate = false,
+): SystemDef {
   return {
     name,
     label,
@@ -134,11 +226,15 @@ function pwalSystem(name: string, label: string, settings: string, config: WalCo
     async open(dir) {
       const mod = await loadPwal();
       const wal = await mod.ParallelWal.open(dbPathOf(dir), config);
+      const stopTruncating = truncate ? startTruncating(mod, wal, dir) : null;
       return {
         commit: async (id, pages) => {
           await wal.commit(batchOf(id, pages));
         },
-        close: () => wal.close(),
+        close: async () => {
+          await stopTruncating?.();
+          await wal.close();
+        },
         libraryFsyncs: () => fsyncsOf(wal.stats()),
         workerHandle: () => {
           if (typeof wal.workerHandle !== 'function') {
@@ -171,25 +267,11 @@ function pwalSystem(name: string, label: string, settings: string, config: WalCo
       // Reopening validates the log and recovers; it must succeed on what we wrote.
       const reopened = await mod.ParallelWal.open(dbPath, { fsync: 'full' });
       await reopened.close();
-      const found = new Map<number, number>();
-      const tally = new VerifyTally();
-      const take = (r: SegmentRecord): void => {
-        const id = Number(r.txnToken.id);
-        const image = Buffer.from(
-          r.afterImage.buffer,
-          r.afterImage.byteOffset,
-          r.afterImage.length,
-        );
-        const index = image.length >= 12 ? image.readUInt32LE(8) : -1;
-        const ok =
-          r.endSeq !== null &&
-          index >= 0 &&
-          r.pageId === pageNumberOf(id, index) &&
-          Buffer.compare(image, pageImage(id, index)) === 0;
-        if (!ok)
-          tally.check(false, () => `record of txn ${id} page ${r.pageId} is not what was written`);
-        found.set(id, (found.get(id) ?? 0) + 1);
-      };
+      // What the truncating consumer already read (and gave back) counts too.
+      const state = readBackOf(dir);
+      readBacks.delete(dir);
+      const { found, tally } = state;
+      const take = (r: SegmentRecord): void => takeRecord(state, r);
       if (mod.listSegments && mod.readSegment) {
         for (const seg of await mod.listSegments(dbPath)) {
           for (const r of (await mod.readSegment(seg.path)).records) take(r);
@@ -269,4 +351,18 @@ export const pwalCaller = pwalSystem(
   'parallel-wal, small writes on the owner thread',
   "fsync: 'full', callerWriteBytesMax: 262144",
   { fsync: 'full', callerWriteBytesMax: 262144 },
+);
+
+/**
+ * The pool sink with the log truncated as it goes: a consumer reads and gives back every
+ * published segment but the newest every 20 ms (see {@link startTruncating}), as a user of a
+ * write-ahead log does once what it holds is applied elsewhere; the pool writes later epochs
+ * over the files it is given. Every other pwal cell lets the log grow for the whole run.
+ */
+export const pwalTruncating = pwalSystem(
+  'pwaltrunc',
+  'parallel-wal + pool, log truncated as it goes',
+  "fsync: 'full', segmentSink: 'pool'; consumer reads and recycles segments every 20 ms",
+  { fsync: 'full', segmentSink: 'pool' },
+  true,
 );
