@@ -71,20 +71,27 @@ interface SinkCellOptions {
  */
 function startRecycling(wal: ParallelWal, dbPath: string, everyMs: number): () => Promise<void> {
   let stopped = false;
+  let failure: unknown = null;
   const loop = (async () => {
     while (!stopped) {
       await new Promise((r) => setTimeout(r, everyMs));
       if (stopped) break;
-      const published = (await scanSegments(dbPath))
-        .filter((s) => path.basename(s.path).includes('-wal-seg-'))
-        .sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
-      if (published.length < 2) continue;
-      await wal.recycleSegments(published.slice(0, -1), published[published.length - 1]!.epoch);
+      try {
+        const published = (await scanSegments(dbPath))
+          .filter((s) => path.basename(s.path).includes('-wal-seg-'))
+          .sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
+        if (published.length < 2) continue;
+        await wal.recycleSegments(published.slice(0, -1), published[published.length - 1]!.epoch);
+      } catch (error) {
+        failure = error;
+        return;
+      }
     }
   })();
   return async () => {
     stopped = true;
     await loop;
+    if (failure !== null) throw failure;
   };
 }
 

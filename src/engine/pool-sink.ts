@@ -22,7 +22,7 @@
  *
  * 1. take a ready file (preferably one at least as long as the segment);
  * 2. write header + records at offset 0 and fdatasync — one call over the
- *    file-system seam ({@link writeAndDatasync}). The epoch is now
+ *    file-system seam (`writeAndDatasync`, or the I/O thread's executor). The epoch is now
  *    ACKNOWLEDGED: its bytes are durable under a durable name, and recovery
  *    adopts the segment at the start of the file (every record CRC-checked
  *    and of the header's epoch; the stale bytes after it ignored);

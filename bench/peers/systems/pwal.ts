@@ -232,8 +232,11 @@ function pwalSystem(
           await wal.commit(batchOf(id, pages));
         },
         close: async () => {
-          await stopTruncating?.();
-          await wal.close();
+          try {
+            await stopTruncating?.();
+          } finally {
+            await wal.close();
+          }
         },
         libraryFsyncs: () => fsyncsOf(wal.stats()),
         workerHandle: () => {
