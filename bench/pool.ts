@@ -33,7 +33,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { SegmentSinkKind } from '../src/engine/segment-writer.js';
 import { ParallelWal } from '../src/engine/wal.js';
-import { scanSegments } from '../src/storage/segment-files.js';
+import { listSegments } from '../src/storage/segment-files.js';
 import { PageStore } from '../src/store/page-store.js';
 
 const PAGE_BYTES = 4096;
@@ -77,9 +77,8 @@ function startRecycling(wal: ParallelWal, dbPath: string, everyMs: number): () =
       await new Promise((r) => setTimeout(r, everyMs));
       if (stopped) break;
       try {
-        const published = (await scanSegments(dbPath))
-          .filter((s) => path.basename(s.path).includes('-wal-seg-'))
-          .sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
+        // Published segment names only, sorted by epoch.
+        const published = await listSegments(dbPath);
         if (published.length < 2) continue;
         await wal.recycleSegments(published.slice(0, -1), published[published.length - 1]!.epoch);
       } catch (error) {

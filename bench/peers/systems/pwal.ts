@@ -170,9 +170,8 @@ function startTruncating(mod: PwalModule, wal: Wal, dir: string): () => Promise<
   let stopped = false;
   let failure: unknown = null;
   const round = async (): Promise<void> => {
-    const published = (await listSegments(dbPath))
-      .filter((s) => path.basename(s.path).includes('-wal-seg-'))
-      .sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
+    // Published segment names only, sorted by epoch.
+    const published = await listSegments(dbPath);
     if (published.length < 2) return;
     const consumed = published.slice(0, -1);
     for (const seg of consumed) {
