@@ -448,6 +448,7 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
   lines.push(`- Bench directory: ${m.benchDir}`);
   lines.push(`- Filesystem: ${m.filesystem}`);
   lines.push(`- Device: ${m.device}`);
+  if (m.fileCreation !== undefined) lines.push(`- File creation there: ${m.fileCreation}`);
   const loads = data.results.map((r) => r.loadAvg1 ?? Number.NaN).filter((x) => !Number.isNaN(x));
   if (loads.length > 0) {
     lines.push(
