@@ -6,6 +6,7 @@
  * {@link workerCases}; run this file alone for the 1-vs-2-workers figures:
  *
  *   npx tsx bench/workers.ts [--seconds 3] [--runs 3] [--in-flight 32]
+ *   npx tsx bench/workers.ts --owner-busy 5/10   # 2 workers, fsync full: the owner idle vs busy 5 ms in every 10
  *
  * It prints, for fsync `off` (CPU-bound: encoding, CRC, copying, flushing)
  * and `full`, commits/s, fsyncs/s, pages per epoch and p50/p99 latency, and
@@ -37,6 +38,12 @@ export interface WorkerWritersOptions {
   inFlight?: number;
   /** Bytes per page (default 4096). */
   pageBytes?: number;
+  /**
+   * Keeps the owner thread's event loop busy: every `everyMs` a timer spins
+   * synchronously for `busyMs` (the application's own work on the thread
+   * that opened the log). Absent: the owner does nothing but run the log.
+   */
+  ownerBusy?: { busyMs: number; everyMs: number };
 }
 
 /** What {@link runWorkerWriters} measured. */
@@ -85,6 +92,16 @@ export async function runWorkerWriters(
     const exited = new Promise((r) => worker.once('exit', r));
     threads.push({ worker, result, exited });
   }
+  let busyTimer: NodeJS.Timeout | null = null;
+  const busy = options.ownerBusy;
+  if (busy !== undefined) {
+    busyTimer = setInterval(() => {
+      const until = performance.now() + busy.busyMs;
+      while (performance.now() < until) {
+        // The application's synchronous work: the event loop runs nothing else meanwhile.
+      }
+    }, busy.everyMs);
+  }
   await new Promise((r) => setTimeout(r, WARMUP_MS));
   const before = wal.stats();
   const cpuBefore = process.cpuUsage();
@@ -93,6 +110,7 @@ export async function runWorkerWriters(
   await new Promise((r) => setTimeout(r, options.seconds * 1000));
   Atomics.store(control, 0, 0);
   const seconds = (performance.now() - started) / 1000;
+  if (busyTimer !== null) clearInterval(busyTimer);
   const cpu = process.cpuUsage(cpuBefore);
   const after = wal.stats();
   Atomics.store(control, 1, 1);
@@ -158,6 +176,15 @@ async function main(): Promise<void> {
   const runs = Number(value('--runs') ?? 3);
   const inFlight = Number(value('--in-flight') ?? 32);
   const dir = await benchDir(value('--dir'));
+  const ownerBusy = value('--owner-busy');
+  if (ownerBusy !== undefined) {
+    try {
+      await compareOwnerBusy(ownerBusy, { seconds, runs, inFlight, dir });
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+    return;
+  }
   console.log(
     `worker writers: ${seconds} s per case, median of ${runs} interleaved runs, ${inFlight} commits in flight per worker, 4 KiB pages`,
   );
@@ -194,6 +221,45 @@ async function main(): Promise<void> {
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `--owner-busy BUSY/EVERY`: 2 worker writers (fsync full) while the owner
+ * thread only runs the log, and while it also spins BUSY ms in every EVERY
+ * ms; interleaved runs, medians. Worker lanes are sealed, written and
+ * acknowledged from the owner's event loop, so its own work delays them.
+ */
+async function compareOwnerBusy(
+  spec: string,
+  options: { seconds: number; runs: number; inFlight: number; dir: string },
+): Promise<void> {
+  const match = /^(\d+(?:\.\d+)?)\/(\d+(?:\.\d+)?)$/.exec(spec);
+  const busyMs = Number(match?.[1]);
+  const everyMs = Number(match?.[2]);
+  if (match === null || !(busyMs > 0) || !(everyMs > busyMs)) {
+    throw new Error(`--owner-busy wants BUSY/EVERY in ms with 0 < BUSY < EVERY, got ${spec}`);
+  }
+  const { seconds, runs, inFlight, dir } = options;
+  console.log(
+    `2 worker writers, fsync full, ${inFlight} commits in flight each, ${seconds} s per case, medians of ${runs} interleaved runs; busy owner: ${busyMs} ms of synchronous work every ${everyMs} ms`,
+  );
+  const idle: WorkerWritersFigures[] = [];
+  const busy: WorkerWritersFigures[] = [];
+  for (let r = 0; r < runs; r++) {
+    const base = { workers: 2, seconds, fsync: 'full' as const, dir, inFlight };
+    idle.push(await runWorkerWriters(base));
+    busy.push(await runWorkerWriters({ ...base, ownerBusy: { busyMs, everyMs } }));
+  }
+  const row = (label: string, xs: WorkerWritersFigures[]): number => {
+    const cps = median(xs.map((x) => x.commitsPerSec));
+    console.log(
+      `${label.padEnd(18)} ${cps.toFixed(0).padStart(8)} commits/s  p50 ${ms(median(xs.map((x) => x.p50Us)))} ms  p99 ${ms(median(xs.map((x) => x.p99Us)))} ms  runs ${xs.map((x) => x.commitsPerSec.toFixed(0)).join('/')}`,
+    );
+    return cps;
+  };
+  const a = row('owner idle', idle);
+  const b = row(`owner busy ${busyMs}/${everyMs}`, busy);
+  console.log(`  busy / idle = ${(b / a).toFixed(2)}x`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
