@@ -19,7 +19,8 @@
  *   directory's total size every 100 ms: the peak shows that disk space stays
  *   bounded (folded segments go back into the pool or are unlinked).
  *   `--pipeline-flush off` runs it with the log's `pipelineFlush: false`.
- * - `--mode recycle`: a bare log at 16, 64 and 256 committers whose
+ * - `--mode recycle`: a bare log at 16, 64 and 256 committers (`--committers
+ *   1,16,64,256` to choose) whose
  *   published segments a consumer gives back every 20 ms
  *   (`wal.recycleSegments`, without reading them), against the log growing
  *   for the whole run: `earlyAck` (which unlinks what it is given) and the
@@ -155,7 +156,12 @@ async function sinkCell(
 }
 
 /** `--mode recycle`: see the file comment. */
-async function recycleSinks(dir: string, seconds: number, rounds: number): Promise<void> {
+async function recycleSinks(
+  dir: string,
+  seconds: number,
+  rounds: number,
+  committerCounts: readonly number[],
+): Promise<void> {
   const every = 20;
   const variants: { name: string; sink: SegmentSinkKind; options: SinkCellOptions }[] = [
     { name: 'earlyAck, log grows', sink: 'earlyAck', options: {} },
@@ -168,7 +174,7 @@ async function recycleSinks(dir: string, seconds: number, rounds: number): Promi
   console.log(
     `bare log, published segments given back every ${every} ms or never; ${rounds} interleaved rounds of ${seconds} s, medians`,
   );
-  for (const committers of [16, 64, 256]) {
+  for (const committers of committerCounts) {
     const cells = new Map<string, Cell[]>();
     for (let round = 0; round < rounds; round++) {
       for (const v of round % 2 === 0 ? variants : [...variants].reverse()) {
@@ -429,5 +435,12 @@ else if (mode === 'space')
     arg('pipeline-flush', 'on') !== 'off',
   );
 else if (mode === 'store') await storeSinks(dir, Number(arg('seconds', '3')), rounds);
-else if (mode === 'recycle') await recycleSinks(dir, Number(arg('seconds', '2')), rounds);
-else throw new Error(`unknown --mode ${mode}`);
+else if (mode === 'recycle') {
+  const counts = arg('committers', '16,64,256').split(',').map(Number);
+  if (counts.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new Error(
+      `--committers wants positive integers separated by commas, got ${arg('committers', '')}`,
+    );
+  }
+  await recycleSinks(dir, Number(arg('seconds', '2')), rounds, counts);
+} else throw new Error(`unknown --mode ${mode}`);
