@@ -34,8 +34,7 @@
  *    as in the early-acknowledgement sink (both use one
  *    {@link PublicationQueue}): after `EARLY_ACK_PUBLISH_IDLE_TURNS` idle
  *    event-loop turns, at `earlyAckPublishBatchMax` queued epochs, when
- *    the pool runs low (half the pool; once files come back, which then
- *    refill it, a sixteenth of it but at least 8), or on `publishNow`/`dispose`.
+ *    the pool runs low, or on `publishNow`/`dispose`.
  *
  * Why cut at publication instead of keeping the stale tail (measured, see
  * docs/benchmarks.md "Reused segment files"): published segments stay
@@ -82,22 +81,6 @@ export const segmentPoolSizeMax = 256;
  * refill, early enough that writes rarely find the pool empty.
  */
 const poolLowWaterFraction = 0.5;
-/**
- * Once files come back ({@link PoolSegmentSink.recycle}), the low-water mark
- * drops to this share of the pool, at least {@link poolRecyclingLowWaterMin}
- * files (never above the first mark): the consumer's returns refill the
- * pool, and new files are only a safety margin. With half the pool as the mark, a consumer returning files
- * every few tens of milliseconds found the pool refilled with new files and
- * no room for its own, which were unlinked: a file created and one unlinked
- * per epoch, and a publication started at every write while the pool sat at
- * the mark (measured in docs/benchmarks.md, "The pool's low-water mark").
- */
-const poolRecyclingLowWaterFraction = 1 / 16;
-/**
- * Smallest low-water mark once files come back: a pool of 8 keeps its mark of
- * 4 (a mark of 2 made writes wait for files: 0.84× at 64 committers).
- */
-const poolRecyclingLowWaterMin = 8;
 /**
  * Files a write creates inline when it finds none ready and none coming: one
  * for itself and one for the next write, under one directory fsync, so the
@@ -178,10 +161,8 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
 
   /** The bound on pool files. */
   readonly poolSize: number;
-  /** At or below this many ready (or coming) files, publication refills the pool (until files come back). */
+  /** At or below this many ready (or coming) files, publication refills the pool. */
   private readonly lowWater: number;
-  /** The same mark once files come back (see {@link poolRecyclingLowWaterFraction}). */
-  private readonly recyclingLowWater: number;
 
   constructor(
     private readonly dbPath: string,
@@ -192,19 +173,10 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
     super(fs, fsync, options.executor ?? new InlineWriteExecutor());
     this.poolSize = checkSegmentPoolSize(options.poolSize);
     this.lowWater = Math.max(1, Math.floor(this.poolSize * poolLowWaterFraction));
-    this.recyclingLowWater = Math.min(
-      this.lowWater,
-      Math.max(poolRecyclingLowWaterMin, Math.floor(this.poolSize * poolRecyclingLowWaterFraction)),
-    );
     this.floor = options.startEpoch;
     // Fill the pool at once, off the first epoch's path; a failure here
     // fails the first write that needs a file.
     if (options.prefill ?? true) void this.startCreation(this.poolSize, false).catch(() => {});
-  }
-
-  /** Ready (or coming) files at or below which the pool refills: lower once files come back. */
-  private currentLowWater(): number {
-    return this.recycling ? this.recyclingLowWater : this.lowWater;
   }
 
   /** The pool's figures. */
@@ -370,7 +342,7 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
     this.publication.schedule(
       this.disposed ||
         this.failure !== null ||
-        this.ready.length + this.creatingCount <= this.currentLowWater(),
+        this.ready.length + this.creatingCount <= this.lowWater,
     );
   }
 
@@ -414,15 +386,14 @@ export class PoolSegmentSink extends StagedSegmentSink<PoolFile> {
     }
     // Refill only when low. Until a checkpoint first offers files back,
     // refill the whole pool in one go; from then on only just above the
-    // (lower) low-water mark, leaving the rest of the bound to recycled
-    // files (no new file, no unlink).
-    const low = this.currentLowWater();
+    // low-water mark, leaving the rest of the bound to recycled files (no
+    // new file, no unlink).
     const have = this.ready.length + this.creatingCount;
-    const target = this.recycling ? low + 1 : this.poolSize;
+    const target = this.recycling ? this.lowWater + 1 : this.poolSize;
     // This batch's renamed files are segments now, no longer pool files.
     const room = Math.min(this.room() + renamed, this.poolSize);
     const wanted =
-      this.disposed || failure !== null || have > low
+      this.disposed || failure !== null || have > this.lowWater
         ? 0
         : Math.max(0, Math.min(target - have, room));
     try {

@@ -176,9 +176,7 @@ export interface ParallelWalConfig {
    * most this many recycled segments (new files are empty). A larger pool
    * takes more of what a checkpoint gives back: in a bench/pool.ts-style run
    * with a consumer recycling every 20 ms, 64 committers made 63.9k, 70.3k
-   * and 78.8k commits/s with 8, 64 and 256 files. Once files come back, the
-   * pool creates new ones only when a sixteenth of it (at least 8 files, at
-   * most half the pool) is left.
+   * and 78.8k commits/s with 8, 64 and 256 files.
    */
   segmentPoolSize?: number;
   /**

@@ -84,38 +84,6 @@ describe('PoolSegmentSink', () => {
     expect(poolNames(db)).toEqual([]);
   });
 
-  it('once files come back, creates no new pool file while the returns keep up, and takes every returned file', async () => {
-    const db = tempDb();
-    // Low-water mark: 16 (half the pool) until files come back, then 8.
-    const sink = new PoolSegmentSink(db, nodeFileSystem, 'full', { poolSize: 32, startEpoch: 0n });
-    let epoch = 0n;
-    let returned = 0;
-    // A consumer's rounds: the log writes `count` epochs, then every published segment but the newest comes back.
-    const round = async (count: number): Promise<void> => {
-      let last: Promise<void> | null = null;
-      for (let i = 0; i < count; i++, epoch++) {
-        last = (await sink.write(epoch, [segmentOf(epoch, 3000)])).published;
-      }
-      sink.publishNow();
-      await last;
-      const published = await listSegments(db);
-      const consumed = published.slice(0, -1);
-      returned += consumed.length;
-      expect(await sink.recycle(consumed, published.at(-1)!.epoch)).toBe(consumed.length);
-    };
-    // Fewer epochs than half the pool: nothing refills before the first files come back.
-    await round(14);
-    // Each round leaves 11 ready: above the mark of 8, below the first mark of 16.
-    for (let r = 0; r < 8; r++) await round(20);
-    // Only the 32 files made at open were ever created; every returned file went back into the pool.
-    expect(sink.poolStats()).toMatchObject({ size: 32, created: 32, recycled: returned });
-    expect(returned).toBe(14 + 8 * 20 - 1);
-    expect(poolNames(db).length).toBeLessThanOrEqual(32);
-    await sink.dispose();
-    expect(poolNames(db)).toEqual([]);
-    expect((await listSegments(db)).map((e) => e.epoch)).toEqual([epoch - 1n]);
-  });
-
   it('refuses to recycle a segment at or above the floor (ERR_INVALID_ARGUMENT)', async () => {
     const db = tempDb();
     fs.writeFileSync(segmentPath(db, 5n), segmentOf(5n, 10));
