@@ -40,7 +40,7 @@ const PROBE_FILES = 500;
  * reports the wall and CPU time per file. A log that writes each epoch into a
  * file of its own creates one file per epoch, and what that costs is not a
  * constant of the disk: on the machine these benchmarks were developed on,
- * the same loop measured 7–40 µs of CPU per file at some times and 160–360 µs
+ * the same loop measured 7–40 µs of CPU per file at some times and 145–360 µs
  * at others (on ext4 with online discard, within one hour). The figure goes
  * in the report so that runs can be told apart.
  */
