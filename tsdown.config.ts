@@ -1,7 +1,8 @@
 /**
  * The package build (`npm run build`): ES modules in dist/esm (the library,
- * `parallel-wal/replication` and the `pwal` CLI with its demo worker) and
- * CommonJS in dist/cjs (the library entries only), each with its own
+ * `parallel-wal/replication`, the `pwal` CLI with its demo worker, and the
+ * program of a log's own thread) and
+ * CommonJS in dist/cjs (the library entries and that program), each with its own
  * declarations (.d.ts / .d.cts). Unbundled: every source file keeps its own
  * output file and relative path, so the two entries share one copy of each
  * module (one `WalError` class per format) and a worker entry sits beside the
@@ -32,12 +33,13 @@ export default defineConfig([
       'src/replication/index.ts',
       'src/cli/pwal.ts',
       'src/cli/demo-worker.ts',
+      'src/engine/log-thread-host.ts',
     ],
   },
   {
     ...shared,
     format: 'cjs',
     outDir: 'dist/cjs',
-    entry: ['src/index.ts', 'src/replication/index.ts'],
+    entry: ['src/index.ts', 'src/replication/index.ts', 'src/engine/log-thread-host.ts'],
   },
 ]);

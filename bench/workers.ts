@@ -6,7 +6,9 @@
  * {@link workerCases}; run this file alone for the 1-vs-2-workers figures:
  *
  *   npx tsx bench/workers.ts [--seconds 3] [--runs 3] [--in-flight 32]
- *   npx tsx bench/workers.ts --owner-busy 5/10   # 2 workers, fsync full: the owner idle vs busy 5 ms in every 10
+ *   npx tsx bench/workers.ts --owner-busy 5/10   # 2 workers, fsync full: the owner idle vs busy 5 ms in every 10,
+ *                                                # then the same with the log on its own thread (ThreadedWal)
+ *   npx tsx bench/workers.ts --owner-busy 5/10 --owner-work wait   # busy = blocked in a synchronous wait, no CPU
  *
  * It prints, for fsync `off` (CPU-bound: encoding, CRC, copying, flushing)
  * and `full`, commits/s, fsyncs/s, pages per epoch and p50/p99 latency, and
@@ -16,6 +18,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
+import { ThreadedWal } from '../src/engine/log-thread.js';
 import { ParallelWal } from '../src/engine/wal.js';
 import type { FsyncPolicy } from '../src/storage/segment-files.js';
 import type { BenchCase, CaseFigures } from './engine.js';
@@ -24,6 +27,14 @@ import { benchDir, median, ms } from './raw-floor.js';
 const ENTRY = new URL('./worker-writer.mjs', import.meta.url);
 const PAGE_BYTES = 4096;
 const WARMUP_MS = 500;
+
+/**
+ * How the busy owner thread spends its busy time: `spin` runs a loop (CPU
+ * work, sharing the machine's cores with the log), `wait` blocks in a
+ * synchronous wait (`Atomics.wait`, like a synchronous read: no CPU used,
+ * only this thread's event loop stopped).
+ */
+export type OwnerWork = 'spin' | 'wait';
 
 /** Options of {@link runWorkerWriters}. */
 export interface WorkerWritersOptions {
@@ -43,7 +54,12 @@ export interface WorkerWritersOptions {
    * synchronously for `busyMs` (the application's own work on the thread
    * that opened the log). Absent: the owner does nothing but run the log.
    */
-  ownerBusy?: { busyMs: number; everyMs: number };
+  ownerBusy?: { busyMs: number; everyMs: number; kind?: OwnerWork };
+  /**
+   * Opens the log with `ThreadedWal` (its owner on a thread of its own)
+   * instead of `ParallelWal` (its owner is this thread).
+   */
+  logThread?: boolean;
 }
 
 /** What {@link runWorkerWriters} measured. */
@@ -65,15 +81,16 @@ export async function runWorkerWriters(
   options: WorkerWritersOptions,
 ): Promise<WorkerWritersFigures> {
   const dbDir = await fsp.mkdtemp(path.join(options.dir, 'workers-'));
-  const wal = await ParallelWal.open(path.join(dbDir, 'bench.db'), {
-    fsync: options.fsync,
-    slotCount: 1,
-  });
+  const dbPath = path.join(dbDir, 'bench.db');
+  const config = { fsync: options.fsync, slotCount: 1 };
+  const wal = options.logThread
+    ? await ThreadedWal.open(dbPath, config)
+    : await ParallelWal.open(dbPath, config);
   const flags = new SharedArrayBuffer(8);
   const control = new Int32Array(flags);
   const threads: { worker: Worker; result: Promise<Float64Array>; exited: Promise<unknown> }[] = [];
   for (let i = 0; i < options.workers; i++) {
-    const handle = wal.workerHandle();
+    const handle = await wal.workerHandle();
     const worker = new Worker(ENTRY, {
       workerData: {
         handle,
@@ -95,7 +112,12 @@ export async function runWorkerWriters(
   let busyTimer: NodeJS.Timeout | null = null;
   const busy = options.ownerBusy;
   if (busy !== undefined) {
+    const nap = new Int32Array(new SharedArrayBuffer(4));
     busyTimer = setInterval(() => {
+      if (busy.kind === 'wait') {
+        Atomics.wait(nap, 0, 0, busy.busyMs);
+        return;
+      }
       const until = performance.now() + busy.busyMs;
       while (performance.now() < until) {
         // The application's synchronous work: the event loop runs nothing else meanwhile.
@@ -103,7 +125,7 @@ export async function runWorkerWriters(
     }, busy.everyMs);
   }
   await new Promise((r) => setTimeout(r, WARMUP_MS));
-  const before = wal.stats();
+  const before = await wal.stats();
   const cpuBefore = process.cpuUsage();
   Atomics.store(control, 0, 1);
   const started = performance.now();
@@ -112,11 +134,11 @@ export async function runWorkerWriters(
   const seconds = (performance.now() - started) / 1000;
   if (busyTimer !== null) clearInterval(busyTimer);
   const cpu = process.cpuUsage(cpuBefore);
-  const after = wal.stats();
+  const after = await wal.stats();
   Atomics.store(control, 1, 1);
   const samples = await Promise.all(threads.map((t) => t.result));
   await Promise.all(threads.map((t) => t.exited));
-  const fallbacks = wal.stats().fallbacks;
+  const fallbacks = (await wal.stats()).fallbacks;
   await wal.close();
   await fsp.rm(dbDir, { recursive: true, force: true });
 
@@ -179,7 +201,10 @@ async function main(): Promise<void> {
   const ownerBusy = value('--owner-busy');
   if (ownerBusy !== undefined) {
     try {
-      await compareOwnerBusy(ownerBusy, { seconds, runs, inFlight, dir });
+      const kind = (value('--owner-work') ?? 'spin') as OwnerWork;
+      if (kind !== 'spin' && kind !== 'wait')
+        throw new Error(`--owner-work wants spin or wait, got ${kind}`);
+      await compareOwnerBusy(ownerBusy, { seconds, runs, inFlight, dir, kind });
     } finally {
       await fsp.rm(dir, { recursive: true, force: true });
     }
@@ -231,7 +256,7 @@ async function main(): Promise<void> {
  */
 async function compareOwnerBusy(
   spec: string,
-  options: { seconds: number; runs: number; inFlight: number; dir: string },
+  options: { seconds: number; runs: number; inFlight: number; dir: string; kind: OwnerWork },
 ): Promise<void> {
   const match = /^(\d+(?:\.\d+)?)\/(\d+(?:\.\d+)?)$/.exec(spec);
   const busyMs = Number(match?.[1]);
@@ -239,27 +264,40 @@ async function compareOwnerBusy(
   if (match === null || !(busyMs > 0) || !(everyMs > busyMs)) {
     throw new Error(`--owner-busy wants BUSY/EVERY in ms with 0 < BUSY < EVERY, got ${spec}`);
   }
-  const { seconds, runs, inFlight, dir } = options;
+  const { seconds, runs, inFlight, dir, kind } = options;
+  const work = kind === 'spin' ? 'a spinning loop' : 'a synchronous wait (no CPU)';
   console.log(
-    `2 worker writers, fsync full, ${inFlight} commits in flight each, ${seconds} s per case, medians of ${runs} interleaved runs; busy owner: ${busyMs} ms of synchronous work every ${everyMs} ms`,
+    `2 worker writers, fsync full, ${inFlight} commits in flight each, ${seconds} s per case, medians of ${runs} interleaved runs; busy owner: ${busyMs} ms of ${work} every ${everyMs} ms`,
   );
   const idle: WorkerWritersFigures[] = [];
   const busy: WorkerWritersFigures[] = [];
+  const threadIdle: WorkerWritersFigures[] = [];
+  const threadBusy: WorkerWritersFigures[] = [];
   for (let r = 0; r < runs; r++) {
     const base = { workers: 2, seconds, fsync: 'full' as const, dir, inFlight };
+    const ownerBusy = { busyMs, everyMs, kind };
     idle.push(await runWorkerWriters(base));
-    busy.push(await runWorkerWriters({ ...base, ownerBusy: { busyMs, everyMs } }));
+    busy.push(await runWorkerWriters({ ...base, ownerBusy }));
+    threadIdle.push(await runWorkerWriters({ ...base, logThread: true }));
+    threadBusy.push(await runWorkerWriters({ ...base, logThread: true, ownerBusy }));
   }
   const row = (label: string, xs: WorkerWritersFigures[]): number => {
     const cps = median(xs.map((x) => x.commitsPerSec));
     console.log(
-      `${label.padEnd(18)} ${cps.toFixed(0).padStart(8)} commits/s  p50 ${ms(median(xs.map((x) => x.p50Us)))} ms  p99 ${ms(median(xs.map((x) => x.p99Us)))} ms  runs ${xs.map((x) => x.commitsPerSec.toFixed(0)).join('/')}`,
+      `${label.padEnd(24)} ${cps.toFixed(0).padStart(8)} commits/s  p50 ${ms(median(xs.map((x) => x.p50Us)))} ms  p99 ${ms(median(xs.map((x) => x.p99Us)))} ms  runs ${xs.map((x) => x.commitsPerSec.toFixed(0)).join('/')}`,
     );
     return cps;
   };
   const a = row('owner idle', idle);
   const b = row(`owner busy ${busyMs}/${everyMs}`, busy);
   console.log(`  busy / idle = ${(b / a).toFixed(2)}x`);
+  // The same, with the log's owner on a thread of its own (ThreadedWal):
+  // "busy" is then the thread that opened the log, which no longer runs it.
+  const c = row('log thread, idle', threadIdle);
+  const d = row(`log thread, busy ${busyMs}/${everyMs}`, threadBusy);
+  console.log(
+    `  busy / idle = ${(d / c).toFixed(2)}x; busy, log thread / owner = ${(d / b).toFixed(2)}x`,
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

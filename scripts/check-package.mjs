@@ -155,9 +155,18 @@ const probe = `
     frames: [{ pageNumber: 1, pageData: new Uint8Array(512).fill(3), dbSizeIfCommit: 1 }],
   });
   await wal.close();
+  // The log on a thread of its own: its program is a file of the package.
+  const threaded = await pwal.ThreadedWal.open(db, { fsync: 'full' });
+  const threadedAck = await threaded.commit({
+    txnToken: { id: 2n, epoch: 0 },
+    frames: [{ pageNumber: 2, pageData: new Uint8Array(512).fill(4), dbSizeIfCommit: 2 }],
+  });
+  await threaded.close();
+  if (threadedAck.epoch <= ack.epoch) throw new Error('ThreadedWal did not continue the log');
   const pages = new Map();
   await pwal.recoverAndApplySegments(db, pages);
   if (pages.get(1)?.[0] !== 3) throw new Error('page 1 not read back');
+  if (pages.get(2)?.[0] !== 4) throw new Error('page 2 (ThreadedWal) not read back');
   // Without NATS, opening a replicated log fails at once (typed); with it, it
   // would start shipping in the background, so only the restore is tried.
   const opened = process.env.PROBE_OPEN_REPLICATED === '1'
@@ -196,7 +205,9 @@ for (const file of ['probe.cjs', 'probe.mjs']) {
   for (const name of NATS) {
     if (!report.message.includes(name)) fail(`${file}: the error does not name ${name}`);
   }
-  ok(`${file}: committed and read back; ReplicatedWal.open and restore say ${report.message}`);
+  ok(
+    `${file}: committed and read back (ParallelWal, then ThreadedWal); ReplicatedWal.open and restore say ${report.message}`,
+  );
 }
 
 // 5. The declarations from TypeScript (module NodeNext, skipLibCheck off):

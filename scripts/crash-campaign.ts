@@ -5,7 +5,9 @@
  * --writers W (default 3), --workers K (default 2; used when the engine has
  * worker lanes), --max-life-ms M (default 250), --fresh-every F (default 20),
  * --fsync full|normal|off (default full), --sink pool|earlyAck|precreate|storage
- * (the children's segment sink; default: the engine's default), --quiet.
+ * (the children's segment sink; default: the engine's default), --log-thread
+ * (the children open a ThreadedWal: the log's owner on a thread of its own),
+ * --quiet.
  *
  * Prints kills, commits acknowledged, lost (must be 0), partial (must be 0);
  * exits 1 on any violation.
@@ -24,6 +26,7 @@ const { values } = parseArgs({
     'fresh-every': { type: 'string', default: '20' },
     fsync: { type: 'string', default: 'full' },
     sink: { type: 'string', default: 'default' },
+    'log-thread': { type: 'boolean', default: false },
     quiet: { type: 'boolean', default: false },
   },
 });
@@ -33,7 +36,7 @@ if (!['full', 'normal', 'off'].includes(fsync)) throw new Error(`bad --fsync ${v
 const seed = Number(values.seed);
 const started = Date.now();
 console.log(
-  `crash campaign: ${values.kills} SIGKILLs, seed ${seed}, fsync ${fsync}, sink ${values.sink}, ${values.parallel} loops in parallel`,
+  `crash campaign: ${values.kills} SIGKILLs, seed ${seed}, fsync ${fsync}, sink ${values.sink}${values['log-thread'] ? ', log on its own thread' : ''}, ${values.parallel} loops in parallel`,
 );
 const stats = await runKillLoops({
   kills: Number(values.kills),
@@ -45,6 +48,7 @@ const stats = await runKillLoops({
   freshDbEvery: Number(values['fresh-every']),
   fsync,
   segmentSink: values.sink,
+  owner: values['log-thread'] ? 'thread' : 'caller',
   ...(values.quiet ? {} : { log: (line: string) => console.log(line) }),
 });
 const seconds = ((Date.now() - started) / 1000).toFixed(0);

@@ -76,6 +76,8 @@ export type {
   DurableWriteExecutorStats,
 } from './engine/io-executor.js';
 export type { OverflowPolicy } from './engine/lane.js';
+// The log's owner on a thread of its own.
+export { ThreadedWal, type ThreadedWalConfig } from './engine/log-thread.js';
 export type { SegmentPoolStats } from './engine/pool-sink.js';
 export type { SegmentSinkKind } from './engine/segment-writer.js';
 export {

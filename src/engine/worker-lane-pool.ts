@@ -23,7 +23,7 @@ import {
   LOG_MESSAGE_OFFSET,
   LogWord,
   LogWord64,
-  logMessageBytesMax,
+  markLogFailed,
   type OwnerToWorkerMessage,
   type PortBatch,
   takeCommitSeq,
@@ -237,13 +237,7 @@ export class WorkerLanePool {
    * `ERR_WAL_FAILED` and this error's message (and its cause's).
    */
   fail(error: unknown): void {
-    if (Atomics.load(this.logWords, LogWord.failed) === 1) return;
-    const encoded = new TextEncoder().encode(describeFailure(error));
-    const length = Math.min(encoded.length, logMessageBytesMax);
-    new Uint8Array(this.log, LOG_MESSAGE_OFFSET, length).set(encoded.subarray(0, length));
-    Atomics.store(this.logWords, LogWord.messageBytes, length);
-    Atomics.store(this.logWords, LogWord.failed, 1);
-    this.bumpChange();
+    markLogFailed(this.log, describeFailure(error));
   }
 
   /** Counters summed over the lanes in use. */

@@ -164,6 +164,26 @@ export const logMessageBytesMax = 1024;
 /** Size of the per-log shared block in bytes. */
 export const LOG_BLOCK_BYTES = LOG_MESSAGE_OFFSET + logMessageBytesMax;
 
+/**
+ * Marks the log of the shared block `log` failed with `message` (cut to
+ * {@link logMessageBytesMax} bytes) and wakes every writer waiting on it:
+ * their waiting and later commits are rejected with `ERR_WAL_FAILED` and
+ * this message. The first failure stays. One thread at a time may call it:
+ * the log's owner, or, once the owner's thread is gone, the thread that
+ * started it.
+ */
+export function markLogFailed(log: SharedArrayBuffer, message: string): void {
+  const words = new Int32Array(log);
+  if (Atomics.load(words, LogWord.failed) === 1) return;
+  const encoded = new TextEncoder().encode(message);
+  const length = Math.min(encoded.length, logMessageBytesMax);
+  new Uint8Array(log, LOG_MESSAGE_OFFSET, length).set(encoded.subarray(0, length));
+  Atomics.store(words, LogWord.messageBytes, length);
+  Atomics.store(words, LogWord.failed, 1);
+  Atomics.add(words, LogWord.change, 1);
+  Atomics.notify(words, LogWord.change);
+}
+
 // ---------------------------------------------------------------- the lock
 
 /** Spins on a taken lock before sleeping; short: holders keep it for microseconds. */

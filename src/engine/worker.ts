@@ -360,6 +360,20 @@ class SharedLaneWriter implements WorkerWriter {
       wait.reject(new WalClosedError('the log closed the worker lane'));
     }
     this.serialWaits.clear();
+    // The owner closes the lane's port after marking the log closed (or
+    // failed), so what it acknowledged is settled here. A port that closes
+    // otherwise means the owner's thread is gone: nothing will acknowledge
+    // the commits still waiting, and nothing keeps this thread alive for
+    // them (a pending Atomics.waitAsync does not), so they fail now rather
+    // than never settle.
+    this.settleDurable();
+    if (this.durableWaits.length > 0) {
+      const error = new WalFailedError(
+        "the log's owner thread is gone: these commits' outcome is unknown until the log is reopened",
+        null,
+      );
+      for (const w of this.durableWaits.splice(0)) w.reject(error);
+    }
     this.updateKeepAlive();
   }
 

@@ -1,9 +1,11 @@
 /**
  * The child process of the SIGKILL tests (run with tsx):
  *
- *   node --import tsx test/crash/child-writer.ts <db> <runSeed> <txnBase> <writers> <workers> [fsync] [segmentSink]
+ *   node --import tsx test/crash/child-writer.ts <db> <runSeed> <txnBase> <writers> <workers> [fsync] [segmentSink] [owner]
  *
- * Opens a ParallelWal on `db`, prints `READY`, then commits forever from
+ * Opens a ParallelWal on `db` (`owner` = `thread`: a ThreadedWal, the log's
+ * owner on a thread of its own, the async writers committing through this
+ * thread's lane), prints `READY`, then commits forever from
  * `writers` async writers (own lanes, bursts of concurrent commits) and, when
  * the engine offers worker lanes (`wal.workerHandle()`), from `workers`
  * worker threads. After each commit *resolved*, it prints one line
@@ -18,6 +20,7 @@
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { ThreadedWal } from '../../src/engine/log-thread.js';
 import type { SegmentSinkKind } from '../../src/engine/segment-writer.js';
 import { ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
 import { WalError } from '../../src/errors.js';
@@ -25,10 +28,11 @@ import type { FsyncPolicy } from '../../src/storage/segment-files.js';
 import { commitPages, pagesDigest } from '../support/commit-oracle.js';
 import { randInt, seededRng } from '../support/rng.js';
 
-const [db, seedArg, baseArg, writersArg, workersArg, fsyncArg, sinkArg] = process.argv.slice(2);
+const [db, seedArg, baseArg, writersArg, workersArg, fsyncArg, sinkArg, ownerArg] =
+  process.argv.slice(2);
 if (db === undefined || seedArg === undefined || baseArg === undefined) {
   process.stderr.write(
-    'usage: child-writer.ts <db> <runSeed> <txnBase> <writers> <workers> [fsync]\n',
+    'usage: child-writer.ts <db> <runSeed> <txnBase> <writers> <workers> [fsync] [segmentSink] [owner]\n',
   );
   process.exit(2);
 }
@@ -70,17 +74,19 @@ function reject(txnId: bigint, error: unknown): void {
   else line(`UNTYPED ${txnId} ${String(error).replace(/\s+/g, ' ')}`);
 }
 
-const wal = await ParallelWal.open(db, {
+const config = {
   fsync,
   slotCount: Math.max(1, writers),
   ...(sinkArg === undefined || sinkArg === 'default'
     ? {}
     : { segmentSink: sinkArg as SegmentSinkKind }),
-});
+};
+const threaded = ownerArg === 'thread' ? await ThreadedWal.open(db, config) : null;
+const wal = threaded === null ? await ParallelWal.open(db, config) : null;
 line('READY');
 
 async function asyncWriter(w: number): Promise<void> {
-  const lane = wal.openWriter();
+  const lane = threaded ?? wal!.openWriter();
   const rng = seededRng(runSeed ^ (w * 7919) ^ Number(txnBase % 1000003n));
   let k = 0n;
   const one = async (): Promise<void> => {
@@ -101,11 +107,11 @@ async function asyncWriter(w: number): Promise<void> {
 }
 
 type HandleApi = { workerHandle?: () => unknown };
-const api = wal as unknown as HandleApi;
+const api = (threaded ?? wal) as unknown as HandleApi;
 if (workers > 0 && typeof api.workerHandle === 'function') {
   const { workerHandleTransferList } = await import('../../src/engine/worker.js');
   for (let i = 0; i < workers; i++) {
-    const handle = api.workerHandle();
+    const handle = await api.workerHandle();
     const worker = new Worker(path.join(import.meta.dirname, 'child-worker-entry.mjs'), {
       workerData: { handle, runSeed, txnBase: txnBase + BigInt(writers + i), stride: STRIDE },
       transferList: workerHandleTransferList(

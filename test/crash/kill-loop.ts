@@ -49,6 +49,8 @@ export interface KillLoopOptions {
   fsync?: 'full' | 'normal' | 'off';
   /** The children's `segmentSink` (default: the engine's default). */
   segmentSink?: string;
+  /** `thread`: the children open a ThreadedWal (the log's owner on its own thread). */
+  owner?: 'caller' | 'thread';
   /** Progress lines (campaign); silent when absent. */
   log?: (line: string) => void;
 }
@@ -109,6 +111,7 @@ async function runChild(
       String(opts.workers),
       opts.fsync ?? 'full',
       opts.segmentSink ?? 'default',
+      opts.owner ?? 'caller',
     ],
     { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );

@@ -282,6 +282,26 @@ describe('worker writers racing the epoch fence (fake engine)', () => {
     owner.pool.close();
   });
 
+  it('fails commits waiting for durability when the lane port closes with the owner gone, instead of dropping them', async () => {
+    // The owner's thread dies without marking the log failed or closed (a
+    // ThreadedWal's log thread terminated): only the lane's port closing
+    // tells the writer. Its waiting commit must settle, rejected; before,
+    // nothing kept the writer's thread alive for it and the promise never
+    // settled.
+    const owner = new FakeOwner();
+    const handle: WorkerLaneHandle = owner.pool.createHandle();
+    const run = startWriter({ mode: 'onDemand', handle });
+    run.worker.postMessage('commit');
+    const appended = await until(() => owner.appendNotifications > 0);
+    expect(appended).toBe(true);
+    owner.pool.lanes()[0]!.port!.close();
+    expect(await until(() => run.reports.some((r) => r.kind === 'rejected'))).toBe(true);
+    expect(run.reports.find((r) => r.kind === 'rejected')).toMatchObject({
+      code: 'ERR_WAL_FAILED',
+    });
+    await run.worker.terminate();
+  });
+
   it('counts contention when the owner holds a lane lock the worker wants', async () => {
     const owner = new FakeOwner();
     const handle: WorkerLaneHandle = owner.pool.createHandle();

@@ -1,0 +1,224 @@
+/**
+ * ThreadedWal: a log whose owner runs on a thread of its own. Commits from
+ * the opening thread and from worker threads are durable and recovered;
+ * worker commits keep being acknowledged while the opening thread is
+ * blocked (a ParallelWal's do not: its owner is that thread); errors cross
+ * with their codes; a log thread that dies fails every writer instead of
+ * leaving it waiting.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ThreadedWal } from '../../src/engine/log-thread.js';
+import { ParallelWal } from '../../src/engine/wal.js';
+import type { WorkerLaneHandle } from '../../src/engine/worker-layout.js';
+import { isWalError } from '../../src/errors.js';
+import { recoverSegments } from '../../src/storage/recovery.js';
+import type { WriterPlan, WriterReport } from '../fixtures/worker-writer.js';
+
+const ENTRY = new URL('../fixtures/worker-entry.mjs', import.meta.url);
+
+let dir = '';
+let db = '';
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pwal-thread-'));
+  db = path.join(dir, 'test.db');
+});
+afterEach(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+interface Run {
+  worker: Worker;
+  reports: WriterReport[];
+  exited: Promise<number>;
+}
+
+function startWriter(plan: WriterPlan): Run {
+  const worker = new Worker(ENTRY, { workerData: plan, transferList: [plan.handle.port] });
+  const reports: WriterReport[] = [];
+  worker.on('message', (r: WriterReport) => reports.push(r));
+  const exited = new Promise<number>((resolve, reject) => {
+    worker.on('exit', resolve);
+    worker.on('error', reject);
+  });
+  return { worker, reports, exited };
+}
+
+function acks(reports: readonly WriterReport[]): Extract<WriterReport, { kind: 'ack' }>[] {
+  return reports.filter((r): r is Extract<WriterReport, { kind: 'ack' }> => r.kind === 'ack');
+}
+
+async function until(condition: () => boolean, deadlineMs = 20_000): Promise<boolean> {
+  const end = Date.now() + deadlineMs;
+  while (!condition()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return true;
+}
+
+function page(fill: number): Uint8Array {
+  return new Uint8Array(4096).fill(fill);
+}
+
+function batch(id: number) {
+  return {
+    txnToken: { id: BigInt(id), epoch: 0 },
+    frames: [{ pageNumber: id, pageData: page(id & 0xff), dbSizeIfCommit: id }],
+  };
+}
+
+/** Spins this thread for `ms` (nothing else runs on it meanwhile); returns the window. */
+function block(ms: number): { from: number; to: number } {
+  const from = performance.timeOrigin + performance.now();
+  while (performance.timeOrigin + performance.now() < from + ms) {
+    // the application's synchronous work
+  }
+  return { from, to: performance.timeOrigin + performance.now() };
+}
+
+describe('ThreadedWal', () => {
+  it('makes commits from the opening thread and from worker threads durable, and recovery finds every one', async () => {
+    const wal = await ThreadedWal.open(db, { fsync: 'full' });
+    const own = await Promise.all(Array.from({ length: 40 }, (_, i) => wal.commit(batch(i + 1))));
+    for (const ack of own) expect(ack.durability).toBe('full');
+    const handles: WorkerLaneHandle[] = [await wal.workerHandle(), await wal.workerHandle()];
+    const runs = handles.map((handle, w) =>
+      startWriter({
+        mode: 'commits',
+        handle,
+        count: 60,
+        concurrency: 6,
+        pageBytes: 4096,
+        txnBase: 1_000 * (w + 1),
+        close: true,
+      }),
+    );
+    await Promise.all(runs.map((r) => r.exited));
+    const workerAcks = runs.flatMap((r) => acks(r.reports));
+    expect(workerAcks).toHaveLength(120);
+    const stats = await wal.stats();
+    expect(stats.segmentsWritten).toBeGreaterThan(0);
+    expect(JSON.parse(JSON.stringify(stats)).segmentsWritten).toBe(stats.segmentsWritten);
+    await wal.close();
+
+    const recovered = await recoverSegments(db);
+    const onDisk = new Map(recovered.records.map((r) => [r.txnToken.id, r]));
+    for (let i = 1; i <= 40; i++) expect(onDisk.has(BigInt(i))).toBe(true);
+    for (const ack of workerAcks) {
+      expect(onDisk.get(ack.txnId)?.beginSeq).toBe(ack.commitSeq);
+    }
+    // Sequences are unique across the opening thread and the workers.
+    const seqs = [...own.map((a) => a.commitSeq), ...workerAcks.map((a) => a.commitSeq)];
+    expect(new Set(seqs).size).toBe(seqs.length);
+  });
+
+  it('keeps acknowledging worker commits while the opening thread is blocked', async () => {
+    const wal = await ThreadedWal.open(db, { fsync: 'full' });
+    const run = startWriter({
+      mode: 'commits',
+      handle: await wal.workerHandle(),
+      count: 1_000_000,
+      concurrency: 8,
+      pageBytes: 4096,
+      txnBase: 1,
+      close: false,
+    });
+    expect(await until(() => acks(run.reports).length > 0)).toBe(true);
+    const window = block(400);
+    // Reports posted meanwhile arrive now; each carries when it resolved.
+    await new Promise((r) => setTimeout(r, 50));
+    await run.worker.terminate();
+    const during = acks(run.reports).filter((a) => a.at > window.from + 50 && a.at < window.to);
+    expect(during.length).toBeGreaterThan(0);
+    await wal.close();
+  });
+
+  it('contrast: a ParallelWal acknowledges no worker commit while its owner thread is blocked', async () => {
+    const wal = await ParallelWal.open(db, { fsync: 'full' });
+    const run = startWriter({
+      mode: 'commits',
+      handle: wal.workerHandle(),
+      count: 1_000_000,
+      concurrency: 8,
+      pageBytes: 4096,
+      txnBase: 1,
+      close: false,
+    });
+    expect(await until(() => acks(run.reports).length > 0)).toBe(true);
+    const window = block(400);
+    await new Promise((r) => setTimeout(r, 50));
+    await run.worker.terminate();
+    const during = acks(run.reports).filter((a) => a.at > window.from + 50 && a.at < window.to);
+    expect(during).toHaveLength(0);
+    await wal.close();
+  });
+
+  it('refuses options that cannot cross threads, and brings the log thread’s errors back with their codes', async () => {
+    await expect(ThreadedWal.open(db, { fs: {} } as never)).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+    });
+    await expect(ThreadedWal.open(db, { controlPlane: {} } as never)).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+    });
+    await expect(ThreadedWal.open(db, { autoFlush: false })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+    });
+    await expect(ThreadedWal.open('')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    // Validated on the log's thread, thrown here with its class and code.
+    const bad = await ThreadedWal.open(db, { slotCount: -1 }).catch((e: unknown) => e);
+    expect(isWalError(bad, 'ERR_INVALID_ARGUMENT')).toBe(true);
+    expect((bad as Error).message).toMatch(/slotCount/);
+
+    const first = await ThreadedWal.open(db);
+    const second = await ThreadedWal.open(db).catch((e: unknown) => e);
+    expect(isWalError(second, 'ERR_LOCKED')).toBe(true);
+    expect((second as Error).name).toBe('LockError');
+    await first.close();
+    // The lock is released with the close: the log opens again.
+    const again = await ThreadedWal.open(db);
+    await again.close();
+  });
+
+  it('rejects commits and requests after close; close is idempotent', async () => {
+    const wal = await ThreadedWal.open(db);
+    await wal.commit(batch(1));
+    await Promise.all([wal.close(), wal.close()]);
+    await wal.close();
+    await expect(wal.commit(batch(2))).rejects.toMatchObject({ code: 'ERR_WAL_CLOSED' });
+    await expect(wal.workerHandle()).rejects.toMatchObject({ code: 'ERR_WAL_CLOSED' });
+    await expect(wal.stats()).rejects.toMatchObject({ code: 'ERR_WAL_CLOSED' });
+  });
+
+  it('fails every writer, instead of leaving it waiting, when the log thread dies', async () => {
+    const wal = await ThreadedWal.open(db, { fsync: 'full' });
+    await wal.commit(batch(1));
+    const run = startWriter({
+      mode: 'commits',
+      handle: await wal.workerHandle(),
+      count: 1_000_000,
+      concurrency: 4,
+      pageBytes: 4096,
+      txnBase: 100,
+      close: false,
+    });
+    expect(await until(() => acks(run.reports).length > 0)).toBe(true);
+    // The log's thread, gone in the middle of the load (a bug or a terminate).
+    await (wal as unknown as { host: Worker }).host.terminate();
+    // Its commits waiting then are rejected (their outcome is unknown until
+    // the log is reopened), whether the writer learns it from the shared
+    // failure word or from its lane's port closing first.
+    expect(
+      await until(() =>
+        run.reports.some((r) => r.kind === 'rejected' && r.code === 'ERR_WAL_FAILED'),
+      ),
+    ).toBe(true);
+    await expect(wal.commit(batch(2))).rejects.toMatchObject({ code: 'ERR_WAL_FAILED' });
+    await expect(wal.workerHandle()).rejects.toMatchObject({ code: 'ERR_WAL_FAILED' });
+    await wal.close();
+    await run.worker.terminate();
+  });
+});
