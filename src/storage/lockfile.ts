@@ -291,14 +291,6 @@ async function lockedError(fs: WalFileSystem, dbPath: string, kind: LockKind): P
       `database ${dbPath} is locked by another process (${file} names no holder yet)`,
     );
   }
-  if (holder.hostname === hostname() && !processRuns(holder.pid)) {
-    // A previous holder's description, read in the moment between the new
-    // holder taking the lock and writing its own: never name a dead process.
-    return new LockError(
-      LOCKED_CODE,
-      `database ${dbPath} is locked by another process (${file} still names process ${holder.pid}, which is not running here)`,
-    );
-  }
   const since = new Date(holder.startedAtMs).toISOString();
   const who = ownNonces.has(holder.nonce)
     ? `this process (${holder.pid}): it is already open here`
@@ -410,16 +402,6 @@ export function decodeLockInfo(bytes: Uint8Array): LockInfo | null {
   if (typeof startedAtMs !== 'number' || !Number.isFinite(startedAtMs)) return null;
   if (typeof host !== 'string' || typeof nonce !== 'string' || nonce.length === 0) return null;
   return { pid, startedAtMs, hostname: host, nonce };
-}
-
-/** Whether a process `pid` runs on this host (one we may not signal still runs). */
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return errnoOf(error) === 'EPERM';
-  }
 }
 
 function describe(error: unknown): string {
