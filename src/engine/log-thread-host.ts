@@ -25,18 +25,21 @@ if (parentPort !== null && isHostStart(workerData)) void serve(parentPort, worke
 
 /** Opens the log, then answers requests until `close`. */
 async function serve(port: MessagePort, start: HostStart): Promise<void> {
-  let wal: ParallelWal;
+  let wal: ParallelWal | null = null;
   try {
     wal = await ParallelWal.open(start.dbPath, start.config);
     const handle = wal.workerHandle();
     reply(port, { kind: 'opened', handle }, workerHandleTransferList(handle));
   } catch (error) {
+    // Opened but no lane for the starting thread: close it (its lock with it).
+    await wal?.close().catch(() => {});
     reply(port, { kind: 'openFailed', error: serializeError(error) });
     port.close();
     return;
   }
+  const opened = wal;
   port.on('message', (request: HostRequest) => {
-    void answer(wal, request).then(
+    void answer(opened, request).then(
       ({ value, transfer }) => {
         reply(port, { kind: 'reply', id: request.id, ok: true, value }, transfer);
         if (request.kind === 'close') port.close();

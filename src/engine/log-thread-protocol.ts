@@ -4,6 +4,7 @@
  */
 
 import { WalArgumentError, WalError } from '../errors.js';
+import { LOCK_IO_CODE, LOCKED_CODE, LockError } from '../storage/lockfile.js';
 import { WalClosedError, WalFailedError } from './errors.js';
 import type { ParallelWalConfig } from './wal-config.js';
 import type { WorkerLaneHandle } from './worker-layout.js';
@@ -39,6 +40,9 @@ export interface SerializedError {
   name: string;
   code: string | null;
   message: string;
+  /** A {@link LockError}'s holder, when it named one. */
+  holderPid?: number;
+  holderHost?: string;
 }
 
 /** What the log thread posts. */
@@ -57,14 +61,23 @@ export function serializeError(error: unknown): SerializedError {
     cause instanceof Error && !error.message.includes(cause.message)
       ? `${error.message}: ${cause.message}`
       : error.message;
-  return { name: error.name, code: typeof code === 'string' ? code : null, message };
+  const serialized: SerializedError = {
+    name: error.name,
+    code: typeof code === 'string' ? code : null,
+    message,
+  };
+  if (error instanceof LockError) {
+    if (error.holderPid !== undefined) serialized.holderPid = error.holderPid;
+    if (error.holderHost !== undefined) serialized.holderHost = error.holderHost;
+  }
+  return serialized;
 }
 
 /**
  * The error to throw on the starting thread for `serialized`: the same class
- * for the engine's own common ones (bad argument, closed, failed), otherwise
- * a {@link WalError} with the same code, message and `name` (callers branch
- * on `code`, which is kept).
+ * for the engine's own common ones (bad argument, closed, failed, lock) and
+ * for `RangeError` and `TypeError`; otherwise a {@link WalError} with the
+ * same code, message and `name` (callers branch on `code`, which is kept).
  */
 export function reviveError(serialized: SerializedError): Error {
   const { name, code, message } = serialized;
@@ -72,7 +85,14 @@ export function reviveError(serialized: SerializedError): Error {
   if (code === 'ERR_INVALID_ARGUMENT') error = new WalArgumentError(message);
   else if (code === 'ERR_WAL_CLOSED') error = new WalClosedError(message);
   else if (code === 'ERR_WAL_FAILED') error = new WalFailedError(message, null);
-  else if (code !== null) error = new WalError(code, message);
+  else if (code === LOCKED_CODE || code === LOCK_IO_CODE) {
+    const details: { holderPid?: number; holderHost?: string } = {};
+    if (serialized.holderPid !== undefined) details.holderPid = serialized.holderPid;
+    if (serialized.holderHost !== undefined) details.holderHost = serialized.holderHost;
+    error = new LockError(code, message, details);
+  } else if (code !== null) error = new WalError(code, message);
+  else if (name === 'RangeError') error = new RangeError(message);
+  else if (name === 'TypeError') error = new TypeError(message);
   else error = new Error(message);
   Object.defineProperty(error, 'name', { value: name, configurable: true, writable: true });
   return error;

@@ -18,8 +18,9 @@
  * If the log's thread dies (it should not: the engine reports its failures
  * as errors), the log is marked failed in shared memory, so every writer's
  * waiting and later commits are rejected with `ERR_WAL_FAILED` instead of
- * waiting for ever; reopen it (from a new process: the dead thread's file
- * lock is released only when the process ends) to recover what is on disk.
+ * waiting for ever. The thread's end closes its files, its lock with them,
+ * so the log can be reopened at once, in this process too, to recover what
+ * is on disk.
  */
 
 import { Worker } from 'node:worker_threads';

@@ -134,6 +134,8 @@ class SharedLaneWriter implements WorkerWriter {
   private waitLoopRunning = false;
   /** A doorbell ring is scheduled for the end of this turn. */
   private doorbellPending = false;
+  /** The lane's port closed with the log neither closed nor failed: its owner's thread is gone. */
+  private ownerGone: WalFailedError | null = null;
   private closing: Promise<void> | null = null;
   private portClosed = false;
 
@@ -211,6 +213,7 @@ class SharedLaneWriter implements WorkerWriter {
   private checkOpen(): void {
     if (this.closing !== null) throw new WalClosedError('worker writer is closed');
     if (Atomics.load(this.logWords, LogWord.failed) === 1) throw this.failure();
+    if (this.ownerGone !== null) throw this.ownerGone;
     if (Atomics.load(this.logWords, LogWord.closed) === 1 || this.portClosed) {
       throw new WalClosedError();
     }
@@ -356,22 +359,30 @@ class SharedLaneWriter implements WorkerWriter {
 
   private onPortClosed(): void {
     this.portClosed = true;
-    for (const wait of this.serialWaits.values()) {
-      wait.reject(new WalClosedError('the log closed the worker lane'));
-    }
-    this.serialWaits.clear();
     // The owner closes the lane's port after marking the log closed (or
-    // failed), so what it acknowledged is settled here. A port that closes
-    // otherwise means the owner's thread is gone: nothing will acknowledge
-    // the commits still waiting, and nothing keeps this thread alive for
-    // them (a pending Atomics.waitAsync does not), so they fail now rather
-    // than never settle.
-    this.settleDurable();
-    if (this.durableWaits.length > 0) {
-      const error = new WalFailedError(
-        "the log's owner thread is gone: these commits' outcome is unknown until the log is reopened",
+    // failed). A port that closes otherwise means the owner's thread is
+    // gone: nothing will answer or acknowledge the commits still waiting,
+    // and nothing keeps this thread alive for them (a pending
+    // Atomics.waitAsync does not), so they fail now rather than never
+    // settle, and so does every later commit.
+    const closed = Atomics.load(this.logWords, LogWord.closed) === 1;
+    if (!closed && Atomics.load(this.logWords, LogWord.failed) !== 1) {
+      this.ownerGone = new WalFailedError(
+        "the log's owner thread is gone: the outcome of commits that were waiting is unknown until the log is reopened",
         null,
       );
+    }
+    const error =
+      this.ownerGone ??
+      (Atomics.load(this.logWords, LogWord.failed) === 1
+        ? this.failure()
+        : new WalClosedError('the log closed the worker lane'));
+    // Commits on the serialized path may have been written already: closed
+    // only if the log says it closed.
+    for (const wait of this.serialWaits.values()) wait.reject(error);
+    this.serialWaits.clear();
+    this.settleDurable();
+    if (this.durableWaits.length > 0) {
       for (const w of this.durableWaits.splice(0)) w.reject(error);
     }
     this.updateKeepAlive();
@@ -422,17 +433,21 @@ class SharedLaneWriter implements WorkerWriter {
 
   private settleDurable(): void {
     const waits = this.durableWaits;
-    if (Atomics.load(this.logWords, LogWord.failed) === 1) {
-      const error = this.failure();
-      for (const w of waits.splice(0)) w.reject(error);
-      return;
-    }
+    // Read before the durable word: the owner raises that word (for an
+    // acknowledged epoch) before it can mark the log failed, so whatever
+    // the word covers was acknowledged and resolves even on a failed log.
+    const failed = Atomics.load(this.logWords, LogWord.failed) === 1;
     const durable = Atomics.load(this.logWords64, LogWord64.durableEpoch);
     // Epoch tags of one lane never decrease, so the waits are in epoch order.
     let n = 0;
     while (n < waits.length && waits[n]!.epoch <= durable) n++;
     for (const w of waits.splice(0, n)) {
       w.resolve({ epoch: w.epoch, commitSeq: w.commitSeq, durability: this.handle.durability });
+    }
+    if (failed) {
+      const error = this.failure();
+      for (const w of waits.splice(0)) w.reject(error);
+      return;
     }
     if (waits.length > 0 && Atomics.load(this.logWords, LogWord.closed) === 1) {
       const error = new WalClosedError('the log closed before the commit became durable');

@@ -15,6 +15,7 @@ import { ThreadedWal } from '../../src/engine/log-thread.js';
 import { ParallelWal } from '../../src/engine/wal.js';
 import type { WorkerLaneHandle } from '../../src/engine/worker-layout.js';
 import { isWalError } from '../../src/errors.js';
+import { LockError } from '../../src/storage/lockfile.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
 import type { WriterPlan, WriterReport } from '../fixtures/worker-writer.js';
 
@@ -176,7 +177,8 @@ describe('ThreadedWal', () => {
     const first = await ThreadedWal.open(db);
     const second = await ThreadedWal.open(db).catch((e: unknown) => e);
     expect(isWalError(second, 'ERR_LOCKED')).toBe(true);
-    expect((second as Error).name).toBe('LockError');
+    expect(second).toBeInstanceOf(LockError);
+    expect((second as LockError).holderPid).toBe(process.pid);
     await first.close();
     // The lock is released with the close: the log opens again.
     const again = await ThreadedWal.open(db);
@@ -218,7 +220,42 @@ describe('ThreadedWal', () => {
     ).toBe(true);
     await expect(wal.commit(batch(2))).rejects.toMatchObject({ code: 'ERR_WAL_FAILED' });
     await expect(wal.workerHandle()).rejects.toMatchObject({ code: 'ERR_WAL_FAILED' });
+    // The writer's later commits fail the same way (not as closed).
+    const countBefore = run.reports.length;
+    await until(() => run.reports.length > countBefore + 4, 2_000);
+    const later = run.reports.slice(countBefore).filter((r) => r.kind === 'rejected');
+    for (const r of later) expect(r).toMatchObject({ code: 'ERR_WAL_FAILED' });
     await wal.close();
     await run.worker.terminate();
+    // The thread's end released the lock: the log reopens in this process,
+    // with every acknowledged commit.
+    const acked = acks(run.reports);
+    const reopened = await ParallelWal.open(db);
+    await reopened.close();
+    const onDisk = new Set((await recoverSegments(db)).records.map((r) => r.txnToken.id));
+    expect(onDisk.has(1n)).toBe(true);
+    for (const ack of acked) expect(onDisk.has(ack.txnId)).toBe(true);
+  });
+
+  it('rejects commits waiting on the serialized path with ERR_WAL_FAILED, not as closed, when the log thread dies', async () => {
+    // Batches larger than a lane buffer take the owner's serialized path
+    // (over the lane's port); whether the owner wrote them is unknown once
+    // it is gone, so they must not be reported as never committed.
+    const wal = await ThreadedWal.open(db, { bufferCapacityBytes: 4096 });
+    const big = (id: number) => ({
+      txnToken: { id: BigInt(id), epoch: 0 },
+      frames: [1, 2].map((n) => ({ pageNumber: n, pageData: page(n), dbSizeIfCommit: 2 })),
+    });
+    const settled = Array.from({ length: 8 }, (_, i) =>
+      wal.commit(big(i + 1)).then(
+        () => 'ok',
+        (e: { code?: string }) => e.code,
+      ),
+    );
+    await (wal as unknown as { host: Worker }).host.terminate();
+    const outcomes = await Promise.all(settled);
+    expect(outcomes).not.toContain('ERR_WAL_CLOSED');
+    for (const o of outcomes) expect(['ok', 'ERR_WAL_FAILED']).toContain(o);
+    await wal.close();
   });
 });

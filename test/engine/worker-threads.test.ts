@@ -299,6 +299,30 @@ describe('worker writers racing the epoch fence (fake engine)', () => {
     expect(run.reports.find((r) => r.kind === 'rejected')).toMatchObject({
       code: 'ERR_WAL_FAILED',
     });
+    // A later commit fails the same way: the log did not close, its owner is
+    // gone (before, it was refused as closed until someone marked the log
+    // failed).
+    run.worker.postMessage('commit');
+    expect(await until(() => run.reports.filter((r) => r.kind === 'rejected').length === 2)).toBe(
+      true,
+    );
+    expect(run.reports.filter((r) => r.kind === 'rejected')[1]).toMatchObject({
+      code: 'ERR_WAL_FAILED',
+    });
+    await run.worker.terminate();
+  });
+
+  it('resolves a commit whose epoch was acknowledged before the log failed, even if the writer learns both at once', async () => {
+    const owner = new FakeOwner();
+    const handle: WorkerLaneHandle = owner.pool.createHandle();
+    const run = startWriter({ mode: 'onDemand', handle });
+    run.worker.postMessage('commit');
+    expect(await until(() => owner.appendNotifications > 0)).toBe(true);
+    // In one turn of the owner: the epoch is acknowledged, then the log fails.
+    owner.tick();
+    owner.pool.fail(new Error('a later epoch failed'));
+    expect(await until(() => run.reports.length > 0)).toBe(true);
+    expect(run.reports[0]).toMatchObject({ kind: 'ack' });
     await run.worker.terminate();
   });
 
