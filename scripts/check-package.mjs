@@ -284,6 +284,7 @@ for (const example of [
   'quick-start.cjs',
   'page-store.mjs',
   'worker-threads.mjs',
+  'threaded-wal.mjs',
 ]) {
   const { out } = sh(process.execPath, [path.join('examples', example)], app);
   if (!/read back|after reopen/.test(out))

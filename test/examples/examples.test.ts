@@ -54,6 +54,15 @@ describe('examples', () => {
     expect(code).toBe(0);
   });
 
+  it('threaded-wal.mjs commits from its own thread and two workers through ThreadedWal and reads all back', () => {
+    const { code, out } = run(process.execPath, [path.join(EXAMPLES, 'threaded-wal.mjs')]);
+    expect(out).toContain('this thread committed page 3');
+    expect(out).toContain('worker committed page 1');
+    expect(out).toContain('worker committed page 2');
+    expect(out).toContain('read back 3 pages (page 3 byte 3)');
+    expect(code).toBe(0);
+  });
+
   it('quick-start.ts type-checks against the declarations and runs', () => {
     const check = run(bin('tsc'), ['-p', path.join(EXAMPLES, 'tsconfig.json')]);
     expect(check.out).toBe('');
