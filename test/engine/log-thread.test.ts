@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ThreadedWal } from '../../src/engine/log-thread.js';
 import { ParallelWal } from '../../src/engine/wal.js';
@@ -17,9 +17,7 @@ import type { WorkerLaneHandle } from '../../src/engine/worker-layout.js';
 import { isWalError } from '../../src/errors.js';
 import { LockError } from '../../src/storage/lockfile.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
-import type { WriterPlan, WriterReport } from '../fixtures/worker-writer.js';
-
-const ENTRY = new URL('../fixtures/worker-entry.mjs', import.meta.url);
+import { acks, startWriter, until } from '../support/worker-writers.js';
 
 let dir = '';
 let db = '';
@@ -30,36 +28,6 @@ beforeEach(() => {
 afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-interface Run {
-  worker: Worker;
-  reports: WriterReport[];
-  exited: Promise<number>;
-}
-
-function startWriter(plan: WriterPlan): Run {
-  const worker = new Worker(ENTRY, { workerData: plan, transferList: [plan.handle.port] });
-  const reports: WriterReport[] = [];
-  worker.on('message', (r: WriterReport) => reports.push(r));
-  const exited = new Promise<number>((resolve, reject) => {
-    worker.on('exit', resolve);
-    worker.on('error', reject);
-  });
-  return { worker, reports, exited };
-}
-
-function acks(reports: readonly WriterReport[]): Extract<WriterReport, { kind: 'ack' }>[] {
-  return reports.filter((r): r is Extract<WriterReport, { kind: 'ack' }> => r.kind === 'ack');
-}
-
-async function until(condition: () => boolean, deadlineMs = 20_000): Promise<boolean> {
-  const end = Date.now() + deadlineMs;
-  while (!condition()) {
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return true;
-}
 
 function page(fill: number): Uint8Array {
   return new Uint8Array(4096).fill(fill);
@@ -79,6 +47,30 @@ function block(ms: number): { from: number; to: number } {
     // the application's synchronous work
   }
   return { from, to: performance.timeOrigin + performance.now() };
+}
+
+/**
+ * Starts a worker committing through `handle`; once its first commit is
+ * acknowledged, blocks this thread for 400 ms. Returns how many of its
+ * commits resolved during the block (50 ms after its start on: a commit
+ * acknowledged just before it may resolve a little later).
+ */
+async function acksWhileBlocked(handle: WorkerLaneHandle): Promise<number> {
+  const run = startWriter({
+    mode: 'commits',
+    handle,
+    count: 1_000_000,
+    concurrency: 8,
+    pageBytes: 4096,
+    txnBase: 1,
+    close: false,
+  });
+  expect(await until(() => acks(run.reports).length > 0)).toBe(true);
+  const window = block(400);
+  // Reports posted meanwhile arrive now; each carries when it resolved.
+  await new Promise((r) => setTimeout(r, 50));
+  await run.worker.terminate();
+  return acks(run.reports).filter((a) => a.at > window.from + 50 && a.at < window.to).length;
 }
 
 describe('ThreadedWal', () => {
@@ -119,42 +111,13 @@ describe('ThreadedWal', () => {
 
   it('keeps acknowledging worker commits while the opening thread is blocked', async () => {
     const wal = await ThreadedWal.open(db, { fsync: 'full' });
-    const run = startWriter({
-      mode: 'commits',
-      handle: await wal.workerHandle(),
-      count: 1_000_000,
-      concurrency: 8,
-      pageBytes: 4096,
-      txnBase: 1,
-      close: false,
-    });
-    expect(await until(() => acks(run.reports).length > 0)).toBe(true);
-    const window = block(400);
-    // Reports posted meanwhile arrive now; each carries when it resolved.
-    await new Promise((r) => setTimeout(r, 50));
-    await run.worker.terminate();
-    const during = acks(run.reports).filter((a) => a.at > window.from + 50 && a.at < window.to);
-    expect(during.length).toBeGreaterThan(0);
+    expect(await acksWhileBlocked(await wal.workerHandle())).toBeGreaterThan(0);
     await wal.close();
   });
 
   it('contrast: a ParallelWal acknowledges no worker commit while its owner thread is blocked', async () => {
     const wal = await ParallelWal.open(db, { fsync: 'full' });
-    const run = startWriter({
-      mode: 'commits',
-      handle: wal.workerHandle(),
-      count: 1_000_000,
-      concurrency: 8,
-      pageBytes: 4096,
-      txnBase: 1,
-      close: false,
-    });
-    expect(await until(() => acks(run.reports).length > 0)).toBe(true);
-    const window = block(400);
-    await new Promise((r) => setTimeout(r, 50));
-    await run.worker.terminate();
-    const during = acks(run.reports).filter((a) => a.at > window.from + 50 && a.at < window.to);
-    expect(during).toHaveLength(0);
+    expect(await acksWhileBlocked(wal.workerHandle())).toBe(0);
     await wal.close();
   });
 

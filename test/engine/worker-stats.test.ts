@@ -10,6 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ParallelWal } from '../../src/engine/wal.js';
 import type { WriterPlan, WriterReport } from '../fixtures/worker-writer.js';
+import { until } from '../support/worker-writers.js';
 
 const ENTRY = new URL('../fixtures/worker-entry.mjs', import.meta.url);
 
@@ -20,15 +21,6 @@ beforeEach(() => {
 afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function until(condition: () => boolean, deadlineMs = 20_000): Promise<boolean> {
-  const end = Date.now() + deadlineMs;
-  while (!condition()) {
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return true;
-}
 
 describe('wal.stats() with worker lanes', () => {
   it('has no worker figures before a worker handle is made', async () => {

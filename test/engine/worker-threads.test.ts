@@ -5,7 +5,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ParallelWal } from '../../src/engine/wal.js';
 import type { WorkerLaneHandle } from '../../src/engine/worker-layout.js';
@@ -14,9 +13,8 @@ import { SEGMENT_HEADER_BYTES } from '../../src/format/types.js';
 import { nodeFileSystem, type WalFileSystem } from '../../src/storage/fs.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
 import { FakeOwner } from '../fixtures/fake-owner.js';
-import type { WriterPlan, WriterReport } from '../fixtures/worker-writer.js';
-
-const ENTRY = new URL('../fixtures/worker-entry.mjs', import.meta.url);
+import type { WriterReport } from '../fixtures/worker-writer.js';
+import { acks, startWriter, until } from '../support/worker-writers.js';
 
 let dir = '';
 beforeEach(() => {
@@ -25,37 +23,6 @@ beforeEach(() => {
 afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-interface Run {
-  worker: Worker;
-  reports: WriterReport[];
-  exited: Promise<number>;
-}
-
-/** Starts a writer thread; `onReport` sees each report as it arrives. */
-function startWriter(plan: WriterPlan, onReport?: (r: WriterReport) => void): Run {
-  const worker = new Worker(ENTRY, { workerData: plan, transferList: [plan.handle.port] });
-  const reports: WriterReport[] = [];
-  worker.on('message', (r: WriterReport) => {
-    reports.push(r);
-    onReport?.(r);
-  });
-  const exited = new Promise<number>((resolve, reject) => {
-    worker.on('exit', resolve);
-    worker.on('error', reject);
-  });
-  return { worker, reports, exited };
-}
-
-/** Waits (bounded) until `condition` holds; returns whether it did. */
-async function until(condition: () => boolean, deadlineMs = 20_000): Promise<boolean> {
-  const end = Date.now() + deadlineMs;
-  while (!condition()) {
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return true;
-}
 
 /**
  * Records the epochs whose segment bytes (header + records,
@@ -108,10 +75,6 @@ function recordingFs(failDatasyncAfter = Number.POSITIVE_INFINITY): {
     },
   };
   return { fs: wrapped, synced };
-}
-
-function acks(reports: readonly WriterReport[]): Extract<WriterReport, { kind: 'ack' }>[] {
-  return reports.filter((r): r is Extract<WriterReport, { kind: 'ack' }> => r.kind === 'ack');
 }
 
 describe('worker writers through ParallelWal', () => {
