@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type CellResult, type CellSpec, RESULT_PREFIX } from './lib/common.js';
-import { collectMachineInfo, type MachineInfo } from './lib/machine.js';
+import { cellFileCreationMicros, collectMachineInfo, type MachineInfo } from './lib/machine.js';
 import { writeReport } from './lib/report.js';
 import { SYSTEM_NAMES } from './systems/index.js';
 
@@ -356,7 +356,8 @@ function describe(r: CellResult): string {
       : r.libraryFsyncs !== undefined
         ? `${(r.libraryFsyncs / r.totalCommits).toFixed(3)} fsyncs/commit (lib)`
         : 'syncs n/a';
-  return `${head}  load ${(r.loadAvg1 ?? 0).toFixed(1).padStart(4)}  ${r.commitsPerSec.toFixed(0).padStart(7)} commits/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  ${fsyncs}  verified ${r.verifiedCommits}/${r.totalCommits}`;
+  const creation = `create ${(r.fileCreationUs ?? Number.NaN).toFixed(0).padStart(3)} µs`;
+  return `${head}  load ${(r.loadAvg1 ?? 0).toFixed(1).padStart(4)}  ${creation}  ${r.commitsPerSec.toFixed(0).padStart(7)} commits/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  ${fsyncs}  verified ${r.verifiedCommits}/${r.totalCommits}`;
 }
 
 async function main(): Promise<void> {
@@ -389,9 +390,11 @@ async function main(): Promise<void> {
       for (const w of cellsOfRep) {
         const dir = fs.mkdtempSync(path.join(runDir, `${w.system}-`));
         const spec: CellSpec = { ...w, dir, rep, durationMs: o.durationMs, warmupMs: o.warmupMs };
+        const fileCreationUs = cellFileCreationMicros(dir);
         const loadAvg1 = os.loadavg()[0] ?? Number.NaN;
         const r = await runCell(spec, spec.syncCount === true, pwalSource);
         r.loadAvg1 = loadAvg1;
+        r.fileCreationUs = fileCreationUs;
         fs.rmSync(dir, { recursive: true, force: true });
         results.push(r);
         process.stdout.write(`${describe(r)}\n`);

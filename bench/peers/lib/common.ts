@@ -71,6 +71,11 @@ export interface CellResult {
   straceBreakdown?: Record<string, number>;
   /** 1-minute load average when the cell started (filled by the parent): others using the machine. */
   loadAvg1?: number;
+  /**
+   * CPU µs per empty file created in the cell's directory just before the cell (filled by the
+   * parent): a log that writes a file per epoch pays about this much per epoch.
+   */
+  fileCreationUs?: number;
   versions: Record<string, string>;
 }
 

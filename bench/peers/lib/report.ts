@@ -86,6 +86,24 @@ export const SYSTEMS: { name: string; label: string; settings: string; color: st
     settings: 'serial loop, pre-written file',
     color: '#17becf',
   },
+  {
+    name: 'gcring',
+    label: 'group-commit floor, overwrite',
+    settings: 'writev + fdatasync per epoch, pre-written file',
+    color: '#8c564b',
+  },
+  {
+    name: 'gcseg',
+    label: 'group-commit floor, new file per epoch',
+    settings: 'writev + fdatasync per epoch, one new file each',
+    color: '#c49c94',
+  },
+  {
+    name: 'gcfresh',
+    label: 'group-commit bound, new file per epoch',
+    settings: 'writev + fdatasync per epoch into an empty file made before the window',
+    color: '#dbdb8d',
+  },
 ];
 
 /** Systems whose database one process opens once: no second thread can write it. */
@@ -449,6 +467,20 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
   lines.push(`- Filesystem: ${m.filesystem}`);
   lines.push(`- Device: ${m.device}`);
   if (m.fileCreation !== undefined) lines.push(`- File creation there: ${m.fileCreation}`);
+  const creation = (rs: readonly CellResult[]): string => {
+    const us = rs.map((r) => r.fileCreationUs ?? Number.NaN).filter((x) => !Number.isNaN(x));
+    if (us.length === 0) return 'not measured';
+    const f = (x: number): string => x.toFixed(0);
+    return `median ${f(median(us))} µs (${f(Math.min(...us))}–${f(Math.max(...us))}) over ${us.length} cells`;
+  };
+  if (data.results.some((r) => r.fileCreationUs !== undefined)) {
+    const pwalCells = data.results.filter((r) => r.spec.system.startsWith('pwal'));
+    lines.push(
+      `- File creation in each cell's own directory (CPU per empty file, 100 made just before the cell; ` +
+        'ext4 places every new directory in a block group of its own choosing, and what a new inode costs differs between them): ' +
+        `parallel-wal's cells ${creation(pwalCells)}; all cells ${creation(data.results)}`,
+    );
+  }
   const loads = data.results.map((r) => r.loadAvg1 ?? Number.NaN).filter((x) => !Number.isNaN(x));
   if (loads.length > 0) {
     lines.push(

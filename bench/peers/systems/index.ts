@@ -16,6 +16,9 @@ export const SYSTEM_NAMES = [
   'floor',
   'floorseg',
   'flooro',
+  'gcring',
+  'gcseg',
+  'gcfresh',
 ] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
 
@@ -49,6 +52,12 @@ export async function loadSystem(name: string): Promise<SystemDef> {
       return (await import('./floor.js')).floorSegment;
     case 'flooro':
       return (await import('./floor.js')).floorOverwrite;
+    case 'gcring':
+      return (await import('./group-floor.js')).groupRing;
+    case 'gcseg':
+      return (await import('./group-floor.js')).groupSegment;
+    case 'gcfresh':
+      return (await import('./group-floor.js')).groupFresh;
     default:
       throw new Error(`unknown system ${name}; known: ${SYSTEM_NAMES.join(', ')}`);
   }
