@@ -390,11 +390,11 @@ async function main(): Promise<void> {
       for (const w of cellsOfRep) {
         const dir = fs.mkdtempSync(path.join(runDir, `${w.system}-`));
         const spec: CellSpec = { ...w, dir, rep, durationMs: o.durationMs, warmupMs: o.warmupMs };
-        const fileCreationUs = cellFileCreationMicros(dir);
         const loadAvg1 = os.loadavg()[0] ?? Number.NaN;
         const r = await runCell(spec, spec.syncCount === true, pwalSource);
         r.loadAvg1 = loadAvg1;
-        r.fileCreationUs = fileCreationUs;
+        // With the files the cell left there (a growing log's segments).
+        r.fileCreationUs = cellFileCreationMicros(dir);
         fs.rmSync(dir, { recursive: true, force: true });
         results.push(r);
         process.stdout.write(`${describe(r)}\n`);

@@ -72,8 +72,9 @@ export interface CellResult {
   /** 1-minute load average when the cell started (filled by the parent): others using the machine. */
   loadAvg1?: number;
   /**
-   * CPU µs per empty file created in the cell's directory just before the cell (filled by the
-   * parent): a log that writes a file per epoch pays about this much per epoch.
+   * CPU µs per empty file created in the cell's directory right after the cell, among the files
+   * it left there (filled by the parent): what a log that writes a file per epoch paid per
+   * epoch by the end of the cell.
    */
   fileCreationUs?: number;
   versions: Record<string, string>;

@@ -66,8 +66,8 @@ const CELL_PROBE_FILES = 100;
  * CPU microseconds per empty file created in `dir` itself (not in a
  * directory of its own: on ext4 a new directory's block group decides what
  * its files' inodes cost, and the probe must pay what the cell's files will
- * pay). The files are removed and the directory fsynced before it returns,
- * so the cell starts in an empty directory.
+ * pay; on this machine it also grows with the files already there). The
+ * files are removed and the directory fsynced before it returns.
  */
 export function cellFileCreationMicros(dir: string): number {
   const cpu0 = process.cpuUsage();

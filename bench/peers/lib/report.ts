@@ -476,8 +476,8 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
   if (data.results.some((r) => r.fileCreationUs !== undefined)) {
     const pwalCells = data.results.filter((r) => r.spec.system.startsWith('pwal'));
     lines.push(
-      `- File creation in each cell's own directory (CPU per empty file, 100 made just before the cell; ` +
-        'ext4 places every new directory in a block group of its own choosing, and what a new inode costs differs between them): ' +
+      `- File creation in each cell's own directory (CPU per empty file, 100 made right after the cell, among the files it left; ` +
+        "what a new inode costs differs between ext4's block groups and grows with the files already there): " +
         `parallel-wal's cells ${creation(pwalCells)}; all cells ${creation(data.results)}`,
     );
   }
