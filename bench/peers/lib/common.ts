@@ -73,8 +73,8 @@ export interface CellResult {
   loadAvg1?: number;
   /**
    * CPU µs per empty file created in the cell's directory right after the cell, among the files
-   * it left there (filled by the parent): what a log that writes a file per epoch paid per
-   * epoch by the end of the cell.
+   * it left there (filled by the parent): about what a log that writes a file per epoch paid
+   * for each new file by the end of the cell.
    */
   fileCreationUs?: number;
   versions: Record<string, string>;

@@ -477,7 +477,7 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
     const pwalCells = data.results.filter((r) => r.spec.system.startsWith('pwal'));
     lines.push(
       `- File creation in each cell's own directory (CPU per empty file, 100 made right after the cell, among the files it left; ` +
-        "what a new inode costs differs between ext4's block groups and grows with the files already there): " +
+        'what a new inode costs varies widely here): ' +
         `parallel-wal's cells ${creation(pwalCells)}; all cells ${creation(data.results)}`,
     );
   }
