@@ -83,8 +83,9 @@ async function main(): Promise<void> {
   };
   const files = Number(value('--files') ?? 3000);
   const rounds = Number(value('--rounds') ?? 3);
-  if (!Number.isInteger(files) || files < 1 || files > 100_000) {
-    throw new Error(`--files must be an integer in 1..=100000, got ${files}`);
+  // At least OPS: the reopen step opens OPS of them.
+  if (!Number.isInteger(files) || files < OPS || files > 100_000) {
+    throw new Error(`--files must be an integer in ${OPS}..=100000, got ${files}`);
   }
   if (!Number.isInteger(rounds) || rounds < 1) {
     throw new Error(`--rounds must be a positive integer, got ${rounds}`);
