@@ -115,6 +115,7 @@ function writeAll(fd: number, chunks: Buffer[], position: number): void {
   let at = position;
   while (pending.length > 0) {
     const written = fs.writevSync(fd, pending, at);
+    if (written <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
     at += written;
     let skip = written;
     const rest: Buffer[] = [];
