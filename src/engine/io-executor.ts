@@ -34,7 +34,18 @@ import {
   type WalFileHandle,
   type WalFileSystem,
 } from '../storage/fs.js';
+import {
+  type DurableWriteExecutor,
+  type DurableWriteExecutorStats,
+  DurableWriteFailure,
+  type DurableWriteStep,
+  type DurableWriteTiming,
+  earlierWriteFailed,
+} from './io-executor-types.js';
 import { EARLIER_WRITE_FAILED_CODE, IO_THREAD_SOURCE, IoControlWord } from './io-thread-source.js';
+import type { FileWorkJob, FileWorkReply } from './segment-file-work.js';
+
+export * from './io-executor-types.js';
 
 export { EARLIER_WRITE_FAILED_CODE };
 
@@ -47,94 +58,6 @@ import { elapsedMicros as micros } from './wal-stats.js';
  */
 const ioThreadOldGenerationMbMax = 32;
 const ioThreadYoungGenerationMbMax = 8;
-
-/** The step of a durable write that failed. */
-export type DurableWriteStep = 'write' | 'datasync';
-
-/** A failed durable write: the OS error (`cause`) and the step it failed in. */
-export class DurableWriteFailure extends Error {
-  constructor(
-    readonly step: DurableWriteStep,
-    override readonly cause: unknown,
-  ) {
-    super(`${step} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
-    this.name = 'DurableWriteFailure';
-  }
-}
-
-/**
- * The OS error and step of a failed durable write (an executor reports them
- * in a {@link DurableWriteFailure}); anything else is returned as it is, with
- * `step` as the step.
- */
-export function unwrapWriteFailure(
-  raw: unknown,
-  step: string,
-): { error: unknown; failedStep: string } {
-  return raw instanceof DurableWriteFailure
-    ? { error: raw.cause, failedStep: raw.step }
-    : { error: raw, failedStep: step };
-}
-
-/** Time spent in one durable write's system calls, in microseconds. */
-export interface DurableWriteTiming {
-  writeMicros: number;
-  syncMicros: number;
-}
-
-/** Cumulative figures of an executor. */
-export interface DurableWriteExecutorStats {
-  kind: DurableWriteExecutorKind;
-  /** Durable writes completed. */
-  writes: number;
-  /** Of those, the ones the I/O thread ran. */
-  threadWrites: number;
-  /**
-   * Of those, the small ones run synchronously on the calling thread while
-   * the I/O thread was idle (the `callerWriteBytesMax` option of the log).
-   */
-  callerWrites: number;
-  /** Time in `write`/`writev` system calls, microseconds. */
-  writeMicros: number;
-  /** Time in `fdatasync`, microseconds. */
-  syncMicros: number;
-}
-
-/** Which executor runs durable writes. */
-export type DurableWriteExecutorKind = 'ioThread' | 'inline';
-
-/** Runs durable writes; see the module comment. */
-export interface DurableWriteExecutor {
-  readonly kind: DurableWriteExecutorKind;
-  /**
-   * Writes all of `chunks` back to back at `position` of `handle`, then, if
-   * `datasync`, fdatasyncs the file. Resolves once that returned. Writes run
-   * one at a time, in the order of the calls, even when a call comes before
-   * the previous one resolved (the flusher queues an epoch's write behind the
-   * one in flight); a write is never started once an earlier one failed.
-   * @throws {DurableWriteFailure} with the OS error and the failed step
-   *   (`write`, with code {@link EARLIER_WRITE_FAILED_CODE}, for a write not
-   *   started because an earlier one failed).
-   */
-  writeAt(
-    handle: WalFileHandle,
-    chunks: readonly Uint8Array[],
-    position: number,
-    datasync: boolean,
-  ): Promise<DurableWriteTiming>;
-  /** Cumulative figures. */
-  stats(): DurableWriteExecutorStats;
-  /** Stops the I/O thread (after the writes in flight). Idempotent. */
-  close(): Promise<void>;
-}
-
-/** The failure of a write that was not started because an earlier one failed. */
-export function earlierWriteFailed(): DurableWriteFailure {
-  const cause = Object.assign(new Error('not started: an earlier durable write failed'), {
-    code: EARLIER_WRITE_FAILED_CODE,
-  });
-  return new DurableWriteFailure('write', cause);
-}
 
 /** Durable writes through the file handle's own (promise) operations, one at a time. */
 export class InlineWriteExecutor implements DurableWriteExecutor {
@@ -184,7 +107,14 @@ export class InlineWriteExecutor implements DurableWriteExecutor {
   }
 
   stats(): DurableWriteExecutorStats {
-    return { kind: this.kind, threadWrites: 0, callerWrites: 0, ...this.totals };
+    return {
+      kind: this.kind,
+      threadWrites: 0,
+      callerWrites: 0,
+      fileJobs: 0,
+      fileJobMicros: 0,
+      ...this.totals,
+    };
   }
 
   async close(): Promise<void> {}
@@ -201,10 +131,12 @@ interface IoJob {
 
 /** The I/O thread's answer to one job. */
 type IoReply =
-  | { seq: number; ok: true; writeMicros: number; syncMicros: number }
+  | { seq: number; ok: true; files: FileWorkReply }
+  | { seq: number; ok: true; files?: undefined; writeMicros: number; syncMicros: number }
   | {
       seq: number;
       ok: false;
+      files?: undefined;
       step: DurableWriteStep;
       code: string | undefined;
       errno: number | undefined;
@@ -213,7 +145,7 @@ type IoReply =
     };
 
 interface Outstanding {
-  resolve: (timing: DurableWriteTiming) => void;
+  resolve: (answer: DurableWriteTiming & FileWorkReply) => void;
   reject: (error: unknown) => void;
 }
 
@@ -280,6 +212,9 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   private started: Promise<void> | null = null;
   private readonly totals = { writes: 0, writeMicros: 0, syncMicros: 0 };
   private readonly callerTotals = { writes: 0, writeMicros: 0, syncMicros: 0 };
+  private readonly fileTotals = { jobs: 0, micros: 0 };
+  /** Durable writes posted to the thread and not answered (file jobs are not counted). */
+  private writesOutstanding = 0;
   /** A durable write failed: no later one starts (see {@link DurableWriteExecutor.writeAt}). */
   private earlierFailed = false;
 
@@ -302,7 +237,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     if (this.earlierFailed) return Promise.reject(earlierWriteFailed());
     if (this.gone) return this.inline.writeAt(handle, chunks, position, datasync);
     if (
-      this.outstanding.size === 0 &&
+      this.writesOutstanding === 0 &&
       this.inlineInFlight === 0 &&
       totalBytes(chunks) <= this.callerWriteBytesMax
     ) {
@@ -345,12 +280,35 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     const done = new Promise<DurableWriteTiming>((resolve, reject) => {
       this.outstanding.set(job.seq, { resolve, reject });
     });
+    this.writesOutstanding++;
+    // The thread runs writes in this order and starts none after a failed one.
+    this.post(requests, transfer, job, transferList);
+    return done;
+  }
+
+  /** Posts `job` (its `seq` just taken), then wakes the thread and watches for the answer. */
+  private post(
+    requests: MessagePort,
+    transfer: Worker,
+    job: { seq: number; kind?: string },
+    transferList: ArrayBuffer[] = [],
+  ): void {
     if (this.outstanding.size === 1) transfer.ref();
-    // The thread runs jobs in this order and starts none after a failed one.
     requests.postMessage(job, transferList);
     Atomics.store(this.control, IoControlWord.Requested, job.seq);
     Atomics.notify(this.control, IoControlWord.Requested);
     this.watch();
+  }
+
+  fileWork(job: FileWorkJob): Promise<FileWorkReply> | null {
+    if (!this.online || this.gone || this.closed || this.failure !== null) return null;
+    const { requests, transfer } = this.start();
+    this.seq = (this.seq + 1) | 0;
+    const done = new Promise<FileWorkReply>((resolve, reject) => {
+      this.outstanding.set(this.seq, { resolve, reject });
+    });
+    // Between two writes; the thread runs a write that arrives meanwhile first.
+    this.post(requests, transfer, { kind: 'files', seq: this.seq, ...job });
     return done;
   }
 
@@ -400,6 +358,8 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     const caller = this.callerTotals;
     return {
       kind: this.kind,
+      fileJobs: this.fileTotals.jobs,
+      fileJobMicros: this.fileTotals.micros,
       writes: this.totals.writes + inline.writes + caller.writes,
       threadWrites: this.totals.writes,
       callerWrites: caller.writes,
@@ -443,6 +403,10 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       },
       stdout: false,
       stderr: false,
+      // Descriptors the thread opens (new segment files) belong to the log,
+      // not to the thread: they must outlive it, and the thread closes ones
+      // the owner opened. Tracked, they would be closed when the thread exits.
+      trackUnmanagedFds: false,
     });
     worker.unref();
     this.started = new Promise<void>((resolve) => {
@@ -506,11 +470,16 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       const job = this.outstanding.get(reply.seq);
       if (job === undefined) continue;
       this.outstanding.delete(reply.seq);
-      if (reply.ok) {
+      if (reply.files === undefined) this.writesOutstanding--;
+      if (reply.ok && reply.files !== undefined) {
+        this.fileTotals.jobs++;
+        this.fileTotals.micros += reply.files.micros;
+        job.resolve(reply.files as DurableWriteTiming & FileWorkReply);
+      } else if (reply.ok) {
         this.totals.writes++;
         this.totals.writeMicros += reply.writeMicros;
         this.totals.syncMicros += reply.syncMicros;
-        job.resolve({ writeMicros: reply.writeMicros, syncMicros: reply.syncMicros });
+        job.resolve({ writeMicros: reply.writeMicros, syncMicros: reply.syncMicros } as never);
       } else {
         this.earlierFailed = true;
         const cause = Object.assign(new Error(reply.message), {
@@ -537,6 +506,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       job.reject(new DurableWriteFailure('write', this.failure));
     }
     this.outstanding.clear();
+    this.writesOutstanding = 0;
   }
 }
 

@@ -14,7 +14,7 @@
 export const IoControlWord = {
   /** Sequence number of the last job posted (owner writes, thread waits on it). */
   Requested: 0,
-  /** Sequence number of the last job answered (thread writes, owner waits on it). */
+  /** Answers posted so far, a counter (thread writes, owner waits on it to read the replies). */
   Done: 1,
   /** Non-zero: the thread exits once no job is left. */
   Stop: 2,
@@ -113,22 +113,129 @@ function run(job) {
   }
 }
 
-let handled = 0;
+// One job of segment-file bookkeeping, between two durable writes: close the
+// published files, rename them in order (stopping at the first failure),
+// create new empty files (only when nothing failed before), then one
+// directory fsync covering all of it. Runs even after a failed durable write:
+// epochs acknowledged before it must still get their names.
+function failureOf(step, index, error) {
+  return {
+    step,
+    index,
+    code: typeof error.code === 'string' ? error.code : undefined,
+    errno: typeof error.errno === 'number' ? error.errno : undefined,
+    syscall: typeof error.syscall === 'string' ? error.syscall : undefined,
+    message: String(error.message),
+  };
+}
+
+// A file job runs one step at a time (a close and rename, a creation, the
+// directory fsync), and a durable write that arrives meanwhile runs before
+// the next step: the epochs' writes never wait behind a whole batch of file
+// work. No write depends on a file job still running: a write goes only into
+// a file whose creation was answered, and a file is renamed only after its
+// epoch's write was answered.
+function* fileSteps(job) {
+  let renamed = 0;
+  let failure = null;
+  for (let i = 0; i < job.renames.length; i++) {
+    try {
+      fs.closeSync(job.close[i]);
+    } catch (error) {
+      // The rest are closed all the same; none is renamed.
+      failure = failureOf('close', i, error);
+      for (let k = i + 1; k < job.close.length; k++) {
+        try {
+          fs.closeSync(job.close[k]);
+        } catch {}
+      }
+      break;
+    }
+    try {
+      fs.renameSync(job.renames[i][0], job.renames[i][1]);
+    } catch (error) {
+      failure = failureOf('rename', i, error);
+      for (let k = i + 1; k < job.close.length; k++) {
+        try {
+          fs.closeSync(job.close[k]);
+        } catch {}
+      }
+      break;
+    }
+    renamed++;
+    yield;
+  }
+  const fds = [];
+  if (failure === null) {
+    for (let i = 0; i < job.create.length; i++) {
+      try {
+        fds.push(fs.openSync(job.create[i], job.createFlags, job.createMode));
+      } catch (error) {
+        failure = failureOf('open', i, error);
+        break;
+      }
+      yield;
+    }
+  }
+  let syncFailure = null;
+  if (job.syncDir !== null && (renamed > 0 || fds.length > 0)) {
+    let dirFd = -1;
+    try {
+      dirFd = fs.openSync(job.syncDir, 'r');
+      fs.fsyncSync(dirFd);
+    } catch (error) {
+      syncFailure = failureOf('fsync', 0, error);
+    } finally {
+      if (dirFd >= 0) {
+        try {
+          fs.closeSync(dirFd);
+        } catch {}
+      }
+    }
+  }
+  return { seq: job.seq, ok: true, files: { renamed, fds, failure, syncFailure, micros: 0 } };
+}
+
+// Replies may leave in another order than the jobs came (writes pass file
+// jobs): DONE counts answers, and only tells the owner to read the replies.
+let answered = 0;
+function answer(reply) {
+  replies.postMessage(reply);
+  answered = (answered + 1) | 0;
+  Atomics.store(control, DONE, answered);
+  Atomics.notify(control, DONE);
+}
+
+// The sequence number of the last job taken from the port.
+let received = 0;
+const fileJobs = [];
+// Time spent in the steps of the oldest file job so far (not in the writes run between them).
+let fileStepMillis = 0;
 for (;;) {
-  const received = receiveMessageOnPort(requests);
-  if (received !== undefined) {
-    const reply = run(received.message);
-    handled = received.message.seq;
-    replies.postMessage(reply);
-    Atomics.store(control, DONE, handled);
-    Atomics.notify(control, DONE);
+  const got = receiveMessageOnPort(requests);
+  if (got !== undefined) {
+    const job = got.message;
+    received = job.seq;
+    if (job.kind === 'files') fileJobs.push(fileSteps(job));
+    else answer(run(job));
     continue;
   }
-  const requested = Atomics.load(control, REQUESTED);
   // Posted before the counter moved: it is in the port already.
-  if (requested !== handled) continue;
+  if (Atomics.load(control, REQUESTED) !== received) continue;
+  if (fileJobs.length > 0) {
+    const stepStarted = performance.now();
+    const step = fileJobs[0].next();
+    fileStepMillis += performance.now() - stepStarted;
+    if (step.done) {
+      step.value.files.micros = Math.round(fileStepMillis * 1000);
+      fileStepMillis = 0;
+      fileJobs.shift();
+      answer(step.value);
+    }
+    continue;
+  }
   if (Atomics.load(control, STOP) !== 0) break;
-  Atomics.wait(control, REQUESTED, requested);
+  Atomics.wait(control, REQUESTED, received);
 }
 requests.close();
 replies.close();

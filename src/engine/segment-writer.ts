@@ -52,6 +52,7 @@ import {
 } from './io-executor.js';
 import { PoolSegmentSink, type PoolSinkOptions } from './pool-sink.js';
 import { EARLY_ACK_PUBLISH_IDLE_TURNS, earlyAckPublishBatchMax } from './publication-queue.js';
+import { type FileMove, type FileWorkOutcome, runFileWork } from './segment-file-work.js';
 import { type StagedEpoch, StagedSegmentSink } from './staged-sink.js';
 
 /** What a sink's write reports once the epoch may be acknowledged. */
@@ -316,9 +317,10 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
   /**
    * Publishes `batch` (in epoch order): close and rename each, create the
    * replacement pre-created files, ONE directory fsync, then resolve each
-   * `published` in order. A failed step rejects the epochs from the failed
-   * one on; epochs renamed before it are still made durable if the directory
-   * fsync succeeds.
+   * `published` in order — one unit of file work (`segment-file-work.ts`:
+   * one job for the I/O thread). A failed close or rename rejects the epochs
+   * from the failed one on; epochs renamed before it are still made durable
+   * if the directory fsync succeeds.
    */
   protected async publishBatch(batch: readonly Acknowledged[]): Promise<void> {
     // Leave the files for recovery to adopt.
@@ -326,49 +328,24 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
       for (const item of batch) item.published.reject(this.publishFailure);
       return;
     }
-    // Every file is closed at once (libuv runs the closes on its pool's
-    // threads side by side); a deferred write error (NFS) surfaces at close,
-    // the data is fdatasynced already.
-    const closed = await Promise.all(
-      batch.map(({ file }) =>
-        file.handle.close().then(
-          () => null,
-          (error: unknown) => error,
-        ),
-      ),
-    );
-    let renamed = 0;
-    let failure: Error | null = null;
-    // Renamed one at a time, in epoch order, so that a reader listing the
-    // directory never sees a segment name before its predecessor's.
-    for (const [i, { epoch, file }] of batch.entries()) {
-      const finalPath = segmentPath(this.dbPath, epoch);
-      let step = 'close';
-      try {
-        if (closed[i] !== null) throw closed[i];
-        step = 'rename';
-        await this.fs.rename(file.path, finalPath); // atomic: the temp name or the segment name
-      } catch (error) {
-        failure = toIoError(error, `cannot publish segment ${finalPath}`, step, file.path);
-        this.failure ??= failure;
-        this.publishFailure ??= failure;
-        break;
-      }
-      renamed++;
-    }
-    const wanted =
-      this.disposed || failure !== null
-        ? 0
-        : EARLY_ACK_FILES_AHEAD - this.ready.length - this.creatingCount;
-    // The same directory fsync covers the renames and the new files.
+    const moves = batch.map(({ epoch, file }) => ({
+      handle: file.handle,
+      from: file.path,
+      to: segmentPath(this.dbPath, epoch),
+    }));
+    const wanted = this.disposed
+      ? 0
+      : Math.max(0, EARLY_ACK_FILES_AHEAD - this.ready.length - this.creatingCount);
+    let renamed: number;
     try {
-      if (renamed > 0 || wanted > 0) await this.startCreation(Math.max(0, wanted), true);
+      renamed = await this.startWork(moves, wanted);
     } catch (error) {
       const cause = error instanceof Error ? error : new Error(String(error));
       this.publishFailure ??= cause;
       for (const item of batch) item.published.reject(cause);
       return;
     }
+    const failure = this.publishFailure;
     for (let i = 0; i < batch.length; i++) {
       if (i < renamed) batch[i]!.published.resolve();
       else batch[i]!.published.reject(failure!);
@@ -376,56 +353,80 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
   }
 
   /**
-   * Creates `count` temporary files and fsyncs the directory once (also when
-   * `count` is 0 and `always`: the fsync then covers renames); the files
+   * Creates `count` temporary files and fsyncs the directory once; the files
    * join `ready` only after that fsync.
    */
-  private startCreation(count: number, always = false): Promise<void> {
-    if (count === 0 && !always) return Promise.resolve();
+  private startCreation(count: number): Promise<void> {
+    if (count === 0) return Promise.resolve();
+    return this.startWork([], count).then(() => {});
+  }
+
+  /**
+   * One unit of file work: close and rename `moves` in order, then (if none
+   * failed) create `count` temporary files, then one directory fsync. The
+   * new files join `ready` after the fsync. A failed close or rename fails
+   * the sink (and its publication) and resolves with the moves renamed
+   * before it; a failed creation or fsync fails the sink and rejects.
+   * @returns the number of moves renamed.
+   */
+  private startWork(moves: FileMove[], count: number): Promise<number> {
     this.creatingCount += count;
+    const dir = databaseDirectory(this.dbPath);
     const run = (async () => {
-      const created: Prepared[] = [];
+      let outcome: FileWorkOutcome;
       try {
-        // Created side by side (libuv's pool threads); the one directory fsync below covers them all.
-        const opened = await Promise.allSettled(Array.from({ length: count }, () => this.create()));
-        for (const outcome of opened)
-          if (outcome.status === 'fulfilled') created.push(outcome.value);
-        const refused = opened.find((outcome) => outcome.status === 'rejected');
-        if (refused !== undefined) throw refused.reason;
-        if (this.fsync !== 'off') {
-          const dir = databaseDirectory(this.dbPath);
-          try {
-            await this.fs.syncDirectory(dir);
-            this.syncs++;
-          } catch (error) {
-            throw toIoError(error, 'cannot sync segment directory', 'fsync', dir);
-          }
-        }
+        const create = Array.from({ length: count }, () => this.tempPath());
+        const work = { moves, create, syncDir: this.fsync === 'off' ? null : dir };
+        outcome = await runFileWork(work, this.fs, (job) => this.executor.fileWork?.(job) ?? null);
       } catch (error) {
-        // Empty files: removed at the next open if the unlink does not happen.
-        for (const file of created) await file.handle.close().catch(() => {});
-        const failure = error instanceof Error ? error : new Error(String(error));
+        // The I/O thread failed under the job: nothing of it is known done.
+        const failure = toIoError(error, 'cannot publish segment files', 'fsync', dir);
         this.failure ??= failure;
+        this.publishFailure ??= failure;
         throw failure;
       } finally {
         this.creatingCount -= count;
       }
-      this.ready.push(...created);
+      if (outcome.synced) this.syncs++;
+      const { failure, syncFailure } = outcome;
+      if (syncFailure !== null || failure?.step === 'open') {
+        // Empty files: removed at the next open if the unlink does not happen.
+        for (const handle of outcome.created) await handle.close().catch(() => {});
+        const f = syncFailure ?? failure!;
+        const thrown =
+          f.step === 'open'
+            ? toIoError(f.error, 'cannot create segment file', 'open', f.path)
+            : toIoError(f.error, 'cannot sync segment directory', 'fsync', f.path);
+        this.failure ??= thrown;
+        throw thrown;
+      }
+      if (failure !== null) {
+        const to = moves.find((m) => m.from === failure.path)?.to ?? failure.path;
+        const thrown = toIoError(
+          failure.error,
+          `cannot publish segment ${to}`,
+          failure.step,
+          failure.path,
+        );
+        this.failure ??= thrown;
+        this.publishFailure ??= thrown;
+      }
+      for (const handle of outcome.created) this.ready.push({ path: handle.path, handle });
+      return outcome.renamed;
     })();
-    const settled = run.catch(() => {});
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
     this.creating.add(settled);
     void settled.finally(() => this.creating.delete(settled));
     return run;
   }
 
-  private async create(): Promise<Prepared> {
+  /** A new temporary name for a pre-created file. */
+  private tempPath(): string {
     const name = `${databaseName(this.dbPath)}${TEMP_NAME_INFIX}${EARLY_ACK_TEMP_TAG}-${randomBytes(tempNameNonceBytes).toString('hex')}`;
-    const path = nodePath.join(databaseDirectory(this.dbPath), name);
-    try {
-      return { path, handle: await this.fs.open(path, 'createExclusive') };
-    } catch (error) {
-      throw toIoError(error, 'cannot create segment file', 'open', path);
-    }
+    return nodePath.join(databaseDirectory(this.dbPath), name);
   }
 }
 

@@ -10,8 +10,10 @@
  * `code` (`ENOENT`, `EIO`, `ENOSPC`, …). The storage layer wraps them into typed
  * {@link WalError}s; this layer does not.
  */
+import * as fsCallbacks from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tryLock as tryLockFd } from 'fs-native-extensions';
 import { NotRegularFileError } from './errors.js';
 
@@ -282,6 +284,103 @@ class NodeFileHandle implements WalFileHandle {
   }
 }
 
+/** Flags and mode of a new file made with {@link OpenMode} `createExclusive`. */
+export const CREATE_EXCLUSIVE = { flags: FLAGS.createExclusive, mode: 0o644 } as const;
+
+const fdWritev = promisify(fsCallbacks.writev);
+const fdRead = promisify(fsCallbacks.read);
+const fdFstat = promisify(fsCallbacks.fstat);
+const fdDatasync = promisify(fsCallbacks.fdatasync);
+const fdSync = promisify(fsCallbacks.fsync);
+const fdTruncate = promisify(fsCallbacks.ftruncate);
+const fdClose = promisify(fsCallbacks.close);
+const fdOpen = promisify(fsCallbacks.open);
+
+/**
+ * A file of the real file system held by its bare OS descriptor rather than
+ * a `FileHandle`, so that another thread (the engine's I/O thread) may close
+ * it: {@link detach} hands the descriptor over and makes every later call on
+ * this object fail (`EBADF`) instead of touching a descriptor number the OS
+ * may have given to another file since.
+ */
+export class DescriptorFileHandle implements WalFileHandle {
+  private descriptor: number;
+
+  constructor(
+    readonly path: string,
+    fd: number,
+  ) {
+    this.descriptor = fd;
+  }
+
+  /** The OS file descriptor; -1 once closed or detached. */
+  get fd(): number {
+    return this.descriptor;
+  }
+
+  /** Gives up the descriptor (another thread closes it); this object is closed from now on. */
+  detach(): number {
+    const fd = this.open();
+    this.descriptor = -1;
+    return fd;
+  }
+
+  write(data: Uint8Array, position: number): Promise<void> {
+    return this.writev([data], position);
+  }
+
+  async writev(chunks: readonly Uint8Array[], position: number): Promise<void> {
+    let pending = chunks.filter((c) => c.length > 0);
+    let at = position;
+    while (pending.length > 0) {
+      const { bytesWritten: written } = await fdWritev(this.open(), pending, at);
+      if (written <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+      at += written;
+      pending = unwrittenRest(pending, written);
+    }
+  }
+
+  async read(into: Uint8Array, position: number, length = into.length): Promise<number> {
+    return (await fdRead(this.open(), into, 0, length, position)).bytesRead;
+  }
+
+  async datasync(): Promise<void> {
+    await fdDatasync(this.open());
+  }
+
+  async sync(): Promise<void> {
+    await fdSync(this.open());
+  }
+
+  async truncate(length: number): Promise<void> {
+    await fdTruncate(this.open(), length);
+  }
+
+  async size(): Promise<number> {
+    return (await fdFstat(this.open())).size;
+  }
+
+  async close(): Promise<void> {
+    if (this.descriptor < 0) return;
+    const fd = this.descriptor;
+    this.descriptor = -1;
+    await fdClose(fd);
+  }
+
+  private open(): number {
+    if (this.descriptor < 0) {
+      throw Object.assign(new Error(`EBADF: file closed: ${this.path}`), { code: 'EBADF' });
+    }
+    return this.descriptor;
+  }
+}
+
+/** Opens a new file like `open(path, 'createExclusive')`, as a {@link DescriptorFileHandle}. */
+export async function createDescriptorFile(path: string): Promise<DescriptorFileHandle> {
+  const fd = await fdOpen(path, CREATE_EXCLUSIVE.flags, CREATE_EXCLUSIVE.mode);
+  return new DescriptorFileHandle(path, fd);
+}
+
 /** Attempts at locking a lock file that its last holder keeps removing under us. */
 const lockReopenAttemptsMax = 16;
 
@@ -394,6 +493,7 @@ async function tryLockNode(path: string, kind: LockKind): Promise<WalFileLock | 
  * the handle.
  */
 export function nodeFileDescriptor(handle: WalFileHandle): number | null {
+  if (handle instanceof DescriptorFileHandle) return handle.fd < 0 ? null : handle.fd;
   return handle instanceof NodeFileHandle ? handle.fd : null;
 }
 

@@ -212,7 +212,13 @@ describe('closed-loop waves', () => {
     const loops = Array.from({ length: waveSplitCommitsMin * 2 + 44 }, async () => {
       while (!stop) await wal.commit(batch(next++));
     });
-    await waitFor(() => wal.stats().waveSplits > 0 && wal.stats().pipelinedSeals > 20);
+    // Every epoch's write is started, or queued, while the one before it is
+    // in flight (which of the two depends on timing: a write that returns
+    // after the next epoch was sealed finds it queued).
+    await waitFor(() => {
+      const { waveSplits, pipelinedSeals, queuedWrites } = wal.stats();
+      return waveSplits > 0 && pipelinedSeals + queuedWrites > 20;
+    });
     try {
       // Each cycle writes the epochs sealed when it began; later ones go to
       // the next cycle, so this one is not held behind the load.

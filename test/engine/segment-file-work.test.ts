@@ -1,0 +1,259 @@
+/**
+ * The segment files' bookkeeping as one unit of work (close, rename in
+ * order, create, one directory fsync): run on the log's I/O thread between
+ * durable writes, or through Node's thread pool when the thread cannot take
+ * it; each failed step reported with its path and OS error; the files the
+ * thread creates belong to the log, not to the thread.
+ */
+import * as nodeFs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { IoThreadExecutor } from '../../src/engine/io-executor.js';
+import {
+  type FileWork,
+  type FileWorkRunner,
+  runFileWork,
+} from '../../src/engine/segment-file-work.js';
+import { ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
+import {
+  createDescriptorFile,
+  DescriptorFileHandle,
+  nodeFileDescriptor,
+  nodeFileSystem,
+} from '../../src/storage/fs.js';
+import { recoverSegments } from '../../src/storage/recovery.js';
+import { listSegments } from '../../src/storage/segment-files.js';
+
+const dirs: string[] = [];
+const executors: IoThreadExecutor[] = [];
+afterEach(async () => {
+  for (const executor of executors.splice(0)) await executor.close();
+  for (const dir of dirs.splice(0)) nodeFs.rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = nodeFs.mkdtempSync(path.join(os.tmpdir(), 'pwal-files-'));
+  dirs.push(dir);
+  return dir;
+}
+
+async function threadExecutor(): Promise<IoThreadExecutor> {
+  const executor = new IoThreadExecutor();
+  executors.push(executor);
+  await executor.running();
+  return executor;
+}
+
+/** Both ways a unit runs: on the I/O thread, and through the thread pool (no thread). */
+const runners: [string, () => Promise<FileWorkRunner | null>][] = [
+  [
+    'on the I/O thread',
+    async () => {
+      const executor = await threadExecutor();
+      return (job) => executor.fileWork(job);
+    },
+  ],
+  ['without the thread', async () => null],
+];
+
+/** `count` files in `dir` holding their own names, open as bare descriptors. */
+async function written(dir: string, count: number): Promise<DescriptorFileHandle[]> {
+  const files: DescriptorFileHandle[] = [];
+  for (let i = 0; i < count; i++) {
+    const handle = await createDescriptorFile(path.join(dir, `tmp-${i}`));
+    await handle.write(new TextEncoder().encode(`file ${i}`), 0);
+    files.push(handle);
+  }
+  return files;
+}
+
+function moves(dir: string, files: DescriptorFileHandle[]): FileWork['moves'] {
+  return files.map((handle, i) => ({ handle, from: handle.path, to: path.join(dir, `seg-${i}`) }));
+}
+
+describe.each(runners)('a unit of segment-file work %s', (_name, makeRunner) => {
+  it('closes and renames every file in order, creates the new ones, and fsyncs the directory', async () => {
+    const dir = tempDir();
+    const runner = await makeRunner();
+    const files = await written(dir, 3);
+    const create = [path.join(dir, 'new-a'), path.join(dir, 'new-b')];
+    const outcome = await runFileWork(
+      { moves: moves(dir, files), create, syncDir: dir },
+      nodeFileSystem,
+      runner,
+    );
+    expect(outcome).toMatchObject({ renamed: 3, failure: null, syncFailure: null, synced: true });
+    for (let i = 0; i < 3; i++) {
+      expect(nodeFs.readFileSync(path.join(dir, `seg-${i}`), 'utf8')).toBe(`file ${i}`);
+      expect(nodeFs.existsSync(path.join(dir, `tmp-${i}`))).toBe(false);
+      // Handed over: the owner's handle no longer holds a descriptor.
+      expect(files[i]!.fd).toBe(-1);
+    }
+    expect(outcome.created.map((h) => h.path)).toEqual(create);
+    for (const handle of outcome.created) {
+      expect(handle).toBeInstanceOf(DescriptorFileHandle);
+      await handle.write(new TextEncoder().encode('mine'), 0);
+      await handle.datasync();
+      await handle.close();
+      expect(nodeFs.readFileSync(handle.path, 'utf8')).toBe('mine');
+    }
+  });
+
+  it('stops at a failed rename: the files before it renamed, none after it, nothing created', async () => {
+    const dir = tempDir();
+    const runner = await makeRunner();
+    const files = await written(dir, 3);
+    nodeFs.unlinkSync(files[1]!.path);
+    const outcome = await runFileWork(
+      { moves: moves(dir, files), create: [path.join(dir, 'new-a')], syncDir: dir },
+      nodeFileSystem,
+      runner,
+    );
+    expect(outcome.renamed).toBe(1);
+    expect(outcome.failure).toMatchObject({ step: 'rename', path: files[1]!.path });
+    expect(outcome.failure!.error).toMatchObject({ code: 'ENOENT' });
+    expect(outcome.created).toEqual([]);
+    expect(nodeFs.existsSync(path.join(dir, 'new-a'))).toBe(false);
+    expect(nodeFs.existsSync(path.join(dir, 'seg-0'))).toBe(true);
+    expect(nodeFs.existsSync(path.join(dir, 'tmp-2'))).toBe(true);
+    // The one renamed is still made durable.
+    expect(outcome).toMatchObject({ syncFailure: null, synced: true });
+  });
+
+  it('reports a creation that fails with its path and the OS error', async () => {
+    const dir = tempDir();
+    const runner = await makeRunner();
+    nodeFs.writeFileSync(path.join(dir, 'taken'), 'x');
+    const outcome = await runFileWork(
+      { moves: [], create: [path.join(dir, 'free'), path.join(dir, 'taken')], syncDir: dir },
+      nodeFileSystem,
+      runner,
+    );
+    expect(outcome.failure).toMatchObject({ step: 'open', path: path.join(dir, 'taken') });
+    expect(outcome.failure!.error).toMatchObject({ code: 'EEXIST' });
+    // Whatever was made before the failure comes back open, for the caller to close.
+    for (const handle of outcome.created) await handle.close();
+    expect(nodeFs.readFileSync(path.join(dir, 'taken'), 'utf8')).toBe('x');
+  });
+
+  it('reports a directory fsync that fails', async () => {
+    const dir = tempDir();
+    const runner = await makeRunner();
+    const outcome = await runFileWork(
+      { moves: [], create: [path.join(dir, 'a')], syncDir: path.join(dir, 'missing') },
+      nodeFileSystem,
+      runner,
+    );
+    expect(outcome.syncFailure).toMatchObject({ step: 'fsync', path: path.join(dir, 'missing') });
+    expect(outcome.syncFailure!.error).toMatchObject({ code: 'ENOENT' });
+    expect(outcome.synced).toBe(false);
+    for (const handle of outcome.created) await handle.close();
+  });
+
+  it('fsyncs nothing when nothing was renamed or created', async () => {
+    const dir = tempDir();
+    const outcome = await runFileWork(
+      { moves: [], create: [], syncDir: path.join(dir, 'missing') },
+      nodeFileSystem,
+      await makeRunner(),
+    );
+    expect(outcome).toMatchObject({ renamed: 0, syncFailure: null, synced: false });
+  });
+});
+
+describe('file work on the I/O thread', () => {
+  it('answers a durable write posted behind a long unit of file work before the unit ends', async () => {
+    const dir = tempDir();
+    const executor = await threadExecutor();
+    const target = await createDescriptorFile(path.join(dir, 'epoch'));
+    const order: string[] = [];
+    const create = Array.from({ length: 400 }, (_, i) => path.join(dir, `spare-${i}`));
+    const work = runFileWork({ moves: [], create, syncDir: dir }, nodeFileSystem, (job) =>
+      executor.fileWork(job),
+    ).then((outcome) => {
+      order.push('files');
+      return outcome;
+    });
+    const write = executor.writeAt(target, [new Uint8Array(4096).fill(7)], 0, true).then(() => {
+      order.push('write');
+    });
+    const [outcome] = await Promise.all([work, write]);
+    expect(order).toEqual(['write', 'files']);
+    expect(outcome.created.length).toBe(400);
+    for (const handle of outcome.created) await handle.close();
+    await target.close();
+    expect(executor.stats()).toMatchObject({ fileJobs: 1, threadWrites: 1 });
+    expect(executor.stats().fileJobMicros).toBeGreaterThan(0);
+  });
+
+  it('leaves the files it created open after the thread is gone: they belong to the log', async () => {
+    const dir = tempDir();
+    const executor = await threadExecutor();
+    const outcome = await runFileWork(
+      { moves: [], create: [path.join(dir, 'kept')], syncDir: dir },
+      nodeFileSystem,
+      (job) => executor.fileWork(job),
+    );
+    await executor.close();
+    const [handle] = outcome.created;
+    await handle!.write(new TextEncoder().encode('still open'), 0);
+    await handle!.close();
+    expect(nodeFs.readFileSync(path.join(dir, 'kept'), 'utf8')).toBe('still open');
+  });
+
+  it('is refused once the thread is stopped (the caller then runs the unit itself)', async () => {
+    const executor = await threadExecutor();
+    await executor.close();
+    const job = {
+      close: [],
+      renames: [],
+      create: [],
+      createFlags: 0,
+      createMode: 0,
+      syncDir: null,
+    };
+    expect(executor.fileWork(job)).toBeNull();
+  });
+});
+
+describe('a file held by its bare descriptor', () => {
+  it('refuses every call once its descriptor is handed over, and closes at most once', async () => {
+    const dir = tempDir();
+    const handle = await createDescriptorFile(path.join(dir, 'f'));
+    const fd = handle.detach();
+    expect(nodeFileDescriptor(handle)).toBeNull();
+    await expect(handle.write(new Uint8Array(1), 0)).rejects.toMatchObject({ code: 'EBADF' });
+    await expect(handle.datasync()).rejects.toMatchObject({ code: 'EBADF' });
+    expect(() => handle.detach()).toThrow(/EBADF/);
+    await handle.close(); // nothing left to close
+    nodeFs.closeSync(fd);
+    const other = await createDescriptorFile(path.join(dir, 'g'));
+    expect(nodeFileDescriptor(other)).toBe(other.fd);
+    await other.close();
+    await other.close();
+    expect(other.fd).toBe(-1);
+  });
+});
+
+describe('the log publishing through its I/O thread', () => {
+  const page = (id: number): ParallelWalBatch => ({
+    txnToken: { id: BigInt(id), epoch: 0 },
+    frames: [{ pageNumber: id, pageData: new Uint8Array(4096).fill(id & 0xff), dbSizeIfCommit: 0 }],
+  });
+
+  it('closes, renames and creates its segment files on the thread, and recovers every commit', async () => {
+    const db = path.join(tempDir(), 'pub.db');
+    const wal = await ParallelWal.open(db);
+    await (wal as unknown as { executor: IoThreadExecutor }).executor.running();
+    for (let i = 1; i <= 40; i++) await wal.commit(page(i));
+    const stats = wal.stats().durableWrites;
+    await wal.close();
+    expect(stats.fileJobs).toBeGreaterThan(0);
+    expect((await listSegments(db)).length).toBeGreaterThanOrEqual(40);
+    const { records } = await recoverSegments(db);
+    expect(records.map((r) => Number(r.txnToken.id))).toEqual(
+      Array.from({ length: 40 }, (_, i) => i + 1),
+    );
+  });
+});
