@@ -89,9 +89,9 @@ export interface DurableWriteExecutor {
     datasync: boolean,
   ): Promise<DurableWriteTiming>;
   /**
-   * Runs a unit of segment-file bookkeeping (see `segment-file-work.ts`) in
-   * order with the durable writes, on the I/O thread; absent, or null when
-   * the thread cannot take it now (the caller then runs it itself).
+   * Runs a unit of segment-file bookkeeping (see `segment-file-work.ts`)
+   * on a thread of the executor; absent, or null when no thread can take it
+   * now (the caller then runs it itself).
    */
   fileWork?(job: FileWorkJob): Promise<FileWorkReply> | null;
   /** Cumulative figures. */

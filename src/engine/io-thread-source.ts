@@ -113,11 +113,11 @@ function run(job) {
   }
 }
 
-// One job of segment-file bookkeeping, between two durable writes: close the
-// published files, rename them in order (stopping at the first failure),
-// create new empty files (only when nothing failed before), then one
-// directory fsync covering all of it. Runs even after a failed durable write:
-// epochs acknowledged before it must still get their names.
+// The failure of a step of a file job: close the published files, rename
+// them in order (stopping at the first failure), create new empty files
+// (only when nothing failed before), then one directory fsync covering all of
+// it. A file job runs even after a failed durable write: epochs acknowledged
+// before it must still get their names.
 function failureOf(step, index, error) {
   return {
     step,
@@ -129,52 +129,37 @@ function failureOf(step, index, error) {
   };
 }
 
-// A file job runs one step at a time (a close and rename, a creation, the
-// directory fsync), and a durable write that arrives meanwhile runs before
-// the next step: the epochs' writes never wait behind a whole batch of file
-// work. No write depends on a file job still running: a write goes only into
-// a file whose creation was answered, and a file is renamed only after its
-// epoch's write was answered.
-function* fileSteps(job) {
+// A file job (close and rename published files, create new ones, one
+// directory fsync), run whole. The log gives file jobs to a thread of their
+// own, so no durable write waits behind one.
+function runFiles(job) {
+  const started = performance.now();
   let renamed = 0;
   let failure = null;
   for (let i = 0; i < job.renames.length; i++) {
+    let step = 'close';
     try {
       fs.closeSync(job.close[i]);
-    } catch (error) {
-      // The rest are closed all the same; none is renamed.
-      failure = failureOf('close', i, error);
-      for (let k = i + 1; k < job.close.length; k++) {
-        try {
-          fs.closeSync(job.close[k]);
-        } catch {}
-      }
-      break;
-    }
-    try {
+      step = 'rename';
       fs.renameSync(job.renames[i][0], job.renames[i][1]);
+      renamed++;
     } catch (error) {
-      failure = failureOf('rename', i, error);
-      for (let k = i + 1; k < job.close.length; k++) {
-        try {
-          fs.closeSync(job.close[k]);
-        } catch {}
-      }
+      failure = failureOf(step, i, error);
       break;
     }
-    renamed++;
-    yield;
+  }
+  // After a failure the rest are closed all the same; none is renamed.
+  for (let k = renamed + 1; k < job.close.length; k++) {
+    try {
+      fs.closeSync(job.close[k]);
+    } catch {}
   }
   const fds = [];
-  if (failure === null) {
-    for (let i = 0; i < job.create.length; i++) {
-      try {
-        fds.push(fs.openSync(job.create[i], job.createFlags, job.createMode));
-      } catch (error) {
-        failure = failureOf('open', i, error);
-        break;
-      }
-      yield;
+  for (let i = 0; failure === null && i < job.create.length; i++) {
+    try {
+      fds.push(fs.openSync(job.create[i], job.createFlags, job.createMode));
+    } catch (error) {
+      failure = failureOf('open', i, error);
     }
   }
   let syncFailure = null;
@@ -193,11 +178,11 @@ function* fileSteps(job) {
       }
     }
   }
-  return { seq: job.seq, ok: true, files: { renamed, fds, failure, syncFailure, micros: 0 } };
+  const micros = Math.round((performance.now() - started) * 1000);
+  return { seq: job.seq, ok: true, files: { renamed, fds, failure, syncFailure, micros } };
 }
 
-// Replies may leave in another order than the jobs came (writes pass file
-// jobs): DONE counts answers, and only tells the owner to read the replies.
+// DONE counts answers; it only tells the owner to read the replies.
 let answered = 0;
 function answer(reply) {
   replies.postMessage(reply);
@@ -208,32 +193,16 @@ function answer(reply) {
 
 // The sequence number of the last job taken from the port.
 let received = 0;
-const fileJobs = [];
-// Time spent in the steps of the oldest file job so far (not in the writes run between them).
-let fileStepMillis = 0;
 for (;;) {
   const got = receiveMessageOnPort(requests);
   if (got !== undefined) {
     const job = got.message;
     received = job.seq;
-    if (job.kind === 'files') fileJobs.push(fileSteps(job));
-    else answer(run(job));
+    answer(job.kind === 'files' ? runFiles(job) : run(job));
     continue;
   }
   // Posted before the counter moved: it is in the port already.
   if (Atomics.load(control, REQUESTED) !== received) continue;
-  if (fileJobs.length > 0) {
-    const stepStarted = performance.now();
-    const step = fileJobs[0].next();
-    fileStepMillis += performance.now() - stepStarted;
-    if (step.done) {
-      step.value.files.micros = Math.round(fileStepMillis * 1000);
-      fileStepMillis = 0;
-      fileJobs.shift();
-      answer(step.value);
-    }
-    continue;
-  }
   if (Atomics.load(control, STOP) !== 0) break;
   Atomics.wait(control, REQUESTED, received);
 }

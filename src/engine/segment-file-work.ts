@@ -6,14 +6,14 @@
  * every rename and creation.
  *
  * On the real file system the files are held by bare descriptors
- * ({@link DescriptorFileHandle}) and the whole unit goes to the log's I/O
- * thread as one job, queued between two epochs' durable writes: the owner
- * thread runs none of it (creating a file costs 5–300 µs of CPU on ext4
- * here, and a batch creates dozens), and it never runs beside an epoch's
- * fdatasync, whose journal commit would otherwise wait for it. Until the
- * thread runs, or without it, the same steps run through Node's thread pool
- * on the same descriptors. Any other file system (simulated disks, fault
- * injectors) gets every step through its own calls.
+ * ({@link DescriptorFileHandle}) and the whole unit is one job for the log's
+ * file thread (a second thread beside the I/O thread, running the same
+ * program): the owner thread runs none of it (creating a file costs 5–370 µs
+ * of CPU on this machine's ext4, and a batch creates dozens), and no durable
+ * write waits behind it. Until that thread runs, or without it, the same
+ * steps run through Node's thread pool on the same descriptors. Any other
+ * file system (simulated disks, fault injectors) gets every step through its
+ * own calls.
  */
 
 import * as fsCallbacks from 'node:fs';
@@ -68,7 +68,7 @@ export interface FileWorkOutcome {
   synced: boolean;
 }
 
-/** A unit of file bookkeeping as the I/O thread takes it: bare descriptors and paths. */
+/** A unit of file bookkeeping as the file thread takes it: bare descriptors and paths. */
 export interface FileWorkJob {
   close: number[];
   renames: [string, string][];
@@ -78,7 +78,7 @@ export interface FileWorkJob {
   syncDir: string | null;
 }
 
-/** A failed step as the I/O thread reports it. */
+/** A failed step as the file thread reports it. */
 interface ThreadFailure {
   step: FileWorkStep;
   index: number;
@@ -88,7 +88,7 @@ interface ThreadFailure {
   message: string;
 }
 
-/** The I/O thread's answer to a {@link FileWorkJob}. */
+/** The file thread's answer to a {@link FileWorkJob}. */
 export interface FileWorkReply {
   renamed: number;
   fds: number[];
@@ -98,11 +98,11 @@ export interface FileWorkReply {
   micros: number;
 }
 
-/** Runs `job` on the log's I/O thread; null when the thread cannot take it now. */
+/** Runs `job` on the log's file thread; null when the thread cannot take it now. */
 export type FileWorkRunner = (job: FileWorkJob) => Promise<FileWorkReply> | null;
 
 /**
- * Runs `work` on `fs`: on the I/O thread (`runner`) when the files are bare
+ * Runs `work` on `fs`: on the file thread (`runner`) when the files are bare
  * descriptors of the real file system, else through `fs`. Never throws for
  * a failed step: the outcome says which failed.
  */
@@ -155,7 +155,7 @@ function pathOf(job: FileWorkJob, step: FileWorkStep, index: number): string {
   return job.renames[index]?.[0] ?? '';
 }
 
-/** A thrown OS error as the I/O thread reports it. */
+/** A thrown OS error as the file thread reports it. */
 function threadFailure(step: FileWorkStep, index: number, error: unknown): ThreadFailure {
   const e = error as { code?: unknown; errno?: unknown; syscall?: unknown; message?: unknown };
   return {
@@ -173,7 +173,7 @@ const fdFsync = promisify(fsCallbacks.fsync);
 const fdOpen = promisify(fsCallbacks.open);
 const renameFile = promisify(fsCallbacks.rename);
 
-/** The I/O thread's job, run through Node's thread pool instead (the thread is not running). */
+/** The file thread's job, run through Node's thread pool instead (the thread is not running). */
 async function runDescriptorJob(job: FileWorkJob): Promise<FileWorkReply> {
   const started = performance.now();
   const closed = await Promise.all(

@@ -318,7 +318,7 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
    * Publishes `batch` (in epoch order): close and rename each, create the
    * replacement pre-created files, ONE directory fsync, then resolve each
    * `published` in order — one unit of file work (`segment-file-work.ts`:
-   * one job for the I/O thread). A failed close or rename rejects the epochs
+   * one job for the log's file thread). A failed close or rename rejects the epochs
    * from the failed one on; epochs renamed before it are still made durable
    * if the directory fsync succeeds.
    */
@@ -379,7 +379,7 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
         const work = { moves, create, syncDir: this.fsync === 'off' ? null : dir };
         outcome = await runFileWork(work, this.fs, (job) => this.executor.fileWork?.(job) ?? null);
       } catch (error) {
-        // The I/O thread failed under the job: nothing of it is known done.
+        // The file thread failed under the job: nothing of it is known done.
         const failure = toIoError(error, 'cannot publish segment files', 'fsync', dir);
         this.failure ??= failure;
         this.publishFailure ??= failure;

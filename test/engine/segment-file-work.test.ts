@@ -1,9 +1,10 @@
 /**
  * The segment files' bookkeeping as one unit of work (close, rename in
- * order, create, one directory fsync): run on the log's I/O thread between
- * durable writes, or through Node's thread pool when the thread cannot take
- * it; each failed step reported with its path and OS error; the files the
- * thread creates belong to the log, not to the thread.
+ * order, create, one directory fsync): run on the log's file thread, beside
+ * the I/O thread that does the durable writes, or through Node's thread pool
+ * when that thread cannot take it; each failed step reported with its path
+ * and OS error; the files the thread creates belong to the log, not to the
+ * thread.
  */
 import * as nodeFs from 'node:fs';
 import * as os from 'node:os';
@@ -48,7 +49,7 @@ async function threadExecutor(): Promise<IoThreadExecutor> {
 /** Both ways a unit runs: on the I/O thread, and through the thread pool (no thread). */
 const runners: [string, () => Promise<FileWorkRunner | null>][] = [
   [
-    'on the I/O thread',
+    'on the file thread',
     async () => {
       const executor = await threadExecutor();
       return (job) => executor.fileWork(job);
@@ -162,7 +163,7 @@ describe.each(runners)('a unit of segment-file work %s', (_name, makeRunner) => 
   });
 });
 
-describe('file work on the I/O thread', () => {
+describe('file work on its own thread', () => {
   it('answers a durable write posted behind a long unit of file work before the unit ends', async () => {
     const dir = tempDir();
     const executor = await threadExecutor();
@@ -184,6 +185,7 @@ describe('file work on the I/O thread', () => {
     for (const handle of outcome.created) await handle.close();
     await target.close();
     expect(executor.stats()).toMatchObject({ fileJobs: 1, threadWrites: 1 });
+    // On two threads: the write never queued behind the file job.
     expect(executor.stats().fileJobMicros).toBeGreaterThan(0);
   });
 
@@ -236,7 +238,7 @@ describe('a file held by its bare descriptor', () => {
   });
 });
 
-describe('the log publishing through its I/O thread', () => {
+describe('the log publishing through its file thread', () => {
   const page = (id: number): ParallelWalBatch => ({
     txnToken: { id: BigInt(id), epoch: 0 },
     frames: [{ pageNumber: id, pageData: new Uint8Array(4096).fill(id & 0xff), dbSizeIfCommit: 0 }],
