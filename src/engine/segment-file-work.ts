@@ -8,7 +8,7 @@
  * On the real file system the files are held by bare descriptors
  * ({@link DescriptorFileHandle}) and the whole unit is one job for the log's
  * file thread (a second thread beside the I/O thread, running the same
- * program): the owner thread runs none of it (creating a file costs 5–370 µs
+ * program): the owner thread runs none of it (creating a file costs 5–400+ µs
  * of CPU on this machine's ext4, and a batch creates dozens), and no durable
  * write waits behind it. Until that thread runs, or without it, the same
  * steps run through Node's thread pool on the same descriptors. Any other
