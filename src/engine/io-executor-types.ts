@@ -59,7 +59,7 @@ export interface DurableWriteExecutorStats {
   syncMicros: number;
   /**
    * Units of segment-file bookkeeping (closes, renames, creations and their
-   * directory fsync) the I/O thread ran between durable writes.
+   * directory fsync) the executor's file thread ran.
    */
   fileJobs: number;
   /** Time the I/O thread spent on them, microseconds. */

@@ -187,20 +187,28 @@ export class IoThreadExecutor implements DurableWriteExecutor {
    */
   constructor(
     private readonly callerWriteBytesMax = 0,
-    fileThread = true,
+    private readonly withFileThread = true,
   ) {
     this.start();
-    this.fileThread = fileThread ? new IoThreadExecutor(0, false) : null;
   }
 
   /**
    * A second thread, running the same program, that takes the file jobs
-   * ({@link fileWork}), so that no durable write waits behind one; null in
-   * that second thread's own executor. Measured against running them on
-   * this thread between the writes: the same commits/s, and a lower p50 at
-   * one committer (docs/benchmarks.md).
+   * ({@link fileWork}), so that no durable write queues behind one. Started
+   * by the first file job (a sink that never posts one never starts it);
+   * never in that second thread's own executor. Measured against running
+   * them on this thread between the writes: a little fewer commits/s at 16
+   * committers, and a lower p50 at one committer (docs/benchmarks.md).
    */
-  private readonly fileThread: IoThreadExecutor | null;
+  private fileThread: IoThreadExecutor | null = null;
+
+  /** The file thread, started now if it is not yet (null in the file thread's own executor). */
+  private files(): IoThreadExecutor | null {
+    if (this.withFileThread && this.fileThread === null && !this.closed) {
+      this.fileThread = new IoThreadExecutor(0, false);
+    }
+    return this.fileThread;
+  }
 
   readonly kind = 'ioThread' as const;
   private readonly inline = new InlineWriteExecutor();
@@ -315,7 +323,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
 
   /** See {@link DurableWriteExecutor.fileWork}: on the file thread; null until it runs. */
   fileWork(job: FileWorkJob): Promise<FileWorkReply> | null {
-    if (this.fileThread !== null) return this.closed ? null : this.fileThread.fileWork(job);
+    if (this.withFileThread) return this.closed ? null : (this.files()?.fileWork(job) ?? null);
     if (!this.online || this.gone || this.closed || this.failure !== null) return null;
     const { requests, transfer } = this.start();
     this.seq = (this.seq + 1) | 0;
@@ -362,7 +370,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     this.worker?.ref();
     try {
       await this.started;
-      await this.fileThread?.running();
+      await this.files()?.running();
     } finally {
       if (this.outstanding.size === 0) this.worker?.unref();
     }

@@ -11,13 +11,14 @@
  * program): the owner thread runs none of it (creating a file costs 5–400+ µs
  * of CPU on this machine's ext4, and a batch creates dozens), and no durable
  * write waits behind it. Until that thread runs, or without it, the same
- * steps run through Node's thread pool on the same descriptors. Any other
- * file system (simulated disks, fault injectors) gets every step through its
- * own calls.
+ * steps run through Node's thread pool on the same descriptors. A log whose
+ * owner is a worker thread, and any other file system (simulated disks, fault
+ * injectors), gets every step through the file system's own calls.
  */
 
 import * as fsCallbacks from 'node:fs';
 import { promisify } from 'node:util';
+import { isMainThread } from 'node:worker_threads';
 import {
   CREATE_EXCLUSIVE,
   createDescriptorFile,
@@ -111,7 +112,7 @@ export async function runFileWork(
   fs: WalFileSystem,
   runner: FileWorkRunner | null,
 ): Promise<FileWorkOutcome> {
-  if (fs !== nodeFileSystem || !work.moves.every((m) => m.handle instanceof DescriptorFileHandle)) {
+  if (!descriptorFiles(fs) || !work.moves.every((m) => m.handle instanceof DescriptorFileHandle)) {
     return runThroughFileSystem(work, fs);
   }
   const job: FileWorkJob = {
@@ -141,6 +142,18 @@ export async function runFileWork(
     syncFailure,
     synced: job.syncDir !== null && syncFailure === null && touched(reply),
   };
+}
+
+/**
+ * Whether the log's files on `fs` are held by bare descriptors: only on the
+ * real file system, and only when the log runs on the main thread. A worker
+ * thread (by default) tracks the raw descriptors it opens and closes them
+ * when it exits; a descriptor it opened and the file thread closed stays on
+ * its list, and its exit would close whatever file has that number by then.
+ * On a worker the files stay Node `FileHandle`s, their work on that thread.
+ */
+export function descriptorFiles(fs: WalFileSystem): boolean {
+  return fs === nodeFileSystem && isMainThread;
 }
 
 /** Anything renamed or created: the directory needs its fsync. */
@@ -256,7 +269,7 @@ async function runThroughFileSystem(work: FileWork, fs: WalFileSystem): Promise<
   if (failure === null) {
     const opened = await Promise.allSettled(
       work.create.map((path) =>
-        fs === nodeFileSystem ? createDescriptorFile(path) : fs.open(path, 'createExclusive'),
+        descriptorFiles(fs) ? createDescriptorFile(path) : fs.open(path, 'createExclusive'),
       ),
     );
     for (const [i, outcome] of opened.entries()) {

@@ -389,6 +389,18 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
       }
       if (outcome.synced) this.syncs++;
       const { failure, syncFailure } = outcome;
+      if (failure !== null && failure.step !== 'open') {
+        // A failed close or rename is the first failure, whatever follows it.
+        const to = moves.find((m) => m.from === failure.path)?.to ?? failure.path;
+        const thrown = toIoError(
+          failure.error,
+          `cannot publish segment ${to}`,
+          failure.step,
+          failure.path,
+        );
+        this.failure ??= thrown;
+        this.publishFailure ??= thrown;
+      }
       if (syncFailure !== null || failure?.step === 'open') {
         // Empty files: removed at the next open if the unlink does not happen.
         for (const handle of outcome.created) await handle.close().catch(() => {});
@@ -399,17 +411,6 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
             : toIoError(f.error, 'cannot sync segment directory', 'fsync', f.path);
         this.failure ??= thrown;
         throw thrown;
-      }
-      if (failure !== null) {
-        const to = moves.find((m) => m.from === failure.path)?.to ?? failure.path;
-        const thrown = toIoError(
-          failure.error,
-          `cannot publish segment ${to}`,
-          failure.step,
-          failure.path,
-        );
-        this.failure ??= thrown;
-        this.publishFailure ??= thrown;
       }
       for (const handle of outcome.created) this.ready.push({ path: handle.path, handle });
       return outcome.renamed;

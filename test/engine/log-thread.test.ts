@@ -73,6 +73,32 @@ async function acksWhileBlocked(handle: WorkerLaneHandle): Promise<number> {
   return acks(run.reports).filter((a) => a.at > window.from + 50 && a.at < window.to).length;
 }
 
+describe("the log thread and the application's files", () => {
+  it("closes none of the application's files when the log closes", async () => {
+    const wal = await ThreadedWal.open(db);
+    for (let i = 1; i <= 40; i++) await wal.commit(batch(i));
+    // Publication runs meanwhile (the log's files are closed and renamed).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The application's own files take every descriptor number the log freed.
+    const mine = Array.from({ length: 200 }, (_, i) =>
+      fs.openSync(path.join(dir, `app-${i}`), 'w'),
+    );
+    await wal.close();
+    // The log thread is gone: none of its exit's clean-up may touch our files.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const closedUnderUs = mine.filter((fd) => {
+      try {
+        fs.fstatSync(fd);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    for (const fd of mine) if (!closedUnderUs.includes(fd)) fs.closeSync(fd);
+    expect(closedUnderUs).toEqual([]);
+  });
+});
+
 describe('ThreadedWal', () => {
   it('makes commits from the opening thread and from worker threads durable, and recovery finds every one', async () => {
     const wal = await ThreadedWal.open(db, { fsync: 'full' });
