@@ -94,6 +94,8 @@ export interface DurableWriteExecutor {
    * now (the caller then runs it itself).
    */
   fileWork?(job: FileWorkJob): Promise<FileWorkReply> | null;
+  /** Starts what {@link fileWork} runs on now, so that it is ready by the first job. */
+  prepareFileWork?(): void;
   /** Cumulative figures. */
   stats(): DurableWriteExecutorStats;
   /** Stops the I/O thread (after the writes in flight). Idempotent. */

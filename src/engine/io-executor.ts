@@ -195,12 +195,18 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   /**
    * A second thread, running the same program, that takes the file jobs
    * ({@link fileWork}), so that no durable write queues behind one. Started
-   * by the first file job (a sink that never posts one never starts it);
-   * never in that second thread's own executor. Measured against running
+   * by the sink that uses it ({@link prepareFileWork}) or by the first file
+   * job, so other sinks never start it; never in that second thread's own
+   * executor. Measured against running
    * them on this thread between the writes: a little fewer commits/s at 16
    * committers, and a lower p50 at one committer (docs/benchmarks.md).
    */
   private fileThread: IoThreadExecutor | null = null;
+
+  /** See {@link DurableWriteExecutor.prepareFileWork}. */
+  prepareFileWork(): void {
+    this.files();
+  }
 
   /** The file thread, started now if it is not yet (null in the file thread's own executor). */
   private files(): IoThreadExecutor | null {

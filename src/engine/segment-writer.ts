@@ -52,7 +52,12 @@ import {
 } from './io-executor.js';
 import { PoolSegmentSink, type PoolSinkOptions } from './pool-sink.js';
 import { EARLY_ACK_PUBLISH_IDLE_TURNS, earlyAckPublishBatchMax } from './publication-queue.js';
-import { type FileMove, type FileWorkOutcome, runFileWork } from './segment-file-work.js';
+import {
+  descriptorFiles,
+  type FileMove,
+  type FileWorkOutcome,
+  runFileWork,
+} from './segment-file-work.js';
 import { type StagedEpoch, StagedSegmentSink } from './staged-sink.js';
 
 /** What a sink's write reports once the epoch may be acknowledged. */
@@ -277,6 +282,8 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
     executor: DurableWriteExecutor = new InlineWriteExecutor(),
   ) {
     super(fs, fsync, executor);
+    // Its file thread starts with the log, as the I/O thread does.
+    if (descriptorFiles(fs)) executor.prepareFileWork?.();
   }
 
   /** After a write: publish now if the queue is full, the pool low or the sink stopping; else once idle. */
