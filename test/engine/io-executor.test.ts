@@ -11,7 +11,7 @@ import * as nodeFs from 'node:fs';
 import * as nodeFsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   createDurableWriteExecutor,
   DurableWriteFailure,
@@ -23,27 +23,9 @@ import {
 import { ParallelWal, type ParallelWalBatch } from '../../src/engine/wal.js';
 import { nodeFileSystem, type WalFileHandle, type WalFileSystem } from '../../src/storage/fs.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
+import { useIoThreads } from '../support/io-thread.js';
 
-const dirs: string[] = [];
-const executors: { close(): Promise<void> }[] = [];
-afterEach(async () => {
-  for (const executor of executors.splice(0)) await executor.close();
-  for (const dir of dirs.splice(0)) nodeFs.rmSync(dir, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = nodeFs.mkdtempSync(path.join(os.tmpdir(), 'pwal-io-'));
-  dirs.push(dir);
-  return dir;
-}
-
-/** An I/O thread executor whose thread already runs (before that, writes go inline). */
-async function threadExecutor(): Promise<IoThreadExecutor> {
-  const executor = new IoThreadExecutor();
-  executors.push(executor);
-  await executor.running();
-  return executor;
-}
+const { tempDir, threadExecutor, track } = useIoThreads('pwal-io-');
 
 async function failureOf(promise: Promise<unknown>): Promise<DurableWriteFailure> {
   const outcome = await promise.then(
@@ -144,7 +126,7 @@ describe('the I/O thread executor', () => {
     const file = path.join(tempDir(), 'early');
     const handle = await nodeFileSystem.open(file, 'createExclusive');
     const executor = new IoThreadExecutor();
-    executors.push(executor);
+    track(executor);
     await executor.writeAt(handle, [new Uint8Array(8).fill(1)], 0, true);
     await executor.running();
     await executor.writeAt(handle, [new Uint8Array(8).fill(2)], 8, true);
@@ -191,7 +173,7 @@ describe('small writes on the calling thread', () => {
   /** An executor whose writes of at most `limit` bytes run on the caller while it is idle. */
   async function callerExecutor(limit: number): Promise<IoThreadExecutor> {
     const executor = new IoThreadExecutor(limit);
-    executors.push(executor);
+    track(executor);
     await executor.running();
     return executor;
   }
@@ -231,7 +213,7 @@ describe('small writes on the calling thread', () => {
     const readOnly = await nodeFileSystem.open(path.join(dir, 'read-only'), 'read');
     const good = await nodeFileSystem.open(path.join(dir, 'good'), 'createExclusive');
     const executor = new IoThreadExecutor(256 * 1024);
-    executors.push(executor);
+    track(executor);
     await executor.running();
     // Both calls in one synchronous run: the second before the first's promise settled.
     const failing = failureOf(executor.writeAt(readOnly, [randomBytes(10)], 0, true));

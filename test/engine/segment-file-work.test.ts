@@ -7,10 +7,9 @@
  * thread.
  */
 import * as nodeFs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { IoThreadExecutor } from '../../src/engine/io-executor.js';
+import { describe, expect, it } from 'vitest';
+import type { IoThreadExecutor } from '../../src/engine/io-executor.js';
 import {
   type FileWork,
   type FileWorkRunner,
@@ -25,26 +24,9 @@ import {
 } from '../../src/storage/fs.js';
 import { recoverSegments } from '../../src/storage/recovery.js';
 import { listSegments } from '../../src/storage/segment-files.js';
+import { useIoThreads } from '../support/io-thread.js';
 
-const dirs: string[] = [];
-const executors: IoThreadExecutor[] = [];
-afterEach(async () => {
-  for (const executor of executors.splice(0)) await executor.close();
-  for (const dir of dirs.splice(0)) nodeFs.rmSync(dir, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = nodeFs.mkdtempSync(path.join(os.tmpdir(), 'pwal-files-'));
-  dirs.push(dir);
-  return dir;
-}
-
-async function threadExecutor(): Promise<IoThreadExecutor> {
-  const executor = new IoThreadExecutor();
-  executors.push(executor);
-  await executor.running();
-  return executor;
-}
+const { tempDir, threadExecutor } = useIoThreads('pwal-files-');
 
 /** Both ways a unit runs: on the I/O thread, and through the thread pool (no thread). */
 const runners: [string, () => Promise<FileWorkRunner | null>][] = [
