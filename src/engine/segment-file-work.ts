@@ -11,13 +11,12 @@
  * program): the owner thread runs none of it (creating a file costs 5–400+ µs
  * of CPU on this machine's ext4, and a batch creates dozens), and no durable
  * write waits behind it. Until that thread runs, or without it, the same
- * steps run through Node's thread pool on the same descriptors. A log whose
+ * steps run through Node's thread pool on the same descriptors
+ * ({@link runThroughFileSystem} with the descriptor files). A log whose
  * owner is a worker thread, and any other file system (simulated disks, fault
  * injectors), gets every step through the file system's own calls.
  */
 
-import * as fsCallbacks from 'node:fs';
-import { promisify } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
 import {
   CREATE_EXCLUSIVE,
@@ -27,7 +26,6 @@ import {
   type WalFileHandle,
   type WalFileSystem,
 } from '../storage/fs.js';
-import { elapsedMicros } from './wal-stats.js';
 
 /** A file to close and rename. */
 export interface FileMove {
@@ -115,15 +113,21 @@ export async function runFileWork(
   if (!descriptorFiles(fs) || !work.moves.every((m) => m.handle instanceof DescriptorFileHandle)) {
     return runThroughFileSystem(work, fs);
   }
+  const handles = work.moves.map((m) => m.handle as DescriptorFileHandle);
   const job: FileWorkJob = {
-    close: work.moves.map((m) => (m.handle as DescriptorFileHandle).detach()),
+    close: handles.map((h) => h.fd),
     renames: work.moves.map((m) => [m.from, m.to]),
     create: [...work.create],
     createFlags: CREATE_EXCLUSIVE.flags,
     createMode: CREATE_EXCLUSIVE.mode,
     syncDir: work.syncDir,
   };
-  const reply = await (runner?.(job) ?? runDescriptorJob(job));
+  const posted = runner?.(job) ?? null;
+  // No thread to take it: the same steps through Node's thread pool.
+  if (posted === null) return runThroughFileSystem(work, fs);
+  // The thread closes the descriptors now: no call of ours may touch them again.
+  for (const handle of handles) handle.detach();
+  const reply = await posted;
   const failureOf = (failure: ThreadFailure | null): FileWorkFailure | null => {
     if (failure === null) return null;
     const error = Object.assign(new Error(failure.message), {
@@ -166,78 +170,6 @@ function pathOf(job: FileWorkJob, step: FileWorkStep, index: number): string {
   if (step === 'open') return job.create[index] ?? '';
   if (step === 'fsync') return job.syncDir ?? '';
   return job.renames[index]?.[0] ?? '';
-}
-
-/** A thrown OS error as the file thread reports it. */
-function threadFailure(step: FileWorkStep, index: number, error: unknown): ThreadFailure {
-  const e = error as { code?: unknown; errno?: unknown; syscall?: unknown; message?: unknown };
-  return {
-    step,
-    index,
-    code: typeof e.code === 'string' ? e.code : undefined,
-    errno: typeof e.errno === 'number' ? e.errno : undefined,
-    syscall: typeof e.syscall === 'string' ? e.syscall : undefined,
-    message: String(e.message ?? error),
-  };
-}
-
-const fdClose = promisify(fsCallbacks.close);
-const fdFsync = promisify(fsCallbacks.fsync);
-const fdOpen = promisify(fsCallbacks.open);
-const renameFile = promisify(fsCallbacks.rename);
-
-/** The file thread's job, run through Node's thread pool instead (the thread is not running). */
-async function runDescriptorJob(job: FileWorkJob): Promise<FileWorkReply> {
-  const started = performance.now();
-  const closed = await Promise.all(
-    job.close.map((fd) =>
-      fdClose(fd).then(
-        () => null,
-        (e) => e,
-      ),
-    ),
-  );
-  let renamed = 0;
-  let failure: ThreadFailure | null = null;
-  for (const [i, [from, to]] of job.renames.entries()) {
-    if (closed[i] !== null) {
-      failure = threadFailure('close', i, closed[i]);
-      break;
-    }
-    try {
-      await renameFile(from, to);
-    } catch (error) {
-      failure = threadFailure('rename', i, error);
-      break;
-    }
-    renamed++;
-  }
-  const fds: number[] = [];
-  if (failure === null) {
-    const opened = await Promise.allSettled(
-      job.create.map((path) => fdOpen(path, job.createFlags, job.createMode)),
-    );
-    for (const [i, outcome] of opened.entries()) {
-      if (outcome.status === 'fulfilled') fds.push(outcome.value);
-      else failure ??= threadFailure('open', i, outcome.reason);
-    }
-    // On a failure none is kept: an empty file left behind is removed at the next open.
-    if (failure !== null) for (const fd of fds.splice(0)) await fdClose(fd).catch(() => {});
-  }
-  let syncFailure: ThreadFailure | null = null;
-  if (job.syncDir !== null && (renamed > 0 || fds.length > 0)) {
-    try {
-      const dirFd = await fdOpen(job.syncDir, 'r');
-      try {
-        await fdFsync(dirFd);
-      } finally {
-        await fdClose(dirFd).catch(() => {});
-      }
-    } catch (error) {
-      syncFailure = threadFailure('fsync', 0, error);
-    }
-  }
-  return { renamed, fds, failure, syncFailure, micros: elapsedMicros(started, performance.now()) };
 }
 
 /** `work` through `fs`'s own calls (closes and creations side by side, renames in order). */
