@@ -184,10 +184,17 @@ export class IoThreadExecutor implements DurableWriteExecutor {
    *   epochs, and any write while one is outstanding, go to the thread, so
    *   the event loop keeps filling the next epoch while the disk works. 0:
    *   every write goes to the thread.
+   * @param withFileThread - file jobs go to a second thread of the same
+   *   program (false in that second thread's own executor).
+   * @param givesWayTo - a file thread's executor: the control words of the
+   *   I/O thread it gives its core to between the steps of a file job, when
+   *   that thread was woken for a write and has not run yet
+   *   (`FILE_STEP_PAUSE_MS`).
    */
   constructor(
     private readonly callerWriteBytesMax = 0,
     private readonly withFileThread = true,
+    private readonly givesWayTo: Int32Array | null = null,
   ) {
     this.start();
   }
@@ -211,7 +218,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   /** The file thread, started now if it is not yet (null in the file thread's own executor). */
   private files(): IoThreadExecutor | null {
     if (this.withFileThread && this.fileThread === null && !this.closed) {
-      this.fileThread = new IoThreadExecutor(0, false);
+      this.fileThread = new IoThreadExecutor(0, false, this.control);
     }
     return this.fileThread;
   }
@@ -421,6 +428,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
         control: this.control.buffer,
         requests: toThread.port2,
         replies: fromThread.port2,
+        givesWayTo: this.givesWayTo?.buffer ?? null,
       },
       transferList: [toThread.port2, fromThread.port2],
       // Node's builtins are all the program needs: no loader (tsx, test runners) and no

@@ -26,6 +26,7 @@ import {
   type WalFileHandle,
   type WalFileSystem,
 } from '../storage/fs.js';
+import { FILE_STEP_PAUSE_MS } from './io-thread-source.js';
 
 /** A file to close and rename. */
 export interface FileMove {
@@ -75,6 +76,8 @@ export interface FileWorkJob {
   createFlags: number;
   createMode: number;
   syncDir: string | null;
+  /** Sleep after each rename and each creation, ms (0: none); see FILE_STEP_PAUSE_MS. */
+  pauseMs: number;
 }
 
 /** A failed step as the file thread reports it. */
@@ -95,6 +98,8 @@ export interface FileWorkReply {
   syncFailure: ThreadFailure | null;
   /** Time the thread spent on the job, microseconds. */
   micros: number;
+  /** Pauses the thread made between the job's steps. */
+  pauses: number;
 }
 
 /** Runs `job` on the log's file thread; null when the thread cannot take it now. */
@@ -121,6 +126,7 @@ export async function runFileWork(
     createFlags: CREATE_EXCLUSIVE.flags,
     createMode: CREATE_EXCLUSIVE.mode,
     syncDir: work.syncDir,
+    pauseMs: FILE_STEP_PAUSE_MS,
   };
   const posted = runner?.(job) ?? null;
   // No thread to take it: the same steps through Node's thread pool.

@@ -9,9 +9,11 @@
 import * as nodeFs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { IoThreadExecutor } from '../../src/engine/io-executor.js';
+import { IoThreadExecutor } from '../../src/engine/io-executor.js';
+import { FILE_STEP_PAUSE_MS, IoControlWord } from '../../src/engine/io-thread-source.js';
 import {
   type FileWork,
+  type FileWorkReply,
   type FileWorkRunner,
   runFileWork,
 } from '../../src/engine/segment-file-work.js';
@@ -26,7 +28,7 @@ import { recoverSegments } from '../../src/storage/recovery.js';
 import { listSegments } from '../../src/storage/segment-files.js';
 import { useIoThreads } from '../support/io-thread.js';
 
-const { tempDir, threadExecutor } = useIoThreads('pwal-files-');
+const { tempDir, threadExecutor, track } = useIoThreads('pwal-files-');
 
 /** Both ways a unit runs: on the I/O thread, and through the thread pool (no thread). */
 const runners: [string, () => Promise<FileWorkRunner | null>][] = [
@@ -171,6 +173,64 @@ describe('file work on its own thread', () => {
     expect(executor.stats().fileJobMicros).toBeGreaterThan(0);
   });
 
+  it('gives its core away between steps only while the I/O thread has a write it has not taken', async () => {
+    const dir = tempDir();
+    // A file thread giving way to an I/O thread whose control words the test sets.
+    const writes = new Int32Array(new SharedArrayBuffer(IoControlWord.Count * 4));
+    const fileThread = track(new IoThreadExecutor(0, false, writes));
+    await fileThread.running();
+    const replies: FileWorkReply[] = [];
+    const run = async (count: number) => {
+      const files = await written(dir, count);
+      const create = files.map((f) => `${f.path}-new`);
+      const outcome = await runFileWork(
+        { moves: moves(dir, files), create, syncDir: dir },
+        nodeFileSystem,
+        (job) => {
+          // The log asks for the pause.
+          expect(job.pauseMs).toBe(FILE_STEP_PAUSE_MS);
+          return fileThread.fileWork(job)?.then((reply) => (replies.push(reply), reply)) ?? null;
+        },
+      );
+      for (const handle of outcome.created) await handle.close();
+      for (const f of files)
+        nodeFs.rmSync(path.join(dir, path.basename(f.path).replace('tmp', 'seg')));
+      for (const f of create) nodeFs.rmSync(f);
+      return replies.at(-1)!;
+    };
+    expect(FILE_STEP_PAUSE_MS).toBeGreaterThan(0);
+    // Nothing waiting for the I/O thread: the job runs straight through.
+    expect(await run(3)).toMatchObject({ renamed: 3, pauses: 0 });
+    // Write 7 posted, the thread woken from its idle wait but still on 6: a
+    // pause after each rename and each creation.
+    Atomics.store(writes, IoControlWord.Requested, 7);
+    Atomics.store(writes, IoControlWord.Taken, 6);
+    Atomics.store(writes, IoControlWord.Asleep, 1);
+    expect(await run(3)).toMatchObject({ renamed: 3, pauses: 6 });
+    // The thread busy with 6 and 7 queued behind it: it needs no core, no pause.
+    Atomics.store(writes, IoControlWord.Asleep, 0);
+    expect(await run(2)).toMatchObject({ renamed: 2, pauses: 0 });
+    // Taken: no pause either.
+    Atomics.store(writes, IoControlWord.Asleep, 1);
+    Atomics.store(writes, IoControlWord.Taken, 7);
+    expect(await run(2)).toMatchObject({ renamed: 2, pauses: 0 });
+  });
+
+  it('marks every job the I/O thread takes, and its idle wait, for the file thread to see', async () => {
+    const dir = tempDir();
+    const executor = await threadExecutor();
+    const target = await createDescriptorFile(path.join(dir, 'epoch'));
+    for (let i = 0; i < 3; i++) {
+      await executor.writeAt(target, [new Uint8Array(4096).fill(i)], 0, true);
+    }
+    await target.close();
+    const control = (executor as unknown as { control: Int32Array }).control;
+    expect(Atomics.load(control, IoControlWord.Taken)).toBe(3);
+    expect(Atomics.load(control, IoControlWord.Requested)).toBe(3);
+    // Idle again: in its wait.
+    await expect.poll(() => Atomics.load(control, IoControlWord.Asleep)).toBe(1);
+  });
+
   it('leaves the files it created open after the thread is gone: they belong to the log', async () => {
     const dir = tempDir();
     const executor = await threadExecutor();
@@ -196,6 +256,7 @@ describe('file work on its own thread', () => {
       createFlags: 0,
       createMode: 0,
       syncDir: null,
+      pauseMs: 0,
     };
     expect(executor.fileWork(job)).toBeNull();
   });
