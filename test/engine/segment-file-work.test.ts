@@ -189,7 +189,12 @@ describe('file work on its own thread', () => {
         (job) => {
           // The log asks for the pause.
           expect(job.pauseMs).toBe(FILE_STEP_PAUSE_MS);
-          return fileThread.fileWork(job)?.then((reply) => (replies.push(reply), reply)) ?? null;
+          return (
+            fileThread.fileWork(job)?.then((reply) => {
+              replies.push(reply);
+              return reply;
+            }) ?? null
+          );
         },
       );
       for (const handle of outcome.created) await handle.close();
