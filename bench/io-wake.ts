@@ -10,17 +10,18 @@
  * that window, then reads `perf sched timehist`. For the child's threads it
  * reports:
  *
- * - the I/O thread (the thread, other than the main one, switched most
- *   often): its scheduling delay (from being woken to running) p50, p99,
- *   max, and how many delays exceeded 0.5 ms;
+ * - the I/O thread: how often it ran, its scheduling delay (from being woken
+ *   to running) p50, p99 and max, and how many delays exceeded 0.5 ms;
  * - for those long delays, which task had the core just before the I/O
- *   thread got it (the file thread is the thread, other than those two, that
- *   ran longest);
+ *   thread got it (the file thread, the main thread, or another);
  * - each of the three threads' run time.
  *
- * Needs `perf` (Linux; as root, or with `kernel.perf_event_paranoid` low
- * enough) and prints why when it cannot run. Runs alternate nothing: run it
- * twice, on two builds, to compare.
+ * The child names its threads: the two that appear while the log opens are
+ * the I/O thread and then the file thread (`/proc/self/task`, in order of
+ * creation; libuv's pool is started before). Recording starts once the
+ * child reports the end of its warm-up. Needs `perf` (Linux; as root, or
+ * with `kernel.perf_event_paranoid` low enough) and prints why when it
+ * cannot run. Nothing alternates: run it on two builds in turn to compare.
  *
  * Run: `npx tsx bench/io-wake.ts [--committers 1] [--seconds 4] [--runs 3] [--dir DIR]`.
  */
@@ -41,9 +42,18 @@ function option(name: string, fallback: string): string {
   return at >= 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1]! : fallback;
 }
 
-/** The child: a log and its committers for `seconds`; prints commits/s. */
+/** Thread ids of this process, ascending (Linux). */
+async function threadIds(): Promise<number[]> {
+  return (await fsp.readdir('/proc/self/task')).map(Number).sort((a, b) => a - b);
+}
+
+/** The child: a log and its committers for `seconds`; prints its threads, then commits/s. */
 async function child(dir: string, committers: number, seconds: number): Promise<void> {
+  await fsp.stat(dir); // starts libuv's pool before the log's threads
+  const before = await threadIds();
   const wal = await ParallelWal.open(path.join(dir, 'bench.db'), { fsync: 'full' });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const added = (await threadIds()).filter((tid) => !before.includes(tid));
   const pages = Array.from({ length: 64 }, () => new Uint8Array(randomBytes(PAGE_BYTES)));
   let txn = 0n;
   let commits = 0;
@@ -66,13 +76,16 @@ async function child(dir: string, committers: number, seconds: number): Promise<
   };
   const loops = Array.from({ length: committers }, loop);
   await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
+  console.log(JSON.stringify({ ready: true, io: added[0] ?? -1, file: added[1] ?? -1, added }));
   const start = commits;
-  await new Promise((resolve) => setTimeout(resolve, seconds * 1000 - WARMUP_MS));
+  const started = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const done = commits - start;
+  const elapsed = (performance.now() - started) / 1000;
   stop = true;
   await Promise.all(loops);
   await wal.close();
-  console.log(JSON.stringify({ commitsPerSec: done / (seconds - WARMUP_MS / 1000) }));
+  console.log(JSON.stringify({ commitsPerSec: done / elapsed }));
 }
 
 /** One line of `perf sched timehist`: CPU, task (`name[tid/pid]` or `name[pid]`), times in ms. */
@@ -88,20 +101,14 @@ interface Switch {
 function parseTimehist(text: string): Switch[] {
   const rows: Switch[] = [];
   for (const line of text.split('\n')) {
-    const m =
-      /^\s*[\d.]+\s+\[(\d+)\]\s+(\S.*?\[(\d+)(?:\/(\d+))?\])\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$/.exec(
-        line,
-      );
+    // `<idle>` has no id: kept (tid -1), so that a delay after an idle stretch is not blamed on
+    // the task that ran before it.
+    const m = /^\s*[\d.]+\s+\[(\d+)\]\s+(\S.*?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$/.exec(line);
     if (m === null) continue;
-    const tid = Number(m[3]);
-    rows.push({
-      cpu: m[1]!,
-      task: m[2]!,
-      tid,
-      pid: m[4] === undefined ? tid : Number(m[4]),
-      schDelayMs: Number(m[6]),
-      runMs: Number(m[7]),
-    });
+    const ids = /\[(\d+)(?:\/(\d+))?\]$/.exec(m[2]!);
+    const tid = ids === null ? -1 : Number(ids[1]);
+    const pid = ids === null ? -1 : ids[2] === undefined ? tid : Number(ids[2]);
+    rows.push({ cpu: m[1]!, task: m[2]!, tid, pid, schDelayMs: Number(m[4]), runMs: Number(m[5]) });
   }
   return rows;
 }
@@ -112,11 +119,25 @@ interface RunFigures {
   delayP99Ms: number;
   delayMaxMs: number;
   longDelays: number;
-  wakes: number;
+  runs: number;
   behindFileThread: number;
   behindMain: number;
   behindOther: number;
   runMs: { main: number; io: number; file: number };
+}
+
+/** Runs `perf` with `args`; on failure, throws with what it printed. */
+function perf(args: string[]): string {
+  try {
+    return execFileSync('perf', args, {
+      encoding: 'utf8',
+      maxBuffer: 1 << 28,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (error) {
+    const stderr = (error as { stderr?: string }).stderr ?? '';
+    throw new Error(`perf ${args.slice(0, 2).join(' ')} failed: ${stderr.trim() || String(error)}`);
+  }
 }
 
 async function oneRun(dir: string, committers: number, seconds: number): Promise<RunFigures> {
@@ -126,46 +147,76 @@ async function oneRun(dir: string, committers: number, seconds: number): Promise
   const proc = spawn(
     process.execPath,
     [...process.execArgv, script, '--child', runDir, String(committers), String(seconds)],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
+    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  let out = '';
-  proc.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
-  await new Promise((resolve) => setTimeout(resolve, WARMUP_MS + 300));
-  const recordSeconds = Math.max(0.5, seconds - (WARMUP_MS + 300) / 1000 - 0.5);
-  execFileSync('perf', ['sched', 'record', '-o', data, '--', 'sleep', String(recordSeconds)], {
-    stdio: 'ignore',
-  });
-  await exited;
-  const timehist = execFileSync('perf', ['sched', 'timehist', '-i', data], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 28,
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  await fsp.rm(runDir, { recursive: true, force: true });
-  const pid = proc.pid!;
-  const rows = parseTimehist(timehist);
-  const mine = rows.filter((r) => r.pid === pid);
-  const byTid = new Map<number, { switches: number; runMs: number }>();
-  for (const r of mine) {
-    const t = byTid.get(r.tid) ?? { switches: 0, runMs: 0 };
-    t.switches++;
-    t.runMs += r.runMs;
-    byTid.set(r.tid, t);
+  try {
+    const lines: Record<string, unknown>[] = [];
+    let pending = '';
+    let onLine = (): void => {};
+    proc.stdout.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      const parts = pending.split('\n');
+      pending = parts.pop()!;
+      for (const part of parts) if (part.trim() !== '') lines.push(JSON.parse(part));
+      onLine();
+    });
+    const exited = new Promise<number | null>((resolve) =>
+      proc.on('exit', (code) => resolve(code)),
+    );
+    const ready = await new Promise<{ io: number; file: number; added: number[] } | null>(
+      (resolve) => {
+        onLine = () => {
+          const line = lines.find((l) => l.ready === true);
+          if (line !== undefined) resolve(line as never);
+        };
+        void exited.then(() => resolve(null));
+      },
+    );
+    if (ready === null) throw new Error('the child exited before its warm-up ended');
+    // -N: no build-id cache in the home directory.
+    perf([
+      'sched',
+      'record',
+      '-N',
+      '-o',
+      data,
+      '--',
+      'sleep',
+      String(Math.max(0.5, seconds - 0.5)),
+    ]);
+    const code = await exited;
+    const result = lines.find((l) => typeof l.commitsPerSec === 'number');
+    if (code !== 0 || result === undefined) throw new Error(`the child failed (exit code ${code})`);
+    const rows = parseTimehist(perf(['sched', 'timehist', '-i', data]));
+    return figures(rows, proc.pid!, ready, result.commitsPerSec as number);
+  } finally {
+    proc.kill('SIGKILL');
+    await fsp.rm(runDir, { recursive: true, force: true });
   }
-  const others = [...byTid.entries()].filter(([tid]) => tid !== pid);
-  const io = others.sort((a, b) => b[1].switches - a[1].switches)[0]?.[0] ?? -1;
-  const file =
-    others.filter(([tid]) => tid !== io).sort((a, b) => b[1].runMs - a[1].runMs)[0]?.[0] ?? -1;
+}
+
+/** The I/O thread's delays and what held its core, from the switches of the recording. */
+function figures(
+  rows: Switch[],
+  pid: number,
+  threads: { io: number; file: number; added: number[] },
+  commitsPerSec: number,
+): RunFigures {
+  if (threads.added.length !== 2) {
+    console.log(`note: ${threads.added.length} threads appeared while the log opened (expected 2)`);
+  }
+  const { io, file } = threads;
+  const runMs = { main: 0, io: 0, file: 0 };
   const delays: number[] = [];
   const before = new Map<string, Switch>();
   let behindFileThread = 0;
   let behindMain = 0;
   let behindOther = 0;
   for (const r of rows) {
+    if (r.tid === pid) runMs.main += r.runMs;
+    if (r.tid === file) runMs.file += r.runMs;
     if (r.tid === io) {
+      runMs.io += r.runMs;
       delays.push(r.schDelayMs);
       if (r.schDelayMs > LONG_DELAY_MS) {
         const prev = before.get(r.cpu);
@@ -178,22 +229,16 @@ async function oneRun(dir: string, committers: number, seconds: number): Promise
   }
   delays.sort((a, b) => a - b);
   return {
-    commitsPerSec:
-      (JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { commitsPerSec?: number })
-        .commitsPerSec ?? 0,
+    commitsPerSec,
     delayP50Ms: percentile(delays, 50),
     delayP99Ms: percentile(delays, 99),
     delayMaxMs: delays.at(-1) ?? 0,
     longDelays: delays.filter((d) => d > LONG_DELAY_MS).length,
-    wakes: delays.length,
+    runs: delays.length,
     behindFileThread,
     behindMain,
     behindOther,
-    runMs: {
-      main: byTid.get(pid)?.runMs ?? 0,
-      io: byTid.get(io)?.runMs ?? 0,
-      file: byTid.get(file)?.runMs ?? 0,
-    },
+    runMs,
   };
 }
 
@@ -218,18 +263,34 @@ async function main(): Promise<void> {
     `engine alone, ${committers} committer(s), ${seconds} s per run, ${runs} runs, ${os.cpus().length} cores, in ${dir}`,
   );
   const all: RunFigures[] = [];
+  try {
+    await measure(all, dir, committers, seconds, runs);
+  } catch (error) {
+    console.log(`cannot measure: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  } finally {
+    if (own) await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function measure(
+  all: RunFigures[],
+  dir: string,
+  committers: number,
+  seconds: number,
+  runs: number,
+): Promise<void> {
   for (let i = 0; i < runs; i++) {
     const f = await oneRun(dir, committers, seconds);
     all.push(f);
     console.log(
-      `run ${i + 1}: ${Math.round(f.commitsPerSec)} commits/s; I/O thread woken ${f.wakes} times, delay p50 ${f.delayP50Ms.toFixed(3)} ms, p99 ${f.delayP99Ms.toFixed(3)}, max ${f.delayMaxMs.toFixed(3)}; ${f.longDelays} over ${LONG_DELAY_MS} ms (core held by the file thread ${f.behindFileThread}, the main thread ${f.behindMain}, others ${f.behindOther}); run ms main ${Math.round(f.runMs.main)}, I/O ${Math.round(f.runMs.io)}, file ${Math.round(f.runMs.file)}`,
+      `run ${i + 1}: ${Math.round(f.commitsPerSec)} commits/s; I/O thread ran ${f.runs} times, delay p50 ${f.delayP50Ms.toFixed(3)} ms, p99 ${f.delayP99Ms.toFixed(3)}, max ${f.delayMaxMs.toFixed(3)}; ${f.longDelays} over ${LONG_DELAY_MS} ms (core held by the file thread ${f.behindFileThread}, the main thread ${f.behindMain}, others ${f.behindOther}); run ms main ${Math.round(f.runMs.main)}, I/O ${Math.round(f.runMs.io)}, file ${Math.round(f.runMs.file)}`,
     );
   }
   const med = (pick: (f: RunFigures) => number): number => median(all.map(pick));
   console.log(
     `median: ${Math.round(med((f) => f.commitsPerSec))} commits/s; delay p99 ${med((f) => f.delayP99Ms).toFixed(3)} ms; over ${LONG_DELAY_MS} ms ${med((f) => f.longDelays)} (behind the file thread ${med((f) => f.behindFileThread)})`,
   );
-  if (own) await fsp.rm(dir, { recursive: true, force: true });
 }
 
 await main();

@@ -167,7 +167,11 @@ export const IO_THREAD_EXIT_CODE = 'ERR_IO_THREAD_EXIT';
  * `done` and wakes the owner, who waits with `Atomics.waitAsync` and reads
  * the replies with `receiveMessageOnPort`. Because every message is posted
  * before its counter moves, a woken side always finds it. Neither port is
- * ever started, so nothing else runs on either event loop.
+ * ever started, so nothing else runs on either event loop. The thread also
+ * publishes the last job it took (`taken`) and whether it is in its idle
+ * wait (`asleep`): the file thread (`givesWayTo`) reads them to give its
+ * core away while this thread was woken for a write and has not run yet.
+ * Only the thread writes them, and it never waits on them.
  *
  * A pending `Atomics.waitAsync` does not keep the process alive, so the
  * thread is `ref`ed while a job is outstanding and `unref`ed when idle (an
@@ -201,7 +205,8 @@ export class IoThreadExecutor implements DurableWriteExecutor {
 
   /**
    * A second thread, running the same program, that takes the file jobs
-   * ({@link fileWork}), so that no durable write queues behind one. Started
+   * ({@link fileWork}), so that no durable write waits for one to finish
+   * (and that thread gives way to this one between its steps). Started
    * by the sink that uses it ({@link prepareFileWork}) or by the first file
    * job, so other sinks never start it; never in that second thread's own
    * executor. Measured against running

@@ -29,14 +29,14 @@ export const IoControlWord = {
 } as const;
 
 /**
- * How long (ms) a file thread sleeps, after a rename or a creation of a file
- * job, when the I/O thread has a write it has not taken yet. Creating a file
- * can cost this file system hundreds of µs of kernel CPU, and a job creates
- * several in a row: without the pause the kernel left the I/O thread, woken
- * for the next epoch's write, queued behind the file thread on the same core
- * for 1.5–2.7 ms (seen with \`perf sched\`), while the other core idled.
- * Sleeping, even for a few µs, hands the core to the thread waiting for it
- * (docs/benchmarks.md, "The file thread gives way").
+ * The timeout (ms) of the wait a file thread makes, after a rename or a
+ * creation of a file job, when the I/O thread was woken for a write and has
+ * not taken it yet. Creating a file can cost this file system hundreds of µs
+ * of CPU, and a job creates several in a row: without the pause the kernel
+ * left the I/O thread queued behind the file thread on the same core for
+ * 1.5–2.7 ms (seen with \`perf sched\`). Any sleep hands the core over to the
+ * thread queued on it; with Linux's default timer slack (50 µs) this one
+ * lasts about 75 µs (docs/benchmarks.md, "The file thread gives way").
  */
 export const FILE_STEP_PAUSE_MS = 0.005;
 
@@ -167,7 +167,8 @@ function failureOf(step, index, error) {
 
 // A file job (close and rename published files, create new ones, one
 // directory fsync), run whole. The log gives file jobs to a thread of their
-// own, so no durable write waits behind one.
+// own, so no durable write waits for one to finish (the file thread gives
+// way to the I/O thread between the steps, see pause()).
 function runFiles(job) {
   const started = performance.now();
   let renamed = 0;
@@ -180,11 +181,11 @@ function runFiles(job) {
       step = 'rename';
       fs.renameSync(job.renames[i][0], job.renames[i][1]);
       renamed++;
-      pauses += pause(job);
     } catch (error) {
       failure = failureOf(step, i, error);
       break;
     }
+    pauses += pause(job);
   }
   // After a failure the rest are closed all the same; none is renamed.
   for (let k = renamed + 1; k < job.close.length; k++) {
@@ -196,10 +197,11 @@ function runFiles(job) {
   for (let i = 0; failure === null && i < job.create.length; i++) {
     try {
       fds.push(fs.openSync(job.create[i], job.createFlags, job.createMode));
-      pauses += pause(job);
     } catch (error) {
       failure = failureOf('open', i, error);
+      break;
     }
+    pauses += pause(job);
   }
   let syncFailure = null;
   if (job.syncDir !== null && (renamed > 0 || fds.length > 0)) {

@@ -180,6 +180,7 @@ describe('file work on its own thread', () => {
     const fileThread = track(new IoThreadExecutor(0, false, writes));
     await fileThread.running();
     const replies: FileWorkReply[] = [];
+    let runs = 0;
     const run = async (count: number) => {
       const files = await written(dir, count);
       const create = files.map((f) => `${f.path}-new`);
@@ -201,6 +202,8 @@ describe('file work on its own thread', () => {
       for (const f of files)
         nodeFs.rmSync(path.join(dir, path.basename(f.path).replace('tmp', 'seg')));
       for (const f of create) nodeFs.rmSync(f);
+      // Run by the thread, not through the thread pool.
+      expect(replies.length).toBe(++runs);
       return replies.at(-1)!;
     };
     expect(FILE_STEP_PAUSE_MS).toBeGreaterThan(0);
@@ -219,6 +222,28 @@ describe('file work on its own thread', () => {
     Atomics.store(writes, IoControlWord.Asleep, 1);
     Atomics.store(writes, IoControlWord.Taken, 7);
     expect(await run(2)).toMatchObject({ renamed: 2, pauses: 0 });
+  });
+
+  it("gives way to its own log's I/O thread", async () => {
+    const dir = tempDir();
+    const executor = await threadExecutor();
+    const control = (executor as unknown as { control: Int32Array }).control;
+    // The idle I/O thread waits on Requested only: make it look woken for a job it has not taken.
+    await expect.poll(() => Atomics.load(control, IoControlWord.Asleep)).toBe(1);
+    Atomics.store(control, IoControlWord.Taken, -1);
+    let pauses = -1;
+    const outcome = await runFileWork(
+      { moves: [], create: [path.join(dir, 'a'), path.join(dir, 'b')], syncDir: dir },
+      nodeFileSystem,
+      (job) =>
+        executor.fileWork(job)?.then((reply) => {
+          pauses = reply.pauses;
+          return reply;
+        }) ?? null,
+    );
+    Atomics.store(control, IoControlWord.Taken, Atomics.load(control, IoControlWord.Requested));
+    for (const handle of outcome.created) await handle.close();
+    expect(pauses).toBe(2);
   });
 
   it('marks every job the I/O thread takes, and its idle wait, for the file thread to see', async () => {
