@@ -467,7 +467,8 @@ export class IoThreadExecutor implements DurableWriteExecutor {
           // held is in doubt, so later writes go inline instead.
           this.gone = true;
         } else {
-          this.failAll(ioThreadError(`the I/O thread exited (code ${code})`));
+          const role = this.givesWayTo === null ? 'I/O thread' : 'file thread';
+          this.failAll(ioThreadError(`the ${role} exited (code ${code})`));
         }
         toThread.port1.close();
         fromThread.port1.close();

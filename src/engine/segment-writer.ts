@@ -386,8 +386,16 @@ export class EarlyAckSegmentSink extends StagedSegmentSink<Prepared> {
         const work = { moves, create, syncDir: this.fsync === 'off' ? null : dir };
         outcome = await runFileWork(work, this.fs, (job) => this.executor.fileWork?.(job) ?? null);
       } catch (error) {
-        // The file thread failed under the job: nothing of it is known done.
-        const failure = toIoError(error, 'cannot publish segment files', 'fsync', dir);
+        // The file thread failed under the job (it exited or could not run
+        // it): no system call is known to have failed, and nothing of the
+        // job is known done.
+        const { error: cause } = unwrapWriteFailure(error, 'thread');
+        const failure = toIoError(
+          cause,
+          'cannot publish or create segment files: the file thread failed, in',
+          'thread',
+          dir,
+        );
         this.failure ??= failure;
         this.publishFailure ??= failure;
         throw failure;

@@ -11,6 +11,11 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDeferred } from '../../src/engine/deferred.js';
 import { WalFailedError } from '../../src/engine/errors.js';
+import { InlineWriteExecutor, IO_THREAD_EXIT_CODE } from '../../src/engine/io-executor.js';
+import {
+  type DurableWriteExecutor,
+  DurableWriteFailure,
+} from '../../src/engine/io-executor-types.js';
 import {
   EARLY_ACK_FILES_AHEAD,
   EarlyAckSegmentSink,
@@ -457,5 +462,35 @@ describe('EarlyAckSegmentSink publication batching', () => {
     expect((await listSegments(db)).map((s) => s.epoch)).toEqual([1n, 2n]);
     await queued.published;
     await sink.dispose();
+  });
+});
+
+describe('EarlyAckSegmentSink with its file thread gone', () => {
+  it('names the file thread, not a system call, when the thread fails under a job', async () => {
+    const db = tempDb();
+    const inline = new InlineWriteExecutor();
+    const gone = new DurableWriteFailure(
+      'write',
+      Object.assign(new Error('the file thread exited (code 1)'), { code: IO_THREAD_EXIT_CODE }),
+    );
+    const executor: DurableWriteExecutor = {
+      kind: 'ioThread',
+      writeAt: (...args) => inline.writeAt(...args),
+      // The thread takes the job, then dies before answering.
+      fileWork: () => Promise.reject(gone),
+      stats: () => inline.stats(),
+      close: () => inline.close(),
+    };
+    const sink = new EarlyAckSegmentSink(db, nodeFileSystem, 'full', executor);
+    const failure = await sink.write(1n, [new Uint8Array(64)]).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(isWalError(failure)).toBe(true);
+    expect(failure).toMatchObject({ syscall: 'thread', path: path.dirname(db) });
+    expect(String((failure as Error).message)).toMatch(
+      /the file thread failed.*the file thread exited \(code 1\)/,
+    );
+    await sink.dispose().catch(() => {});
   });
 });
