@@ -13,12 +13,12 @@
  *
  * Run: `npm run bench:engine -- [--seconds 2] [--runs 3] [--dir DIR] [--precreate]`.
  */
-import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ParallelWal } from '../src/engine/wal.js';
 import type { FsyncPolicy } from '../src/storage/segment-files.js';
+import { onePageBatch, randomPages } from './one-page.js';
 import { benchDir, measureRawFloor, median, ms, type RawFloor } from './raw-floor.js';
 
 /** Figures of one case. */
@@ -48,7 +48,6 @@ export interface BenchCase {
   run(options: CaseOptions): Promise<CaseFigures>;
 }
 
-const PAGE_BYTES = 4096;
 const WARMUP_MS = 300;
 
 /** N async committers on the owner thread, one 4 KiB page per commit. */
@@ -72,7 +71,7 @@ export function asyncCommittersCase(
         ...(variant.earlyAck === true ? { segmentSink: 'earlyAck' as const } : {}),
       });
       // Random bytes: incompressible, as real pages are for a disk that compresses.
-      const page = new Uint8Array(randomBytes(PAGE_BYTES));
+      const pages = randomPages(1);
       let txn = 0n;
       let stop = false;
       let measuring = false;
@@ -80,10 +79,7 @@ export function asyncCommittersCase(
       const loop = async (): Promise<void> => {
         while (!stop) {
           txn += 1n;
-          await wal.commit({
-            txnToken: { id: txn, epoch: 0 },
-            frames: [{ pageNumber: 1 + Number(txn % 1000n), pageData: page, dbSizeIfCommit: 1000 }],
-          });
+          await wal.commit(onePageBatch(txn, pages));
           if (measuring) commits++;
         }
       };

@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ParallelWal } from '../src/engine/wal.js';
+import { onePageBatch, randomPages } from './one-page.js';
 import { benchDir, median, percentile } from './raw-floor.js';
 
 const PAGE_BYTES = 4096;
@@ -60,7 +61,7 @@ async function runVariant(dir: string, seconds: number, variant: Variant): Promi
     fsync: 'full',
     ...variant.config,
   });
-  const pages = Array.from({ length: 64 }, () => new Uint8Array(randomBytes(PAGE_BYTES)));
+  const pages = randomPages(64);
   let txn = 0n;
   let measuring = false;
   let stop = false;
@@ -69,16 +70,7 @@ async function runVariant(dir: string, seconds: number, variant: Variant): Promi
     while (!stop) {
       txn += 1n;
       const started = performance.now();
-      await wal.commit({
-        txnToken: { id: txn, epoch: 0 },
-        frames: [
-          {
-            pageNumber: 1 + Number(txn % 1000n),
-            pageData: pages[Number(txn % 64n)]!,
-            dbSizeIfCommit: 1000,
-          },
-        ],
-      });
+      await wal.commit(onePageBatch(txn, pages));
       if (measuring) latencies.push((performance.now() - started) * 1000);
     }
   };

@@ -26,14 +26,13 @@
  * Run: `npx tsx bench/io-wake.ts [--committers 1] [--seconds 4] [--runs 3] [--dir DIR]`.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ParallelWal } from '../src/engine/wal.js';
+import { onePageBatch, randomPages } from './one-page.js';
 import { benchDir, median, percentile } from './raw-floor.js';
 
-const PAGE_BYTES = 4096;
 const WARMUP_MS = 500;
 const LONG_DELAY_MS = 0.5;
 
@@ -54,23 +53,14 @@ async function child(dir: string, committers: number, seconds: number): Promise<
   const wal = await ParallelWal.open(path.join(dir, 'bench.db'), { fsync: 'full' });
   await new Promise((resolve) => setTimeout(resolve, 50));
   const added = (await threadIds()).filter((tid) => !before.includes(tid));
-  const pages = Array.from({ length: 64 }, () => new Uint8Array(randomBytes(PAGE_BYTES)));
+  const pages = randomPages(64);
   let txn = 0n;
   let commits = 0;
   let stop = false;
   const loop = async (): Promise<void> => {
     while (!stop) {
       txn += 1n;
-      await wal.commit({
-        txnToken: { id: txn, epoch: 0 },
-        frames: [
-          {
-            pageNumber: 1 + Number(txn % 1000n),
-            pageData: pages[Number(txn % 64n)]!,
-            dbSizeIfCommit: 1000,
-          },
-        ],
-      });
+      await wal.commit(onePageBatch(txn, pages));
       commits++;
     }
   };

@@ -36,6 +36,7 @@ import type { SegmentSinkKind } from '../src/engine/segment-writer.js';
 import { ParallelWal } from '../src/engine/wal.js';
 import { listSegments } from '../src/storage/segment-files.js';
 import { PageStore } from '../src/store/page-store.js';
+import { onePageBatch, randomPages } from './one-page.js';
 
 const PAGE_BYTES = 4096;
 const WARMUP_MS = 300;
@@ -114,7 +115,7 @@ async function sinkCell(
       ? null
       : startRecycling(wal, dbPath, options.recycleEveryMs);
   // Incompressible pages (a virtual disk makes constant bytes look faster).
-  const images = randomBytes(1000 * PAGE_BYTES);
+  const images = randomPages(1000);
   let txn = 0n;
   let stop = false;
   let measuring = false;
@@ -122,19 +123,7 @@ async function sinkCell(
   const loop = async (): Promise<void> => {
     while (!stop) {
       txn += 1n;
-      await wal.commit({
-        txnToken: { id: txn, epoch: 0 },
-        frames: [
-          {
-            pageNumber: 1 + Number(txn % 1000n),
-            pageData: images.subarray(
-              Number(txn % 1000n) * PAGE_BYTES,
-              (Number(txn % 1000n) + 1) * PAGE_BYTES,
-            ),
-            dbSizeIfCommit: 1000,
-          },
-        ],
-      });
+      await wal.commit(onePageBatch(txn, images));
       if (measuring) commits++;
     }
   };
