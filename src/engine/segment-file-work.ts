@@ -76,7 +76,11 @@ export interface FileWorkJob {
   createFlags: number;
   createMode: number;
   syncDir: string | null;
-  /** Sleep after each rename and each creation, ms (0: none); see FILE_STEP_PAUSE_MS. */
+  /**
+   * Timeout (ms; 0: never) of the wait the file thread makes after a rename
+   * or a creation while the I/O thread was woken for a write and has not
+   * taken it yet; see FILE_STEP_PAUSE_MS.
+   */
   pauseMs: number;
 }
 
