@@ -106,6 +106,40 @@ describe.each(runners)('a unit of segment-file work %s', (_name, makeRunner) => 
     expect(outcome).toMatchObject({ syncFailure: null, synced: true });
   });
 
+  it.runIf(process.platform === 'linux')(
+    'renames one file after another in order, and creates only after the last rename (as the directory sees it)',
+    async () => {
+      const dir = tempDir();
+      const runner = await makeRunner();
+      const files = await written(dir, 4);
+      // inotify reports a directory's entries changing in the order they changed.
+      const seen: string[] = [];
+      const watcher = nodeFs.watch(dir, (_event, name) => {
+        if (name !== null) seen.push(String(name));
+      });
+      const outcome = await runFileWork(
+        { moves: moves(dir, files), create: [path.join(dir, 'new-a')], syncDir: dir },
+        nodeFileSystem,
+        runner,
+      );
+      for (const handle of outcome.created) await handle.close();
+      await expect.poll(() => seen.includes('new-a')).toBe(true);
+      watcher.close();
+      const order = seen.filter((name, i) => seen.indexOf(name) === i);
+      expect(order).toEqual([
+        'tmp-0',
+        'seg-0',
+        'tmp-1',
+        'seg-1',
+        'tmp-2',
+        'seg-2',
+        'tmp-3',
+        'seg-3',
+        'new-a',
+      ]);
+    },
+  );
+
   it('reports a creation that fails with its path and the OS error', async () => {
     const dir = tempDir();
     const runner = await makeRunner();
