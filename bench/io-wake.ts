@@ -5,9 +5,10 @@
  *
  * A child process opens a log with the default settings and runs
  * `--committers` async committers (one 4 KiB page of random bytes per
- * commit, fsync `full`) for `--seconds`. Meanwhile the parent records the
- * scheduler's events system-wide with `perf sched record` for the middle of
- * that window, then reads `perf sched timehist`. For the child's threads it
+ * commit, fsync `full`) for `--seconds` after a warm-up. Meanwhile the
+ * parent records the scheduler's events system-wide with `perf sched record`
+ * from the end of the warm-up until just before the window ends, then reads
+ * `perf sched timehist`. For the child's threads it
  * reports:
  *
  * - the I/O thread: how often it ran, its scheduling delay (from being woken
