@@ -20,7 +20,7 @@
  * way. A job whose fdatasync failed is never reported as done.
  */
 
-import { fdatasyncSync, writeSync, writevSync } from 'node:fs';
+import { fdatasyncSync } from 'node:fs';
 import {
   MessageChannel,
   type MessagePort,
@@ -30,9 +30,9 @@ import {
 import {
   nodeFileDescriptor,
   nodeFileSystem,
-  unwrittenRest,
   type WalFileHandle,
   type WalFileSystem,
+  writeAllSync,
 } from '../storage/fs.js';
 import {
   type DurableWriteExecutor,
@@ -390,7 +390,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       await this.started;
       await this.files()?.running();
     } finally {
-      if (this.outstanding.size === 0) this.worker?.unref();
+      if (this.outstanding.size === 0 && !this.closed) this.worker?.unref();
     }
   }
 
@@ -415,8 +415,16 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     if (this.worker === null) return;
     // Held alive until the thread is gone (an unref'd worker would not keep the wait going).
     this.worker.ref();
-    Atomics.store(this.control, IoControlWord.Stop, 1);
-    Atomics.notify(this.control, IoControlWord.Requested);
+    if (this.requests !== null) {
+      // A job like any other, so the wake-up cannot be lost: it moves the word
+      // the thread waits on. (A flag set beside a bare notify could land
+      // between the thread's last look at it and its wait, and then nothing
+      // would ever wake it.) Jobs posted before it run first.
+      this.seq = (this.seq + 1) | 0;
+      this.requests.postMessage({ kind: 'stop', seq: this.seq });
+      Atomics.store(this.control, IoControlWord.Requested, this.seq);
+      Atomics.notify(this.control, IoControlWord.Requested);
+    }
     await this.exited;
   }
 
@@ -489,7 +497,8 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       const seen = Atomics.load(this.control, IoControlWord.Done);
       this.drain();
       if (this.outstanding.size === 0) {
-        this.worker?.unref();
+        // Once closing, held until the thread is gone: close() waits for its exit.
+        if (!this.closed) this.worker?.unref();
         return;
       }
       const wait = Atomics.waitAsync(this.control, IoControlWord.Done, seen);
@@ -578,25 +587,6 @@ function totalBytes(chunks: readonly Uint8Array[]): number {
   let total = 0;
   for (const chunk of chunks) total += chunk.length;
   return total;
-}
-
-/**
- * Writes every chunk back to back at `position` with synchronous calls; a
- * short write is legal, so it goes on with the rest (the I/O thread's
- * program does the same in its own source).
- */
-function writeAllSync(fd: number, chunks: readonly Uint8Array[], position: number): void {
-  let pending = chunks.filter((chunk) => chunk.length > 0);
-  let at = position;
-  while (pending.length > 0) {
-    const written =
-      pending.length === 1
-        ? writeSync(fd, pending[0]!, 0, pending[0]!.length, at)
-        : writevSync(fd, pending, at);
-    if (written <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
-    at += written;
-    pending = unwrittenRest(pending, written);
-  }
 }
 
 function ioThreadError(message: string): Error {

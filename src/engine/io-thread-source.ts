@@ -16,14 +16,12 @@ export const IoControlWord = {
   Requested: 0,
   /** Answers posted so far, a counter (thread writes, owner waits on it to read the replies). */
   Done: 1,
-  /** Non-zero: the thread exits once no job is left. */
-  Stop: 2,
   /** Never written: a file thread sleeps on it to give its core away. */
-  Pause: 3,
+  Pause: 2,
   /** Sequence number of the last job the thread took (thread writes). */
-  Taken: 4,
+  Taken: 3,
   /** 1 while the thread is in (or just woken from) its idle wait, else 0 (thread writes). */
-  Asleep: 5,
+  Asleep: 4,
   /** Words in the control block. */
   Count: 8,
 } as const;
@@ -53,7 +51,6 @@ const requests = workerData.requests;
 const replies = workerData.replies;
 const REQUESTED = ${IoControlWord.Requested};
 const DONE = ${IoControlWord.Done};
-const STOP = ${IoControlWord.Stop};
 const PAUSE = ${IoControlWord.Pause};
 const TAKEN = ${IoControlWord.Taken};
 const ASLEEP = ${IoControlWord.Asleep};
@@ -240,12 +237,13 @@ for (;;) {
     const job = got.message;
     received = job.seq;
     Atomics.store(control, TAKEN, received);
+    // The last job: every job posted before it has been run and answered.
+    if (job.kind === 'stop') break;
     answer(job.kind === 'files' ? runFiles(job) : run(job));
     continue;
   }
   // Posted before the counter moved: it is in the port already.
   if (Atomics.load(control, REQUESTED) !== received) continue;
-  if (Atomics.load(control, STOP) !== 0) break;
   Atomics.store(control, ASLEEP, 1);
   Atomics.wait(control, REQUESTED, received);
   Atomics.store(control, ASLEEP, 0);

@@ -11,7 +11,7 @@
  * {@link WalError}s; this layer does not.
  */
 import * as fsCallbacks from 'node:fs';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, writeSync, writevSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { tryLock as tryLockFd } from 'fs-native-extensions';
@@ -569,4 +569,23 @@ export function unwrittenRest(chunks: readonly Uint8Array[], written: number): U
     }
   }
   return rest;
+}
+
+/**
+ * Writes every chunk back to back at `position` with synchronous calls; a
+ * short write is legal, so it goes on with the rest (the I/O thread's
+ * program does the same in its own source).
+ */
+export function writeAllSync(fd: number, chunks: readonly Uint8Array[], position: number): void {
+  let pending = chunks.filter((chunk) => chunk.length > 0);
+  let at = position;
+  while (pending.length > 0) {
+    const written =
+      pending.length === 1
+        ? writeSync(fd, pending[0]!, 0, pending[0]!.length, at)
+        : writevSync(fd, pending, at);
+    if (written <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+    at += written;
+    pending = unwrittenRest(pending, written);
+  }
 }

@@ -148,6 +148,26 @@ describe('the I/O thread executor', () => {
     expect((failure.cause as { code?: string }).code).toBe(IO_THREAD_EXIT_CODE);
   });
 
+  it('keeps the process alive from close() until the thread is gone, even when a write answered meanwhile', async () => {
+    const handle = await nodeFileSystem.open(path.join(tempDir(), 'closing'), 'createExclusive');
+    const executor = await threadExecutor();
+    const written = executor.writeAt(handle, [randomBytes(8 << 20)], 0, true);
+    // Unref'd between the write's answer and the thread's exit, the process
+    // could end first, and close() would never settle.
+    const worker = (executor as unknown as { worker: { unref(): void } }).worker;
+    let unrefs = 0;
+    const unref = worker.unref.bind(worker);
+    worker.unref = () => {
+      unrefs++;
+      unref();
+    };
+    const closed = executor.close();
+    await written;
+    await closed;
+    await handle.close();
+    expect(unrefs).toBe(0);
+  });
+
   it('sends a handle of another file system through the handle itself', async () => {
     const calls: string[] = [];
     const handle = {
