@@ -119,6 +119,17 @@ export class ThreadedWal {
       );
     }
     const exited = new Promise<void>((resolve) => host.once('exit', () => resolve()));
+    // Listening from the start: a host that posts `opened` and dies at once
+    // has its message, its error and its exit delivered in one task, before
+    // the code after the await below runs.
+    let wal: ThreadedWal | null = null;
+    let goneEarly: string | null = null;
+    const gone = (why: string): void => {
+      if (wal === null) goneEarly ??= why;
+      else wal.hostGone(why);
+    };
+    host.on('error', (error) => gone(`the log thread failed: ${error.message}`));
+    host.on('exit', (code) => gone(`the log thread exited (code ${code})`));
     const opened = await new Promise<HostReply>((resolve) => {
       host.once('message', resolve);
       host.once('error', (error) =>
@@ -142,10 +153,10 @@ export class ThreadedWal {
       await host.terminate();
       throw reviveError(opened.kind === 'openFailed' ? opened.error : unexpected(opened));
     }
-    const wal = new ThreadedWal(dbPath, host, opened.handle, exited);
-    host.on('error', (error) => wal.hostGone(`the log thread failed: ${error.message}`));
-    host.on('exit', (code) => wal.hostGone(`the log thread exited (code ${code})`));
-    return wal;
+    const log = new ThreadedWal(dbPath, host, opened.handle, exited);
+    wal = log;
+    if (goneEarly !== null) log.hostGone(goneEarly);
+    return log;
   }
 
   /**

@@ -226,6 +226,39 @@ describe('ThreadedWal', () => {
     for (const ack of acked) expect(onDisk.has(ack.txnId)).toBe(true);
   });
 
+  it('fails the log, instead of hanging its close, when its thread dies right after opening it', async () => {
+    let host: Worker | null = null;
+    const grab = (worker: Worker): void => {
+      host ??= worker;
+    };
+    process.on('worker', grab);
+    const opening = ThreadedWal.open(db, { fsync: 'full' });
+    // The thread starts a few turns later (it loads its program meanwhile).
+    for (let turn = 0; host === null && turn < 1000; turn++) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    process.off('worker', grab);
+    // Block this thread while the log's thread opens the log and posts that it
+    // did; then end that thread before this one has read the message: its
+    // message and its exit then arrive in one task.
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    const deadline = Date.now() + 20_000;
+    while (!fs.existsSync(`${db}.lock`) && Date.now() < deadline) Atomics.wait(nap, 0, 0, 10);
+    Atomics.wait(nap, 0, 0, 1_500);
+    expect(host).not.toBeNull();
+    const ended = (host as unknown as Worker).terminate();
+    Atomics.wait(nap, 0, 0, 500); // it ends while this thread is still blocked
+    const wal = await opening;
+    await ended;
+    await expect(wal.commit(batch(1))).rejects.toMatchObject({ code: 'ERR_WAL_FAILED' });
+    await expect(wal.stats()).rejects.toMatchObject({ code: 'ERR_WAL_FAILED' });
+    const closed = await Promise.race([
+      wal.close().then(() => 'closed'),
+      new Promise<string>((resolve) => setTimeout(() => resolve('hung'), 3_000).unref()),
+    ]);
+    expect(closed).toBe('closed');
+  });
+
   it('rejects commits waiting on the serialized path with ERR_WAL_FAILED, not as closed, when the log thread dies', async () => {
     // Batches larger than a lane buffer take the owner's serialized path
     // (over the lane's port); whether the owner wrote them is unknown once
