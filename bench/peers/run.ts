@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { retireCellDir } from './lib/cell-dirs.js';
 import { type CellResult, type CellSpec, RESULT_PREFIX } from './lib/common.js';
 import { cellFileCreationMicros, collectMachineInfo, type MachineInfo } from './lib/machine.js';
 import { writeReport } from './lib/report.js';
@@ -50,6 +51,8 @@ interface Options {
   quick: boolean;
   /** Also run parallel-wal with one worker thread (beside the two-worker cells). */
   singleWorker: boolean;
+  /** Delete each cell's directory right after it, instead of emptying it (see lib/cell-dirs.ts). */
+  deleteCells: boolean;
 }
 
 function parseList(v: string | undefined, fallback: number[]): number[] {
@@ -76,6 +79,7 @@ function parseOptions(argv: string[]): Options {
       out: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
       'no-single-worker': { type: 'boolean', default: false },
+      'delete-cells': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -98,6 +102,10 @@ function parseOptions(argv: string[]): Options {
   --out DIR                  results directory (default results/; --quick and filtered runs
                              default to results/tmp/ so the committed table stays whole)
   --no-single-worker         skip parallel-wal's 1-worker cells (run beside the ${WORKER_THREADS}-worker ones)
+  --delete-cells             delete each cell's directory right after it (default: empty its
+                             files and delete the run's directory at the end; deleting
+                             thousands of files makes the next minute's file creations
+                             cost 10-30x more on an ext4 without a journal)
   --dry-run                  print the plan and exit
 `,
     );
@@ -130,6 +138,7 @@ function parseOptions(argv: string[]): Options {
     dryRun: values['dry-run'] ?? false,
     quick,
     singleWorker: !(values['no-single-worker'] ?? false),
+    deleteCells: values['delete-cells'] ?? false,
   };
 }
 
@@ -395,7 +404,7 @@ async function main(): Promise<void> {
         r.loadAvg1 = loadAvg1;
         // With the files the cell left there (a growing log's segments).
         r.fileCreationUs = cellFileCreationMicros(dir);
-        fs.rmSync(dir, { recursive: true, force: true });
+        retireCellDir(dir, o.deleteCells);
         results.push(r);
         process.stdout.write(`${describe(r)}\n`);
       }
@@ -413,6 +422,7 @@ async function main(): Promise<void> {
       warmupMs: o.warmupMs,
       quick: o.quick,
       strace,
+      deleteCells: o.deleteCells,
       command: `npm run bench:peers${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     },
     started: started.toISOString(),

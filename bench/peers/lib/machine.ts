@@ -66,8 +66,9 @@ const CELL_PROBE_FILES = 100;
  * CPU microseconds per empty file created in `dir` itself, among the files
  * the cell left there (not in a directory of its own: what a new inode costs
  * varies widely on the machine these benchmarks were developed on, from one
- * directory and one moment to the next; see `bench/file-create.ts`). The
- * files are removed and the directory fsynced before it returns. `undefined`
+ * directory and one moment to the next; see `bench/file-create.ts` and
+ * `bench/recent-deletes.ts`). The files stay (emptied or deleted with the
+ * cell's); the directory is fsynced before it returns. `undefined`
  * if the probe itself fails (a full disk): the run goes on without it.
  */
 export function cellFileCreationMicros(dir: string): number | undefined {
@@ -83,7 +84,8 @@ function probeCell(dir: string): number {
   const paths = Array.from({ length: CELL_PROBE_FILES }, (_, i) => `${dir}/create-probe-${i}`);
   for (const file of paths) fs.closeSync(fs.openSync(file, 'wx'));
   const cpu = process.cpuUsage(cpu0);
-  for (const file of paths) fs.unlinkSync(file);
+  // Left in place, with the cell's files (lib/cell-dirs.ts): deleting them would
+  // make the next minute's creations dearer.
   const dirFd = fs.openSync(dir, 'r');
   try {
     fs.fsyncSync(dirFd);
@@ -112,7 +114,7 @@ export function collectMachineInfo(dir: string, why: string, strace: boolean): M
     node: process.version,
     uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '4 (default)',
     benchDir: why,
-    filesystem: `${fstype} on ${source} (${options}); size/avail ${df}`,
+    filesystem: `${fstype} on ${source} (${options}); size/avail ${df}${fstype === 'ext4' ? `; ext4 journal: ${readOr(`/sys/fs/ext4/${source.replace(/^\/dev\//, '')}/journal_task`, 'unknown').trim() || 'unknown'}` : ''}`,
     device: `${source}${model ? ` ${model}` : ''}, rotational=${rotational}, scheduler ${scheduler}`,
     fileCreation: probeFileCreation(dir),
     strace: strace ? sh('strace', ['-V']).split('\n')[0] || 'strace' : 'not used',

@@ -17,6 +17,8 @@ export interface RunData {
     warmupMs: number;
     quick: boolean;
     strace: boolean;
+    /** Each cell's directory deleted right after it (`--delete-cells`), instead of emptied. */
+    deleteCells: boolean;
     command: string;
   };
   started: string;
@@ -483,6 +485,12 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
         `parallel-wal's (default) cells ${creation(pwalCells)}; all cells ${creation(data.results)}`,
     );
   }
+  lines.push(
+    data.options.deleteCells
+      ? "- Cells' directories: deleted right after each cell (`--delete-cells`)"
+      : "- Cells' directories: emptied after each cell (files truncated to 0 bytes, kept), deleted at the end of the run: " +
+          'on an ext4 without a journal, files deleted in the last minute make every new file dearer (bench/peers/lib/cell-dirs.ts)',
+  );
   const loads = data.results.map((r) => r.loadAvg1 ?? Number.NaN).filter((x) => !Number.isNaN(x));
   if (loads.length > 0) {
     lines.push(

@@ -1,0 +1,34 @@
+/**
+ * What the runner does with a cell's directory once the cell is done.
+ *
+ * Deleting it would hurt the next cells: this machine's ext4 runs without a
+ * journal, and such an ext4 will not reuse an inode freed less than about a
+ * minute ago. Every later creation of a file in that block group skips each
+ * of them, one buffer-cache lookup apiece: 10 µs of CPU per new file became
+ * 250–310 µs for the first minute after 20,000 deletions
+ * (`bench/recent-deletes.ts`). A growing log's cell leaves thousands of
+ * files, so deleting them would charge every file-creating cell after it
+ * (parallel-wal's, the new-file group-commit floor's) for the clean-up of the
+ * cells before it. So by default the runner only empties the cell's files
+ * (truncated to 0 bytes: their blocks are freed, their inodes stay) and
+ * deletes the whole run directory at the end. `--delete-cells` deletes each
+ * cell's directory right after the cell instead, as runs did before
+ * 2026-12-07.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** Truncates every regular file under `dir` to 0 bytes, leaving files and directories in place. */
+export function emptyCellDir(dir: string): void {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const at = path.join(dir, entry.name);
+    if (entry.isDirectory()) emptyCellDir(at);
+    else if (entry.isFile()) fs.truncateSync(at, 0);
+  }
+}
+
+/** Empties (default) or deletes (`deleteCells`) a finished cell's directory. */
+export function retireCellDir(dir: string, deleteCells: boolean): void {
+  if (deleteCells) fs.rmSync(dir, { recursive: true, force: true });
+  else emptyCellDir(dir);
+}
