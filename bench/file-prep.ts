@@ -11,11 +11,11 @@
  * fsync. Two ways to make a file ready:
  *
  * - `empty`: created empty (the early-ack sink's files). The critical write
- *   allocates blocks and sets the file size, so its fdatasync commits the
- *   file system's journal.
+ *   allocates blocks and sets the file size, so its fdatasync also writes
+ *   the file's inode (a journal commit on a journalled ext4).
  * - `prewritten`: created and filled with 8 KiB of random bytes, fdatasynced
  *   (a recycled or pre-filled file). The critical write overwrites written
- *   blocks: its fdatasync needs no journal commit, but every file costs a
+ *   blocks: its fdatasync writes the data alone, but every file costs a
  *   write and an fdatasync more before it can be used.
  *
  * - `ahead`: created empty, like `empty`, but every file the run will use

@@ -66,7 +66,9 @@ export async function benchDir(parent = os.tmpdir()): Promise<string> {
 
 /**
  * A loop of `recordBytes` appends, each followed by fdatasync, to one file:
- * the cheapest durable write there is (one journal commit for the size change).
+ * the cheapest durable write that grows a file (the data, plus the inode for
+ * the new size: a journal commit on a journalled ext4, an inode-block write
+ * without a journal).
  */
 export async function measureAppendFsync(
   dir: string,

@@ -2,8 +2,9 @@
  * The `pool` segment sink: segment files a checkpoint no longer needs are
  * taken back ({@link PoolSegmentSink.recycle}) and later epochs are written
  * IN PLACE into them, so the fdatasync that acknowledges such an epoch
- * changes no allocation — no journal commit for new blocks on the critical
- * path. The idea of SQLite's WAL reset and RocksDB's recycled log files
+ * changes no allocation and no size: it writes the data alone (no journal
+ * commit on a journalled ext4, no inode write on one without a journal) on
+ * the critical path. The idea of SQLite's WAL reset and RocksDB's recycled log files
  * (`recycle_log_file_num`), for one-file-per-epoch segments. Until files come
  * back (and whenever too few do), new empty files are used, exactly as the
  * early-ack sink uses its pre-created files.

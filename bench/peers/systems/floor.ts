@@ -132,7 +132,7 @@ const ringFile = (dir: string): string => path.join(dir, 'floor-ring.log');
 
 /**
  * The overwrite floor: what the disk gives one synchronous writer that writes into space already
- * written and synced (no allocation, no size change, so fdatasync forces no journal commit) — what
+ * written and synced (no allocation, no size change, so fdatasync writes the data alone: no inode or journal write) — what
  * a log of recycled, pre-written files sees. The file (64 MiB of random bytes) is written and
  * fsynced when the store opens, before the warm-up; each commit then writes its pages at the next
  * position (wrapping around) with one `write` and calls `fdatasync`, one commit at a time. With

@@ -244,7 +244,7 @@ export const groupSegment: SystemDef = {
         used.push(file);
       },
       // Between epochs, once this one is acknowledged: the next epoch waits for it, as it
-      // would for a background job competing for the disk and the journal.
+      // would for a background job competing for the disk.
       () => {
         if (used.length >= FILE_BATCH || ready.length === 0) turnOver(FILE_BATCH);
       },
