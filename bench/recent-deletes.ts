@@ -4,7 +4,7 @@
  *
  * ext4 mounted without a journal (this machine's root file system: its
  * `/sys/fs/ext4/<dev>/journal_task` is `<none>`) will not hand out an inode
- * freed less than about a minute ago (longer while the inode's table block is
+ * freed less than a minute ago (six minutes while the inode's table block is
  * still dirty). To find a free inode it walks the block group's bitmap and
  * skips every one of those, looking each up in the buffer cache. A directory
  * whose block group saw thousands of deletions in the last minute pays for

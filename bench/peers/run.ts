@@ -104,8 +104,8 @@ function parseOptions(argv: string[]): Options {
   --no-single-worker         skip parallel-wal's 1-worker cells (run beside the ${WORKER_THREADS}-worker ones)
   --delete-cells             delete each cell's directory right after it (default: empty its
                              files and delete the run's directory at the end; deleting
-                             thousands of files makes the next minute's file creations
-                             cost 10-30x more on an ext4 without a journal)
+                             thousands of files makes file creations for the next few
+                             minutes cost 10-30x more on an ext4 without a journal)
   --dry-run                  print the plan and exit
 `,
     );

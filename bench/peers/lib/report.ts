@@ -489,7 +489,7 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
     data.options.deleteCells
       ? "- Cells' directories: deleted right after each cell (`--delete-cells`)"
       : "- Cells' directories: emptied after each cell (files truncated to 0 bytes, kept), deleted at the end of the run: " +
-          'on an ext4 without a journal, files deleted in the last minute make every new file dearer (bench/peers/lib/cell-dirs.ts)',
+          'on an ext4 without a journal, files deleted in the last minutes make every new file dearer (bench/peers/lib/cell-dirs.ts)',
   );
   const loads = data.results.map((r) => r.loadAvg1 ?? Number.NaN).filter((x) => !Number.isNaN(x));
   if (loads.length > 0) {
