@@ -1,6 +1,6 @@
 /**
  * Why creating a file costs this machine's ext4 anywhere from 10 to 300 µs
- * of CPU: files deleted in the last minute or so.
+ * of CPU: files deleted in the last one to six minutes.
  *
  * ext4 mounted without a journal (this machine's root file system: its
  * `/sys/fs/ext4/<dev>/journal_task` is `<none>`) will not hand out an inode

@@ -5,7 +5,7 @@
  * journal, and such an ext4 will not reuse an inode freed less than a minute
  * ago (six minutes while its inode-table block is still dirty). Every later creation of a file in that block group skips each
  * of them, one buffer-cache lookup apiece: 10 µs of CPU per new file became
- * 250–310 µs in the first 45 s after 20,000 deletions
+ * 246–313 µs in the first 45 s after 20,000 deletions
  * (`bench/recent-deletes.ts`). A growing log's cell leaves thousands of
  * files, so deleting them would charge every file-creating cell after it
  * (parallel-wal's, the new-file group-commit floor's) for the clean-up of the
