@@ -29,6 +29,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parseArgs } from 'node:util';
 import { benchDir } from './raw-floor.js';
 
 /** Creates `count` empty files in a fresh directory under `root`; CPU µs per file. */
@@ -58,13 +59,17 @@ function journalOf(dir: string): string {
 }
 
 async function main(): Promise<void> {
-  const value = (flag: string): string | undefined => {
-    const i = process.argv.indexOf(flag);
-    return i >= 0 ? process.argv[i + 1] : undefined;
-  };
-  const deletes = Number(value('--deletes') ?? 20_000);
-  const files = Number(value('--files') ?? 500);
-  const probes = (value('--probes') ?? '3,20,45,100').split(',').map(Number);
+  const { values } = parseArgs({
+    options: {
+      deletes: { type: 'string', default: '20000' },
+      files: { type: 'string', default: '500' },
+      probes: { type: 'string', default: '3,20,45,100' },
+      dir: { type: 'string' },
+    },
+  });
+  const deletes = Number(values.deletes);
+  const files = Number(values.files);
+  const probes = values.probes.split(',').map(Number);
   if (!Number.isInteger(deletes) || deletes < 0 || deletes > 1_000_000) {
     throw new Error(`--deletes must be an integer in 0..=1000000, got ${deletes}`);
   }
@@ -75,9 +80,9 @@ async function main(): Promise<void> {
     probes.some((s) => !Number.isFinite(s) || s < 0) ||
     probes.some((s, i) => s < (probes[i - 1] ?? 0))
   ) {
-    throw new Error(`--probes must be ascending seconds, got ${value('--probes')}`);
+    throw new Error(`--probes must be ascending seconds, got ${values.probes}`);
   }
-  const root = await benchDir(value('--dir'));
+  const root = await benchDir(values.dir);
   try {
     process.stdout.write(`${root}: ext4 journal ${journalOf(root)}\n`);
     process.stdout.write(`baseline: ${createIn(root, 'base', files).toFixed(1)} µs CPU per file\n`);
