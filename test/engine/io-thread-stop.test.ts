@@ -53,7 +53,8 @@ describe('stopping the I/O thread', () => {
   it('stops a thread whose wake-up came just before its wait', async () => {
     expect(IO_THREAD_SOURCE).toContain(THREAD_MARK); // the delay is injected
     const handle = await nodeFileSystem.open(path.join(tempDir(), 'f'), 'createExclusive');
-    const executor = track(new IoThreadExecutor());
+    // No file thread: close() goes straight to the I/O thread, inside its window.
+    const executor = track(new IoThreadExecutor(0, false));
     await executor.running();
     await executor.writeAt(handle, [randomBytes(16)], 0, true);
     const control = (executor as unknown as { control: Int32Array }).control;

@@ -3,8 +3,9 @@
  *
  * Deleting it would hurt the next cells: this machine's ext4 runs without a
  * journal, and such an ext4 will not reuse an inode freed less than a minute
- * ago (six minutes while its inode-table block is still dirty). Every later creation of a file in that block group skips each
- * of them, one buffer-cache lookup apiece: 10 µs of CPU per new file became
+ * ago (six minutes while its inode-table block is still dirty). Every later
+ * creation of a file in that block group skips each of them, one
+ * buffer-cache lookup apiece: 10 µs of CPU per new file became
  * 246–313 µs in the first 45 s after 20,000 deletions
  * (`bench/recent-deletes.ts`). A growing log's cell leaves thousands of
  * files, so deleting them would charge every file-creating cell after it
