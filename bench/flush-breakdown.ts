@@ -1,44 +1,71 @@
 /**
- * Where the time of one flush goes, with one committer (so one commit per
- * epoch): the log's own phase counters (`stats().flushPhases`), the time the
+ * Where the time of one flush goes, with `--committers` closed-loop
+ * committers (default 1: one commit per epoch): the log's own phase counters (`stats().flushPhases`), the time the
  * write and fdatasync system calls take (`stats().durableWrites`), and the
  * commit latency around them; with the segment write through the promise
  * API on the event loop (`ioThread: false`, the path before the I/O thread),
  * on the I/O thread (the default), and with `callerWriteBytesMax` set (an
  * epoch this small is then written synchronously on the owner thread while
- * the I/O thread is idle). Beside them, in the same run, the raw
- * floors a flush is made of: a synchronous 4 KiB append + fdatasync into a
- * fresh file (what the early-ack sink's pre-created files see) and a 4 KiB
- * overwrite of already-written space + fdatasync.
+ * the I/O thread is idle). For the I/O thread it also splits the rest of
+ * the event loop's wait: the hand-off (job posted → the thread starts it)
+ * and the return (the thread done → the owner reads the answer), from
+ * `stats().durableWrites.handoffMicros` and `returnMicros`.
+ *
+ * Beside them, in the same run, the raw floors a flush is made of: a
+ * synchronous 4 KiB append + fdatasync into one growing file, a 4 KiB
+ * overwrite of already-written space + fdatasync, and, at each committer
+ * count, an epoch's worth of pages (one 4 KiB page and a 40-byte record
+ * header per commit) written with one `writev` + fdatasync into a new empty
+ * file (what the early-ack sink's pre-created files see) and into a file
+ * whose bytes were written and synced before (write syscall and fdatasync
+ * timed apart). On a virtual machine whose kernel hands free memory back to
+ * its host (free page reporting, `/sys/module/page_reporting`), every new
+ * page-cache page the first kind needs can cost a host page fault; the
+ * second kind writes over cached pages. The script prints how much memory
+ * the guest reported during the run when that counter exists.
+ *
+ * The logs' directories are emptied (truncated, not deleted) after each
+ * variant, and the run's directory is deleted at the end: on an ext4
+ * without a journal, deleted inodes make file creation dearer for minutes
+ * (`bench/recent-deletes.ts`).
  *
  * Pages are random bytes (incompressible). Variants are interleaved; medians
  * of `--runs`.
  *
- * Run: `npx tsx bench/flush-breakdown.ts [--seconds 2] [--runs 3] [--dir DIR]`.
+ * Run: `npx tsx bench/flush-breakdown.ts [--committers 1,16,64] [--seconds 2] [--runs 3] [--dir DIR]`.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { parseArgs } from 'node:util';
 import { ParallelWal } from '../src/engine/wal.js';
 import { onePageBatch, randomPages } from './one-page.js';
 import { benchDir, median, percentile } from './raw-floor.js';
 
 const PAGE_BYTES = 4096;
+/** Bytes of a version-2 record header in front of each page (docs/format.md). */
+const RECORD_HEADER_BYTES = 40;
 const WARMUP_MS = 300;
 const FLOOR_ITERATIONS = 2000;
+/** Files each epoch-sized floor writes (one write + fdatasync each). */
+const EPOCH_FLOOR_FILES = 200;
+const REPORTED_KIB = '/sys/module/page_reporting/parameters/reported_kib';
 
 /** Mean microseconds per flush of each part, and the commit latency. */
 interface Breakdown {
   name: string;
   commits: number;
-  commitMeanUs: number;
+  commitsPerEpoch: number;
   commitP50Us: number;
+  epochUs: number;
   sealUs: number;
   prepareUs: number;
   writeWaitUs: number;
   writeSyscallUs: number;
   syncSyscallUs: number;
+  handoffUs: number;
+  returnUs: number;
   acknowledgeUs: number;
   threadShare: number;
   callerShare: number;
@@ -55,13 +82,25 @@ const VARIANTS = [
 ] as const;
 type Variant = (typeof VARIANTS)[number];
 
-async function runVariant(dir: string, seconds: number, variant: Variant): Promise<Breakdown> {
+/** Truncates every file under `dir` to 0 bytes (frees the blocks, keeps the inodes). */
+async function emptyFiles(dir: string): Promise<void> {
+  for (const name of await fsp.readdir(dir)) {
+    await fsp.truncate(path.join(dir, name), 0).catch(() => {});
+  }
+}
+
+async function runVariant(
+  dir: string,
+  seconds: number,
+  committers: number,
+  variant: Variant,
+): Promise<Breakdown> {
   const dbDir = await fsp.mkdtemp(path.join(dir, 'flush-'));
   const wal = await ParallelWal.open(path.join(dbDir, 'bench.db'), {
     fsync: 'full',
     ...variant.config,
   });
-  const pages = randomPages(64);
+  const pages = randomPages(Math.max(64, committers));
   let txn = 0n;
   let measuring = false;
   let stop = false;
@@ -74,44 +113,48 @@ async function runVariant(dir: string, seconds: number, variant: Variant): Promi
       if (measuring) latencies.push((performance.now() - started) * 1000);
     }
   };
-  const running = loop();
+  const running = Array.from({ length: committers }, loop);
   await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
   const before = wal.stats();
+  const startedAt = performance.now();
   measuring = true;
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   measuring = false;
   const after = wal.stats();
+  const elapsedUs = (performance.now() - startedAt) * 1000;
   stop = true;
-  await running;
+  await Promise.all(running);
   await wal.close();
-  await fsp.rm(dbDir, { recursive: true, force: true });
+  await emptyFiles(dbDir);
   const phase = (key: keyof typeof after.flushPhases): number =>
     after.flushPhases[key] - before.flushPhases[key];
+  const written = (key: keyof typeof after.durableWrites): number =>
+    Number(after.durableWrites[key]) - Number(before.durableWrites[key]);
   const epochs = Math.max(1, phase('epochs'));
-  const writes = Math.max(1, after.durableWrites.writes - before.durableWrites.writes);
+  const writes = Math.max(1, written('writes'));
+  const threadWrites = Math.max(1, written('threadWrites'));
   const sorted = latencies.sort((a, b) => a - b);
   return {
     name: variant.name,
     commits: latencies.length,
-    commitMeanUs: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length),
+    commitsPerEpoch: latencies.length / epochs,
     commitP50Us: percentile(sorted, 50),
+    epochUs: elapsedUs / epochs,
     sealUs: phase('sealMicros') / Math.max(1, after.epochsSealed - before.epochsSealed),
     prepareUs: phase('prepareMicros') / epochs,
     writeWaitUs: phase('writeMicros') / epochs,
-    writeSyscallUs: (after.durableWrites.writeMicros - before.durableWrites.writeMicros) / writes,
-    syncSyscallUs: (after.durableWrites.syncMicros - before.durableWrites.syncMicros) / writes,
+    writeSyscallUs: written('writeMicros') / writes,
+    syncSyscallUs: written('syncMicros') / writes,
+    handoffUs: written('handoffMicros') / threadWrites,
+    returnUs: written('returnMicros') / threadWrites,
     acknowledgeUs: phase('acknowledgeMicros') / epochs,
-    threadShare:
-      (after.durableWrites.threadWrites - before.durableWrites.threadWrites) /
-      Math.max(1, after.durableWrites.writes - before.durableWrites.writes),
-    callerShare:
-      (after.durableWrites.callerWrites - before.durableWrites.callerWrites) /
-      Math.max(1, after.durableWrites.writes - before.durableWrites.writes),
+    threadShare: written('threadWrites') / writes,
+    callerShare: written('callerWrites') / writes,
   };
 }
 
-/** Synchronous 4 KiB write + fdatasync: `append` into a fresh file, or `overwrite` in place. */
-function floor(dir: string, mode: 'append' | 'overwrite'): { p50Us: number; writeUs: number } {
+/** Synchronous 4 KiB write + fdatasync: `append` into one growing file, or `overwrite` in place. */
+function floor(dir: string, mode: 'append' | 'overwrite'): number {
   const file = path.join(dir, `floor-${mode}`);
   const fd = fs.openSync(file, 'w');
   const page = randomBytes(PAGE_BYTES);
@@ -121,80 +164,163 @@ function floor(dir: string, mode: 'append' | 'overwrite'): { p50Us: number; writ
     fs.fdatasyncSync(fd);
   }
   const total: number[] = [];
-  const writeOnly: number[] = [];
   for (let i = 0; i < FLOOR_ITERATIONS; i++) {
     const position = mode === 'append' ? i * PAGE_BYTES : (i % 256) * PAGE_BYTES;
     const started = performance.now();
     fs.writeSync(fd, page, 0, PAGE_BYTES, position);
-    const written = performance.now();
     fs.fdatasyncSync(fd);
     total.push((performance.now() - started) * 1000);
-    writeOnly.push((written - started) * 1000);
   }
   fs.closeSync(fd);
-  fs.rmSync(file);
-  return {
-    p50Us: percentile(
-      total.sort((a, b) => a - b),
-      50,
-    ),
-    writeUs: percentile(
-      writeOnly.sort((a, b) => a - b),
-      50,
-    ),
-  };
+  fs.truncateSync(file, 0);
+  return percentile(
+    total.sort((a, b) => a - b),
+    50,
+  );
+}
+
+/** Write syscall and fdatasync p50 (µs) of one epoch's worth of records. */
+interface EpochFloor {
+  writeUs: number;
+  syncUs: number;
+}
+
+/**
+ * `commits` records (header + 4 KiB page each) with one `writev` + fdatasync,
+ * {@link EPOCH_FLOOR_FILES} times: each into a `fresh` (new, empty) file, or
+ * into a `prewritten` one (the same length written and synced first). The
+ * files are created, and the directory synced, before the timed writes.
+ */
+function epochFloor(dir: string, commits: number, mode: 'fresh' | 'prewritten'): EpochFloor {
+  const floorDir = fs.mkdtempSync(path.join(dir, `epoch-${mode}-`));
+  const source = randomBytes(commits * (RECORD_HEADER_BYTES + PAGE_BYTES));
+  const bytes = source.length;
+  const chunks = Array.from({ length: commits }, (_, i) =>
+    source.subarray(i * (bytes / commits), (i + 1) * (bytes / commits)),
+  );
+  const fds: number[] = [];
+  for (let i = 0; i < EPOCH_FLOOR_FILES; i++) {
+    const fd = fs.openSync(path.join(floorDir, `f${i}`), 'wx+');
+    if (mode === 'prewritten') {
+      fs.writeSync(fd, randomBytes(bytes), 0, bytes, 0);
+      fs.fdatasyncSync(fd);
+    }
+    fds.push(fd);
+  }
+  const dirFd = fs.openSync(floorDir, 'r');
+  fs.fsyncSync(dirFd);
+  fs.closeSync(dirFd);
+  const writeUs: number[] = [];
+  const syncUs: number[] = [];
+  for (const fd of fds) {
+    const started = performance.now();
+    fs.writevSync(fd, chunks, 0);
+    const written = performance.now();
+    fs.fdatasyncSync(fd);
+    writeUs.push((written - started) * 1000);
+    syncUs.push((performance.now() - written) * 1000);
+    fs.closeSync(fd);
+  }
+  for (let i = 0; i < EPOCH_FLOOR_FILES; i++) fs.truncateSync(path.join(floorDir, `f${i}`), 0);
+  return { writeUs: median(writeUs), syncUs: median(syncUs) };
+}
+
+/** KiB of free memory the guest has handed back to its host so far, or null (no such counter). */
+function reportedKib(): number | null {
+  try {
+    return Number(fs.readFileSync(REPORTED_KIB, 'utf8').trim());
+  } catch {
+    return null;
+  }
 }
 
 function us(v: number): string {
   return v.toFixed(0).padStart(6);
 }
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const value = (flag: string): string | undefined => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const seconds = Number(value('--seconds') ?? 2);
-  const runs = Number(value('--runs') ?? 3);
-  const dir = await benchDir(value('--dir'));
-  const results = new Map<string, Breakdown[]>();
-  const floors: { append: number[]; overwrite: number[] } = { append: [], overwrite: [] };
-  for (let run = 0; run < runs; run++) {
-    const order = run % 2 === 0 ? [...VARIANTS] : [...VARIANTS].reverse();
-    for (const variant of order) {
-      const r = await runVariant(dir, seconds, variant);
-      results.set(r.name, [...(results.get(r.name) ?? []), r]);
-    }
-    floors.append.push(floor(dir, 'append').p50Us);
-    floors.overwrite.push(floor(dir, 'overwrite').p50Us);
-  }
+/** The breakdown table of one committer count. */
+function printBreakdown(committers: number, results: Map<string, Breakdown[]>): void {
   process.stdout.write(
-    `flush breakdown, 1 committer × 4 KiB (random), fsync full, earlyAck sink; medians of ${runs} runs of ${seconds} s; microseconds per flush\n\n`,
+    `\n### ${committers} committer${committers === 1 ? '' : 's'}\n\n` +
+      '| path | commits/s | commits/epoch | commit p50 | epoch (wall) | seal | prepare | sink write (event loop waits) | of which write syscall | of which fdatasync | of which hand-off to the I/O thread | of which return to the owner | rest of the write | acknowledge |\n' +
+      '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n',
   );
-  process.stdout.write(
-    '| path | commits/s | commit p50 | commit mean | seal | prepare | sink write (event loop waits) | of which write syscall | of which fdatasync | hops + rest of the write | acknowledge | commit→seal + resolve |\n',
-  );
-  process.stdout.write('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n');
   for (const [name, rs] of results) {
     const m = (f: (b: Breakdown) => number): number => median(rs.map(f));
-    const mean = m((b) => b.commitMeanUs);
     const write = m((b) => b.writeWaitUs);
     const writeSys = m((b) => b.writeSyscallUs);
     const syncSys = m((b) => b.syncSyscallUs);
-    const seal = m((b) => b.sealUs);
-    const prepare = m((b) => b.prepareUs);
-    const ack = m((b) => b.acknowledgeUs);
-    const rest = mean - seal - prepare - write - ack;
+    const onThread = m((b) => b.threadShare) > 0;
+    const handoff = onThread ? m((b) => b.handoffUs) : 0;
+    const back = onThread ? m((b) => b.returnUs) : 0;
+    const cell = (v: number): string => (onThread ? us(v) : '—');
     process.stdout.write(
-      `| ${name} | ${(m((b) => b.commits) / seconds).toFixed(0)} | ${us(m((b) => b.commitP50Us))} | ${us(mean)} | ${us(seal)} | ${us(prepare)} | ${us(write)} | ${us(writeSys)} | ${us(syncSys)} | ${us(write - writeSys - syncSys)} | ${us(ack)} | ${us(rest)} |\n`,
+      `| ${name} | ${(m((b) => b.commits) / seconds).toFixed(0)} | ${m((b) => b.commitsPerEpoch).toFixed(1)} | ${us(m((b) => b.commitP50Us))} | ${us(m((b) => b.epochUs))} | ${us(m((b) => b.sealUs))} | ${us(m((b) => b.prepareUs))} | ${us(write)} | ${us(writeSys)} | ${us(syncSys)} | ${cell(handoff)} | ${cell(back)} | ${us(write - writeSys - syncSys - handoff - back)} | ${us(m((b) => b.acknowledgeUs))} |\n`,
     );
     process.stdout.write(
       `  (${name}: writes on the I/O thread ${(m((b) => b.threadShare) * 100).toFixed(0)}%, synchronous on the owner thread ${(m((b) => b.callerShare) * 100).toFixed(0)}%; with ioThread: false the "syscall" columns are the awaited promise calls, hops included)\n`,
     );
   }
+}
+
+const { values } = parseArgs({
+  options: {
+    committers: { type: 'string', default: '1' },
+    seconds: { type: 'string', default: '2' },
+    runs: { type: 'string', default: '3' },
+    dir: { type: 'string' },
+  },
+});
+const seconds = Number(values.seconds);
+const runs = Number(values.runs);
+const committerCounts = values.committers.split(',').map(Number);
+if (committerCounts.some((n) => !Number.isInteger(n) || n < 1) || !(seconds > 0) || !(runs >= 1)) {
+  throw new Error('--committers takes positive integers, --seconds and --runs positive numbers');
+}
+
+async function main(): Promise<void> {
+  const dir = await benchDir(values.dir);
+  const reportedBefore = reportedKib();
+  const floors: { append: number[]; overwrite: number[] } = { append: [], overwrite: [] };
+  const epochFloors = new Map<number, { fresh: EpochFloor[]; prewritten: EpochFloor[] }>();
+  const results = new Map<number, Map<string, Breakdown[]>>();
+  for (let run = 0; run < runs; run++) {
+    for (const committers of committerCounts) {
+      const order = run % 2 === 0 ? [...VARIANTS] : [...VARIANTS].reverse();
+      const byVariant = results.get(committers) ?? new Map<string, Breakdown[]>();
+      results.set(committers, byVariant);
+      for (const variant of order) {
+        const r = await runVariant(dir, seconds, committers, variant);
+        byVariant.set(r.name, [...(byVariant.get(r.name) ?? []), r]);
+      }
+      const kinds = epochFloors.get(committers) ?? { fresh: [], prewritten: [] };
+      epochFloors.set(committers, kinds);
+      kinds.fresh.push(epochFloor(dir, committers, 'fresh'));
+      kinds.prewritten.push(epochFloor(dir, committers, 'prewritten'));
+    }
+    floors.append.push(floor(dir, 'append'));
+    floors.overwrite.push(floor(dir, 'overwrite'));
+  }
+  const reportedAfter = reportedKib();
+  await fsp.rm(dir, { recursive: true, force: true });
   process.stdout.write(
-    `\nfloors (synchronous, same run): 4 KiB append + fdatasync into a fresh file p50 ${us(median(floors.append))} us; 4 KiB overwrite + fdatasync p50 ${us(median(floors.overwrite))} us\n`,
+    `flush breakdown: closed-loop committers × 4 KiB (random), fsync full, earlyAck sink; medians of ${runs} runs of ${seconds} s; microseconds per epoch (flush)\n`,
+  );
+  for (const committers of committerCounts) printBreakdown(committers, results.get(committers)!);
+  process.stdout.write(
+    `\n### Floors (synchronous, same run, p50 in microseconds)\n\n4 KiB append + fdatasync into one growing file ${us(median(floors.append))}; 4 KiB overwrite + fdatasync ${us(median(floors.overwrite))}\n\n` +
+      '| records of 4 KiB in one writev | new empty file: writev | new empty file: fdatasync | pre-written file: writev | pre-written file: fdatasync |\n|--:|--:|--:|--:|--:|\n',
+  );
+  for (const [committers, kinds] of epochFloors) {
+    const m = (list: EpochFloor[], f: (e: EpochFloor) => number): string => us(median(list.map(f)));
+    process.stdout.write(
+      `| ${committers} | ${m(kinds.fresh, (e) => e.writeUs)} | ${m(kinds.fresh, (e) => e.syncUs)} | ${m(kinds.prewritten, (e) => e.writeUs)} | ${m(kinds.prewritten, (e) => e.syncUs)} |\n`,
+    );
+  }
+  process.stdout.write(
+    reportedBefore === null || reportedAfter === null
+      ? '\nfree page reporting: no counter on this machine\n'
+      : `\nfree page reporting: the guest handed ${((reportedAfter - reportedBefore) / 1024).toFixed(0)} MiB of free memory back to its host during the run\n`,
   );
 }
 

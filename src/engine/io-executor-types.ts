@@ -64,6 +64,18 @@ export interface DurableWriteExecutorStats {
   fileJobs: number;
   /** Time the I/O thread spent on them, microseconds. */
   fileJobMicros: number;
+  /**
+   * Of the thread's writes ({@link threadWrites}): time from the owner
+   * posting each job to the I/O thread starting it, microseconds — the
+   * thread's wake-up, the message's passage, and any write queued ahead.
+   */
+  handoffMicros: number;
+  /**
+   * Of the thread's writes: time from the thread finishing each job (its
+   * fdatasync returned) to the owner reading the answer, microseconds — the
+   * owner's wake-up (`Atomics.waitAsync`) and its event loop's turn.
+   */
+  returnMicros: number;
 }
 
 /** Which executor runs durable writes. */
@@ -108,4 +120,10 @@ export function earlierWriteFailed(): DurableWriteFailure {
     code: EARLIER_WRITE_FAILED_CODE,
   });
   return new DurableWriteFailure('write', cause);
+}
+
+/** The process's monotonic clock in microseconds (the same clock on every thread). */
+export function monotonicMicros(): number {
+  const [seconds, nanos] = process.hrtime();
+  return seconds * 1e6 + nanos / 1e3;
 }

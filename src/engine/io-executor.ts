@@ -41,6 +41,7 @@ import {
   type DurableWriteStep,
   type DurableWriteTiming,
   earlierWriteFailed,
+  monotonicMicros,
 } from './io-executor-types.js';
 import { EARLIER_WRITE_FAILED_CODE, IO_THREAD_SOURCE, IoControlWord } from './io-thread-source.js';
 import type { FileWorkJob, FileWorkReply } from './segment-file-work.js';
@@ -49,7 +50,9 @@ export * from './io-executor-types.js';
 
 export { EARLIER_WRITE_FAILED_CODE };
 
-import { elapsedMicros as micros } from './wal-stats.js';
+import { countWrite, InlineWriteExecutor } from './inline-executor.js';
+
+export { InlineWriteExecutor };
 
 /**
  * Heap limits of the I/O thread, in MiB: it runs no application code, only a
@@ -58,67 +61,6 @@ import { elapsedMicros as micros } from './wal-stats.js';
  */
 const ioThreadOldGenerationMbMax = 32;
 const ioThreadYoungGenerationMbMax = 8;
-
-/** Durable writes through the file handle's own (promise) operations, one at a time. */
-export class InlineWriteExecutor implements DurableWriteExecutor {
-  readonly kind = 'inline' as const;
-  private readonly totals = { writes: 0, writeMicros: 0, syncMicros: 0 };
-  /** The last write started: the next one starts after it. Never rejects. */
-  private tail: Promise<unknown> = Promise.resolve();
-  private failed = false;
-
-  writeAt(
-    handle: WalFileHandle,
-    chunks: readonly Uint8Array[],
-    position: number,
-    datasync: boolean,
-  ): Promise<DurableWriteTiming> {
-    const run = this.tail.then(() => {
-      if (this.failed) throw earlierWriteFailed();
-      return this.writeNow(handle, chunks, position, datasync);
-    });
-    this.tail = run.catch(() => {
-      this.failed = true;
-    });
-    return run;
-  }
-
-  private async writeNow(
-    handle: WalFileHandle,
-    chunks: readonly Uint8Array[],
-    position: number,
-    datasync: boolean,
-  ): Promise<DurableWriteTiming> {
-    const started = performance.now();
-    try {
-      await handle.writev(chunks, position);
-    } catch (cause) {
-      throw new DurableWriteFailure('write', cause);
-    }
-    const written = performance.now();
-    if (datasync) {
-      try {
-        await handle.datasync();
-      } catch (cause) {
-        throw new DurableWriteFailure('datasync', cause);
-      }
-    }
-    return countWrite(this.totals, started, written);
-  }
-
-  stats(): DurableWriteExecutorStats {
-    return {
-      kind: this.kind,
-      threadWrites: 0,
-      callerWrites: 0,
-      fileJobs: 0,
-      fileJobMicros: 0,
-      ...this.totals,
-    };
-  }
-
-  async close(): Promise<void> {}
-}
 
 /** A job as the I/O thread receives it. */
 interface IoJob {
@@ -132,7 +74,16 @@ interface IoJob {
 /** The I/O thread's answer to one job. */
 type IoReply =
   | { seq: number; ok: true; files: FileWorkReply }
-  | { seq: number; ok: true; files?: undefined; writeMicros: number; syncMicros: number }
+  | {
+      seq: number;
+      ok: true;
+      files?: undefined;
+      writeMicros: number;
+      syncMicros: number;
+      /** {@link monotonicMicros} when the thread started the job, and when it finished it. */
+      startedAt: number;
+      finishedAt: number;
+    }
   | {
       seq: number;
       ok: false;
@@ -147,6 +98,8 @@ type IoReply =
 interface Outstanding {
   resolve: (answer: DurableWriteTiming & FileWorkReply) => void;
   reject: (error: unknown) => void;
+  /** {@link monotonicMicros} when the job was posted. */
+  postedAt: number;
 }
 
 /** Code of the error a job gets when the I/O thread is gone (it exited or could not start). */
@@ -249,7 +202,13 @@ export class IoThreadExecutor implements DurableWriteExecutor {
   private closed = false;
   private exited: Promise<void> | null = null;
   private started: Promise<void> | null = null;
-  private readonly totals = { writes: 0, writeMicros: 0, syncMicros: 0 };
+  private readonly totals = {
+    writes: 0,
+    writeMicros: 0,
+    syncMicros: 0,
+    handoffMicros: 0,
+    returnMicros: 0,
+  };
   private readonly callerTotals = { writes: 0, writeMicros: 0, syncMicros: 0 };
   private readonly fileTotals = { jobs: 0, micros: 0 };
   /** Durable writes posted to the thread and not answered (file jobs are not counted). */
@@ -317,7 +276,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       }
     }
     const done = new Promise<DurableWriteTiming>((resolve, reject) => {
-      this.outstanding.set(job.seq, { resolve, reject });
+      this.outstanding.set(job.seq, { resolve, reject, postedAt: monotonicMicros() });
     });
     this.writesOutstanding++;
     // The thread runs writes in this order and starts none after a failed one.
@@ -346,7 +305,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     const { requests, transfer } = this.start();
     this.seq = (this.seq + 1) | 0;
     const done = new Promise<FileWorkReply>((resolve, reject) => {
-      this.outstanding.set(this.seq, { resolve, reject });
+      this.outstanding.set(this.seq, { resolve, reject, postedAt: 0 });
     });
     this.post(requests, transfer, { kind: 'files', seq: this.seq, ...job });
     return done;
@@ -406,6 +365,8 @@ export class IoThreadExecutor implements DurableWriteExecutor {
       callerWrites: caller.writes,
       writeMicros: this.totals.writeMicros + inline.writeMicros + caller.writeMicros,
       syncMicros: this.totals.syncMicros + inline.syncMicros + caller.syncMicros,
+      handoffMicros: Math.round(this.totals.handoffMicros),
+      returnMicros: Math.round(this.totals.returnMicros),
     };
   }
 
@@ -532,6 +493,8 @@ export class IoThreadExecutor implements DurableWriteExecutor {
         this.totals.writes++;
         this.totals.writeMicros += reply.writeMicros;
         this.totals.syncMicros += reply.syncMicros;
+        this.totals.handoffMicros += Math.max(0, reply.startedAt - job.postedAt);
+        this.totals.returnMicros += Math.max(0, monotonicMicros() - reply.finishedAt);
         job.resolve({ writeMicros: reply.writeMicros, syncMicros: reply.syncMicros } as never);
       } else {
         this.earlierFailed = true;
@@ -561,25 +524,6 @@ export class IoThreadExecutor implements DurableWriteExecutor {
     this.outstanding.clear();
     this.writesOutstanding = 0;
   }
-}
-
-/** Writes done on one path, and the time in their system calls (microseconds). */
-interface WriteTotals {
-  writes: number;
-  writeMicros: number;
-  syncMicros: number;
-}
-
-/** One finished write (started, written: `performance.now()`; synced: now), added to `totals`. */
-function countWrite(totals: WriteTotals, started: number, written: number): DurableWriteTiming {
-  const timing = {
-    writeMicros: micros(started, written),
-    syncMicros: micros(written, performance.now()),
-  };
-  totals.writes++;
-  totals.writeMicros += timing.writeMicros;
-  totals.syncMicros += timing.syncMicros;
-  return timing;
 }
 
 /** Total bytes of `chunks`. */

@@ -70,6 +70,14 @@ function pause(job) {
   return 1;
 }
 
+// The process's monotonic clock in microseconds: the same clock on every
+// thread, so the owner can tell how long a job took to reach this thread and
+// its answer to come back.
+function monotonicMicros() {
+  const [seconds, nanos] = process.hrtime();
+  return seconds * 1e6 + nanos / 1e3;
+}
+
 // Writes every chunk back to back at position (a short write is legal: go on with the rest).
 function writeAll(fd, chunks, position) {
   let pending = chunks;
@@ -116,6 +124,7 @@ function run(job) {
       message: 'not started: an earlier durable write failed',
     };
   }
+  const startedAt = monotonicMicros();
   const started = performance.now();
   let step = 'write';
   try {
@@ -131,6 +140,8 @@ function run(job) {
       ok: true,
       writeMicros: Math.round((written - started) * 1000),
       syncMicros: Math.round((synced - written) * 1000),
+      startedAt,
+      finishedAt: monotonicMicros(),
     };
   } catch (error) {
     poisoned = true;

@@ -64,6 +64,24 @@ describe('the I/O thread executor', () => {
     expect(executor.stats()).toMatchObject({ kind: 'ioThread', writes: 1, threadWrites: 1 });
   });
 
+  it("times the hand-off of each write to the thread and its return, a queued write's wait included", async () => {
+    const file = path.join(tempDir(), 'timed');
+    const handle = await nodeFileSystem.open(file, 'createExclusive');
+    const executor = await threadExecutor();
+    // Posted in one turn: the second waits on the thread for the first.
+    const first = executor.writeAt(handle, [randomBytes(8 * 1024 * 1024)], 0, true);
+    const second = executor.writeAt(handle, [randomBytes(4096)], 0, true);
+    const [a] = await Promise.all([first, second]);
+    await handle.close();
+    const stats = executor.stats();
+    expect(stats.threadWrites).toBe(2);
+    // Rounded to whole microseconds on both sides.
+    expect(stats.handoffMicros).toBeGreaterThanOrEqual(a.writeMicros + a.syncMicros - 2);
+    expect(stats.returnMicros).toBeGreaterThan(0);
+    const inline = new InlineWriteExecutor();
+    expect(inline.stats()).toMatchObject({ handoffMicros: 0, returnMicros: 0 });
+  });
+
   it('runs many writes in submission order', async () => {
     const file = path.join(tempDir(), 'ordered');
     const handle = await nodeFileSystem.open(file, 'createExclusive');
