@@ -15,6 +15,12 @@ export interface MachineInfo {
   device: string;
   /** What creating an empty file costs in the bench directory (see {@link probeFileCreation}). */
   fileCreation?: string;
+  /**
+   * Whether the kernel hands free memory back to a hypervisor (free page
+   * reporting), and the machine's uptime: on such a guest, a page-cache page
+   * the run needs anew can cost a fault in the host (bench/flush-breakdown.ts).
+   */
+  memory?: string;
   strace: string;
 }
 
@@ -95,6 +101,17 @@ function probeCell(dir: string): number {
   return (cpu.user + cpu.system) / CELL_PROBE_FILES;
 }
 
+/** Free page reporting to the host (on, its order and total so far; or absent) and the uptime. */
+function memoryReporting(): string {
+  const base = '/sys/module/page_reporting/parameters';
+  const reported = readOr(`${base}/reported_kib`, '');
+  const uptime = `up ${Math.round(os.uptime() / 60)} min`;
+  if (reported === '') return `free page reporting: not present; ${uptime}`;
+  const order = readOr(`${base}/page_reporting_order`, '?');
+  const gib = (Number(reported) / 2 ** 20).toFixed(1);
+  return `free page reporting to the host: on (blocks of order ${order}; ${gib} GiB reported since boot); ${uptime}`;
+}
+
 /** Reads CPU, kernel, and the filesystem and block device under `dir`. */
 export function collectMachineInfo(dir: string, why: string, strace: boolean): MachineInfo {
   const cpuinfo = readOr('/proc/cpuinfo', '');
@@ -117,6 +134,7 @@ export function collectMachineInfo(dir: string, why: string, strace: boolean): M
     filesystem: `${fstype} on ${source} (${options}); size/avail ${df}${fstype === 'ext4' ? `; ext4 journal: ${readOr(`/sys/fs/ext4/${source.replace(/^\/dev\//, '')}/journal_task`, 'unknown').trim() || 'unknown'}` : ''}`,
     device: `${source}${model ? ` ${model}` : ''}, rotational=${rotational}, scheduler ${scheduler}`,
     fileCreation: probeFileCreation(dir),
+    memory: memoryReporting(),
     strace: strace ? sh('strace', ['-V']).split('\n')[0] || 'strace' : 'not used',
   };
 }

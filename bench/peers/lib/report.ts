@@ -471,6 +471,7 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
   lines.push(`- Filesystem: ${m.filesystem}`);
   lines.push(`- Device: ${m.device}`);
   if (m.fileCreation !== undefined) lines.push(`- File creation there: ${m.fileCreation}`);
+  if (m.memory !== undefined) lines.push(`- Memory: ${m.memory}`);
   const creation = (rs: readonly CellResult[]): string => {
     const us = rs.map((r) => r.fileCreationUs ?? Number.NaN).filter((x) => !Number.isNaN(x));
     if (us.length === 0) return 'not measured';
