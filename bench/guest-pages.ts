@@ -1,0 +1,126 @@
+/**
+ * What a new page-cache page costs a virtual machine that hands its free
+ * memory back to the host (free page reporting): writing into a new file
+ * needs new pages, and once the guest has reported its free memory, the
+ * first touch of each such page faults in the host.
+ *
+ * The script measures the `writev` of `--pages` 4 KiB pages (random bytes)
+ * into new empty files and into pre-written files (their pages cached), one
+ * file per write, `--files` of each (200 MiB of new pages by default; none
+ * is freed before the row ends, since a freed page would be handed out again
+ * while the host still backs it), median microseconds per page:
+ * 1. now;
+ * 2. right after a child process touched `--touch-gib` GiB of memory and
+ *    exited (the guest has just used those pages; the host backs them);
+ * 3. `--wait` seconds later (the guest has had time to report them again).
+ *
+ * It prints, beside each, how much memory the guest reported to the host in
+ * the meantime (`/sys/module/page_reporting/parameters/reported_kib`). Files
+ * are truncated, not deleted, and the directory is deleted at the end (on
+ * an ext4 without a journal, deletions make file creation dearer for
+ * minutes: `bench/recent-deletes.ts`).
+ *
+ * Run: `npx tsx bench/guest-pages.ts [--pages 128] [--files 400] [--touch-gib 8] [--wait 30] [--dir DIR]`
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { benchDir, median } from './raw-floor.js';
+
+const PAGE_BYTES = 4096;
+const REPORTED_KIB = '/sys/module/page_reporting/parameters/reported_kib';
+
+const { values } = parseArgs({
+  options: {
+    pages: { type: 'string', default: '128' },
+    files: { type: 'string', default: '400' },
+    'touch-gib': { type: 'string', default: '8' },
+    wait: { type: 'string', default: '30' },
+    dir: { type: 'string' },
+  },
+});
+const pages = Number(values.pages);
+const files = Number(values.files);
+const touchGib = Number(values['touch-gib']);
+const waitSeconds = Number(values.wait);
+for (const [name, v] of Object.entries({ pages, files, touchGib, waitSeconds })) {
+  if (!Number.isFinite(v) || v < 0) throw new Error(`${name} must be a number >= 0`);
+}
+
+function reportedKib(): number | null {
+  try {
+    return Number(fs.readFileSync(REPORTED_KIB, 'utf8').trim());
+  } catch {
+    return null;
+  }
+}
+
+/** Median µs per page of one writev into each of `files` files, new or pre-written. */
+function writevPerPage(dir: string, tag: string, prewritten: boolean): number {
+  const into = fs.mkdtempSync(path.join(dir, `${tag}-`));
+  const source = randomBytes(pages * PAGE_BYTES);
+  const chunks = Array.from({ length: pages }, (_, i) =>
+    source.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES),
+  );
+  const fds: number[] = [];
+  for (let i = 0; i < files; i++) {
+    const fd = fs.openSync(path.join(into, `f${i}`), 'wx+');
+    if (prewritten) {
+      fs.writeSync(fd, randomBytes(source.length), 0, source.length, 0);
+      fs.fdatasyncSync(fd);
+    }
+    fds.push(fd);
+  }
+  const perPage: number[] = [];
+  for (const fd of fds) {
+    const started = performance.now();
+    fs.writevSync(fd, chunks, 0);
+    perPage.push(((performance.now() - started) * 1000) / pages);
+    fs.fdatasyncSync(fd);
+  }
+  // Only now: a page freed by a cut during the row would be handed out again, warm.
+  for (const fd of fds) {
+    fs.ftruncateSync(fd, 0);
+    fs.closeSync(fd);
+  }
+  return median(perPage);
+}
+
+/** Touches `gib` GiB in a child process, which then exits and frees it. */
+function touchMemory(gib: number): void {
+  const script = `for (let i = 0; i < ${Math.round(gib * 4)}; i++) Buffer.allocUnsafe(256 * 1024 * 1024).fill(i + 1);`;
+  const run = spawnSync(process.execPath, ['-e', script], { stdio: 'inherit' });
+  if (run.status !== 0) throw new Error(`the memory-touching child failed (status ${run.status})`);
+}
+
+async function main(): Promise<void> {
+  const dir = await benchDir(values.dir);
+  const row = (label: string, since: number | null): void => {
+    const fresh = writevPerPage(dir, 'new', false);
+    const cached = writevPerPage(dir, 'prewritten', true);
+    const now = reportedKib();
+    const reported =
+      since === null || now === null ? 'n/a' : `${((now - since) / 1024).toFixed(0)} MiB`;
+    process.stdout.write(
+      `| ${label} | ${fresh.toFixed(2)} | ${cached.toFixed(2)} | ${reported} |\n`,
+    );
+  };
+  process.stdout.write(
+    `writev of ${pages} × 4 KiB pages, one per file, ${files} files of each kind; median µs per page\n\n` +
+      '| when | new empty file | pre-written file | memory reported to the host before this row |\n|---|--:|--:|--:|\n',
+  );
+  let mark = reportedKib();
+  row('now', null);
+  mark = reportedKib();
+  touchMemory(touchGib);
+  row(`right after touching ${touchGib} GiB`, mark);
+  mark = reportedKib();
+  await new Promise((resolve) => setTimeout(resolve, waitSeconds * 1000));
+  row(`${waitSeconds} s later`, mark);
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (mark === null) process.stdout.write('\nno free page reporting on this machine\n');
+}
+
+await main();
