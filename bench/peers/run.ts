@@ -18,6 +18,7 @@ import { retireCellDir } from './lib/cell-dirs.js';
 import { type CellResult, type CellSpec, RESULT_PREFIX } from './lib/common.js';
 import { cellFileCreationMicros, collectMachineInfo, type MachineInfo } from './lib/machine.js';
 import { writeReport } from './lib/report.js';
+import { WARM_MEMORY_GIB_DEFAULT, warmMemory } from './lib/warm-memory.js';
 import { SYSTEM_NAMES } from './systems/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -53,6 +54,8 @@ interface Options {
   singleWorker: boolean;
   /** Delete each cell's directory right after it, instead of emptying it (see lib/cell-dirs.ts). */
   deleteCells: boolean;
+  /** GiB a child process touches before each cell (lib/warm-memory.ts); 0: none. */
+  warmMemoryGiB: number;
 }
 
 function parseList(v: string | undefined, fallback: number[]): number[] {
@@ -60,6 +63,15 @@ function parseList(v: string | undefined, fallback: number[]): number[] {
   const out = v.split(',').map((s) => Number(s.trim()));
   if (out.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`bad list: ${v}`);
   return out;
+}
+
+function parseWarmMemory(v: string | undefined): number {
+  if (v === undefined) return WARM_MEMORY_GIB_DEFAULT;
+  const gib = Number(v);
+  if (!Number.isFinite(gib) || gib < 0 || gib > 64) {
+    throw new Error(`--warm-memory takes GiB in 0..=64, got ${v}`);
+  }
+  return gib;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -80,6 +92,7 @@ function parseOptions(argv: string[]): Options {
       'dry-run': { type: 'boolean', default: false },
       'no-single-worker': { type: 'boolean', default: false },
       'delete-cells': { type: 'boolean', default: false },
+      'warm-memory': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -106,6 +119,10 @@ function parseOptions(argv: string[]): Options {
                              files and delete the run's directory at the end; deleting
                              thousands of files makes file creations for the next few
                              minutes cost 10-30x more on an ext4 without a journal)
+  --warm-memory GIB          before each cell, a child process touches GIB GiB of memory and
+                             exits (default ${WARM_MEMORY_GIB_DEFAULT}; 0: off): on a guest that reports its free
+                             memory to the host, a new page-cache page otherwise costs a
+                             host fault (lib/warm-memory.ts)
   --dry-run                  print the plan and exit
 `,
     );
@@ -139,6 +156,7 @@ function parseOptions(argv: string[]): Options {
     quick,
     singleWorker: !(values['no-single-worker'] ?? false),
     deleteCells: values['delete-cells'] ?? false,
+    warmMemoryGiB: parseWarmMemory(values['warm-memory']),
   };
 }
 
@@ -399,6 +417,7 @@ async function main(): Promise<void> {
       for (const w of cellsOfRep) {
         const dir = fs.mkdtempSync(path.join(runDir, `${w.system}-`));
         const spec: CellSpec = { ...w, dir, rep, durationMs: o.durationMs, warmupMs: o.warmupMs };
+        warmMemory(o.warmMemoryGiB);
         const loadAvg1 = os.loadavg()[0] ?? Number.NaN;
         const r = await runCell(spec, spec.syncCount === true, pwalSource);
         r.loadAvg1 = loadAvg1;
@@ -423,6 +442,7 @@ async function main(): Promise<void> {
       quick: o.quick,
       strace,
       deleteCells: o.deleteCells,
+      warmMemoryGiB: o.warmMemoryGiB,
       command: `npm run bench:peers${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     },
     started: started.toISOString(),

@@ -19,6 +19,8 @@ export interface RunData {
     strace: boolean;
     /** Each cell's directory deleted right after it (`--delete-cells`), instead of emptied. */
     deleteCells: boolean;
+    /** GiB a child process touched before each cell (`--warm-memory`); absent in older runs. */
+    warmMemoryGiB?: number;
     command: string;
   };
   started: string;
@@ -492,6 +494,13 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
       : "- Cells' directories: emptied after each cell (files truncated to 0 bytes, kept), deleted at the end of the run: " +
           'on an ext4 without a journal, files deleted in the last minutes make every new file dearer (bench/peers/lib/cell-dirs.ts)',
   );
+  if (data.options.warmMemoryGiB !== undefined) {
+    lines.push(
+      data.options.warmMemoryGiB > 0
+        ? `- Memory warmed before each cell: a child process touched ${data.options.warmMemoryGiB} GiB and exited, so that the cell's new page-cache pages are ones the host still backs (bench/peers/lib/warm-memory.ts)`
+        : '- Memory not warmed before the cells (`--warm-memory 0`)',
+    );
+  }
   const loads = data.results.map((r) => r.loadAvg1 ?? Number.NaN).filter((x) => !Number.isNaN(x));
   if (loads.length > 0) {
     lines.push(
