@@ -56,6 +56,8 @@ interface Options {
   deleteCells: boolean;
   /** GiB a child process touches before each cell (lib/warm-memory.ts); 0: none. */
   warmMemoryGiB: number;
+  /** Delete the run's emptied directory at the end (lib/cell-dirs.ts). */
+  removeRunDir: boolean;
 }
 
 function parseList(v: string | undefined, fallback: number[]): number[] {
@@ -93,6 +95,7 @@ function parseOptions(argv: string[]): Options {
       'no-single-worker': { type: 'boolean', default: false },
       'delete-cells': { type: 'boolean', default: false },
       'warm-memory': { type: 'string' },
+      'remove-run-dir': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -120,9 +123,13 @@ function parseOptions(argv: string[]): Options {
                              thousands of files makes file creations for the next few
                              minutes cost 10-30x more on an ext4 without a journal)
   --warm-memory GIB          before each cell, a child process touches GIB GiB of memory and
-                             exits (default ${WARM_MEMORY_GIB_DEFAULT}; 0: off): on a guest that reports its free
+                             exits (default ${WARM_MEMORY_GIB_DEFAULT}: off): on a guest that reports its free
                              memory to the host, a new page-cache page otherwise costs a
-                             host fault (lib/warm-memory.ts)
+                             host fault; but the reporting of the freed memory then runs
+                             during the cell (lib/warm-memory.ts)
+  --remove-run-dir           delete the run's (emptied) directory at the end (default: leave
+                             it, and say where: deleting its files makes new files dearer
+                             for the next minutes, so delete it when no benchmark follows)
   --dry-run                  print the plan and exit
 `,
     );
@@ -157,6 +164,7 @@ function parseOptions(argv: string[]): Options {
     singleWorker: !(values['no-single-worker'] ?? false),
     deleteCells: values['delete-cells'] ?? false,
     warmMemoryGiB: parseWarmMemory(values['warm-memory']),
+    removeRunDir: values['remove-run-dir'] ?? false,
   };
 }
 
@@ -429,7 +437,8 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    fs.rmSync(runDir, { recursive: true, force: true });
+    if (o.deleteCells || o.removeRunDir) fs.rmSync(runDir, { recursive: true, force: true });
+    else process.stdout.write(`left the emptied run directory ${runDir} (see --remove-run-dir)\n`);
   }
   const finished = new Date();
   fs.mkdirSync(o.outDir, { recursive: true });
@@ -443,6 +452,7 @@ async function main(): Promise<void> {
       strace,
       deleteCells: o.deleteCells,
       warmMemoryGiB: o.warmMemoryGiB,
+      removeRunDir: o.removeRunDir,
       command: `npm run bench:peers${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     },
     started: started.toISOString(),

@@ -21,6 +21,8 @@ export interface RunData {
     deleteCells: boolean;
     /** GiB a child process touched before each cell (`--warm-memory`); absent in older runs. */
     warmMemoryGiB?: number;
+    /** The run's emptied directory was deleted at the end (`--remove-run-dir`); absent in older runs. */
+    removeRunDir?: boolean;
     command: string;
   };
   started: string;
@@ -491,7 +493,7 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
   lines.push(
     data.options.deleteCells
       ? "- Cells' directories: deleted right after each cell (`--delete-cells`)"
-      : "- Cells' directories: emptied after each cell (files truncated to 0 bytes, kept), deleted at the end of the run: " +
+      : `- Cells' directories: emptied after each cell (files truncated to 0 bytes, kept), and ${data.options.removeRunDir ? 'deleted at the end of the run (`--remove-run-dir`)' : 'left in place at the end of the run'}: ` +
           'on an ext4 without a journal, files deleted in the last minutes make every new file dearer (bench/peers/lib/cell-dirs.ts)',
   );
   if (data.options.warmMemoryGiB !== undefined) {
