@@ -14,8 +14,8 @@
  * Beside them, in the same run, the raw floors a flush is made of: a
  * synchronous 4 KiB append + fdatasync into one growing file, a 4 KiB
  * overwrite of already-written space + fdatasync, and, at each committer
- * count, an epoch's worth of pages (one 4 KiB page and a 40-byte record
- * header per commit) written with one `writev` + fdatasync into a new empty
+ * count, an epoch's worth of records (a 24-byte segment header, then one
+ * 4 KiB page and its 57 bytes of record framing per commit) written with one `writev` + fdatasync into a new empty
  * file (what the early-ack sink's pre-created files see) and into a file
  * whose bytes were written and synced before (write syscall and fdatasync
  * timed apart). On a virtual machine whose kernel hands free memory back to
@@ -25,14 +25,20 @@
  * the guest reported during the run when that counter exists.
  *
  * The logs' directories are emptied (truncated, not deleted) after each
- * variant, and the run's directory is deleted at the end: on an ext4
+ * variant, and the run's directory is left in place, emptied: on an ext4
  * without a journal, deleted inodes make file creation dearer for minutes
  * (`bench/recent-deletes.ts`).
  *
  * Pages are random bytes (incompressible). Variants are interleaved; medians
  * of `--runs`.
  *
- * Run: `npx tsx bench/flush-breakdown.ts [--committers 1,16,64] [--seconds 2] [--runs 3] [--dir DIR]`.
+ * Columns are microseconds per epoch (totals over the window divided by the
+ * epochs written), except the commit p50. With many committers a write is
+ * often queued behind the one in flight, and then most of its hand-off is
+ * that wait, not the thread's wake-up.
+ *
+ * Run: `npx tsx bench/flush-breakdown.ts [--committers 1] [--seconds 2] [--runs 3] [--dir DIR]`
+ * (`--committers 1,16,64,256` for several counts).
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -41,16 +47,21 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ParallelWal } from '../src/engine/wal.js';
 import { onePageBatch, randomPages } from './one-page.js';
+import { pageReporting, reportedBetween } from './page-reporting.js';
 import { benchDir, median, percentile } from './raw-floor.js';
 
 const PAGE_BYTES = 4096;
-/** Bytes of a version-2 record header in front of each page (docs/format.md). */
-const RECORD_HEADER_BYTES = 40;
+/**
+ * Bytes a committed version-2 record adds to its 4 KiB page: the `u32`
+ * length and a 53-byte body without the images (docs/format.md, 3.2).
+ */
+const RECORD_OVERHEAD_BYTES = 57;
+/** Bytes of a segment header (docs/format.md, 3.1). */
+const SEGMENT_HEADER_BYTES = 24;
 const WARMUP_MS = 300;
 const FLOOR_ITERATIONS = 2000;
 /** Files each epoch-sized floor writes (one write + fdatasync each). */
 const EPOCH_FLOOR_FILES = 200;
-const REPORTED_KIB = '/sys/module/page_reporting/parameters/reported_kib';
 
 /** Mean microseconds per flush of each part, and the commit latency. */
 interface Breakdown {
@@ -132,7 +143,6 @@ async function runVariant(
     Number(after.durableWrites[key]) - Number(before.durableWrites[key]);
   const epochs = Math.max(1, phase('epochs'));
   const writes = Math.max(1, written('writes'));
-  const threadWrites = Math.max(1, written('threadWrites'));
   const sorted = latencies.sort((a, b) => a - b);
   return {
     name: variant.name,
@@ -143,10 +153,12 @@ async function runVariant(
     sealUs: phase('sealMicros') / Math.max(1, after.epochsSealed - before.epochsSealed),
     prepareUs: phase('prepareMicros') / epochs,
     writeWaitUs: phase('writeMicros') / epochs,
-    writeSyscallUs: written('writeMicros') / writes,
-    syncSyscallUs: written('syncMicros') / writes,
-    handoffUs: written('handoffMicros') / threadWrites,
-    returnUs: written('returnMicros') / threadWrites,
+    // Per epoch, so that they add up with the write wait even when only some
+    // writes went to the thread (callerWriteBytesMax).
+    writeSyscallUs: written('writeMicros') / epochs,
+    syncSyscallUs: written('syncMicros') / epochs,
+    handoffUs: written('handoffMicros') / epochs,
+    returnUs: written('returnMicros') / epochs,
     acknowledgeUs: phase('acknowledgeMicros') / epochs,
     threadShare: written('threadWrites') / writes,
     callerShare: written('callerWrites') / writes,
@@ -193,11 +205,18 @@ interface EpochFloor {
  */
 function epochFloor(dir: string, commits: number, mode: 'fresh' | 'prewritten'): EpochFloor {
   const floorDir = fs.mkdtempSync(path.join(dir, `epoch-${mode}-`));
-  const source = randomBytes(commits * (RECORD_HEADER_BYTES + PAGE_BYTES));
+  const recordBytes = RECORD_OVERHEAD_BYTES + PAGE_BYTES;
+  const source = randomBytes(SEGMENT_HEADER_BYTES + commits * recordBytes);
   const bytes = source.length;
-  const chunks = Array.from({ length: commits }, (_, i) =>
-    source.subarray(i * (bytes / commits), (i + 1) * (bytes / commits)),
-  );
+  const chunks = [
+    source.subarray(0, SEGMENT_HEADER_BYTES),
+    ...Array.from({ length: commits }, (_, i) =>
+      source.subarray(
+        SEGMENT_HEADER_BYTES + i * recordBytes,
+        SEGMENT_HEADER_BYTES + (i + 1) * recordBytes,
+      ),
+    ),
+  ];
   const fds: number[] = [];
   for (let i = 0; i < EPOCH_FLOOR_FILES; i++) {
     const fd = fs.openSync(path.join(floorDir, `f${i}`), 'wx+');
@@ -223,15 +242,6 @@ function epochFloor(dir: string, commits: number, mode: 'fresh' | 'prewritten'):
   }
   for (let i = 0; i < EPOCH_FLOOR_FILES; i++) fs.truncateSync(path.join(floorDir, `f${i}`), 0);
   return { writeUs: median(writeUs), syncUs: median(syncUs) };
-}
-
-/** KiB of free memory the guest has handed back to its host so far, or null (no such counter). */
-function reportedKib(): number | null {
-  try {
-    return Number(fs.readFileSync(REPORTED_KIB, 'utf8').trim());
-  } catch {
-    return null;
-  }
 }
 
 function us(v: number): string {
@@ -273,14 +283,21 @@ const { values } = parseArgs({
 });
 const seconds = Number(values.seconds);
 const runs = Number(values.runs);
-const committerCounts = values.committers.split(',').map(Number);
-if (committerCounts.some((n) => !Number.isInteger(n) || n < 1) || !(seconds > 0) || !(runs >= 1)) {
-  throw new Error('--committers takes positive integers, --seconds and --runs positive numbers');
+const committerCounts = [...new Set(values.committers.split(',').map(Number))];
+if (
+  committerCounts.some((n) => !Number.isInteger(n) || n < 1) ||
+  !(seconds > 0) ||
+  !Number.isInteger(runs) ||
+  runs < 1
+) {
+  throw new Error(
+    '--committers takes positive integers, --seconds a positive number, --runs a positive integer',
+  );
 }
 
 async function main(): Promise<void> {
   const dir = await benchDir(values.dir);
-  const reportedBefore = reportedKib();
+  const reportedBefore = pageReporting();
   const floors: { append: number[]; overwrite: number[] } = { append: [], overwrite: [] };
   const epochFloors = new Map<number, { fresh: EpochFloor[]; prewritten: EpochFloor[] }>();
   const results = new Map<number, Map<string, Breakdown[]>>();
@@ -301,8 +318,7 @@ async function main(): Promise<void> {
     floors.append.push(floor(dir, 'append'));
     floors.overwrite.push(floor(dir, 'overwrite'));
   }
-  const reportedAfter = reportedKib();
-  await fsp.rm(dir, { recursive: true, force: true });
+  const reportedAfter = pageReporting();
   process.stdout.write(
     `flush breakdown: closed-loop committers × 4 KiB (random), fsync full, earlyAck sink; medians of ${runs} runs of ${seconds} s; microseconds per epoch (flush)\n`,
   );
@@ -318,9 +334,8 @@ async function main(): Promise<void> {
     );
   }
   process.stdout.write(
-    reportedBefore === null || reportedAfter === null
-      ? '\nfree page reporting: no counter on this machine\n'
-      : `\nfree page reporting: the guest handed ${((reportedAfter - reportedBefore) / 1024).toFixed(0)} MiB of free memory back to its host during the run\n`,
+    `\nfree memory handed back to the host during the run: ${reportedBetween(reportedBefore, reportedAfter)}\n` +
+      `left the emptied run directory ${dir} (deleting its files now would make new files dearer for the next minutes)\n`,
   );
 }
 

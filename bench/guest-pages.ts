@@ -6,17 +6,18 @@
  *
  * The script measures the `writev` of `--pages` 4 KiB pages (random bytes)
  * into new empty files and into pre-written files (their pages cached), one
- * file per write, `--files` of each (200 MiB of new pages by default; none
- * is freed before the row ends, since a freed page would be handed out again
- * while the host still backs it), median microseconds per page:
+ * file per write, `--files` of each (200 MiB of new pages by default; the
+ * new files are cut only once all of them are written, since a freed page
+ * would be handed out again while the host still backs it), median
+ * microseconds per page:
  * 1. now;
  * 2. right after a child process touched `--touch-gib` GiB of memory and
  *    exited (the guest has just used those pages; the host backs them);
  * 3. `--wait` seconds later (the guest has had time to report them again).
  *
- * It prints, beside each, how much memory the guest reported to the host in
- * the meantime (`/sys/module/page_reporting/parameters/reported_kib`). Files
- * are truncated, not deleted, and the directory is deleted at the end (on
+ * It prints, beside each, how much memory the guest reported to the host
+ * since the row before, where the kernel counts it (`page-reporting.ts`).
+ * Files are truncated, not deleted, and the directory is left in place (on
  * an ext4 without a journal, deletions make file creation dearer for
  * minutes: `bench/recent-deletes.ts`).
  *
@@ -27,10 +28,10 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { type PageReporting, pageReporting, reportedBetween } from './page-reporting.js';
 import { benchDir, median } from './raw-floor.js';
 
 const PAGE_BYTES = 4096;
-const REPORTED_KIB = '/sys/module/page_reporting/parameters/reported_kib';
 
 const { values } = parseArgs({
   options: {
@@ -45,16 +46,11 @@ const pages = Number(values.pages);
 const files = Number(values.files);
 const touchGib = Number(values['touch-gib']);
 const waitSeconds = Number(values.wait);
-for (const [name, v] of Object.entries({ pages, files, touchGib, waitSeconds })) {
-  if (!Number.isFinite(v) || v < 0) throw new Error(`${name} must be a number >= 0`);
+for (const [name, v] of Object.entries({ pages, files })) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer`);
 }
-
-function reportedKib(): number | null {
-  try {
-    return Number(fs.readFileSync(REPORTED_KIB, 'utf8').trim());
-  } catch {
-    return null;
-  }
+if (!(touchGib > 0) || !(waitSeconds >= 0)) {
+  throw new Error('--touch-gib must be above 0 and --wait at least 0');
 }
 
 /** Median µs per page of one writev into each of `files` files, new or pre-written. */
@@ -88,39 +84,42 @@ function writevPerPage(dir: string, tag: string, prewritten: boolean): number {
   return median(perPage);
 }
 
-/** Touches `gib` GiB in a child process, which then exits and frees it. */
-function touchMemory(gib: number): void {
-  const script = `for (let i = 0; i < ${Math.round(gib * 4)}; i++) Buffer.allocUnsafe(256 * 1024 * 1024).fill(i + 1);`;
+/** Touches about `gib` GiB (whole 256 MiB chunks) in a child process, which then exits; GiB touched. */
+function touchMemory(gib: number): number {
+  // Kept referenced until the end, so that every chunk is a distinct set of pages.
+  const chunks = Math.max(1, Math.round(gib * 4));
+  const script = `const kept = []; for (let i = 0; i < ${chunks}; i++) kept.push(Buffer.allocUnsafe(256 * 1024 * 1024).fill(i + 1));`;
   const run = spawnSync(process.execPath, ['-e', script], { stdio: 'inherit' });
   if (run.status !== 0) throw new Error(`the memory-touching child failed (status ${run.status})`);
+  return chunks / 4;
 }
 
 async function main(): Promise<void> {
   const dir = await benchDir(values.dir);
-  const row = (label: string, since: number | null): void => {
+  // The column covers the time between the previous row and this one (the
+  // touch, the wait), read before the row's own writes.
+  const row = (label: string, since: PageReporting | null): void => {
+    const between = since === null ? 'n/a' : reportedBetween(since, pageReporting());
     const fresh = writevPerPage(dir, 'new', false);
     const cached = writevPerPage(dir, 'prewritten', true);
-    const now = reportedKib();
-    const reported =
-      since === null || now === null ? 'n/a' : `${((now - since) / 1024).toFixed(0)} MiB`;
     process.stdout.write(
-      `| ${label} | ${fresh.toFixed(2)} | ${cached.toFixed(2)} | ${reported} |\n`,
+      `| ${label} | ${fresh.toFixed(2)} | ${cached.toFixed(2)} | ${between} |\n`,
     );
   };
   process.stdout.write(
     `writev of ${pages} × 4 KiB pages, one per file, ${files} files of each kind; median µs per page\n\n` +
-      '| when | new empty file | pre-written file | memory reported to the host before this row |\n|---|--:|--:|--:|\n',
+      '| when | new empty file | pre-written file | free memory handed back to the host since the row before |\n|---|--:|--:|--:|\n',
   );
-  let mark = reportedKib();
   row('now', null);
-  mark = reportedKib();
-  touchMemory(touchGib);
-  row(`right after touching ${touchGib} GiB`, mark);
-  mark = reportedKib();
+  let mark = pageReporting();
+  const touched = touchMemory(touchGib);
+  row(`right after touching ${touched} GiB`, mark);
+  mark = pageReporting();
   await new Promise((resolve) => setTimeout(resolve, waitSeconds * 1000));
   row(`${waitSeconds} s later`, mark);
-  fs.rmSync(dir, { recursive: true, force: true });
-  if (mark === null) process.stdout.write('\nno free page reporting on this machine\n');
+  process.stdout.write(
+    `\nleft the emptied directory ${dir} (deleting its files now would make new files dearer for the next minutes)\n`,
+  );
 }
 
 await main();

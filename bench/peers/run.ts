@@ -119,11 +119,11 @@ function parseOptions(argv: string[]): Options {
                              default to results/tmp/ so the committed table stays whole)
   --no-single-worker         skip parallel-wal's 1-worker cells (run beside the ${WORKER_THREADS}-worker ones)
   --delete-cells             delete each cell's directory right after it (default: empty its
-                             files and delete the run's directory at the end; deleting
+                             files and leave the run's directory in place; deleting
                              thousands of files makes file creations for the next few
                              minutes cost 10-30x more on an ext4 without a journal)
-  --warm-memory GIB          before each cell, a child process touches GIB GiB of memory and
-                             exits (default ${WARM_MEMORY_GIB_DEFAULT}: off): on a guest that reports its free
+  --warm-memory GIB          before each cell, a child process touches GIB GiB (0..=64) of
+                             memory and exits (default ${WARM_MEMORY_GIB_DEFAULT}: off): on a guest that reports its free
                              memory to the host, a new page-cache page otherwise costs a
                              host fault; but the reporting of the freed memory then runs
                              during the cell (lib/warm-memory.ts)
@@ -452,7 +452,7 @@ async function main(): Promise<void> {
       strace,
       deleteCells: o.deleteCells,
       warmMemoryGiB: o.warmMemoryGiB,
-      removeRunDir: o.removeRunDir,
+      removeRunDir: o.deleteCells || o.removeRunDir,
       command: `npm run bench:peers${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     },
     started: started.toISOString(),

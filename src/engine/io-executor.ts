@@ -137,7 +137,7 @@ export class IoThreadExecutor implements DurableWriteExecutor {
    *   while no job is outstanding, runs synchronously on the calling thread
    *   (`writev` + `fdatasync`, blocking it for that long) instead of going to
    *   the I/O thread: a small epoch then pays no cross-thread wake-up at all
-   *   (two of them, ~45 µs each on this class of machine, per epoch). Large
+   *   (two of them, ~45–55 µs each on this class of machine, per epoch). Large
    *   epochs, and any write while one is outstanding, go to the thread, so
    *   the event loop keeps filling the next epoch while the disk works. 0:
    *   every write goes to the thread.

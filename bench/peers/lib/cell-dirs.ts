@@ -17,7 +17,7 @@
  * started right after one that deleted its directory paid 86–826 µs per new
  * file in parallel-wal's cells, median 471, against 18–454, median 24, in
  * the run before it). `--remove-run-dir` deletes it at the end, as runs did
- * until 2026-12-08. `--delete-cells` deletes each cell's directory right
+ * until 2026-12-07 23:36 UTC. `--delete-cells` deletes each cell's directory right
  * after the cell instead, as runs did before 2026-12-07.
  */
 import * as fs from 'node:fs';

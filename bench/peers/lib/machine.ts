@@ -2,6 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
+import { pageReporting } from '../../page-reporting.js';
 
 export interface MachineInfo {
   cpuModel: string;
@@ -103,13 +104,14 @@ function probeCell(dir: string): number {
 
 /** Free page reporting to the host (on, its order and total so far; or absent) and the uptime. */
 function memoryReporting(): string {
-  const base = '/sys/module/page_reporting/parameters';
-  const reported = readOr(`${base}/reported_kib`, '');
+  const reporting = pageReporting();
   const uptime = `up ${Math.round(os.uptime() / 60)} min`;
-  if (reported === '') return `free page reporting: not present; ${uptime}`;
-  const order = readOr(`${base}/page_reporting_order`, '?');
-  const gib = (Number(reported) / 2 ** 20).toFixed(1);
-  return `free page reporting to the host: on (blocks of order ${order}; ${gib} GiB reported since boot); ${uptime}`;
+  if (!reporting.present) return `free page reporting: not present; ${uptime}`;
+  const total =
+    reporting.reportedKib === null
+      ? 'the kernel keeps no count of it'
+      : `${(reporting.reportedKib / 2 ** 20).toFixed(1)} GiB reported since boot`;
+  return `free page reporting to the host: on (blocks of order ${reporting.order}; ${total}); ${uptime}`;
 }
 
 /** Reads CPU, kernel, and the filesystem and block device under `dir`. */

@@ -493,14 +493,14 @@ function markdown(data: RunData, aggs: Map<string, Aggregate>, svgName: string):
   lines.push(
     data.options.deleteCells
       ? "- Cells' directories: deleted right after each cell (`--delete-cells`)"
-      : `- Cells' directories: emptied after each cell (files truncated to 0 bytes, kept), and ${data.options.removeRunDir ? 'deleted at the end of the run (`--remove-run-dir`)' : 'left in place at the end of the run'}: ` +
+      : `- Cells' directories: emptied after each cell (files truncated to 0 bytes, kept), and ${data.options.removeRunDir === false ? 'left in place at the end of the run' : 'deleted at the end of the run'}: ` +
           'on an ext4 without a journal, files deleted in the last minutes make every new file dearer (bench/peers/lib/cell-dirs.ts)',
   );
   if (data.options.warmMemoryGiB !== undefined) {
     lines.push(
       data.options.warmMemoryGiB > 0
-        ? `- Memory warmed before each cell: a child process touched ${data.options.warmMemoryGiB} GiB and exited, so that the cell's new page-cache pages are ones the host still backs (bench/peers/lib/warm-memory.ts)`
-        : '- Memory not warmed before the cells (`--warm-memory 0`)',
+        ? `- Memory warmed before each cell (\`--warm-memory ${data.options.warmMemoryGiB}\`): a child process touched ${data.options.warmMemoryGiB} GiB and exited, meant to make the cell's new page-cache pages ones the host still backs; the guest reports the freed memory to the host while the cell runs (bench/peers/lib/warm-memory.ts)`
+        : '- Memory not warmed before the cells (the default)',
     );
   }
   const loads = data.results.map((r) => r.loadAvg1 ?? Number.NaN).filter((x) => !Number.isNaN(x));

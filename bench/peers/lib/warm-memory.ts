@@ -17,13 +17,14 @@
  * each cell: the freed pages are at the head of the free lists, and the
  * cell's new pages come from them. It is off by default, because it
  * disturbs the cells it is meant to even out: the guest reports the freed
- * gigabytes to the host a few seconds later, while the cell runs. In one
+ * gigabytes to the host a few seconds later, while the cell runs. In a
  * pair of runs (4 GiB, against none, the same systems, one run after the
  * other), lmdb, which creates no files, did 13%, 20% and 26% fewer
  * commits/s at 64 and 256 committers and with two workers when memory was
- * warmed (and 2–10% more at 1 and 16). (Files deleted at the end of the
- * first run made new files dearer in the second, so that pair says nothing
- * about parallel-wal's own cells.)
+ * warmed; in a second pair, run the other way round, 17%, 10% and 18%
+ * fewer (docs/benchmarks.md). (In both pairs the run without warming
+ * followed a mass deletion, which made new files dearer in it, so the pairs
+ * say nothing about parallel-wal's own cells.)
  */
 import { spawnSync } from 'node:child_process';
 
@@ -35,7 +36,8 @@ export function warmMemory(gib: number): number {
   if (gib <= 0) return 0;
   const started = performance.now();
   const chunks = Math.max(1, Math.round(gib * 4));
-  const script = `for (let i = 0; i < ${chunks}; i++) Buffer.allocUnsafe(256 * 1024 * 1024).fill(i + 1);`;
+  // Kept referenced until the child exits, so that every chunk is a distinct set of pages.
+  const script = `const kept = []; for (let i = 0; i < ${chunks}; i++) kept.push(Buffer.allocUnsafe(256 * 1024 * 1024).fill(i + 1));`;
   const run = spawnSync(process.execPath, ['-e', script], { stdio: 'inherit' });
   if (run.status !== 0)
     throw new Error(`warming ${gib} GiB of memory failed (status ${run.status})`);
