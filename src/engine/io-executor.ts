@@ -34,6 +34,7 @@ import {
   type WalFileSystem,
   writeAllSync,
 } from '../storage/fs.js';
+import { countWrite, InlineWriteExecutor } from './inline-executor.js';
 import {
   type DurableWriteExecutor,
   type DurableWriteExecutorStats,
@@ -47,12 +48,7 @@ import { EARLIER_WRITE_FAILED_CODE, IO_THREAD_SOURCE, IoControlWord } from './io
 import type { FileWorkJob, FileWorkReply } from './segment-file-work.js';
 
 export * from './io-executor-types.js';
-
-export { EARLIER_WRITE_FAILED_CODE };
-
-import { countWrite, InlineWriteExecutor } from './inline-executor.js';
-
-export { InlineWriteExecutor };
+export { EARLIER_WRITE_FAILED_CODE, InlineWriteExecutor };
 
 /**
  * Heap limits of the I/O thread, in MiB: it runs no application code, only a
